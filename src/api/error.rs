@@ -1,0 +1,139 @@
+//! Typed errors of the Training API client. Every error names the operation and the URL, with
+//! any key or SAS signature stripped, and carries the service's own `code` and `message`.
+
+use std::time::Duration;
+
+/// What went wrong talking to Custom Vision or to its blob storage.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// 401: the training key is wrong, or belongs to another resource.
+    #[error("{op}: the key was refused by {endpoint} (HTTP {status}: {message})")]
+    KeyRefused { op: &'static str, endpoint: String, status: u16, message: String },
+
+    /// The endpoint answered, but not as the Custom Vision Training API does.
+    #[error("{op}: {endpoint} does not speak the Custom Vision Training API ({detail}; url {url})")]
+    NotCustomVision { op: &'static str, endpoint: String, url: String, detail: String },
+
+    /// The service answered with an error body.
+    #[error("{op} failed: HTTP {status} {code}: {message} (url {url})")]
+    Service {
+        op: &'static str,
+        status: u16,
+        code: String,
+        message: String,
+        url: String,
+        /// How long the service asked us to wait (from `Retry-After` or the message).
+        retry_after: Option<Duration>,
+    },
+
+    /// A blob or artifact download was refused because its link expired or its signature is
+    /// no longer valid (403 `AuthenticationFailed`, or `se` in the past).
+    #[error("{op}: the download link expired or was refused (HTTP {status}; url {url})")]
+    LinkExpired { op: &'static str, status: u16, url: String },
+
+    /// The request never got an answer: connection refused or reset, DNS, TLS, timeout.
+    #[error("{op}: no answer from {url}: {detail}")]
+    Transport { op: &'static str, url: String, detail: String, timeout: bool },
+
+    /// The answer's body ended early, ran long, or failed its Content-MD5.
+    #[error("{op}: damaged body from {url}: {detail}")]
+    Integrity { op: &'static str, url: String, detail: String },
+
+    /// The answer was larger than anything the service really sends.
+    #[error("{op}: the answer from {url} is larger than {limit} bytes; refusing to read it")]
+    TooLarge { op: &'static str, url: String, limit: u64 },
+
+    /// A 2xx answer whose body does not match the API's schema.
+    #[error("{op}: the answer from {url} is not what the API describes: {detail}")]
+    Decode { op: &'static str, url: String, detail: String },
+
+    /// The request could not even be formed (a bad endpoint, say).
+    #[error("{op}: {detail}")]
+    Request { op: &'static str, detail: String },
+}
+
+/// The kinds of transient failure that are retried, for counting them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryKind {
+    /// 429 Too Many Requests.
+    Throttled,
+    /// 500, 502, 503, 504.
+    ServerError,
+    /// Connection refused, reset or closed mid-answer.
+    Connection,
+    /// No answer in time.
+    Timeout,
+    /// A body shorter or longer than announced, or a Content-MD5 mismatch.
+    Damaged,
+    /// A download link that expired and was refreshed.
+    ExpiredLink,
+}
+
+impl RetryKind {
+    /// All kinds, in display order.
+    pub const ALL: [RetryKind; 6] = [
+        RetryKind::Throttled,
+        RetryKind::ServerError,
+        RetryKind::Connection,
+        RetryKind::Timeout,
+        RetryKind::Damaged,
+        RetryKind::ExpiredLink,
+    ];
+
+    /// A short name for summaries.
+    pub fn name(self) -> &'static str {
+        match self {
+            RetryKind::Throttled => "throttled (429)",
+            RetryKind::ServerError => "server error (5xx)",
+            RetryKind::Connection => "connection",
+            RetryKind::Timeout => "timeout",
+            RetryKind::Damaged => "damaged body",
+            RetryKind::ExpiredLink => "expired link",
+        }
+    }
+}
+
+impl Error {
+    /// The HTTP status, when there was an answer.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::KeyRefused { status, .. } | Error::Service { status, .. } | Error::LinkExpired { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The service's error code, when it sent one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Error::Service { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    /// Whether the thing asked for does not exist (404, or a `NotFound…` code).
+    pub fn is_not_found(&self) -> bool {
+        self.status() == Some(404) || self.code().is_some_and(|c| c.starts_with("NotFound"))
+    }
+
+    /// If this failure is transient, the kind of retry it calls for.
+    pub fn retry_kind(&self) -> Option<RetryKind> {
+        match self {
+            Error::Service { status: 429, .. } => Some(RetryKind::Throttled),
+            Error::Service { status: 500 | 502 | 503 | 504, .. } => Some(RetryKind::ServerError),
+            Error::Transport { timeout: true, .. } => Some(RetryKind::Timeout),
+            Error::Transport { .. } => Some(RetryKind::Connection),
+            Error::Integrity { .. } => Some(RetryKind::Damaged),
+            Error::LinkExpired { .. } => Some(RetryKind::ExpiredLink),
+            _ => None,
+        }
+    }
+
+    /// The wait the service asked for, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Service { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! The command line: clap commands (one file each), progress drawing, and the one place that
+//! turns results into exit codes.
+//!
+//! Exit codes, for every command: 0 done; 1 done with findings or missing items (listed);
+//! 2 error or refusal, with nothing written at the final path.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod emulator;
+mod export;
+mod inspect;
+mod verify;
+
+/// The outcome of a command, mapped to the process exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Everything done (exit 0).
+    Done,
+    /// Done, but with findings or missing items (exit 1).
+    Findings,
+    /// Error or refusal (exit 2).
+    Error,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> ExitCode {
+        match e {
+            Exit::Done => ExitCode::from(0),
+            Exit::Findings => ExitCode::from(1),
+            Exit::Error => ExitCode::from(2),
+        }
+    }
+}
+
+/// cvarchive: complete, verifiable backups of Azure Custom Vision accounts.
+#[derive(Debug, Parser)]
+#[command(name = "cvarchive", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Export a whole Custom Vision account (or some projects) into one BagIt zip.
+    Export(export::ExportArgs),
+    /// Prove an archive is complete and untouched, naming every problem.
+    Verify(verify::VerifyArgs),
+    /// Summarise an archive from its metadata.
+    Inspect(inspect::InspectArgs),
+    /// Run a local Custom Vision Training service for tests and demos.
+    Emulator(emulator::EmulatorArgs),
+}
+
+/// Parses the command line, runs the command and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cvarchive: cannot start the async runtime: {e}");
+            return Exit::Error.into();
+        }
+    };
+    let result = runtime.block_on(run(cli));
+    match result {
+        Ok(exit) => exit.into(),
+        Err(err) => {
+            if is_broken_pipe(&err) {
+                return Exit::Done.into();
+            }
+            eprintln!("cvarchive: {err:#}");
+            Exit::Error.into()
+        }
+    }
+}
+
+/// Runs one parsed command.
+pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
+    match cli.command {
+        Command::Export(args) => export::run(args).await,
+        Command::Verify(args) => verify::run(args).await,
+        Command::Inspect(args) => inspect::run(args).await,
+        Command::Emulator(args) => emulator::run(args).await,
+    }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe))
+}

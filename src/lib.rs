@@ -1,0 +1,29 @@
+//! cvarchive: complete, verifiable backups of Azure Custom Vision accounts.
+//!
+//! # Layout
+//!
+//! Data flows one way: [`api`] -> [`export`] -> [`archive`]; [`verify`] reads archives; `cli`
+//! (in the binary's reach only through [`cli::run`]) is the only edge that parses arguments,
+//! draws progress and chooses exit codes.
+//!
+//! - [`api`]: typed Training API v3.3 client: wire types shared with the emulator, auth, typed
+//!   errors with secrets stripped, paging as a `Stream`, blob and artifact downloads.
+//! - [`emulator`]: a local Custom Vision Training service on a real socket: account state,
+//!   routes, signed expiring blob URLs, generated accounts, fault injection, a request record.
+//! - [`export`]: the pipeline: list every category -> download images (bounded) -> hash -> hand
+//!   to the single archive writer.
+//! - [`archive`]: the BagIt-in-a-zip format: path layout, the writer (hash while writing,
+//!   manifests last) and the reader.
+//! - [`verify`]: an archive -> a [`verify::Report`] of every finding.
+//! - [`progress`]: the progress trait the library reports through, drawn by the CLI.
+//! - [`secret`]: the training key type that never prints, and URL redaction.
+//! - [`cli`]: clap commands, one file each.
+
+pub mod api;
+pub mod archive;
+pub mod cli;
+pub mod emulator;
+pub mod export;
+pub mod progress;
+pub mod secret;
+pub mod verify;

@@ -1,0 +1,40 @@
+//! Progress: what the library reports while it works. The CLI draws it (bars on a terminal,
+//! plain lines in a pipe, JSON lines with `--json`); tests pass [`NoProgress`].
+
+use serde::Serialize;
+
+/// One thing that happened. Every string in an event is already free of secrets.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// Listing began; `projects` is how many projects will be exported.
+    Started { projects: usize },
+    /// A project's metadata is being read.
+    ProjectStarted { project_id: String, name: String },
+    /// More images were found by the listing (running total for the whole export).
+    ImagesFound { total: u64 },
+    /// An image (or other blob) was written to the archive.
+    BlobArchived { bytes: u64 },
+    /// A request will be tried again.
+    Retry { kind: String, wait_ms: u64 },
+    /// Something worth telling the user that does not stop the work.
+    Warning { message: String },
+    /// A project is done.
+    ProjectFinished { project_id: String, images: u64 },
+    /// Verification progress: bytes checked so far.
+    Verified { bytes: u64 },
+}
+
+/// Receives progress events. Implementations must be cheap: events come from hot paths.
+pub trait Progress: Send + Sync {
+    /// Called for every event, from any task.
+    fn event(&self, event: Event);
+}
+
+/// Progress that goes nowhere, for tests and library callers that do not care.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn event(&self, _event: Event) {}
+}
