@@ -599,6 +599,7 @@ impl Client {
             }
             return Error::NotCustomVision {
                 op,
+                endpoint,
                 url: url.to_owned(),
                 detail: format!("it answered HTTP {} with {}", status.as_u16(), describe_body(headers, body)),
             };
