@@ -1,0 +1,374 @@
+//! One project's export: its metadata, iterations, images and stored predictions, in that
+//! order. Listing runs ahead in its own task; downloads run `concurrency` at a time; everything
+//! goes to the single archive sink.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use futures::{StreamExt, TryStreamExt};
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::download::{fetch_image, Failure};
+use super::record::{ArchivedCounts, ImageCounts, Missing, ProjectRecord};
+use super::sink::{Item, Sink};
+use super::spool::Spool;
+use super::{Error, ExportOptions};
+use crate::api::model::{Image, Iteration, PredictionQueryToken, Project, StoredImagePrediction};
+use crate::api::{self, paging, Client, ImageQuery, OrderBy, MAX_TAKE};
+use crate::archive::layout;
+use crate::progress::{Event, Progress};
+
+/// Images the listing may run ahead of the downloads.
+const LISTING_AHEAD: usize = 1024;
+
+/// What one project's export needs from the whole export.
+pub struct Ctx<'a> {
+    pub client: &'a Client,
+    pub opts: &'a ExportOptions,
+    pub progress: &'a dyn Progress,
+    pub cancel: &'a CancellationToken,
+    /// Where spool files go (beside the archive, so they share its disk).
+    pub spool_dir: &'a Path,
+}
+
+/// A listed image and where it stands in the listing.
+struct Listed {
+    seq: u64,
+    image: Image,
+    tagged: bool,
+}
+
+/// Exports one project into the sink and returns its record for `account.json`.
+pub async fn export_project(ctx: &Ctx<'_>, sink: &mut Sink, project: Project) -> Result<ProjectRecord, Error> {
+    let client = ctx.client;
+    let pid = project.id;
+    ctx.progress.event(Event::ProjectStarted { project_id: pid.to_string(), name: project.name.clone() });
+    let mut record = ProjectRecord {
+        id: pid,
+        name: project.name.clone(),
+        domain_type: None,
+        reported: ImageCounts::default(),
+        reported_after: ImageCounts::default(),
+        archived: ArchivedCounts::default(),
+        notes: Vec::new(),
+        missing: Vec::new(),
+    };
+
+    let stored_project = Project { thumbnail_uri: None, ..project.clone() };
+    send_json(sink, layout::project_json(pid), &stored_project).await?;
+
+    record.reported = counts(client, pid).await?;
+
+    let tags = client.get_tags(pid, None).await?;
+    record.archived.tags = tags.len() as u64;
+    send_json(sink, layout::tags_json(pid), &tags).await?;
+
+    let iterations = client.get_iterations(pid).await?;
+    record.archived.iterations = iterations.len() as u64;
+    send_json(sink, layout::iterations_json(pid), &iterations).await?;
+    for iteration in &iterations {
+        check(ctx.cancel)?;
+        export_iteration(ctx, sink, pid, iteration, &mut record).await?;
+    }
+
+    export_images(ctx, sink, pid, &mut record).await?;
+    record.reported_after = counts(client, pid).await?;
+    reconcile(&mut record);
+
+    if ctx.opts.predictions {
+        export_predictions(ctx, sink, pid, &mut record).await?;
+    }
+    ctx.progress.event(Event::ProjectFinished { project_id: pid.to_string(), images: record.archived.tagged + record.archived.untagged });
+    Ok(record)
+}
+
+async fn counts(client: &Client, pid: Uuid) -> Result<ImageCounts, Error> {
+    Ok(ImageCounts { tagged: client.get_tagged_image_count(pid).await?, untagged: client.get_untagged_image_count(pid).await? })
+}
+
+/// Performance, image performances and model exports of one iteration. Untrained iterations
+/// have no performance; a failure on one iteration is recorded, not fatal.
+async fn export_iteration(ctx: &Ctx<'_>, sink: &mut Sink, pid: Uuid, iteration: &Iteration, record: &mut ProjectRecord) -> Result<(), Error> {
+    let client = ctx.client;
+    let it = iteration.id;
+    let mut missing = |kind: &str, e: &api::Error| record.missing.push(Missing { kind: kind.into(), project: pid, id: it, reason: e.to_string() });
+    if iteration.is_trained() {
+        match client.get_iteration_performance(pid, it, None, None).await {
+            Ok(perf) => send_json(sink, layout::performance_json(pid, it), &perf).await?,
+            Err(e) if is_project_gone(&e) => return Err(e.into()),
+            Err(e) => missing("performance", &e),
+        }
+        let pages = paging::offset_pages(MAX_TAKE, |skip, take| {
+            let q = ImageQuery { order_by: OrderBy::Oldest, take, skip, ..Default::default() };
+            async move { client.get_image_performances(pid, it, &q).await }
+        });
+        let mut spool = Spool::new_in(ctx.spool_dir).map_err(Error::Spool)?;
+        let mut seq = 0u64;
+        let listed: Result<(), api::Error> = async {
+            futures::pin_mut!(pages);
+            while let Some(page) = pages.try_next().await? {
+                for p in page {
+                    let line = serde_json::to_vec(&p.without_uris()).expect("wire types serialise");
+                    spool.push(seq, &line).map_err(|e| api::Error::Request { op: "Spool", detail: e.to_string() })?;
+                    seq += 1;
+                }
+            }
+            Ok(())
+        }
+        .await;
+        match listed {
+            Ok(()) => send_spool(sink, layout::image_performances_jsonl(pid, it), spool).await?,
+            Err(e) if is_project_gone(&e) => return Err(e.into()),
+            Err(e) => missing("image-performances", &e),
+        }
+    }
+    let exports = match client.get_exports(pid, it).await {
+        Ok(exports) => exports,
+        Err(e) if is_project_gone(&e) => return Err(e.into()),
+        Err(e) => {
+            missing("exports", &e);
+            return Ok(());
+        }
+    };
+    let mut lines = Vec::with_capacity(exports.len());
+    for export in &exports {
+        let mut value = serde_json::to_value(crate::api::model::Export { download_uri: None, ..export.clone() }).expect("serialise");
+        if ctx.opts.include_models && export.is_done() {
+            let uri = export.download_uri.as_deref().unwrap_or_default();
+            match client.download(pid, uri, ctx.opts.max_model_bytes).await {
+                Ok(blob) => {
+                    let platform = export.platform.as_deref().unwrap_or("model");
+                    let path = layout::model_file(pid, it, platform, export.flavor.as_deref(), layout::sniff_extension(&blob.bytes));
+                    annotate(&mut value, &path, &blob.sha256, blob.bytes.len() as u64);
+                    record.archived.model_exports += 1;
+                    record.archived.model_bytes += blob.bytes.len() as u64;
+                    ctx.progress.event(Event::BlobArchived { bytes: blob.bytes.len() as u64 });
+                    sink.send(Item::Stored { path, bytes: blob.bytes, sha256: blob.sha256 }).await?;
+                }
+                Err(e) => record.missing.push(Missing { kind: "model".into(), project: pid, id: it, reason: e.to_string() }),
+            }
+        }
+        lines.push(value);
+    }
+    send_json(sink, layout::exports_json(pid, it), &lines).await
+}
+
+/// Lists tagged then untagged images (oldest first, so that pages stay stable while images are
+/// added), downloads them `concurrency` at a time, and writes `images.jsonl` in listing order.
+async fn export_images(ctx: &Ctx<'_>, sink: &mut Sink, pid: Uuid, record: &mut ProjectRecord) -> Result<(), Error> {
+    let (tx, rx) = mpsc::channel::<Result<Listed, api::Error>>(LISTING_AHEAD);
+    let lister = tokio::spawn(list_images(ctx.client.clone(), pid, tx, ctx.cancel.clone()));
+    let client = ctx.client;
+    let max = ctx.opts.max_image_bytes;
+    let downloads = tokio_stream_from(rx)
+        .map(|listed| async move {
+            let listed = listed?;
+            let uri = listed.image.original_image_uri.clone();
+            let result = fetch_image(client, pid, listed.image.id, uri.as_deref(), max).await;
+            Ok::<_, api::Error>((listed, result))
+        })
+        .buffer_unordered(ctx.opts.concurrency.max(1));
+    futures::pin_mut!(downloads);
+    let mut spool = Spool::new_in(ctx.spool_dir).map_err(Error::Spool)?;
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = ctx.cancel.cancelled() => {
+                lister.abort();
+                return Err(Error::Interrupted);
+            }
+            next = downloads.next() => next,
+        };
+        let Some(result) = next else { break };
+        let (listed, fetched) = result?;
+        match fetched {
+            Ok(blob) => {
+                let path = layout::image_file(pid, listed.image.id, layout::sniff_extension(&blob.bytes));
+                let size = blob.bytes.len() as u64;
+                let mut value = serde_json::to_value(listed.image.without_uris()).expect("wire types serialise");
+                annotate(&mut value, &path, &blob.sha256, size);
+                value["taggingStatus"] = Value::from(if listed.tagged { "Tagged" } else { "Untagged" });
+                spool.push(listed.seq, &serde_json::to_vec(&value).expect("serialise")).map_err(Error::Spool)?;
+                if listed.tagged {
+                    record.archived.tagged += 1;
+                } else {
+                    record.archived.untagged += 1;
+                }
+                record.archived.image_bytes += size;
+                sink.send(Item::Stored { path, bytes: blob.bytes, sha256: blob.sha256 }).await?;
+                ctx.progress.event(Event::BlobArchived { bytes: size });
+            }
+            Err(Failure::Gone) => record.notes.push(format!("image {} was deleted during the export", listed.image.id)),
+            Err(failure) => {
+                let reason = failure.reason();
+                ctx.progress.event(Event::Warning { message: format!("image {} of project {pid} not archived: {reason}", listed.image.id) });
+                record.missing.push(Missing { kind: "image".into(), project: pid, id: listed.image.id, reason });
+            }
+        }
+    }
+    match lister.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(e.into()),
+        Err(e) => return Err(Error::Internal(format!("the image listing task failed: {e}"))),
+    }
+    send_spool(sink, layout::images_jsonl(pid), spool).await
+}
+
+/// The listing task: every page of tagged then untagged images, de-duplicated by id.
+async fn list_images(client: Client, pid: Uuid, tx: mpsc::Sender<Result<Listed, api::Error>>, cancel: CancellationToken) -> Result<(), api::Error> {
+    let mut seen = HashSet::new();
+    let mut seq = 0u64;
+    for tagged in [true, false] {
+        let client = &client;
+        let pages = paging::offset_pages(MAX_TAKE, |skip, take| {
+            let q = ImageQuery { order_by: OrderBy::Oldest, take, skip, ..Default::default() };
+            async move {
+                if tagged {
+                    client.get_tagged_images(pid, &q).await
+                } else {
+                    client.get_untagged_images(pid, &q).await
+                }
+            }
+        });
+        futures::pin_mut!(pages);
+        loop {
+            if cancel.is_cancelled() {
+                return Ok(());
+            }
+            let page = match pages.try_next().await {
+                Ok(Some(page)) => page,
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return Ok(());
+                }
+            };
+            for image in page {
+                if !seen.insert(image.id) {
+                    continue;
+                }
+                let listed = Listed { seq, image, tagged };
+                seq += 1;
+                if tx.send(Ok(listed)).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Stored predictions (following the continuation token) and their images.
+async fn export_predictions(ctx: &Ctx<'_>, sink: &mut Sink, pid: Uuid, record: &mut ProjectRecord) -> Result<(), Error> {
+    let client = ctx.client;
+    let first = PredictionQueryToken { order_by: Some("Oldest".into()), max_count: Some(i64::from(MAX_TAKE)), ..Default::default() };
+    let pages = paging::continuation_pages(first, |token| async move { client.query_predictions(pid, &token).await });
+    let mut seen = HashSet::new();
+    let mut seq = 0u64;
+    let listed = pages
+        .map_ok(|page| futures::stream::iter(page.results.into_iter().map(Ok)))
+        .try_flatten()
+        .try_filter(move |p: &StoredImagePrediction| futures::future::ready(seen.insert(p.id)))
+        .map_ok(move |p| {
+            seq += 1;
+            (seq, p)
+        });
+    let max = ctx.opts.max_image_bytes;
+    let downloads = listed
+        .map_ok(|(seq, p)| async move {
+            let result = match p.original_image_uri.as_deref() {
+                Some(uri) => client.download(pid, uri, max).await.map_err(Failure::Failed),
+                None => Err(Failure::NoLink),
+            };
+            Ok((seq, p, result))
+        })
+        .try_buffer_unordered(ctx.opts.concurrency.max(1));
+    futures::pin_mut!(downloads);
+    let mut spool = Spool::new_in(ctx.spool_dir).map_err(Error::Spool)?;
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = ctx.cancel.cancelled() => return Err(Error::Interrupted),
+            next = downloads.try_next() => next?,
+        };
+        let Some((seq, prediction, fetched)) = next else { break };
+        let mut value = serde_json::to_value(prediction.without_uris()).expect("wire types serialise");
+        match fetched {
+            Ok(blob) => {
+                let path = layout::prediction_file(pid, prediction.id, layout::sniff_extension(&blob.bytes));
+                let size = blob.bytes.len() as u64;
+                annotate(&mut value, &path, &blob.sha256, size);
+                record.archived.predictions += 1;
+                record.archived.prediction_bytes += size;
+                sink.send(Item::Stored { path, bytes: blob.bytes, sha256: blob.sha256 }).await?;
+                ctx.progress.event(Event::BlobArchived { bytes: size });
+            }
+            Err(failure) => {
+                record.missing.push(Missing { kind: "prediction".into(), project: pid, id: prediction.id, reason: failure.reason() });
+                continue;
+            }
+        }
+        spool.push(seq, &serde_json::to_vec(&value).expect("serialise")).map_err(Error::Spool)?;
+    }
+    send_spool(sink, layout::predictions_jsonl(pid), spool).await
+}
+
+/// Notes why the counts the service reported differ from what was archived.
+fn reconcile(record: &mut ProjectRecord) {
+    let archived = ImageCounts { tagged: record.archived.tagged, untagged: record.archived.untagged };
+    let (before, after) = (record.reported, record.reported_after);
+    let missing_images = record.missing.iter().filter(|m| m.kind == "image").count() as u64;
+    for (what, b, a, got) in [("tagged", before.tagged, after.tagged, archived.tagged), ("untagged", before.untagged, after.untagged, archived.untagged)] {
+        if b == got && a == got {
+            continue;
+        }
+        let cause = if a > b {
+            format!("{} {what} images were added during the export", a - b)
+        } else if a < b {
+            format!("{} {what} images were deleted or re-tagged during the export", b - a)
+        } else if missing_images > 0 {
+            format!("{missing_images} images could not be archived (see missing)")
+        } else {
+            "cause unknown".to_owned()
+        };
+        record.notes.push(format!("{what}: the service reported {b} at the start and {a} at the end; the archive holds {got} ({cause})"));
+    }
+}
+
+fn annotate(value: &mut Value, path: &str, sha256: &[u8; 32], size: u64) {
+    if let Value::Object(map) = value {
+        map.insert("file".into(), Value::from(path));
+        map.insert("sha256".into(), Value::from(hex::encode(sha256)));
+        map.insert("size".into(), Value::from(size));
+    }
+}
+
+async fn send_json<T: Serialize>(sink: &mut Sink, path: String, value: &T) -> Result<(), Error> {
+    let bytes = serde_json::to_vec_pretty(value).expect("wire types serialise");
+    sink.send(Item::Deflated { path, bytes }).await.map_err(Error::from)
+}
+
+async fn send_spool(sink: &mut Sink, path: String, spool: Spool) -> Result<(), Error> {
+    let reader = spool.into_reader().map_err(Error::Spool)?;
+    sink.send(Item::DeflatedReader { path, reader: Box::new(reader) }).await.map_err(Error::from)
+}
+
+fn is_project_gone(e: &api::Error) -> bool {
+    e.code() == Some("NotFoundProject")
+}
+
+fn check(cancel: &CancellationToken) -> Result<(), Error> {
+    if cancel.is_cancelled() {
+        Err(Error::Interrupted)
+    } else {
+        Ok(())
+    }
+}
+
+fn tokio_stream_from<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> impl futures::Stream<Item = T> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}

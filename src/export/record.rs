@@ -1,0 +1,116 @@
+//! `account.json`: what an export read, what it archived, and what it could not.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The top of `data/account.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountRecord {
+    /// `cvarchive/1`.
+    pub format: String,
+    /// The tool that wrote the archive.
+    pub tool: ToolRecord,
+    /// Where the data came from; never a key.
+    pub source: SourceRecord,
+    /// When the export started (RFC 3339, UTC).
+    pub started: String,
+    /// When it finished.
+    pub finished: String,
+    /// Whether everything that was listed was archived.
+    pub complete: bool,
+    /// What the export was asked to include.
+    pub options: OptionsRecord,
+    /// One entry per project.
+    pub projects: Vec<ProjectRecord>,
+    /// Account-level items that could not be archived.
+    pub missing: Vec<Missing>,
+}
+
+/// The tool's name and version.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolRecord {
+    pub name: String,
+    pub version: String,
+}
+
+/// The service the archive was taken from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceRecord {
+    /// The endpoint's host (and port), which names the Custom Vision resource.
+    pub endpoint_host: String,
+    /// The API version used.
+    pub api_version: String,
+}
+
+/// What the export included.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OptionsRecord {
+    /// Only these projects, or all of them when `None`.
+    pub projects: Option<Vec<Uuid>>,
+    /// Whether stored predictions were exported.
+    pub predictions: bool,
+    /// Whether finished model exports were downloaded.
+    pub include_models: bool,
+}
+
+/// One project's counts: what the service reported and what the archive holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectRecord {
+    pub id: Uuid,
+    pub name: String,
+    /// Classification or ObjectDetection, when the project's domain says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domain_type: Option<String>,
+    /// GetTaggedImageCount and GetUntaggedImageCount at the start of the project's export.
+    pub reported: ImageCounts,
+    /// The same counts read again after its images were listed.
+    pub reported_after: ImageCounts,
+    /// What the archive holds.
+    pub archived: ArchivedCounts,
+    /// Differences between reported and archived, with their causes when known.
+    pub notes: Vec<String>,
+    /// Items listed but not archived.
+    pub missing: Vec<Missing>,
+}
+
+/// Tagged and untagged image counts.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageCounts {
+    pub tagged: u64,
+    pub untagged: u64,
+}
+
+/// What the archive holds of one project.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchivedCounts {
+    pub tagged: u64,
+    pub untagged: u64,
+    pub tags: u64,
+    pub iterations: u64,
+    pub predictions: u64,
+    pub model_exports: u64,
+    pub image_bytes: u64,
+    pub prediction_bytes: u64,
+    pub model_bytes: u64,
+}
+
+/// Something that was listed but is not in the archive.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Missing {
+    /// `image`, `prediction`, `model`, `performance`, `image-performances`, `exports`.
+    pub kind: String,
+    /// The project it belongs to.
+    pub project: Uuid,
+    /// The item's id (the iteration's, for iteration-level items).
+    pub id: Uuid,
+    /// Why, with secrets stripped.
+    pub reason: String,
+}
