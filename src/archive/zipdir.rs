@@ -1,0 +1,343 @@
+//! The zip directory of an untrusted file, read by hand: the end records (ZIP64 too), the central
+//! directory with every entry as it is (duplicates and hostile names kept, for verify to report),
+//! and, when the end of the file is gone, a recovery scan of local headers from the start.
+//! Nothing here allocates by a size the file declares, beyond fixed caps.
+
+use std::fs::File;
+
+/// The most entries we hold; a bag with more is refused as a whole.
+pub const MAX_ENTRIES: u64 = 5_000_000;
+
+const EOCD_SIG: u32 = 0x0605_4b50;
+const ZIP64_LOCATOR_SIG: u32 = 0x0706_4b50;
+const ZIP64_EOCD_SIG: u32 = 0x0606_4b50;
+const CENTRAL_SIG: u32 = 0x0201_4b50;
+const LOCAL_SIG: u32 = 0x0403_4b50;
+/// Size of the fixed part of a local header.
+pub const LOCAL_HEADER_LEN: u64 = 30;
+const CENTRAL_HEADER_LEN: usize = 46;
+const EOCD_LEN: usize = 22;
+const CD_READ_CHUNK: usize = 1 << 20;
+
+/// How an entry's bytes are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// Method 0.
+    Stored,
+    /// Method 8.
+    Deflated,
+    /// Any other method (we cannot read it).
+    Other(u16),
+}
+
+impl Compression {
+    fn from_method(m: u16) -> Compression {
+        match m {
+            0 => Compression::Stored,
+            8 => Compression::Deflated,
+            m => Compression::Other(m),
+        }
+    }
+}
+
+/// One entry as the directory (or the recovery scan) declares it. Nothing here is trusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Position in the directory, from 0.
+    pub index: usize,
+    /// The name, UTF-8 (invalid bytes replaced).
+    pub name: String,
+    /// The name's raw bytes, to compare with the local header.
+    pub raw_name: Vec<u8>,
+    /// Compression method.
+    pub compression: Compression,
+    /// General-purpose flags (bit 0: encrypted, bit 3: data descriptor).
+    pub flags: u16,
+    /// Declared CRC-32 of the uncompressed bytes.
+    pub crc32: u32,
+    /// Declared compressed size.
+    pub compressed_size: u64,
+    /// Declared uncompressed size.
+    pub size: u64,
+    /// Offset of the local header.
+    pub header_offset: u64,
+}
+
+impl Entry {
+    /// Whether the name denotes a directory.
+    pub fn is_dir(&self) -> bool {
+        self.name.ends_with('/')
+    }
+}
+
+/// The directory of a zip file.
+#[derive(Debug, Default)]
+pub struct Directory {
+    /// Every entry, in directory order.
+    pub entries: Vec<Entry>,
+    /// Set when the central directory could not be used and entries were recovered by scanning
+    /// local headers: what was wrong.
+    pub recovered: Option<String>,
+}
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// Reads exactly `buf.len()` bytes at `offset`.
+pub fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+    }
+    #[cfg(windows)]
+    {
+        let mut done = 0;
+        while done < buf.len() {
+            let n = std::os::windows::fs::FileExt::seek_read(file, &mut buf[done..], offset + done as u64)?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+/// Reads some bytes at `offset`, returning how many.
+pub fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::read_at(file, buf, offset)
+    }
+    #[cfg(windows)]
+    {
+        std::os::windows::fs::FileExt::seek_read(file, buf, offset)
+    }
+}
+
+/// Reads the directory of `file` (of length `len`). `Err` means nothing zip-like was found.
+pub fn read_directory(file: &File, len: u64) -> Result<Directory, String> {
+    match read_central(file, len) {
+        Ok(entries) => Ok(Directory { entries, recovered: None }),
+        Err(why) => {
+            let (entries, stop) = scan_local_headers(file, len).map_err(|e| format!("{why}; {e}"))?;
+            if entries.is_empty() {
+                return Err(why);
+            }
+            let mut recovered = why;
+            if let Some(stop) = stop {
+                recovered.push_str("; ");
+                recovered.push_str(&stop);
+            }
+            Ok(Directory { entries, recovered: Some(recovered) })
+        }
+    }
+}
+
+fn read_central(file: &File, len: u64) -> Result<Vec<Entry>, String> {
+    let tail_len = len.min((EOCD_LEN + 0xFFFF) as u64) as usize;
+    if tail_len < EOCD_LEN {
+        return Err(format!("file is {len} bytes, too short for a zip end record"));
+    }
+    let tail_start = len - tail_len as u64;
+    let mut tail = vec![0u8; tail_len];
+    read_exact_at(file, &mut tail, tail_start).map_err(|e| format!("reading the end of the file: {e}"))?;
+    // The end record whose comment reaches exactly the end of the file, else the last one found.
+    let mut found = None;
+    for p in (0..=tail_len - EOCD_LEN).rev() {
+        if u32_at(&tail, p) == EOCD_SIG {
+            let fits = p + EOCD_LEN + u16_at(&tail, p + 20) as usize == tail_len;
+            if fits {
+                found = Some(p);
+                break;
+            }
+            found.get_or_insert(p);
+        }
+    }
+    let p = found.ok_or("no end-of-central-directory record (truncated or not a zip)")?;
+    let eocd_pos = tail_start + p as u64;
+    let e = &tail[p..];
+    let mut total = u16_at(e, 10) as u64;
+    let mut cd_size = u32_at(e, 12) as u64;
+    let mut cd_offset = u32_at(e, 16) as u64;
+    let mut cd_end_limit = eocd_pos;
+    if total == 0xFFFF || cd_size == 0xFFFF_FFFF || cd_offset == 0xFFFF_FFFF {
+        if eocd_pos < 20 {
+            return Err("ZIP64 end record expected but the file is too short".into());
+        }
+        let mut loc = [0u8; 20];
+        read_exact_at(file, &mut loc, eocd_pos - 20).map_err(|e| format!("reading the ZIP64 locator: {e}"))?;
+        if u32_at(&loc, 0) != ZIP64_LOCATOR_SIG {
+            return Err("ZIP64 end-record locator missing".into());
+        }
+        let z_off = u64_at(&loc, 8);
+        if z_off.checked_add(56).is_none_or(|end| end > eocd_pos - 20) {
+            return Err(format!("ZIP64 end record offset {z_off} out of range"));
+        }
+        let mut z = [0u8; 56];
+        read_exact_at(file, &mut z, z_off).map_err(|e| format!("reading the ZIP64 end record: {e}"))?;
+        if u32_at(&z, 0) != ZIP64_EOCD_SIG {
+            return Err("ZIP64 end record signature missing".into());
+        }
+        total = u64_at(&z, 32);
+        cd_size = u64_at(&z, 40);
+        cd_offset = u64_at(&z, 48);
+        cd_end_limit = z_off;
+    }
+    if cd_offset.checked_add(cd_size).is_none_or(|end| end > cd_end_limit) {
+        return Err(format!("central directory ({cd_size} bytes at {cd_offset}) lies outside the file"));
+    }
+    if total > MAX_ENTRIES {
+        return Err(format!("{total} entries declared, more than the {MAX_ENTRIES} we handle"));
+    }
+    if total.saturating_mul(CENTRAL_HEADER_LEN as u64) > cd_size {
+        return Err(format!("{total} entries cannot fit in a {cd_size}-byte central directory"));
+    }
+    let mut entries = Vec::with_capacity(total as usize);
+    let mut chunk = Vec::new();
+    let mut pos = cd_offset;
+    let cd_end = cd_offset + cd_size;
+    let mut at = 0usize;
+    while (entries.len() as u64) < total {
+        // Keep at least one full header (fixed part + three u16-sized fields) in the window.
+        if chunk.len() - at < CENTRAL_HEADER_LEN + 3 * 0xFFFF && pos < cd_end {
+            chunk.drain(..at);
+            at = 0;
+            let n = ((cd_end - pos) as usize).min(CD_READ_CHUNK);
+            let old = chunk.len();
+            chunk.resize(old + n, 0);
+            read_exact_at(file, &mut chunk[old..], pos).map_err(|e| format!("reading the central directory: {e}"))?;
+            pos += n as u64;
+        }
+        let h = &chunk[at..];
+        if h.len() < CENTRAL_HEADER_LEN || u32_at(h, 0) != CENTRAL_SIG {
+            return Err(format!("central directory entry {} is malformed", entries.len()));
+        }
+        let (nlen, xlen, clen) = (u16_at(h, 28) as usize, u16_at(h, 30) as usize, u16_at(h, 32) as usize);
+        let rec_len = CENTRAL_HEADER_LEN + nlen + xlen + clen;
+        if h.len() < rec_len {
+            return Err(format!("central directory entry {} runs past the directory", entries.len()));
+        }
+        let raw_name = h[CENTRAL_HEADER_LEN..CENTRAL_HEADER_LEN + nlen].to_vec();
+        let extra = &h[CENTRAL_HEADER_LEN + nlen..CENTRAL_HEADER_LEN + nlen + xlen];
+        let mut size = u32_at(h, 24) as u64;
+        let mut compressed_size = u32_at(h, 20) as u64;
+        let mut header_offset = u32_at(h, 42) as u64;
+        apply_zip64_extra(extra, &mut size, &mut compressed_size, Some(&mut header_offset));
+        entries.push(Entry {
+            index: entries.len(),
+            name: String::from_utf8_lossy(&raw_name).into_owned(),
+            raw_name,
+            compression: Compression::from_method(u16_at(h, 10)),
+            flags: u16_at(h, 8),
+            crc32: u32_at(h, 16),
+            compressed_size,
+            size,
+            header_offset,
+        });
+        at += rec_len;
+    }
+    Ok(entries)
+}
+
+/// Replaces 32-bit fields that are all ones with their ZIP64 extra-field values, in the
+/// order the spec gives (uncompressed, compressed, offset).
+fn apply_zip64_extra(mut extra: &[u8], size: &mut u64, csize: &mut u64, offset: Option<&mut u64>) {
+    while extra.len() >= 4 {
+        let (id, len) = (u16_at(extra, 0), u16_at(extra, 2) as usize);
+        let body = &extra[4..(4 + len).min(extra.len())];
+        if id == 0x0001 {
+            let mut at = 0;
+            let mut take = |field: &mut u64| {
+                if *field == 0xFFFF_FFFF && body.len() >= at + 8 {
+                    *field = u64_at(body, at);
+                    at += 8;
+                }
+            };
+            take(size);
+            take(csize);
+            if let Some(offset) = offset {
+                take(offset);
+            }
+            return;
+        }
+        extra = &extra[(4 + len).min(extra.len())..];
+    }
+}
+
+/// Parses the local header at `offset`: returns (its entry fields, data offset).
+pub fn read_local_header(file: &File, offset: u64, len: u64) -> Result<(Entry, u64), String> {
+    if offset.checked_add(LOCAL_HEADER_LEN).is_none_or(|end| end > len) {
+        return Err(format!("local header at {offset} lies past the end of the file"));
+    }
+    let mut h = [0u8; LOCAL_HEADER_LEN as usize];
+    read_exact_at(file, &mut h, offset).map_err(|e| e.to_string())?;
+    if u32_at(&h, 0) != LOCAL_SIG {
+        return Err(format!("no local header signature at {offset}"));
+    }
+    let (nlen, xlen) = (u16_at(&h, 26) as usize, u16_at(&h, 28) as usize);
+    let data_offset = offset + LOCAL_HEADER_LEN + (nlen + xlen) as u64;
+    if data_offset > len {
+        return Err(format!("local header at {offset} runs past the end of the file"));
+    }
+    let mut var = vec![0u8; nlen + xlen];
+    read_exact_at(file, &mut var, offset + LOCAL_HEADER_LEN).map_err(|e| e.to_string())?;
+    let raw_name = var[..nlen].to_vec();
+    let mut size = u32_at(&h, 22) as u64;
+    let mut compressed_size = u32_at(&h, 18) as u64;
+    apply_zip64_extra(&var[nlen..], &mut size, &mut compressed_size, None);
+    let entry = Entry {
+        index: 0,
+        name: String::from_utf8_lossy(&raw_name).into_owned(),
+        raw_name,
+        compression: Compression::from_method(u16_at(&h, 8)),
+        flags: u16_at(&h, 6),
+        crc32: u32_at(&h, 14),
+        compressed_size,
+        size,
+        header_offset: offset,
+    };
+    Ok((entry, data_offset))
+}
+
+/// Walks local headers from the start of the file, as far as they are whole. Returns the entries
+/// and, if the walk stopped early, why.
+fn scan_local_headers(file: &File, len: u64) -> Result<(Vec<Entry>, Option<String>), String> {
+    let mut entries = Vec::new();
+    let mut offset = 0u64;
+    loop {
+        if offset + 4 > len {
+            return Ok((entries, None));
+        }
+        let mut sig = [0u8; 4];
+        read_exact_at(file, &mut sig, offset).map_err(|e| e.to_string())?;
+        if u32::from_le_bytes(sig) != LOCAL_SIG {
+            let stop = (u32::from_le_bytes(sig) != CENTRAL_SIG).then(|| format!("no entry header at offset {offset}"));
+            return Ok((entries, stop));
+        }
+        let (mut entry, data_offset) = match read_local_header(file, offset, len) {
+            Ok(x) => x,
+            Err(e) => return Ok((entries, Some(format!("entry at offset {offset} is cut off: {e}")))),
+        };
+        if entry.flags & 0x8 != 0 && entry.compressed_size == 0 {
+            return Ok((entries, Some(format!("entry {} has no sizes in its local header; scan stopped", entry.name))));
+        }
+        let end = data_offset.saturating_add(entry.compressed_size);
+        if end > len {
+            return Ok((entries, Some(format!("entry {} is cut off", entry.name))));
+        }
+        if entries.len() as u64 >= MAX_ENTRIES {
+            return Err(format!("more than {MAX_ENTRIES} entries"));
+        }
+        entry.index = entries.len();
+        entries.push(entry);
+        offset = end;
+    }
+}
