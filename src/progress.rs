@@ -11,7 +11,7 @@ pub enum Event {
     Started { projects: usize },
     /// A project's metadata is being read.
     ProjectStarted { project_id: String, name: String },
-    /// More images were found by the listing (running total for the whole export).
+    /// The service reports this many images in the project being exported.
     ImagesFound { total: u64 },
     /// An image (or other blob) was written to the archive.
     BlobArchived { bytes: u64 },

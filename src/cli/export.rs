@@ -1,14 +1,137 @@
-//! `cvarchive export`.
+//! `cvarchive export`: a whole account, or some projects, into one verifiable BagIt zip.
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
 use clap::Args;
+use uuid::Uuid;
 
+use super::common;
+use super::progress::{human_bytes, Drawer, Mode};
 use super::Exit;
+use crate::api::{Client, ClientOptions, RetryHook};
+use crate::export::{export, ExportOptions, ExportSummary};
+use crate::progress::{Event, Progress};
 
 /// Arguments of `cvarchive export`.
 #[derive(Debug, Args)]
-pub struct ExportArgs {}
+pub struct ExportArgs {
+    /// The training resource's endpoint, e.g. https://NAME.cognitiveservices.azure.com
+    /// (default: $VISION_TRAINING_ENDPOINT). The key comes from $VISION_TRAINING_KEY or --key-file.
+    #[arg(long, value_name = "URL")]
+    endpoint: Option<String>,
+    /// Read the training key from this file instead of $VISION_TRAINING_KEY.
+    #[arg(long, value_name = "PATH")]
+    key_file: Option<PathBuf>,
+    /// The archive to write (a .zip).
+    #[arg(long, short, value_name = "PATH")]
+    out: PathBuf,
+    /// Export only this project (repeatable); default: every project.
+    #[arg(long = "project", value_name = "ID")]
+    projects: Vec<Uuid>,
+    /// Image downloads in flight at once.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=512))]
+    concurrency: u16,
+    /// API calls per second (the S0 tier allows 10).
+    #[arg(long, default_value_t = 10.0, value_name = "RPS")]
+    api_rate: f64,
+    /// Also download every finished model export.
+    #[arg(long)]
+    include_models: bool,
+    /// Leave stored predictions out.
+    #[arg(long)]
+    no_predictions: bool,
+    /// JSON lines on stdout: one event per line, then a summary object.
+    #[arg(long)]
+    json: bool,
+    /// No progress display (warnings and the summary only).
+    #[arg(long)]
+    no_progress: bool,
+    /// Replace an existing archive at --out.
+    #[arg(long)]
+    force: bool,
+    /// Export the bundled demo account from an emulator started in-process.
+    #[arg(long, conflicts_with_all = ["endpoint", "key_file"])]
+    demo: bool,
+}
 
 /// Runs `cvarchive export`.
-pub async fn run(_args: ExportArgs) -> anyhow::Result<Exit> {
-    anyhow::bail!("`export` is not built yet")
+pub async fn run(args: ExportArgs) -> anyhow::Result<Exit> {
+    let mode = Mode::choose(args.json, args.no_progress);
+    let drawer = Arc::new(Drawer::new(mode));
+    let retry_drawer = drawer.clone();
+    let hook = RetryHook(Arc::new(move |kind, wait| {
+        retry_drawer.event(Event::Retry { kind: kind.name().to_owned(), wait_ms: wait.as_millis() as u64 })
+    }));
+
+    // The demo's emulator lives until the export is done.
+    let (_demo, mut client_opts) = if args.demo {
+        let emu = crate::emulator::start("127.0.0.1:0".parse()?, crate::emulator::EmulatorOptions::default())
+            .await
+            .context("cannot start the demo emulator")?;
+        let mut o = ClientOptions::new(emu.endpoint(), crate::secret::TrainingKey::new(emu.key()));
+        o.api_rate = None;
+        if mode != Mode::Json {
+            eprintln!("cvarchive: demo: exporting the bundled account from an emulator at {}", emu.endpoint());
+        }
+        (Some(emu), o)
+    } else {
+        let key = common::load_key(args.key_file.as_deref())?;
+        (None, ClientOptions::new(common::endpoint(args.endpoint.clone())?, key))
+    };
+    if !args.demo {
+        client_opts.api_rate = Some(args.api_rate).filter(|r| *r > 0.0);
+    }
+    client_opts.on_retry = Some(hook);
+    let client = Client::new(client_opts)?;
+
+    let opts = ExportOptions {
+        projects: args.projects.clone(),
+        concurrency: usize::from(args.concurrency),
+        include_models: args.include_models,
+        predictions: !args.no_predictions,
+        force: args.force,
+        ..ExportOptions::new(&args.out)
+    };
+    let cancel = common::cancel_on_signals();
+    let result = export(&client, &opts, drawer.as_ref(), &cancel).await;
+    drawer.finish();
+    let summary = result?;
+    print_summary(&summary, mode)?;
+    Ok(if summary.complete { Exit::Done } else { Exit::Findings })
+}
+
+fn print_summary(s: &ExportSummary, mode: Mode) -> anyhow::Result<()> {
+    if mode == Mode::Json {
+        let mut value = serde_json::to_value(s)?;
+        value["event"] = "summary".into();
+        println!("{value}");
+        return Ok(());
+    }
+    println!(
+        "exported {} project(s): {} images ({}), {} stored predictions, {} model exports in {:.1} s",
+        s.projects,
+        s.images,
+        human_bytes(s.image_bytes),
+        s.predictions,
+        s.models,
+        s.seconds
+    );
+    println!("archive: {} ({})", s.path.display(), human_bytes(s.archive_bytes));
+    println!("sha256:  {}", s.sha256);
+    if !s.retries.is_empty() {
+        let parts: Vec<String> = s.retries.iter().map(|(k, n)| format!("{} {n}", k.name())).collect();
+        println!("retries: {}", parts.join(", "));
+    }
+    for note in &s.notes {
+        println!("note: {note}");
+    }
+    if !s.missing.is_empty() {
+        println!("MISSING: {} item(s) could not be archived (also listed in account.json):", s.missing.len());
+        for m in &s.missing {
+            println!("  {} {} (project {}): {}", m.kind, m.id, m.project, m.reason);
+        }
+    }
+    Ok(())
 }

@@ -8,9 +8,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod common;
 mod emulator;
 mod export;
 mod inspect;
+mod progress;
 mod verify;
 
 /// The outcome of a command, mapped to the process exit code.

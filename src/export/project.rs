@@ -62,6 +62,7 @@ pub async fn export_project(ctx: &Ctx<'_>, sink: &mut Sink, project: Project) ->
     send_json(sink, layout::project_json(pid), &stored_project).await?;
 
     record.reported = counts(client, pid).await?;
+    ctx.progress.event(Event::ImagesFound { total: record.reported.tagged + record.reported.untagged });
 
     let tags = client.get_tags(pid, None).await?;
     record.archived.tags = tags.len() as u64;
@@ -270,7 +271,7 @@ async fn export_predictions(ctx: &Ctx<'_>, sink: &mut Sink, pid: Uuid, record: &
     let mut seen = HashSet::new();
     let mut seq = 0u64;
     let listed = pages
-        .map_ok(|page| futures::stream::iter(page.results.into_iter().map(Ok)))
+        .map_ok(|page| futures::stream::iter(page.results.into_iter().map(Ok::<_, api::Error>)))
         .try_flatten()
         .try_filter(move |p: &StoredImagePrediction| futures::future::ready(seen.insert(p.id)))
         .map_ok(move |p| {

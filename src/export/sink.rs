@@ -42,7 +42,8 @@ impl Sink {
     /// Starts the writer thread on `file`; `capacity` items may wait in the queue. `path` is the
     /// name errors give for the archive.
     pub fn start(file: File, bag_name: &str, capacity: usize, path: PathBuf) -> Result<Sink, SinkError> {
-        let mut writer = BagWriter::new(file, bag_name).map_err(|source| SinkError { path: path.clone(), source })?;
+        let mut writer =
+            BagWriter::new(file, bag_name).map_err(|source| SinkError { path: path.clone(), source })?.with_display_path(&path);
         let (tx, mut rx) = mpsc::channel::<Item>(capacity.max(1));
         let thread = std::thread::Builder::new()
             .name("archive-writer".into())
@@ -56,7 +57,7 @@ impl Sink {
                 }
                 Ok(writer)
             })
-            .map_err(|e| SinkError { path: path.clone(), source: crate::archive::Error::from(e) })?;
+            .map_err(|e| SinkError { path: path.clone(), source: io_error(&path, e) })?;
         Ok(Sink { tx: Some(tx), thread: Some(thread), path })
     }
 
@@ -67,7 +68,7 @@ impl Sink {
         if tx.send(item).await.is_err() {
             return Err(self.join().await.err().unwrap_or_else(|| SinkError {
                 path: self.path.clone(),
-                source: crate::archive::Error::from(std::io::Error::other("the archive writer stopped")),
+                source: io_error(&self.path, std::io::Error::other("the archive writer stopped")),
             }));
         }
         Ok(())
@@ -79,7 +80,7 @@ impl Sink {
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || writer.finish(&info))
             .await
-            .map_err(|e| SinkError { path: path.clone(), source: crate::archive::Error::from(std::io::Error::other(e.to_string())) })?
+            .map_err(|e| SinkError { path: path.clone(), source: io_error(&path, std::io::Error::other(e.to_string())) })?
             .map_err(|source| SinkError { path, source })
     }
 
@@ -90,7 +91,7 @@ impl Sink {
         let joined = tokio::task::spawn_blocking(move || thread.join()).await;
         match joined {
             Ok(Ok(result)) => result.map_err(|source| SinkError { path, source }),
-            _ => Err(SinkError { path, source: crate::archive::Error::from(std::io::Error::other("the archive writer panicked")) }),
+            _ => Err(SinkError { source: io_error(&path, std::io::Error::other("the archive writer panicked")), path }),
         }
     }
 }
@@ -100,4 +101,8 @@ impl Drop for Sink {
         // Closing the channel ends the thread; the caller removes the unfinished file.
         self.tx = None;
     }
+}
+
+fn io_error(path: &std::path::Path, source: std::io::Error) -> crate::archive::Error {
+    crate::archive::Error::Io { path: path.to_path_buf(), source }
 }

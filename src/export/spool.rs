@@ -31,16 +31,6 @@ impl Spool {
         Ok(())
     }
 
-    /// How many lines it holds.
-    pub fn len(&self) -> usize {
-        self.index.len()
-    }
-
-    /// Whether it holds no line.
-    pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
-    }
-
     /// A reader of every line, in sequence order.
     pub fn into_reader(self) -> io::Result<SpoolReader> {
         let file = self.out.into_inner().map_err(|e| e.into_error())?;
@@ -100,7 +90,6 @@ mod tests {
         for seq in [3u64, 0, 2, 1, 5, 4] {
             s.push(seq, format!("line {seq}").as_bytes()).unwrap();
         }
-        assert_eq!(s.len(), 6);
         let mut text = String::new();
         s.into_reader().unwrap().read_to_string(&mut text).unwrap();
         assert_eq!(text, "line 0\nline 1\nline 2\nline 3\nline 4\nline 5\n");

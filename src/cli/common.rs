@@ -1,0 +1,78 @@
+//! What several commands share: the training key and the endpoint, Ctrl-C handling.
+
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use tokio_util::sync::CancellationToken;
+
+use crate::secret::TrainingKey;
+
+/// The environment variable holding the training key (the name Microsoft's quickstarts use).
+pub const KEY_ENV: &str = "VISION_TRAINING_KEY";
+/// The environment variable holding the endpoint.
+pub const ENDPOINT_ENV: &str = "VISION_TRAINING_ENDPOINT";
+
+/// The training key, from `--key-file` or the environment; never from the command line.
+pub fn load_key(key_file: Option<&Path>) -> anyhow::Result<TrainingKey> {
+    if let Some(path) = key_file {
+        warn_if_readable_by_others(path);
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the key file {}", path.display()))?;
+        let key = TrainingKey::new(text);
+        if key.is_empty() {
+            bail!("the key file {} is empty", path.display());
+        }
+        return Ok(key);
+    }
+    match std::env::var(KEY_ENV) {
+        Ok(k) if !k.trim().is_empty() => Ok(TrainingKey::new(k)),
+        _ => bail!("no training key: set {KEY_ENV} or pass --key-file PATH (the key is never taken on the command line)"),
+    }
+}
+
+/// The endpoint from the flag or the environment.
+pub fn endpoint(flag: Option<String>) -> anyhow::Result<String> {
+    match flag.or_else(|| std::env::var(ENDPOINT_ENV).ok()).filter(|e| !e.trim().is_empty()) {
+        Some(e) => Ok(e),
+        None => bail!("no endpoint: pass --endpoint URL or set {ENDPOINT_ENV} (e.g. https://NAME.cognitiveservices.azure.com)"),
+    }
+}
+
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.permissions().mode() & 0o077 != 0 {
+            eprintln!("cvarchive: warning: the key file {} can be read by other users; `chmod 600` it", path.display());
+        }
+    }
+}
+
+/// A token cancelled on the first Ctrl-C or SIGTERM. A second Ctrl-C exits at once.
+pub fn cancel_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        #[cfg(unix)]
+        let terminate = async {
+            match term.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate => {}
+        }
+        eprintln!("cvarchive: stopping (press Ctrl-C again to quit at once)");
+        t.cancel();
+        if tokio::signal::ctrl_c().await.is_ok() {
+            std::process::exit(130);
+        }
+    });
+    token
+}

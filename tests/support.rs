@@ -1,0 +1,96 @@
+//! Shared helpers of the integration tests: an emulator on a real socket, a client for it, the
+//! CLI binary, and reading archives back.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use cvarchive::api::{Client, ClientOptions};
+use cvarchive::emulator::{self, AccountSpec, Emulator, EmulatorOptions};
+use cvarchive::secret::TrainingKey;
+
+/// An emulator on 127.0.0.1, port 0, holding `account`.
+pub async fn emulator_with(account: AccountSpec) -> Emulator {
+    let opts = EmulatorOptions { account, ..EmulatorOptions::default() };
+    emulator::start("127.0.0.1:0".parse().unwrap(), opts).await.expect("emulator starts")
+}
+
+/// An emulator holding the bundled fixture account.
+pub async fn fixture_emulator() -> Emulator {
+    emulator_with(AccountSpec::Fixture).await
+}
+
+/// An emulator holding a generated account (`projects=..,images=..,seed=..`).
+pub async fn generated_emulator(spec: &str) -> Emulator {
+    emulator_with(AccountSpec::Generated(spec.parse().expect("a generate spec"))).await
+}
+
+/// A client of `emu` with no pacing and quick retries.
+pub fn client_for(emu: &Emulator) -> Client {
+    let mut o = ClientOptions::new(emu.endpoint(), TrainingKey::new(emu.key()));
+    o.api_rate = None;
+    o.retry.base_delay = std::time::Duration::from_millis(20);
+    o.retry.max_delay = std::time::Duration::from_millis(500);
+    Client::new(o).expect("client")
+}
+
+/// The `cvarchive` binary, run with `args` and `env`, without the caller's key variables.
+pub fn cvarchive(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cvarchive"));
+    cmd.args(args).env_remove("VISION_TRAINING_KEY").env_remove("VISION_TRAINING_ENDPOINT");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("the binary runs")
+}
+
+/// Every entry of a zip, by name, decompressed.
+pub fn zip_entries(path: &Path) -> BTreeMap<String, Vec<u8>> {
+    let file = std::fs::File::open(path).expect("archive opens");
+    let mut zip = zip::ZipArchive::new(file).expect("a zip");
+    let mut out = BTreeMap::new();
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i).unwrap();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        out.insert(entry.name().to_owned(), bytes);
+    }
+    out
+}
+
+/// The entries under the bag's `data/`, keyed by their path below it.
+pub fn payload(path: &Path) -> BTreeMap<String, Vec<u8>> {
+    zip_entries(path)
+        .into_iter()
+        .filter_map(|(name, bytes)| {
+            let (_, rest) = name.split_once('/')?;
+            rest.strip_prefix("data/").map(|p| (p.to_owned(), bytes))
+        })
+        .collect()
+}
+
+/// The lines of a JSONL payload file, parsed.
+pub fn jsonl(payload: &BTreeMap<String, Vec<u8>>, path: &str) -> Vec<serde_json::Value> {
+    let bytes = payload.get(path).unwrap_or_else(|| panic!("{path} is in the archive"));
+    std::str::from_utf8(bytes).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// A JSON payload file, parsed.
+pub fn json(payload: &BTreeMap<String, Vec<u8>>, path: &str) -> serde_json::Value {
+    serde_json::from_slice(payload.get(path).unwrap_or_else(|| panic!("{path} is in the archive"))).unwrap()
+}
+
+/// A fresh temporary directory and a path for an archive in it.
+pub fn temp_archive(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    (dir, path)
+}
+
+/// Whether `haystack` contains `needle`.
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
