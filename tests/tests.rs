@@ -1,1 +1,3 @@
+//! The single integration-test binary (ripgrep style: `autotests = false`).
 
+mod spec_examples;
