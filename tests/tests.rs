@@ -1,2 +1,3 @@
 mod support;
 mod export;
+mod spec_examples;

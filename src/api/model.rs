@@ -398,6 +398,27 @@ impl Export {
     }
 }
 
+/// What ExportProject answers (`ProjectExport`): counts and an opaque import token, in practice a
+/// read-only SAS URL that anyone holding it can import from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectExport {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iteration_count: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_count: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag_count: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region_count: Option<i64>,
+    #[serde(default, rename = "estimatedImportTimeInMS", skip_serializing_if = "Option::is_none")]
+    pub estimated_import_time_in_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
 /// A stored prediction: an image sent to the prediction endpoint, and what it predicted
 /// (`StoredImagePrediction`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -1,0 +1,156 @@
+//! Injected failures and limits: a token-bucket rate limit answered with 429, a seeded share of
+//! 503s, blob bodies cut mid-way, and latency.
+
+use std::time::Duration;
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use std::time::Instant;
+
+/// What can go wrong, on purpose. The default is nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaultConfig {
+    /// API requests per second; beyond it the answer is 429 with a retry hint.
+    pub rate_limit: Option<f64>,
+    /// Whether a 429 carries a `Retry-After` header (otherwise the hint is only in the message,
+    /// "Please retry after N second(s)").
+    pub retry_after_header: bool,
+    /// Share (0..=1) of API and blob answers that are 503.
+    pub error_rate: f64,
+    /// Share (0..=1) of blob bodies cut mid-way: the connection drops after part of the body
+    /// that `Content-Length` announced.
+    pub reset_rate: f64,
+    /// Delay before every API answer.
+    pub api_latency: Duration,
+    /// Delay before every blob answer.
+    pub blob_latency: Duration,
+    /// Seed of the fault dice, so a run can be repeated.
+    pub seed: u64,
+}
+
+impl Default for FaultConfig {
+    fn default() -> FaultConfig {
+        FaultConfig {
+            rate_limit: None,
+            retry_after_header: true,
+            error_rate: 0.0,
+            reset_rate: 0.0,
+            api_latency: Duration::ZERO,
+            blob_latency: Duration::ZERO,
+            seed: 0,
+        }
+    }
+}
+
+/// A failure chosen for an API request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ApiFault {
+    /// 429, retry after this many seconds.
+    RateLimited { retry_after_secs: u64 },
+    /// 503.
+    Unavailable,
+}
+
+/// A failure chosen for a blob request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BlobFault {
+    /// Answer normally.
+    None,
+    /// 503 (Azure Storage's ServerBusy).
+    Unavailable,
+    /// Send part of the body, then drop the connection.
+    Reset,
+}
+
+/// The live fault state: the configuration, its dice and the rate-limit bucket.
+#[derive(Debug)]
+pub(crate) struct Faults {
+    config: FaultConfig,
+    rng: SmallRng,
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl Faults {
+    /// Fresh state for a configuration: a full bucket, dice seeded from `config.seed`.
+    pub fn new(config: FaultConfig) -> Faults {
+        let tokens = config.rate_limit.map_or(0.0, |r| r.max(1.0));
+        Faults { rng: SmallRng::seed_from_u64(config.seed), tokens, refilled: Instant::now(), config }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &FaultConfig {
+        &self.config
+    }
+
+    /// Rolls the dice for one API request.
+    pub fn api(&mut self) -> Option<ApiFault> {
+        self.api_at(Instant::now())
+    }
+
+    fn api_at(&mut self, now: Instant) -> Option<ApiFault> {
+        if let Some(rate) = self.config.rate_limit.filter(|r| *r > 0.0) {
+            let capacity = rate.max(1.0);
+            self.tokens = (self.tokens + now.duration_since(self.refilled).as_secs_f64() * rate).min(capacity);
+            self.refilled = now;
+            if self.tokens >= 1.0 {
+                self.tokens -= 1.0;
+            } else {
+                let wait = ((1.0 - self.tokens) / rate).ceil().max(1.0);
+                return Some(ApiFault::RateLimited { retry_after_secs: wait as u64 });
+            }
+        }
+        if self.roll(self.config.error_rate) {
+            return Some(ApiFault::Unavailable);
+        }
+        None
+    }
+
+    /// Rolls the dice for one blob request.
+    pub fn blob(&mut self) -> BlobFault {
+        if self.roll(self.config.error_rate) {
+            BlobFault::Unavailable
+        } else if self.roll(self.config.reset_rate) {
+            BlobFault::Reset
+        } else {
+            BlobFault::None
+        }
+    }
+
+    fn roll(&mut self, share: f64) -> bool {
+        share > 0.0 && self.rng.random::<f64>() < share
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bucket_refills_at_the_rate() {
+        let mut f = Faults::new(FaultConfig { rate_limit: Some(2.0), ..FaultConfig::default() });
+        let t0 = f.refilled;
+        assert_eq!(f.api_at(t0), None);
+        assert_eq!(f.api_at(t0), None);
+        assert_eq!(f.api_at(t0), Some(ApiFault::RateLimited { retry_after_secs: 1 }));
+        assert_eq!(f.api_at(t0 + Duration::from_millis(600)), None);
+        assert!(f.api_at(t0 + Duration::from_millis(600)).is_some());
+        let mut slow = Faults::new(FaultConfig { rate_limit: Some(0.25), ..FaultConfig::default() });
+        let t0 = slow.refilled;
+        assert_eq!(slow.api_at(t0), None);
+        assert_eq!(slow.api_at(t0), Some(ApiFault::RateLimited { retry_after_secs: 4 }));
+    }
+
+    #[test]
+    fn dice_are_seeded_and_shares_hold() {
+        let config = FaultConfig { error_rate: 0.3, seed: 7, ..FaultConfig::default() };
+        let run = || {
+            let mut f = Faults::new(config.clone());
+            (0..1000).map(|_| f.api().is_some()).collect::<Vec<_>>()
+        };
+        let a = run();
+        assert_eq!(a, run());
+        let failures = a.iter().filter(|x| **x).count();
+        assert!((200..400).contains(&failures), "{failures}");
+    }
+}

@@ -1,0 +1,280 @@
+//! The HTTP edge: [`app`], the shared [`AppState`], routing by path shape, authentication,
+//! faults, response headers and the request record. The operations themselves are in `ops`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode, Uri};
+use axum::Router;
+use chrono::Utc;
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::blob::{self, Signer};
+use super::faults::{ApiFault, BlobFault, Faults};
+use super::ops::{self, Op};
+use super::record::{RecordedRequest, Recorder};
+use super::render::Links;
+use super::state::{Account, ApiError, Content, Resolved};
+use super::{fixture, generate, AccountSpec, EmulatorOptions, Error, FaultConfig};
+use crate::api::model::CustomVisionError;
+
+/// The path prefixes served, one per API version the SDKs speak.
+const PREFIXES: &[&str] = &["/customvision/v3.3/training", "/customvision/v3.4-preview/training"];
+
+const MESSAGE_401: &str = "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource.";
+
+/// The emulator's shared state: the account, the key, the signer, faults and the record.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    key: String,
+    endpoint: String,
+    sas_ttl: Duration,
+    signer: Signer,
+    account: Mutex<Account>,
+    faults: Mutex<Faults>,
+    recorder: Recorder,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").field("endpoint", &self.inner.endpoint).finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// State for an emulator reachable at `endpoint` (used in links when a request has no
+    /// `Host` header).
+    pub fn new(opts: &EmulatorOptions, endpoint: impl Into<String>) -> Result<AppState, Error> {
+        let account = match &opts.account {
+            AccountSpec::Fixture => fixture::account().map_err(Error::Fixture)?,
+            AccountSpec::Generated(spec) => generate::account(spec),
+            AccountSpec::Empty => Account { projects: Vec::new(), content: super::state::ContentParams { seed: 0, image_bytes: super::DEFAULT_IMAGE_BYTES } },
+        };
+        Ok(AppState {
+            inner: Arc::new(Inner {
+                key: opts.key.clone(),
+                endpoint: endpoint.into(),
+                sas_ttl: opts.sas_ttl,
+                signer: Signer::new(),
+                account: Mutex::new(account),
+                faults: Mutex::new(Faults::new(opts.faults.clone())),
+                recorder: Recorder::default(),
+            }),
+        })
+    }
+
+    /// The Training-Key accepted.
+    pub fn key(&self) -> &str {
+        &self.inner.key
+    }
+
+    pub(crate) fn set_faults(&self, faults: FaultConfig) {
+        *self.inner.faults.lock().unwrap_or_else(|e| e.into_inner()) = Faults::new(faults);
+    }
+
+    fn fault_config(&self) -> FaultConfig {
+        self.inner.faults.lock().unwrap_or_else(|e| e.into_inner()).config().clone()
+    }
+
+    pub(crate) fn recorder(&self) -> &Recorder {
+        &self.inner.recorder
+    }
+
+    /// Runs `f` on the account under its lock.
+    pub(crate) fn with_account<T>(&self, f: impl FnOnce(&Account) -> T) -> T {
+        f(&self.inner.account.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Runs `f` on the account under its lock, for changing it.
+    pub(crate) fn with_account_mut<T>(&self, f: impl FnOnce(&mut Account) -> T) -> T {
+        f(&mut self.inner.account.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The bytes of an image (or of its thumbnail).
+    pub(crate) fn content_bytes(&self, content: Content, thumbnail: bool) -> Bytes {
+        match content {
+            Content::Fixture(index) => Bytes::from_static(fixture::file_bytes(index)),
+            Content::Generated { key, jpeg } => {
+                let params = self.with_account(|a| a.content);
+                generate::image(params.seed, key, params.image_bytes, jpeg, thumbnail)
+            }
+        }
+    }
+
+    /// The bytes a blob path names, if any.
+    pub(crate) fn resolve_bytes(&self, path: &str) -> Option<Bytes> {
+        match self.with_account(|a| a.resolve(path))? {
+            Resolved::Image { content, thumbnail } => Some(self.content_bytes(content, thumbnail)),
+            Resolved::Bytes(bytes) => Some(bytes),
+        }
+    }
+
+    /// Links for an answer to a request with these headers.
+    pub(crate) fn links(&self, headers: &HeaderMap) -> Links<'_> {
+        let base = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| !h.is_empty() && !h.contains(['/', ' ']))
+            .map_or_else(|| self.inner.endpoint.clone(), |h| format!("http://{h}"));
+        let ttl = chrono::Duration::from_std(self.inner.sas_ttl).unwrap_or(chrono::Duration::days(1));
+        Links { base, signer: &self.inner.signer, expiry: Utc::now() + ttl }
+    }
+}
+
+/// The emulator as a router: every path goes through one handler that routes by shape, so
+/// unknown paths, bad keys and faults are answered the way the real service answers them.
+pub fn app(state: AppState) -> Router {
+    Router::new().fallback(handle).with_state(state)
+}
+
+async fn handle(State(state): State<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response<Body> {
+    let request_id = Uuid::new_v4().to_string();
+    let had_training_key = headers.contains_key("training-key");
+    let (operation, mutating, response) = match uri.path().strip_prefix("/blob/") {
+        Some(path) => ("Blob", false, serve_blob(&state, &method, path, uri.query(), &request_id).await),
+        None => serve_api(&state, &method, &uri, &headers, body, &request_id).await,
+    };
+    let status = response.status().as_u16();
+    let path = crate::secret::redact_url(&uri.path_and_query().map_or_else(|| uri.path().to_owned(), |p| p.to_string()));
+    tracing::debug!(%method, %path, operation, status, "emulator request");
+    state.recorder().push(RecordedRequest {
+        method: method.to_string(),
+        path,
+        operation: operation.to_owned(),
+        status,
+        mutating: mutating && response.status().is_success(),
+        had_training_key,
+    });
+    response
+}
+
+async fn serve_api(state: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap, body: Bytes, request_id: &str) -> (&'static str, bool, Response<Body>) {
+    let route = PREFIXES.iter().find_map(|p| uri.path().strip_prefix(p)).and_then(|rest| Op::route(method, rest));
+    let Some(op) = route else {
+        return ("NotFound", false, apim_error(StatusCode::NOT_FOUND, "Resource not found", request_id));
+    };
+    let (name, mutating) = (op.name(), op.mutating());
+    let key_ok = headers.get("training-key").and_then(|k| k.to_str().ok()).is_some_and(|k| k == state.key());
+    if !key_ok {
+        return (name, mutating, apim_error(StatusCode::UNAUTHORIZED, MESSAGE_401, request_id));
+    }
+    let config = state.fault_config();
+    if !config.api_latency.is_zero() {
+        tokio::time::sleep(config.api_latency).await;
+    }
+    let fault = state.inner.faults.lock().unwrap_or_else(|e| e.into_inner()).api();
+    match fault {
+        Some(ApiFault::RateLimited { retry_after_secs }) => {
+            let message = format!(
+                "Requests to the {name} Operation under Custom_Vision_Training_3.3 have exceeded rate limit of your current Custom_Vision.Training S0 pricing tier. Please retry after {retry_after_secs} second{}. Please contact Azure support service if you would like to further increase the default rate limit.",
+                if retry_after_secs == 1 { "" } else { "s" }
+            );
+            let mut response = apim_error(StatusCode::TOO_MANY_REQUESTS, &message, request_id);
+            if config.retry_after_header {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            }
+            return (name, mutating, response);
+        }
+        Some(ApiFault::Unavailable) => {
+            return (name, mutating, apim_error(StatusCode::SERVICE_UNAVAILABLE, "The service is temporarily unavailable. Please retry later.", request_id));
+        }
+        None => {}
+    }
+    let query = ops::Query::parse(uri.query());
+    let response = match ops::run(state, op, &query, headers, &body).await {
+        Ok(reply) => reply.into_response(request_id),
+        Err(e) => api_error(&e, request_id),
+    };
+    (name, mutating, response)
+}
+
+/// An answer of an operation that succeeded.
+pub(crate) enum Reply {
+    /// 200 with a JSON body.
+    Json(Vec<u8>),
+    /// 200 with raw bytes (GetArtifact).
+    Octets(Bytes),
+    /// A status with an empty body (204, 202).
+    Empty(StatusCode),
+}
+
+impl Reply {
+    /// 200 with `value` as JSON.
+    pub fn json<T: Serialize>(value: &T) -> Reply {
+        Reply::Json(serde_json::to_vec(value).expect("wire types serialise"))
+    }
+
+    fn into_response(self, request_id: &str) -> Response<Body> {
+        let builder = api_headers(Response::builder(), request_id);
+        let response = match self {
+            Reply::Json(body) => builder.status(StatusCode::OK).header(header::CONTENT_TYPE, "application/json; charset=utf-8").body(Body::from(body)),
+            Reply::Octets(bytes) => builder.status(StatusCode::OK).header(header::CONTENT_TYPE, "application/octet-stream").body(Body::from(bytes)),
+            Reply::Empty(status) => builder.status(status).header(header::CONTENT_LENGTH, 0).body(Body::empty()),
+        };
+        response.expect("static headers are valid")
+    }
+}
+
+fn api_headers(builder: axum::http::response::Builder, request_id: &str) -> axum::http::response::Builder {
+    builder
+        .header("Request-Id", request_id)
+        .header("apim-request-id", request_id)
+        .header(header::STRICT_TRANSPORT_SECURITY, "max-age=31536000; includeSubDomains; preload")
+        .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>, request_id: &str) -> Response<Body> {
+    api_headers(Response::builder().status(status), request_id)
+        .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
+        .body(Body::from(body))
+        .expect("static headers are valid")
+}
+
+/// The API-management layer's error shape (401, 404 of unknown paths, 429, 503).
+fn apim_error(status: StatusCode, message: &str, request_id: &str) -> Response<Body> {
+    let body = serde_json::json!({"error": {"code": status.as_u16().to_string(), "message": message}});
+    json_response(status, body.to_string().into_bytes(), request_id)
+}
+
+/// The service's own error shape, `CustomVisionError`.
+fn api_error(e: &ApiError, request_id: &str) -> Response<Body> {
+    let body = CustomVisionError { code: e.code.to_owned(), message: e.message.clone() };
+    json_response(e.status, serde_json::to_vec(&body).expect("serialises"), request_id)
+}
+
+async fn serve_blob(state: &AppState, method: &Method, path: &str, query: Option<&str>, request_id: &str) -> Response<Body> {
+    let now = Utc::now();
+    if method != Method::GET && method != Method::HEAD {
+        return blob::error(StatusCode::FORBIDDEN, "AuthorizationPermissionMismatch", "This request is not authorized to perform this operation using this permission.", None, request_id);
+    }
+    let (mut sig, mut se) = (None, None);
+    for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match &*k {
+            "sig" => sig = Some(v.into_owned()),
+            "se" => se = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    if let Err(why) = state.inner.signer.check(path, sig.as_deref(), se.as_deref(), now) {
+        return blob::denied(&why, now, request_id);
+    }
+    let config = state.fault_config();
+    if !config.blob_latency.is_zero() {
+        tokio::time::sleep(config.blob_latency).await;
+    }
+    let fault = state.inner.faults.lock().unwrap_or_else(|e| e.into_inner()).blob();
+    if fault == BlobFault::Unavailable {
+        return blob::error(StatusCode::SERVICE_UNAVAILABLE, "ServerBusy", "The server is currently unable to receive requests. Please retry your request.", None, request_id);
+    }
+    match state.resolve_bytes(path) {
+        Some(bytes) => blob::ok(bytes, request_id, fault == BlobFault::Reset),
+        None => blob::error(StatusCode::NOT_FOUND, "BlobNotFound", "The specified blob does not exist.", None, request_id),
+    }
+}
