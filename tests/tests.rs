@@ -1,3 +1,5 @@
 mod support;
+
+mod emulator;
 mod export;
 mod spec_examples;

@@ -122,10 +122,14 @@ pub(crate) fn ok(bytes: Bytes, request_id: &str, reset: bool) -> Response<Body> 
         .header("x-ms-blob-type", "BlockBlob");
     let body = if reset {
         // Half the body, then an error: hyper drops the connection short of Content-Length.
-        let part = bytes.slice(..len / 2);
-        let chunks: Vec<Result<Bytes, io::Error>> =
-            vec![Ok(part), Err(io::Error::new(io::ErrorKind::ConnectionReset, "injected connection reset"))];
-        Body::from_stream(futures::stream::iter(chunks))
+        // The pause lets the head and the first half reach the client before the cut.
+        use futures::StreamExt as _;
+        let part = futures::stream::iter([Ok::<Bytes, io::Error>(bytes.slice(..len / 2))]);
+        let cut = futures::stream::once(async {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            Err(io::Error::new(io::ErrorKind::ConnectionReset, "injected connection reset"))
+        });
+        Body::from_stream(part.chain(cut))
     } else {
         Body::from(bytes)
     };
@@ -134,7 +138,7 @@ pub(crate) fn ok(bytes: Bytes, request_id: &str, reset: bool) -> Response<Body> 
 
 /// Azure Storage's XML error answer.
 pub(crate) fn error(status: StatusCode, code: &str, message: &str, detail: Option<&str>, request_id: &str) -> Response<Body> {
-    let time = Utc::now().format("%Y-%m-%dT%H:%M:%S%.7fZ");
+    let time = format!("{}Z", crate::api::model::Timestamp::from_instant_no_offset(Utc::now()).as_str());
     let mut xml = format!(
         "\u{feff}<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>{code}</Code><Message>{}\nRequestId:{request_id}\nTime:{time}</Message>",
         xml_escape(message)
