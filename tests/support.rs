@@ -56,7 +56,7 @@ pub fn zip_entries(path: &Path) -> BTreeMap<String, Vec<u8>> {
         let mut entry = zip.by_index(i).unwrap();
         let mut bytes = Vec::new();
         entry.read_to_end(&mut bytes).unwrap();
-        out.insert(entry.name().to_owned(), bytes);
+        out.insert(entry.name().unwrap().to_string(), bytes);
     }
     out
 }
