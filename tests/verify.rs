@@ -315,7 +315,7 @@ fn peak_rss_bytes() -> Option<u64> {
 
 #[test]
 fn a_high_ratio_entry_is_verified_in_bounded_memory() {
-    const BOMB: u64 = 512 << 20;
+    const BOMB: u64 = 256 << 20;
     let dir = tempfile::tempdir().unwrap();
     let path = write_bag(dir.path(), "bomb", |w| {
         let mut spaces = std::io::repeat(b' ').take(BOMB).chain(&b"{}"[..]);
