@@ -1,5 +1,9 @@
+//! The one integration-test binary: every integration test is a module of it.
+
 mod support;
 
+mod archive;
 mod emulator;
 mod export;
 mod spec_examples;
+mod verify;

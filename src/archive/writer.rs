@@ -62,10 +62,11 @@ impl BagWriter {
         if let Some(reason) = unsafe_path_reason(bag_name).or(bag_name.contains('/').then_some("contains '/'")) {
             return Err(Error::InvalidPath { path: bag_name.to_string(), reason });
         }
+        let display_path = file_path(&file).unwrap_or_else(|| PathBuf::from(bag_name));
         let mut writer = BagWriter {
             zip: ZipWriter::new(BufWriter::with_capacity(WRITE_BUFFER, file)),
             bag_name: bag_name.to_string(),
-            display_path: PathBuf::from(bag_name),
+            display_path,
             manifest: Vec::new(),
             seen: HashSet::new(),
             payload_bytes: 0,
@@ -75,7 +76,8 @@ impl BagWriter {
         Ok(writer)
     }
 
-    /// Names the archive file in errors (by default they name the bag).
+    /// Names the archive file in errors (by default the path the OS reports for the file, else
+    /// the bag name).
     pub fn with_display_path(mut self, path: impl Into<PathBuf>) -> BagWriter {
         self.display_path = path.into();
         self
@@ -188,6 +190,20 @@ impl BagWriter {
             path: self.display_path.clone(),
             source: std::io::Error::new(e.kind(), format!("writing entry {name}: {e}")),
         })
+    }
+}
+
+/// The path an open file was opened at, where the OS tells (Linux), so errors can name it.
+fn file_path(file: &File) -> Option<PathBuf> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = file;
+        None
     }
 }
 

@@ -1,14 +1,83 @@
-//! `cvarchive inspect`.
+//! `cvarchive inspect`: an adapter from arguments to [`crate::verify::inspect`], printing the
+//! summary as text or JSON.
 
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
 use clap::Args;
 
 use super::Exit;
+use crate::verify::{inspect, Summary};
 
 /// Arguments of `cvarchive inspect`.
 #[derive(Debug, Args)]
-pub struct InspectArgs {}
+pub struct InspectArgs {
+    /// The archive to summarise.
+    pub archive: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// Runs `cvarchive inspect`.
-pub async fn run(_args: InspectArgs) -> anyhow::Result<Exit> {
-    anyhow::bail!("`inspect` is not built yet")
+pub async fn run(args: InspectArgs) -> anyhow::Result<Exit> {
+    let path = args.archive.clone();
+    let result = tokio::task::spawn_blocking(move || inspect(&path)).await.context("inspect task failed")?;
+    let summary = match result {
+        Ok(s) => s,
+        Err(err) => {
+            eprintln!("cvarchive: cannot read {} as an archive: {err}", args.archive.display());
+            return Ok(Exit::Error);
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &summary)?;
+        writeln!(out)?;
+    } else {
+        print_human(&mut out, &summary)?;
+    }
+    Ok(Exit::Done)
+}
+
+fn or_unknown(v: &Option<String>) -> &str {
+    v.as_deref().unwrap_or("unknown")
+}
+
+fn print_human(out: &mut impl Write, s: &Summary) -> std::io::Result<()> {
+    writeln!(out, "archive:   {} ({} bytes, {} entries)", s.archive.display(), s.archive_bytes, s.entries)?;
+    writeln!(out, "source:    {} (API {})", or_unknown(&s.source_host), or_unknown(&s.api_version))?;
+    writeln!(out, "taken:     {} .. {} (bagged {})", or_unknown(&s.started), or_unknown(&s.finished), or_unknown(&s.bagging_date))?;
+    writeln!(out, "tool:      cvarchive {}", or_unknown(&s.tool_version))?;
+    let complete = match s.complete {
+        Some(true) => "yes",
+        Some(false) => "NO",
+        None => "unknown",
+    };
+    writeln!(out, "complete:  {complete} ({} account-level items missing)", s.missing)?;
+    writeln!(out, "payload:   {} files, {} bytes", s.payload_files, s.payload_bytes)?;
+    for p in &s.projects {
+        let n = |v: Option<u64>| v.map_or("?".to_string(), |v| v.to_string());
+        writeln!(out, "project {} {:?} ({})", p.id, p.name.as_deref().unwrap_or("?"), p.domain_type.as_deref().unwrap_or("?"))?;
+        writeln!(
+            out,
+            "  images: {} tagged, {} untagged ({} files, {} bytes); tags: {}; iterations: {}",
+            n(p.tagged),
+            n(p.untagged),
+            p.image_files,
+            p.image_bytes,
+            n(p.tags),
+            p.iterations
+        )?;
+        writeln!(
+            out,
+            "  predictions: {} ({} bytes); model exports: {} ({} bytes); missing: {}",
+            p.predictions, p.prediction_bytes, p.model_exports, p.model_bytes, p.missing
+        )?;
+    }
+    for note in &s.notes {
+        writeln!(out, "note: {note}")?;
+    }
+    Ok(())
 }

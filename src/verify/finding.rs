@@ -1,0 +1,131 @@
+//! One finding: what kind of damage, where, and what was expected versus found.
+
+use serde::Serialize;
+
+/// The kinds of damage verify reports (snake_case in JSON). Ordered roughly from the outside of
+/// the archive inwards; human output groups findings in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    /// The zip's end was missing or unusable; entries were recovered from local headers.
+    Truncated,
+    /// Two entries share a name.
+    DuplicateEntry,
+    /// An entry name is absolute, climbs with `..`, or is otherwise not a plain relative path.
+    UnsafeName,
+    /// An entry lies outside the single top-level bag folder.
+    OutsideBag,
+    /// Two entries' data overlap in the file (a zip-bomb construction).
+    OverlappingEntries,
+    /// An entry cannot be read: bad header, unsupported method, corrupt or cut-off data.
+    UnreadableEntry,
+    /// An entry inflates to a different size than it declares.
+    SizeMismatch,
+    /// An entry's CRC-32 does not match its bytes.
+    CrcMismatch,
+    /// `bagit.txt` is missing.
+    MissingBagit,
+    /// `bagit.txt` does not declare BagIt 1.0 in UTF-8.
+    InvalidBagit,
+    /// `bag-info.txt` is missing.
+    MissingBagInfo,
+    /// `bag-info.txt` is malformed or lacks a valid `Payload-Oxum`.
+    InvalidBagInfo,
+    /// `Payload-Oxum` disagrees with the payload.
+    PayloadOxumMismatch,
+    /// `manifest-sha256.txt` is missing.
+    MissingManifest,
+    /// A manifest line is malformed, duplicated, or names a path outside `data/`.
+    InvalidManifestLine,
+    /// `tagmanifest-sha256.txt` is missing.
+    MissingTagManifest,
+    /// A tag file's hash disagrees with the tag manifest, or it is missing or unlisted there.
+    TagManifestMismatch,
+    /// A manifest line names a file that is not in the archive.
+    MissingPayloadFile,
+    /// A payload file has no manifest line.
+    UnlistedPayloadFile,
+    /// A payload file's SHA-256 disagrees with the manifest.
+    HashMismatch,
+    /// A JSON or JSONL file does not parse.
+    InvalidJson,
+    /// `data/account.json` is absent.
+    MissingMetadata,
+    /// A line of `images.jsonl`/`predictions.jsonl` lacks `file`, `size` or `sha256`, or names an unsafe path.
+    InvalidListing,
+    /// A listed image or prediction file is not in the archive.
+    ListedFileMissing,
+    /// A listed file's size or hash disagrees with the archive.
+    ListedFileMismatch,
+    /// An image or prediction file that its project's listing does not mention.
+    UnlistedImage,
+    /// Something too large to check within our memory bounds.
+    TooLarge,
+}
+
+impl FindingKind {
+    /// The snake_case name, as in JSON.
+    pub fn as_str(self) -> String {
+        serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+    }
+}
+
+/// One problem: its kind, the path (relative to the bag folder when inside it, else the raw
+/// entry name), and what was expected versus found when that applies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// What kind of damage.
+    pub kind: FindingKind,
+    /// Where.
+    pub path: String,
+    /// What should have been there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected: Option<String>,
+    /// What was there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actual: Option<String>,
+    /// More words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl Finding {
+    /// A finding with no values yet.
+    pub fn new(kind: FindingKind, path: impl Into<String>) -> Finding {
+        Finding { kind, path: path.into(), expected: None, actual: None, detail: None }
+    }
+
+    /// Sets the expected value.
+    pub fn expected(mut self, v: impl Into<String>) -> Finding {
+        self.expected = Some(v.into());
+        self
+    }
+
+    /// Sets the actual value.
+    pub fn actual(mut self, v: impl Into<String>) -> Finding {
+        self.actual = Some(v.into());
+        self
+    }
+
+    /// Sets the detail.
+    pub fn detail(mut self, v: impl Into<String>) -> Finding {
+        self.detail = Some(v.into());
+        self
+    }
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.path)?;
+        if let Some(e) = &self.expected {
+            write!(f, ": expected {e}")?;
+        }
+        if let Some(a) = &self.actual {
+            write!(f, "{} found {a}", if self.expected.is_some() { "," } else { ":" })?;
+        }
+        if let Some(d) = &self.detail {
+            write!(f, " ({d})")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,201 @@
+//! `inspect`: what an archive holds, from metadata alone (`bag-info.txt`, `account.json` and the
+//! entry listing's sizes). Never reads image bytes, so it is quick on a very large archive, and
+//! says what it can even when `account.json` lacks fields or is absent.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::Error;
+use crate::archive::bagit::{parse_tag_file, tag_value, BAG_INFO_NAME};
+use crate::archive::layout::account_json;
+use crate::archive::BagReader;
+
+/// Largest `account.json` or `bag-info.txt` read into memory.
+const METADATA_LIMIT: u64 = 64 << 20;
+
+/// What an archive holds.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    /// The archive file.
+    pub archive: PathBuf,
+    /// Its size in bytes.
+    pub archive_bytes: u64,
+    /// The bag folder name.
+    pub bag_name: Option<String>,
+    /// `Bagging-Date` from bag-info.
+    pub bagging_date: Option<String>,
+    /// `Bagging-Software` from bag-info.
+    pub bagging_software: Option<String>,
+    /// The Custom Vision endpoint host it was taken from.
+    pub source_host: Option<String>,
+    /// The Training API version used.
+    pub api_version: Option<String>,
+    /// The exporting tool's version.
+    pub tool_version: Option<String>,
+    /// When the export started (from account.json).
+    pub started: Option<String>,
+    /// When it finished.
+    pub finished: Option<String>,
+    /// Whether the export says it is complete.
+    pub complete: Option<bool>,
+    /// Entries in the zip.
+    pub entries: u64,
+    /// Payload files and their declared bytes.
+    pub payload_files: u64,
+    /// Declared payload bytes.
+    pub payload_bytes: u64,
+    /// Account-level items the export could not archive.
+    pub missing: u64,
+    /// One per project.
+    pub projects: Vec<ProjectSummary>,
+    /// What could not be read, in words.
+    pub notes: Vec<String>,
+}
+
+/// One project in an archive. Counts come from account.json's `archived` block when present,
+/// else from the entry listing (which cannot tell tagged from untagged).
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectSummary {
+    /// Project id.
+    pub id: String,
+    /// Project name.
+    pub name: Option<String>,
+    /// Classification or ObjectDetection.
+    pub domain_type: Option<String>,
+    /// Tagged images archived.
+    pub tagged: Option<u64>,
+    /// Untagged images archived.
+    pub untagged: Option<u64>,
+    /// Image files in the archive.
+    pub image_files: u64,
+    /// Tags.
+    pub tags: Option<u64>,
+    /// Iterations.
+    pub iterations: u64,
+    /// Stored predictions.
+    pub predictions: u64,
+    /// Exported model files.
+    pub model_exports: u64,
+    /// Bytes of images.
+    pub image_bytes: u64,
+    /// Bytes of prediction images.
+    pub prediction_bytes: u64,
+    /// Bytes of model files.
+    pub model_bytes: u64,
+    /// Items the export could not archive.
+    pub missing: u64,
+}
+
+/// Summarises the archive at `path` from its metadata.
+pub fn inspect(path: &Path) -> Result<Summary, Error> {
+    let reader = BagReader::open(path)?;
+    let mut s = Summary {
+        archive: path.to_path_buf(),
+        archive_bytes: reader.archive_len(),
+        bag_name: reader.bag_name().map(str::to_string),
+        entries: reader.entries().len() as u64,
+        ..Summary::default()
+    };
+    if let Some(why) = reader.recovered() {
+        s.notes.push(format!("zip directory unusable ({why}); entries recovered from local headers"));
+    }
+    let prefix = format!("{}/data/", s.bag_name.as_deref().unwrap_or(""));
+    let mut projects: BTreeMap<String, ProjectSummary> = BTreeMap::new();
+    let mut iterations: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for e in reader.entries().iter().filter(|e| !e.is_dir()) {
+        let Some(rel) = e.name.strip_prefix(&prefix) else { continue };
+        s.payload_files += 1;
+        s.payload_bytes += e.size;
+        let parts: Vec<&str> = rel.split('/').collect();
+        if parts.len() < 3 || parts[0] != "projects" {
+            continue;
+        }
+        let p = projects.entry(parts[1].to_string()).or_insert_with(|| ProjectSummary { id: parts[1].to_string(), ..Default::default() });
+        match (parts[2], parts.len()) {
+            ("images", 4) => {
+                p.image_files += 1;
+                p.image_bytes += e.size;
+            }
+            ("predictions", 4) => {
+                p.predictions += 1;
+                p.prediction_bytes += e.size;
+            }
+            ("iterations", n) if n >= 5 => {
+                iterations.entry(parts[1].to_string()).or_default().insert(parts[3].to_string());
+                if parts[4] == "models" && n == 6 {
+                    p.model_exports += 1;
+                    p.model_bytes += e.size;
+                }
+            }
+            _ => {}
+        }
+    }
+    for (id, its) in iterations {
+        if let Some(p) = projects.get_mut(&id) {
+            p.iterations = its.len() as u64;
+        }
+    }
+
+    match reader.bag_entry(BAG_INFO_NAME).map(|e| reader.read_entry(e, METADATA_LIMIT)) {
+        Some(Ok(bytes)) => {
+            let (pairs, _) = parse_tag_file(&String::from_utf8_lossy(&bytes));
+            let get = |l: &str| tag_value(&pairs, l).map(str::to_string);
+            s.bagging_date = get("Bagging-Date");
+            s.bagging_software = get("Bagging-Software");
+            s.source_host = get("Source-Endpoint-Host");
+            s.api_version = get("Custom-Vision-API-Version");
+            s.tool_version = s.bagging_software.as_deref().and_then(|v| v.strip_prefix("cvarchive ")).map(str::to_string);
+        }
+        Some(Err(p)) => s.notes.push(format!("bag-info.txt unreadable: {p}")),
+        None => s.notes.push("no bag-info.txt".into()),
+    }
+
+    let account = reader.bag_entry(&format!("data/{}", account_json())).map(|e| reader.read_entry(e, METADATA_LIMIT));
+    match account {
+        Some(Ok(bytes)) => match serde_json::from_slice::<Value>(&bytes) {
+            Ok(v) => apply_account(&v, &mut s, &mut projects),
+            Err(e) => s.notes.push(format!("account.json does not parse: {e}")),
+        },
+        Some(Err(p)) => s.notes.push(format!("account.json unreadable: {p}")),
+        None => s.notes.push("no account.json; counts come from the entry listing".into()),
+    }
+    s.projects = projects.into_values().collect();
+    Ok(s)
+}
+
+fn apply_account(v: &Value, s: &mut Summary, projects: &mut BTreeMap<String, ProjectSummary>) {
+    let str_at = |v: &Value, path: &[&str]| -> Option<String> {
+        path.iter().try_fold(v, |v, k| v.get(k)).and_then(Value::as_str).map(str::to_string)
+    };
+    let u64_at = |v: &Value, path: &[&str]| -> Option<u64> { path.iter().try_fold(v, |v, k| v.get(k)).and_then(Value::as_u64) };
+    s.source_host = str_at(v, &["source", "endpointHost"]).or(s.source_host.take());
+    s.api_version = str_at(v, &["source", "apiVersion"]).or(s.api_version.take());
+    s.tool_version = str_at(v, &["tool", "version"]).or(s.tool_version.take());
+    s.started = str_at(v, &["started"]);
+    s.finished = str_at(v, &["finished"]);
+    s.complete = v.get("complete").and_then(Value::as_bool);
+    s.missing = v.get("missing").and_then(Value::as_array).map_or(0, |a| a.len() as u64);
+    let Some(list) = v.get("projects").and_then(Value::as_array) else {
+        s.notes.push("account.json lists no projects".into());
+        return;
+    };
+    for pj in list {
+        let Some(id) = str_at(pj, &["id"]) else { continue };
+        let p = projects.entry(id.clone()).or_insert_with(|| ProjectSummary { id, ..Default::default() });
+        p.name = str_at(pj, &["name"]);
+        p.domain_type = str_at(pj, &["domainType"]);
+        p.tagged = u64_at(pj, &["archived", "tagged"]);
+        p.untagged = u64_at(pj, &["archived", "untagged"]);
+        p.tags = u64_at(pj, &["archived", "tags"]);
+        p.missing = pj.get("missing").and_then(Value::as_array).map_or(0, |a| a.len() as u64);
+        // The listing is the truth about what is in the zip; account.json fills what it cannot say.
+        if p.iterations == 0 {
+            p.iterations = u64_at(pj, &["archived", "iterations"]).unwrap_or(0);
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! The payload layer: every payload entry re-hashed (SHA-256 and CRC-32) on several threads, each
+//! taking the next entry from a shared index and reading positionally; then each entry compared
+//! with the manifest and its zip CRC, and the manifest compared with the entries.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use super::tags::unreadable;
+use super::{Bag, Finding, FindingKind, VerifyOptions};
+use crate::archive::{EntryDigest, EntryProblem};
+use crate::progress::Event;
+
+/// Read buffer per hashing thread: large, so stored entries are read in few system calls.
+const READ_BUFFER: usize = 1 << 20;
+/// Report progress at least this often (bytes) inside a large entry.
+const PROGRESS_STEP: u64 = 16 << 20;
+
+/// Digest (or problem) of each payload entry, by entry index.
+pub(super) type Hashed = HashMap<usize, Result<EntryDigest, EntryProblem>>;
+
+pub(super) fn hash_all(bag: &Bag<'_>, opts: &VerifyOptions, bytes_hashed: &mut u64) -> Hashed {
+    let mut jobs: Vec<_> = bag.payload.values().copied().collect();
+    jobs.sort_by_key(|e| e.header_offset);
+    let threads = match opts.threads {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    }
+    .clamp(1, jobs.len().max(1));
+    let next = AtomicUsize::new(0);
+    let total = AtomicU64::new(0);
+    let results = Mutex::new(HashMap::with_capacity(jobs.len()));
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                let mut buf = vec![0u8; READ_BUFFER];
+                let mut local = Vec::new();
+                let mut pending = 0u64;
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(entry) = jobs.get(i) else { break };
+                    let result = bag.reader.hash_entry_with(entry, &mut buf, |n| {
+                        pending += n;
+                        if pending >= PROGRESS_STEP {
+                            let sum = total.fetch_add(pending, Ordering::Relaxed) + pending;
+                            pending = 0;
+                            opts.progress.event(Event::Verified { bytes: sum });
+                        }
+                    });
+                    local.push((entry.index, result));
+                }
+                if pending > 0 {
+                    let sum = total.fetch_add(pending, Ordering::Relaxed) + pending;
+                    opts.progress.event(Event::Verified { bytes: sum });
+                }
+                results.lock().unwrap_or_else(|p| p.into_inner()).extend(local);
+            });
+        }
+    });
+    *bytes_hashed = total.into_inner();
+    results.into_inner().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Compares entries with the manifest (and, when hashed, with their bytes). Returns the indices
+/// of entries that could not be read, so later layers do not report them twice.
+pub(super) fn compare(
+    bag: &Bag<'_>,
+    manifest: &HashMap<String, [u8; 32]>,
+    hashed: Option<&Hashed>,
+    findings: &mut Vec<Finding>,
+) -> HashSet<usize> {
+    let mut unreadable_entries = HashSet::new();
+    let mut missing: Vec<_> = manifest.keys().filter(|p| !bag.payload.contains_key(*p)).collect();
+    missing.sort();
+    for path in missing {
+        findings.push(Finding::new(FindingKind::MissingPayloadFile, path.clone()).expected(hex::encode(manifest[path])));
+    }
+    let mut paths: Vec<_> = bag.payload.keys().collect();
+    paths.sort();
+    for path in paths {
+        let entry = bag.payload[path];
+        let listed = manifest.get(path);
+        if listed.is_none() {
+            findings.push(Finding::new(FindingKind::UnlistedPayloadFile, path.clone()));
+        }
+        let Some(result) = hashed.and_then(|h| h.get(&entry.index)) else { continue };
+        match result {
+            Err(p) => {
+                unreadable_entries.insert(entry.index);
+                findings.push(unreadable(path, p));
+            }
+            Ok(d) => {
+                if d.crc32 != entry.crc32 {
+                    findings.push(
+                        Finding::new(FindingKind::CrcMismatch, path.clone())
+                            .expected(format!("{:08x}", entry.crc32))
+                            .actual(format!("{:08x}", d.crc32)),
+                    );
+                }
+                if let Some(sha) = listed.filter(|sha| **sha != d.sha256) {
+                    findings.push(
+                        Finding::new(FindingKind::HashMismatch, path.clone())
+                            .expected(hex::encode(sha))
+                            .actual(hex::encode(d.sha256)),
+                    );
+                }
+            }
+        }
+    }
+    unreadable_entries
+}

@@ -1,0 +1,228 @@
+//! The archive format: the writer's bags read back, BagIt-conformant, and the reader's behaviour
+//! on hostile zips. Also the fixture builders the verify tests share.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use cvarchive::archive::layout::{self, sniff_extension};
+use cvarchive::archive::{BagInfo, BagReader, BagWriter, Compression, EntryProblem};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+pub const PROJECT: Uuid = Uuid::from_u128(0x1111_1111_1111_1111_1111_1111_1111_1111);
+pub const ITERATION: Uuid = Uuid::from_u128(0x2222_2222_2222_2222_2222_2222_2222_2222);
+pub const IMAGES: [Uuid; 3] = [
+    Uuid::from_u128(0xa1),
+    Uuid::from_u128(0xa2),
+    Uuid::from_u128(0xa3),
+];
+pub const PREDICTION: Uuid = Uuid::from_u128(0xb1);
+
+/// Distinct fake image bytes with real magic numbers, so sniffing picks their extensions.
+pub fn image_bytes(i: usize) -> Vec<u8> {
+    let mut bytes = match i % 3 {
+        0 => vec![0xFF, 0xD8, 0xFF, 0xE0],
+        1 => b"\x89PNG\r\n\x1a\n".to_vec(),
+        _ => b"GIF89a".to_vec(),
+    };
+    bytes.extend((0..3000 + i * 100).map(|j| ((j * 31 + i * 7) % 251) as u8));
+    bytes
+}
+
+pub fn info() -> BagInfo {
+    BagInfo {
+        source_host: "westus.api.cognitive.microsoft.com".into(),
+        api_version: "v3.3".into(),
+        tool_version: "0.1.0".into(),
+        bagging_date: chrono::NaiveDate::from_ymd_opt(2026, 11, 27).unwrap(),
+        extra: vec![("Source-Organization".into(), "Example Org".into())],
+    }
+}
+
+fn listing_line(p: Uuid, id: Uuid, file: &str, bytes: &[u8], tagged: bool) -> String {
+    let mut v = serde_json::json!({
+        "id": id, "width": 10, "height": 10,
+        "file": file, "sha256": hex::encode(Sha256::digest(bytes)), "size": bytes.len(),
+    });
+    if tagged {
+        v["taggingStatus"] = "Tagged".into();
+        v["tags"] = serde_json::json!([{"tagId": Uuid::from_u128(0xc1), "tagName": "cat"}]);
+    } else {
+        v["taggingStatus"] = "Untagged".into();
+    }
+    let _ = p;
+    format!("{v}\n")
+}
+
+/// Writes a small good bag at `dir/<name>.zip` and returns its path.
+pub fn write_good_bag(dir: &Path, name: &str) -> PathBuf {
+    write_bag(dir, name, |_| {})
+}
+
+/// Writes the good bag, letting `more` add payload before it is finished.
+pub fn write_bag(dir: &Path, name: &str, more: impl FnOnce(&mut BagWriter)) -> PathBuf {
+    let path = dir.join(format!("{name}.zip"));
+    let mut w = BagWriter::new(File::create(&path).unwrap(), &layout::bag_name_for(&path)).unwrap();
+    let p = PROJECT;
+    w.add_deflated(&layout::project_json(p), br#"{"id":"11111111-1111-1111-1111-111111111111","name":"cats"}"#).unwrap();
+    w.add_deflated(&layout::tags_json(p), br#"[{"id":"00000000-0000-0000-0000-0000000000c1","name":"cat","imageCount":2}]"#).unwrap();
+    w.add_deflated(&layout::iterations_json(p), format!(r#"[{{"id":"{ITERATION}","name":"Iteration 1"}}]"#).as_bytes()).unwrap();
+    w.add_deflated(&layout::performance_json(p, ITERATION), br#"{"precision":0.9,"recall":0.8}"#).unwrap();
+    let perf = "{\"id\":\"a1\",\"predictions\":[]}\n{\"id\":\"a2\",\"predictions\":[]}\n";
+    w.add_deflated_from(&layout::image_performances_jsonl(p, ITERATION), &mut perf.as_bytes()).unwrap();
+    w.add_deflated(&layout::exports_json(p, ITERATION), b"[]").unwrap();
+    let mut listing = String::new();
+    for (i, id) in IMAGES.iter().enumerate() {
+        let bytes = image_bytes(i);
+        let file = layout::image_file(p, *id, sniff_extension(&bytes));
+        w.add_stored(&file, &bytes, Sha256::digest(&bytes).into()).unwrap();
+        listing.push_str(&listing_line(p, *id, &file, &bytes, i < 2));
+    }
+    w.add_deflated_from(&layout::images_jsonl(p), &mut listing.as_bytes()).unwrap();
+    let pred = image_bytes(7);
+    let pred_file = layout::prediction_file(p, PREDICTION, sniff_extension(&pred));
+    w.add_stored(&pred_file, &pred, Sha256::digest(&pred).into()).unwrap();
+    w.add_deflated(&layout::predictions_jsonl(p), listing_line(p, PREDICTION, &pred_file, &pred, false).as_bytes()).unwrap();
+    more(&mut w);
+    let account = serde_json::json!({
+        "format": "cvarchive/1", "tool": {"name": "cvarchive", "version": "0.1.0"},
+        "source": {"endpointHost": "westus.api.cognitive.microsoft.com", "apiVersion": "v3.3"},
+        "started": "2026-11-27T10:00:00Z", "finished": "2026-11-27T10:05:00Z", "complete": true,
+        "projects": [{"id": p, "name": "cats", "domainType": "Classification",
+            "reported": {"tagged": 2, "untagged": 1},
+            "archived": {"tagged": 2, "untagged": 1, "tags": 1, "iterations": 1, "predictions": 1,
+                         "modelExports": 0, "imageBytes": 0, "predictionBytes": 0, "modelBytes": 0},
+            "missing": []}],
+        "missing": []
+    });
+    w.add_deflated(layout::account_json(), account.to_string().as_bytes()).unwrap();
+    w.finish(&info()).unwrap();
+    path
+}
+
+#[test]
+fn writer_output_reads_back_with_every_entry_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_good_bag(dir.path(), "my backup");
+    let reader = BagReader::open(&path).unwrap();
+    assert_eq!(reader.bag_name(), Some("my_backup"));
+    assert!(reader.recovered().is_none());
+    let mut buf = vec![0u8; 4096];
+    for e in reader.entries() {
+        assert!(e.name.starts_with("my_backup/"), "{}", e.name);
+        let d = reader.hash_entry(e, &mut buf).unwrap();
+        assert_eq!(d.crc32, e.crc32, "{}", e.name);
+        assert_eq!(d.size, e.size, "{}", e.name);
+        let is_image = e.name.contains("/images/") || e.name.contains("/predictions/");
+        assert_eq!(e.compression, if is_image { Compression::Stored } else { Compression::Deflated }, "{}", e.name);
+    }
+    // The zip crate agrees the archive is well formed.
+    let mut zip = zip::ZipArchive::new(File::open(&path).unwrap()).unwrap();
+    assert_eq!(zip.len(), reader.entries().len());
+    let mut first = String::new();
+    zip.by_index(0).unwrap().read_to_string(&mut first).unwrap();
+    assert_eq!(first, "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n");
+}
+
+#[test]
+fn bag_info_and_manifests_follow_the_rfc() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_good_bag(dir.path(), "b");
+    let reader = BagReader::open(&path).unwrap();
+    let text = |rel: &str| String::from_utf8(reader.read_entry(reader.bag_entry(rel).unwrap(), 1 << 20).unwrap()).unwrap();
+    let info = text("bag-info.txt");
+    let payload: Vec<_> = reader.entries().iter().filter(|e| e.name.starts_with("b/data/")).collect();
+    let bytes: u64 = payload.iter().map(|e| e.size).sum();
+    assert!(info.contains(&format!("Payload-Oxum: {bytes}.{}\n", payload.len())), "{info}");
+    assert!(info.contains("Bagging-Date: 2026-11-27\n"));
+    assert!(info.contains("Bagging-Software: cvarchive 0.1.0\n"));
+    assert!(info.contains("Source-Endpoint-Host: westus.api.cognitive.microsoft.com\n"));
+    assert!(info.contains("Custom-Vision-API-Version: v3.3\n"));
+    let manifest = text("manifest-sha256.txt");
+    assert_eq!(manifest.lines().count(), payload.len());
+    let mut buf = vec![0u8; 4096];
+    for e in &payload {
+        let sha = hex::encode(reader.hash_entry(e, &mut buf).unwrap().sha256);
+        let rel = e.name.strip_prefix("b/").unwrap();
+        assert!(manifest.contains(&format!("{sha} {rel}\n")), "{rel} missing from manifest");
+    }
+    let tags = text("tagmanifest-sha256.txt");
+    for name in ["bagit.txt", "bag-info.txt", "manifest-sha256.txt"] {
+        let sha = hex::encode(Sha256::digest(text(name).as_bytes()));
+        assert!(tags.contains(&format!("{sha} {name}\n")), "{name}");
+    }
+}
+
+#[test]
+fn writer_refuses_duplicates_and_escaping_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = BagWriter::new(File::create(dir.path().join("x.zip")).unwrap(), "x").unwrap();
+    w.add_deflated("a.json", b"{}").unwrap();
+    let dup = w.add_deflated("a.json", b"{}").unwrap_err();
+    assert!(dup.to_string().contains("data/a.json"), "{dup}");
+    for bad in ["../a", "/etc/passwd", "a//b", "a\\b", ""] {
+        assert!(w.add_deflated(bad, b"{}").is_err(), "{bad:?} accepted");
+    }
+    assert!(BagWriter::new(File::create(dir.path().join("y.zip")).unwrap(), "../y").is_err());
+}
+
+#[test]
+fn paths_with_percent_and_newlines_are_encoded_in_the_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("enc.zip");
+    let mut w = BagWriter::new(File::create(&path).unwrap(), "enc").unwrap();
+    w.add_deflated("odd%name\nx.json", b"{}").unwrap();
+    let summary = w.finish(&info()).unwrap();
+    assert_eq!((summary.payload_files, summary.payload_bytes), (1, 2));
+    let reader = BagReader::open(&path).unwrap();
+    let manifest = reader.read_entry(reader.bag_entry("manifest-sha256.txt").unwrap(), 4096).unwrap();
+    let manifest = String::from_utf8(manifest).unwrap();
+    assert!(manifest.ends_with(" data/odd%25name%0Ax.json\n"), "{manifest:?}");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_disk_is_an_error_naming_the_archive() {
+    let Ok(full) = File::options().write(true).open("/dev/full") else { return };
+    let big = vec![7u8; 8 << 20];
+    let result = BagWriter::new(full, "bag").and_then(|mut w| {
+        w.add_stored("big.bin", &big, Sha256::digest(&big).into())?;
+        w.finish(&info()).map(|_| ())
+    });
+    let err = result.unwrap_err().to_string();
+    assert!(err.contains("No space left") || err.contains("os error 28"), "{err}");
+    assert!(err.contains("/dev/full"), "{err}");
+}
+
+#[test]
+fn reader_refuses_to_hold_more_than_its_limit_and_to_inflate_past_the_declared_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.zip");
+    let mut w = BagWriter::new(File::create(&path).unwrap(), "big").unwrap();
+    w.add_deflated("zeros.json", &vec![b' '; 4 << 20]).unwrap();
+    w.finish(&info()).unwrap();
+    let reader = BagReader::open(&path).unwrap();
+    let e = reader.bag_entry("data/zeros.json").unwrap().clone();
+    assert!(matches!(reader.read_entry(&e, 1 << 20), Err(EntryProblem::TooLarge { .. })));
+    // Lie about the size: the reader stops one byte past the claim.
+    let mut lying = e.clone();
+    lying.size = 1000;
+    let err = reader.hash_entry(&lying, &mut vec![0u8; 1 << 16]).unwrap_err();
+    assert_eq!(err, EntryProblem::LongerThanDeclared { declared: 1000 });
+    lying.size = 5 << 20;
+    assert!(matches!(reader.hash_entry(&lying, &mut vec![0u8; 1 << 16]), Err(EntryProblem::ShorterThanDeclared { .. })));
+}
+
+#[test]
+fn random_bytes_and_empty_files_are_not_archives() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("noise.zip");
+    let noise: Vec<u8> = (0..65_536u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::write(&path, noise).unwrap();
+    assert!(BagReader::open(&path).is_err());
+    std::fs::write(&path, b"").unwrap();
+    assert!(BagReader::open(&path).is_err());
+    std::fs::write(&path, b"PK\x05\x06").unwrap();
+    assert!(BagReader::open(&path).is_err());
+}

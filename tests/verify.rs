@@ -1,0 +1,463 @@
+//! verify and inspect: a good bag is clean; one damaged archive per kind of damage, each
+//! expecting its finding by kind and path; bounded memory on bombs; `--fast`'s limits; our
+//! verdict cross-checked with the Python `bagit` library; the CLI's exit codes.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use cvarchive::archive::layout::{self, unsafe_path_reason};
+use cvarchive::archive::{BagReader, BagWriter};
+use cvarchive::verify::{inspect, verify, FindingKind, Report, VerifyOptions};
+use sha2::{Digest, Sha256};
+
+use super::archive::{image_bytes, info, write_bag, write_good_bag, IMAGES, PROJECT};
+
+fn full(path: &Path) -> Report {
+    verify(path, &VerifyOptions::default()).unwrap()
+}
+
+fn fast(path: &Path) -> Report {
+    verify(path, &VerifyOptions { fast: true, ..VerifyOptions::default() }).unwrap()
+}
+
+#[track_caller]
+fn assert_finding(report: &Report, kind: FindingKind, path: &str) {
+    assert!(
+        report.findings.iter().any(|f| f.kind == kind && f.path == path),
+        "expected {kind:?} at {path}, got {:#?}",
+        report.findings
+    );
+}
+
+fn image_path(i: usize) -> String {
+    format!("data/{}", layout::image_file(PROJECT, IMAGES[i], layout::sniff_extension(&image_bytes(i))))
+}
+
+/// Every entry of a zip, decompressed, in order (read with the zip crate, not our reader).
+fn entries(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut zip = zip::ZipArchive::new(File::open(path).unwrap()).unwrap();
+    (0..zip.len())
+        .map(|i| {
+            let mut f = zip.by_index(i).unwrap();
+            let mut bytes = Vec::new();
+            f.read_to_end(&mut bytes).unwrap();
+            (f.name().unwrap().to_string(), bytes)
+        })
+        .collect()
+}
+
+/// Copies a zip entry by entry after `edit` changes the list (not re-bagged: manifests stay).
+fn rewrite(src: &Path, dst: &Path, edit: impl FnOnce(&mut Vec<(String, Vec<u8>)>)) {
+    let mut list = entries(src);
+    edit(&mut list);
+    let mut zip = zip::ZipWriter::new(File::create(dst).unwrap());
+    for (name, bytes) in list {
+        let method = if name.contains("/images/") { zip::CompressionMethod::Stored } else { zip::CompressionMethod::Deflated };
+        zip.start_file(name, zip::write::SimpleFileOptions::default().compression_method(method)).unwrap();
+        std::io::Write::write_all(&mut zip, &bytes).unwrap();
+    }
+    zip.finish().unwrap();
+}
+
+/// Re-bags the payload after `edit` changes it, so BagIt is consistent and only our own
+/// metadata can disagree.
+fn rebag(src: &Path, dst: &Path, edit: impl FnOnce(&mut Vec<(String, Vec<u8>)>)) {
+    let bag = layout::bag_name_for(src);
+    let mut payload: Vec<_> = entries(src)
+        .into_iter()
+        .filter_map(|(n, b)| n.strip_prefix(&format!("{bag}/data/")).map(|n| (n.to_string(), b)))
+        .collect();
+    edit(&mut payload);
+    let mut w = BagWriter::new(File::create(dst).unwrap(), &layout::bag_name_for(dst)).unwrap();
+    for (name, bytes) in payload {
+        w.add_stored(&name, &bytes, Sha256::digest(&bytes).into()).unwrap();
+    }
+    w.finish(&info()).unwrap();
+}
+
+/// Renames an entry in place by patching its name in the local and central headers only.
+fn rename_raw(path: &Path, from: &str, to: &str) {
+    assert_eq!(from.len(), to.len());
+    let mut bytes = std::fs::read(path).unwrap();
+    let mut patched = 0;
+    let mut i = 0;
+    while let Some(pos) = bytes[i..].windows(from.len()).position(|w| w == from.as_bytes()).map(|p| p + i) {
+        let local = pos >= 30 && bytes[pos - 30..pos - 26] == *b"PK\x03\x04";
+        let central = pos >= 46 && bytes[pos - 46..pos - 42] == *b"PK\x01\x02";
+        if local || central {
+            bytes[pos..pos + to.len()].copy_from_slice(to.as_bytes());
+            patched += 1;
+        }
+        i = pos + 1;
+    }
+    assert_eq!(patched, 2, "{from} not found in both headers");
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn replace_entry(list: &mut [(String, Vec<u8>)], suffix: &str, f: impl FnOnce(String) -> String) {
+    let e = list.iter_mut().find(|(n, _)| n.ends_with(suffix)).unwrap();
+    e.1 = f(String::from_utf8(e.1.clone()).unwrap()).into_bytes();
+}
+
+fn recompute_tagmanifest(list: &mut [(String, Vec<u8>)]) {
+    let mut text = String::new();
+    for name in ["bagit.txt", "bag-info.txt", "manifest-sha256.txt"] {
+        let (_, bytes) = list.iter().find(|(n, _)| n.ends_with(&format!("/{name}"))).unwrap();
+        text.push_str(&format!("{} {name}\n", hex::encode(Sha256::digest(bytes))));
+    }
+    replace_entry(list, "/tagmanifest-sha256.txt", |_| text);
+}
+
+/// One damaged archive per kind of damage: (case name, path, expected kind, expected finding path,
+/// whether it can be extracted safely for the Python cross-check).
+struct Case {
+    name: &'static str,
+    path: PathBuf,
+    kind: FindingKind,
+    at: String,
+    extractable: bool,
+}
+
+fn matrix(dir: &Path) -> Vec<Case> {
+    let good = write_good_bag(dir, "good");
+    let mut cases = Vec::new();
+    let mut case = |name: &'static str, kind: FindingKind, at: String, extractable: bool| {
+        let path = dir.join(format!("{name}.zip"));
+        cases.push(Case { name, path, kind, at, extractable });
+        cases.last().unwrap().path.clone()
+    };
+
+    // A flipped byte inside a stored image: same size, different content.
+    let p = case("flipped_image", FindingKind::HashMismatch, image_path(1), true);
+    let mut bytes = std::fs::read(&good).unwrap();
+    let img = image_bytes(1);
+    let at = bytes.windows(img.len()).position(|w| w == img.as_slice()).unwrap();
+    bytes[at + 100] ^= 0x01;
+    std::fs::write(&p, bytes).unwrap();
+
+    // A changed character in a JSON file that the zip itself carries faithfully.
+    let project = format!("data/{}", layout::project_json(PROJECT));
+    let p = case("edited_json", FindingKind::HashMismatch, project.clone(), true);
+    rewrite(&good, &p, |l| replace_entry(l, "/project.json", |s| s.replace("cats", "cbts")));
+
+    let p = case("missing_image", FindingKind::MissingPayloadFile, image_path(0), true);
+    rewrite(&good, &p, |l| l.retain(|(n, _)| !n.ends_with(&image_path(0))));
+
+    let p = case("extra_file", FindingKind::UnlistedPayloadFile, "data/extra.txt".into(), true);
+    rewrite(&good, &p, |l| l.push(("good/data/extra.txt".to_string(), b"hi".to_vec())));
+
+    let tags = format!("data/{}", layout::tags_json(PROJECT));
+    let p = case("edited_manifest", FindingKind::HashMismatch, tags.clone(), true);
+    rewrite(&good, &p, |l| {
+        replace_entry(l, "/manifest-sha256.txt", |s| {
+            s.lines()
+                .map(|line| if line.ends_with(&tags) { format!("{} {tags}\n", "0".repeat(64)) } else { format!("{line}\n") })
+                .collect()
+        })
+    });
+
+    let p = case("tagmanifest_mismatch", FindingKind::TagManifestMismatch, "bag-info.txt".into(), true);
+    rewrite(&good, &p, |l| replace_entry(l, "/bag-info.txt", |s| s.replace("Example Org", "Exemple Org")));
+
+    let p = case("wrong_oxum", FindingKind::PayloadOxumMismatch, "bag-info.txt".into(), true);
+    rewrite(&good, &p, |l| {
+        replace_entry(l, "/bag-info.txt", |s| {
+            s.lines()
+                .map(|line| match line.strip_prefix("Payload-Oxum: ") {
+                    Some(v) => {
+                        let (b, f) = v.split_once('.').unwrap();
+                        format!("Payload-Oxum: {}.{f}\n", b.parse::<u64>().unwrap() + 1)
+                    }
+                    None => format!("{line}\n"),
+                })
+                .collect()
+        });
+        recompute_tagmanifest(l);
+    });
+
+    let truncated = dir.join("truncated.zip");
+    let p = case("truncated", FindingKind::Truncated, truncated.display().to_string(), true);
+    let bytes = std::fs::read(&good).unwrap();
+    std::fs::write(&p, &bytes[..bytes.len() * 6 / 10]).unwrap();
+
+    let dup_name = image_path(0);
+    let p = case("duplicate", FindingKind::DuplicateEntry, dup_name.clone(), false);
+    let decoy = format!("{}q", &dup_name["data/".len()..dup_name.len() - 1]);
+    write_bag(dir, "duplicate", |w| w.add_stored(&decoy, b"other", Sha256::digest(b"other").into()).unwrap());
+    rename_raw(&p, &format!("duplicate/data/{decoy}"), &format!("duplicate/{dup_name}"));
+
+    let evil = "x".repeat(40);
+    let dotdot = format!("../../{}", "e".repeat(format!("dotdot/data/{evil}").len() - 6));
+    let p = case("dotdot", FindingKind::UnsafeName, dotdot.clone(), false);
+    write_bag(dir, "dotdot", |w| w.add_deflated(&evil, b"evil").unwrap());
+    rename_raw(&p, &format!("dotdot/data/{evil}"), &dotdot);
+
+    let absolute = format!("/tmp/{}", "a".repeat(format!("absolute/data/{evil}").len() - 5));
+    let p = case("absolute", FindingKind::UnsafeName, absolute.clone(), false);
+    write_bag(dir, "absolute", |w| w.add_deflated(&evil, b"evil").unwrap());
+    rename_raw(&p, &format!("absolute/data/{evil}"), &absolute);
+
+    let p = case("no_bagit", FindingKind::MissingBagit, "bagit.txt".into(), true);
+    rewrite(&good, &p, |l| l.retain(|(n, _)| !n.ends_with("/bagit.txt")));
+    // The rewritten archives keep the "good/" folder: verify does not tie the folder to the
+    // file name, so a renamed archive still verifies.
+    cases
+}
+
+#[test]
+fn a_good_bag_is_clean_in_full_and_fast_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write_good_bag(dir.path(), "good");
+    let report = full(&good);
+    assert!(report.is_clean(), "{:#?}", report.findings);
+    assert!(report.bytes_hashed >= report.payload_bytes && report.payload_bytes > 0);
+    assert_eq!(report.bag_name.as_deref(), Some("good"));
+    assert!(fast(&good).is_clean());
+    assert_eq!(fast(&good).bytes_hashed, 0);
+}
+
+#[test]
+fn every_kind_of_damage_is_found_where_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    for case in matrix(dir.path()) {
+        let report = full(&case.path);
+        assert!(!report.is_clean(), "{}: no findings", case.name);
+        assert_finding(&report, case.kind, &case.at);
+    }
+}
+
+#[test]
+fn a_flipped_byte_in_compressed_json_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write_good_bag(dir.path(), "good");
+    let reader = BagReader::open(&good).unwrap();
+    let e = reader.bag_entry("data/account.json").unwrap();
+    let mut bytes = std::fs::read(&good).unwrap();
+    let name_len = u16::from_le_bytes([bytes[e.header_offset as usize + 26], bytes[e.header_offset as usize + 27]]) as u64;
+    let extra_len = u16::from_le_bytes([bytes[e.header_offset as usize + 28], bytes[e.header_offset as usize + 29]]) as u64;
+    let data = e.header_offset + 30 + name_len + extra_len;
+    bytes[(data + e.compressed_size / 2) as usize] ^= 0x10;
+    let damaged = dir.path().join("json_flip.zip");
+    std::fs::write(&damaged, bytes).unwrap();
+    let report = full(&damaged);
+    let damage = [FindingKind::HashMismatch, FindingKind::UnreadableEntry, FindingKind::SizeMismatch, FindingKind::CrcMismatch];
+    assert!(
+        report.findings.iter().any(|f| f.path == "data/account.json" && damage.contains(&f.kind)),
+        "{:#?}",
+        report.findings
+    );
+}
+
+#[test]
+fn listings_must_agree_with_the_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write_good_bag(dir.path(), "good");
+    let listing = layout::images_jsonl(PROJECT);
+
+    let unlisted = dir.path().join("unlisted.zip");
+    rebag(&good, &unlisted, |l| {
+        let e = l.iter_mut().find(|(n, _)| *n == listing).unwrap();
+        let text = String::from_utf8(e.1.clone()).unwrap();
+        e.1 = text.lines().skip(1).map(|l| format!("{l}\n")).collect::<String>().into_bytes();
+    });
+    let report = full(&unlisted);
+    assert_finding(&report, FindingKind::UnlistedImage, &image_path(0));
+    assert_eq!(report.findings.len(), 1, "{:#?}", report.findings);
+
+    let wrong_size = dir.path().join("wrong_size.zip");
+    rebag(&good, &wrong_size, |l| {
+        let e = l.iter_mut().find(|(n, _)| *n == listing).unwrap();
+        let text = String::from_utf8(e.1.clone()).unwrap();
+        let size = image_bytes(2).len();
+        e.1 = text.replace(&format!("\"size\":{size}"), &format!("\"size\":{}", size + 1)).into_bytes();
+    });
+    assert_finding(&fast(&wrong_size), FindingKind::ListedFileMismatch, &image_path(2));
+
+    let gone = dir.path().join("gone.zip");
+    rebag(&good, &gone, |l| l.retain(|(n, _)| format!("data/{n}") != image_path(1)));
+    assert_finding(&full(&gone), FindingKind::ListedFileMissing, &image_path(1));
+
+    let bad_json = dir.path().join("bad_json.zip");
+    rebag(&good, &bad_json, |l| l.iter_mut().find(|(n, _)| n.ends_with("tags.json")).unwrap().1 = b"[{\"id\":".to_vec());
+    assert_finding(&full(&bad_json), FindingKind::InvalidJson, &format!("data/{}", layout::tags_json(PROJECT)));
+}
+
+#[test]
+fn fast_mode_catches_size_and_structure_damage_but_not_a_same_size_flip() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = matrix(dir.path());
+    let by_name = |n: &str| cases.iter().find(|c| c.name == n).unwrap();
+    assert!(fast(&by_name("flipped_image").path).is_clean(), "fast mode should not re-hash");
+    for name in ["missing_image", "extra_file", "wrong_oxum", "truncated", "duplicate", "dotdot", "absolute", "no_bagit", "tagmanifest_mismatch"] {
+        let c = by_name(name);
+        assert_finding(&fast(&c.path), c.kind, &c.at);
+    }
+}
+
+#[test]
+fn random_bytes_are_not_an_archive() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("random.zip");
+    let noise: Vec<u8> = (0..100_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+    std::fs::write(&path, noise).unwrap();
+    assert!(verify(&path, &VerifyOptions::default()).is_err());
+    assert!(inspect(&path).is_err());
+}
+
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+}
+
+#[test]
+fn a_high_ratio_entry_is_verified_in_bounded_memory() {
+    const BOMB: u64 = 256 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_bag(dir.path(), "bomb", |w| {
+        let mut spaces = std::io::repeat(b' ').take(BOMB).chain(&b"{}"[..]);
+        w.add_deflated_from("bomb.json", &mut spaces).unwrap();
+    });
+    let reader = BagReader::open(&path).unwrap();
+    let e = reader.bag_entry("data/bomb.json").unwrap();
+    assert!(e.size / e.compressed_size.max(1) > 500, "not a high-ratio entry");
+    let report = full(&path);
+    assert!(report.is_clean(), "{:#?}", report.findings);
+    if let Some(peak) = peak_rss_bytes() {
+        assert!(peak < BOMB / 2, "peak memory {peak} bytes while verifying a {BOMB}-byte entry");
+    }
+}
+
+#[test]
+fn a_lying_declared_size_is_a_finding_not_an_allocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_good_bag(dir.path(), "liar");
+    let name = format!("liar/data/{}", layout::project_json(PROJECT));
+    let mut bytes = std::fs::read(&path).unwrap();
+    // Patch the central directory's uncompressed size to nearly 2 GiB.
+    let central = (0..bytes.len() - name.len())
+        .find(|&i| i >= 46 && bytes[i - 46..i - 42] == *b"PK\x01\x02" && bytes[i..i + name.len()] == *name.as_bytes())
+        .unwrap();
+    bytes[central - 46 + 24..central - 46 + 28].copy_from_slice(&0x7FFF_FFF0u32.to_le_bytes());
+    std::fs::write(&path, bytes).unwrap();
+    let report = full(&path);
+    assert_finding(&report, FindingKind::SizeMismatch, &format!("data/{}", layout::project_json(PROJECT)));
+    assert_finding(&fast(&path), FindingKind::PayloadOxumMismatch, "bag-info.txt");
+}
+
+/// The Python interpreter with `bagit` installed; a missing one fails the test.
+fn python() -> PathBuf {
+    let path = std::env::var_os("CVARCHIVE_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
+    assert!(
+        path.exists(),
+        "no Python with bagit at {}: run scripts/test (or set CVARCHIVE_PYTHON) to set it up",
+        path.display()
+    );
+    path
+}
+
+/// Extracts with our own safe code: skips unsafe names, duplicates and unreadable entries.
+fn safe_extract(zip: &Path, dest: &Path) -> Option<PathBuf> {
+    let reader = BagReader::open(zip).ok()?;
+    let mut seen = HashSet::new();
+    for e in reader.entries() {
+        if e.is_dir() || unsafe_path_reason(&e.name).is_some() || !seen.insert(e.name.clone()) {
+            continue;
+        }
+        let Ok(bytes) = reader.read_entry(e, 64 << 20) else { continue };
+        let out = dest.join(&e.name);
+        std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+        std::fs::write(out, bytes).unwrap();
+    }
+    Some(dest.join(reader.bag_name()?))
+}
+
+fn python_says_valid(python: &Path, bag: &Path) -> bool {
+    let script = "import sys, bagit\ntry:\n    bagit.Bag(sys.argv[1]).validate()\nexcept (bagit.BagError, bagit.BagValidationError) as e:\n    print(e)\n    sys.exit(1)\n";
+    let out = Command::new(python).arg("-c").arg(script).arg(bag).output().unwrap();
+    match out.status.code() {
+        Some(0) => true,
+        Some(1) => false,
+        _ => panic!("python bagit failed: {}", String::from_utf8_lossy(&out.stderr)),
+    }
+}
+
+#[test]
+fn python_bagit_agrees_with_our_verdicts() {
+    let python = python();
+    let dir = tempfile::tempdir().unwrap();
+    let good = write_good_bag(dir.path(), "good");
+    let mut checked = vec![("good".to_string(), good)];
+    checked.extend(matrix(dir.path()).into_iter().filter(|c| c.extractable).map(|c| (c.name.to_string(), c.path)));
+    for (name, zip) in checked {
+        let ours = full(&zip).is_clean();
+        let out = tempfile::tempdir().unwrap();
+        let theirs = match safe_extract(&zip, out.path()) {
+            Some(bag) => python_says_valid(&python, &bag),
+            None => false,
+        };
+        assert_eq!(ours, theirs, "{name}: we say clean={ours}, python bagit says valid={theirs}");
+    }
+}
+
+fn cli(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cvarchive")).args(args).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn the_cli_exit_codes_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write_good_bag(dir.path(), "good");
+    let (code, text) = cli(&["verify", good.to_str().unwrap()]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("intact"), "{text}");
+
+    let damaged = dir.path().join("damaged.zip");
+    rewrite(&good, &damaged, |l| l.retain(|(n, _)| !n.ends_with(&image_path(0))));
+    let (code, text) = cli(&["verify", "--json", damaged.to_str().unwrap()]);
+    assert_eq!(code, 1, "{text}");
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let kinds: Vec<_> = json["findings"].as_array().unwrap().iter().map(|f| f["kind"].as_str().unwrap().to_string()).collect();
+    assert!(kinds.contains(&"missing_payload_file".to_string()), "{kinds:?}");
+    let (code, text) = cli(&["verify", damaged.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(text.contains("missing_payload_file (1):"), "{text}");
+
+    let noise = dir.path().join("noise.zip");
+    std::fs::write(&noise, vec![0x42u8; 5000]).unwrap();
+    assert_eq!(cli(&["verify", noise.to_str().unwrap()]).0, 2);
+    assert_eq!(cli(&["inspect", noise.to_str().unwrap()]).0, 2);
+}
+
+#[test]
+fn inspect_summarises_from_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write_good_bag(dir.path(), "good");
+    let s = inspect(&good).unwrap();
+    assert_eq!(s.source_host.as_deref(), Some("westus.api.cognitive.microsoft.com"));
+    assert_eq!(s.tool_version.as_deref(), Some("0.1.0"));
+    assert_eq!(s.started.as_deref(), Some("2026-11-27T10:00:00Z"));
+    assert_eq!(s.projects.len(), 1);
+    let p = &s.projects[0];
+    assert_eq!((p.tagged, p.untagged, p.tags), (Some(2), Some(1), Some(1)));
+    assert_eq!((p.image_files, p.iterations, p.predictions, p.model_exports), (3, 1, 1, 0));
+    let image_bytes_total: u64 = (0..3).map(|i| image_bytes(i).len() as u64).sum();
+    assert_eq!(p.image_bytes, image_bytes_total);
+
+    // Without account.json it still says what the listing shows.
+    let bare = dir.path().join("bare.zip");
+    rebag(&good, &bare, |l| l.retain(|(n, _)| n != "account.json"));
+    let s = inspect(&bare).unwrap();
+    assert_eq!(s.projects[0].image_files, 3);
+    assert_eq!(s.projects[0].tagged, None);
+    assert!(s.notes.iter().any(|n| n.contains("account.json")), "{:?}", s.notes);
+    let (code, text) = cli(&["inspect", bare.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(text.contains("3 files"), "{text}");
+}
