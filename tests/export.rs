@@ -154,7 +154,8 @@ async fn images_added_during_the_export_leave_a_consistent_archive() {
         }
         emu.add_images(project, 30)
     };
-    let (summary, added) = tokio::join!(export(&client, &ExportOptions::new(&out), &NoProgress, &CancellationToken::new()), adder);
+    let (opts, cancel) = (ExportOptions::new(&out), CancellationToken::new());
+    let (summary, added) = tokio::join!(export(&client, &opts, &NoProgress, &cancel), adder);
     let summary = summary.expect("export succeeds");
     assert_eq!(added.len(), 30);
     let report = verify(&out, &VerifyOptions::default()).expect("readable");
@@ -179,7 +180,7 @@ async fn a_project_that_does_not_exist_is_a_clear_error_and_writes_nothing() {
     let o = cvarchive(
         &["export", "--endpoint", &emu.endpoint(), "--out", out.to_str().unwrap(), "--project", &missing, "--no-progress"],
         &[("VISION_TRAINING_KEY", emu.key())],
-    );
+    ).await;
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains(&missing) && err.contains("does not exist"), "{err}");
@@ -191,7 +192,7 @@ async fn wrong_key_wrong_endpoint_and_not_custom_vision_are_named() {
     let emu = fixture_emulator().await;
     let (dir, out) = temp_archive("x.zip");
     let out = out.to_str().unwrap();
-    let o = cvarchive(&["export", "--endpoint", &emu.endpoint(), "--out", out, "--no-progress"], &[("VISION_TRAINING_KEY", "not-the-key")]);
+    let o = cvarchive(&["export", "--endpoint", &emu.endpoint(), "--out", out, "--no-progress"], &[("VISION_TRAINING_KEY", "not-the-key")]).await;
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("the key was refused by 127.0.0.1:"), "{err}");
@@ -199,7 +200,7 @@ async fn wrong_key_wrong_endpoint_and_not_custom_vision_are_named() {
 
     // Nothing listens on this port.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let o = cvarchive(&["export", "--endpoint", &format!("http://127.0.0.1:{port}"), "--out", out, "--no-progress"], &[("VISION_TRAINING_KEY", "k")]);
+    let o = cvarchive(&["export", "--endpoint", &format!("http://127.0.0.1:{port}"), "--out", out, "--no-progress"], &[("VISION_TRAINING_KEY", "k")]).await;
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("no answer from"), "{err}");
@@ -209,12 +210,12 @@ async fn wrong_key_wrong_endpoint_and_not_custom_vision_are_named() {
     let addr = listener.local_addr().unwrap();
     let app = axum::Router::new().fallback(|| async { axum::response::Html("<html><body>Welcome to nginx!</body></html>") });
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let o = cvarchive(&["export", "--endpoint", &format!("http://{addr}"), "--out", out, "--no-progress"], &[("VISION_TRAINING_KEY", "k")]);
+    let o = cvarchive(&["export", "--endpoint", &format!("http://{addr}"), "--out", out, "--no-progress"], &[("VISION_TRAINING_KEY", "k")]).await;
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("does not speak the Custom Vision Training API"), "{err}");
 
-    let o = cvarchive(&["export", "--endpoint", &emu.endpoint(), "--out", out, "--no-progress"], &[]);
+    let o = cvarchive(&["export", "--endpoint", &emu.endpoint(), "--out", out, "--no-progress"], &[]).await;
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("VISION_TRAINING_KEY"));
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing left behind");
@@ -229,7 +230,7 @@ async fn the_key_and_signatures_appear_nowhere() {
     let o = cvarchive(
         &["export", "--endpoint", &emu.endpoint(), "--key-file", key_file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--json"],
         &[],
-    );
+    ).await;
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     let mut everything = o.stdout.clone();
     everything.extend_from_slice(&o.stderr);
@@ -266,14 +267,14 @@ async fn an_existing_archive_is_kept_unless_forced() {
 #[tokio::test]
 async fn the_demo_command_writes_a_clean_archive() {
     let (_dir, out) = temp_archive("demo.zip");
-    let o = cvarchive(&["export", "--demo", "--out", out.to_str().unwrap(), "--no-progress"], &[]);
+    let o = cvarchive(&["export", "--demo", "--out", out.to_str().unwrap(), "--no-progress"], &[]).await;
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("sha256:"), "{stdout}");
     let names = zip_entries(&out).into_keys().collect::<Vec<_>>();
     assert!(names.iter().all(|n| n.starts_with("demo/")), "one top-level folder named after the file");
     assert!(names.contains(&"demo/bagit.txt".to_owned()) && names.contains(&"demo/manifest-sha256.txt".to_owned()));
-    let o = cvarchive(&["verify", out.to_str().unwrap()], &[]);
+    let o = cvarchive(&["verify", out.to_str().unwrap()], &[]).await;
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stdout));
 }
 

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use cvarchive::api::{Client, ClientOptions};
 use cvarchive::emulator::{self, AccountSpec, Emulator, EmulatorOptions};
@@ -37,14 +37,15 @@ pub fn client_for(emu: &Emulator) -> Client {
     Client::new(o).expect("client")
 }
 
-/// The `cvarchive` binary, run with `args` and `env`, without the caller's key variables.
-pub fn cvarchive(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cvarchive"));
+/// The `cvarchive` binary, run with `args` and `env`, without the caller's key variables. Async,
+/// so that an emulator on the test's own runtime keeps serving while it runs.
+pub async fn cvarchive(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cvarchive"));
     cmd.args(args).env_remove("VISION_TRAINING_KEY").env_remove("VISION_TRAINING_ENDPOINT");
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().expect("the binary runs")
+    cmd.kill_on_drop(true).output().await.expect("the binary runs")
 }
 
 /// Every entry of a zip, by name, decompressed.

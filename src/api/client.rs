@@ -27,6 +27,9 @@ use crate::secret::{redact_url, TrainingKey};
 pub const MAX_IMAGE_IDS: usize = 256;
 /// The most ids DeletePrediction takes in one call.
 pub const MAX_PREDICTION_IDS: usize = 64;
+/// Attempts at a connection to an endpoint that has never answered (a wrong endpoint fails in
+/// about a second instead of after minutes of backoff).
+const FIRST_CONTACT_ATTEMPTS: u32 = 3;
 /// The largest page the list operations serve.
 pub const MAX_TAKE: u32 = 256;
 
@@ -152,6 +155,9 @@ struct Inner {
     stats: Arc<RetryStats>,
     max_json_bytes: u64,
     on_retry: Option<RetryHook>,
+    /// Whether the endpoint has ever answered; until it has, a refused connection is most
+    /// likely a wrong endpoint, so it is not retried for long.
+    answered: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Client {
@@ -237,6 +243,7 @@ impl Client {
                 stats: Arc::new(RetryStats::default()),
                 max_json_bytes: opts.max_json_bytes,
                 on_retry: opts.on_retry,
+                answered: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -532,6 +539,7 @@ impl Client {
             req = req.header(CONTENT_TYPE, "application/json").body(body.clone());
         }
         let mut resp = req.send().await.map_err(|e| transport(call.op, &shown, e))?;
+        self.inner.answered.store(true, std::sync::atomic::Ordering::Relaxed);
         let status = resp.status();
         let headers = resp.headers().clone();
         let body = read_limited(call.op, &shown, &mut resp, self.inner.max_json_bytes, None).await?;
@@ -562,7 +570,9 @@ impl Client {
                 Err(e) => e,
             };
             let Some(kind) = err.retry_kind().filter(|k| *k != RetryKind::ExpiredLink) else { return Err(err) };
-            if tries >= policy.max_attempts || started.elapsed() >= policy.max_total {
+            let never_answered = kind == RetryKind::Connection && !self.inner.answered.load(std::sync::atomic::Ordering::Relaxed);
+            let max_attempts = if never_answered { policy.max_attempts.min(FIRST_CONTACT_ATTEMPTS) } else { policy.max_attempts };
+            if tries >= max_attempts || started.elapsed() >= policy.max_total {
                 return Err(err);
             }
             let wait = policy.delay(tries, err.retry_after());
