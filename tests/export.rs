@@ -96,6 +96,27 @@ async fn fixture_account_exports_every_category_and_verifies() {
 }
 
 #[tokio::test]
+async fn the_extracted_demo_archive_passes_python_bagit() {
+    let emu = fixture_emulator().await;
+    let (dir, out, _) = export_all(&emu, "demo.zip").await;
+    // Python's own zipfile extracts (an independent zip reader), the Library of Congress's
+    // bagit validates every checksum.
+    let script = "import bagit, sys, zipfile\n\
+        zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])\n\
+        bag = bagit.Bag(sys.argv[2] + '/demo')\n\
+        bag.validate()\n\
+        print('valid', len(bag.payload_entries()))\n";
+    let o = std::process::Command::new(crate::verify::python())
+        .args(["-c", script, out.to_str().unwrap(), dir.path().join("x").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "bagit.py: {stdout} {}", String::from_utf8_lossy(&o.stderr));
+    let files: usize = stdout.trim().strip_prefix("valid ").unwrap().parse().unwrap();
+    assert_eq!(files, payload(&out).len());
+}
+
+#[tokio::test]
 async fn identical_bytes_under_two_ids_are_both_archived() {
     let emu = fixture_emulator().await;
     let (_dir, out, _) = export_all(&emu, "dupes.zip").await;
