@@ -12,11 +12,7 @@ use uuid::Uuid;
 
 pub const PROJECT: Uuid = Uuid::from_u128(0x1111_1111_1111_1111_1111_1111_1111_1111);
 pub const ITERATION: Uuid = Uuid::from_u128(0x2222_2222_2222_2222_2222_2222_2222_2222);
-pub const IMAGES: [Uuid; 3] = [
-    Uuid::from_u128(0xa1),
-    Uuid::from_u128(0xa2),
-    Uuid::from_u128(0xa3),
-];
+pub const IMAGES: [Uuid; 3] = [Uuid::from_u128(0xa1), Uuid::from_u128(0xa2), Uuid::from_u128(0xa3)];
 pub const PREDICTION: Uuid = Uuid::from_u128(0xb1);
 
 /// Distinct fake image bytes with real magic numbers, so sniffing picks their extensions.
@@ -65,9 +61,15 @@ pub fn write_bag(dir: &Path, name: &str, more: impl FnOnce(&mut BagWriter)) -> P
     let path = dir.join(format!("{name}.zip"));
     let mut w = BagWriter::new(File::create(&path).unwrap(), &layout::bag_name_for(&path)).unwrap();
     let p = PROJECT;
-    w.add_deflated(&layout::project_json(p), br#"{"id":"11111111-1111-1111-1111-111111111111","name":"cats"}"#).unwrap();
-    w.add_deflated(&layout::tags_json(p), br#"[{"id":"00000000-0000-0000-0000-0000000000c1","name":"cat","imageCount":2}]"#).unwrap();
-    w.add_deflated(&layout::iterations_json(p), format!(r#"[{{"id":"{ITERATION}","name":"Iteration 1"}}]"#).as_bytes()).unwrap();
+    w.add_deflated(&layout::project_json(p), br#"{"id":"11111111-1111-1111-1111-111111111111","name":"cats"}"#)
+        .unwrap();
+    w.add_deflated(
+        &layout::tags_json(p),
+        br#"[{"id":"00000000-0000-0000-0000-0000000000c1","name":"cat","imageCount":2}]"#,
+    )
+    .unwrap();
+    w.add_deflated(&layout::iterations_json(p), format!(r#"[{{"id":"{ITERATION}","name":"Iteration 1"}}]"#).as_bytes())
+        .unwrap();
     w.add_deflated(&layout::performance_json(p, ITERATION), br#"{"precision":0.9,"recall":0.8}"#).unwrap();
     let perf = "{\"id\":\"a1\",\"predictions\":[]}\n{\"id\":\"a2\",\"predictions\":[]}\n";
     w.add_deflated_from(&layout::image_performances_jsonl(p, ITERATION), &mut perf.as_bytes()).unwrap();
@@ -83,7 +85,8 @@ pub fn write_bag(dir: &Path, name: &str, more: impl FnOnce(&mut BagWriter)) -> P
     let pred = image_bytes(7);
     let pred_file = layout::prediction_file(p, PREDICTION, sniff_extension(&pred));
     w.add_stored(&pred_file, &pred, Sha256::digest(&pred).into()).unwrap();
-    w.add_deflated(&layout::predictions_jsonl(p), listing_line(p, PREDICTION, &pred_file, &pred, false).as_bytes()).unwrap();
+    w.add_deflated(&layout::predictions_jsonl(p), listing_line(p, PREDICTION, &pred_file, &pred, false).as_bytes())
+        .unwrap();
     more(&mut w);
     let account = serde_json::json!({
         "format": "cvarchive/1", "tool": {"name": "cvarchive", "version": "0.1.0"},
@@ -130,7 +133,8 @@ fn bag_info_and_manifests_follow_the_rfc() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_good_bag(dir.path(), "b");
     let reader = BagReader::open(&path).unwrap();
-    let text = |rel: &str| String::from_utf8(reader.read_entry(reader.bag_entry(rel).unwrap(), 1 << 20).unwrap()).unwrap();
+    let text =
+        |rel: &str| String::from_utf8(reader.read_entry(reader.bag_entry(rel).unwrap(), 1 << 20).unwrap()).unwrap();
     let info = text("bag-info.txt");
     let payload: Vec<_> = reader.entries().iter().filter(|e| e.name.starts_with("b/data/")).collect();
     let bytes: u64 = payload.iter().map(|e| e.size).sum();
@@ -184,7 +188,9 @@ fn paths_with_percent_and_newlines_are_encoded_in_the_manifest() {
 #[cfg(target_os = "linux")]
 #[test]
 fn a_full_disk_is_an_error_naming_the_archive() {
-    let Ok(full) = File::options().write(true).open("/dev/full") else { return };
+    let Ok(full) = File::options().write(true).open("/dev/full") else {
+        return;
+    };
     let big = vec![7u8; 8 << 20];
     let result = BagWriter::new(full, "bag").and_then(|mut w| {
         w.add_stored("big.bin", &big, Sha256::digest(&big).into())?;
@@ -211,7 +217,10 @@ fn reader_refuses_to_hold_more_than_its_limit_and_to_inflate_past_the_declared_s
     let err = reader.hash_entry(&lying, &mut vec![0u8; 1 << 16]).unwrap_err();
     assert_eq!(err, EntryProblem::LongerThanDeclared { declared: 1000 });
     lying.size = 5 << 20;
-    assert!(matches!(reader.hash_entry(&lying, &mut vec![0u8; 1 << 16]), Err(EntryProblem::ShorterThanDeclared { .. })));
+    assert!(matches!(
+        reader.hash_entry(&lying, &mut vec![0u8; 1 << 16]),
+        Err(EntryProblem::ShorterThanDeclared { .. })
+    ));
 }
 
 #[test]

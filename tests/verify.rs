@@ -55,7 +55,8 @@ fn rewrite(src: &Path, dst: &Path, edit: impl FnOnce(&mut Vec<(String, Vec<u8>)>
     edit(&mut list);
     let mut zip = zip::ZipWriter::new(File::create(dst).unwrap());
     for (name, bytes) in list {
-        let method = if name.contains("/images/") { zip::CompressionMethod::Stored } else { zip::CompressionMethod::Deflated };
+        let method =
+            if name.contains("/images/") { zip::CompressionMethod::Stored } else { zip::CompressionMethod::Deflated };
         zip.start_file(name, zip::write::SimpleFileOptions::default().compression_method(method)).unwrap();
         std::io::Write::write_all(&mut zip, &bytes).unwrap();
     }
@@ -154,7 +155,15 @@ fn matrix(dir: &Path) -> Vec<Case> {
     rewrite(&good, &p, |l| {
         replace_entry(l, "/manifest-sha256.txt", |s| {
             s.lines()
-                .map(|line| if line.ends_with(&tags) { format!("{} {tags}\n", "0".repeat(64)) } else { format!("{line}\n") })
+                .map(
+                    |line| {
+                        if line.ends_with(&tags) {
+                            format!("{} {tags}\n", "0".repeat(64))
+                        } else {
+                            format!("{line}\n")
+                        }
+                    },
+                )
                 .collect()
         })
     });
@@ -236,14 +245,17 @@ fn a_flipped_byte_in_compressed_json_is_found() {
     let reader = BagReader::open(&good).unwrap();
     let e = reader.bag_entry("data/account.json").unwrap();
     let mut bytes = std::fs::read(&good).unwrap();
-    let name_len = u16::from_le_bytes([bytes[e.header_offset as usize + 26], bytes[e.header_offset as usize + 27]]) as u64;
-    let extra_len = u16::from_le_bytes([bytes[e.header_offset as usize + 28], bytes[e.header_offset as usize + 29]]) as u64;
+    let name_len =
+        u16::from_le_bytes([bytes[e.header_offset as usize + 26], bytes[e.header_offset as usize + 27]]) as u64;
+    let extra_len =
+        u16::from_le_bytes([bytes[e.header_offset as usize + 28], bytes[e.header_offset as usize + 29]]) as u64;
     let data = e.header_offset + 30 + name_len + extra_len;
     bytes[(data + e.compressed_size / 2) as usize] ^= 0x10;
     let damaged = dir.path().join("json_flip.zip");
     std::fs::write(&damaged, bytes).unwrap();
     let report = full(&damaged);
-    let damage = [FindingKind::HashMismatch, FindingKind::UnreadableEntry, FindingKind::SizeMismatch, FindingKind::CrcMismatch];
+    let damage =
+        [FindingKind::HashMismatch, FindingKind::UnreadableEntry, FindingKind::SizeMismatch, FindingKind::CrcMismatch];
     assert!(
         report.findings.iter().any(|f| f.path == "data/account.json" && damage.contains(&f.kind)),
         "{:#?}",
@@ -281,7 +293,9 @@ fn listings_must_agree_with_the_images() {
     assert_finding(&full(&gone), FindingKind::ListedFileMissing, &image_path(1));
 
     let bad_json = dir.path().join("bad_json.zip");
-    rebag(&good, &bad_json, |l| l.iter_mut().find(|(n, _)| n.ends_with("tags.json")).unwrap().1 = b"[{\"id\":".to_vec());
+    rebag(&good, &bad_json, |l| {
+        l.iter_mut().find(|(n, _)| n.ends_with("tags.json")).unwrap().1 = b"[{\"id\":".to_vec()
+    });
     assert_finding(&full(&bad_json), FindingKind::InvalidJson, &format!("data/{}", layout::tags_json(PROJECT)));
 }
 
@@ -291,7 +305,17 @@ fn fast_mode_catches_size_and_structure_damage_but_not_a_same_size_flip() {
     let cases = matrix(dir.path());
     let by_name = |n: &str| cases.iter().find(|c| c.name == n).unwrap();
     assert!(fast(&by_name("flipped_image").path).is_clean(), "fast mode should not re-hash");
-    for name in ["missing_image", "extra_file", "wrong_oxum", "truncated", "duplicate", "dotdot", "absolute", "no_bagit", "tagmanifest_mismatch"] {
+    for name in [
+        "missing_image",
+        "extra_file",
+        "wrong_oxum",
+        "truncated",
+        "duplicate",
+        "dotdot",
+        "absolute",
+        "no_bagit",
+        "tagmanifest_mismatch",
+    ] {
         let c = by_name(name);
         assert_finding(&fast(&c.path), c.kind, &c.at);
     }
@@ -388,7 +412,9 @@ fn safe_extract(zip: &Path, dest: &Path) -> Option<PathBuf> {
         if e.is_dir() || unsafe_path_reason(&e.name).is_some() || !seen.insert(e.name.clone()) {
             continue;
         }
-        let Ok(bytes) = reader.read_entry(e, 64 << 20) else { continue };
+        let Ok(bytes) = reader.read_entry(e, 64 << 20) else {
+            continue;
+        };
         let out = dest.join(&e.name);
         std::fs::create_dir_all(out.parent().unwrap()).unwrap();
         std::fs::write(out, bytes).unwrap();
@@ -442,7 +468,8 @@ fn the_cli_exit_codes_and_json() {
     let (code, text) = cli(&["verify", "--json", damaged.to_str().unwrap()]);
     assert_eq!(code, 1, "{text}");
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let kinds: Vec<_> = json["findings"].as_array().unwrap().iter().map(|f| f["kind"].as_str().unwrap().to_string()).collect();
+    let kinds: Vec<_> =
+        json["findings"].as_array().unwrap().iter().map(|f| f["kind"].as_str().unwrap().to_string()).collect();
     assert!(kinds.contains(&"missing_payload_file".to_string()), "{kinds:?}");
     let (code, text) = cli(&["verify", damaged.to_str().unwrap()]);
     assert_eq!(code, 1);

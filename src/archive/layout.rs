@@ -135,11 +135,7 @@ pub fn encode_manifest_path(path: &str) -> String {
 /// Decodes a manifest path (the inverse of [`encode_manifest_path`]); other `%xx` stay as is,
 /// as the RFC only defines those three.
 pub fn decode_manifest_path(path: &str) -> String {
-    path.replace("%0D", "\r")
-        .replace("%0d", "\r")
-        .replace("%0A", "\n")
-        .replace("%0a", "\n")
-        .replace("%25", "%")
+    path.replace("%0D", "\r").replace("%0d", "\r").replace("%0A", "\n").replace("%0a", "\n").replace("%25", "%")
 }
 
 /// Why a path relative to `data/` (or inside the bag) is not one we would write or follow, if so.
@@ -212,6 +208,9 @@ mod tests {
         assert!(unsafe_path_reason("/etc/passwd").is_some());
         assert!(unsafe_path_reason("a//b").is_some());
         assert!(unsafe_path_reason("projects/x/images/y.jpg").is_none());
-        assert_eq!(model_file(Uuid::nil(), Uuid::nil(), "../ONNX", Some("a/b"), "zip").rsplit('/').next(), Some(".._ONNX-a_b.zip"));
+        assert_eq!(
+            model_file(Uuid::nil(), Uuid::nil(), "../ONNX", Some("a/b"), "zip").rsplit('/').next(),
+            Some(".._ONNX-a_b.zip")
+        );
     }
 }

@@ -43,8 +43,8 @@ impl BagReader {
     pub fn open(path: &Path) -> Result<BagReader, Error> {
         let file = File::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
         let len = file.metadata().map_err(|source| Error::Io { path: path.to_path_buf(), source })?.len();
-        let dir = zipdir::read_directory(&file, len)
-            .map_err(|reason| Error::NotZip { path: path.to_path_buf(), reason })?;
+        let dir =
+            zipdir::read_directory(&file, len).map_err(|reason| Error::NotZip { path: path.to_path_buf(), reason })?;
         let mut by_name = HashMap::with_capacity(dir.entries.len());
         let mut tops: HashMap<&str, usize> = HashMap::new();
         for e in &dir.entries {
@@ -54,7 +54,15 @@ impl BagReader {
             }
         }
         let bag_name = tops.into_iter().max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0))).map(|(t, _)| t.to_string());
-        Ok(BagReader { path: path.to_path_buf(), file, len, entries: dir.entries, recovered: dir.recovered, by_name, bag_name })
+        Ok(BagReader {
+            path: path.to_path_buf(),
+            file,
+            len,
+            entries: dir.entries,
+            recovered: dir.recovered,
+            by_name,
+            bag_name,
+        })
     }
 
     /// The archive file's path.

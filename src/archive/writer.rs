@@ -117,7 +117,9 @@ impl BagWriter {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::Io { path: PathBuf::from(format!("(source of data/{data_path})")), source: e }),
+                Err(e) => {
+                    return Err(Error::Io { path: PathBuf::from(format!("(source of data/{data_path})")), source: e })
+                }
             };
             hasher.update(&buf[..n]);
             size += n as u64;

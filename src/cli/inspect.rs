@@ -48,7 +48,13 @@ fn or_unknown(v: &Option<String>) -> &str {
 fn print_human(out: &mut impl Write, s: &Summary) -> std::io::Result<()> {
     writeln!(out, "archive:   {} ({} bytes, {} entries)", s.archive.display(), s.archive_bytes, s.entries)?;
     writeln!(out, "source:    {} (API {})", or_unknown(&s.source_host), or_unknown(&s.api_version))?;
-    writeln!(out, "taken:     {} .. {} (bagged {})", or_unknown(&s.started), or_unknown(&s.finished), or_unknown(&s.bagging_date))?;
+    writeln!(
+        out,
+        "taken:     {} .. {} (bagged {})",
+        or_unknown(&s.started),
+        or_unknown(&s.finished),
+        or_unknown(&s.bagging_date)
+    )?;
     writeln!(out, "tool:      cvarchive {}", or_unknown(&s.tool_version))?;
     let complete = match s.complete {
         Some(true) => "yes",
@@ -59,7 +65,13 @@ fn print_human(out: &mut impl Write, s: &Summary) -> std::io::Result<()> {
     writeln!(out, "payload:   {} files, {} bytes", s.payload_files, s.payload_bytes)?;
     for p in &s.projects {
         let n = |v: Option<u64>| v.map_or("?".to_string(), |v| v.to_string());
-        writeln!(out, "project {} {:?} ({})", p.id, p.name.as_deref().unwrap_or("?"), p.domain_type.as_deref().unwrap_or("?"))?;
+        writeln!(
+            out,
+            "project {} {:?} ({})",
+            p.id,
+            p.name.as_deref().unwrap_or("?"),
+            p.domain_type.as_deref().unwrap_or("?")
+        )?;
         writeln!(
             out,
             "  images: {} tagged, {} untagged ({} files, {} bytes); tags: {}; iterations: {}",

@@ -108,14 +108,18 @@ pub fn inspect(path: &Path) -> Result<Summary, Error> {
     let mut projects: BTreeMap<String, ProjectSummary> = BTreeMap::new();
     let mut iterations: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
     for e in reader.entries().iter().filter(|e| !e.is_dir()) {
-        let Some(rel) = e.name.strip_prefix(&prefix) else { continue };
+        let Some(rel) = e.name.strip_prefix(&prefix) else {
+            continue;
+        };
         s.payload_files += 1;
         s.payload_bytes += e.size;
         let parts: Vec<&str> = rel.split('/').collect();
         if parts.len() < 3 || parts[0] != "projects" {
             continue;
         }
-        let p = projects.entry(parts[1].to_string()).or_insert_with(|| ProjectSummary { id: parts[1].to_string(), ..Default::default() });
+        let p = projects
+            .entry(parts[1].to_string())
+            .or_insert_with(|| ProjectSummary { id: parts[1].to_string(), ..Default::default() });
         match (parts[2], parts.len()) {
             ("images", 4) => {
                 p.image_files += 1;
@@ -149,7 +153,8 @@ pub fn inspect(path: &Path) -> Result<Summary, Error> {
             s.bagging_software = get("Bagging-Software");
             s.source_host = get("Source-Endpoint-Host");
             s.api_version = get("Custom-Vision-API-Version");
-            s.tool_version = s.bagging_software.as_deref().and_then(|v| v.strip_prefix("cvarchive ")).map(str::to_string);
+            s.tool_version =
+                s.bagging_software.as_deref().and_then(|v| v.strip_prefix("cvarchive ")).map(str::to_string);
         }
         Some(Err(p)) => s.notes.push(format!("bag-info.txt unreadable: {p}")),
         None => s.notes.push("no bag-info.txt".into()),
@@ -172,7 +177,8 @@ fn apply_account(v: &Value, s: &mut Summary, projects: &mut BTreeMap<String, Pro
     let str_at = |v: &Value, path: &[&str]| -> Option<String> {
         path.iter().try_fold(v, |v, k| v.get(k)).and_then(Value::as_str).map(str::to_string)
     };
-    let u64_at = |v: &Value, path: &[&str]| -> Option<u64> { path.iter().try_fold(v, |v, k| v.get(k)).and_then(Value::as_u64) };
+    let u64_at =
+        |v: &Value, path: &[&str]| -> Option<u64> { path.iter().try_fold(v, |v, k| v.get(k)).and_then(Value::as_u64) };
     s.source_host = str_at(v, &["source", "endpointHost"]).or(s.source_host.take());
     s.api_version = str_at(v, &["source", "apiVersion"]).or(s.api_version.take());
     s.tool_version = str_at(v, &["tool", "version"]).or(s.tool_version.take());
@@ -185,7 +191,9 @@ fn apply_account(v: &Value, s: &mut Summary, projects: &mut BTreeMap<String, Pro
         return;
     };
     for pj in list {
-        let Some(id) = str_at(pj, &["id"]) else { continue };
+        let Some(id) = str_at(pj, &["id"]) else {
+            continue;
+        };
         let p = projects.entry(id.clone()).or_insert_with(|| ProjectSummary { id, ..Default::default() });
         p.name = str_at(pj, &["name"]);
         p.domain_type = str_at(pj, &["domainType"]);

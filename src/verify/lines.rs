@@ -25,7 +25,13 @@ pub(super) fn read_line(reader: &mut impl BufRead, buf: &mut Vec<u8>, cap: usize
             Err(e) => return Err(e),
         };
         if chunk.is_empty() {
-            return Ok(if !any { Line::End } else if too_long { Line::TooLong } else { Line::Text });
+            return Ok(if !any {
+                Line::End
+            } else if too_long {
+                Line::TooLong
+            } else {
+                Line::Text
+            });
         }
         any = true;
         let (used, done) = match chunk.iter().position(|&b| b == b'\n') {

@@ -49,10 +49,8 @@ pub(super) fn check(
             }
         }
     }
-    let listings: HashSet<String> = projects
-        .iter()
-        .flat_map(|p| [format!("{p}images.jsonl"), format!("{p}predictions.jsonl")])
-        .collect();
+    let listings: HashSet<String> =
+        projects.iter().flat_map(|p| [format!("{p}images.jsonl"), format!("{p}predictions.jsonl")]).collect();
 
     if parse_all {
         for path in &paths {
@@ -116,7 +114,8 @@ fn for_each_line(
             Err(e) => return findings.push(unreadable(path, &problem(e))),
             Ok(Line::End) => return,
             Ok(Line::TooLong) => findings.push(
-                Finding::new(FindingKind::TooLarge, path).detail(format!("line {number} is longer than {JSONL_LINE_CAP} bytes")),
+                Finding::new(FindingKind::TooLarge, path)
+                    .detail(format!("line {number} is longer than {JSONL_LINE_CAP} bytes")),
             ),
             Ok(Line::Text) => {
                 if line.iter().all(u8::is_ascii_whitespace) {
@@ -146,7 +145,9 @@ fn check_listing(
         let mut problems = Vec::new();
         for_each_line(bag, &listing_path, entry, findings, |number, line| {
             let item: Listed = serde_json::from_slice(line).map_err(|e| e.to_string())?;
-            let bad = |why: String| Finding::new(FindingKind::InvalidListing, listing_path.clone()).detail(format!("line {number}: {why}"));
+            let bad = |why: String| {
+                Finding::new(FindingKind::InvalidListing, listing_path.clone()).detail(format!("line {number}: {why}"))
+            };
             let (Some(file), Some(size), Some(sha)) = (item.file, item.size, item.sha256) else {
                 problems.push(bad("lacks file, size or sha256".into()));
                 return Ok(());
@@ -159,7 +160,8 @@ fn check_listing(
             listed_files.insert(data_path.clone());
             let Some(target) = bag.payload.get(&data_path) else {
                 problems.push(
-                    Finding::new(FindingKind::ListedFileMissing, data_path).detail(format!("listed in {listing_path} line {number}")),
+                    Finding::new(FindingKind::ListedFileMissing, data_path)
+                        .detail(format!("listed in {listing_path} line {number}")),
                 );
                 return Ok(());
             };
@@ -188,7 +190,11 @@ fn check_listing(
         bag.payload.keys().filter(|p| p.starts_with(&prefix) && !listed_files.contains(*p)).collect();
     unlisted.sort();
     for path in unlisted {
-        let why = if present.is_some() { format!("not in {listing_path}") } else { format!("{listing_path} is missing or unreadable") };
+        let why = if present.is_some() {
+            format!("not in {listing_path}")
+        } else {
+            format!("{listing_path} is missing or unreadable")
+        };
         findings.push(Finding::new(FindingKind::UnlistedImage, path.clone()).detail(why));
     }
 }

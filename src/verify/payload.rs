@@ -73,7 +73,8 @@ pub(super) fn compare(
     let mut missing: Vec<_> = manifest.keys().filter(|p| !bag.payload.contains_key(*p)).collect();
     missing.sort();
     for path in missing {
-        findings.push(Finding::new(FindingKind::MissingPayloadFile, path.clone()).expected(hex::encode(manifest[path])));
+        findings
+            .push(Finding::new(FindingKind::MissingPayloadFile, path.clone()).expected(hex::encode(manifest[path])));
     }
     let mut paths: Vec<_> = bag.payload.keys().collect();
     paths.sort();
@@ -83,7 +84,9 @@ pub(super) fn compare(
         if listed.is_none() {
             findings.push(Finding::new(FindingKind::UnlistedPayloadFile, path.clone()));
         }
-        let Some(result) = hashed.and_then(|h| h.get(&entry.index)) else { continue };
+        let Some(result) = hashed.and_then(|h| h.get(&entry.index)) else {
+            continue;
+        };
         match result {
             Err(p) => {
                 unreadable_entries.insert(entry.index);

@@ -13,7 +13,7 @@ use crate::archive::bagit::{
     TAGMANIFEST_NAME,
 };
 use crate::archive::reader::problem;
-use crate::archive::{EntryProblem, Entry};
+use crate::archive::{Entry, EntryProblem};
 
 /// Largest small tag file (`bagit.txt`, `bag-info.txt`, the tag manifest) read into memory.
 const TAG_FILE_LIMIT: u64 = 1 << 20;
@@ -31,8 +31,8 @@ pub(super) struct Tags {
 pub(super) fn check(bag: &Bag<'_>, findings: &mut Vec<Finding>) -> Tags {
     let mut tag_hashes: HashMap<&str, [u8; 32]> = HashMap::new();
 
-    match read_small(bag, BAGIT_TXT_NAME, FindingKind::MissingBagit, findings) {
-        Some(bytes) => {
+    if let Some(bytes) = read_small(bag, BAGIT_TXT_NAME, FindingKind::MissingBagit, findings) {
+        {
             tag_hashes.insert(BAGIT_TXT_NAME, Sha256::digest(&bytes).into());
             let text = String::from_utf8_lossy(&bytes);
             let (pairs, _) = parse_tag_file(text.trim_start_matches('\u{feff}'));
@@ -42,11 +42,14 @@ pub(super) fn check(bag: &Bag<'_>, findings: &mut Vec<Finding>) -> Tags {
                 findings.push(
                     Finding::new(FindingKind::InvalidBagit, BAGIT_TXT_NAME)
                         .expected("BagIt-Version: 1.0, Tag-File-Character-Encoding: UTF-8")
-                        .actual(format!("BagIt-Version: {}, Tag-File-Character-Encoding: {}", version.unwrap_or("(none)"), encoding.unwrap_or("(none)"))),
+                        .actual(format!(
+                            "BagIt-Version: {}, Tag-File-Character-Encoding: {}",
+                            version.unwrap_or("(none)"),
+                            encoding.unwrap_or("(none)")
+                        )),
                 );
             }
         }
-        None => {}
     }
 
     let mut oxum = None;
@@ -55,7 +58,10 @@ pub(super) fn check(bag: &Bag<'_>, findings: &mut Vec<Finding>) -> Tags {
         let text = String::from_utf8_lossy(&bytes);
         let (pairs, bad) = parse_tag_file(&text);
         for line in bad {
-            findings.push(Finding::new(FindingKind::InvalidBagInfo, BAG_INFO_NAME).detail(format!("line {line} is not `Label: value`")));
+            findings.push(
+                Finding::new(FindingKind::InvalidBagInfo, BAG_INFO_NAME)
+                    .detail(format!("line {line} is not `Label: value`")),
+            );
         }
         match tag_value(&pairs, "Payload-Oxum") {
             None => findings.push(Finding::new(FindingKind::InvalidBagInfo, BAG_INFO_NAME).detail("no Payload-Oxum")),
@@ -183,7 +189,8 @@ fn check_tagmanifest(bag: &Bag<'_>, computed: &HashMap<&str, [u8; 32]>, findings
                 listed.insert(path, sha);
             }
             Err(why) => findings.push(
-                Finding::new(FindingKind::TagManifestMismatch, TAGMANIFEST_NAME).detail(format!("line {}: {why}", i + 1)),
+                Finding::new(FindingKind::TagManifestMismatch, TAGMANIFEST_NAME)
+                    .detail(format!("line {}: {why}", i + 1)),
             ),
         }
     }
@@ -209,13 +216,17 @@ fn check_tagmanifest(bag: &Bag<'_>, computed: &HashMap<&str, [u8; 32]>, findings
                     .actual(hex::encode(actual)),
             ),
             None => findings.push(
-                Finding::new(FindingKind::TagManifestMismatch, path.clone()).expected(hex::encode(expected)).actual("missing"),
+                Finding::new(FindingKind::TagManifestMismatch, path.clone())
+                    .expected(hex::encode(expected))
+                    .actual("missing"),
             ),
         }
     }
     for name in [BAGIT_TXT_NAME, BAG_INFO_NAME, MANIFEST_NAME] {
         if computed.contains_key(name) && !listed.contains_key(name) {
-            findings.push(Finding::new(FindingKind::TagManifestMismatch, name).detail("not listed in tagmanifest-sha256.txt"));
+            findings.push(
+                Finding::new(FindingKind::TagManifestMismatch, name).detail("not listed in tagmanifest-sha256.txt"),
+            );
         }
     }
 }

@@ -12,7 +12,9 @@ use crate::archive::BagReader;
 pub(super) fn check<'a>(reader: &'a BagReader, findings: &mut Vec<Finding>) -> Option<Bag<'a>> {
     let name_of = |entry_name: &str| -> String {
         match reader.bag_name() {
-            Some(bag) => entry_name.strip_prefix(bag).and_then(|r| r.strip_prefix('/')).unwrap_or(entry_name).to_string(),
+            Some(bag) => {
+                entry_name.strip_prefix(bag).and_then(|r| r.strip_prefix('/')).unwrap_or(entry_name).to_string()
+            }
             None => entry_name.to_string(),
         }
     };
@@ -53,7 +55,9 @@ pub(super) fn check<'a>(reader: &'a BagReader, findings: &mut Vec<Finding>) -> O
     }
 
     let Some(bag_name) = reader.bag_name() else {
-        findings.push(Finding::new(FindingKind::MissingBagit, "bagit.txt").detail("the archive has no top-level bag folder"));
+        findings.push(
+            Finding::new(FindingKind::MissingBagit, "bagit.txt").detail("the archive has no top-level bag folder"),
+        );
         return None;
     };
     let mut bag = Bag { reader, name: bag_name.to_string(), payload: HashMap::new(), tag_entries: HashMap::new() };
