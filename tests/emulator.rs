@@ -410,6 +410,15 @@ async fn faults_rate_limit_fail_and_cut_bodies() {
     assert_eq!(reqwest::get(&link).await.unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
     e.set_faults(FaultConfig::default());
     assert_eq!(reqwest::get(&link).await.unwrap().bytes().await.unwrap().to_vec(), full);
+
+    // A cut download resumes with a Range request.
+    let r = reqwest::Client::new().get(&link).header("Range", "bytes=100-").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(r.headers()["content-range"].to_str().unwrap(), format!("bytes 100-{}/{}", full.len() - 1, full.len()));
+    assert!(r.headers().contains_key("x-ms-blob-content-md5") && !r.headers().contains_key("content-md5"));
+    assert_eq!(r.bytes().await.unwrap().to_vec(), full[100..].to_vec());
+    let r = reqwest::Client::new().get(&link).header("Range", format!("bytes={}-", full.len())).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
 }
 
 #[tokio::test]
