@@ -213,7 +213,7 @@ impl Emulator {
         self.state.set_faults(faults);
     }
 
-    /// Every request served, oldest first (the most recent [`record::MAX_RECORDED`] at most).
+    /// Every request served, oldest first (the most recent 200,000 at most).
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.state.recorder().all()
     }
