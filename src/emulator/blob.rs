@@ -107,31 +107,71 @@ fn storage_headers(builder: axum::http::response::Builder, request_id: &str) -> 
         .header(header::SERVER, "Windows-Azure-Blob/1.0 Microsoft-HTTPAPI/2.0")
 }
 
-/// A blob answer: the bytes with `Content-Type`, `Content-Length` and `Content-MD5`; when
+/// A byte range of a `Range: bytes=first-[last]` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ByteRange {
+    pub first: usize,
+    pub last: Option<usize>,
+}
+
+impl ByteRange {
+    /// Reads a single-range `Range` header; `None` for anything else (then the whole blob is
+    /// sent, as Azure does for ranges it ignores).
+    pub fn parse(header: &str) -> Option<ByteRange> {
+        let (first, last) = header.trim().strip_prefix("bytes=")?.split_once('-')?;
+        let first = first.trim().parse().ok()?;
+        let last = match last.trim() {
+            "" => None,
+            l => Some(l.parse().ok()?),
+        };
+        (last.is_none_or(|l| l >= first)).then_some(ByteRange { first, last })
+    }
+}
+
+/// A blob answer: the bytes with `Content-Type`, `Content-Length` and `Content-MD5` (or, for a
+/// range, 206 with `Content-Range` and the whole blob's MD5 in `x-ms-blob-content-md5`); when
 /// `reset` is set, only part of the body is sent before the connection drops.
-pub(crate) fn ok(bytes: Bytes, request_id: &str, reset: bool) -> Response<Body> {
-    let md5 = base64::engine::general_purpose::STANDARD.encode(Md5::digest(&bytes));
-    let len = bytes.len();
-    let builder = storage_headers(Response::builder().status(StatusCode::OK), request_id)
+pub(crate) fn ok(bytes: Bytes, range: Option<ByteRange>, request_id: &str, reset: bool) -> Response<Body> {
+    let digest = Md5::digest(&bytes);
+    let md5 = base64::engine::general_purpose::STANDARD.encode(digest);
+    let total = bytes.len();
+    let mut builder = storage_headers(Response::builder(), request_id)
         .header(header::CONTENT_TYPE, sniff_content_type(&bytes))
-        .header(header::CONTENT_LENGTH, len)
-        .header("Content-MD5", md5.as_str())
-        .header(header::ETAG, format!("\"0x8D{}\"", &hex::encode(&Md5::digest(&bytes)[..7]).to_uppercase()))
+        .header(header::ETAG, format!("\"0x8D{}\"", hex::encode(&digest[..7]).to_uppercase()))
         .header(header::LAST_MODIFIED, "Sat, 06 Jun 2020 16:44:43 GMT")
         .header(header::ACCEPT_RANGES, "bytes")
         .header("x-ms-blob-type", "BlockBlob");
+    let body = match range {
+        Some(r) if r.first >= total => {
+            return error(StatusCode::RANGE_NOT_SATISFIABLE, "InvalidRange", "The range specified is invalid for the current size of the resource.", None, request_id);
+        }
+        Some(r) => {
+            let last = r.last.unwrap_or(total - 1).min(total - 1);
+            builder = builder
+                .status(StatusCode::PARTIAL_CONTENT)
+                .header(header::CONTENT_RANGE, format!("bytes {}-{last}/{total}", r.first))
+                .header("x-ms-blob-content-md5", md5.as_str());
+            bytes.slice(r.first..=last)
+        }
+        None => {
+            builder = builder.status(StatusCode::OK).header("Content-MD5", md5.as_str());
+            bytes
+        }
+    };
+    let len = body.len();
+    let builder = builder.header(header::CONTENT_LENGTH, len);
     let body = if reset {
         // Half the body, then an error: hyper drops the connection short of Content-Length.
         // The pause lets the head and the first half reach the client before the cut.
         use futures::StreamExt as _;
-        let part = futures::stream::iter([Ok::<Bytes, io::Error>(bytes.slice(..len / 2))]);
+        let part = futures::stream::iter([Ok::<Bytes, io::Error>(body.slice(..len / 2))]);
         let cut = futures::stream::once(async {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             Err(io::Error::new(io::ErrorKind::ConnectionReset, "injected connection reset"))
         });
         Body::from_stream(part.chain(cut))
     } else {
-        Body::from(bytes)
+        Body::from(body)
     };
     builder.body(body).expect("static headers are valid")
 }
@@ -201,5 +241,14 @@ mod tests {
         assert!(matches!(signer.check("i-ab/i-cd", Some(&sig), Some(&se), now + chrono::Duration::hours(25)), Err(Denied::Expired { .. })));
         assert_eq!(Signer::new().check("i-ab/i-cd", Some(&sig), Some(&se), now), Err(Denied::BadSignature));
         assert_eq!(signer.check("i-ab/i-cd", None, Some(&se), now), Err(Denied::BadSignature));
+    }
+
+    #[test]
+    fn ranges_parse_like_http() {
+        assert_eq!(ByteRange::parse("bytes=10-"), Some(ByteRange { first: 10, last: None }));
+        assert_eq!(ByteRange::parse("bytes=0-99"), Some(ByteRange { first: 0, last: Some(99) }));
+        assert_eq!(ByteRange::parse("bytes=9-1"), None);
+        assert_eq!(ByteRange::parse("bytes=-5"), None);
+        assert_eq!(ByteRange::parse("items=0-1"), None);
     }
 }

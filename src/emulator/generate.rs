@@ -262,7 +262,7 @@ fn project(spec: &GenerateSpec, p: u64) -> ProjectState {
             let first = &tags[(h % tags.len() as u64) as usize];
             let second = &tags[((h >> 8) % tags.len() as u64) as usize];
             let bounding = |k: u64| {
-                (kind == Kind::ObjectDetection).then(|| crate::api::model::BoundingBox {
+                (kind == Kind::ObjectDetection).then_some(crate::api::model::BoundingBox {
                     left: 0.1 * k as f64,
                     top: 0.2,
                     width: 0.3,

@@ -9,6 +9,8 @@
 //! # Layout
 //!
 //! - `state`: the account model and its operations (paging, counts, deletes).
+//! - `filter`: GetImages' `$filter` metadata expressions.
+//! - `ops`: the operations: path shapes, query parameters and limits, what each does.
 //! - `render`: account records -> wire types of [`crate::api::model`], with their links.
 //! - `routes`: the HTTP edge: [`app`], parsing, status codes, error bodies, recording.
 //! - `blob`: signed expiring blob URLs and the blob answers (Azure Storage's shapes).
@@ -19,6 +21,7 @@
 
 mod blob;
 mod faults;
+mod filter;
 mod fixture;
 mod generate;
 mod ops;
@@ -210,7 +213,7 @@ impl Emulator {
         self.state.set_faults(faults);
     }
 
-    /// Every request served, oldest first (the most recent [`record::MAX_RECORDED`] at most).
+    /// Every request served, oldest first (the most recent 200,000 at most).
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.state.recorder().all()
     }

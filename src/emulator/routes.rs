@@ -138,7 +138,7 @@ async fn handle(State(state): State<AppState>, method: Method, uri: Uri, headers
     let request_id = Uuid::new_v4().to_string();
     let had_training_key = headers.contains_key("training-key");
     let (operation, mutating, response) = match uri.path().strip_prefix("/blob/") {
-        Some(path) => ("Blob", false, serve_blob(&state, &method, path, uri.query(), &request_id).await),
+        Some(path) => ("Blob", false, serve_blob(&state, &method, path, uri.query(), &headers, &request_id).await),
         None => serve_api(&state, &method, &uri, &headers, body, &request_id).await,
     };
     let status = response.status().as_u16();
@@ -249,7 +249,7 @@ fn api_error(e: &ApiError, request_id: &str) -> Response<Body> {
     json_response(e.status, serde_json::to_vec(&body).expect("serialises"), request_id)
 }
 
-async fn serve_blob(state: &AppState, method: &Method, path: &str, query: Option<&str>, request_id: &str) -> Response<Body> {
+async fn serve_blob(state: &AppState, method: &Method, path: &str, query: Option<&str>, headers: &HeaderMap, request_id: &str) -> Response<Body> {
     let now = Utc::now();
     if method != Method::GET && method != Method::HEAD {
         return blob::error(StatusCode::FORBIDDEN, "AuthorizationPermissionMismatch", "This request is not authorized to perform this operation using this permission.", None, request_id);
@@ -274,7 +274,10 @@ async fn serve_blob(state: &AppState, method: &Method, path: &str, query: Option
         return blob::error(StatusCode::SERVICE_UNAVAILABLE, "ServerBusy", "The server is currently unable to receive requests. Please retry your request.", None, request_id);
     }
     match state.resolve_bytes(path) {
-        Some(bytes) => blob::ok(bytes, request_id, fault == BlobFault::Reset),
+        Some(bytes) => {
+            let range = headers.get(header::RANGE).and_then(|r| r.to_str().ok()).and_then(blob::ByteRange::parse);
+            blob::ok(bytes, range, request_id, fault == BlobFault::Reset)
+        }
         None => blob::error(StatusCode::NOT_FOUND, "BlobNotFound", "The specified blob does not exist.", None, request_id),
     }
 }
