@@ -58,7 +58,9 @@ pub fn redact_url(url: &str) -> String {
     let parts: Vec<String> = query
         .split('&')
         .map(|pair| match pair.split_once('=') {
-            Some((name, _)) if SECRET_PARAMS.iter().any(|s| s.eq_ignore_ascii_case(name)) => format!("{name}={REDACTED}"),
+            Some((name, _)) if SECRET_PARAMS.iter().any(|s| s.eq_ignore_ascii_case(name)) => {
+                format!("{name}={REDACTED}")
+            }
             _ => pair.to_owned(),
         })
         .collect();

@@ -84,7 +84,8 @@ async fn images_page_with_take_skip_and_order() {
     assert!(untagged_page.iter().all(|i| !i.is_tagged()) && untagged_page.len() as u64 == untagged.min(256));
 
     for bad in ["take=257", "take=-1", "skip=-1", "orderBy=Sideways"] {
-        let (status, code) = error_code(call(&e, Method::GET, &format!("/projects/{p}/images/tagged?{bad}")).await).await;
+        let (status, code) =
+            error_code(call(&e, Method::GET, &format!("/projects/{p}/images/tagged?{bad}")).await).await;
         assert_eq!((status, code.as_str()), (StatusCode::BAD_REQUEST, "BadRequest"), "{bad}");
     }
     let ids: Vec<String> = (0..257).map(|_| Uuid::new_v4().to_string()).collect();
@@ -109,7 +110,10 @@ async fn keys_unknown_paths_and_missing_things_answer_like_the_service() {
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["error"]["code"], "401");
-        assert!(body["error"]["message"].as_str().unwrap().starts_with("Access denied due to invalid subscription key"));
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Access denied due to invalid subscription key"));
     }
     // Header names are case-insensitive; both API versions are served.
     for prefix in ["v3.3", "v3.4-preview"] {
@@ -136,7 +140,11 @@ async fn keys_unknown_paths_and_missing_things_answer_like_the_service() {
         (format!("/projects/{CLS}/images/tagged?iterationId={missing}"), "NotFoundIteration"),
     ];
     for (path, code) in cases {
-        assert_eq!(error_code(call(&e, Method::GET, &path).await).await, (StatusCode::NOT_FOUND, code.to_owned()), "{path}");
+        assert_eq!(
+            error_code(call(&e, Method::GET, &path).await).await,
+            (StatusCode::NOT_FOUND, code.to_owned()),
+            "{path}"
+        );
     }
     let r = call(&e, Method::GET, &format!("/projects/{CLS}/iterations/{CLS_UNTRAINED}/performance")).await;
     assert_eq!(error_code(r).await, (StatusCode::BAD_REQUEST, "BadRequestIterationIsNotTrained".to_owned()));
@@ -152,19 +160,26 @@ async fn the_fixture_has_what_a_backup_must_handle() {
     assert_eq!(cat.image_count, Some(2));
     let images: Vec<Image> = get_json(&e, &format!("/projects/{CLS}/images?take=256")).await;
     assert_eq!(images.len(), 7);
-    assert!(images.iter().any(|i| i.metadata.as_ref().is_some_and(|m| m.get("photographer").map(String::as_str) == Some("Zoë"))));
+    assert!(images
+        .iter()
+        .any(|i| i.metadata.as_ref().is_some_and(|m| m.get("photographer").map(String::as_str) == Some("Zoë"))));
     let raw: Value = get_json(&e, &format!("/projects/{CLS}/images?take=256")).await;
     let created = raw[0]["created"].as_str().unwrap();
     assert!(!created.ends_with('Z') && created.rsplit('.').next().unwrap().len() == 7, "{created}");
-    assert!(raw.as_array().unwrap().iter().all(|i| i.get("regions").is_none()), "classification images have no regions key");
+    assert!(
+        raw.as_array().unwrap().iter().all(|i| i.get("regions").is_none()),
+        "classification images have no regions key"
+    );
     let od: Vec<Image> = get_json(&e, &format!("/projects/{OD}/images/tagged")).await;
     assert!(od.iter().all(|i| i.regions.as_ref().is_some_and(|r| !r.is_empty())));
     let iterations: Vec<Iteration> = get_json(&e, &format!("/projects/{CLS}/iterations")).await;
     assert!(iterations.iter().any(|i| i.is_published()) && iterations.iter().any(|i| !i.is_trained()));
-    let performances: Vec<Value> = get_json(&e, &format!("/projects/{CLS}/iterations/{CLS_PUBLISHED}/performance/images?take=2")).await;
+    let performances: Vec<Value> =
+        get_json(&e, &format!("/projects/{CLS}/iterations/{CLS_PUBLISHED}/performance/images?take=2")).await;
     assert_eq!(performances.len(), 2);
     assert!(performances[0]["imageUri"].as_str().unwrap().contains("/blob/"));
-    let count: u64 = get_json(&e, &format!("/projects/{CLS}/iterations/{CLS_PUBLISHED}/performance/images/count")).await;
+    let count: u64 =
+        get_json(&e, &format!("/projects/{CLS}/iterations/{CLS_PUBLISHED}/performance/images/count")).await;
     assert_eq!(count, 3);
     let exports: Vec<Value> = get_json(&e, &format!("/projects/{CLS}/iterations/{CLS_PUBLISHED}/export")).await;
     assert_eq!(exports.len(), 2);
@@ -195,7 +210,14 @@ async fn blobs_serve_the_image_bytes_with_their_headers() {
     assert_eq!(blob_requests.len(), 14);
     assert!(blob_requests.iter().all(|r| !r.had_training_key && r.path.contains("sig=REDACTED")));
 
-    let big = start(AccountSpec::Generated(GenerateSpec { projects: 1, images: 4, seed: 9, image_bytes: 262_144, relative_uris: false })).await;
+    let big = start(AccountSpec::Generated(GenerateSpec {
+        projects: 1,
+        images: 4,
+        seed: 9,
+        image_bytes: 262_144,
+        relative_uris: false,
+    }))
+    .await;
     let p = big.projects()[0];
     for id in big.image_ids(p) {
         let bytes = big.image_bytes(p, id).unwrap();
@@ -219,7 +241,11 @@ async fn expired_and_tampered_links_are_refused() {
     let r = reqwest::get(&link).await.unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     let body = r.text().await.unwrap();
-    assert!(body.contains("<Code>AuthenticationFailed</Code>") && body.contains("Signature not valid in the specified time frame"), "{body}");
+    assert!(
+        body.contains("<Code>AuthenticationFailed</Code>")
+            && body.contains("Signature not valid in the specified time frame"),
+        "{body}"
+    );
     let fresh: Vec<Image> = get_json(&e, &format!("/projects/{CLS}/images?take=1")).await;
     assert_eq!(reqwest::get(fresh[0].original_image_uri.as_deref().unwrap()).await.unwrap().status(), StatusCode::OK);
 }
@@ -246,7 +272,8 @@ async fn vnet_images_and_exports_come_through_get_artifact() {
     let r = call(&e, Method::GET, &format!("/projects/{VNET}/artifacts?path={path}")).await;
     assert_eq!(&r.bytes().await.unwrap()[..2], b"PK");
     // Another project's artifact through this project is refused.
-    let cls_path = format!("/i-{}/i-{}", Uuid::parse_str(CLS).unwrap().simple(), e.image_ids(CLS.parse().unwrap())[0].simple());
+    let cls_path =
+        format!("/i-{}/i-{}", Uuid::parse_str(CLS).unwrap().simple(), e.image_ids(CLS.parse().unwrap())[0].simple());
     let r = call(&e, Method::GET, &format!("/projects/{VNET}/artifacts?path={cls_path}")).await;
     assert_eq!(error_code(r).await, (StatusCode::BAD_REQUEST, "BadRequestInvalidArtifactUri".to_owned()));
 }
@@ -288,7 +315,10 @@ async fn deletes_change_counts_and_all_images_goes_asynchronously() {
 async fn published_iterations_guard_deletes() {
     let e = start(AccountSpec::Fixture).await;
     let it = format!("/projects/{CLS}/iterations/{CLS_PUBLISHED}");
-    assert_eq!(error_code(call(&e, Method::DELETE, &it).await).await, (StatusCode::BAD_REQUEST, "BadRequestIterationIsPublished".to_owned()));
+    assert_eq!(
+        error_code(call(&e, Method::DELETE, &it).await).await,
+        (StatusCode::BAD_REQUEST, "BadRequestIterationIsPublished".to_owned())
+    );
     let r = call(&e, Method::DELETE, &format!("/projects/{CLS}")).await;
     assert_eq!(error_code(r).await, (StatusCode::BAD_REQUEST, "BadRequestIterationIsPublished".to_owned()));
     let r = call(&e, Method::DELETE, &format!("/projects/{CLS}/iterations/{CLS_UNTRAINED}/publish")).await;
@@ -300,7 +330,8 @@ async fn published_iterations_guard_deletes() {
     assert_eq!(call(&e, Method::DELETE, &format!("/projects/{CLS}")).await.status(), StatusCode::NO_CONTENT);
     assert_eq!(e.projects().len(), 3);
 
-    let mutations: Vec<(String, u16, bool)> = e.requests().into_iter().map(|r| (r.operation, r.status, r.mutating)).collect();
+    let mutations: Vec<(String, u16, bool)> =
+        e.requests().into_iter().map(|r| (r.operation, r.status, r.mutating)).collect();
     assert_eq!(
         mutations,
         vec![
@@ -423,7 +454,8 @@ async fn faults_rate_limit_fail_and_cut_bodies() {
 
 #[tokio::test]
 async fn generated_accounts_are_deterministic_and_images_can_be_added_and_removed() {
-    let (a, b, c) = (start(generated(2, 30, 5)).await, start(generated(2, 30, 5)).await, start(generated(2, 30, 6)).await);
+    let (a, b, c) =
+        (start(generated(2, 30, 5)).await, start(generated(2, 30, 5)).await, start(generated(2, 30, 6)).await);
     assert_eq!(a.projects(), b.projects());
     assert_ne!(a.projects(), c.projects());
     let p = a.projects()[1];
@@ -445,7 +477,14 @@ async fn generated_accounts_are_deterministic_and_images_can_be_added_and_remove
 
 #[tokio::test]
 async fn a_hundred_thousand_images_list_first_and_last_pages() {
-    let e = start(AccountSpec::Generated(GenerateSpec { projects: 1, images: 100_000, seed: 7, image_bytes: 1024, relative_uris: false })).await;
+    let e = start(AccountSpec::Generated(GenerateSpec {
+        projects: 1,
+        images: 100_000,
+        seed: 7,
+        image_bytes: 1024,
+        relative_uris: false,
+    }))
+    .await;
     let p = e.projects()[0];
     let count: u64 = get_json(&e, &format!("/projects/{p}/images/count")).await;
     assert_eq!(count, 100_000);
@@ -456,7 +495,10 @@ async fn a_hundred_thousand_images_list_first_and_last_pages() {
     assert_eq!(first[0].id, ids[0]);
     assert_eq!(last.last().unwrap().id, ids[99_999]);
     let link = last.last().unwrap().original_image_uri.clone().unwrap();
-    assert_eq!(reqwest::get(link).await.unwrap().bytes().await.unwrap().to_vec(), e.image_bytes(p, ids[99_999]).unwrap());
+    assert_eq!(
+        reqwest::get(link).await.unwrap().bytes().await.unwrap().to_vec(),
+        e.image_bytes(p, ids[99_999]).unwrap()
+    );
 }
 
 #[test]

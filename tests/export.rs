@@ -12,10 +12,15 @@ use uuid::Uuid;
 
 use crate::support::*;
 
-async fn export_all(emu: &cvarchive::emulator::Emulator, name: &str) -> (tempfile::TempDir, std::path::PathBuf, cvarchive::export::ExportSummary) {
+async fn export_all(
+    emu: &cvarchive::emulator::Emulator,
+    name: &str,
+) -> (tempfile::TempDir, std::path::PathBuf, cvarchive::export::ExportSummary) {
     let (dir, out) = temp_archive(name);
     let client = client_for(emu);
-    let summary = export(&client, &ExportOptions::new(&out), &NoProgress, &CancellationToken::new()).await.expect("export succeeds");
+    let summary = export(&client, &ExportOptions::new(&out), &NoProgress, &CancellationToken::new())
+        .await
+        .expect("export succeeds");
     (dir, out, summary)
 }
 
@@ -25,10 +30,15 @@ fn assert_every_image_archived(emu: &cvarchive::emulator::Emulator, payload: &BT
     let mut total = 0;
     for project in emu.projects() {
         let lines = jsonl(payload, &format!("projects/{project}/images.jsonl"));
-        let listed: BTreeMap<Uuid, &serde_json::Value> = lines.iter().map(|l| (l["id"].as_str().unwrap().parse().unwrap(), l)).collect();
+        let listed: BTreeMap<Uuid, &serde_json::Value> =
+            lines.iter().map(|l| (l["id"].as_str().unwrap().parse().unwrap(), l)).collect();
         assert_eq!(listed.len(), lines.len(), "no image listed twice in project {project}");
         let ids = emu.image_ids(project);
-        assert_eq!(listed.keys().copied().collect::<HashSet<_>>(), ids.iter().copied().collect::<HashSet<_>>(), "project {project}");
+        assert_eq!(
+            listed.keys().copied().collect::<HashSet<_>>(),
+            ids.iter().copied().collect::<HashSet<_>>(),
+            "project {project}"
+        );
         for id in ids {
             let line = listed[&id];
             let file = line["file"].as_str().unwrap();
@@ -124,10 +134,16 @@ async fn identical_bytes_under_two_ids_are_both_archived() {
     let mut by_hash: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for project in emu.projects() {
         for l in jsonl(&payload, &format!("projects/{project}/images.jsonl")) {
-            by_hash.entry(l["sha256"].as_str().unwrap().to_owned()).or_default().push(l["file"].as_str().unwrap().to_owned());
+            by_hash
+                .entry(l["sha256"].as_str().unwrap().to_owned())
+                .or_default()
+                .push(l["file"].as_str().unwrap().to_owned());
         }
     }
-    assert!(by_hash.values().any(|files| files.len() >= 2 && files.iter().all(|f| payload.contains_key(f))), "the fixture has two images with identical bytes");
+    assert!(
+        by_hash.values().any(|files| files.len() >= 2 && files.iter().all(|f| payload.contains_key(f))),
+        "the fixture has two images with identical bytes"
+    );
 }
 
 #[tokio::test]
@@ -182,7 +198,10 @@ async fn images_added_during_the_export_leave_a_consistent_archive() {
     let report = verify(&out, &VerifyOptions::default()).expect("readable");
     assert!(report.is_clean(), "{:#?}", report.findings);
     let payload = payload(&out);
-    let archived: HashSet<Uuid> = jsonl(&payload, &format!("projects/{project}/images.jsonl")).iter().map(|l| l["id"].as_str().unwrap().parse().unwrap()).collect();
+    let archived: HashSet<Uuid> = jsonl(&payload, &format!("projects/{project}/images.jsonl"))
+        .iter()
+        .map(|l| l["id"].as_str().unwrap().parse().unwrap())
+        .collect();
     assert!(before.is_subset(&archived), "every image that existed before the export is archived");
     let account = json(&payload, "account.json");
     let p = &account["projects"][0];
@@ -199,9 +218,19 @@ async fn a_project_that_does_not_exist_is_a_clear_error_and_writes_nothing() {
     let (dir, out) = temp_archive("nope.zip");
     let missing = Uuid::new_v4().to_string();
     let o = cvarchive(
-        &["export", "--endpoint", &emu.endpoint(), "--out", out.to_str().unwrap(), "--project", &missing, "--no-progress"],
+        &[
+            "export",
+            "--endpoint",
+            &emu.endpoint(),
+            "--out",
+            out.to_str().unwrap(),
+            "--project",
+            &missing,
+            "--no-progress",
+        ],
         &[("VISION_TRAINING_KEY", emu.key())],
-    ).await;
+    )
+    .await;
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains(&missing) && err.contains("does not exist"), "{err}");
@@ -213,7 +242,11 @@ async fn wrong_key_wrong_endpoint_and_not_custom_vision_are_named() {
     let emu = fixture_emulator().await;
     let (dir, out) = temp_archive("x.zip");
     let out = out.to_str().unwrap();
-    let o = cvarchive(&["export", "--endpoint", &emu.endpoint(), "--out", out, "--no-progress"], &[("VISION_TRAINING_KEY", "not-the-key")]).await;
+    let o = cvarchive(
+        &["export", "--endpoint", &emu.endpoint(), "--out", out, "--no-progress"],
+        &[("VISION_TRAINING_KEY", "not-the-key")],
+    )
+    .await;
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("the key was refused by 127.0.0.1:"), "{err}");
@@ -221,7 +254,11 @@ async fn wrong_key_wrong_endpoint_and_not_custom_vision_are_named() {
 
     // Nothing listens on this port.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let o = cvarchive(&["export", "--endpoint", &format!("http://127.0.0.1:{port}"), "--out", out, "--no-progress"], &[("VISION_TRAINING_KEY", "k")]).await;
+    let o = cvarchive(
+        &["export", "--endpoint", &format!("http://127.0.0.1:{port}"), "--out", out, "--no-progress"],
+        &[("VISION_TRAINING_KEY", "k")],
+    )
+    .await;
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("no answer from"), "{err}");
@@ -229,9 +266,14 @@ async fn wrong_key_wrong_endpoint_and_not_custom_vision_are_named() {
     // Something that answers HTTP, but not the Custom Vision API.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = axum::Router::new().fallback(|| async { axum::response::Html("<html><body>Welcome to nginx!</body></html>") });
+    let app =
+        axum::Router::new().fallback(|| async { axum::response::Html("<html><body>Welcome to nginx!</body></html>") });
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let o = cvarchive(&["export", "--endpoint", &format!("http://{addr}"), "--out", out, "--no-progress"], &[("VISION_TRAINING_KEY", "k")]).await;
+    let o = cvarchive(
+        &["export", "--endpoint", &format!("http://{addr}"), "--out", out, "--no-progress"],
+        &[("VISION_TRAINING_KEY", "k")],
+    )
+    .await;
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("does not speak the Custom Vision Training API"), "{err}");
@@ -249,9 +291,19 @@ async fn the_key_and_signatures_appear_nowhere() {
     let key_file = dir.path().join("key");
     std::fs::write(&key_file, format!("{}\n", emu.key())).unwrap();
     let o = cvarchive(
-        &["export", "--endpoint", &emu.endpoint(), "--key-file", key_file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--json"],
+        &[
+            "export",
+            "--endpoint",
+            &emu.endpoint(),
+            "--key-file",
+            key_file.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+        ],
         &[],
-    ).await;
+    )
+    .await;
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     let mut everything = o.stdout.clone();
     everything.extend_from_slice(&o.stderr);
@@ -308,6 +360,9 @@ async fn only_the_projects_asked_for() {
     let summary = export(&client_for(&emu), &opts, &NoProgress, &CancellationToken::new()).await.unwrap();
     assert_eq!(summary.projects, 1);
     let payload = payload(&out);
-    assert!(payload.keys().filter(|k| k.starts_with("projects/")).all(|k| k.starts_with(&format!("projects/{wanted}/"))));
+    assert!(payload
+        .keys()
+        .filter(|k| k.starts_with("projects/"))
+        .all(|k| k.starts_with(&format!("projects/{wanted}/"))));
     assert!(!payload.keys().any(|k| k.ends_with("predictions.jsonl")));
 }

@@ -14,8 +14,9 @@
 use std::path::{Path, PathBuf};
 
 use cvarchive::api::model::{
-    parse_count, Export, Image, ImageCreateResult, ImageCreateSummary, ImagePerformance, ImageRegion, ImageTag, Iteration,
-    IterationPerformance, Prediction, Project, ProjectExport, ProjectSettings, StoredImagePrediction, Tag, TagPerformance,
+    parse_count, Export, Image, ImageCreateResult, ImageCreateSummary, ImagePerformance, ImageRegion, ImageTag,
+    Iteration, IterationPerformance, Prediction, Project, ProjectExport, ProjectSettings, StoredImagePrediction, Tag,
+    TagPerformance,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -77,7 +78,9 @@ fn example_shape(version: &str, operation: &str, status: &str) -> Option<Shape> 
         (_, "GetImages" | "GetImagesByIds" | "GetTaggedImages" | "GetUntaggedImages") => Shape::Images,
         (_, "GetExports") => Shape::Exports,
         (_, "ExportProject") => Shape::ProjectExport,
-        (_, "GetImageCount" | "GetImagePerformanceCount" | "GetTaggedImageCount" | "GetUntaggedImageCount") => Shape::Count,
+        (_, "GetImageCount" | "GetImagePerformanceCount" | "GetTaggedImageCount" | "GetUntaggedImageCount") => {
+            Shape::Count
+        }
         (_, "GetArtifact") => Shape::Binary,
         (_, "GetImageRegionProposals") => Shape::Unmodeled("region proposals are computed on request, not stored data"),
         (_, "QuerySuggestedImages") => Shape::Unmodeled("suggestions are computed on request, not stored data"),
@@ -307,7 +310,9 @@ fn every_recorded_v3_response_parses_into_the_model() {
             // The recorder stores bodies as text; the GetArtifacts excerpt stores items apart.
             let body = match (&entry["ResponseBody"], entry.get("ResponseBody_first_and_last_items")) {
                 (_, Some(items)) => items.clone(),
-                (Value::String(text), _) if shape == Shape::Binary || shape == Shape::Empty => Value::String(text.clone()),
+                (Value::String(text), _) if shape == Shape::Binary || shape == Shape::Empty => {
+                    Value::String(text.clone())
+                }
                 (Value::String(text), _) => match serde_json::from_str(text) {
                     Ok(v) => v,
                     Err(e) => {
@@ -387,7 +392,8 @@ fn recorded_project_export_and_iterations_keep_their_values() {
     assert!(iteration.is_trained() && iteration.is_published());
     assert_eq!(iteration.training_time_in_minutes, Some(1));
 
-    let preview: Vec<Iteration> = typed(&recorded_body("ImportExportProject.v3.4-preview.json", 8), V34_PREVIEW_FIELDS).unwrap();
+    let preview: Vec<Iteration> =
+        typed(&recorded_body("ImportExportProject.v3.4-preview.json", 8), V34_PREVIEW_FIELDS).unwrap();
     assert_eq!(preview[0].exportable_to, None, "exportableTo: null is accepted");
     assert!(preview[0].extra.contains_key("trainingErrorDetails"), "newer fields are kept, not dropped");
 }

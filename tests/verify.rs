@@ -345,7 +345,10 @@ fn run_measured(args: &[&str]) -> (i32, u64) {
     let mut peak = 0u64;
     loop {
         if let Ok(status) = std::fs::read_to_string(&status_path) {
-            let hwm = status.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok());
+            let hwm = status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok());
             if let Some(kb) = hwm {
                 peak = peak.max(kb * 1024);
             }

@@ -17,8 +17,8 @@ use uuid::Uuid;
 
 use super::error::{Error, RetryKind};
 use super::model::{
-    parse_count, CustomVisionError, Export, Image, ImagePerformance, Iteration, IterationPerformance, PredictionQueryResult,
-    PredictionQueryToken, Project, Tag,
+    parse_count, CustomVisionError, Export, Image, ImagePerformance, Iteration, IterationPerformance,
+    PredictionQueryResult, PredictionQueryToken, Project, Tag,
 };
 use super::retry::{parse_retry_after, parse_retry_after_message, RateLimiter, RetryPolicy, RetryStats};
 use crate::secret::{redact_url, TrainingKey};
@@ -208,10 +208,15 @@ impl Client {
     /// A client for `opts.endpoint`. Fails only on an endpoint that is not an http(s) URL.
     pub fn new(opts: ClientOptions) -> Result<Client, Error> {
         let op = "Connect";
-        let mut endpoint = Url::parse(opts.endpoint.trim())
-            .map_err(|e| Error::Request { op, detail: format!("the endpoint {:?} is not a URL: {e}", redact_url(&opts.endpoint)) })?;
+        let mut endpoint = Url::parse(opts.endpoint.trim()).map_err(|e| Error::Request {
+            op,
+            detail: format!("the endpoint {:?} is not a URL: {e}", redact_url(&opts.endpoint)),
+        })?;
         if !matches!(endpoint.scheme(), "http" | "https") || endpoint.host_str().is_none() {
-            return Err(Error::Request { op, detail: format!("the endpoint {} is not an http(s) URL", redact_url(endpoint.as_str())) });
+            return Err(Error::Request {
+                op,
+                detail: format!("the endpoint {} is not an http(s) URL", redact_url(endpoint.as_str())),
+            });
         }
         if let Some(cut) = endpoint.path().find("/customvision") {
             let path = endpoint.path()[..cut].to_owned();
@@ -293,22 +298,32 @@ impl Client {
         threshold: Option<f64>,
         overlap_threshold: Option<f64>,
     ) -> Result<IterationPerformance, Error> {
-        let call = Call::get("GetIterationPerformance", format!("/projects/{project}/iterations/{iteration}/performance"))
-            .with_opt("threshold", threshold)
-            .with_opt("overlapThreshold", overlap_threshold);
+        let call =
+            Call::get("GetIterationPerformance", format!("/projects/{project}/iterations/{iteration}/performance"))
+                .with_opt("threshold", threshold)
+                .with_opt("overlapThreshold", overlap_threshold);
         self.json(call).await
     }
 
     /// One page of GetImagePerformances.
-    pub async fn get_image_performances(&self, project: Uuid, iteration: Uuid, q: &ImageQuery) -> Result<Vec<ImagePerformance>, Error> {
-        let call = Call::get("GetImagePerformances", format!("/projects/{project}/iterations/{iteration}/performance/images"));
+    pub async fn get_image_performances(
+        &self,
+        project: Uuid,
+        iteration: Uuid,
+        q: &ImageQuery,
+    ) -> Result<Vec<ImagePerformance>, Error> {
+        let call =
+            Call::get("GetImagePerformances", format!("/projects/{project}/iterations/{iteration}/performance/images"));
         self.json(page_query(call, q, false)?).await
     }
 
     /// GetImagePerformanceCount.
     pub async fn get_image_performance_count(&self, project: Uuid, iteration: Uuid) -> Result<u64, Error> {
-        self.count(Call::get("GetImagePerformanceCount", format!("/projects/{project}/iterations/{iteration}/performance/images/count")))
-            .await
+        self.count(Call::get(
+            "GetImagePerformanceCount",
+            format!("/projects/{project}/iterations/{iteration}/performance/images/count"),
+        ))
+        .await
     }
 
     /// GetExports: the model packages exported from an iteration.
@@ -320,14 +335,16 @@ impl Client {
 
     /// One page of GetTaggedImages.
     pub async fn get_tagged_images(&self, project: Uuid, q: &ImageQuery) -> Result<Vec<Image>, Error> {
-        self.json(page_query(Call::get("GetTaggedImages", format!("/projects/{project}/images/tagged")), q, true)?).await
+        self.json(page_query(Call::get("GetTaggedImages", format!("/projects/{project}/images/tagged")), q, true)?)
+            .await
     }
 
     /// One page of GetUntaggedImages.
     pub async fn get_untagged_images(&self, project: Uuid, q: &ImageQuery) -> Result<Vec<Image>, Error> {
         let mut q = q.clone();
         q.tag_ids.clear();
-        self.json(page_query(Call::get("GetUntaggedImages", format!("/projects/{project}/images/untagged")), &q, true)?).await
+        self.json(page_query(Call::get("GetUntaggedImages", format!("/projects/{project}/images/untagged")), &q, true)?)
+            .await
     }
 
     /// GetTaggedImageCount of the workspace.
@@ -344,15 +361,29 @@ impl Client {
     pub async fn get_images_by_ids(&self, project: Uuid, ids: &[Uuid]) -> Result<Vec<Image>, Error> {
         let op = "GetImagesByIds";
         if ids.len() > MAX_IMAGE_IDS {
-            return Err(Error::Request { op, detail: format!("{} ids asked for; the service takes at most {MAX_IMAGE_IDS}", ids.len()) });
+            return Err(Error::Request {
+                op,
+                detail: format!("{} ids asked for; the service takes at most {MAX_IMAGE_IDS}", ids.len()),
+            });
         }
         self.json(Call::get(op, format!("/projects/{project}/images/id")).with("imageIds", csv(ids))).await
     }
 
     /// QueryPredictions: one page of stored predictions; feed the returned token back for more.
-    pub async fn query_predictions(&self, project: Uuid, token: &PredictionQueryToken) -> Result<PredictionQueryResult, Error> {
-        let body = serde_json::to_vec(token).map_err(|e| Error::Request { op: "QueryPredictions", detail: e.to_string() })?;
-        let call = Call { op: "QueryPredictions", method: Method::POST, path: format!("/projects/{project}/predictions/query"), query: Vec::new(), body: Some(body) };
+    pub async fn query_predictions(
+        &self,
+        project: Uuid,
+        token: &PredictionQueryToken,
+    ) -> Result<PredictionQueryResult, Error> {
+        let body =
+            serde_json::to_vec(token).map_err(|e| Error::Request { op: "QueryPredictions", detail: e.to_string() })?;
+        let call = Call {
+            op: "QueryPredictions",
+            method: Method::POST,
+            path: format!("/projects/{project}/predictions/query"),
+            query: Vec::new(),
+            body: Some(body),
+        };
         self.json(call).await
     }
 
@@ -361,10 +392,19 @@ impl Client {
     /// DeleteImages: 204 when done, 202 when the service finishes later (`All`).
     pub async fn delete_images(&self, project: Uuid, what: &DeleteImages) -> Result<StatusCode, Error> {
         let op = "DeleteImages";
-        let call = Call { op, method: Method::DELETE, path: format!("/projects/{project}/images"), query: Vec::new(), body: None };
+        let call = Call {
+            op,
+            method: Method::DELETE,
+            path: format!("/projects/{project}/images"),
+            query: Vec::new(),
+            body: None,
+        };
         let call = match what {
             DeleteImages::Ids(ids) if ids.len() > MAX_IMAGE_IDS => {
-                return Err(Error::Request { op, detail: format!("{} ids in one call; the service takes at most {MAX_IMAGE_IDS}", ids.len()) })
+                return Err(Error::Request {
+                    op,
+                    detail: format!("{} ids in one call; the service takes at most {MAX_IMAGE_IDS}", ids.len()),
+                })
             }
             DeleteImages::Ids(ids) => call.with("imageIds", csv(ids)),
             DeleteImages::All => call.with("allImages", "true").with("allIterations", "true"),
@@ -396,10 +436,19 @@ impl Client {
     pub async fn delete_predictions(&self, project: Uuid, ids: &[Uuid]) -> Result<(), Error> {
         let op = "DeletePrediction";
         if ids.len() > MAX_PREDICTION_IDS {
-            return Err(Error::Request { op, detail: format!("{} ids in one call; the service takes at most {MAX_PREDICTION_IDS}", ids.len()) });
+            return Err(Error::Request {
+                op,
+                detail: format!("{} ids in one call; the service takes at most {MAX_PREDICTION_IDS}", ids.len()),
+            });
         }
-        let call = Call { op, method: Method::DELETE, path: format!("/projects/{project}/predictions"), query: Vec::new(), body: None }
-            .with("ids", csv(ids));
+        let call = Call {
+            op,
+            method: Method::DELETE,
+            path: format!("/projects/{project}/predictions"),
+            query: Vec::new(),
+            body: None,
+        }
+        .with("ids", csv(ids));
         self.send(&call).await.map(|_| ())
     }
 
@@ -462,7 +511,11 @@ impl Client {
                         return Err(Error::TooLarge { op, url: shown, limit: max_bytes });
                     }
                     if let Some(d) = declared.filter(|d| buf.len() as u64 + chunk.len() as u64 > *d) {
-                        return Err(Error::Integrity { op, url: shown, detail: format!("body longer than its Content-Length of {d}") });
+                        return Err(Error::Integrity {
+                            op,
+                            url: shown,
+                            detail: format!("body longer than its Content-Length of {d}"),
+                        });
                     }
                     sha.update(&chunk);
                     if let Some(h) = md5_hasher.as_mut() {
@@ -481,7 +534,11 @@ impl Client {
             }
         }
         if let Some(d) = declared.filter(|d| *d != buf.len() as u64) {
-            return Err(Error::Integrity { op, url: shown, detail: format!("got {} bytes of the {d} announced", buf.len()) });
+            return Err(Error::Integrity {
+                op,
+                url: shown,
+                detail: format!("got {} bytes of the {d} announced", buf.len()),
+            });
         }
         if let (Some(expected), Some(h)) = (md5, md5_hasher) {
             if h.finalize().as_slice() != expected.as_slice() {
@@ -570,8 +627,10 @@ impl Client {
                 Err(e) => e,
             };
             let Some(kind) = err.retry_kind().filter(|k| *k != RetryKind::ExpiredLink) else { return Err(err) };
-            let never_answered = kind == RetryKind::Connection && !self.inner.answered.load(std::sync::atomic::Ordering::Relaxed);
-            let max_attempts = if never_answered { policy.max_attempts.min(FIRST_CONTACT_ATTEMPTS) } else { policy.max_attempts };
+            let never_answered =
+                kind == RetryKind::Connection && !self.inner.answered.load(std::sync::atomic::Ordering::Relaxed);
+            let max_attempts =
+                if never_answered { policy.max_attempts.min(FIRST_CONTACT_ATTEMPTS) } else { policy.max_attempts };
             if tries >= max_attempts || started.elapsed() >= policy.max_total {
                 return Err(err);
             }
@@ -617,10 +676,24 @@ impl Client {
         let retry_after = header_retry_after(headers).or_else(|| {
             (status == StatusCode::TOO_MANY_REQUESTS).then(|| parse_retry_after_message(&parsed.message)).flatten()
         });
-        Error::Service { op, status: status.as_u16(), code: parsed.code, message: parsed.message, url: url.to_owned(), retry_after }
+        Error::Service {
+            op,
+            status: status.as_u16(),
+            code: parsed.code,
+            message: parsed.message,
+            url: url.to_owned(),
+            retry_after,
+        }
     }
 
-    fn decode_error(&self, op: &'static str, headers: &HeaderMap, body: &[u8], url: &str, err: &serde_json::Error) -> Error {
+    fn decode_error(
+        &self,
+        op: &'static str,
+        headers: &HeaderMap,
+        body: &[u8],
+        url: &str,
+        err: &serde_json::Error,
+    ) -> Error {
         if serde_json::from_slice::<serde_json::Value>(body).is_err() {
             return Error::NotCustomVision {
                 op,
@@ -635,7 +708,10 @@ impl Client {
 
 fn page_query(call: Call, q: &ImageQuery, with_iteration: bool) -> Result<Call, Error> {
     if q.take > MAX_TAKE {
-        return Err(Error::Request { op: call.op, detail: format!("take={} is over the service's limit of {MAX_TAKE}", q.take) });
+        return Err(Error::Request {
+            op: call.op,
+            detail: format!("take={} is over the service's limit of {MAX_TAKE}", q.take),
+        });
     }
     let mut call = call;
     if with_iteration {
@@ -669,7 +745,13 @@ fn transport(op: &'static str, url: &str, e: reqwest::Error) -> Error {
     Error::Transport { op, url: url.to_owned(), detail: redact_url(&detail), timeout }
 }
 
-async fn read_limited(op: &'static str, url: &str, resp: &mut reqwest::Response, limit: u64, _hint: Option<u64>) -> Result<Bytes, Error> {
+async fn read_limited(
+    op: &'static str,
+    url: &str,
+    resp: &mut reqwest::Response,
+    limit: u64,
+    _hint: Option<u64>,
+) -> Result<Bytes, Error> {
     let declared = resp.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(Error::TooLarge { op, url: url.to_owned(), limit });
@@ -686,12 +768,20 @@ async fn read_limited(op: &'static str, url: &str, resp: &mut reqwest::Response,
             Ok(None) => break,
             Err(e) if e.is_timeout() => return Err(transport(op, url, e)),
             Err(e) => {
-                return Err(Error::Integrity { op, url: url.to_owned(), detail: format!("body cut after {} bytes: {}", buf.len(), e.without_url()) })
+                return Err(Error::Integrity {
+                    op,
+                    url: url.to_owned(),
+                    detail: format!("body cut after {} bytes: {}", buf.len(), e.without_url()),
+                })
             }
         }
     }
     if let Some(d) = declared.filter(|d| *d != buf.len() as u64) {
-        return Err(Error::Integrity { op, url: url.to_owned(), detail: format!("got {} bytes of the {d} announced", buf.len()) });
+        return Err(Error::Integrity {
+            op,
+            url: url.to_owned(),
+            detail: format!("got {} bytes of the {d} announced", buf.len()),
+        });
     }
     Ok(Bytes::from(buf))
 }
@@ -744,10 +834,13 @@ mod tests {
 
     #[test]
     fn endpoints_are_normalised() {
-        let c = Client::new(ClientOptions::new("https://westus.api.cognitive.microsoft.com/", TrainingKey::new("k"))).unwrap();
+        let c = Client::new(ClientOptions::new("https://westus.api.cognitive.microsoft.com/", TrainingKey::new("k")))
+            .unwrap();
         assert_eq!(c.inner.base, "https://westus.api.cognitive.microsoft.com/customvision/v3.3/training");
         assert_eq!(c.host(), "westus.api.cognitive.microsoft.com");
-        let c = Client::new(ClientOptions::new("http://127.0.0.1:7070/customvision/v3.3/training/", TrainingKey::new("k"))).unwrap();
+        let c =
+            Client::new(ClientOptions::new("http://127.0.0.1:7070/customvision/v3.3/training/", TrainingKey::new("k")))
+                .unwrap();
         assert_eq!(c.inner.base, "http://127.0.0.1:7070/customvision/v3.3/training");
         assert_eq!(c.host(), "127.0.0.1:7070");
         assert!(Client::new(ClientOptions::new("ftp://x", TrainingKey::new("k"))).is_err());

@@ -98,7 +98,9 @@ impl Error {
     /// The HTTP status, when there was an answer.
     pub fn status(&self) -> Option<u16> {
         match self {
-            Error::KeyRefused { status, .. } | Error::Service { status, .. } | Error::LinkExpired { status, .. } => Some(*status),
+            Error::KeyRefused { status, .. } | Error::Service { status, .. } | Error::LinkExpired { status, .. } => {
+                Some(*status)
+            }
             _ => None,
         }
     }

@@ -32,11 +32,7 @@ impl Timestamp {
         let instant = DateTime::parse_from_rfc3339(raw)
             .map(|t| t.with_timezone(&Utc))
             .ok()
-            .or_else(|| {
-                NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M:%S%.f")
-                    .ok()
-                    .map(|n| n.and_utc())
-            })?;
+            .or_else(|| NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M:%S%.f").ok().map(|n| n.and_utc()))?;
         Some(Timestamp { raw: raw.to_owned(), instant })
     }
 
@@ -583,7 +579,12 @@ mod tests {
 
     #[test]
     fn timestamps_with_and_without_offsets_keep_their_text() {
-        for raw in ["2020-11-06T16:32:06.133Z", "2020-06-06T16:44:43.3417089", "2020-06-06T16:44:43", "2020-06-06T16:44:43+02:00"] {
+        for raw in [
+            "2020-11-06T16:32:06.133Z",
+            "2020-06-06T16:44:43.3417089",
+            "2020-06-06T16:44:43",
+            "2020-06-06T16:44:43+02:00",
+        ] {
             let t = Timestamp::parse(raw).unwrap_or_else(|| panic!("{raw}"));
             assert_eq!(t.as_str(), raw);
             assert_eq!(serde_json::to_string(&t).unwrap(), format!("\"{raw}\""));

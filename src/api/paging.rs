@@ -31,7 +31,10 @@ where
 
 /// Pages of QueryPredictions: feeds the token back until its continuation is empty. A short or
 /// empty page before the last is normal for this operation, so only the token ends the stream.
-pub fn continuation_pages<F, Fut>(first: PredictionQueryToken, fetch: F) -> impl Stream<Item = Result<PredictionQueryResult, Error>>
+pub fn continuation_pages<F, Fut>(
+    first: PredictionQueryToken,
+    fetch: F,
+) -> impl Stream<Item = Result<PredictionQueryResult, Error>>
 where
     F: FnMut(PredictionQueryToken) -> Fut,
     Fut: Future<Output = Result<PredictionQueryResult, Error>>,
@@ -43,7 +46,8 @@ where
         let next = page.token.clone().filter(|t| t.continuation.as_deref().is_some_and(|c| !c.is_empty()));
         // A service that keeps answering the same continuation with nothing would loop forever.
         let empty_run = if page.results.is_empty() { empty_run + 1 } else { 0 };
-        let stuck = empty_run >= 3 || (page.results.is_empty() && next.as_ref().and_then(|t| t.continuation.clone()) == sent_continuation);
+        let stuck = empty_run >= 3
+            || (page.results.is_empty() && next.as_ref().and_then(|t| t.continuation.clone()) == sent_continuation);
         let next = if stuck { None } else { next };
         Ok(Some((page, (next, fetch, empty_run))))
     })
@@ -99,7 +103,10 @@ mod tests {
             let n: u32 = t.continuation.as_deref().unwrap_or("0").parse().unwrap();
             let results = if n == 1 { vec![] } else { vec![] };
             let next = if n < 3 { Some((n + 1).to_string()) } else { None };
-            Ok(PredictionQueryResult { token: Some(PredictionQueryToken { continuation: next, ..Default::default() }), results })
+            Ok(PredictionQueryResult {
+                token: Some(PredictionQueryToken { continuation: next, ..Default::default() }),
+                results,
+            })
         });
         let n = pages.collect::<Vec<_>>().await.len();
         assert_eq!(n, 3, "stops after three empty pages in a row");

@@ -16,7 +16,8 @@ pub const ENDPOINT_ENV: &str = "VISION_TRAINING_ENDPOINT";
 pub fn load_key(key_file: Option<&Path>) -> anyhow::Result<TrainingKey> {
     if let Some(path) = key_file {
         warn_if_readable_by_others(path);
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the key file {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read the key file {}", path.display()))?;
         let key = TrainingKey::new(text);
         if key.is_empty() {
             bail!("the key file {} is empty", path.display());
@@ -25,7 +26,9 @@ pub fn load_key(key_file: Option<&Path>) -> anyhow::Result<TrainingKey> {
     }
     match std::env::var(KEY_ENV) {
         Ok(k) if !k.trim().is_empty() => Ok(TrainingKey::new(k)),
-        _ => bail!("no training key: set {KEY_ENV} or pass --key-file PATH (the key is never taken on the command line)"),
+        _ => {
+            bail!("no training key: set {KEY_ENV} or pass --key-file PATH (the key is never taken on the command line)")
+        }
     }
 }
 
@@ -33,7 +36,9 @@ pub fn load_key(key_file: Option<&Path>) -> anyhow::Result<TrainingKey> {
 pub fn endpoint(flag: Option<String>) -> anyhow::Result<String> {
     match flag.or_else(|| std::env::var(ENDPOINT_ENV).ok()).filter(|e| !e.trim().is_empty()) {
         Some(e) => Ok(e),
-        None => bail!("no endpoint: pass --endpoint URL or set {ENDPOINT_ENV} (e.g. https://NAME.cognitiveservices.azure.com)"),
+        None => bail!(
+            "no endpoint: pass --endpoint URL or set {ENDPOINT_ENV} (e.g. https://NAME.cognitiveservices.azure.com)"
+        ),
     }
 }
 

@@ -103,7 +103,8 @@ pub async fn run(args: EmulatorArgs) -> anyhow::Result<Exit> {
 async fn wait_for_stop() -> anyhow::Result<()> {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("cannot watch SIGTERM")?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("cannot watch SIGTERM")?;
         tokio::select! {
             r = tokio::signal::ctrl_c() => r.context("cannot watch Ctrl-C")?,
             _ = term.recv() => {}

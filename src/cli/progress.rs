@@ -56,9 +56,11 @@ impl Drawer {
         let bar = (mode == Mode::Bars).then(|| {
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
             bar.set_style(
-                ProgressStyle::with_template("{spinner} {prefix} [{bar:30}] {pos}/{len} images  {msg}  {elapsed_precise} ETA {eta}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{spinner} {prefix} [{bar:30}] {pos}/{len} images  {msg}  {elapsed_precise} ETA {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
             );
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
@@ -124,7 +126,9 @@ impl Progress for Drawer {
                 let total = self.projects_total.load(Ordering::Relaxed);
                 match &self.bar {
                     Some(bar) => bar.set_prefix(format!("project {n}/{total}")),
-                    None if self.mode == Mode::Lines => eprintln!("cvarchive: project {n}/{total}: {name} ({project_id})"),
+                    None if self.mode == Mode::Lines => {
+                        eprintln!("cvarchive: project {n}/{total}: {name} ({project_id})")
+                    }
                     None => {}
                 }
             }

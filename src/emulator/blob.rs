@@ -76,7 +76,8 @@ impl Signer {
         let (Some(sig), Some(se)) = (sig, se) else { return Err(Denied::BadSignature) };
         let expected = self.signature(path, se);
         // Equal length and a constant-time comparison: this is a credential.
-        let same = expected.len() == sig.len() && expected.bytes().zip(sig.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        let same = expected.len() == sig.len()
+            && expected.bytes().zip(sig.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
         if !same {
             return Err(Denied::BadSignature);
         }
@@ -143,7 +144,13 @@ pub(crate) fn ok(bytes: Bytes, range: Option<ByteRange>, request_id: &str, reset
         .header("x-ms-blob-type", "BlockBlob");
     let body = match range {
         Some(r) if r.first >= total => {
-            return error(StatusCode::RANGE_NOT_SATISFIABLE, "InvalidRange", "The range specified is invalid for the current size of the resource.", None, request_id);
+            return error(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "InvalidRange",
+                "The range specified is invalid for the current size of the resource.",
+                None,
+                request_id,
+            );
         }
         Some(r) => {
             let last = r.last.unwrap_or(total - 1).min(total - 1);
@@ -177,7 +184,13 @@ pub(crate) fn ok(bytes: Bytes, range: Option<ByteRange>, request_id: &str, reset
 }
 
 /// Azure Storage's XML error answer.
-pub(crate) fn error(status: StatusCode, code: &str, message: &str, detail: Option<&str>, request_id: &str) -> Response<Body> {
+pub(crate) fn error(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    detail: Option<&str>,
+    request_id: &str,
+) -> Response<Body> {
     let time = format!("{}Z", crate::api::model::Timestamp::from_instant_no_offset(Utc::now()).as_str());
     let mut xml = format!(
         "\u{feff}<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>{code}</Code><Message>{}\nRequestId:{request_id}\nTime:{time}</Message>",
@@ -201,7 +214,8 @@ pub(crate) fn denied(why: &Denied, now: DateTime<Utc>, request_id: &str) -> Resp
         Denied::BadSignature => "Signature did not match. String to sign used was r".to_owned(),
         Denied::Expired { expiry } => format!(
             "Signature not valid in the specified time frame: Start [] - Expiry [{}] - Current [{}]",
-            DateTime::parse_from_rfc3339(expiry).map_or_else(|_| expiry.clone(), |t| t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()),
+            DateTime::parse_from_rfc3339(expiry)
+                .map_or_else(|_| expiry.clone(), |t| t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()),
             now.format("%a, %d %b %Y %H:%M:%S GMT")
         ),
     };
@@ -238,7 +252,10 @@ mod tests {
         let (sig, se) = params(&q);
         assert_eq!(signer.check("i-ab/i-cd", Some(&sig), Some(&se), now), Ok(()));
         assert_eq!(signer.check("i-ab/i-ce", Some(&sig), Some(&se), now), Err(Denied::BadSignature));
-        assert!(matches!(signer.check("i-ab/i-cd", Some(&sig), Some(&se), now + chrono::Duration::hours(25)), Err(Denied::Expired { .. })));
+        assert!(matches!(
+            signer.check("i-ab/i-cd", Some(&sig), Some(&se), now + chrono::Duration::hours(25)),
+            Err(Denied::Expired { .. })
+        ));
         assert_eq!(Signer::new().check("i-ab/i-cd", Some(&sig), Some(&se), now), Err(Denied::BadSignature));
         assert_eq!(signer.check("i-ab/i-cd", None, Some(&se), now), Err(Denied::BadSignature));
     }

@@ -66,5 +66,4 @@ mod tests {
         assert!(!f.matches(&image));
         assert!(MetadataFilter::parse("source gt 'a'").is_none());
     }
-
 }

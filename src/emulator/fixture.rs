@@ -8,7 +8,9 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::generate::{export_package, wire_iteration, wire_project, IterationSpec};
-use super::state::{Account, Content, ContentParams, ExportRec, ImageRec, IterationState, Kind, PredictionRec, ProjectState, RegionRec};
+use super::state::{
+    Account, Content, ContentParams, ExportRec, ImageRec, IterationState, Kind, PredictionRec, ProjectState, RegionRec,
+};
 use super::DEFAULT_IMAGE_BYTES;
 use crate::api::model::{IterationPerformance, Prediction, Tag, Timestamp};
 
@@ -129,7 +131,11 @@ struct FixturePrediction {
 }
 
 fn file_index(name: &str) -> Result<Content, String> {
-    FILES.iter().position(|(n, _)| *n == name).map(|i| Content::Fixture(i as u16)).ok_or_else(|| format!("no fixture file {name:?}"))
+    FILES
+        .iter()
+        .position(|(n, _)| *n == name)
+        .map(|i| Content::Fixture(i as u16))
+        .ok_or_else(|| format!("no fixture file {name:?}"))
 }
 
 /// The bytes of a fixture file.
@@ -147,13 +153,28 @@ pub(crate) fn account() -> Result<Account, String> {
             "ObjectDetection" => Kind::ObjectDetection,
             other => return Err(format!("project {}: unknown kind {other:?}", p.id)),
         };
-        let wire = wire_project(p.id, &p.name, &p.description, kind, p.classification_type.as_deref(), p.created, p.last_modified);
+        let wire = wire_project(
+            p.id,
+            &p.name,
+            &p.description,
+            kind,
+            p.classification_type.as_deref(),
+            p.created,
+            p.last_modified,
+        );
         let mut state = ProjectState::new(wire, kind, p.vnet, p.tags, ORDINAL_BASE + n as u64);
         for image in p.images {
             let regions = image
                 .regions
                 .into_iter()
-                .map(|r| RegionRec { id: r.id, tag: r.tag_id, left: r.left, top: r.top, width: r.width, height: r.height })
+                .map(|r| RegionRec {
+                    id: r.id,
+                    tag: r.tag_id,
+                    left: r.left,
+                    top: r.top,
+                    width: r.width,
+                    height: r.height,
+                })
                 .collect();
             state.insert(ImageRec {
                 id: image.id,
@@ -190,15 +211,28 @@ pub(crate) fn account() -> Result<Account, String> {
                 .exports
                 .into_iter()
                 .map(|e| {
-                    let bytes = (e.status == "Done").then(|| export_package(&state.project.name, &it.name, &e.platform, &state.tags));
+                    let bytes = (e.status == "Done")
+                        .then(|| export_package(&state.project.name, &it.name, &e.platform, &state.tags));
                     ExportRec { platform: e.platform, status: e.status, flavor: e.flavor, bytes }
                 })
                 .collect();
             let tag_counts = if iteration.is_trained() { state.tag_counts() } else { Default::default() };
-            state.iterations.push(IterationState { iteration, performance: it.performance, image_performances: evaluated, tag_counts, exports });
+            state.iterations.push(IterationState {
+                iteration,
+                performance: it.performance,
+                image_performances: evaluated,
+                tag_counts,
+                exports,
+            });
         }
         for r in p.predictions {
-            state.predictions.push(PredictionRec { id: r.id, iteration: r.iteration, created: r.created, content: file_index(&r.file)?, predictions: r.predictions });
+            state.predictions.push(PredictionRec {
+                id: r.id,
+                iteration: r.iteration,
+                created: r.created,
+                content: file_index(&r.file)?,
+                predictions: r.predictions,
+            });
         }
         state.predictions.sort_by_key(|r| (r.created, r.id));
         projects.push(state);
@@ -216,7 +250,10 @@ mod tests {
         assert_eq!(account.projects.len(), 4);
         assert!(account.projects.iter().any(|p| p.vnet));
         assert!(account.projects.iter().any(|p| p.images.is_empty()));
-        assert!(account.projects.iter().any(|p| p.kind == Kind::ObjectDetection && p.images.iter().any(|i| !i.regions.is_empty())));
+        assert!(account
+            .projects
+            .iter()
+            .any(|p| p.kind == Kind::ObjectDetection && p.images.iter().any(|i| !i.regions.is_empty())));
         let types: std::collections::HashSet<_> =
             FILES.iter().map(|(_, b)| super::super::blob::sniff_content_type(b)).collect();
         for t in ["image/jpeg", "image/png", "image/gif", "image/bmp"] {

@@ -14,9 +14,13 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::state::{Account, Content, ContentParams, ExportRec, ImageRec, IterationState, Kind, PredictionRec, ProjectState, RegionRec};
+use super::state::{
+    Account, Content, ContentParams, ExportRec, ImageRec, IterationState, Kind, PredictionRec, ProjectState, RegionRec,
+};
 use super::GenerateSpec;
-use crate::api::model::{Iteration, IterationPerformance, Prediction, Project, ProjectSettings, Tag, TagPerformance, Timestamp};
+use crate::api::model::{
+    Iteration, IterationPerformance, Prediction, Project, ProjectSettings, Tag, TagPerformance, Timestamp,
+};
 
 /// Most images per generated project.
 pub(crate) const MAX_IMAGES: usize = 1_000_000;
@@ -129,7 +133,9 @@ pub(crate) fn export_package(project: &str, iteration: &str, platform: &str, tag
         .compression_method(zip::CompressionMethod::Stored)
         .last_modified_time(zip::DateTime::default());
     let labels: String = tags.iter().map(|t| format!("{}\n", t.name)).collect();
-    let manifest = format!("{{\"project\":{project:?},\"iteration\":{iteration:?},\"platform\":{platform:?},\"emulated\":true}}\n");
+    let manifest = format!(
+        "{{\"project\":{project:?},\"iteration\":{iteration:?},\"platform\":{platform:?},\"emulated\":true}}\n"
+    );
     let written = (|| -> zip::result::ZipResult<Vec<u8>> {
         zip.start_file("labels.txt", options)?;
         zip.write_all(labels.as_bytes())?;
@@ -141,7 +147,15 @@ pub(crate) fn export_package(project: &str, iteration: &str, platform: &str, tag
 }
 
 /// A project record as the service writes it.
-pub(crate) fn wire_project(id: Uuid, name: &str, description: &str, kind: Kind, classification: Option<&str>, created: DateTime<Utc>, modified: DateTime<Utc>) -> Project {
+pub(crate) fn wire_project(
+    id: Uuid,
+    name: &str,
+    description: &str,
+    kind: Kind,
+    classification: Option<&str>,
+    created: DateTime<Utc>,
+    modified: DateTime<Utc>,
+) -> Project {
     let domain = if kind == Kind::ObjectDetection { DOMAIN_DETECTION } else { DOMAIN_CLASSIFICATION };
     let augmentation = json!({"augmentationMethods": {"rotation": true, "scaling": true, "translation": true, "horizontal flip": true, "equalize": true, "solarize": true, "padtosquare": true}});
     Project {
@@ -217,7 +231,15 @@ fn project(spec: &GenerateSpec, p: u64) -> ProjectState {
     let trained = last_image + Duration::minutes(20);
     let classification = (kind == Kind::Classification).then_some("Multilabel");
     let description = format!("Generated from seed {seed}");
-    let wire = wire_project(uuid(seed, p, 0, SALT_PROJECT), &format!("Generated project {}", p + 1), &description, kind, classification, base, trained);
+    let wire = wire_project(
+        uuid(seed, p, 0, SALT_PROJECT),
+        &format!("Generated project {}", p + 1),
+        &description,
+        kind,
+        classification,
+        base,
+        trained,
+    );
     let tags: Vec<Tag> = TAG_NAMES
         .iter()
         .enumerate()
@@ -253,9 +275,20 @@ fn project(spec: &GenerateSpec, p: u64) -> ProjectState {
     let performance = performance(seed, p, &tags);
     let evaluated = state.images.iter().filter(|i| i.is_tagged()).step_by(10).cloned().collect();
     let package = export_package(&state.project.name, &iteration.name, "ONNX", &tags);
-    let exports = vec![ExportRec { platform: "ONNX".to_owned(), status: "Done".to_owned(), flavor: Some("ONNX12".to_owned()), bytes: Some(package) }];
+    let exports = vec![ExportRec {
+        platform: "ONNX".to_owned(),
+        status: "Done".to_owned(),
+        flavor: Some("ONNX12".to_owned()),
+        bytes: Some(package),
+    }];
     let iteration_id = iteration.id;
-    state.iterations.push(IterationState { iteration, performance: Some(performance), image_performances: evaluated, tag_counts: state.tag_counts(), exports });
+    state.iterations.push(IterationState {
+        iteration,
+        performance: Some(performance),
+        image_performances: evaluated,
+        tag_counts: state.tag_counts(),
+        exports,
+    });
     state.predictions = (0..PREDICTIONS_PER_PROJECT)
         .map(|j| {
             let h = hash(seed, p, j, SALT_PREDICTION);
@@ -282,7 +315,10 @@ fn project(spec: &GenerateSpec, p: u64) -> ProjectState {
                 iteration: iteration_id,
                 created: trained + Duration::hours(j as i64 + 1),
                 content: Content::Generated { key: (p << 32) | (0x8000_0000 + j), jpeg: j % 2 == 0 },
-                predictions: vec![prediction(first, 0.5 + (h % 50) as f64 / 100.0, 1), prediction(second, (h >> 16) as f64 % 30.0 / 100.0, 2)],
+                predictions: vec![
+                    prediction(first, 0.5 + (h % 50) as f64 / 100.0, 1),
+                    prediction(second, (h >> 16) as f64 % 30.0 / 100.0, 2),
+                ],
             }
         })
         .collect();
@@ -322,7 +358,9 @@ fn image_record(seed: u64, p: u64, i: u64, kind: Kind, tags: &[Tag], base: DateT
             }
         }
     }
-    let metadata = (i % 7 == 0).then(|| Box::new(BTreeMap::from([("source".to_owned(), "generator".to_owned()), ("index".to_owned(), i.to_string())])));
+    let metadata = (i % 7 == 0).then(|| {
+        Box::new(BTreeMap::from([("source".to_owned(), "generator".to_owned()), ("index".to_owned(), i.to_string())]))
+    });
     let (width, height) = BASE_SIZE;
     ImageRec {
         id: uuid(seed, p, i, SALT_IMAGE),
@@ -397,7 +435,9 @@ mod tests {
     fn accounts_are_deterministic() {
         let spec = GenerateSpec { projects: 2, images: 50, seed: 3, ..GenerateSpec::default() };
         let (a, b) = (account(&spec), account(&spec));
-        let ids = |acc: &Account| acc.projects.iter().flat_map(|p| p.images.iter().map(|i| (i.id, i.created))).collect::<Vec<_>>();
+        let ids = |acc: &Account| {
+            acc.projects.iter().flat_map(|p| p.images.iter().map(|i| (i.id, i.created))).collect::<Vec<_>>()
+        };
         assert_eq!(ids(&a), ids(&b));
         assert_eq!(a.projects[1].kind, Kind::ObjectDetection);
         let other = account(&GenerateSpec { seed: 4, ..spec });

@@ -143,7 +143,8 @@ impl FromStr for GenerateSpec {
         let mut spec = GenerateSpec::default();
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (name, value) = part.split_once('=').ok_or_else(|| bad(format!("{part:?} is not name=value")))?;
-            let number = || value.trim().parse::<u64>().map_err(|_| bad(format!("{name}={value:?} is not a whole number")));
+            let number =
+                || value.trim().parse::<u64>().map_err(|_| bad(format!("{name}={value:?} is not a whole number")));
             match name.trim() {
                 "projects" => spec.projects = number()? as usize,
                 "images" => spec.images = number()? as usize,
@@ -156,7 +157,9 @@ impl FromStr for GenerateSpec {
                         other => return Err(bad(format!("relative={other:?} is not true or false"))),
                     }
                 }
-                other => return Err(bad(format!("unknown key {other:?} (known: projects, images, seed, size, relative)"))),
+                other => {
+                    return Err(bad(format!("unknown key {other:?} (known: projects, images, seed, size, relative)")))
+                }
             }
         }
         if spec.images > generate::MAX_IMAGES {
@@ -179,7 +182,8 @@ pub struct Emulator {
 
 /// Binds `listen` (port 0 picks a free port) and serves the account described by `opts`.
 pub async fn start(listen: SocketAddr, opts: EmulatorOptions) -> Result<Emulator, Error> {
-    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|source| Error::Bind { addr: listen, source })?;
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.map_err(|source| Error::Bind { addr: listen, source })?;
     let local = listener.local_addr().map_err(|source| Error::Bind { addr: listen, source })?;
     let endpoint = format!("http://{local}");
     let state = AppState::new(&opts, endpoint.clone())?;
@@ -230,18 +234,22 @@ impl Emulator {
 
     /// The current training images of a project, oldest first (empty for an unknown project).
     pub fn image_ids(&self, project: Uuid) -> Vec<Uuid> {
-        self.state.with_account(|a| a.project(project).map(|p| p.images.iter().map(|i| i.id).collect()).unwrap_or_default())
+        self.state
+            .with_account(|a| a.project(project).map(|p| p.images.iter().map(|i| i.id).collect()).unwrap_or_default())
     }
 
     /// The bytes the blob link of an image's original serves, or `None` for an unknown image.
     pub fn image_bytes(&self, project: Uuid, image: Uuid) -> Option<Vec<u8>> {
-        let source = self.state.with_account(|a| a.project(project).and_then(|p| p.find_image(image)).map(|i| i.content))?;
+        let source =
+            self.state.with_account(|a| a.project(project).and_then(|p| p.find_image(image)).map(|i| i.content))?;
         Some(self.state.content_bytes(source, false).to_vec())
     }
 
     /// The ids of a project's stored predictions, oldest first.
     pub fn prediction_ids(&self, project: Uuid) -> Vec<Uuid> {
-        self.state.with_account(|a| a.project(project).map(|p| p.predictions.iter().map(|r| r.id).collect()).unwrap_or_default())
+        self.state.with_account(|a| {
+            a.project(project).map(|p| p.predictions.iter().map(|r| r.id).collect()).unwrap_or_default()
+        })
     }
 
     /// Adds `count` tagged training images created now, as if uploaded while a backup runs.

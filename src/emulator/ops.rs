@@ -10,7 +10,10 @@ use uuid::Uuid;
 
 use super::render::{self, Links};
 use super::routes::{AppState, Reply};
-use super::state::{ApiError, ImageFilter, MetadataFilter, Order, Page, ProjectState, Tagging, MAX_BATCH, MAX_PREDICTION_IDS, MAX_TAG_FILTER};
+use super::state::{
+    ApiError, ImageFilter, MetadataFilter, Order, Page, ProjectState, Tagging, MAX_BATCH, MAX_PREDICTION_IDS,
+    MAX_TAG_FILTER,
+};
 use crate::api::model::{Domain, PredictionQueryResult, PredictionQueryToken};
 
 /// How long an `allImages=true` delete takes to show, after its 202.
@@ -80,7 +83,9 @@ impl<'a> Op<'a> {
             (["projects", p, "iterations", i, "publish"], _, true) => Op::UnpublishIteration(p, i),
             (["projects", p, "iterations", i, "performance"], true, _) => Op::GetIterationPerformance(p, i),
             (["projects", p, "iterations", i, "performance", "images"], true, _) => Op::GetImagePerformances(p, i),
-            (["projects", p, "iterations", i, "performance", "images", "count"], true, _) => Op::GetImagePerformanceCount(p, i),
+            (["projects", p, "iterations", i, "performance", "images", "count"], true, _) => {
+                Op::GetImagePerformanceCount(p, i)
+            }
             (["projects", p, "iterations", i, "export"], true, _) => Op::GetExports(p, i),
             (["projects", p, "predictions", "query"], _, _) if *method == Method::POST => Op::QueryPredictions(p),
             (["projects", p, "predictions"], _, true) => Op::DeletePrediction(p),
@@ -125,7 +130,12 @@ impl<'a> Op<'a> {
     pub fn mutating(&self) -> bool {
         matches!(
             self,
-            Op::DeleteProject(_) | Op::DeleteImages(_) | Op::DeleteTag(..) | Op::DeleteIteration(..) | Op::UnpublishIteration(..) | Op::DeletePrediction(_)
+            Op::DeleteProject(_)
+                | Op::DeleteImages(_)
+                | Op::DeleteTag(..)
+                | Op::DeleteIteration(..)
+                | Op::UnpublishIteration(..)
+                | Op::DeletePrediction(_)
         )
     }
 }
@@ -145,18 +155,28 @@ impl Query {
 
     fn int(&self, name: &str, default: i64, min: i64, max: i64) -> Result<i64, ApiError> {
         let Some(raw) = self.get(name) else { return Ok(default) };
-        let value: i64 = raw.trim().parse().map_err(|_| ApiError::bad_request("BadRequest", format!("{name} must be an integer, not {raw:?}")))?;
+        let value: i64 = raw
+            .trim()
+            .parse()
+            .map_err(|_| ApiError::bad_request("BadRequest", format!("{name} must be an integer, not {raw:?}")))?;
         if value < min || value > max {
-            return Err(ApiError::bad_request("BadRequest", format!("{name} must be between {min} and {max}; was {value}")));
+            return Err(ApiError::bad_request(
+                "BadRequest",
+                format!("{name} must be between {min} and {max}; was {value}"),
+            ));
         }
         Ok(value)
     }
 
     fn ids(&self, name: &str, max: usize, too_many: &'static str) -> Result<Vec<Uuid>, ApiError> {
         let Some(raw) = self.get(name) else { return Ok(Vec::new()) };
-        let ids = raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(parse_id).collect::<Result<Vec<_>, _>>()?;
+        let ids =
+            raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(parse_id).collect::<Result<Vec<_>, _>>()?;
         if ids.len() > max {
-            return Err(ApiError::bad_request(too_many, format!("{name}: at most {max} ids per request; got {}", ids.len())));
+            return Err(ApiError::bad_request(
+                too_many,
+                format!("{name}: at most {max} ids per request; got {}", ids.len()),
+            ));
         }
         Ok(ids)
     }
@@ -170,7 +190,9 @@ impl Query {
             None => Order::Newest,
             Some(o) if o.eq_ignore_ascii_case("Newest") => Order::Newest,
             Some(o) if o.eq_ignore_ascii_case("Oldest") => Order::Oldest,
-            Some(o) => return Err(ApiError::bad_request("BadRequest", format!("orderBy must be Newest or Oldest, not {o:?}"))),
+            Some(o) => {
+                return Err(ApiError::bad_request("BadRequest", format!("orderBy must be Newest or Oldest, not {o:?}")))
+            }
         };
         let take = self.int("take", 50, 0, MAX_BATCH as i64)? as usize;
         let skip = self.int("skip", 0, 0, i64::from(i32::MAX))? as usize;
@@ -184,7 +206,10 @@ impl Query {
             None => None,
         };
         let metadata = match self.get("$filter") {
-            Some(text) => Some(MetadataFilter::parse(text).ok_or_else(|| ApiError::bad_request("BadRequest", format!("cannot read $filter {text:?}")))?),
+            Some(text) => Some(
+                MetadataFilter::parse(text)
+                    .ok_or_else(|| ApiError::bad_request("BadRequest", format!("cannot read $filter {text:?}")))?,
+            ),
             None => None,
         };
         let tag_ids = self.ids("tagIds", MAX_TAG_FILTER, "BadRequestExceededBatchSize")?;
@@ -193,7 +218,8 @@ impl Query {
 }
 
 fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
-    Uuid::try_parse(raw.trim()).map_err(|_| ApiError::bad_request("BadRequestInvalidIds", format!("Invalid id: {raw:?}")))
+    Uuid::try_parse(raw.trim())
+        .map_err(|_| ApiError::bad_request("BadRequestInvalidIds", format!("Invalid id: {raw:?}")))
 }
 
 fn tagging(raw: Option<&str>) -> Result<Tagging, ApiError> {
@@ -202,7 +228,10 @@ fn tagging(raw: Option<&str>) -> Result<Tagging, ApiError> {
         Some(t) if t.eq_ignore_ascii_case("All") => Ok(Tagging::All),
         Some(t) if t.eq_ignore_ascii_case("Tagged") => Ok(Tagging::Tagged),
         Some(t) if t.eq_ignore_ascii_case("Untagged") => Ok(Tagging::Untagged),
-        Some(t) => Err(ApiError::bad_request("BadRequest", format!("taggingStatus must be All, Tagged or Untagged, not {t:?}"))),
+        Some(t) => Err(ApiError::bad_request(
+            "BadRequest",
+            format!("taggingStatus must be All, Tagged or Untagged, not {t:?}"),
+        )),
     }
 }
 
@@ -237,20 +266,33 @@ fn parse_continuation(token: &str) -> Result<usize, ApiError> {
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
         .and_then(|s| s.strip_prefix("cvemu:").and_then(|n| n.parse().ok()))
-        .ok_or_else(|| ApiError::bad_request("BadRequestPredictionInvalidQueryParameters", "Invalid continuation token"))
+        .ok_or_else(|| {
+            ApiError::bad_request("BadRequestPredictionInvalidQueryParameters", "Invalid continuation token")
+        })
 }
 
 /// Runs one authenticated operation.
-pub(crate) async fn run(state: &AppState, op: Op<'_>, q: &Query, headers: &HeaderMap, body: &Bytes) -> Result<Reply, ApiError> {
+pub(crate) async fn run(
+    state: &AppState,
+    op: Op<'_>,
+    q: &Query,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Reply, ApiError> {
     let links = state.links(headers);
     match op {
         Op::GetDomains => Ok(Reply::json(&domains())),
         Op::GetDomain(d) => {
             let id = parse_id(d)?;
-            let domain = domains().into_iter().find(|x| x.id == id).ok_or_else(|| ApiError::not_found("NotFoundDomain", format!("Domain not found: {id}")))?;
+            let domain = domains()
+                .into_iter()
+                .find(|x| x.id == id)
+                .ok_or_else(|| ApiError::not_found("NotFoundDomain", format!("Domain not found: {id}")))?;
             Ok(Reply::json(&domain))
         }
-        Op::GetProjects => Ok(Reply::json(&state.with_account(|a| a.projects.iter().map(|p| render::project(p, &links)).collect::<Vec<_>>()))),
+        Op::GetProjects => Ok(Reply::json(
+            &state.with_account(|a| a.projects.iter().map(|p| render::project(p, &links)).collect::<Vec<_>>()),
+        )),
         Op::GetProject(p) => read(state, p, |p| Ok(Reply::json(&render::project(p, &links)))),
         Op::DeleteProject(p) => {
             let id = parse_id(p)?;
@@ -259,14 +301,25 @@ pub(crate) async fn run(state: &AppState, op: Op<'_>, q: &Query, headers: &Heade
         }
         Op::GetArtifact(p) => {
             let id = parse_id(p)?;
-            let path = q.get("path").ok_or_else(|| ApiError::bad_request("BadRequestRequiredParamIsNull", "path is required"))?.trim_start_matches('/').to_owned();
+            let path = q
+                .get("path")
+                .ok_or_else(|| ApiError::bad_request("BadRequestRequiredParamIsNull", "path is required"))?
+                .trim_start_matches('/')
+                .to_owned();
             state.with_account(|a| a.get(id).map(|_| ()))?;
             let hex = id.simple().to_string();
-            let own = path.split_once('/').is_some_and(|(c, _)| c.strip_prefix("i-").or_else(|| c.strip_prefix("m-")) == Some(hex.as_str()));
+            let own = path
+                .split_once('/')
+                .is_some_and(|(c, _)| c.strip_prefix("i-").or_else(|| c.strip_prefix("m-")) == Some(hex.as_str()));
             if !own {
-                return Err(ApiError::bad_request("BadRequestInvalidArtifactUri", format!("Not an artifact of project {id}: {path:?}")));
+                return Err(ApiError::bad_request(
+                    "BadRequestInvalidArtifactUri",
+                    format!("Not an artifact of project {id}: {path:?}"),
+                ));
             }
-            let bytes = state.resolve_bytes(&path).ok_or_else(|| ApiError::not_found("NotFound", format!("Artifact not found: {path:?}")))?;
+            let bytes = state
+                .resolve_bytes(&path)
+                .ok_or_else(|| ApiError::not_found("NotFound", format!("Artifact not found: {path:?}")))?;
             Ok(Reply::Octets(bytes))
         }
         Op::GetImages(p) => list(state, p, q, tagging(q.get("taggingStatus"))?, &links),
@@ -277,7 +330,9 @@ pub(crate) async fn run(state: &AppState, op: Op<'_>, q: &Query, headers: &Heade
         Op::GetUntaggedImageCount(p) => count(state, p, q, Tagging::Untagged),
         Op::GetImagesByIds(p) => {
             let ids = q.ids("imageIds", MAX_BATCH, "BadRequestExceededBatchSize")?;
-            read(state, p, |p| Ok(Reply::json(&p.by_ids(&ids).iter().map(|i| render::image(p, i, &links)).collect::<Vec<_>>())))
+            read(state, p, |p| {
+                Ok(Reply::json(&p.by_ids(&ids).iter().map(|i| render::image(p, i, &links)).collect::<Vec<_>>()))
+            })
         }
         Op::DeleteImages(p) => delete_images(state, p, q),
         Op::GetTags(p) => read(state, p, |p| {
@@ -297,25 +352,36 @@ pub(crate) async fn run(state: &AppState, op: Op<'_>, q: &Query, headers: &Heade
             Ok(Reply::json(&render::tag(tag, count)))
         }),
         Op::DeleteTag(p, t) => write(state, p, |p| p.delete_tag(parse_id(t)?)),
-        Op::GetIterations(p) => read(state, p, |p| Ok(Reply::json(&p.iterations.iter().map(|i| &i.iteration).collect::<Vec<_>>()))),
+        Op::GetIterations(p) => {
+            read(state, p, |p| Ok(Reply::json(&p.iterations.iter().map(|i| &i.iteration).collect::<Vec<_>>())))
+        }
         Op::GetIteration(p, i) => read(state, p, |p| Ok(Reply::json(&p.iteration(parse_id(i)?)?.iteration))),
         Op::DeleteIteration(p, i) => write(state, p, |p| p.delete_iteration(parse_id(i)?)),
         Op::UnpublishIteration(p, i) => write(state, p, |p| p.unpublish(parse_id(i)?)),
         Op::GetIterationPerformance(p, i) => {
             for name in ["threshold", "overlapThreshold"] {
                 if let Some(raw) = q.get(name) {
-                    raw.parse::<f64>().map_err(|_| ApiError::bad_request("BadRequest", format!("{name} must be a number, not {raw:?}")))?;
+                    raw.parse::<f64>().map_err(|_| {
+                        ApiError::bad_request("BadRequest", format!("{name} must be a number, not {raw:?}"))
+                    })?;
                 }
             }
-            read(state, p, |p| Ok(Reply::json(trained(p, i)?.performance.as_ref().expect("trained iterations have one"))))
+            read(state, p, |p| {
+                Ok(Reply::json(trained(p, i)?.performance.as_ref().expect("trained iterations have one")))
+            })
         }
         Op::GetImagePerformances(p, i) => {
             let page = q.page()?;
             let tags = q.ids("tagIds", MAX_TAG_FILTER, "BadRequestExceededBatchSize")?;
             read(state, p, |p| {
                 let it = trained(p, i)?;
-                let keep = |img: &std::sync::Arc<super::state::ImageRec>| tags.is_empty() || tags.iter().any(|t| img.has_tag(t));
-                let items: Vec<_> = super::state::paged(&it.image_performances, keep, page).into_iter().map(|img| render::image_performance(p, img, &links)).collect();
+                let keep = |img: &std::sync::Arc<super::state::ImageRec>| {
+                    tags.is_empty() || tags.iter().any(|t| img.has_tag(t))
+                };
+                let items: Vec<_> = super::state::paged(&it.image_performances, keep, page)
+                    .into_iter()
+                    .map(|img| render::image_performance(p, img, &links))
+                    .collect();
                 Ok(Reply::json(&items))
             })
         }
@@ -323,7 +389,12 @@ pub(crate) async fn run(state: &AppState, op: Op<'_>, q: &Query, headers: &Heade
             let tags = q.ids("tagIds", usize::MAX, "BadRequestExceededBatchSize")?;
             read(state, p, |p| {
                 let it = trained(p, i)?;
-                Ok(Reply::json(&it.image_performances.iter().filter(|img| tags.is_empty() || tags.iter().any(|t| img.has_tag(t))).count()))
+                Ok(Reply::json(
+                    &it.image_performances
+                        .iter()
+                        .filter(|img| tags.is_empty() || tags.iter().any(|t| img.has_tag(t)))
+                        .count(),
+                ))
             })
         }
         Op::GetExports(p, i) => read(state, p, |p| {
@@ -345,13 +416,21 @@ pub(crate) async fn run(state: &AppState, op: Op<'_>, q: &Query, headers: &Heade
 }
 
 /// Runs a read on one project.
-fn read(state: &AppState, project: &str, f: impl FnOnce(&ProjectState) -> Result<Reply, ApiError>) -> Result<Reply, ApiError> {
+fn read(
+    state: &AppState,
+    project: &str,
+    f: impl FnOnce(&ProjectState) -> Result<Reply, ApiError>,
+) -> Result<Reply, ApiError> {
     let id = parse_id(project)?;
     state.with_account(|a| f(a.get(id)?))
 }
 
 /// Runs a change on one project; 204 when it succeeds.
-fn write(state: &AppState, project: &str, f: impl FnOnce(&mut ProjectState) -> Result<(), ApiError>) -> Result<Reply, ApiError> {
+fn write(
+    state: &AppState,
+    project: &str,
+    f: impl FnOnce(&mut ProjectState) -> Result<(), ApiError>,
+) -> Result<Reply, ApiError> {
     let id = parse_id(project)?;
     state.with_account_mut(|a| f(a.get_mut(id)?))?;
     Ok(Reply::Empty(StatusCode::NO_CONTENT))
@@ -361,7 +440,10 @@ fn write(state: &AppState, project: &str, f: impl FnOnce(&mut ProjectState) -> R
 fn trained<'p>(p: &'p ProjectState, iteration: &str) -> Result<&'p super::state::IterationState, ApiError> {
     let it = p.iteration(parse_id(iteration)?)?;
     if !it.iteration.is_trained() || it.performance.is_none() {
-        return Err(ApiError::bad_request("BadRequestIterationIsNotTrained", format!("Iteration {} is not trained", it.iteration.id)));
+        return Err(ApiError::bad_request(
+            "BadRequestIterationIsNotTrained",
+            format!("Iteration {} is not trained", it.iteration.id),
+        ));
     }
     Ok(it)
 }
@@ -402,7 +484,9 @@ fn query_predictions(state: &AppState, project: &str, body: &Bytes, links: &Link
     let query: PredictionQueryToken = if body.iter().all(u8::is_ascii_whitespace) {
         PredictionQueryToken::default()
     } else {
-        serde_json::from_slice(body).map_err(|e| ApiError::bad_request("BadRequestPredictionInvalidQueryParameters", format!("Cannot read the query: {e}")))?
+        serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request("BadRequestPredictionInvalidQueryParameters", format!("Cannot read the query: {e}"))
+        })?
     };
     if query.tags.as_ref().is_some_and(|t| t.len() > 2) {
         return Err(ApiError::bad_request("BadRequestPredictionTagsExceededCount", "A query combines at most 2 tags"));
@@ -410,7 +494,10 @@ fn query_predictions(state: &AppState, project: &str, body: &Bytes, links: &Link
     let max_count = match query.max_count {
         None | Some(0) => DEFAULT_MAX_COUNT,
         Some(n) if n < 0 || n > MAX_BATCH as i64 => {
-            return Err(ApiError::bad_request("BadRequestPredictionResultsExceededCount", format!("maxCount must be between 0 and {MAX_BATCH}")))
+            return Err(ApiError::bad_request(
+                "BadRequestPredictionResultsExceededCount",
+                format!("maxCount must be between 0 and {MAX_BATCH}"),
+            ))
         }
         Some(n) => n as usize,
     };
@@ -426,7 +513,9 @@ fn query_predictions(state: &AppState, project: &str, body: &Bytes, links: &Link
         let (page, more) = p.query_predictions(&query, offset, size);
         let results = page.iter().map(|r| render::stored_prediction(p, r, links)).collect();
         let token = PredictionQueryToken {
-            session: Some(query.session.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| Uuid::new_v4().simple().to_string())),
+            session: Some(
+                query.session.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| Uuid::new_v4().simple().to_string()),
+            ),
             continuation: Some(if more { continuation(offset + page.len()) } else { String::new() }),
             max_count: Some(max_count as i64),
             order_by: Some(query.order_by.clone().unwrap_or_else(|| "Newest".to_owned())),

@@ -7,7 +7,8 @@ use uuid::Uuid;
 use super::blob::Signer;
 use super::state::{ExportRec, ImageRec, IterationState, Kind, PredictionRec, ProjectState};
 use crate::api::model::{
-    BoundingBox, Export, Image, ImagePerformance, ImageRegion, ImageTag, Prediction, Project, StoredImagePrediction, Tag, Timestamp,
+    BoundingBox, Export, Image, ImagePerformance, ImageRegion, ImageTag, Prediction, Project, StoredImagePrediction,
+    Tag, Timestamp,
 };
 
 /// How to write links in one answer.
@@ -58,7 +59,12 @@ fn image_tags(p: &ProjectState, image: &ImageRec) -> Option<Vec<ImageTag>> {
     (!ids.is_empty()).then(|| {
         ids.into_iter()
             .enumerate()
-            .map(|(k, id)| ImageTag { tag_id: id, tag_name: tag_name(p, id), created: Some(tagged_at(image, k)), extra: Default::default() })
+            .map(|(k, id)| ImageTag {
+                tag_id: id,
+                tag_name: tag_name(p, id),
+                created: Some(tagged_at(image, k)),
+                extra: Default::default(),
+            })
             .collect()
     })
 }
@@ -107,12 +113,9 @@ pub(crate) fn image(p: &ProjectState, image: &ImageRec, links: &Links<'_>) -> Im
 /// An image's result in an iteration's evaluation.
 pub(crate) fn image_performance(p: &ProjectState, image: &ImageRec, links: &Links<'_>) -> ImagePerformance {
     let predictions = match p.kind {
-        Kind::Classification => image
-            .tags
-            .iter()
-            .enumerate()
-            .map(|(k, t)| prediction(p, *t, 0.93 - 0.11 * k as f64, None))
-            .collect(),
+        Kind::Classification => {
+            image.tags.iter().enumerate().map(|(k, t)| prediction(p, *t, 0.93 - 0.11 * k as f64, None)).collect()
+        }
         Kind::ObjectDetection => image
             .regions
             .iter()
@@ -161,7 +164,8 @@ pub(crate) fn project(p: &ProjectState, links: &Links<'_>) -> Project {
 
 /// A model export, with a link when it is done.
 pub(crate) fn export(p: &ProjectState, it: &IterationState, e: &ExportRec, links: &Links<'_>) -> Export {
-    let uri = e.bytes.as_ref().map(|_| links.maybe_relative(&export_path(p.id(), it.iteration.id, &e.platform), p.vnet));
+    let uri =
+        e.bytes.as_ref().map(|_| links.maybe_relative(&export_path(p.id(), it.iteration.id, &e.platform), p.vnet));
     Export {
         platform: Some(e.platform.clone()),
         status: Some(e.status.clone()),

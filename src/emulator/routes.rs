@@ -55,7 +55,10 @@ impl AppState {
         let account = match &opts.account {
             AccountSpec::Fixture => fixture::account().map_err(Error::Fixture)?,
             AccountSpec::Generated(spec) => generate::account(spec),
-            AccountSpec::Empty => Account { projects: Vec::new(), content: super::state::ContentParams { seed: 0, image_bytes: super::DEFAULT_IMAGE_BYTES } },
+            AccountSpec::Empty => Account {
+                projects: Vec::new(),
+                content: super::state::ContentParams { seed: 0, image_bytes: super::DEFAULT_IMAGE_BYTES },
+            },
         };
         Ok(AppState {
             inner: Arc::new(Inner {
@@ -134,7 +137,13 @@ pub fn app(state: AppState) -> Router {
     Router::new().fallback(handle).with_state(state)
 }
 
-async fn handle(State(state): State<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response<Body> {
+async fn handle(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response<Body> {
     let request_id = Uuid::new_v4().to_string();
     let had_training_key = headers.contains_key("training-key");
     let (operation, mutating, response) = match uri.path().strip_prefix("/blob/") {
@@ -142,7 +151,8 @@ async fn handle(State(state): State<AppState>, method: Method, uri: Uri, headers
         None => serve_api(&state, &method, &uri, &headers, body, &request_id).await,
     };
     let status = response.status().as_u16();
-    let path = crate::secret::redact_url(&uri.path_and_query().map_or_else(|| uri.path().to_owned(), |p| p.to_string()));
+    let path =
+        crate::secret::redact_url(&uri.path_and_query().map_or_else(|| uri.path().to_owned(), |p| p.to_string()));
     tracing::debug!(%method, %path, operation, status, "emulator request");
     state.recorder().push(RecordedRequest {
         method: method.to_string(),
@@ -155,7 +165,14 @@ async fn handle(State(state): State<AppState>, method: Method, uri: Uri, headers
     response
 }
 
-async fn serve_api(state: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap, body: Bytes, request_id: &str) -> (&'static str, bool, Response<Body>) {
+async fn serve_api(
+    state: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+    request_id: &str,
+) -> (&'static str, bool, Response<Body>) {
     let route = PREFIXES.iter().find_map(|p| uri.path().strip_prefix(p)).and_then(|rest| Op::route(method, rest));
     let Some(op) = route else {
         return ("NotFound", false, apim_error(StatusCode::NOT_FOUND, "Resource not found", request_id));
@@ -183,7 +200,15 @@ async fn serve_api(state: &AppState, method: &Method, uri: &Uri, headers: &Heade
             return (name, mutating, response);
         }
         Some(ApiFault::Unavailable) => {
-            return (name, mutating, apim_error(StatusCode::SERVICE_UNAVAILABLE, "The service is temporarily unavailable. Please retry later.", request_id));
+            return (
+                name,
+                mutating,
+                apim_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The service is temporarily unavailable. Please retry later.",
+                    request_id,
+                ),
+            );
         }
         None => {}
     }
@@ -214,8 +239,14 @@ impl Reply {
     fn into_response(self, request_id: &str) -> Response<Body> {
         let builder = api_headers(Response::builder(), request_id);
         let response = match self {
-            Reply::Json(body) => builder.status(StatusCode::OK).header(header::CONTENT_TYPE, "application/json; charset=utf-8").body(Body::from(body)),
-            Reply::Octets(bytes) => builder.status(StatusCode::OK).header(header::CONTENT_TYPE, "application/octet-stream").body(Body::from(bytes)),
+            Reply::Json(body) => builder
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
+                .body(Body::from(body)),
+            Reply::Octets(bytes) => builder
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, "application/octet-stream")
+                .body(Body::from(bytes)),
             Reply::Empty(status) => builder.status(status).header(header::CONTENT_LENGTH, 0).body(Body::empty()),
         };
         response.expect("static headers are valid")
@@ -249,10 +280,23 @@ fn api_error(e: &ApiError, request_id: &str) -> Response<Body> {
     json_response(e.status, serde_json::to_vec(&body).expect("serialises"), request_id)
 }
 
-async fn serve_blob(state: &AppState, method: &Method, path: &str, query: Option<&str>, headers: &HeaderMap, request_id: &str) -> Response<Body> {
+async fn serve_blob(
+    state: &AppState,
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    request_id: &str,
+) -> Response<Body> {
     let now = Utc::now();
     if method != Method::GET && method != Method::HEAD {
-        return blob::error(StatusCode::FORBIDDEN, "AuthorizationPermissionMismatch", "This request is not authorized to perform this operation using this permission.", None, request_id);
+        return blob::error(
+            StatusCode::FORBIDDEN,
+            "AuthorizationPermissionMismatch",
+            "This request is not authorized to perform this operation using this permission.",
+            None,
+            request_id,
+        );
     }
     let (mut sig, mut se) = (None, None);
     for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
@@ -271,13 +315,21 @@ async fn serve_blob(state: &AppState, method: &Method, path: &str, query: Option
     }
     let fault = state.inner.faults.lock().unwrap_or_else(|e| e.into_inner()).blob();
     if fault == BlobFault::Unavailable {
-        return blob::error(StatusCode::SERVICE_UNAVAILABLE, "ServerBusy", "The server is currently unable to receive requests. Please retry your request.", None, request_id);
+        return blob::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServerBusy",
+            "The server is currently unable to receive requests. Please retry your request.",
+            None,
+            request_id,
+        );
     }
     match state.resolve_bytes(path) {
         Some(bytes) => {
             let range = headers.get(header::RANGE).and_then(|r| r.to_str().ok()).and_then(blob::ByteRange::parse);
             blob::ok(bytes, range, request_id, fault == BlobFault::Reset)
         }
-        None => blob::error(StatusCode::NOT_FOUND, "BlobNotFound", "The specified blob does not exist.", None, request_id),
+        None => {
+            blob::error(StatusCode::NOT_FOUND, "BlobNotFound", "The specified blob does not exist.", None, request_id)
+        }
     }
 }

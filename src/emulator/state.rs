@@ -283,7 +283,10 @@ impl Account {
         if let Some(published) = project.iterations.iter().find(|i| i.iteration.is_published()) {
             return Err(ApiError::bad_request(
                 "BadRequestIterationIsPublished",
-                format!("Cannot delete a project with a published iteration ({}); unpublish it first", published.iteration.id),
+                format!(
+                    "Cannot delete a project with a published iteration ({}); unpublish it first",
+                    published.iteration.id
+                ),
             ));
         }
         self.projects.retain(|p| p.id() != id);
@@ -302,9 +305,10 @@ impl Account {
             let (tags, regions) = match (p.kind, tag) {
                 (_, None) => (Vec::new(), Vec::new()),
                 (Kind::Classification, Some(t)) => (vec![t], Vec::new()),
-                (Kind::ObjectDetection, Some(t)) => {
-                    (Vec::new(), vec![RegionRec { id: Uuid::new_v4(), tag: t, left: 0.1, top: 0.1, width: 0.5, height: 0.5 }])
-                }
+                (Kind::ObjectDetection, Some(t)) => (
+                    Vec::new(),
+                    vec![RegionRec { id: Uuid::new_v4(), tag: t, left: 0.1, top: 0.1, width: 0.5, height: 0.5 }],
+                ),
             };
             let image = ImageRec {
                 id: Uuid::new_v4(),
@@ -411,7 +415,10 @@ impl ProjectState {
 
     /// A tag, or NotFoundTag.
     pub fn tag(&self, id: Uuid) -> Result<&Tag, ApiError> {
-        self.tags.iter().find(|t| t.id == id).ok_or_else(|| ApiError::not_found("NotFoundTag", format!("Tag not found: {id}")))
+        self.tags
+            .iter()
+            .find(|t| t.id == id)
+            .ok_or_else(|| ApiError::not_found("NotFoundTag", format!("Tag not found: {id}")))
     }
 
     /// How many workspace images carry a tag.
@@ -495,7 +502,10 @@ impl ProjectState {
         self.iteration(id)?;
         let it = self.iterations.iter_mut().find(|i| i.iteration.id == id).expect("just found");
         if !it.iteration.is_published() {
-            return Err(ApiError::bad_request("BadRequestIterationNotPublished", format!("Iteration {id} is not published")));
+            return Err(ApiError::bad_request(
+                "BadRequestIterationNotPublished",
+                format!("Iteration {id} is not published"),
+            ));
         }
         it.iteration.publish_name = None;
         it.iteration.original_publish_resource_id = None;
@@ -504,7 +514,12 @@ impl ProjectState {
 
     /// Stored predictions matching a query, from `offset`, at most `count`; and whether more
     /// remain.
-    pub fn query_predictions(&self, query: &PredictionQueryToken, offset: usize, count: usize) -> (Vec<&PredictionRec>, bool) {
+    pub fn query_predictions(
+        &self,
+        query: &PredictionQueryToken,
+        offset: usize,
+        count: usize,
+    ) -> (Vec<&PredictionRec>, bool) {
         let order = match query.order_by.as_deref() {
             Some("Oldest") => Order::Oldest,
             _ => Order::Newest,
@@ -547,7 +562,9 @@ mod tests {
     #[test]
     fn paging_walks_both_ways() {
         let items: Vec<u32> = (0..10).collect();
-        let page = |order, skip| paged(&items, |x| x % 2 == 0, Page { order, take: 2, skip }).into_iter().copied().collect::<Vec<_>>();
+        let page = |order, skip| {
+            paged(&items, |x| x % 2 == 0, Page { order, take: 2, skip }).into_iter().copied().collect::<Vec<_>>()
+        };
         assert_eq!(page(Order::Oldest, 0), vec![0, 2]);
         assert_eq!(page(Order::Oldest, 4), vec![8]);
         assert_eq!(page(Order::Newest, 0), vec![8, 6]);

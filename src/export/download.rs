@@ -31,7 +31,13 @@ impl Failure {
 }
 
 /// Downloads a training image's original bytes.
-pub async fn fetch_image(client: &Client, project: Uuid, image: Uuid, uri: Option<&str>, max_bytes: u64) -> Result<Blob, Failure> {
+pub async fn fetch_image(
+    client: &Client,
+    project: Uuid,
+    image: Uuid,
+    uri: Option<&str>,
+    max_bytes: u64,
+) -> Result<Blob, Failure> {
     let mut uri = uri.map(str::to_owned).ok_or(Failure::NoLink)?;
     let mut refreshes = 0;
     loop {

@@ -126,7 +126,12 @@ pub enum Error {
 }
 
 /// Exports the account behind `client` into `opts.out`.
-pub async fn export(client: &Client, opts: &ExportOptions, progress: &dyn Progress, cancel: &CancellationToken) -> Result<ExportSummary, Error> {
+pub async fn export(
+    client: &Client,
+    opts: &ExportOptions,
+    progress: &dyn Progress,
+    cancel: &CancellationToken,
+) -> Result<ExportSummary, Error> {
     let started = Instant::now();
     let started_at = chrono::Utc::now();
     if opts.out.exists() && !opts.force {
@@ -137,7 +142,11 @@ pub async fn export(client: &Client, opts: &ExportOptions, progress: &dyn Progre
         _ => PathBuf::from("."),
     };
     let output_error = |source| Error::Output { path: dir.clone(), source };
-    let temp = tempfile::Builder::new().prefix(".cvarchive-").suffix(".zip.partial").tempfile_in(&dir).map_err(output_error)?;
+    let temp = tempfile::Builder::new()
+        .prefix(".cvarchive-")
+        .suffix(".zip.partial")
+        .tempfile_in(&dir)
+        .map_err(output_error)?;
     let file = temp.as_file().try_clone().map_err(output_error)?;
 
     let projects = resolve_projects(client, &opts.projects).await?;
@@ -195,7 +204,8 @@ pub async fn export(client: &Client, opts: &ExportOptions, progress: &dyn Progre
     }
     sink.finish(info).await?;
 
-    let (sha256, archive_bytes) = hash_file(temp.path()).await.map_err(|e| Error::Output { path: opts.out.clone(), source: e })?;
+    let (sha256, archive_bytes) =
+        hash_file(temp.path()).await.map_err(|e| Error::Output { path: opts.out.clone(), source: e })?;
     publish(temp, &opts.out, opts.force)?;
 
     let mut missing: Vec<Missing> = account.missing.clone();
@@ -230,7 +240,9 @@ async fn resolve_projects(client: &Client, ids: &[Uuid]) -> Result<Vec<Project>,
     for id in ids {
         match client.get_project(*id).await {
             Ok(p) => projects.push(p),
-            Err(e) if e.is_not_found() => return Err(Error::ProjectNotFound { id: *id, endpoint: client.host().to_owned() }),
+            Err(e) if e.is_not_found() => {
+                return Err(Error::ProjectNotFound { id: *id, endpoint: client.host().to_owned() })
+            }
             Err(e) => return Err(e.into()),
         }
     }

@@ -83,20 +83,34 @@ pub async fn export_project(ctx: &Ctx<'_>, sink: &mut Sink, project: Project) ->
     if ctx.opts.predictions {
         export_predictions(ctx, sink, pid, &mut record).await?;
     }
-    ctx.progress.event(Event::ProjectFinished { project_id: pid.to_string(), images: record.archived.tagged + record.archived.untagged });
+    ctx.progress.event(Event::ProjectFinished {
+        project_id: pid.to_string(),
+        images: record.archived.tagged + record.archived.untagged,
+    });
     Ok(record)
 }
 
 async fn counts(client: &Client, pid: Uuid) -> Result<ImageCounts, Error> {
-    Ok(ImageCounts { tagged: client.get_tagged_image_count(pid).await?, untagged: client.get_untagged_image_count(pid).await? })
+    Ok(ImageCounts {
+        tagged: client.get_tagged_image_count(pid).await?,
+        untagged: client.get_untagged_image_count(pid).await?,
+    })
 }
 
 /// Performance, image performances and model exports of one iteration. Untrained iterations
 /// have no performance; a failure on one iteration is recorded, not fatal.
-async fn export_iteration(ctx: &Ctx<'_>, sink: &mut Sink, pid: Uuid, iteration: &Iteration, record: &mut ProjectRecord) -> Result<(), Error> {
+async fn export_iteration(
+    ctx: &Ctx<'_>,
+    sink: &mut Sink,
+    pid: Uuid,
+    iteration: &Iteration,
+    record: &mut ProjectRecord,
+) -> Result<(), Error> {
     let client = ctx.client;
     let it = iteration.id;
-    let mut missing = |kind: &str, e: &api::Error| record.missing.push(Missing { kind: kind.into(), project: pid, id: it, reason: e.to_string() });
+    let mut missing = |kind: &str, e: &api::Error| {
+        record.missing.push(Missing { kind: kind.into(), project: pid, id: it, reason: e.to_string() })
+    };
     if iteration.is_trained() {
         match client.get_iteration_performance(pid, it, None, None).await {
             Ok(perf) => send_json(sink, layout::performance_json(pid, it), &perf).await?,
@@ -137,20 +151,29 @@ async fn export_iteration(ctx: &Ctx<'_>, sink: &mut Sink, pid: Uuid, iteration: 
     };
     let mut lines = Vec::with_capacity(exports.len());
     for export in &exports {
-        let mut value = serde_json::to_value(crate::api::model::Export { download_uri: None, ..export.clone() }).expect("serialise");
+        let mut value = serde_json::to_value(crate::api::model::Export { download_uri: None, ..export.clone() })
+            .expect("serialise");
         if ctx.opts.include_models && export.is_done() {
             let uri = export.download_uri.as_deref().unwrap_or_default();
             match client.download(pid, uri, ctx.opts.max_model_bytes).await {
                 Ok(blob) => {
                     let platform = export.platform.as_deref().unwrap_or("model");
-                    let path = layout::model_file(pid, it, platform, export.flavor.as_deref(), layout::sniff_extension(&blob.bytes));
+                    let path = layout::model_file(
+                        pid,
+                        it,
+                        platform,
+                        export.flavor.as_deref(),
+                        layout::sniff_extension(&blob.bytes),
+                    );
                     annotate(&mut value, &path, &blob.sha256, blob.bytes.len() as u64);
                     record.archived.model_exports += 1;
                     record.archived.model_bytes += blob.bytes.len() as u64;
                     ctx.progress.event(Event::BlobArchived { bytes: blob.bytes.len() as u64 });
                     sink.send(Item::Stored { path, bytes: blob.bytes, sha256: blob.sha256 }).await?;
                 }
-                Err(e) => record.missing.push(Missing { kind: "model".into(), project: pid, id: it, reason: e.to_string() }),
+                Err(e) => {
+                    record.missing.push(Missing { kind: "model".into(), project: pid, id: it, reason: e.to_string() })
+                }
             }
         }
         lines.push(value);
@@ -206,7 +229,9 @@ async fn export_images(ctx: &Ctx<'_>, sink: &mut Sink, pid: Uuid, record: &mut P
             Err(Failure::Gone) => record.notes.push(format!("image {} was deleted during the export", listed.image.id)),
             Err(failure) => {
                 let reason = failure.reason();
-                ctx.progress.event(Event::Warning { message: format!("image {} of project {pid} not archived: {reason}", listed.image.id) });
+                ctx.progress.event(Event::Warning {
+                    message: format!("image {} of project {pid} not archived: {reason}", listed.image.id),
+                });
                 record.missing.push(Missing { kind: "image".into(), project: pid, id: listed.image.id, reason });
             }
         }
@@ -220,7 +245,12 @@ async fn export_images(ctx: &Ctx<'_>, sink: &mut Sink, pid: Uuid, record: &mut P
 }
 
 /// The listing task: every page of tagged then untagged images, de-duplicated by id.
-async fn list_images(client: Client, pid: Uuid, tx: mpsc::Sender<Result<Listed, api::Error>>, cancel: CancellationToken) -> Result<(), api::Error> {
+async fn list_images(
+    client: Client,
+    pid: Uuid,
+    tx: mpsc::Sender<Result<Listed, api::Error>>,
+    cancel: CancellationToken,
+) -> Result<(), api::Error> {
     let mut seen = HashSet::new();
     let mut seq = 0u64;
     for tagged in [true, false] {
@@ -264,9 +294,18 @@ async fn list_images(client: Client, pid: Uuid, tx: mpsc::Sender<Result<Listed, 
 }
 
 /// Stored predictions (following the continuation token) and their images.
-async fn export_predictions(ctx: &Ctx<'_>, sink: &mut Sink, pid: Uuid, record: &mut ProjectRecord) -> Result<(), Error> {
+async fn export_predictions(
+    ctx: &Ctx<'_>,
+    sink: &mut Sink,
+    pid: Uuid,
+    record: &mut ProjectRecord,
+) -> Result<(), Error> {
     let client = ctx.client;
-    let first = PredictionQueryToken { order_by: Some("Oldest".into()), max_count: Some(i64::from(MAX_TAKE)), ..Default::default() };
+    let first = PredictionQueryToken {
+        order_by: Some("Oldest".into()),
+        max_count: Some(i64::from(MAX_TAKE)),
+        ..Default::default()
+    };
     let pages = paging::continuation_pages(first, |token| async move { client.query_predictions(pid, &token).await });
     let mut seen = HashSet::new();
     let mut seq = 0u64;
@@ -309,7 +348,12 @@ async fn export_predictions(ctx: &Ctx<'_>, sink: &mut Sink, pid: Uuid, record: &
                 ctx.progress.event(Event::BlobArchived { bytes: size });
             }
             Err(failure) => {
-                record.missing.push(Missing { kind: "prediction".into(), project: pid, id: prediction.id, reason: failure.reason() });
+                record.missing.push(Missing {
+                    kind: "prediction".into(),
+                    project: pid,
+                    id: prediction.id,
+                    reason: failure.reason(),
+                });
                 continue;
             }
         }
@@ -323,7 +367,10 @@ fn reconcile(record: &mut ProjectRecord) {
     let archived = ImageCounts { tagged: record.archived.tagged, untagged: record.archived.untagged };
     let (before, after) = (record.reported, record.reported_after);
     let missing_images = record.missing.iter().filter(|m| m.kind == "image").count() as u64;
-    for (what, b, a, got) in [("tagged", before.tagged, after.tagged, archived.tagged), ("untagged", before.untagged, after.untagged, archived.untagged)] {
+    for (what, b, a, got) in [
+        ("tagged", before.tagged, after.tagged, archived.tagged),
+        ("untagged", before.untagged, after.untagged, archived.untagged),
+    ] {
         if b == got && a == got {
             continue;
         }
@@ -336,7 +383,9 @@ fn reconcile(record: &mut ProjectRecord) {
         } else {
             "cause unknown".to_owned()
         };
-        record.notes.push(format!("{what}: the service reported {b} at the start and {a} at the end; the archive holds {got} ({cause})"));
+        record.notes.push(format!(
+            "{what}: the service reported {b} at the start and {a} at the end; the archive holds {got} ({cause})"
+        ));
     }
 }
 

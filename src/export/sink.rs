@@ -42,8 +42,9 @@ impl Sink {
     /// Starts the writer thread on `file`; `capacity` items may wait in the queue. `path` is the
     /// name errors give for the archive.
     pub fn start(file: File, bag_name: &str, capacity: usize, path: PathBuf) -> Result<Sink, SinkError> {
-        let mut writer =
-            BagWriter::new(file, bag_name).map_err(|source| SinkError { path: path.clone(), source })?.with_display_path(&path);
+        let mut writer = BagWriter::new(file, bag_name)
+            .map_err(|source| SinkError { path: path.clone(), source })?
+            .with_display_path(&path);
         let (tx, mut rx) = mpsc::channel::<Item>(capacity.max(1));
         let thread = std::thread::Builder::new()
             .name("archive-writer".into())
@@ -80,7 +81,10 @@ impl Sink {
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || writer.finish(&info))
             .await
-            .map_err(|e| SinkError { path: path.clone(), source: io_error(&path, std::io::Error::other(e.to_string())) })?
+            .map_err(|e| SinkError {
+                path: path.clone(),
+                source: io_error(&path, std::io::Error::other(e.to_string())),
+            })?
             .map_err(|source| SinkError { path, source })
     }
 
