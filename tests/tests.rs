@@ -5,5 +5,6 @@ mod support;
 mod archive;
 mod emulator;
 mod export;
+mod faults;
 mod spec_examples;
 mod verify;

@@ -487,8 +487,14 @@ impl Client {
         if !status.is_success() {
             let headers = resp.headers().clone();
             let body = read_limited(op, &shown, &mut resp, 64 << 10, None).await.unwrap_or_default();
-            if op == "DownloadBlob" && status == StatusCode::FORBIDDEN {
-                return Err(Error::LinkExpired { op, status: status.as_u16(), url: shown });
+            if op == "DownloadBlob" {
+                if status == StatusCode::FORBIDDEN {
+                    return Err(Error::LinkExpired { op, status: status.as_u16(), url: shown });
+                }
+                // Blob storage answers in its own XML shape, not the API's JSON.
+                let (code, message) = storage_error(&body);
+                let retry_after = header_retry_after(&headers);
+                return Err(Error::Service { op, status: status.as_u16(), code, message, url: shown, retry_after });
             }
             return Err(self.error_from(op, status, &headers, &body, &shown));
         }
@@ -623,7 +629,12 @@ impl Client {
             }
             tries += 1;
             let err = match attempt().await {
-                Ok(v) => return Ok(v),
+                Ok(v) => {
+                    if paced {
+                        self.inner.limiter.success();
+                    }
+                    return Ok(v);
+                }
                 Err(e) => e,
             };
             let Some(kind) = err.retry_kind().filter(|k| *k != RetryKind::ExpiredLink) else { return Err(err) };
@@ -809,6 +820,21 @@ fn parse_error_body(body: &[u8]) -> Option<CustomVisionError> {
     Some(CustomVisionError { code, message: w.error.message })
 }
 
+/// Code and message of an Azure Storage error body (`<Error><Code>…</Code><Message>…`).
+fn storage_error(body: &[u8]) -> (String, String) {
+    let text = String::from_utf8_lossy(body);
+    let between = |open: &str, close: &str| -> Option<String> {
+        let start = text.find(open)? + open.len();
+        let end = text[start..].find(close)? + start;
+        Some(text[start..end].trim().to_owned())
+    };
+    let code = between("<Code>", "</Code>").unwrap_or_default();
+    let message = between("<Message>", "</Message>")
+        .map(|m| m.lines().next().unwrap_or_default().to_owned())
+        .unwrap_or_else(|| snippet(body));
+    (code, redact_url(&message))
+}
+
 fn header_retry_after(headers: &HeaderMap) -> Option<Duration> {
     headers.get("retry-after").and_then(|v| v.to_str().ok()).and_then(parse_retry_after)
 }
@@ -856,6 +882,16 @@ mod tests {
         let e = parse_error_body(br#"{"error":{"code":401,"message":"Access denied"}}"#).unwrap();
         assert_eq!(e.code, "401");
         assert!(parse_error_body(b"<html>").is_none());
+    }
+
+    #[test]
+    fn storage_errors_are_read() {
+        let body = "\u{feff}<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>BlobNotFound</Code><Message>The specified blob does not exist.\nRequestId:1</Message></Error>";
+        assert_eq!(
+            storage_error(body.as_bytes()),
+            ("BlobNotFound".into(), "The specified blob does not exist.".into())
+        );
+        assert_eq!(storage_error(b"nope").0, "");
     }
 
     #[test]

@@ -70,40 +70,72 @@ pub fn parse_retry_after_message(message: &str) -> Option<Duration> {
     (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(3600.0)))
 }
 
-/// Paces calls to at most `rate` per second, with no burst beyond one call. A throttled answer
-/// pushes every caller back, so the whole client slows down, not just the one request.
+/// Paces calls to at most `rate` per second, with no burst beyond one call, and adapts: a
+/// throttled answer holds every caller back for the wait the service asked for and doubles the
+/// spacing of calls; each success brings the spacing back toward the configured rate. So a
+/// service whose real limit is below ours is met at its own pace after a few 429s instead of
+/// answering 429 to every other call.
 #[derive(Debug)]
 pub struct RateLimiter {
-    interval: Option<Duration>,
-    next: Mutex<Instant>,
+    base: Option<Duration>,
+    state: Mutex<Pace>,
 }
 
+#[derive(Debug)]
+struct Pace {
+    next: Instant,
+    interval: Duration,
+}
+
+/// The widest spacing adaptation may reach.
+const MAX_INTERVAL: Duration = Duration::from_secs(5);
+/// The spacing adaptation starts from when no rate was configured.
+const FIRST_BACKOFF_INTERVAL: Duration = Duration::from_millis(100);
+
 impl RateLimiter {
-    /// A limiter for `rate` calls per second; `None` or a non-positive rate means no limit.
+    /// A limiter for `rate` calls per second; `None` or a non-positive rate means no limit until
+    /// the service throttles.
     pub fn new(rate: Option<f64>) -> RateLimiter {
-        let interval = rate.filter(|r| r.is_finite() && *r > 0.0).map(|r| Duration::from_secs_f64(1.0 / r));
-        RateLimiter { interval, next: Mutex::new(Instant::now()) }
+        let base = rate.filter(|r| r.is_finite() && *r > 0.0).map(|r| Duration::from_secs_f64(1.0 / r));
+        RateLimiter { base, state: Mutex::new(Pace { next: Instant::now(), interval: base.unwrap_or(Duration::ZERO) }) }
     }
 
     /// Waits for this caller's slot.
     pub async fn acquire(&self) {
-        let Some(interval) = self.interval else { return };
         let slot = {
-            let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
-            let now = Instant::now();
-            let slot = (*next).max(now);
-            *next = slot + interval;
-            slot
+            let mut pace = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if pace.interval.is_zero() {
+                let now = Instant::now();
+                if pace.next <= now {
+                    return;
+                }
+                pace.next
+            } else {
+                let slot = pace.next.max(Instant::now());
+                pace.next = slot + pace.interval;
+                slot
+            }
         };
         tokio::time::sleep_until(slot).await;
     }
 
-    /// Holds every caller back until `wait` from now.
+    /// Holds every caller back until `wait` from now, and slows the pace.
     pub fn pause(&self, wait: Duration) {
-        let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pace = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let until = Instant::now() + wait;
-        if *next < until {
-            *next = until;
+        if pace.next < until {
+            pace.next = until;
+        }
+        pace.interval = (pace.interval * 2).max(FIRST_BACKOFF_INTERVAL).min(MAX_INTERVAL);
+    }
+
+    /// A call went through: speed back up toward the configured rate.
+    pub fn success(&self) {
+        let mut pace = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let base = self.base.unwrap_or(Duration::ZERO);
+        if pace.interval > base {
+            let eased = pace.interval.mul_f64(0.95);
+            pace.interval = if eased <= base + Duration::from_millis(1) { base } else { eased };
         }
     }
 }
@@ -187,5 +219,31 @@ mod tests {
         let before = Instant::now();
         l.acquire().await;
         assert!(before.elapsed() >= Duration::from_secs(3) - Duration::from_millis(150));
+        // After a 429 the spacing doubles, and successes bring it back to the configured rate.
+        let before = Instant::now();
+        l.acquire().await;
+        assert!(before.elapsed() >= Duration::from_millis(190), "{:?}", before.elapsed());
+        for _ in 0..200 {
+            l.success();
+        }
+        l.acquire().await;
+        let before = Instant::now();
+        l.acquire().await;
+        assert!(before.elapsed() < Duration::from_millis(110), "{:?}", before.elapsed());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unlimited_limiter_learns_from_throttling() {
+        let l = RateLimiter::new(None);
+        let start = Instant::now();
+        for _ in 0..100 {
+            l.acquire().await;
+        }
+        assert!(start.elapsed() < Duration::from_millis(1));
+        l.pause(Duration::from_secs(1));
+        l.acquire().await;
+        let before = Instant::now();
+        l.acquire().await;
+        assert!(before.elapsed() >= Duration::from_millis(90), "{:?}", before.elapsed());
     }
 }

@@ -26,6 +26,22 @@ pub struct FaultConfig {
     pub blob_latency: Duration,
     /// Seed of the fault dice, so a run can be repeated.
     pub seed: u64,
+    /// A broken or hostile server, for testing that clients stay bounded and never hang.
+    pub hostile: Option<Hostile>,
+}
+
+/// Ways a server can misbehave beyond transient failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hostile {
+    /// Image lists (GetTaggedImages, GetUntaggedImages) answer with a valid JSON page of this
+    /// many bytes, far larger than any real page.
+    HugePage { bytes: usize },
+    /// Blob bodies never end: chunked, no Content-Length.
+    EndlessBlob,
+    /// Blob answers send their headers, then nothing.
+    StalledBlob,
+    /// Blob answers carry a Content-MD5 that does not match the body.
+    WrongMd5,
 }
 
 impl Default for FaultConfig {
@@ -38,6 +54,7 @@ impl Default for FaultConfig {
             api_latency: Duration::ZERO,
             blob_latency: Duration::ZERO,
             seed: 0,
+            hostile: None,
         }
     }
 }

@@ -38,7 +38,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-pub use faults::FaultConfig;
+pub use faults::{FaultConfig, Hostile};
 pub use record::RecordedRequest;
 pub use routes::{app, AppState};
 

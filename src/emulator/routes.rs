@@ -18,7 +18,7 @@ use super::ops::{self, Op};
 use super::record::{RecordedRequest, Recorder};
 use super::render::Links;
 use super::state::{Account, ApiError, Content, Resolved};
-use super::{fixture, generate, AccountSpec, EmulatorOptions, Error, FaultConfig};
+use super::{fixture, generate, AccountSpec, EmulatorOptions, Error, FaultConfig, Hostile};
 use crate::api::model::CustomVisionError;
 
 /// The path prefixes served, one per API version the SDKs speak.
@@ -212,6 +212,15 @@ async fn serve_api(
         }
         None => {}
     }
+    if let Some(Hostile::HugePage { bytes }) = config.hostile {
+        if matches!(name, "GetTaggedImages" | "GetUntaggedImages") {
+            let mut page = Vec::with_capacity(bytes.max(2));
+            page.push(b'[');
+            page.resize(bytes.max(2) - 1, b' ');
+            page.push(b']');
+            return (name, mutating, Reply::Json(page).into_response(request_id));
+        }
+    }
     let query = ops::Query::parse(uri.query());
     let response = match ops::run(state, op, &query, headers, &body).await {
         Ok(reply) => reply.into_response(request_id),
@@ -323,7 +332,17 @@ async fn serve_blob(
             request_id,
         );
     }
+    match config.hostile {
+        Some(Hostile::EndlessBlob) => return blob::endless(request_id),
+        Some(Hostile::StalledBlob) => return blob::stalled(request_id),
+        _ => {}
+    }
     match state.resolve_bytes(path) {
+        Some(bytes) if config.hostile == Some(Hostile::WrongMd5) => {
+            let mut response = blob::ok(bytes, None, request_id, false);
+            response.headers_mut().insert("Content-MD5", HeaderValue::from_static("AAAAAAAAAAAAAAAAAAAAAA=="));
+            response
+        }
         Some(bytes) => {
             let range = headers.get(header::RANGE).and_then(|r| r.to_str().ok()).and_then(blob::ByteRange::parse);
             blob::ok(bytes, range, request_id, fault == BlobFault::Reset)

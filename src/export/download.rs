@@ -1,20 +1,102 @@
-//! Downloading one image: follow its link, refresh the link through GetImagesByIds when it has
-//! expired, and tell an image deleted during the export from one that failed.
+//! Downloading one image: follow its link, refresh expired links through GetImagesByIds (many
+//! images per call), and tell an image deleted during the export from one that failed.
 
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::api::{self, Blob, Client, RetryKind};
+use crate::api::model::Image;
+use crate::api::{self, Blob, Client, RetryKind, MAX_IMAGE_IDS};
 
 /// How many times one image's link is refreshed before giving up.
 const MAX_REFRESHES: u32 = 3;
+/// How long the refresher waits for more expired links to share one call.
+const GATHER: Duration = Duration::from_millis(25);
+/// A listed image whose link expires sooner than this gets a fresh one before it is queued
+/// for download (the service's links last a day; a slow export, or a test, outlives them).
+const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
+
+/// A listed image and where it stands in the listing.
+pub struct Listed {
+    /// Its position in the listing: `images.jsonl` is written in this order.
+    pub seq: u64,
+    /// The service's record, with its download links.
+    pub image: Image,
+    /// Whether it came from GetTaggedImages.
+    pub tagged: bool,
+    /// Set when a link refresh found the image deleted.
+    pub gone: bool,
+}
+
+type ListedResult = Result<Listed, api::Error>;
+
+/// Passes listed images on to the downloads, first refreshing, 256 per GetImagesByIds call, the
+/// links of every queued image once the next one's link is about to expire. Links expire
+/// together because they were listed together, so this costs one call per 256 images instead of
+/// one per image.
+pub async fn freshen(
+    client: Client,
+    project: Uuid,
+    mut rx: mpsc::Receiver<ListedResult>,
+    tx: mpsc::Sender<ListedResult>,
+) {
+    while let Some(first) = rx.recv().await {
+        let needs = matches!(&first, Ok(l) if expires_within(l.image.original_image_uri.as_deref(), EXPIRY_MARGIN));
+        if !needs {
+            if tx.send(first).await.is_err() {
+                return;
+            }
+            continue;
+        }
+        let mut batch = vec![first];
+        while batch.len() < MAX_IMAGE_IDS {
+            match rx.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let ids: Vec<Uuid> = batch.iter().filter_map(|l| l.as_ref().ok().map(|l| l.image.id)).collect();
+        if let Ok(fresh) = client.get_images_by_ids(project, &ids).await {
+            let links: HashMap<Uuid, Option<String>> =
+                fresh.into_iter().map(|i| (i.id, i.original_image_uri)).collect();
+            for listed in batch.iter_mut().flatten() {
+                match links.get(&listed.image.id) {
+                    Some(Some(uri)) => {
+                        listed.image.original_image_uri = Some(uri.clone());
+                        client.stats().record(RetryKind::ExpiredLink);
+                    }
+                    Some(None) => {}
+                    None => listed.gone = true,
+                }
+            }
+        }
+        // On failure the downloads refresh what they need one by one.
+        for listed in batch {
+            if tx.send(listed).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Whether an absolute SAS link expires within `margin` (relative links do not expire).
+fn expires_within(uri: Option<&str>, margin: Duration) -> bool {
+    let Some(url) = uri.and_then(|u| url::Url::parse(u).ok()) else { return false };
+    let Some((_, se)) = url.query_pairs().find(|(k, _)| k == "se") else { return false };
+    let Ok(at) = chrono::DateTime::parse_from_rfc3339(&se) else { return false };
+    let margin = chrono::Duration::from_std(margin).unwrap_or(chrono::Duration::zero());
+    at.with_timezone(&chrono::Utc) - margin < chrono::Utc::now()
+}
 
 /// Why an image is not in the archive.
 #[derive(Debug)]
 pub enum Failure {
     /// The image no longer exists: it was deleted while the export ran.
     Gone,
-    /// The download failed for good.
-    Failed(api::Error),
+    /// The download failed for good; the reason is free of secrets.
+    Failed(String),
     /// The service gave no link to download.
     NoLink,
 }
@@ -24,8 +106,75 @@ impl Failure {
     pub fn reason(&self) -> String {
         match self {
             Failure::Gone => "deleted during the export".to_owned(),
-            Failure::Failed(e) => e.to_string(),
+            Failure::Failed(e) => e.clone(),
             Failure::NoLink => "the service gave no download link".to_owned(),
+        }
+    }
+}
+
+type Answer = Result<Option<String>, String>;
+
+/// Fresh download links for one project's images, fetched in batches: when links expire they
+/// expire together, and one GetImagesByIds call serves up to 256 of them.
+#[derive(Clone)]
+pub struct Refresher {
+    tx: mpsc::Sender<(Uuid, oneshot::Sender<Answer>)>,
+}
+
+impl Refresher {
+    /// A refresher for `project`; its task ends when the last clone is dropped.
+    pub fn start(client: Client, project: Uuid) -> Refresher {
+        let (tx, rx) = mpsc::channel(MAX_IMAGE_IDS * 4);
+        tokio::spawn(refresh_task(client, project, rx));
+        Refresher { tx }
+    }
+
+    /// A fresh original-image link for `image`, `None` if the image no longer exists.
+    async fn fresh_link(&self, image: Uuid) -> Answer {
+        let (reply, answer) = oneshot::channel();
+        if self.tx.send((image, reply)).await.is_err() {
+            return Err("the link refresher stopped".into());
+        }
+        answer.await.unwrap_or_else(|_| Err("the link refresher stopped".into()))
+    }
+}
+
+async fn refresh_task(client: Client, project: Uuid, mut rx: mpsc::Receiver<(Uuid, oneshot::Sender<Answer>)>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        let gather = tokio::time::sleep(GATHER);
+        tokio::pin!(gather);
+        while batch.len() < MAX_IMAGE_IDS {
+            tokio::select! {
+                next = rx.recv() => match next {
+                    Some(r) => batch.push(r),
+                    None => break,
+                },
+                _ = &mut gather => break,
+            }
+        }
+        let mut ids: Vec<Uuid> = batch.iter().map(|(id, _)| *id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        match client.get_images_by_ids(project, &ids).await {
+            Ok(images) => {
+                let links: HashMap<Uuid, Option<String>> =
+                    images.into_iter().map(|i| (i.id, i.original_image_uri)).collect();
+                for (id, reply) in batch {
+                    let answer = match links.get(&id) {
+                        Some(Some(uri)) => Ok(Some(uri.clone())),
+                        Some(None) => Err("the service gave no download link".into()),
+                        None => Ok(None),
+                    };
+                    let _ = reply.send(answer);
+                }
+            }
+            Err(e) => {
+                let reason = format!("cannot refresh the download link: {e}");
+                for (_, reply) in batch {
+                    let _ = reply.send(Err(reason.clone()));
+                }
+            }
         }
     }
 }
@@ -33,6 +182,7 @@ impl Failure {
 /// Downloads a training image's original bytes.
 pub async fn fetch_image(
     client: &Client,
+    refresher: &Refresher,
     project: Uuid,
     image: Uuid,
     uri: Option<&str>,
@@ -46,24 +196,38 @@ pub async fn fetch_image(
             Err(api::Error::LinkExpired { .. }) if refreshes < MAX_REFRESHES => {
                 refreshes += 1;
                 client.stats().record(RetryKind::ExpiredLink);
-                uri = fresh_link(client, project, image).await?;
+                uri = match refresher.fresh_link(image).await {
+                    Ok(Some(fresh)) => fresh,
+                    Ok(None) => return Err(Failure::Gone),
+                    Err(reason) => return Err(Failure::Failed(reason)),
+                };
             }
             Err(e) if e.is_not_found() => {
                 // A 404 from the blob store or GetArtifact: is the image itself gone?
-                return match fresh_link(client, project, image).await {
-                    Err(Failure::Gone) => Err(Failure::Gone),
-                    _ => Err(Failure::Failed(e)),
+                return match refresher.fresh_link(image).await {
+                    Ok(None) => Err(Failure::Gone),
+                    _ => Err(Failure::Failed(e.to_string())),
                 };
             }
-            Err(e) => return Err(Failure::Failed(e)),
+            Err(e) => return Err(Failure::Failed(e.to_string())),
         }
     }
 }
 
-async fn fresh_link(client: &Client, project: Uuid, image: Uuid) -> Result<String, Failure> {
-    let fresh = client.get_images_by_ids(project, &[image]).await.map_err(Failure::Failed)?;
-    match fresh.into_iter().find(|i| i.id == image) {
-        Some(i) => i.original_image_uri.ok_or(Failure::NoLink),
-        None => Err(Failure::Gone),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_is_read_from_the_link() {
+        let soon =
+            (chrono::Utc::now() + chrono::Duration::seconds(5)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let later =
+            (chrono::Utc::now() + chrono::Duration::hours(20)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let link = |se: &str| format!("https://a.blob.core.windows.net/i-1/i-2?sv=2017-04-17&sr=b&sig=x&se={se}&sp=r");
+        assert!(expires_within(Some(&link(&soon)), EXPIRY_MARGIN));
+        assert!(!expires_within(Some(&link(&later)), EXPIRY_MARGIN));
+        assert!(!expires_within(Some("/i-1/i-2"), EXPIRY_MARGIN));
+        assert!(!expires_within(None, EXPIRY_MARGIN));
     }
 }

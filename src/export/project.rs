@@ -12,12 +12,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::download::{fetch_image, Failure};
+use super::download::{fetch_image, freshen, Failure, Listed, Refresher};
 use super::record::{ArchivedCounts, ImageCounts, Missing, ProjectRecord};
 use super::sink::{Item, Sink};
 use super::spool::Spool;
 use super::{Error, ExportOptions};
-use crate::api::model::{Image, Iteration, PredictionQueryToken, Project, StoredImagePrediction};
+use crate::api::model::{Iteration, PredictionQueryToken, Project, StoredImagePrediction};
 use crate::api::{self, paging, Client, ImageQuery, OrderBy, MAX_TAKE};
 use crate::archive::layout;
 use crate::progress::{Event, Progress};
@@ -33,13 +33,6 @@ pub struct Ctx<'a> {
     pub cancel: &'a CancellationToken,
     /// Where spool files go (beside the archive, so they share its disk).
     pub spool_dir: &'a Path,
-}
-
-/// A listed image and where it stands in the listing.
-struct Listed {
-    seq: u64,
-    image: Image,
-    tagged: bool,
 }
 
 /// Exports one project into the sink and returns its record for `account.json`.
@@ -184,15 +177,22 @@ async fn export_iteration(
 /// Lists tagged then untagged images (oldest first, so that pages stay stable while images are
 /// added), downloads them `concurrency` at a time, and writes `images.jsonl` in listing order.
 async fn export_images(ctx: &Ctx<'_>, sink: &mut Sink, pid: Uuid, record: &mut ProjectRecord) -> Result<(), Error> {
-    let (tx, rx) = mpsc::channel::<Result<Listed, api::Error>>(LISTING_AHEAD);
+    let (tx, listed_rx) = mpsc::channel::<Result<Listed, api::Error>>(LISTING_AHEAD);
     let lister = tokio::spawn(list_images(ctx.client.clone(), pid, tx, ctx.cancel.clone()));
+    let (fresh_tx, rx) = mpsc::channel::<Result<Listed, api::Error>>(ctx.opts.concurrency.max(1) * 2);
+    let freshener = tokio::spawn(freshen(ctx.client.clone(), pid, listed_rx, fresh_tx));
     let client = ctx.client;
     let max = ctx.opts.max_image_bytes;
+    let refresher = Refresher::start(client.clone(), pid);
+    let refresher = &refresher;
     let downloads = tokio_stream_from(rx)
         .map(|listed| async move {
             let listed = listed?;
+            if listed.gone {
+                return Ok((listed, Err(Failure::Gone)));
+            }
             let uri = listed.image.original_image_uri.clone();
-            let result = fetch_image(client, pid, listed.image.id, uri.as_deref(), max).await;
+            let result = fetch_image(client, refresher, pid, listed.image.id, uri.as_deref(), max).await;
             Ok::<_, api::Error>((listed, result))
         })
         .buffer_unordered(ctx.opts.concurrency.max(1));
@@ -203,6 +203,7 @@ async fn export_images(ctx: &Ctx<'_>, sink: &mut Sink, pid: Uuid, record: &mut P
             biased;
             _ = ctx.cancel.cancelled() => {
                 lister.abort();
+                freshener.abort();
                 return Err(Error::Interrupted);
             }
             next = downloads.next() => next,
@@ -282,7 +283,7 @@ async fn list_images(
                 if !seen.insert(image.id) {
                     continue;
                 }
-                let listed = Listed { seq, image, tagged };
+                let listed = Listed { seq, image, tagged, gone: false };
                 seq += 1;
                 if tx.send(Ok(listed)).await.is_err() {
                     return Ok(());
@@ -321,7 +322,7 @@ async fn export_predictions(
     let downloads = listed
         .map_ok(|(seq, p)| async move {
             let result = match p.original_image_uri.as_deref() {
-                Some(uri) => client.download(pid, uri, max).await.map_err(Failure::Failed),
+                Some(uri) => client.download(pid, uri, max).await.map_err(|e| Failure::Failed(e.to_string())),
                 None => Err(Failure::NoLink),
             };
             Ok((seq, p, result))
