@@ -54,7 +54,7 @@ impl ExportOptions {
         ExportOptions {
             out: out.into(),
             projects: Vec::new(),
-            concurrency: 16,
+            concurrency: 32,
             include_models: false,
             predictions: true,
             force: false,
