@@ -1,0 +1,156 @@
+//! Interruption and resume: Ctrl-C, `kill -9` at random moments, a different job on the same
+//! partial archive, and a full disk. The final path never holds a partial archive; running the
+//! same command again continues without downloading again what was kept.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::Duration;
+
+use cvarchive::emulator::{self, AccountSpec, Emulator, EmulatorOptions, FaultConfig};
+use cvarchive::verify::{verify, VerifyOptions};
+use rand::{Rng, SeedableRng};
+use uuid::Uuid;
+
+use crate::support::*;
+
+async fn slow_emulator(spec: &str, blob_ms: u64) -> Emulator {
+    let faults = FaultConfig { blob_latency: Duration::from_millis(blob_ms), ..FaultConfig::default() };
+    let opts = EmulatorOptions { account: AccountSpec::Generated(spec.parse().unwrap()), faults, ..EmulatorOptions::default() };
+    emulator::start("127.0.0.1:0".parse().unwrap(), opts).await.unwrap()
+}
+
+fn export_cmd(emu: &Emulator, out: &Path) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cvarchive"));
+    cmd.args(["export", "--endpoint", &emu.endpoint(), "--out", out.to_str().unwrap(), "--no-predictions", "--no-progress"])
+        .args(["--api-rate", "0"])
+        .env("VISION_TRAINING_KEY", emu.key())
+        .env_remove("VISION_TRAINING_ENDPOINT")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+fn blob_downloads(emu: &Emulator) -> usize {
+    emu.requests().iter().filter(|r| r.operation == "Blob" && r.status == 200).count()
+}
+
+fn partial(out: &Path) -> std::path::PathBuf {
+    let mut p = out.as_os_str().to_owned();
+    p.push(".partial");
+    p.into()
+}
+
+fn archived_ids(out: &Path, project: Uuid) -> HashSet<Uuid> {
+    jsonl(&payload(out), &format!("projects/{project}/images.jsonl")).iter().map(|l| l["id"].as_str().unwrap().parse().unwrap()).collect()
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill").args([sig, &pid.to_string()]).status().unwrap().success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_keeps_a_resumable_state_and_the_same_command_continues() {
+    let emu = slow_emulator("projects=1,images=600,seed=21", 20).await;
+    let project = emu.projects()[0];
+    let (_dir, out) = temp_archive("backup.zip");
+    let child = export_cmd(&emu, &out).spawn().unwrap();
+    // Interrupt once some images are archived.
+    while blob_downloads(&emu) < 150 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    signal(child.id().unwrap(), "-INT");
+    let o = child.wait_with_output().await.unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("interrupted") && err.contains("run the same command again"), "{err}");
+    assert!(!out.exists(), "the final path never holds a partial archive");
+    assert!(partial(&out).exists(), "the resumable state is kept");
+
+    let before = blob_downloads(&emu);
+    let o = export_cmd(&emu, &out).output().await.unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let again = blob_downloads(&emu) - before;
+    assert!(again < 600 - 100, "the second run downloaded {again} images of 600");
+    assert!(!partial(&out).exists(), "the partial state is gone once complete");
+    assert!(verify(&out, &VerifyOptions::default()).unwrap().is_clean());
+    assert_eq!(archived_ids(&out, project), emu.image_ids(project).into_iter().collect());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_ten_random_moments_loses_nothing() {
+    let emu = slow_emulator("projects=1,images=2000,seed=23,size=4096", 15).await;
+    let project = emu.projects()[0];
+    let (_dir, out) = temp_archive("killed.zip");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(2026);
+    for _ in 0..10 {
+        let mut child = export_cmd(&emu, &out).spawn().unwrap();
+        let at = Duration::from_millis(rng.random_range(50..900));
+        tokio::select! {
+            _ = tokio::time::sleep(at) => {
+                signal(child.id().unwrap(), "-KILL");
+                let _ = child.wait().await;
+            }
+            status = child.wait() => assert!(status.unwrap().success(), "an uninterrupted run succeeds"),
+        }
+        assert!(!out.exists() || verify(&out, &VerifyOptions::default()).unwrap().is_clean());
+    }
+    if !out.exists() {
+        let o = export_cmd(&emu, &out).output().await.unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let report = verify(&out, &VerifyOptions::default()).unwrap();
+    assert!(report.is_clean(), "{:#?}", report.findings);
+    assert_eq!(archived_ids(&out, project), emu.image_ids(project).into_iter().collect());
+    let downloads = blob_downloads(&emu);
+    let ratio = downloads as f64 / 2000.0;
+    eprintln!("kill -9 x10: {downloads} image downloads for 2000 images ({ratio:.3}x)");
+    assert!(ratio <= 1.1, "downloaded {downloads} images for 2000");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_archive_of_another_job_is_not_mixed_in() {
+    let emu = slow_emulator("projects=2,images=300,seed=25", 20).await;
+    let (_dir, out) = temp_archive("mixed.zip");
+    let child = export_cmd(&emu, &out).spawn().unwrap();
+    while blob_downloads(&emu) < 50 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    signal(child.id().unwrap(), "-INT");
+    let _ = child.wait_with_output().await.unwrap();
+    let one = emu.projects()[0].to_string();
+    let o = export_cmd(&emu, &out).args(["--project", &one]).output().await.unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("--fresh"), "{err}");
+    let o = export_cmd(&emu, &out).args(["--project", &one, "--fresh"]).output().await.unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let payload = payload(&out);
+    assert!(payload.keys().filter(|k| k.starts_with("projects/")).all(|k| k.starts_with(&format!("projects/{one}/"))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_is_named_and_keeps_the_resumable_state() {
+    // A 1 MiB filesystem of our own, in a private mount namespace (needs root, as CI is).
+    let ok = std::process::Command::new("unshare").args(["-m", "true"]).status().is_ok_and(|s| s.success());
+    assert!(ok, "this test needs `unshare -m` (util-linux, run as root) to mount a small tmpfs");
+    let emu = slow_emulator("projects=1,images=100,seed=27,size=32768", 0).await;
+    let bin = env!("CARGO_BIN_EXE_cvarchive");
+    let script = format!(
+        "set -u; d=$(mktemp -d); mount -t tmpfs -o size=1m tmpfs \"$d\" || exit 99; \
+         VISION_TRAINING_KEY='{key}' '{bin}' export --endpoint '{ep}' --out \"$d/backup.zip\" --no-predictions --no-progress; \
+         echo \"exit=$?\"; ls -a \"$d\"",
+        key = emu.key(),
+        ep = emu.endpoint(),
+    );
+    let o = tokio::process::Command::new("unshare").args(["-m", "sh", "-c", &script]).output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stdout.contains("exit=2"), "{stdout}\n{stderr}");
+    assert!(stderr.contains("No space left on device") && stderr.contains("backup.zip"), "{stderr}");
+    assert!(stderr.contains("run the same command again"), "{stderr}");
+    let listing: Vec<&str> = stdout.lines().skip_while(|l| !l.starts_with("exit=")).skip(1).collect();
+    assert!(!listing.contains(&"backup.zip"), "nothing at the final path: {listing:?}");
+    assert!(listing.contains(&"backup.zip.partial"), "the resumable state is kept: {listing:?}");
+}
