@@ -155,9 +155,8 @@ fn index_project(reader: &BagReader, id: Uuid) -> Result<BackupProject, Error> {
         if reader.bag_entry(&format!("data/{path}")).is_none() {
             continue;
         }
-        let items: Vec<WithId> = serde_json::from_slice(&read(reader, &path)?).map_err(|e| Error::BackupUnreadable {
-            path: reader.path().to_path_buf(),
-            detail: format!("{path}: {e}"),
+        let items: Vec<WithId> = serde_json::from_slice(&read(reader, &path)?).map_err(|e| {
+            Error::BackupUnreadable { path: reader.path().to_path_buf(), detail: format!("{path}: {e}") }
         })?;
         set.extend(items.into_iter().map(|i| i.id));
     }
@@ -198,7 +197,8 @@ fn listed(reader: &BagReader, path: &str) -> Result<HashSet<Uuid>, Error> {
 
 fn read(reader: &BagReader, path: &str) -> Result<Vec<u8>, Error> {
     let bad = |detail: String| Error::BackupUnreadable { path: reader.path().to_path_buf(), detail };
-    let entry = reader.bag_entry(&format!("data/{path}")).ok_or_else(|| bad(format!("{path} is not in the archive")))?;
+    let entry =
+        reader.bag_entry(&format!("data/{path}")).ok_or_else(|| bad(format!("{path} is not in the archive")))?;
     reader.read_entry(entry, MAX_JSON).map_err(|e| bad(format!("{path}: {e}")))
 }
 

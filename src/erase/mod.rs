@@ -248,13 +248,7 @@ pub async fn erase(
     let mut receipt = Receipt::start(&path, client.host(), backup.as_ref(), opts, &plan)?;
     let outcome = run::execute(client, opts, &plan, &mut receipt, &path, progress, cancel).await;
     let sha = receipt.finish_run(outcome, &path)?;
-    Ok(Outcome::Executed(Box::new(Executed {
-        plan,
-        receipt,
-        receipt_path: path,
-        receipt_sha256: sha,
-        outcome,
-    })))
+    Ok(Outcome::Executed(Box::new(Executed { plan, receipt, receipt_path: path, receipt_sha256: sha, outcome })))
 }
 
 async fn open_backup(path: &Path) -> Result<Backup, Error> {

@@ -268,8 +268,11 @@ pub(crate) async fn list_images(client: &Client, id: Uuid) -> Result<Vec<Uuid>, 
 
 /// Every stored prediction id, oldest first, each once.
 pub(crate) async fn list_predictions(client: &Client, id: Uuid) -> Result<Vec<Uuid>, api::Error> {
-    let first =
-        PredictionQueryToken { order_by: Some("Oldest".into()), max_count: Some(i64::from(MAX_TAKE)), ..Default::default() };
+    let first = PredictionQueryToken {
+        order_by: Some("Oldest".into()),
+        max_count: Some(i64::from(MAX_TAKE)),
+        ..Default::default()
+    };
     let pages = paging::continuation_pages(first, |token| async move { client.query_predictions(id, &token).await });
     futures::pin_mut!(pages);
     let mut seen = HashSet::new();

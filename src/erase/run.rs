@@ -306,7 +306,10 @@ async fn confirm(ctx: &Ctx<'_>, p: &ProjectPlan, receipt: &mut Receipt) {
     if !p.images.is_empty() {
         let check = "GetTaggedImageCount and GetUntaggedImageCount";
         let counts = async {
-            Ok::<_, api::Error>((client.get_tagged_image_count(pid).await?, client.get_untagged_image_count(pid).await?))
+            Ok::<_, api::Error>((
+                client.get_tagged_image_count(pid).await?,
+                client.get_untagged_image_count(pid).await?,
+            ))
         };
         match counts.await {
             Ok((0, 0)) => receipt.confirm(pid, check, true, "0 tagged, 0 untagged"),
