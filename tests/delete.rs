@@ -328,3 +328,57 @@ async fn an_interrupted_deletion_rerun_finishes_with_one_receipt_for_both_runs()
     assert_eq!(third.receipt.runs.len(), 3);
     assert_eq!(third.receipt.totals, r.totals, "nothing counted twice");
 }
+
+/// Makes every answer a 503 after the first delete step.
+struct BreakAfterFirst<'a> {
+    emu: &'a Emulator,
+    seen: AtomicUsize,
+}
+
+impl Progress for BreakAfterFirst<'_> {
+    fn event(&self, event: Event) {
+        if matches!(event, Event::Deleted { .. }) && self.seen.fetch_add(1, Ordering::SeqCst) == 0 {
+            self.emu.set_faults(cvarchive::emulator::FaultConfig { error_rate: 1.0, ..Default::default() });
+        }
+    }
+}
+
+#[tokio::test]
+async fn failed_steps_keep_the_project_and_a_rerun_finishes() {
+    let emu = fixture_emulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let backup = backup_of(&emu, dir.path()).await;
+    let project: Uuid = CLASSIFICATION.parse().unwrap();
+    let mut opts = EraseOptions::new(Targets::Projects(vec![project]), Some(backup));
+    opts.execute = true;
+    let mut client_opts =
+        cvarchive::api::ClientOptions::new(emu.endpoint(), cvarchive::secret::TrainingKey::new(emu.key()));
+    client_opts.api_rate = None;
+    client_opts.retry.max_attempts = 2;
+    client_opts.retry.base_delay = std::time::Duration::from_millis(1);
+    let client = cvarchive::api::Client::new(client_opts).unwrap();
+
+    let breaker = BreakAfterFirst { emu: &emu, seen: AtomicUsize::new(0) };
+    let Outcome::Executed(first) = erase(&client, &opts, &breaker, &CancellationToken::new()).await.unwrap() else {
+        panic!("executed")
+    };
+    assert_eq!(first.outcome, RunOutcome::Failures);
+    assert!(emu.projects().contains(&project), "no DeleteProject after a failed step");
+    let steps: HashSet<&str> = first.receipt.failures.iter().map(|f| f.step.as_str()).collect();
+    for step in ["images", "tags", "iterations", "predictions", "project"] {
+        assert!(steps.contains(step), "{step} failure listed: {:?}", first.receipt.failures);
+    }
+    assert!(!emu.requests().iter().any(|r| r.operation == "DeleteProject"));
+    assert_eq!(first.receipt.totals.unpublished, 1);
+
+    emu.set_faults(cvarchive::emulator::FaultConfig::default());
+    let Outcome::Executed(second) = erase(&client, &opts, &NoProgress, &CancellationToken::new()).await.unwrap() else {
+        panic!("executed")
+    };
+    assert_eq!(second.outcome, RunOutcome::Complete, "{:?}", second.receipt.failures);
+    assert!(!emu.projects().contains(&project));
+    assert!(second.receipt.failures.is_empty());
+    assert_eq!(second.receipt.runs[0].outcome, Some(RunOutcome::Failures));
+    assert!(!second.receipt.runs[0].failures.is_empty(), "the first run's failures stay in its record");
+    assert_eq!(second.receipt.projects[0].unpublished[0].publish_name, "fixture-classifier");
+}
