@@ -15,6 +15,8 @@
 //! - [`archive`]: the BagIt-in-a-zip format: path layout, the writer (hash while writing,
 //!   manifests last) and the reader.
 //! - [`verify`]: an archive -> a [`verify::Report`] of every finding.
+//! - [`erase`]: the erasure request: a plan checked against a verified backup, deletes in the
+//!   service's order and batch sizes, confirmation, and a receipt.
 //! - [`progress`]: the progress trait the library reports through, drawn by the CLI.
 //! - [`secret`]: the training key type that never prints, and URL redaction.
 //! - [`cli`]: clap commands, one file each.
@@ -23,6 +25,7 @@ pub mod api;
 pub mod archive;
 pub mod cli;
 pub mod emulator;
+pub mod erase;
 pub mod export;
 pub mod progress;
 pub mod secret;

@@ -23,6 +23,9 @@ pub enum Event {
     ProjectFinished { project_id: String, images: u64 },
     /// Verification progress: bytes checked so far.
     Verified { bytes: u64 },
+    /// A delete step is done: `what` (`unpublished`, `images`, `tags`, `iterations`,
+    /// `predictions`, `project`) and how many items it removed.
+    Deleted { project_id: String, what: String, count: u64 },
 }
 
 /// Receives progress events. Implementations must be cheap: events come from hot paths.

@@ -3,6 +3,7 @@
 mod support;
 
 mod archive;
+mod delete;
 mod emulator;
 mod export;
 mod faults;

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod common;
+mod delete;
 mod emulator;
 mod export;
 mod inspect;
@@ -50,6 +51,9 @@ enum Command {
     Export(export::ExportArgs),
     /// Prove an archive is complete and untouched, naming every problem.
     Verify(verify::VerifyArgs),
+    /// Delete projects (or one category of them) after checking a verified backup holds them;
+    /// a dry run unless --yes.
+    Delete(delete::DeleteArgs),
     /// Summarise an archive from its metadata.
     Inspect(inspect::InspectArgs),
     /// Run a local Custom Vision Training service for tests and demos.
@@ -84,6 +88,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Export(args) => export::run(args).await,
         Command::Verify(args) => verify::run(args).await,
+        Command::Delete(args) => delete::run(args).await,
         Command::Inspect(args) => inspect::run(args).await,
         Command::Emulator(args) => emulator::run(args).await,
     }

@@ -163,7 +163,7 @@ impl Progress for Drawer {
                 Some(bar) => bar.println(format!("warning: {message}")),
                 None => eprintln!("cvarchive: warning: {message}"),
             },
-            Event::Retry { .. } | Event::ProjectFinished { .. } => {}
+            Event::Retry { .. } | Event::ProjectFinished { .. } | Event::Deleted { .. } => {}
         }
     }
 }

@@ -1,0 +1,276 @@
+//! `cvarchive delete`: an adapter from arguments to [`crate::erase::erase`]: prints the plan (a
+//! dry run unless `--yes`), or the receipt's summary and SHA-256, and chooses the exit code.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Args, ValueEnum};
+use uuid::Uuid;
+
+use super::common;
+use super::Exit;
+use crate::api::{Client, ClientOptions, RetryHook};
+use crate::erase::{erase, Category, EraseOptions, Error, Executed, Outcome, Plan, RunOutcome, Targets};
+use crate::progress::{Event, Progress};
+
+/// Arguments of `cvarchive delete`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("targets").required(true).args(["projects", "all_projects"])))]
+pub struct DeleteArgs {
+    /// The training resource's endpoint (default: $VISION_TRAINING_ENDPOINT). The key comes from
+    /// $VISION_TRAINING_KEY or --key-file.
+    #[arg(long, value_name = "URL")]
+    endpoint: Option<String>,
+    /// Read the training key from this file instead of $VISION_TRAINING_KEY.
+    #[arg(long, value_name = "PATH")]
+    key_file: Option<PathBuf>,
+    /// A cvarchive export of these projects. It must verify in full and hold everything that
+    /// would be deleted, or nothing is deleted.
+    #[arg(long, value_name = "PATH")]
+    backup: Option<PathBuf>,
+    /// Delete with no backup: nothing can be restored afterwards.
+    #[arg(long, conflicts_with = "backup")]
+    without_backup_accept_permanent_loss: bool,
+    /// Delete this project (repeatable).
+    #[arg(long = "project", value_name = "ID")]
+    projects: Vec<Uuid>,
+    /// Delete every project of the resource.
+    #[arg(long)]
+    all_projects: bool,
+    /// Delete only this category of each project, keeping the project.
+    #[arg(long, value_enum, value_name = "CATEGORY")]
+    only: Option<OnlyArg>,
+    /// Carry the deletion out. Without it, print the plan and change nothing.
+    #[arg(long)]
+    yes: bool,
+    /// Where to write the receipt (and continue an earlier one); default: beside the backup.
+    #[arg(long, value_name = "PATH")]
+    receipt: Option<PathBuf>,
+    /// Delete each project's images with one allImages call, polling the counts until zero.
+    #[arg(long)]
+    bulk_images: bool,
+    /// API calls per second (the S0 tier allows 10).
+    #[arg(long, default_value_t = 10.0, value_name = "RPS")]
+    api_rate: f64,
+    /// Print the plan or the receipt as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The categories of `--only`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum OnlyArg {
+    Images,
+    Tags,
+    Iterations,
+    Predictions,
+}
+
+impl From<OnlyArg> for Category {
+    fn from(o: OnlyArg) -> Category {
+        match o {
+            OnlyArg::Images => Category::Images,
+            OnlyArg::Tags => Category::Tags,
+            OnlyArg::Iterations => Category::Iterations,
+            OnlyArg::Predictions => Category::Predictions,
+        }
+    }
+}
+
+/// Step lines on stderr (none with `--json`).
+struct Steps {
+    quiet: bool,
+}
+
+impl Progress for Steps {
+    fn event(&self, event: Event) {
+        if self.quiet {
+            return;
+        }
+        match event {
+            Event::ProjectStarted { project_id, name } => eprintln!("cvarchive: surveying {name} ({project_id})"),
+            Event::Deleted { project_id, what, count } => {
+                eprintln!("cvarchive: {project_id}: {what}: {count} done")
+            }
+            Event::Warning { message } => eprintln!("cvarchive: warning: {message}"),
+            _ => {}
+        }
+    }
+}
+
+/// Runs `cvarchive delete`.
+pub async fn run(args: DeleteArgs) -> anyhow::Result<Exit> {
+    let steps = Steps { quiet: args.json };
+    let opts = EraseOptions {
+        only: args.only.map(Category::from),
+        without_backup: args.without_backup_accept_permanent_loss,
+        execute: args.yes,
+        receipt: args.receipt.clone(),
+        bulk_images: args.bulk_images,
+        ..EraseOptions::new(
+            if args.all_projects { Targets::AllProjects } else { Targets::Projects(args.projects.clone()) },
+            args.backup.clone(),
+        )
+    };
+    if opts.backup.is_none() && !opts.without_backup {
+        return refuse(&Error::NoBackup, args.json);
+    }
+    let key = common::load_key(args.key_file.as_deref())?;
+    let mut client_opts = ClientOptions::new(common::endpoint(args.endpoint.clone())?, key);
+    client_opts.api_rate = Some(args.api_rate).filter(|r| *r > 0.0);
+    if !args.json {
+        client_opts.on_retry = Some(RetryHook(Arc::new(|kind, wait| {
+            eprintln!("cvarchive: retrying ({}) in {} ms", kind.name(), wait.as_millis())
+        })));
+    }
+    let client = Client::new(client_opts)?;
+    let cancel = common::cancel_on_signals();
+    match erase(&client, &opts, &steps, &cancel).await {
+        Err(e) => refuse(&e, args.json),
+        Ok(Outcome::DryRun(plan)) => {
+            print_plan(&plan, &opts, args.json)?;
+            Ok(Exit::Done)
+        }
+        Ok(Outcome::Executed(done)) => {
+            print_receipt(&done, args.json)?;
+            Ok(match done.outcome {
+                RunOutcome::Complete => Exit::Done,
+                RunOutcome::Failures => Exit::Findings,
+                RunOutcome::Interrupted => Exit::Error,
+            })
+        }
+    }
+}
+
+fn refuse(e: &Error, json: bool) -> anyhow::Result<Exit> {
+    if json {
+        let lacking = match e {
+            Error::BackupLacks { lacking, .. } => serde_json::to_value(lacking)?,
+            _ => serde_json::Value::Array(Vec::new()),
+        };
+        let doc = serde_json::json!({ "refused": true, "error": e.to_string(), "lacking": lacking });
+        println!("{doc}");
+    }
+    eprintln!("cvarchive: {e}");
+    Ok(Exit::Error)
+}
+
+fn print_plan(plan: &Plan, opts: &EraseOptions, json: bool) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        let mut doc = serde_json::to_value(plan)?;
+        doc["dryRun"] = true.into();
+        serde_json::to_writer_pretty(&mut out, &doc)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    writeln!(out, "DRY RUN: nothing was deleted. Run again with --yes to delete.")?;
+    writeln!(out, "endpoint: {}", plan.endpoint_host)?;
+    match &opts.backup {
+        Some(b) => writeln!(out, "backup:   {} (verified in full; holds everything below)", b.display())?,
+        None => writeln!(out, "backup:   NONE: what is deleted cannot be restored")?,
+    }
+    for p in &plan.projects {
+        let name = p.name.as_deref().unwrap_or("?");
+        if p.gone {
+            writeln!(out, "project {} : not at the endpoint (already deleted)", p.id)?;
+            continue;
+        }
+        writeln!(
+            out,
+            "project {} {name:?}: {}",
+            p.id,
+            if p.delete_project { "delete the whole project" } else { "keep the project" }
+        )?;
+        for it in p.iterations.iter().filter_map(|i| i.published.as_ref()) {
+            writeln!(out, "  unpublish iteration {} (published as {:?})", it.iteration, it.publish_name)?;
+        }
+        let line = |what: &str, n: usize, batch: usize| -> String {
+            format!("  {n} {what} in {} call(s)", if n == 0 { 0 } else { n.div_ceil(batch) })
+        };
+        if opts.only.is_none() || opts.only == Some(Category::Images) {
+            let batch = if opts.bulk_images { usize::MAX } else { crate::api::MAX_IMAGE_IDS };
+            writeln!(
+                out,
+                "{} ({} tagged, {} untagged reported)",
+                line("images", p.images.len(), batch),
+                p.tagged,
+                p.untagged
+            )?;
+        }
+        if opts.only.is_none() || opts.only == Some(Category::Tags) {
+            writeln!(out, "{}", line("tags", p.tags.len(), 1))?;
+        }
+        if opts.only.is_none() || opts.only == Some(Category::Iterations) {
+            writeln!(out, "{}", line("iterations", p.iterations.len(), 1))?;
+        }
+        if opts.only.is_none() || opts.only == Some(Category::Predictions) {
+            writeln!(out, "{}", line("stored predictions", p.predictions.len(), crate::api::MAX_PREDICTION_IDS))?;
+        }
+        if p.delete_project {
+            writeln!(out, "  then the project itself (1 call)")?;
+        }
+    }
+    writeln!(out, "{} mutating call(s) in all", plan.calls)?;
+    writeln!(out, "cannot be deleted through the API:")?;
+    for n in &plan.not_deletable {
+        let count = n.count.map(|c| format!(" ({c})")).unwrap_or_default();
+        writeln!(out, "  {}{count}: {}", n.what, n.why)?;
+    }
+    for note in &plan.notes {
+        writeln!(out, "note: {note}")?;
+    }
+    Ok(())
+}
+
+fn print_receipt(done: &Executed, json: bool) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        let doc = serde_json::json!({
+            "outcome": done.outcome,
+            "receiptPath": done.receipt_path,
+            "receiptSha256": done.receipt_sha256,
+            "receipt": done.receipt,
+        });
+        serde_json::to_writer_pretty(&mut out, &doc)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    let r = &done.receipt;
+    let run = r.runs.last().map(|r| r.deleted).unwrap_or_default();
+    let t = r.totals;
+    let outcome = match done.outcome {
+        RunOutcome::Complete => "complete: everything planned is gone, and confirmed gone",
+        RunOutcome::Failures => "done WITH FAILURES (listed below); run the same command again to continue",
+        RunOutcome::Interrupted => "INTERRUPTED; run the same command again to continue",
+    };
+    writeln!(out, "{outcome}")?;
+    writeln!(
+        out,
+        "this run: {} project(s), {} unpublished, {} images, {} tags, {} iterations, {} predictions",
+        run.projects, run.unpublished, run.images, run.tags, run.iterations, run.predictions
+    )?;
+    if r.runs.len() > 1 {
+        writeln!(
+            out,
+            "all {} runs: {} project(s), {} unpublished, {} images, {} tags, {} iterations, {} predictions",
+            r.runs.len(),
+            t.projects,
+            t.unpublished,
+            t.images,
+            t.tags,
+            t.iterations,
+            t.predictions
+        )?;
+    }
+    for f in &r.failures {
+        writeln!(out, "FAILED: {f}")?;
+    }
+    for n in &r.not_deletable {
+        writeln!(out, "not deletable through the API: {}: {}", n.what, n.why)?;
+    }
+    writeln!(out, "receipt: {}", done.receipt_path.display())?;
+    writeln!(out, "sha256:  {}", done.receipt_sha256)?;
+    Ok(())
+}

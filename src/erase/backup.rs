@@ -1,0 +1,219 @@
+//! The backup a deletion relies on: verified in full (every payload file re-hashed), hashed as a
+//! whole for the receipt, and indexed by id so the plan can be checked against it item by item.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::plan::Plan;
+use super::Error;
+use crate::archive::{layout, BagReader};
+use crate::verify::{verify, VerifyOptions};
+
+/// The largest `tags.json` / `iterations.json` / `account.json` read into memory.
+const MAX_JSON: u64 = 256 << 20;
+/// The longest JSONL line accepted.
+const MAX_LINE: u64 = 16 << 20;
+
+/// A verified backup, indexed.
+#[derive(Debug, Clone)]
+pub struct Backup {
+    /// The archive file.
+    pub path: PathBuf,
+    /// Its SHA-256, hex.
+    pub sha256: String,
+    /// The endpoint host it was exported from (from `account.json`), if recorded.
+    pub endpoint_host: Option<String>,
+    /// What it holds, per project.
+    pub projects: HashMap<Uuid, BackupProject>,
+}
+
+/// What a backup holds of one project.
+#[derive(Debug, Clone, Default)]
+pub struct BackupProject {
+    /// `project.json` is there.
+    pub project_json: bool,
+    /// Images listed in `images.jsonl` whose file (and hash) is in the archive.
+    pub images: HashSet<Uuid>,
+    /// Tags in `tags.json`.
+    pub tags: HashSet<Uuid>,
+    /// Iterations in `iterations.json`.
+    pub iterations: HashSet<Uuid>,
+    /// Stored predictions in `predictions.jsonl` whose image is in the archive.
+    pub predictions: HashSet<Uuid>,
+}
+
+/// Something a deletion would remove that the backup does not hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Lacking {
+    /// `project`, `image`, `tag`, `iteration` or `prediction`.
+    pub kind: &'static str,
+    /// The project.
+    pub project: Uuid,
+    /// The item (the project's own id for `project`).
+    pub id: Uuid,
+}
+
+impl std::fmt::Display for Lacking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.kind == "project" {
+            write!(f, "project {} (its project.json)", self.project)
+        } else {
+            write!(f, "{} {} of project {}", self.kind, self.id, self.project)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct WithId {
+    id: Uuid,
+}
+
+#[derive(Deserialize)]
+struct Listed {
+    id: Uuid,
+    file: Option<String>,
+    sha256: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AccountHead {
+    source: Option<Source>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Source {
+    endpoint_host: Option<String>,
+}
+
+impl Backup {
+    /// Verifies the archive in full, hashes it and indexes it. Blocking: call it off the runtime.
+    pub fn open(path: &Path) -> Result<Backup, Error> {
+        let unreadable = |detail: String| Error::BackupUnreadable { path: path.to_path_buf(), detail };
+        let report = verify(path, &VerifyOptions::default()).map_err(|e| unreadable(e.to_string()))?;
+        if !report.is_clean() {
+            return Err(Error::BackupDamaged { path: path.to_path_buf(), findings: report.findings });
+        }
+        let sha256 = hash_file(path).map_err(|e| unreadable(e.to_string()))?;
+        let reader = BagReader::open(path).map_err(|e| unreadable(e.to_string()))?;
+        let account: AccountHead = serde_json::from_slice(&read(&reader, layout::account_json())?)
+            .map_err(|e| unreadable(format!("account.json: {e}")))?;
+        let mut backup = Backup {
+            path: path.to_path_buf(),
+            sha256,
+            endpoint_host: account.source.and_then(|s| s.endpoint_host),
+            projects: HashMap::new(),
+        };
+        let bag = reader.bag_name().unwrap_or_default().to_owned();
+        let prefix = format!("{bag}/data/projects/");
+        let ids: HashSet<Uuid> = reader
+            .entries()
+            .iter()
+            .filter_map(|e| e.name.strip_prefix(&prefix)?.split_once('/')?.0.parse().ok())
+            .collect();
+        for id in ids {
+            backup.projects.insert(id, index_project(&reader, id)?);
+        }
+        Ok(backup)
+    }
+
+    /// Everything the plan would delete that this backup does not hold, in plan order.
+    pub fn lacks(&self, plan: &Plan) -> Vec<Lacking> {
+        let empty = BackupProject::default();
+        let mut out = Vec::new();
+        for p in plan.projects.iter().filter(|p| !p.gone) {
+            let held = self.projects.get(&p.id).unwrap_or(&empty);
+            if p.delete_project && !held.project_json {
+                out.push(Lacking { kind: "project", project: p.id, id: p.id });
+            }
+            let mut check = |kind: &'static str, ids: &[Uuid], have: &HashSet<Uuid>| {
+                out.extend(ids.iter().filter(|id| !have.contains(id)).map(|&id| Lacking { kind, project: p.id, id }));
+            };
+            check("image", &p.images, &held.images);
+            check("tag", &p.tags, &held.tags);
+            let iterations: Vec<Uuid> = p.iterations.iter().map(|i| i.id).collect();
+            check("iteration", &iterations, &held.iterations);
+            check("prediction", &p.predictions, &held.predictions);
+        }
+        out
+    }
+}
+
+fn index_project(reader: &BagReader, id: Uuid) -> Result<BackupProject, Error> {
+    let mut held = BackupProject {
+        project_json: reader.bag_entry(&format!("data/{}", layout::project_json(id))).is_some(),
+        ..BackupProject::default()
+    };
+    for (path, set) in [(layout::tags_json(id), &mut held.tags), (layout::iterations_json(id), &mut held.iterations)] {
+        if reader.bag_entry(&format!("data/{path}")).is_none() {
+            continue;
+        }
+        let items: Vec<WithId> = serde_json::from_slice(&read(reader, &path)?).map_err(|e| {
+            Error::BackupUnreadable { path: reader.path().to_path_buf(), detail: format!("{path}: {e}") }
+        })?;
+        set.extend(items.into_iter().map(|i| i.id));
+    }
+    held.images = listed(reader, &layout::images_jsonl(id))?;
+    held.predictions = listed(reader, &layout::predictions_jsonl(id))?;
+    Ok(held)
+}
+
+/// The ids of a listing whose lines name a file that is in the archive, with its hash.
+fn listed(reader: &BagReader, path: &str) -> Result<HashSet<Uuid>, Error> {
+    let bad = |detail: String| Error::BackupUnreadable { path: reader.path().to_path_buf(), detail };
+    let mut ids = HashSet::new();
+    let Some(entry) = reader.bag_entry(&format!("data/{path}")) else { return Ok(ids) };
+    let stream = reader.open_entry(entry).map_err(|e| bad(format!("{path}: {e}")))?;
+    let mut lines = BufReader::new(stream);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let n = (&mut lines).take(MAX_LINE).read_until(b'\n', &mut buf).map_err(|e| bad(format!("{path}: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        if n as u64 == MAX_LINE && buf.last() != Some(&b'\n') {
+            return Err(bad(format!("{path}: a line longer than {MAX_LINE} bytes")));
+        }
+        if buf.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let line: Listed = serde_json::from_slice(&buf).map_err(|e| bad(format!("{path}: {e}")))?;
+        let hashed = line.sha256.is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+        let present = line.file.is_some_and(|f| reader.bag_entry(&format!("data/{f}")).is_some());
+        if hashed && present {
+            ids.insert(line.id);
+        }
+    }
+    Ok(ids)
+}
+
+fn read(reader: &BagReader, path: &str) -> Result<Vec<u8>, Error> {
+    let bad = |detail: String| Error::BackupUnreadable { path: reader.path().to_path_buf(), detail };
+    let entry =
+        reader.bag_entry(&format!("data/{path}")).ok_or_else(|| bad(format!("{path} is not in the archive")))?;
+    reader.read_entry(entry, MAX_JSON).map_err(|e| bad(format!("{path}: {e}")))
+}
+
+/// The SHA-256 of a whole file, hex.
+pub fn hash_file(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut sha = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => sha.update(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(hex::encode(sha.finalize()))
+}

@@ -1,0 +1,259 @@
+//! Erasure: the other half of the user's data rights. A dry run unless told to execute; a
+//! verified backup that holds everything about to go; deletes in the service's order and batch
+//! sizes; a confirmation that what should be gone is gone; and a receipt of every decision.
+//!
+//! # Layout
+//!
+//! - [`backup`]: the backup relied on: verified in full, hashed, indexed by id.
+//! - [`plan`]: a read-only survey of the service: what would be deleted, in how many calls, and
+//!   what the API cannot delete.
+//! - `run`: the deletes, in order (unpublish, images, tags, iterations, predictions, project),
+//!   each 404 counted as done, then the confirmation.
+//! - [`receipt`]: the receipt, merged across reruns and written atomically.
+
+pub mod backup;
+pub mod plan;
+pub mod receipt;
+mod run;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::api::{self, Client};
+use crate::progress::Progress;
+use crate::verify::Finding;
+pub use backup::{Backup, Lacking};
+pub use plan::{Plan, ProjectPlan};
+pub use receipt::{Receipt, RunOutcome};
+
+/// A category of data `--only` can narrow a deletion to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Category {
+    /// Training images (tagged and untagged).
+    Images,
+    /// Tags (deleting one also takes it off every image).
+    Tags,
+    /// Iterations (published ones are unpublished first).
+    Iterations,
+    /// Stored predictions.
+    Predictions,
+}
+
+impl Category {
+    /// The lowercase name, as on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Images => "images",
+            Category::Tags => "tags",
+            Category::Iterations => "iterations",
+            Category::Predictions => "predictions",
+        }
+    }
+}
+
+/// Which projects a deletion is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Targets {
+    /// These projects.
+    Projects(Vec<Uuid>),
+    /// Every project the endpoint lists.
+    AllProjects,
+}
+
+/// What to delete and how carefully.
+#[derive(Debug, Clone)]
+pub struct EraseOptions {
+    /// The projects.
+    pub targets: Targets,
+    /// Only this category of each project; the whole project (and everything in it) when `None`.
+    pub only: Option<Category>,
+    /// The backup that must hold everything about to be deleted.
+    pub backup: Option<PathBuf>,
+    /// Delete with no backup at all. Nothing can be restored afterwards.
+    pub without_backup: bool,
+    /// Carry the plan out; without it nothing is changed.
+    pub execute: bool,
+    /// Where the receipt goes (and where an earlier run's receipt is read from).
+    pub receipt: Option<PathBuf>,
+    /// Delete each project's images with one `allImages` call (202, then the counts are polled
+    /// until zero) instead of batches of ids.
+    pub bulk_images: bool,
+    /// How often the counts are read while an `allImages` delete finishes.
+    pub poll_interval: Duration,
+    /// How long to wait for an `allImages` delete to finish.
+    pub poll_timeout: Duration,
+}
+
+impl EraseOptions {
+    /// A dry run over `targets` against the backup at `backup`.
+    pub fn new(targets: Targets, backup: Option<PathBuf>) -> EraseOptions {
+        EraseOptions {
+            targets,
+            only: None,
+            backup,
+            without_backup: false,
+            execute: false,
+            receipt: None,
+            bulk_images: false,
+            poll_interval: Duration::from_secs(2),
+            poll_timeout: Duration::from_secs(30 * 60),
+        }
+    }
+
+    /// The receipt path: the one given, else beside the backup, else in the current folder.
+    pub fn receipt_path(&self) -> PathBuf {
+        if let Some(p) = &self.receipt {
+            return p.clone();
+        }
+        match &self.backup {
+            Some(b) => {
+                let stem = b.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "backup".into());
+                b.with_file_name(format!("{stem}.delete-receipt.json"))
+            }
+            None => PathBuf::from("cvarchive-delete-receipt.json"),
+        }
+    }
+}
+
+/// What [`erase`] did.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum Outcome {
+    /// Nothing was changed; this is what would be.
+    DryRun(Plan),
+    /// The plan was carried out (completely or not: see the receipt).
+    Executed(Box<Executed>),
+}
+
+/// An executed deletion: the plan it followed and the receipt written.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Executed {
+    /// The plan surveyed at the start of this run.
+    pub plan: Plan,
+    /// The receipt, covering this run and any earlier ones.
+    pub receipt: Receipt,
+    /// Where the receipt was written.
+    pub receipt_path: PathBuf,
+    /// The SHA-256 of the receipt file, hex.
+    pub receipt_sha256: String,
+    /// How this run ended.
+    pub outcome: RunOutcome,
+}
+
+/// Why a deletion was refused or could not run. Nothing has been deleted when one of these is
+/// returned (an interrupted or failing execution still returns [`Outcome::Executed`]).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No backup, and deleting without one was not explicitly asked for.
+    #[error(
+        "refusing to delete without a backup: pass --backup PATH (a verified cvarchive export), or \
+         --without-backup-accept-permanent-loss to delete with no way back"
+    )]
+    NoBackup,
+    /// The backup cannot be read at all.
+    #[error("the backup {} cannot be read: {detail}", path.display())]
+    BackupUnreadable {
+        /// The backup file.
+        path: PathBuf,
+        /// Why.
+        detail: String,
+    },
+    /// The backup does not verify.
+    #[error("refusing to delete: the backup {} does not verify ({} finding(s)){}", path.display(), findings.len(), list(findings))]
+    BackupDamaged {
+        /// The backup file.
+        path: PathBuf,
+        /// What verify found.
+        findings: Vec<Finding>,
+    },
+    /// The backup lacks some of what would be deleted.
+    #[error("refusing to delete: the backup {} lacks {} item(s) that would be deleted{}", path.display(), lacking.len(), list(lacking))]
+    BackupLacks {
+        /// The backup file.
+        path: PathBuf,
+        /// Everything it lacks.
+        lacking: Vec<Lacking>,
+    },
+    /// An earlier receipt at the receipt path belongs to another endpoint or backup.
+    #[error("the receipt {} belongs to another deletion ({reason}); pass another --receipt path", path.display())]
+    ReceiptMismatch {
+        /// The receipt file.
+        path: PathBuf,
+        /// What differs.
+        reason: String,
+    },
+    /// The receipt cannot be read or written.
+    #[error("the receipt {}: {detail}", path.display())]
+    Receipt {
+        /// The receipt file.
+        path: PathBuf,
+        /// Why.
+        detail: String,
+    },
+    /// The service failed while the plan was being surveyed.
+    #[error(transparent)]
+    Api(#[from] api::Error),
+    /// Ctrl-C or SIGTERM before anything was deleted.
+    #[error("interrupted before anything was deleted")]
+    Interrupted,
+}
+
+/// The first few items of a list, one per line, for an error message.
+fn list<T: std::fmt::Display>(items: &[T]) -> String {
+    const SHOWN: usize = 20;
+    let mut s = String::new();
+    for item in items.iter().take(SHOWN) {
+        s.push_str("\n  ");
+        s.push_str(&item.to_string());
+    }
+    if items.len() > SHOWN {
+        s.push_str(&format!("\n  ... and {} more", items.len() - SHOWN));
+    }
+    s
+}
+
+/// Plans a deletion and, when `opts.execute` is set, carries it out and writes the receipt.
+///
+/// Refuses (with nothing deleted) when there is no backup and `without_backup` is not set, when
+/// the backup does not verify in full, or when it lacks anything the plan would delete.
+pub async fn erase(
+    client: &Client,
+    opts: &EraseOptions,
+    progress: &dyn Progress,
+    cancel: &CancellationToken,
+) -> Result<Outcome, Error> {
+    let backup = match (&opts.backup, opts.without_backup) {
+        (Some(path), _) => Some(open_backup(path).await?),
+        (None, true) => None,
+        (None, false) => return Err(Error::NoBackup),
+    };
+    let plan = plan::survey(client, opts, progress, cancel).await?;
+    if let Some(backup) = &backup {
+        let lacking = backup.lacks(&plan);
+        if !lacking.is_empty() {
+            return Err(Error::BackupLacks { path: backup.path.clone(), lacking });
+        }
+    }
+    if !opts.execute {
+        return Ok(Outcome::DryRun(plan));
+    }
+    let path = opts.receipt_path();
+    let mut receipt = Receipt::start(&path, client.host(), backup.as_ref(), opts, &plan)?;
+    let outcome = run::execute(client, opts, &plan, &mut receipt, &path, progress, cancel).await;
+    let sha = receipt.finish_run(outcome, &path)?;
+    Ok(Outcome::Executed(Box::new(Executed { plan, receipt, receipt_path: path, receipt_sha256: sha, outcome })))
+}
+
+async fn open_backup(path: &Path) -> Result<Backup, Error> {
+    let owned = path.to_path_buf();
+    tokio::task::spawn_blocking(move || Backup::open(&owned))
+        .await
+        .map_err(|e| Error::BackupUnreadable { path: path.to_path_buf(), detail: format!("the check failed: {e}") })?
+}

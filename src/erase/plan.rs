@@ -1,0 +1,284 @@
+//! The plan: a read-only survey of what a deletion would remove, project by project, how many
+//! mutating calls it takes, and what the API cannot delete at all.
+
+use std::collections::HashSet;
+
+use futures::TryStreamExt;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::{Category, EraseOptions, Error, Targets};
+use crate::api::model::PredictionQueryToken;
+use crate::api::{self, paging, Client, ImageQuery, OrderBy, MAX_IMAGE_IDS, MAX_PREDICTION_IDS, MAX_TAKE};
+use crate::progress::{Event, Progress};
+
+/// What a deletion would do.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    /// The endpoint's host.
+    pub endpoint_host: String,
+    /// The category deleted, or `None` for whole projects.
+    pub only: Option<Category>,
+    /// One entry per target project.
+    pub projects: Vec<ProjectPlan>,
+    /// Mutating calls the plan takes in all.
+    pub calls: u64,
+    /// What the API cannot delete.
+    pub not_deletable: Vec<NotDeletable>,
+    /// Things worth knowing before saying yes.
+    pub notes: Vec<String>,
+}
+
+/// What a deletion would do to one project.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectPlan {
+    /// The project.
+    pub id: Uuid,
+    /// Its name, when it still exists.
+    pub name: Option<String>,
+    /// The project is not at the endpoint (already deleted counts as done).
+    pub gone: bool,
+    /// The project itself is deleted at the end.
+    pub delete_project: bool,
+    /// GetTaggedImageCount / GetUntaggedImageCount at the survey.
+    pub tagged: u64,
+    /// See `tagged`.
+    pub untagged: u64,
+    /// Training images to delete.
+    pub images: Vec<Uuid>,
+    /// Tags to delete.
+    pub tags: Vec<Uuid>,
+    /// Iterations to delete (published ones are unpublished first).
+    pub iterations: Vec<IterationPlan>,
+    /// Stored predictions to delete.
+    pub predictions: Vec<Uuid>,
+    /// Model packages exported from the iterations to delete (the API cannot delete them).
+    pub model_exports: u64,
+    /// Trained iterations that keep copies of the images (when only images are deleted).
+    pub trained_iterations_kept: u64,
+    /// Mutating calls for this project.
+    pub calls: u64,
+}
+
+/// One iteration to delete.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IterationPlan {
+    /// The iteration.
+    pub id: Uuid,
+    /// Its name.
+    pub name: String,
+    /// Its publication, when published (unpublished first; recorded in the receipt).
+    pub published: Option<Published>,
+}
+
+/// A publication of an iteration to a prediction resource.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Published {
+    /// The iteration.
+    pub iteration: Uuid,
+    /// The name it was published under.
+    pub publish_name: String,
+    /// The ARM id of the prediction resource.
+    pub prediction_resource: Option<String>,
+}
+
+/// Something the API cannot delete, and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotDeletable {
+    /// What.
+    pub what: String,
+    /// How many were seen, when countable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    /// Why, and how to remove it.
+    pub why: String,
+}
+
+impl ProjectPlan {
+    /// Whether nothing is left to do for this project.
+    pub fn is_empty(&self) -> bool {
+        self.gone
+            || (!self.delete_project
+                && self.images.is_empty()
+                && self.tags.is_empty()
+                && self.iterations.is_empty()
+                && self.predictions.is_empty())
+    }
+}
+
+/// Reads the service (never writes) and builds the plan.
+pub(crate) async fn survey(
+    client: &Client,
+    opts: &EraseOptions,
+    progress: &dyn Progress,
+    cancel: &CancellationToken,
+) -> Result<Plan, Error> {
+    let targets = match &opts.targets {
+        Targets::Projects(ids) => {
+            let mut seen = HashSet::new();
+            ids.iter().copied().filter(|id| seen.insert(*id)).collect()
+        }
+        Targets::AllProjects => client.get_projects().await?.into_iter().map(|p| p.id).collect::<Vec<_>>(),
+    };
+    progress.event(Event::Started { projects: targets.len() });
+    let mut plan = Plan {
+        endpoint_host: client.host().to_owned(),
+        only: opts.only,
+        projects: Vec::with_capacity(targets.len()),
+        calls: 0,
+        not_deletable: Vec::new(),
+        notes: Vec::new(),
+    };
+    for id in targets {
+        if cancel.is_cancelled() {
+            return Err(Error::Interrupted);
+        }
+        let p = match survey_project(client, opts, id, progress).await {
+            Err(e) if e.is_not_found() => ProjectPlan { id, gone: true, ..ProjectPlan::default() },
+            other => other?,
+        };
+        plan.calls += p.calls;
+        plan.projects.push(p);
+    }
+    let exports: u64 = plan.projects.iter().map(|p| p.model_exports).sum();
+    if opts.only.is_none() || opts.only == Some(Category::Iterations) {
+        plan.not_deletable.push(NotDeletable {
+            what: "exported models".into(),
+            count: Some(exports),
+            why: "model packages exported from iterations (CoreML, TensorFlow, ONNX, Docker...) are removed only \
+                  when the whole Custom Vision resource is deleted (in the Azure portal); copies already \
+                  downloaded are out of the service's reach"
+                .into(),
+        });
+    }
+    plan.not_deletable.push(NotDeletable {
+        what: "account keys".into(),
+        count: None,
+        why: "training and prediction keys belong to the Azure resource; regenerate or delete them in the Azure \
+              portal"
+            .into(),
+    });
+    let kept: u64 = plan.projects.iter().map(|p| p.trained_iterations_kept).sum();
+    if kept > 0 {
+        plan.not_deletable.push(NotDeletable {
+            what: "image copies in trained iterations".into(),
+            count: Some(kept),
+            why: "trained iterations keep their own copies of the images they were trained on (served by \
+                  GetImagePerformances); they go when those iterations or the project are deleted"
+                .into(),
+        });
+    }
+    for p in plan.projects.iter().filter(|p| p.gone) {
+        plan.notes.push(format!("project {} is not at {} (already deleted counts as done)", p.id, plan.endpoint_host));
+    }
+    Ok(plan)
+}
+
+async fn survey_project(
+    client: &Client,
+    opts: &EraseOptions,
+    id: Uuid,
+    progress: &dyn Progress,
+) -> Result<ProjectPlan, api::Error> {
+    let project = client.get_project(id).await?;
+    progress.event(Event::ProjectStarted { project_id: id.to_string(), name: project.name.clone() });
+    let whole = opts.only.is_none();
+    let wants = |c: Category| whole || opts.only == Some(c);
+    let mut p = ProjectPlan { id, name: Some(project.name), delete_project: whole, ..ProjectPlan::default() };
+
+    if wants(Category::Images) {
+        p.tagged = client.get_tagged_image_count(id).await?;
+        p.untagged = client.get_untagged_image_count(id).await?;
+        p.images = list_images(client, id).await?;
+        progress.event(Event::ImagesFound { total: p.images.len() as u64 });
+    }
+    if wants(Category::Tags) {
+        p.tags = client.get_tags(id, None).await?.into_iter().map(|t| t.id).collect();
+    }
+    let need_iterations = wants(Category::Iterations) || opts.only == Some(Category::Images);
+    let iterations = if need_iterations { client.get_iterations(id).await? } else { Vec::new() };
+    if wants(Category::Iterations) {
+        for it in &iterations {
+            match client.get_exports(id, it.id).await {
+                Ok(exports) => p.model_exports += exports.len() as u64,
+                Err(e) if e.code() == Some("NotFoundIteration") => continue,
+                Err(e) => return Err(e),
+            }
+            let published = it.is_published().then(|| Published {
+                iteration: it.id,
+                publish_name: it.publish_name.clone().unwrap_or_default(),
+                prediction_resource: it.original_publish_resource_id.clone(),
+            });
+            p.iterations.push(IterationPlan { id: it.id, name: it.name.clone(), published });
+        }
+    } else if opts.only == Some(Category::Images) {
+        p.trained_iterations_kept = iterations.iter().filter(|i| i.is_trained()).count() as u64;
+    }
+    if wants(Category::Predictions) {
+        p.predictions = list_predictions(client, id).await?;
+    }
+    p.calls = calls(&p, opts.bulk_images);
+    Ok(p)
+}
+
+/// Mutating calls a project's plan takes.
+pub(crate) fn calls(p: &ProjectPlan, bulk_images: bool) -> u64 {
+    let unpublish = p.iterations.iter().filter(|i| i.published.is_some()).count() as u64;
+    let images = match (p.images.is_empty(), bulk_images) {
+        (true, _) => 0,
+        (false, true) => 1,
+        (false, false) => p.images.len().div_ceil(MAX_IMAGE_IDS) as u64,
+    };
+    unpublish
+        + images
+        + p.tags.len() as u64
+        + p.iterations.len() as u64
+        + p.predictions.len().div_ceil(MAX_PREDICTION_IDS) as u64
+        + u64::from(p.delete_project)
+}
+
+/// Every workspace image id (tagged, then untagged), oldest first, each once.
+pub(crate) async fn list_images(client: &Client, id: Uuid) -> Result<Vec<Uuid>, api::Error> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for tagged in [true, false] {
+        let pages = paging::offset_pages(MAX_TAKE, |skip, take| {
+            let q = ImageQuery { order_by: OrderBy::Oldest, take, skip, ..Default::default() };
+            async move {
+                if tagged {
+                    client.get_tagged_images(id, &q).await
+                } else {
+                    client.get_untagged_images(id, &q).await
+                }
+            }
+        });
+        futures::pin_mut!(pages);
+        while let Some(page) = pages.try_next().await? {
+            out.extend(page.into_iter().map(|i| i.id).filter(|i| seen.insert(*i)));
+        }
+    }
+    Ok(out)
+}
+
+/// Every stored prediction id, oldest first, each once.
+pub(crate) async fn list_predictions(client: &Client, id: Uuid) -> Result<Vec<Uuid>, api::Error> {
+    let first = PredictionQueryToken {
+        order_by: Some("Oldest".into()),
+        max_count: Some(i64::from(MAX_TAKE)),
+        ..Default::default()
+    };
+    let pages = paging::continuation_pages(first, |token| async move { client.query_predictions(id, &token).await });
+    futures::pin_mut!(pages);
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    while let Some(page) = pages.try_next().await? {
+        out.extend(page.results.into_iter().map(|p| p.id).filter(|i| seen.insert(*i)));
+    }
+    Ok(out)
+}

@@ -1,0 +1,369 @@
+//! Carrying a plan out, one call at a time (paced and retried by the client): unpublish, images
+//! in batches of 256 (or one `allImages` call and polling), tags, iterations, predictions in
+//! batches of 64, then the project; a 404 counts as done. Then every deletion is read back.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::plan::{list_predictions, ProjectPlan};
+use super::receipt::{Failure, Receipt, RunOutcome};
+use super::{Category, EraseOptions};
+use crate::api::{self, Client, DeleteImages, MAX_IMAGE_IDS, MAX_PREDICTION_IDS};
+use crate::progress::{Event, Progress};
+
+/// The run was cancelled between two calls.
+struct Interrupted;
+
+/// What one project's steps share.
+struct Ctx<'a> {
+    client: &'a Client,
+    opts: &'a EraseOptions,
+    progress: &'a dyn Progress,
+    cancel: &'a CancellationToken,
+}
+
+impl Ctx<'_> {
+    fn check(&self) -> Result<(), Interrupted> {
+        if self.cancel.is_cancelled() {
+            Err(Interrupted)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn done(&self, project: Uuid, what: &str, count: u64) {
+        self.progress.event(Event::Deleted { project_id: project.to_string(), what: what.into(), count });
+    }
+}
+
+/// Whether a delete's error means the thing is already gone.
+fn already_gone(e: &api::Error) -> bool {
+    e.is_not_found()
+}
+
+fn failure(project: Uuid, step: &str, ids: &[Uuid], e: &api::Error) -> Failure {
+    Failure { project, step: step.into(), ids: ids.to_vec(), error: e.to_string() }
+}
+
+/// Carries out `plan`, recording every step in `receipt` (saved after each project).
+pub(crate) async fn execute(
+    client: &Client,
+    opts: &EraseOptions,
+    plan: &super::Plan,
+    receipt: &mut Receipt,
+    path: &Path,
+    progress: &dyn Progress,
+    cancel: &CancellationToken,
+) -> RunOutcome {
+    let ctx = Ctx { client, opts, progress, cancel };
+    for p in &plan.projects {
+        if p.gone {
+            receipt.confirm(p.id, "GetProject answers 404", true, "the project is not at the endpoint");
+            continue;
+        }
+        let result = project(&ctx, p, receipt).await;
+        if let Err(e) = receipt.save(path) {
+            tracing::warn!("cannot save the receipt yet: {e}");
+        }
+        if result.is_err() {
+            return RunOutcome::Interrupted;
+        }
+    }
+    if receipt.failures.is_empty() {
+        RunOutcome::Complete
+    } else {
+        RunOutcome::Failures
+    }
+}
+
+async fn project(ctx: &Ctx<'_>, p: &ProjectPlan, receipt: &mut Receipt) -> Result<(), Interrupted> {
+    let client = ctx.client;
+    let pid = p.id;
+    let failures_before = receipt.failures.len();
+
+    // Published iterations first: neither they nor their project can be deleted while published.
+    let mut still_published = HashSet::new();
+    for it in &p.iterations {
+        let Some(publication) = &it.published else { continue };
+        ctx.check()?;
+        match client.unpublish_iteration(pid, it.id).await {
+            Ok(()) => {}
+            Err(e) if already_gone(&e) || e.code() == Some("BadRequestIterationNotPublished") => {}
+            Err(e) => {
+                receipt.fail(failure(pid, "unpublish", &[it.id], &e));
+                still_published.insert(it.id);
+                continue;
+            }
+        }
+        receipt.unpublished(pid, publication.clone());
+        ctx.done(pid, "unpublished", 1);
+    }
+
+    if !p.images.is_empty() {
+        if ctx.opts.bulk_images {
+            bulk_images(ctx, p, receipt).await?;
+        } else {
+            for batch in p.images.chunks(MAX_IMAGE_IDS) {
+                ctx.check()?;
+                match client.delete_images(pid, &DeleteImages::Ids(batch.to_vec())).await {
+                    Ok(_) => {}
+                    Err(e) if already_gone(&e) => {}
+                    Err(e) => {
+                        receipt.fail(failure(pid, "images", batch, &e));
+                        continue;
+                    }
+                }
+                receipt.deleted(pid, Category::Images, batch);
+                ctx.done(pid, "images", batch.len() as u64);
+            }
+        }
+    }
+
+    for &tag in &p.tags {
+        ctx.check()?;
+        match client.delete_tag(pid, tag).await {
+            Ok(()) => {}
+            Err(e) if already_gone(&e) => {}
+            Err(e) => {
+                receipt.fail(failure(pid, "tags", &[tag], &e));
+                continue;
+            }
+        }
+        receipt.deleted(pid, Category::Tags, &[tag]);
+        ctx.done(pid, "tags", 1);
+    }
+
+    for it in &p.iterations {
+        if still_published.contains(&it.id) {
+            continue; // its unpublish failure is recorded; deleting would only be refused
+        }
+        ctx.check()?;
+        match client.delete_iteration(pid, it.id).await {
+            Ok(()) => {}
+            Err(e) if already_gone(&e) => {}
+            Err(e) => {
+                receipt.fail(failure(pid, "iterations", &[it.id], &e));
+                continue;
+            }
+        }
+        receipt.deleted(pid, Category::Iterations, &[it.id]);
+        ctx.done(pid, "iterations", 1);
+    }
+
+    for batch in p.predictions.chunks(MAX_PREDICTION_IDS) {
+        ctx.check()?;
+        match client.delete_predictions(pid, batch).await {
+            Ok(()) => {}
+            Err(e) if already_gone(&e) => {}
+            Err(e) => {
+                receipt.fail(failure(pid, "predictions", batch, &e));
+                continue;
+            }
+        }
+        receipt.deleted(pid, Category::Predictions, batch);
+        ctx.done(pid, "predictions", batch.len() as u64);
+    }
+
+    if p.delete_project {
+        ctx.check()?;
+        if receipt.failures.len() > failures_before {
+            receipt.fail(Failure {
+                project: pid,
+                step: "project".into(),
+                ids: vec![pid],
+                error: "not deleted: earlier steps failed (listed); run the command again".into(),
+            });
+        } else if let Some(reason) = leftovers(client, pid).await {
+            receipt.fail(Failure { project: pid, step: "project".into(), ids: vec![pid], error: reason });
+        } else {
+            match client.delete_project(pid).await {
+                Ok(()) => {
+                    receipt.project_deleted(pid);
+                    ctx.done(pid, "project", 1);
+                }
+                Err(e) if already_gone(&e) => receipt.project_deleted(pid),
+                Err(e) => receipt.fail(failure(pid, "project", &[pid], &e)),
+            }
+        }
+    }
+
+    ctx.check()?;
+    confirm(ctx, p, receipt).await;
+    Ok(())
+}
+
+/// Why the project must not be deleted yet: anything left in it was not in the plan (so not
+/// checked against the backup), e.g. images uploaded while the deletion ran. `None` when empty
+/// or already gone.
+async fn leftovers(client: &Client, pid: Uuid) -> Option<String> {
+    let read = async {
+        let images = client.get_tagged_image_count(pid).await? + client.get_untagged_image_count(pid).await?;
+        let tags = client.get_tags(pid, None).await?.len();
+        let iterations = client.get_iterations(pid).await?.len();
+        let predictions = list_predictions(client, pid).await?.len();
+        Ok::<_, api::Error>((images, tags, iterations, predictions))
+    };
+    match read.await {
+        Ok((0, 0, 0, 0)) => None,
+        Ok((images, tags, iterations, predictions)) => Some(format!(
+            "not deleted: it still holds {images} image(s), {tags} tag(s), {iterations} iteration(s) and \
+             {predictions} prediction(s) that were not in the plan (added while deleting?); run the command again \
+             to plan and check them against the backup"
+        )),
+        Err(e) if already_gone(&e) => None,
+        Err(e) => Some(format!("not deleted: cannot check that it is empty: {e}")),
+    }
+}
+
+/// One `allImages` call (202), then the counts polled until zero. Refused (falling back to
+/// batches) when the project holds more images than planned, since those were not checked
+/// against the backup.
+async fn bulk_images(ctx: &Ctx<'_>, p: &ProjectPlan, receipt: &mut Receipt) -> Result<(), Interrupted> {
+    let (client, pid) = (ctx.client, p.id);
+    ctx.check()?;
+    let counted = async {
+        Ok::<_, api::Error>(client.get_tagged_image_count(pid).await? + client.get_untagged_image_count(pid).await?)
+    };
+    match counted.await {
+        Ok(n) if n as usize <= p.images.len() => {}
+        Ok(n) => {
+            receipt.fail(Failure {
+                project: pid,
+                step: "images".into(),
+                ids: Vec::new(),
+                error: format!(
+                    "allImages not used: the project now holds {n} images, {} were planned; run again to plan \
+                     the new ones",
+                    p.images.len()
+                ),
+            });
+            return Ok(());
+        }
+        Err(e) => {
+            receipt.fail(failure(pid, "images", &[], &e));
+            return Ok(());
+        }
+    }
+    match client.delete_images(pid, &DeleteImages::All).await {
+        Ok(_) => {}
+        Err(e) if already_gone(&e) => {}
+        Err(e) => {
+            receipt.fail(failure(pid, "images", &[], &e));
+            return Ok(());
+        }
+    }
+    let started = tokio::time::Instant::now();
+    loop {
+        ctx.check()?;
+        let counted = async {
+            Ok::<_, api::Error>(client.get_tagged_image_count(pid).await? + client.get_untagged_image_count(pid).await?)
+        };
+        match counted.await {
+            Ok(0) => break,
+            Err(e) if already_gone(&e) => break,
+            Ok(n) if started.elapsed() >= ctx.opts.poll_timeout => {
+                receipt.fail(Failure {
+                    project: pid,
+                    step: "images".into(),
+                    ids: Vec::new(),
+                    error: format!("allImages accepted, but {n} images remain after {:?}", ctx.opts.poll_timeout),
+                });
+                return Ok(());
+            }
+            Ok(_) => {}
+            Err(e) => {
+                receipt.fail(failure(pid, "images", &[], &e));
+                return Ok(());
+            }
+        }
+        tokio::select! {
+            _ = ctx.cancel.cancelled() => return Err(Interrupted),
+            _ = tokio::time::sleep(ctx.opts.poll_interval) => {}
+        }
+    }
+    receipt.deleted(pid, Category::Images, &p.images);
+    ctx.done(pid, "images", p.images.len() as u64);
+    Ok(())
+}
+
+/// Reads back what should be gone, recording each check.
+async fn confirm(ctx: &Ctx<'_>, p: &ProjectPlan, receipt: &mut Receipt) {
+    let (client, pid) = (ctx.client, p.id);
+    if p.delete_project && receipt.projects.iter().any(|r| r.id == pid && r.project_deleted) {
+        match client.get_projects().await {
+            Ok(projects) => {
+                let listed = projects.iter().any(|x| x.id == pid);
+                let detail = format!("{} project(s) listed", projects.len());
+                receipt.confirm(pid, "GetProjects lists it no more", !listed, detail);
+            }
+            Err(e) => receipt.confirm(pid, "GetProjects lists it no more", false, e.to_string()),
+        }
+        return;
+    }
+    if !p.images.is_empty() {
+        let check = "GetTaggedImageCount and GetUntaggedImageCount";
+        let counts = async {
+            Ok::<_, api::Error>((
+                client.get_tagged_image_count(pid).await?,
+                client.get_untagged_image_count(pid).await?,
+            ))
+        };
+        match counts.await {
+            Ok((0, 0)) => receipt.confirm(pid, check, true, "0 tagged, 0 untagged"),
+            Ok((t, u)) => {
+                // Others' new images may remain; none of ours may.
+                let ours = still_there(client, pid, &p.images).await;
+                let detail = match &ours {
+                    Ok(0) => format!("{t} tagged, {u} untagged remain, none of them deleted by this run"),
+                    Ok(n) => format!("{n} deleted image(s) are still listed ({t} tagged, {u} untagged)"),
+                    Err(e) => e.to_string(),
+                };
+                receipt.confirm(pid, "GetImagesByIds finds none of the deleted images", ours == Ok(0), detail);
+            }
+            Err(e) => receipt.confirm(pid, check, false, e.to_string()),
+        }
+    }
+    if !p.tags.is_empty() {
+        let listed = client.get_tags(pid, None).await.map(|t| t.into_iter().map(|t| t.id).collect::<Vec<_>>());
+        confirm_absent(receipt, pid, "GetTags lists none of the deleted tags", listed, &p.tags);
+    }
+    if !p.iterations.is_empty() {
+        let listed = client.get_iterations(pid).await.map(|t| t.into_iter().map(|t| t.id).collect::<Vec<_>>());
+        let ids: Vec<Uuid> = p.iterations.iter().map(|i| i.id).collect();
+        confirm_absent(receipt, pid, "GetIterations lists none of the deleted iterations", listed, &ids);
+    }
+    if !p.predictions.is_empty() {
+        let listed = list_predictions(client, pid).await;
+        confirm_absent(receipt, pid, "QueryPredictions finds none of the deleted predictions", listed, &p.predictions);
+    }
+}
+
+/// How many of `ids` the service still returns.
+async fn still_there(client: &Client, pid: Uuid, ids: &[Uuid]) -> Result<usize, String> {
+    let mut n = 0;
+    for batch in ids.chunks(MAX_IMAGE_IDS) {
+        n += client.get_images_by_ids(pid, batch).await.map_err(|e| e.to_string())?.len();
+    }
+    Ok(n)
+}
+
+fn confirm_absent(
+    receipt: &mut Receipt,
+    pid: Uuid,
+    check: &str,
+    listed: Result<Vec<Uuid>, api::Error>,
+    deleted: &[Uuid],
+) {
+    match listed {
+        Ok(listed) => {
+            let gone: HashSet<&Uuid> = deleted.iter().collect();
+            let left = listed.iter().filter(|id| gone.contains(id)).count();
+            let detail = format!("{left} of {} still listed; {} listed in all", deleted.len(), listed.len());
+            receipt.confirm(pid, check, left == 0, detail);
+        }
+        Err(e) => receipt.confirm(pid, check, false, e.to_string()),
+    }
+}
