@@ -10,6 +10,10 @@ use cvarchive::archive::{BagInfo, BagReader, BagWriter, Compression, EntryProble
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+mod bags;
+mod resume;
+mod writer;
+
 pub const PROJECT: Uuid = Uuid::from_u128(0x1111_1111_1111_1111_1111_1111_1111_1111);
 pub const ITERATION: Uuid = Uuid::from_u128(0x2222_2222_2222_2222_2222_2222_2222_2222);
 pub const IMAGES: [Uuid; 3] = [Uuid::from_u128(0xa1), Uuid::from_u128(0xa2), Uuid::from_u128(0xa3)];
@@ -36,7 +40,7 @@ pub fn info() -> BagInfo {
     }
 }
 
-fn listing_line(p: Uuid, id: Uuid, file: &str, bytes: &[u8], tagged: bool) -> String {
+pub fn listing_line(p: Uuid, id: Uuid, file: &str, bytes: &[u8], tagged: bool) -> String {
     let mut v = serde_json::json!({
         "id": id, "width": 10, "height": 10,
         "file": file, "sha256": hex::encode(Sha256::digest(bytes)), "size": bytes.len(),

@@ -1,19 +1,26 @@
 //! The archive: a zip holding one BagIt 1.0 bag (see `FORMAT.md`): the path [`layout`], the
-//! BagIt text files ([`bagit`]), the [`writer`] (hash while writing, manifests last) and the
-//! [`reader`] of untrusted archives (its raw zip directory in [`zipdir`]).
+//! BagIt text files ([`bagit`]), the [`writer`] (hash while writing, manifests last; resumable
+//! through its [`journal`], with raw copies from a previous archive) over our own zip encoding
+//! ([`zipwrite`]), and the [`reader`] of untrusted archives (its raw zip directory in [`zipdir`]).
 
 pub mod bagit;
+pub mod journal;
 pub mod layout;
+mod rawcopy;
 pub mod reader;
+mod resume;
 pub mod writer;
 pub mod zipdir;
+pub mod zipwrite;
 
 use std::path::PathBuf;
 
 pub use bagit::{BagInfo, PayloadOxum};
+pub use journal::JournalEntry;
 pub use reader::{BagReader, EntryDigest};
-pub use writer::{BagSummary, BagWriter};
+pub use writer::{journal_path, BagSummary, BagWriter};
 pub use zipdir::{Compression, Entry};
+pub use zipwrite::Zip64Limits;
 
 /// What can go wrong writing or reading an archive. Every variant names the archive or entry.
 #[derive(Debug, thiserror::Error)]
@@ -27,16 +34,38 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The zip library refused an operation on an entry.
-    #[error("archive {path}: entry {entry}: {source}")]
-    Zip {
-        /// The archive file (or bag name).
+    /// Another writer holds the partial archive (its exclusive lock).
+    #[error("archive {path} is being written by another cvarchive process (it is locked)")]
+    Locked {
+        /// The partial archive.
         path: PathBuf,
-        /// The entry inside the archive.
-        entry: String,
+    },
+    /// A partial archive cannot be resumed: no journal, a different bag, or a different job.
+    #[error("cannot resume {path}: {reason}")]
+    Resume {
+        /// The partial archive.
+        path: PathBuf,
+        /// Why not.
+        reason: String,
+    },
+    /// Reading the content of a payload file from its source failed (nothing was added).
+    #[error("reading the content for data/{data_path}: {source}")]
+    Source {
+        /// The payload path being written.
+        data_path: String,
         /// The underlying error.
         #[source]
-        source: zip::result::ZipError,
+        source: std::io::Error,
+    },
+    /// A raw copy from another archive was refused (nothing was added).
+    #[error("cannot copy entry {entry} from {path}: {reason}")]
+    RawCopy {
+        /// The archive copied from.
+        path: PathBuf,
+        /// The entry's name there.
+        entry: String,
+        /// What did not check out.
+        reason: String,
     },
     /// The same payload path was added twice.
     #[error("duplicate payload path data/{0}")]

@@ -103,6 +103,18 @@ impl BagReader {
     /// Opens an entry's uncompressed bytes as a stream that fails (with an [`EntryProblem`]
     /// inside an `InvalidData` io error) past the declared size or short of it.
     pub fn open_entry(&self, entry: &Entry) -> Result<EntryRead<'_>, EntryProblem> {
+        let raw = self.raw_data(entry)?;
+        let inner: Box<dyn Read + Send + '_> = match entry.compression {
+            Compression::Stored => Box::new(raw),
+            Compression::Deflated => Box::new(DeflateDecoder::new_with_buf(raw, vec![0u8; 256 << 10])),
+            Compression::Other(m) => return Err(EntryProblem::UnsupportedMethod(m)),
+        };
+        Ok(EntryRead { inner, declared: entry.size, produced: 0 })
+    }
+
+    /// An entry's data as stored (compressed or not), after checking its local header agrees
+    /// with the directory and the data lies inside the file.
+    pub(super) fn raw_data(&self, entry: &Entry) -> Result<RangeRead<'_>, EntryProblem> {
         if entry.flags & 0x1 != 0 {
             return Err(EntryProblem::Encrypted);
         }
@@ -117,13 +129,7 @@ impl BagReader {
                 entry.compressed_size
             )));
         }
-        let raw = RangeRead { file: &self.file, pos: data_offset, end: data_offset + entry.compressed_size };
-        let inner: Box<dyn Read + Send + '_> = match entry.compression {
-            Compression::Stored => Box::new(raw),
-            Compression::Deflated => Box::new(DeflateDecoder::new_with_buf(raw, vec![0u8; 256 << 10])),
-            Compression::Other(m) => return Err(EntryProblem::UnsupportedMethod(m)),
-        };
-        Ok(EntryRead { inner, declared: entry.size, produced: 0 })
+        Ok(RangeRead::new(&self.file, data_offset, entry.compressed_size))
     }
 
     /// Reads a whole entry into memory if it declares at most `limit` bytes.
@@ -182,11 +188,18 @@ pub fn problem(e: std::io::Error) -> EntryProblem {
     }
 }
 
-/// A byte range of the archive file, read positionally.
-struct RangeRead<'a> {
+/// A byte range of a file, read positionally.
+pub(super) struct RangeRead<'a> {
     file: &'a File,
     pos: u64,
     end: u64,
+}
+
+impl<'a> RangeRead<'a> {
+    /// The `len` bytes of `file` from `start`.
+    pub(super) fn new(file: &'a File, start: u64, len: u64) -> RangeRead<'a> {
+        RangeRead { file, pos: start, end: start + len }
+    }
 }
 
 impl Read for RangeRead<'_> {

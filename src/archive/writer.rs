@@ -1,29 +1,35 @@
 //! The bag writer: payload files go into the zip as they come (images stored, JSON deflated),
-//! each hashed as it is written; `bag-info.txt`, the manifests and the tag manifest go last.
-//! One owner (the export's writer thread) drives it; it is not shared.
+//! each hashed as it is written, through one large buffer with no flush or seek per entry;
+//! `bag-info.txt`, the manifests, the tag manifest and the central directory go last.
+//!
+//! A resumable writer ([`BagWriter::create`], [`BagWriter::resume`]) writes `<partial>` plus a
+//! [`journal`](super::journal) beside it, holding an exclusive lock on the partial file. Dropping
+//! it without [`BagWriter::finish`] leaves both behind, ready to resume. One owner (the export's
+//! writer thread) drives it; it is not shared.
 
 use std::collections::HashSet;
-use std::fs::File;
-use std::io::{BufWriter, Read, Write};
-use std::path::PathBuf;
+use std::fs::{File, OpenOptions};
+use std::hash::{Hash, Hasher};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 
+use flate2::write::DeflateEncoder;
 use sha2::{Digest, Sha256};
-use zip::write::SimpleFileOptions;
-use zip::{CompressionMethod, ZipWriter};
 
 use super::bagit::{
     render_bag_info, render_manifest_line, BagInfo, PayloadOxum, BAGIT_TXT, BAGIT_TXT_NAME, BAG_INFO_NAME,
     MANIFEST_NAME, TAGMANIFEST_NAME,
 };
+use super::journal::{JournalEntry, JournalWriter, Line};
 use super::layout::unsafe_path_reason;
+use super::zipdir::Compression;
+use super::zipwrite::{self, Header, Out, Zip64Limits, DEFLATED, STORED};
 use super::Error;
 
-/// Write buffer: large, so a slow disk sees few, big writes.
+/// Write buffer: large, so the disk sees few, big writes.
 const WRITE_BUFFER: usize = 4 << 20;
-/// Entries at least this large get ZIP64 fields (zip's 32-bit limit, with room for deflate growth).
-const ZIP64_THRESHOLD: u64 = 0xF000_0000;
 /// Chunk for copying from readers.
-const COPY_CHUNK: usize = 1 << 20;
+pub(super) const COPY_CHUNK: usize = 1 << 20;
 
 /// What the finished bag holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,164 +40,511 @@ pub struct BagSummary {
     pub payload_files: u64,
 }
 
+/// A journal entry keyed by its payload path, so one set both indexes and holds the entries.
+#[derive(Debug)]
+pub(super) struct Keyed(pub JournalEntry);
+
+impl PartialEq for Keyed {
+    fn eq(&self, other: &Keyed) -> bool {
+        self.0.data_path == other.0.data_path
+    }
+}
+impl Eq for Keyed {}
+impl Hash for Keyed {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.data_path.as_str().hash(state)
+    }
+}
+impl std::borrow::Borrow<str> for Keyed {
+    fn borrow(&self) -> &str {
+        &self.0.data_path
+    }
+}
+
 /// Writes one bag into a zip file. See the module docs.
 pub struct BagWriter {
-    zip: ZipWriter<BufWriter<File>>,
-    bag_name: String,
-    display_path: PathBuf,
-    manifest: Vec<(String, [u8; 32])>,
-    seen: HashSet<String>,
-    payload_bytes: u64,
-    tag_hashes: Vec<(&'static str, [u8; 32])>,
+    pub(super) out: Out,
+    pub(super) path: PathBuf,
+    pub(super) bag_name: String,
+    pub(super) journal: Option<JournalWriter>,
+    /// Live payload entries (forgotten ones removed).
+    pub(super) entries: HashSet<Keyed>,
+    /// Tag files written so far, in order.
+    pub(super) tags: Vec<JournalEntry>,
+    pub(super) limits: Zip64Limits,
+    scratch: Vec<u8>,
+    deflated: Vec<u8>,
+    /// Set when a failed entry could not be rolled back: the writer refuses further work.
+    broken: Option<String>,
+    finished: bool,
 }
 
 impl std::fmt::Debug for BagWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BagWriter")
+            .field("path", &self.path)
             .field("bag_name", &self.bag_name)
-            .field("payload_files", &self.manifest.len())
-            .field("payload_bytes", &self.payload_bytes)
+            .field("payload_files", &self.entries.len())
+            .field("resumable", &self.journal.is_some())
             .finish_non_exhaustive()
     }
 }
 
+/// The journal path for a partial archive: `<partial>.journal`.
+pub fn journal_path(partial: &Path) -> PathBuf {
+    let mut name = partial.as_os_str().to_owned();
+    name.push(".journal");
+    PathBuf::from(name)
+}
+
 impl BagWriter {
-    /// Starts a bag named `bag_name` (use [`super::layout::bag_name_for`]) in `file`, which
-    /// should be empty; writes `bagit.txt` first so streaming readers meet it early.
+    /// Starts a non-resumable bag named `bag_name` (use [`super::layout::bag_name_for`]) in
+    /// `file`, which should be empty; writes `bagit.txt` first so streaming readers meet it early.
     pub fn new(file: File, bag_name: &str) -> Result<BagWriter, Error> {
-        if let Some(reason) = unsafe_path_reason(bag_name).or(bag_name.contains('/').then_some("contains '/'")) {
-            return Err(Error::InvalidPath { path: bag_name.to_string(), reason });
-        }
-        let display_path = file_path(&file).unwrap_or_else(|| PathBuf::from(bag_name));
-        let mut writer = BagWriter {
-            zip: ZipWriter::new(BufWriter::with_capacity(WRITE_BUFFER, file)),
-            bag_name: bag_name.to_string(),
-            display_path,
-            manifest: Vec::new(),
-            seen: HashSet::new(),
-            payload_bytes: 0,
-            tag_hashes: Vec::new(),
-        };
-        writer.add_tag_file(BAGIT_TXT_NAME, BAGIT_TXT.as_bytes())?;
-        Ok(writer)
+        check_bag_name(bag_name)?;
+        let path = file_path(&file).unwrap_or_else(|| PathBuf::from(bag_name));
+        let mut w = BagWriter::assemble(file, 0, path, bag_name, None);
+        w.write_bagit()?;
+        Ok(w)
     }
 
-    /// Names the archive file in errors (by default the path the OS reports for the file, else
-    /// the bag name).
+    /// Starts a resumable bag at `partial` (e.g. `backup.zip.partial`), replacing what is there,
+    /// with its journal beside it recording `fingerprint` (what [`BagWriter::resume`] will
+    /// compare). Fails with [`Error::Locked`] if another writer holds `partial`.
+    pub fn create(partial: &Path, bag_name: &str, fingerprint: &str) -> Result<BagWriter, Error> {
+        check_bag_name(bag_name)?;
+        let io = |source| Error::Io { path: partial.to_path_buf(), source };
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(partial).map_err(io)?;
+        lock(&file, partial)?;
+        file.set_len(0).map_err(io)?;
+        let jpath = journal_path(partial);
+        let journal = JournalWriter::create(&jpath, bag_name, fingerprint)
+            .map_err(|source| Error::Io { path: jpath.clone(), source })?;
+        let mut w = BagWriter::assemble(file, 0, partial.to_path_buf(), bag_name, Some(journal));
+        w.write_bagit()?;
+        w.checkpoint()?;
+        sync_parent(partial).map_err(io)?;
+        Ok(w)
+    }
+
+    pub(super) fn assemble(
+        file: File,
+        at: u64,
+        path: PathBuf,
+        bag_name: &str,
+        journal: Option<JournalWriter>,
+    ) -> BagWriter {
+        BagWriter {
+            out: Out::new(file, at, WRITE_BUFFER),
+            path,
+            bag_name: bag_name.to_string(),
+            journal,
+            entries: HashSet::new(),
+            tags: Vec::new(),
+            limits: Zip64Limits::default(),
+            scratch: Vec::with_capacity(512),
+            deflated: Vec::new(),
+            broken: None,
+            finished: false,
+        }
+    }
+
+    /// Names the archive file in errors (by default the path it was created at, or the path the
+    /// OS reports for the file, else the bag name).
     pub fn with_display_path(mut self, path: impl Into<PathBuf>) -> BagWriter {
-        self.display_path = path.into();
+        self.path = path.into();
         self
+    }
+
+    /// Lowers the ZIP64 limits so tests can exercise ZIP64 without writing 4 GiB.
+    #[doc(hidden)]
+    pub fn set_zip64_limits(&mut self, limits: Zip64Limits) {
+        self.limits = limits;
+    }
+
+    /// The archive file being written (as errors name it).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The payload entry already written at `data_path` (and not forgotten), if any.
+    pub fn contains(&self, data_path: &str) -> Option<&JournalEntry> {
+        self.entries.get(data_path).map(|k| &k.0)
+    }
+
+    /// Number of payload files written (and not forgotten).
+    pub fn payload_files(&self) -> u64 {
+        self.entries.len() as u64
+    }
+
+    /// Leaves an already written payload entry out of the central directory and the manifest
+    /// (its bytes stay in the file as dead space), e.g. an image deleted since the last run.
+    /// The path may then be written again. Returns the entry, if there was one.
+    pub fn forget(&mut self, data_path: &str) -> Option<JournalEntry> {
+        let gone = self.entries.take(data_path)?.0;
+        if let Some(j) = &mut self.journal {
+            j.push(&Line::Forget { path: data_path.to_string() });
+        }
+        Some(gone)
     }
 
     /// A payload file stored as is; `sha256` was computed while the bytes streamed in.
     pub fn add_stored(&mut self, data_path: &str, bytes: &[u8], sha256: [u8; 32]) -> Result<(), Error> {
         let name = self.claim(data_path)?;
-        let options = SimpleFileOptions::default()
-            .compression_method(CompressionMethod::Stored)
-            .large_file(bytes.len() as u64 >= ZIP64_THRESHOLD);
-        self.start(&name, options)?;
-        self.write(&name, bytes)?;
-        self.record(data_path, bytes.len() as u64, sha256);
-        Ok(())
+        let size = bytes.len() as u64;
+        let h = Header { method: STORED, crc32: crc32fast::hash(bytes), compressed_size: size, size, zip64: false };
+        let h = Header { zip64: size >= self.limits.size, ..h };
+        let offset = self.write_whole(&name, &h, bytes)?;
+        self.commit(data_path, offset, &h, sha256)
     }
 
     /// A payload file deflated; hashed here.
     pub fn add_deflated(&mut self, data_path: &str, bytes: &[u8]) -> Result<(), Error> {
         let name = self.claim(data_path)?;
-        self.start(&name, deflated(bytes.len() as u64 >= ZIP64_THRESHOLD))?;
-        self.write(&name, bytes)?;
-        self.record(data_path, bytes.len() as u64, Sha256::digest(bytes).into());
-        Ok(())
+        let (offset, h, sha) = self.write_deflated(&name, bytes)?;
+        self.commit(data_path, offset, &h, sha)
     }
 
-    /// A payload file deflated from a reader (a spooled JSONL file), hashed while copied.
-    /// Its size is unknown up front, so the entry always carries ZIP64 fields.
+    /// A payload file deflated from a reader (a spooled JSONL file), hashed while copied, in
+    /// bounded memory. Its size is unknown up front, so its local header reserves ZIP64 sizes,
+    /// patched in place once the data is written (no data descriptor).
     pub fn add_deflated_from(&mut self, data_path: &str, reader: &mut dyn Read) -> Result<(), Error> {
         let name = self.claim(data_path)?;
-        self.start(&name, deflated(true))?;
-        let mut hasher = Sha256::new();
-        let mut size = 0u64;
-        let mut buf = vec![0u8; COPY_CHUNK];
-        loop {
-            let n = match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(Error::Io { path: PathBuf::from(format!("(source of data/{data_path})")), source: e })
-                }
-            };
-            hasher.update(&buf[..n]);
-            size += n as u64;
-            self.write(&name, &buf[..n])?;
+        let (offset, h, sha) = self.write_streamed(&name, |buf| match reader.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Ok(None),
+            Err(source) => Err(Error::Source { data_path: data_path.to_string(), source }),
+            Ok(n) => Ok(Some(n)),
+        })?;
+        self.commit(data_path, offset, &h, sha)
+    }
+
+    /// Makes everything written so far durable: flushes and fsyncs the archive, then records a
+    /// checkpoint in the journal and fsyncs it.
+    pub fn checkpoint(&mut self) -> Result<(), Error> {
+        self.usable()?;
+        self.out.sync().map_err(|e| self.io_error(e))?;
+        if let Some(j) = &mut self.journal {
+            j.push(&Line::Checkpoint);
+            j.sync().map_err(|source| Error::Io { path: j.path().to_path_buf(), source })?;
         }
-        self.record(data_path, size, hasher.finalize().into());
         Ok(())
     }
 
-    /// Writes `bag-info.txt` (with the computed `Payload-Oxum`), the payload manifest and the tag
-    /// manifest, finishes the zip, then flushes and fsyncs the file.
+    /// Writes `bag-info.txt` (with the computed `Payload-Oxum`), the payload manifest, the tag
+    /// manifest and the central directory, fsyncs the file and removes the journal. The caller
+    /// then renames the partial file to its final name.
     pub fn finish(mut self, info: &BagInfo) -> Result<BagSummary, Error> {
-        let summary = BagSummary { payload_bytes: self.payload_bytes, payload_files: self.manifest.len() as u64 };
+        self.usable()?;
+        let summary = BagSummary {
+            payload_bytes: self.entries.iter().map(|k| k.0.size).sum(),
+            payload_files: self.entries.len() as u64,
+        };
         let oxum = PayloadOxum { bytes: summary.payload_bytes, files: summary.payload_files };
-        self.add_tag_file(BAG_INFO_NAME, render_bag_info(info, oxum).as_bytes())?;
 
-        let mut manifest = std::mem::take(&mut self.manifest);
-        manifest.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut text = String::with_capacity(manifest.len() * 128);
-        for (path, sha) in &manifest {
-            text.push_str(&render_manifest_line(sha, &format!("data/{path}")));
-        }
-        self.add_tag_file(MANIFEST_NAME, text.as_bytes())?;
+        self.add_tag(BAG_INFO_NAME, render_bag_info(info, oxum).as_bytes())?;
+        // The manifest streams from the entries, sorted by path, without copying the paths.
+        let entries = std::mem::take(&mut self.entries);
+        let mut sorted: Vec<&JournalEntry> = entries.iter().map(|k| &k.0).collect();
+        sorted.sort_unstable_by(|a, b| a.data_path.cmp(&b.data_path));
+        let (mut next, mut text, mut at) = (0, String::new(), 0);
+        let name = self.tag_name(MANIFEST_NAME);
+        let written = self.write_streamed(&name, |buf| {
+            if at == text.len() {
+                text.clear();
+                at = 0;
+                while next < sorted.len() && text.len() < COPY_CHUNK {
+                    let e = sorted[next];
+                    text.push_str(&render_manifest_line(&e.sha256, &format!("data/{}", e.data_path)));
+                    next += 1;
+                }
+            }
+            let n = (text.len() - at).min(buf.len());
+            buf[..n].copy_from_slice(&text.as_bytes()[at..at + n]);
+            at += n;
+            Ok(Some(n))
+        });
+        drop(sorted);
+        self.entries = entries;
+        let (offset, h, sha) = written?;
+        self.tags.push(journal_entry(MANIFEST_NAME, offset, &h, sha));
 
         let mut tags = String::new();
-        for (name, sha) in &self.tag_hashes {
-            tags.push_str(&render_manifest_line(sha, name));
+        for t in &self.tags {
+            tags.push_str(&render_manifest_line(&t.sha256, &t.data_path));
         }
-        let name = format!("{}/{TAGMANIFEST_NAME}", self.bag_name);
-        self.start(&name, deflated(false))?;
-        self.write(&name, tags.as_bytes())?;
+        self.add_tag(TAGMANIFEST_NAME, tags.as_bytes())?;
+        self.write_central_directory()?;
 
-        let path = self.display_path.clone();
-        let buffered = self.zip.finish().map_err(|e| zip_error(&path, "(central directory)", e))?;
-        let file = buffered.into_inner().map_err(|e| Error::Io { path: path.clone(), source: e.into_error() })?;
-        file.sync_all().map_err(|e| Error::Io { path, source: e })?;
+        let file = self.out.file();
+        file.sync_all().map_err(|e| self.io_error(e))?;
+        if let Some(j) = self.journal.take() {
+            let jpath = j.path().to_path_buf();
+            drop(j);
+            std::fs::remove_file(&jpath).map_err(|source| Error::Io { path: jpath.clone(), source })?;
+            sync_parent(&jpath).map_err(|source| Error::Io { path: jpath, source })?;
+        }
+        self.finished = true;
         Ok(summary)
     }
 
-    fn add_tag_file(&mut self, tag_name: &'static str, bytes: &[u8]) -> Result<(), Error> {
-        let name = format!("{}/{tag_name}", self.bag_name);
-        self.start(&name, deflated(false))?;
-        self.write(&name, bytes)?;
-        self.tag_hashes.push((tag_name, Sha256::digest(bytes).into()));
+    fn write_central_directory(&mut self) -> Result<(), Error> {
+        let mut all: Vec<(&JournalEntry, bool)> = self.tags.iter().map(|e| (e, true)).collect();
+        all.extend(self.entries.iter().map(|k| (&k.0, false)));
+        all.sort_unstable_by_key(|(e, _)| e.offset);
+        let cd_offset = self.out.pos();
+        let mut record = Vec::with_capacity(512);
+        let mut result = Ok(());
+        for (e, tag) in &all {
+            let name = if *tag { self.tag_name(&e.data_path) } else { self.payload_name(&e.data_path) };
+            let h = Header {
+                method: e.method(),
+                crc32: e.crc32,
+                compressed_size: e.compressed_size,
+                size: e.size,
+                zip64: e.zip64,
+            };
+            record.clear();
+            zipwrite::central_header(&mut record, name.as_bytes(), &h, e.offset, &self.limits);
+            result = self.out.put(&record);
+            if result.is_err() {
+                break;
+            }
+        }
+        let count = all.len() as u64;
+        drop(all);
+        result.map_err(|e| self.io_error(e))?;
+        record.clear();
+        let cd_size = self.out.pos() - cd_offset;
+        zipwrite::end_records(&mut record, count, cd_offset, cd_size, &self.limits);
+        self.out.put(&record).and_then(|_| self.out.flush_buffer()).map_err(|e| self.io_error(e))
+    }
+
+    pub(super) fn write_bagit(&mut self) -> Result<(), Error> {
+        self.add_tag(BAGIT_TXT_NAME, BAGIT_TXT.as_bytes())?;
+        if let Some(j) = &mut self.journal {
+            let e = self.tags.last().expect("just written");
+            j.push(&Line::add(e, true));
+        }
         Ok(())
     }
 
-    /// Checks a payload path and reserves it; returns the full entry name.
-    fn claim(&mut self, data_path: &str) -> Result<String, Error> {
+    /// A tag file, deflated; tag files are never journaled but `bagit.txt` (see `write_bagit`).
+    fn add_tag(&mut self, tag_name: &str, bytes: &[u8]) -> Result<(), Error> {
+        self.usable()?;
+        let name = self.tag_name(tag_name);
+        let (offset, h, sha) = self.write_deflated(&name, bytes)?;
+        self.tags.push(journal_entry(tag_name, offset, &h, sha));
+        Ok(())
+    }
+
+    pub(super) fn tag_name(&self, tag: &str) -> String {
+        format!("{}/{tag}", self.bag_name)
+    }
+
+    pub(super) fn payload_name(&self, data_path: &str) -> String {
+        format!("{}/data/{data_path}", self.bag_name)
+    }
+
+    /// Checks a payload path is safe and free; returns the full entry name.
+    pub(super) fn claim(&mut self, data_path: &str) -> Result<String, Error> {
+        self.usable()?;
         if let Some(reason) = unsafe_path_reason(data_path) {
             return Err(Error::InvalidPath { path: data_path.to_string(), reason });
         }
-        if !self.seen.insert(data_path.to_string()) {
+        if self.entries.contains(data_path) {
             return Err(Error::DuplicatePath(data_path.to_string()));
         }
-        Ok(format!("{}/data/{data_path}", self.bag_name))
+        Ok(self.payload_name(data_path))
     }
 
-    fn record(&mut self, data_path: &str, size: u64, sha256: [u8; 32]) {
-        self.payload_bytes += size;
-        self.manifest.push((data_path.to_string(), sha256));
+    /// Writes a local header and data known in full. Returns the header's offset.
+    fn write_whole(&mut self, name: &str, h: &Header, data: &[u8]) -> Result<u64, Error> {
+        let offset = self.out.pos();
+        self.scratch.clear();
+        zipwrite::local_header(&mut self.scratch, name.as_bytes(), h);
+        let result = self.out.put(&self.scratch).and_then(|_| self.out.put(data));
+        match result {
+            Ok(()) => Ok(offset),
+            Err(e) => Err(self.fail(offset, e)),
+        }
     }
 
-    fn start(&mut self, name: &str, options: SimpleFileOptions) -> Result<(), Error> {
-        self.zip.start_file(name, options).map_err(|e| zip_error(&self.display_path, name, e))
+    fn write_deflated(&mut self, name: &str, bytes: &[u8]) -> Result<(u64, Header, [u8; 32]), Error> {
+        let mut enc = DeflateEncoder::new(std::mem::take(&mut self.deflated), flate2::Compression::default());
+        enc.get_mut().clear();
+        enc.write_all(bytes).expect("deflating into memory");
+        let compressed = enc.finish().expect("deflating into memory");
+        let csize = compressed.len() as u64;
+        let size = bytes.len() as u64;
+        let zip64 = size >= self.limits.size || csize >= self.limits.size;
+        let h = Header { method: DEFLATED, crc32: crc32fast::hash(bytes), compressed_size: csize, size, zip64 };
+        let result = self.write_whole(name, &h, &compressed);
+        self.deflated = compressed;
+        Ok((result?, h, Sha256::digest(bytes).into()))
     }
 
-    fn write(&mut self, name: &str, bytes: &[u8]) -> Result<(), Error> {
-        self.zip.write_all(bytes).map_err(|e| Error::Io {
-            path: self.display_path.clone(),
-            source: std::io::Error::new(e.kind(), format!("writing entry {name}: {e}")),
-        })
+    /// Writes a deflated entry whose content `fill` produces chunk by chunk (`Ok(Some(0))` at the
+    /// end, `Ok(None)` to be called again): a ZIP64 local header with placeholders, the data,
+    /// then the header patched in place. On any error the entry is rolled back.
+    fn write_streamed(
+        &mut self,
+        name: &str,
+        mut fill: impl FnMut(&mut [u8]) -> Result<Option<usize>, Error>,
+    ) -> Result<(u64, Header, [u8; 32]), Error> {
+        let offset = self.out.pos();
+        let mut h = Header { method: DEFLATED, crc32: 0, compressed_size: 0, size: 0, zip64: true };
+        self.scratch.clear();
+        zipwrite::local_header(&mut self.scratch, name.as_bytes(), &h);
+        if let Err(e) = self.out.put(&self.scratch) {
+            return Err(self.fail(offset, e));
+        }
+        let mut buf = vec![0u8; COPY_CHUNK];
+        let mut enc = DeflateEncoder::new(Vec::with_capacity(COPY_CHUNK), flate2::Compression::default());
+        let mut sha = Sha256::new();
+        let mut crc = crc32fast::Hasher::new();
+        let data_start = self.out.pos();
+        loop {
+            let n = match fill(&mut buf) {
+                Ok(Some(0)) => break,
+                Ok(Some(n)) => n,
+                Ok(None) => continue,
+                Err(e) => {
+                    self.rollback(offset);
+                    return Err(e);
+                }
+            };
+            sha.update(&buf[..n]);
+            crc.update(&buf[..n]);
+            h.size += n as u64;
+            enc.write_all(&buf[..n]).expect("deflating into memory");
+            if enc.get_ref().len() >= COPY_CHUNK / 2 {
+                if let Err(e) = self.out.put(enc.get_ref()) {
+                    return Err(self.fail(offset, e));
+                }
+                enc.get_mut().clear();
+            }
+        }
+        let rest = enc.finish().expect("deflating into memory");
+        if let Err(e) = self.out.put(&rest) {
+            return Err(self.fail(offset, e));
+        }
+        h.compressed_size = self.out.pos() - data_start;
+        h.crc32 = crc.finalize();
+        for (at, bytes) in zipwrite::local_header_patch(name.len(), h.crc32, h.compressed_size, h.size) {
+            if let Err(e) = self.out.patch(offset + at, &bytes) {
+                return Err(self.fail(offset, e));
+            }
+        }
+        Ok((offset, h, sha.finalize().into()))
+    }
+
+    /// Records a written payload entry, and writes the journal when a batch is due (data first).
+    pub(super) fn commit(&mut self, data_path: &str, offset: u64, h: &Header, sha256: [u8; 32]) -> Result<(), Error> {
+        if self.journal.as_ref().is_some_and(|j| j.due()) {
+            // The data must reach the OS before the lines naming it; if it cannot, the entry is
+            // rolled back and not recorded.
+            if let Err(e) = self.out.flush_buffer() {
+                return Err(self.fail(offset, e));
+            }
+        }
+        let entry = journal_entry(data_path, offset, h, sha256);
+        if let Some(j) = &mut self.journal {
+            j.push(&Line::add(&entry, false));
+        }
+        self.entries.insert(Keyed(entry));
+        if let Some(j) = &mut self.journal {
+            if j.due() {
+                j.write_pending().map_err(|source| Error::Io { path: j.path().to_path_buf(), source })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Rolls back a failed entry (or marks the writer broken if even that fails) and returns the
+    /// error naming the archive.
+    pub(super) fn fail(&mut self, offset: u64, e: std::io::Error) -> Error {
+        self.rollback(offset);
+        self.io_error(e)
+    }
+
+    /// Drops a failed entry's bytes; if even that fails, the writer refuses further work.
+    pub(super) fn rollback(&mut self, offset: u64) {
+        if let Err(r) = self.out.rollback(offset) {
+            self.broken = Some(format!("a failed entry could not be rolled back: {r}"));
+        }
+    }
+
+    pub(super) fn io_error(&self, source: std::io::Error) -> Error {
+        Error::Io { path: self.path.clone(), source }
+    }
+
+    pub(super) fn usable(&self) -> Result<(), Error> {
+        match &self.broken {
+            Some(why) => Err(self.io_error(std::io::Error::other(why.clone()))),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes out what is buffered and the journal lines describing it (data first).
+    fn flush_all(&mut self) -> std::io::Result<()> {
+        self.out.flush_buffer()?;
+        if let Some(j) = &mut self.journal {
+            j.write_pending()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for BagWriter {
+    fn drop(&mut self) {
+        if !self.finished {
+            // Keep the resumable state as complete as possible; a failure here only means the
+            // next run redoes a few entries.
+            let _ = self.flush_all();
+        }
+    }
+}
+
+pub(super) fn journal_entry(data_path: &str, offset: u64, h: &Header, sha256: [u8; 32]) -> JournalEntry {
+    JournalEntry {
+        data_path: data_path.to_string(),
+        offset,
+        compressed_size: h.compressed_size,
+        size: h.size,
+        crc32: h.crc32,
+        sha256,
+        compression: if h.method == STORED { Compression::Stored } else { Compression::Deflated },
+        zip64: h.zip64,
+    }
+}
+
+pub(super) fn check_bag_name(bag_name: &str) -> Result<(), Error> {
+    match unsafe_path_reason(bag_name).or(bag_name.contains('/').then_some("contains '/'")) {
+        Some(reason) => Err(Error::InvalidPath { path: bag_name.to_string(), reason }),
+        None => Ok(()),
+    }
+}
+
+/// Takes the exclusive lock on a partial archive, or says who has it.
+pub(super) fn lock(file: &File, path: &Path) -> Result<(), Error> {
+    match file.try_lock() {
+        Ok(()) => Ok(()),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked { path: path.to_path_buf() }),
+        Err(std::fs::TryLockError::Error(source)) => Err(Error::Io { path: path.to_path_buf(), source }),
+    }
+}
+
+/// Fsyncs the directory holding `path`, so a file created or removed there stays so.
+pub(super) fn sync_parent(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        File::open(parent)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        Ok(())
     }
 }
 
@@ -206,20 +559,5 @@ fn file_path(file: &File) -> Option<PathBuf> {
     {
         let _ = file;
         None
-    }
-}
-
-fn deflated(large: bool) -> SimpleFileOptions {
-    SimpleFileOptions::default().compression_method(CompressionMethod::Deflated).large_file(large)
-}
-
-/// Zip errors that are really io errors (a full disk) become [`Error::Io`] naming the archive.
-fn zip_error(path: &std::path::Path, entry: &str, e: zip::result::ZipError) -> Error {
-    match e {
-        zip::result::ZipError::Io(source) => Error::Io {
-            path: path.to_path_buf(),
-            source: std::io::Error::new(source.kind(), format!("entry {entry}: {source}")),
-        },
-        source => Error::Zip { path: path.to_path_buf(), entry: entry.to_string(), source },
     }
 }

@@ -1,0 +1,297 @@
+//! The journal beside a partial archive (`<partial>.journal`): one JSON object per line, appended
+//! in batches, each batch written only after the zip bytes it describes reached the OS, so after
+//! `kill -9` the journal never names bytes that are not in the file.
+//!
+//! Lines, by `op`: `begin` (format, bag name, the caller's fingerprint; always first), `add` (one
+//! entry: path, offset of its local header, sizes, CRC-32, SHA-256, method, whether the local
+//! header has ZIP64 sizes), `forget` (a payload path left out of the finished bag) and
+//! `checkpoint` (every entry above was fsynced before this line was written). A crash can leave
+//! a torn last line; readers stop at the first line that is incomplete or does not parse.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::zipdir::Compression;
+use super::zipwrite::{DEFLATED, STORED};
+
+/// The journal format this code writes and reads.
+pub const JOURNAL_FORMAT: &str = "cvarchive-journal/1";
+/// Journal lines are written once this many are waiting ...
+const BATCH_LINES: usize = 64;
+/// ... or once the oldest waiting line is this old.
+const BATCH_AGE: Duration = Duration::from_secs(1);
+/// A longer line is damage, not a line we wrote.
+const MAX_LINE: u64 = 1 << 20;
+
+/// One entry written to a partial archive, as its journal records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalEntry {
+    /// The path below `data/` (for tag files: their name in the bag folder).
+    pub data_path: String,
+    /// Offset of the entry's local header in the archive.
+    pub offset: u64,
+    /// Bytes of entry data in the archive.
+    pub compressed_size: u64,
+    /// Bytes of content.
+    pub size: u64,
+    /// CRC-32 of the content.
+    pub crc32: u32,
+    /// SHA-256 of the content.
+    pub sha256: [u8; 32],
+    /// How the data is stored (only stored and deflated are ever written).
+    pub compression: Compression,
+    /// The local header carries the sizes in a ZIP64 extra field.
+    pub zip64: bool,
+}
+
+impl JournalEntry {
+    /// The method number in the zip headers.
+    pub(super) fn method(&self) -> u16 {
+        match self.compression {
+            Compression::Stored => STORED,
+            Compression::Deflated => DEFLATED,
+            Compression::Other(m) => m,
+        }
+    }
+}
+
+/// One journal line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+pub(super) enum Line {
+    Begin {
+        format: String,
+        bag: String,
+        fingerprint: String,
+    },
+    Add {
+        path: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        tag: bool,
+        offset: u64,
+        csize: u64,
+        size: u64,
+        crc32: u32,
+        sha256: String,
+        method: u16,
+        zip64: bool,
+    },
+    Forget {
+        path: String,
+    },
+    Checkpoint,
+}
+
+impl Line {
+    /// The `add` line for an entry.
+    pub fn add(e: &JournalEntry, tag: bool) -> Line {
+        Line::Add {
+            path: e.data_path.clone(),
+            tag,
+            offset: e.offset,
+            csize: e.compressed_size,
+            size: e.size,
+            crc32: e.crc32,
+            sha256: hex::encode(e.sha256),
+            method: e.method(),
+            zip64: e.zip64,
+        }
+    }
+
+    /// The entry an `add` line describes, and whether it is a tag file; `None` for other lines
+    /// or a malformed hash or method.
+    pub fn entry(&self) -> Option<(JournalEntry, bool)> {
+        let Line::Add { path, tag, offset, csize, size, crc32, sha256, method, zip64 } = self else {
+            return None;
+        };
+        let mut sha = [0u8; 32];
+        hex::decode_to_slice(sha256, &mut sha).ok()?;
+        let compression = match *method {
+            STORED => Compression::Stored,
+            DEFLATED => Compression::Deflated,
+            _ => return None,
+        };
+        let entry = JournalEntry {
+            data_path: path.clone(),
+            offset: *offset,
+            compressed_size: *csize,
+            size: *size,
+            crc32: *crc32,
+            sha256: sha,
+            compression,
+            zip64: *zip64,
+        };
+        Some((entry, *tag))
+    }
+
+    fn render(&self, out: &mut Vec<u8>) {
+        serde_json::to_writer(&mut *out, self).expect("journal lines serialise");
+        out.push(b'\n');
+    }
+}
+
+/// The appending side: lines wait in memory until [`JournalWriter::due`], then go out together.
+#[derive(Debug)]
+pub(super) struct JournalWriter {
+    file: File,
+    path: PathBuf,
+    /// Bytes of whole lines in the file.
+    len: u64,
+    pending: Vec<u8>,
+    pending_lines: usize,
+    oldest: Option<Instant>,
+}
+
+impl JournalWriter {
+    /// Starts a journal at `path` (replacing any) with its `begin` line, written at once.
+    pub fn create(path: &Path, bag: &str, fingerprint: &str) -> std::io::Result<JournalWriter> {
+        let file = File::create(path)?;
+        let mut j = JournalWriter::append(file, path, 0);
+        j.push(&Line::Begin { format: JOURNAL_FORMAT.into(), bag: bag.into(), fingerprint: fingerprint.into() });
+        j.write_pending()?;
+        Ok(j)
+    }
+
+    /// Continues a journal whose first `len` bytes are whole lines; the file's cursor is there.
+    pub fn append(file: File, path: &Path, len: u64) -> JournalWriter {
+        JournalWriter { file, path: path.to_path_buf(), len, pending: Vec::new(), pending_lines: 0, oldest: None }
+    }
+
+    /// The journal file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Queues a line.
+    pub fn push(&mut self, line: &Line) {
+        line.render(&mut self.pending);
+        self.pending_lines += 1;
+        self.oldest.get_or_insert_with(Instant::now);
+    }
+
+    /// Whether the waiting lines should be written now.
+    pub fn due(&self) -> bool {
+        self.pending_lines >= BATCH_LINES || self.oldest.is_some_and(|t| t.elapsed() >= BATCH_AGE)
+    }
+
+    /// Writes the waiting lines. Call only once the zip bytes they describe are written. On
+    /// failure the file is cut back to whole lines and the lines keep waiting.
+    pub fn write_pending(&mut self) -> std::io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.file.write_all(&self.pending) {
+            // Best effort: a torn line is harmless to readers, but lines appended after it would
+            // be lost to them.
+            let _ = self.file.set_len(self.len);
+            let _ = std::io::Seek::seek(&mut self.file, std::io::SeekFrom::Start(self.len));
+            return Err(e);
+        }
+        self.len += self.pending.len() as u64;
+        self.pending.clear();
+        self.pending_lines = 0;
+        self.oldest = None;
+        Ok(())
+    }
+
+    /// Writes the waiting lines and fsyncs the journal.
+    pub fn sync(&mut self) -> std::io::Result<()> {
+        self.write_pending()?;
+        self.file.sync_data()
+    }
+}
+
+/// The reading side: whole, parseable lines from the start, with their byte offsets.
+#[derive(Debug)]
+pub(super) struct JournalReader {
+    reader: BufReader<File>,
+    pos: u64,
+    line: Vec<u8>,
+}
+
+impl JournalReader {
+    /// Reads `file` from its start.
+    pub fn new(file: File) -> JournalReader {
+        JournalReader { reader: BufReader::with_capacity(1 << 20, file), pos: 0, line: Vec::new() }
+    }
+
+    /// The next line and the offset it starts at; `None` at the end or at the first line that is
+    /// torn (no newline), too long or unparseable. [`JournalReader::valid_len`] then says where
+    /// the good part of the journal ends.
+    pub fn next_line(&mut self) -> std::io::Result<Option<(Line, u64)>> {
+        self.line.clear();
+        let n = (&mut self.reader).take(MAX_LINE).read_until(b'\n', &mut self.line)?;
+        if n == 0 || self.line.last() != Some(&b'\n') {
+            return Ok(None);
+        }
+        let Ok(line) = serde_json::from_slice::<Line>(&self.line) else {
+            return Ok(None);
+        };
+        let start = self.pos;
+        self.pos += n as u64;
+        Ok(Some((line, start)))
+    }
+
+    /// Bytes of whole, parsed lines read so far.
+    pub fn valid_len(&self) -> u64 {
+        self.pos
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> JournalEntry {
+        JournalEntry {
+            data_path: "projects/p/images/a.jpg".into(),
+            offset: 120,
+            compressed_size: 10,
+            size: 10,
+            crc32: 0xdead_beef,
+            sha256: [7; 32],
+            compression: Compression::Stored,
+            zip64: false,
+        }
+    }
+
+    #[test]
+    fn add_lines_round_trip() {
+        let line = Line::add(&entry(), false);
+        let mut bytes = Vec::new();
+        line.render(&mut bytes);
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(text.starts_with(r#"{"op":"add","path":"projects/p/images/a.jpg","offset":120"#), "{text}");
+        let parsed: Line = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(parsed.entry(), Some((entry(), false)));
+    }
+
+    #[test]
+    fn reading_stops_at_a_torn_or_garbled_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let mut j = JournalWriter::create(&path, "bag", "fp").unwrap();
+        j.push(&Line::add(&entry(), false));
+        j.push(&Line::Checkpoint);
+        j.write_pending().unwrap();
+        let whole = std::fs::metadata(&path).unwrap().len();
+        for tail in [&b"{\"op\":\"add\",\"pa"[..], b"\0\0\0\0\n{\"op\":\"checkpoint\"}\n"] {
+            let mut bytes = std::fs::read(&path).unwrap();
+            bytes.truncate(whole as usize);
+            bytes.extend_from_slice(tail);
+            std::fs::write(&path, &bytes).unwrap();
+            let mut r = JournalReader::new(File::open(&path).unwrap());
+            let mut lines = Vec::new();
+            while let Some((line, _)) = r.next_line().unwrap() {
+                lines.push(line);
+            }
+            assert_eq!(lines.len(), 3);
+            assert_eq!(lines[2], Line::Checkpoint);
+            assert_eq!(r.valid_len(), whole);
+        }
+    }
+}

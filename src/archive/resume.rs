@@ -1,0 +1,217 @@
+//! Resuming a partial archive from its journal: replay the journal's whole lines, check each
+//! journaled entry's local header against it (and, past the last checkpoint, its data's CRC-32
+//! and SHA-256 too, since only checkpointed data is known to be on disk), stop at the first that
+//! disagrees, cut the file and the journal there, and continue appending.
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+
+use flate2::read::DeflateDecoder;
+use sha2::{Digest, Sha256};
+
+use super::bagit::BAGIT_TXT_NAME;
+use super::journal::{JournalEntry, JournalReader, JournalWriter, Line, JOURNAL_FORMAT};
+use super::reader::RangeRead;
+use super::writer::{check_bag_name, journal_path, lock, BagWriter, Keyed};
+use super::zipdir::{read_local_header, Compression};
+use super::zipwrite::local_header_len;
+use super::Error;
+
+impl BagWriter {
+    /// Reopens the partial archive `partial` and its journal, written by [`BagWriter::create`]
+    /// for the same `bag_name` and `fingerprint` (else [`Error::Resume`]), and continues it.
+    /// Returns the writer and every payload entry the partial file holds intact (not forgotten),
+    /// in file order. A torn last journal line is dropped; entries from the first one that
+    /// disagrees with the file on are dropped too, and the file is cut after the last good one.
+    pub fn resume(partial: &Path, bag_name: &str, fingerprint: &str) -> Result<(BagWriter, Vec<JournalEntry>), Error> {
+        check_bag_name(bag_name)?;
+        let io = |source| Error::Io { path: partial.to_path_buf(), source };
+        let file = OpenOptions::new().read(true).write(true).open(partial).map_err(io)?;
+        lock(&file, partial)?;
+        let len = file.metadata().map_err(io)?.len();
+        let jpath = journal_path(partial);
+        let refuse = |reason: String| Error::Resume { path: partial.to_path_buf(), reason };
+        let jio = |source| Error::Io { path: jpath.clone(), source };
+        let mut jfile = match OpenOptions::new().read(true).write(true).open(&jpath) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(refuse(format!("its journal {} is missing", jpath.display())));
+            }
+            Err(e) => return Err(jio(e)),
+        };
+
+        // Pass 1: the header, and where the last checkpoint is.
+        let mut reader = JournalReader::new(jfile.try_clone().map_err(jio)?);
+        let begin_len = match reader.next_line().map_err(jio)? {
+            Some((Line::Begin { format, bag, fingerprint: found }, _)) => {
+                if format != JOURNAL_FORMAT {
+                    return Err(refuse(format!("its journal is in format {format:?}, not {JOURNAL_FORMAT:?}")));
+                }
+                if bag != bag_name {
+                    return Err(refuse(format!("it holds bag {bag:?}, not {bag_name:?}")));
+                }
+                if found != fingerprint {
+                    return Err(refuse(format!(
+                        "it was started for a different job (fingerprint {found:?}, this one is {fingerprint:?})"
+                    )));
+                }
+                reader.valid_len()
+            }
+            _ => return Err(refuse(format!("its journal {} has no valid first line", jpath.display()))),
+        };
+        let mut last_checkpoint = begin_len;
+        while let Some((line, start)) = reader.next_line().map_err(jio)? {
+            if line == Line::Checkpoint {
+                last_checkpoint = start;
+            }
+        }
+
+        // Pass 2: replay, checking every entry against the file.
+        jfile.seek(SeekFrom::Start(0)).map_err(jio)?;
+        let mut reader = JournalReader::new(jfile.try_clone().map_err(jio)?);
+        reader.next_line().map_err(jio)?;
+        let mut replay = Replay { file: &file, len, bag_name, end: 0, entries: HashSet::new(), tags: Vec::new() };
+        let cut = loop {
+            let Some((line, start)) = reader.next_line().map_err(jio)? else {
+                break reader.valid_len();
+            };
+            let ok = match &line {
+                Line::Begin { .. } => Err("a second begin line".to_string()),
+                Line::Add { .. } => match line.entry() {
+                    Some((entry, tag)) => replay.add(entry, tag, start > last_checkpoint),
+                    None => Err("a malformed add line".to_string()),
+                },
+                Line::Forget { path } => {
+                    replay.entries.remove(path.as_str());
+                    Ok(())
+                }
+                Line::Checkpoint => Ok(()),
+            };
+            if let Err(why) = ok {
+                tracing::info!(partial = %partial.display(), "resuming before journal line at byte {start}: {why}");
+                break start;
+            }
+        };
+
+        let Replay { end, entries, tags, .. } = replay;
+        let fresh = tags.is_empty();
+        let (end, cut) = if fresh { (0, begin_len) } else { (end, cut) };
+        file.set_len(end).map_err(io)?;
+        let mut file = file;
+        file.seek(SeekFrom::Start(end)).map_err(io)?;
+        jfile.set_len(cut).map_err(jio)?;
+        jfile.seek(SeekFrom::Start(cut)).map_err(jio)?;
+        let journal = JournalWriter::append(jfile, &jpath, cut);
+        let mut writer = BagWriter::assemble(file, end, partial.to_path_buf(), bag_name, Some(journal));
+        let mut found: Vec<JournalEntry>;
+        if fresh {
+            found = Vec::new();
+            writer.write_bagit()?;
+        } else {
+            found = entries.iter().map(|k| k.0.clone()).collect();
+            found.sort_unstable_by_key(|e| e.offset);
+            writer.entries = entries;
+            writer.tags = tags;
+        }
+        writer.checkpoint()?;
+        Ok((writer, found))
+    }
+}
+
+/// The state rebuilt from the journal so far.
+struct Replay<'a> {
+    file: &'a File,
+    len: u64,
+    bag_name: &'a str,
+    /// Where the last good entry ends.
+    end: u64,
+    entries: HashSet<Keyed>,
+    tags: Vec<JournalEntry>,
+}
+
+impl Replay<'_> {
+    /// Checks one journaled entry against the file; `deep` also re-reads its data.
+    fn add(&mut self, e: JournalEntry, tag: bool, deep: bool) -> Result<(), String> {
+        let name = if tag {
+            if e.data_path != BAGIT_TXT_NAME || !self.tags.is_empty() {
+                return Err(format!("unexpected tag entry {:?}", e.data_path));
+            }
+            format!("{}/{}", self.bag_name, e.data_path)
+        } else {
+            if self.tags.is_empty() {
+                return Err("payload before bagit.txt".into());
+            }
+            if self.entries.contains(e.data_path.as_str()) {
+                return Err(format!("data/{} journaled twice", e.data_path));
+            }
+            format!("{}/data/{}", self.bag_name, e.data_path)
+        };
+        if e.offset != self.end {
+            return Err(format!("{name} at offset {} where {} was expected", e.offset, self.end));
+        }
+        let (local, data_offset) = read_local_header(self.file, e.offset, self.len)?;
+        let agrees = local.raw_name == name.as_bytes()
+            && local.flags & 0x9 == 0
+            && local.compression == e.compression
+            && local.crc32 == e.crc32
+            && local.compressed_size == e.compressed_size
+            && local.size == e.size
+            && data_offset == e.offset + local_header_len(name.len(), e.zip64);
+        if !agrees {
+            return Err(format!("the local header of {name} disagrees with the journal"));
+        }
+        let end = data_offset.checked_add(e.compressed_size).filter(|&end| end <= self.len);
+        let end = end.ok_or_else(|| format!("the data of {name} runs past the end of the file"))?;
+        if deep {
+            let (crc, sha, size) = data_digest(self.file, data_offset, &e).map_err(|err| format!("{name}: {err}"))?;
+            if (crc, sha, size) != (e.crc32, e.sha256, e.size) {
+                return Err(format!("the data of {name} is not what the journal says"));
+            }
+        }
+        self.end = end;
+        if tag {
+            self.tags.push(e);
+        } else {
+            self.entries.insert(Keyed(e));
+        }
+        Ok(())
+    }
+}
+
+/// CRC-32, SHA-256 and size of an entry's content read back from `file`.
+fn data_digest(file: &File, data_offset: u64, e: &JournalEntry) -> std::io::Result<(u32, [u8; 32], u64)> {
+    let raw = RangeRead::new(file, data_offset, e.compressed_size);
+    let mut buf = vec![0u8; 64 << 10];
+    match e.compression {
+        Compression::Stored => hash_stream(&mut { raw }, e.size, &mut buf),
+        _ => hash_stream(&mut DeflateDecoder::new(raw), e.size, &mut buf),
+    }
+}
+
+/// Hashes what `read` yields, failing once it goes past `declared` bytes (so a lying or hostile
+/// deflate stream costs at most one buffer more). Returns CRC-32, SHA-256 and size.
+pub(super) fn hash_stream(read: &mut dyn Read, declared: u64, buf: &mut [u8]) -> std::io::Result<(u32, [u8; 32], u64)> {
+    let mut sha = Sha256::new();
+    let mut crc = crc32fast::Hasher::new();
+    let mut size = 0u64;
+    loop {
+        let n = match read.read(buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        size += n as u64;
+        if size > declared {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("more than the declared {declared} bytes"),
+            ));
+        }
+        sha.update(&buf[..n]);
+        crc.update(&buf[..n]);
+    }
+    Ok((crc.finalize(), sha.finalize().into(), size))
+}

@@ -1,0 +1,362 @@
+//! The zip encoding the writer needs and nothing more: local headers (sizes and CRC-32 known up
+//! front, or reserved as ZIP64 fields and patched in place), central directory records, the end
+//! records (ZIP64 when needed), and [`Out`], one large sequential write buffer over the archive
+//! file that knows its offset, can patch bytes it already wrote and can roll back a failed entry.
+//!
+//! No data descriptors (bit 3) are ever written: every local header carries the entry's real
+//! sizes and CRC-32, so a partial archive can be checked and resumed from its local headers.
+
+use std::fs::File;
+use std::io::{Seek, SeekFrom, Write};
+
+/// Local file header signature.
+const LOCAL_SIG: u32 = 0x0403_4b50;
+/// Central directory header signature.
+const CENTRAL_SIG: u32 = 0x0201_4b50;
+const EOCD_SIG: u32 = 0x0605_4b50;
+const ZIP64_EOCD_SIG: u32 = 0x0606_4b50;
+const ZIP64_LOCATOR_SIG: u32 = 0x0706_4b50;
+/// Bit 11: names are UTF-8.
+const FLAG_UTF8: u16 = 1 << 11;
+/// MS-DOS date of 1980-01-01 (the earliest a zip can say), time 00:00: output is deterministic.
+const DOS_DATE: u16 = (1 << 5) | 1;
+const DOS_TIME: u16 = 0;
+/// Version made by: Unix (3), spec 4.5, so external attributes carry a Unix mode.
+const MADE_BY: u16 = (3 << 8) | 45;
+/// Regular file, mode 0644, in the high half of the external attributes.
+const EXTERNAL_ATTRS: u32 = 0o100644 << 16;
+/// A 32-bit field that says "see the ZIP64 extra field".
+const MARK32: u32 = 0xFFFF_FFFF;
+/// Size of the fixed part of a local header.
+pub(super) const LOCAL_FIXED: u64 = 30;
+/// Size of a local header's ZIP64 extra field (header + both sizes).
+const LOCAL_ZIP64_EXTRA: u16 = 20;
+/// Offset of the CRC-32 inside a local header.
+const LOCAL_CRC_AT: u64 = 14;
+
+/// Compression method numbers.
+pub(super) const STORED: u16 = 0;
+/// Compression method numbers.
+pub(super) const DEFLATED: u16 = 8;
+
+/// Where ZIP64 starts. The real limits are the format's; tests lower them to exercise ZIP64
+/// without writing 4 GiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Zip64Limits {
+    /// Sizes and offsets at or above this need ZIP64 fields.
+    pub size: u64,
+    /// Entry counts at or above this need the ZIP64 end record.
+    pub count: u64,
+}
+
+impl Default for Zip64Limits {
+    fn default() -> Zip64Limits {
+        Zip64Limits { size: MARK32 as u64, count: 0xFFFF }
+    }
+}
+
+/// What a header says about one entry.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Header {
+    pub method: u16,
+    pub crc32: u32,
+    pub compressed_size: u64,
+    pub size: u64,
+    /// The local header carries a ZIP64 extra field with both sizes.
+    pub zip64: bool,
+}
+
+/// The length of a local header for a name of `name_len` bytes.
+pub(super) fn local_header_len(name_len: usize, zip64: bool) -> u64 {
+    LOCAL_FIXED + name_len as u64 + if zip64 { LOCAL_ZIP64_EXTRA as u64 } else { 0 }
+}
+
+/// Appends a local header to `out`.
+pub(super) fn local_header(out: &mut Vec<u8>, name: &[u8], h: &Header) {
+    put32(out, LOCAL_SIG);
+    put16(out, if h.zip64 { 45 } else { 20 });
+    put16(out, FLAG_UTF8);
+    put16(out, h.method);
+    put16(out, DOS_TIME);
+    put16(out, DOS_DATE);
+    put32(out, h.crc32);
+    if h.zip64 {
+        put32(out, MARK32);
+        put32(out, MARK32);
+    } else {
+        put32(out, h.compressed_size as u32);
+        put32(out, h.size as u32);
+    }
+    put16(out, name.len() as u16);
+    put16(out, if h.zip64 { LOCAL_ZIP64_EXTRA } else { 0 });
+    out.extend_from_slice(name);
+    if h.zip64 {
+        put16(out, 0x0001);
+        put16(out, 16);
+        put64(out, h.size);
+        put64(out, h.compressed_size);
+    }
+}
+
+/// The patch that completes a ZIP64 local header written with placeholder CRC and sizes:
+/// `(offset inside the header, bytes)` pairs.
+pub(super) fn local_header_patch(name_len: usize, crc32: u32, compressed: u64, size: u64) -> [(u64, Vec<u8>); 2] {
+    let mut sizes = Vec::with_capacity(16);
+    put64(&mut sizes, size);
+    put64(&mut sizes, compressed);
+    [(LOCAL_CRC_AT, crc32.to_le_bytes().to_vec()), (LOCAL_FIXED + name_len as u64 + 4, sizes)]
+}
+
+/// Appends a central directory record to `out`. Sizes go to ZIP64 exactly when the local
+/// header had them there (readers compare the two); the offset when it reaches the limit.
+pub(super) fn central_header(out: &mut Vec<u8>, name: &[u8], h: &Header, offset: u64, limits: &Zip64Limits) {
+    let big_offset = offset >= limits.size;
+    let mut extra = Vec::new();
+    if h.zip64 {
+        put64(&mut extra, h.size);
+        put64(&mut extra, h.compressed_size);
+    }
+    if big_offset {
+        put64(&mut extra, offset);
+    }
+    put32(out, CENTRAL_SIG);
+    put16(out, MADE_BY);
+    put16(out, if h.zip64 || big_offset { 45 } else { 20 });
+    put16(out, FLAG_UTF8);
+    put16(out, h.method);
+    put16(out, DOS_TIME);
+    put16(out, DOS_DATE);
+    put32(out, h.crc32);
+    put32(out, if h.zip64 { MARK32 } else { h.compressed_size as u32 });
+    put32(out, if h.zip64 { MARK32 } else { h.size as u32 });
+    put16(out, name.len() as u16);
+    put16(out, if extra.is_empty() { 0 } else { extra.len() as u16 + 4 });
+    put16(out, 0); // comment length
+    put16(out, 0); // disk number
+    put16(out, 0); // internal attributes
+    put32(out, EXTERNAL_ATTRS);
+    put32(out, if big_offset { MARK32 } else { offset as u32 });
+    out.extend_from_slice(name);
+    if !extra.is_empty() {
+        put16(out, 0x0001);
+        put16(out, extra.len() as u16);
+        out.extend_from_slice(&extra);
+    }
+}
+
+/// Appends the end records for `count` entries whose directory of `cd_size` bytes starts at
+/// `cd_offset`: the ZIP64 end record and locator first when any value needs them.
+pub(super) fn end_records(out: &mut Vec<u8>, count: u64, cd_offset: u64, cd_size: u64, limits: &Zip64Limits) {
+    let zip64 = count >= limits.count || cd_offset >= limits.size || cd_size >= limits.size;
+    if zip64 {
+        let z_offset = cd_offset + cd_size;
+        put32(out, ZIP64_EOCD_SIG);
+        put64(out, 44); // size of the rest of this record
+        put16(out, MADE_BY);
+        put16(out, 45);
+        put32(out, 0); // this disk
+        put32(out, 0); // disk with the directory
+        put64(out, count);
+        put64(out, count);
+        put64(out, cd_size);
+        put64(out, cd_offset);
+        put32(out, ZIP64_LOCATOR_SIG);
+        put32(out, 0);
+        put64(out, z_offset);
+        put32(out, 1); // total disks
+    }
+    put32(out, EOCD_SIG);
+    put16(out, 0);
+    put16(out, 0);
+    let count16 = if zip64 { 0xFFFF } else { count as u16 };
+    put16(out, count16);
+    put16(out, count16);
+    put32(out, if zip64 { MARK32 } else { cd_size as u32 });
+    put32(out, if zip64 { MARK32 } else { cd_offset as u32 });
+    put16(out, 0); // comment length
+}
+
+fn put16(out: &mut Vec<u8>, v: u16) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+fn put32(out: &mut Vec<u8>, v: u32) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+fn put64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+/// The archive file behind one large buffer. `flushed` is exactly how many bytes the file holds
+/// (partial writes are accounted), so a failed entry can always be rolled back and the journal
+/// never gets ahead of the data.
+#[derive(Debug)]
+pub(super) struct Out {
+    file: File,
+    buf: Vec<u8>,
+    cap: usize,
+    flushed: u64,
+}
+
+impl Out {
+    /// Writes into `file` from `at` on (the file's cursor must be there).
+    pub fn new(file: File, at: u64, capacity: usize) -> Out {
+        Out { file, buf: Vec::with_capacity(capacity), cap: capacity, flushed: at }
+    }
+
+    /// The offset the next byte goes to.
+    pub fn pos(&self) -> u64 {
+        self.flushed + self.buf.len() as u64
+    }
+
+    /// The file.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Appends bytes; large ones bypass the buffer once it is emptied.
+    pub fn put(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if self.buf.len() + bytes.len() <= self.cap {
+            self.buf.extend_from_slice(bytes);
+            return Ok(());
+        }
+        self.flush_buffer()?;
+        if bytes.len() >= self.cap / 2 {
+            let mut done = 0;
+            let result = write_counted(&mut self.file, bytes, &mut done);
+            self.flushed += done as u64;
+            result
+        } else {
+            self.buf.extend_from_slice(bytes);
+            Ok(())
+        }
+    }
+
+    /// Hands the buffer to the OS.
+    pub fn flush_buffer(&mut self) -> std::io::Result<()> {
+        let mut done = 0;
+        let result = write_counted(&mut self.file, &self.buf, &mut done);
+        self.buf.drain(..done);
+        self.flushed += done as u64;
+        result
+    }
+
+    /// Overwrites bytes at `at` (already written, in the buffer or the file).
+    pub fn patch(&mut self, at: u64, bytes: &[u8]) -> std::io::Result<()> {
+        let end = at + bytes.len() as u64;
+        assert!(end <= self.pos(), "patch past the end");
+        let mut file_part = bytes;
+        if end > self.flushed {
+            let split = self.flushed.saturating_sub(at) as usize;
+            let start = (at.max(self.flushed) - self.flushed) as usize;
+            self.buf[start..start + bytes.len() - split].copy_from_slice(&bytes[split..]);
+            file_part = &bytes[..split];
+        }
+        if !file_part.is_empty() {
+            write_all_at(&self.file, file_part, at)?;
+        }
+        Ok(())
+    }
+
+    /// Forgets everything from `to` on: from the buffer, and from the file if it got there.
+    pub fn rollback(&mut self, to: u64) -> std::io::Result<()> {
+        if to >= self.flushed {
+            self.buf.truncate((to - self.flushed) as usize);
+            return Ok(());
+        }
+        self.buf.clear();
+        self.file.set_len(to)?;
+        self.file.seek(SeekFrom::Start(to))?;
+        self.flushed = to;
+        Ok(())
+    }
+
+    /// Flushes the buffer and makes the file's data durable.
+    pub fn sync(&mut self) -> std::io::Result<()> {
+        self.flush_buffer()?;
+        self.file.sync_data()
+    }
+}
+
+impl Write for Out {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.put(bytes)?;
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `write_all`, counting in `done` what reached the file even when it fails part way.
+fn write_counted(file: &mut File, bytes: &[u8], done: &mut usize) -> std::io::Result<()> {
+    while *done < bytes.len() {
+        match file.write(&bytes[*done..]) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => *done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn write_all_at(file: &File, bytes: &[u8], at: u64) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::write_all_at(file, bytes, at)
+    }
+    #[cfg(windows)]
+    {
+        let mut done = 0;
+        while done < bytes.len() {
+            let n = std::os::windows::fs::FileExt::seek_write(file, &bytes[done..], at + done as u64)?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patches_reach_both_the_file_and_the_buffer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        let mut out = Out::new(File::create(&path).unwrap(), 0, 16);
+        out.put(b"abcdef").unwrap();
+        out.put(b"ghijklmnopq").unwrap(); // flushes "abcdef", then bypasses the buffer
+        out.put(b"rs").unwrap(); // buffered
+        assert_eq!(std::fs::read(&path).unwrap(), b"abcdefghijklmnopq");
+        out.patch(15, b"XYZ").unwrap(); // two bytes in the file, one in the buffer
+        out.put(b"0123456789").unwrap();
+        out.rollback(21).unwrap(); // inside the buffer
+        out.put(b"!").unwrap();
+        out.flush_buffer().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"abcdefghijklmnoXYZs01!");
+        out.rollback(10).unwrap(); // inside the file
+        out.put(b"#").unwrap();
+        out.flush_buffer().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"abcdefghij#");
+        assert_eq!(out.pos(), 11);
+    }
+
+    #[test]
+    fn local_header_patch_targets_crc_and_zip64_sizes() {
+        let h = Header { method: DEFLATED, crc32: 0, compressed_size: 0, size: 0, zip64: true };
+        let mut bytes = Vec::new();
+        local_header(&mut bytes, b"name", &h);
+        assert_eq!(bytes.len() as u64, local_header_len(4, true));
+        for (at, patch) in local_header_patch(4, 0xAABBCCDD, 7, 9) {
+            bytes[at as usize..at as usize + patch.len()].copy_from_slice(&patch);
+        }
+        let mut want = Vec::new();
+        local_header(&mut want, b"name", &Header { crc32: 0xAABBCCDD, compressed_size: 7, size: 9, ..h });
+        assert_eq!(bytes, want);
+    }
+}
