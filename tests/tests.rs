@@ -7,5 +7,6 @@ mod delete;
 mod emulator;
 mod export;
 mod faults;
+mod resume;
 mod spec_examples;
 mod verify;

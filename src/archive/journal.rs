@@ -20,10 +20,12 @@ use super::zipwrite::{DEFLATED, STORED};
 
 /// The journal format this code writes and reads.
 pub const JOURNAL_FORMAT: &str = "cvarchive-journal/1";
-/// Journal lines are written once this many are waiting ...
-const BATCH_LINES: usize = 64;
+/// Journal lines are written once this many are waiting ... (each batch costs a flush of the
+/// archive's buffer and one journal write; what a `kill -9` loses is at most one batch plus the
+/// downloads in flight, so batches stay small)
+const BATCH_LINES: usize = 8;
 /// ... or once the oldest waiting line is this old.
-const BATCH_AGE: Duration = Duration::from_secs(1);
+const BATCH_AGE: Duration = Duration::from_millis(200);
 /// A longer line is damage, not a line we wrote.
 const MAX_LINE: u64 = 1 << 20;
 
@@ -173,9 +175,10 @@ impl JournalWriter {
         self.oldest.get_or_insert_with(Instant::now);
     }
 
-    /// Whether the waiting lines should be written now.
-    pub fn due(&self) -> bool {
-        self.pending_lines >= BATCH_LINES || self.oldest.is_some_and(|t| t.elapsed() >= BATCH_AGE)
+    /// Whether the lines will be due once one more is pushed: the archive's buffer must then be
+    /// flushed before that line is pushed, since the lines are written right after.
+    pub fn due_after_one(&self) -> bool {
+        self.pending_lines + 1 >= BATCH_LINES || self.oldest.is_some_and(|t| t.elapsed() >= BATCH_AGE)
     }
 
     /// Writes the waiting lines. Call only once the zip bytes they describe are written. On

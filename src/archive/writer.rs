@@ -440,9 +440,10 @@ impl BagWriter {
 
     /// Records a written payload entry, and writes the journal when a batch is due (data first).
     pub(super) fn commit(&mut self, data_path: &str, offset: u64, h: &Header, sha256: [u8; 32]) -> Result<(), Error> {
-        if self.journal.as_ref().is_some_and(|j| j.due()) {
-            // The data must reach the OS before the lines naming it; if it cannot, the entry is
-            // rolled back and not recorded.
+        // Decided once: when the batch is due, the data must reach the OS before the lines
+        // naming it; if it cannot, the entry is rolled back and not recorded.
+        let due = self.journal.as_ref().is_some_and(|j| j.due_after_one());
+        if due {
             if let Err(e) = self.out.flush_buffer() {
                 return Err(self.fail(offset, e));
             }
@@ -452,8 +453,8 @@ impl BagWriter {
             j.push(&Line::add(&entry, false));
         }
         self.entries.insert(Keyed(entry));
-        if let Some(j) = &mut self.journal {
-            if j.due() {
+        if due {
+            if let Some(j) = &mut self.journal {
                 j.write_pending().map_err(|source| Error::Io { path: j.path().to_path_buf(), source })?;
             }
         }

@@ -51,6 +51,10 @@ pub struct ExportArgs {
     /// Replace an existing archive at --out.
     #[arg(long)]
     force: bool,
+    /// Discard the partial archive an interrupted export left (by default the same command
+    /// continues it).
+    #[arg(long)]
+    fresh: bool,
     /// Export the bundled demo account from an emulator started in-process.
     #[arg(long, conflicts_with_all = ["endpoint", "key_file"])]
     demo: bool,
@@ -92,6 +96,7 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<Exit> {
         include_models: args.include_models,
         predictions: !args.no_predictions,
         force: args.force,
+        fresh: args.fresh,
         ..ExportOptions::new(&args.out)
     };
     let cancel = common::cancel_on_signals();

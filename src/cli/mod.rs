@@ -77,7 +77,7 @@ pub fn main() -> ExitCode {
             if is_broken_pipe(&err) {
                 return Exit::Done.into();
             }
-            eprintln!("cvarchive: {err:#}");
+            eprintln!("cvarchive: {}", describe(&err));
             Exit::Error.into()
         }
     }
@@ -92,6 +92,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Inspect(args) => inspect::run(args).await,
         Command::Emulator(args) => emulator::run(args).await,
     }
+}
+
+/// The error and its causes, each said once (many errors already quote their cause).
+fn describe(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&more);
+        }
+    }
+    text
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {

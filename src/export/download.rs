@@ -28,6 +28,8 @@ pub struct Listed {
     pub tagged: bool,
     /// Set when a link refresh found the image deleted.
     pub gone: bool,
+    /// The archive entry an earlier, interrupted run already wrote for it.
+    pub kept: Option<crate::archive::JournalEntry>,
 }
 
 type ListedResult = Result<Listed, api::Error>;
@@ -43,7 +45,7 @@ pub async fn freshen(
     tx: mpsc::Sender<ListedResult>,
 ) {
     while let Some(first) = rx.recv().await {
-        let needs = matches!(&first, Ok(l) if expires_within(l.image.original_image_uri.as_deref(), EXPIRY_MARGIN));
+        let needs = matches!(&first, Ok(l) if l.kept.is_none() && expires_within(l.image.original_image_uri.as_deref(), EXPIRY_MARGIN));
         if !needs {
             if tx.send(first).await.is_err() {
                 return;
@@ -57,11 +59,12 @@ pub async fn freshen(
                 Err(_) => break,
             }
         }
-        let ids: Vec<Uuid> = batch.iter().filter_map(|l| l.as_ref().ok().map(|l| l.image.id)).collect();
+        let ids: Vec<Uuid> =
+            batch.iter().filter_map(|l| l.as_ref().ok().filter(|l| l.kept.is_none()).map(|l| l.image.id)).collect();
         if let Ok(fresh) = client.get_images_by_ids(project, &ids).await {
             let links: HashMap<Uuid, Option<String>> =
                 fresh.into_iter().map(|i| (i.id, i.original_image_uri)).collect();
-            for listed in batch.iter_mut().flatten() {
+            for listed in batch.iter_mut().flatten().filter(|l| l.kept.is_none()) {
                 match links.get(&listed.image.id) {
                     Some(Some(uri)) => {
                         listed.image.original_image_uri = Some(uri.clone());

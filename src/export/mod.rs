@@ -6,6 +6,7 @@
 mod download;
 mod project;
 pub mod record;
+mod resume;
 mod sink;
 mod spool;
 
@@ -19,7 +20,7 @@ use uuid::Uuid;
 
 use crate::api::model::Project;
 use crate::api::{self, Client, RetryKind};
-use crate::archive::{layout, BagInfo};
+use crate::archive::{self, layout, BagInfo, BagSummary, BagWriter, JournalEntry};
 use crate::progress::{Event, Progress};
 use record::{AccountRecord, Missing, OptionsRecord, ProjectRecord, SourceRecord, ToolRecord};
 pub use sink::SinkError;
@@ -42,6 +43,8 @@ pub struct ExportOptions {
     pub predictions: bool,
     /// Replace an existing file at `out`.
     pub force: bool,
+    /// Discard a partial archive left by an interrupted export instead of resuming it.
+    pub fresh: bool,
     /// The largest image accepted (the service's limit is 6 MB).
     pub max_image_bytes: u64,
     /// The largest model package accepted.
@@ -58,6 +61,7 @@ impl ExportOptions {
             include_models: false,
             predictions: true,
             force: false,
+            fresh: false,
             max_image_bytes: 64 << 20,
             max_model_bytes: 8 << 30,
         }
@@ -118,14 +122,27 @@ pub enum Error {
     #[error("cannot write a temporary file beside the archive: {0}")]
     Spool(std::io::Error),
     /// Ctrl-C or SIGTERM.
-    #[error("interrupted; nothing was written at the target")]
+    #[error("interrupted")]
     Interrupted,
+    /// The export stopped after it began writing; what it wrote is kept for the next run.
+    #[error("{}\n  nothing was written at the target; what was archived so far is kept in {}: run the same command again to resume", chain(cause.as_ref()), partial.display())]
+    Resumable { partial: PathBuf, cause: Box<Error> },
+    /// A partial archive is there that this export cannot continue.
+    #[error("cannot resume {}: {reason}; run the same command as before, or pass --fresh to discard it and start over", path.display())]
+    CannotResume { path: PathBuf, reason: String },
+    /// Another export is writing the same archive.
+    #[error("another cvarchive export is writing {} right now", .0.display())]
+    Busy(PathBuf),
     /// A bug.
     #[error("internal error: {0}")]
     Internal(String),
 }
 
 /// Exports the account behind `client` into `opts.out`.
+///
+/// The archive is written to `<out>.partial` (with its journal beside it) and renamed to `out`
+/// only when complete. If the export stops (Ctrl-C, an error, `kill -9`), running it again with
+/// the same options continues from what the partial archive holds; `opts.fresh` discards it.
 pub async fn export(
     client: &Client,
     opts: &ExportOptions,
@@ -141,25 +158,90 @@ pub async fn export(
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let output_error = |source| Error::Output { path: dir.clone(), source };
-    let temp = tempfile::Builder::new()
-        .prefix(".cvarchive-")
-        .suffix(".zip.partial")
-        .tempfile_in(&dir)
-        .map_err(output_error)?;
-    let file = temp.as_file().try_clone().map_err(output_error)?;
-
+    let partial = partial_path(&opts.out);
     let projects = resolve_projects(client, &opts.projects).await?;
     progress.event(Event::Started { projects: projects.len() });
 
-    let capacity = opts.concurrency.max(1) * 2;
-    let mut sink = sink::Sink::start(file, &layout::bag_name_for(&opts.out), capacity, opts.out.clone())?;
-    let ctx = project::Ctx { client, opts, progress, cancel, spool_dir: &dir };
+    let (writer, kept) =
+        open_writer(&partial, &layout::bag_name_for(&opts.out), &fingerprint(client, opts), opts.fresh)?;
+    if !kept.is_empty() {
+        progress.event(Event::Warning {
+            message: format!(
+                "resuming: {} files kept from the interrupted export in {}",
+                kept.len(),
+                partial.display()
+            ),
+        });
+    }
+    let sink = sink::Sink::start(writer, opts.concurrency.max(1) * 2, opts.out.clone())?;
+    let kept = resume::Kept::new(kept);
+    let result = run(client, opts, progress, cancel, &dir, sink, &kept, projects, started_at).await;
+    let stopped = |cause: Error| Error::Resumable { partial: partial.clone(), cause: Box::new(cause) };
+    let (account, summary) = match result {
+        Ok(done) => done,
+        Err((e, sink)) => {
+            // Keep everything written so far durable and journaled before reporting.
+            if let Some(sink) = sink {
+                sink.abandon().await;
+            }
+            return Err(stopped(e));
+        }
+    };
+    let _ = summary;
+
+    let (sha256, archive_bytes) =
+        hash_file(&partial).await.map_err(|e| stopped(Error::Output { path: partial.clone(), source: e }))?;
+    publish(&partial, &opts.out, opts.force).map_err(stopped)?;
+
+    let mut missing: Vec<Missing> = account.missing.clone();
+    let mut notes = Vec::new();
+    for r in &account.projects {
+        missing.extend(r.missing.iter().cloned());
+        notes.extend(r.notes.iter().map(|n| format!("project {} ({}): {n}", r.name, r.id)));
+    }
+    Ok(ExportSummary {
+        path: opts.out.clone(),
+        sha256,
+        archive_bytes,
+        projects: account.projects.len(),
+        images: account.projects.iter().map(|r| r.archived.tagged + r.archived.untagged).sum(),
+        image_bytes: account.projects.iter().map(|r| r.archived.image_bytes).sum(),
+        predictions: account.projects.iter().map(|r| r.archived.predictions).sum(),
+        models: account.projects.iter().map(|r| r.archived.model_exports).sum(),
+        seconds: started.elapsed().as_secs_f64(),
+        missing,
+        notes,
+        retries: client.stats().snapshot(),
+        complete: account.complete,
+    })
+}
+
+/// The export proper, once the archive is open. On failure it hands the sink back so the caller
+/// can close it cleanly.
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    client: &Client,
+    opts: &ExportOptions,
+    progress: &dyn Progress,
+    cancel: &CancellationToken,
+    dir: &Path,
+    mut sink: sink::Sink,
+    kept: &resume::Kept,
+    projects: Vec<Project>,
+    started_at: chrono::DateTime<chrono::Utc>,
+) -> Result<(AccountRecord, BagSummary), (Error, Option<sink::Sink>)> {
+    // Metadata is read afresh every run; only downloaded blobs carry over.
+    for path in kept.metadata_paths() {
+        if let Err(e) = sink.send(sink::Item::Forget { path }).await {
+            return Err((e.into(), None));
+        }
+    }
+    let ctx = project::Ctx { client, opts, progress, cancel, spool_dir: dir, kept };
     let mut records: Vec<ProjectRecord> = Vec::with_capacity(projects.len());
     let mut account_missing = Vec::new();
     for p in projects {
         if cancel.is_cancelled() {
-            return Err(Error::Interrupted);
+            return Err((Error::Interrupted, Some(sink)));
         }
         let id = p.id;
         match project::export_project(&ctx, &mut sink, p).await {
@@ -169,7 +251,14 @@ pub async fn export(
                 progress.event(Event::Warning { message: format!("project {id}: {reason}") });
                 account_missing.push(Missing { kind: "project".into(), project: id, id, reason });
             }
-            Err(e) => return Err(e),
+            Err(e @ Error::Sink(_)) => return Err((e, None)),
+            Err(e) => return Err((e, Some(sink))),
+        }
+    }
+    // Blobs kept from an earlier run that this run did not meet (deleted since) are left out.
+    for path in kept.unclaimed_paths() {
+        if let Err(e) = sink.send(sink::Item::Forget { path }).await {
+            return Err((e.into(), None));
         }
     }
 
@@ -191,7 +280,12 @@ pub async fn export(
         missing: account_missing,
     };
     let bytes = serde_json::to_vec_pretty(&account).expect("records serialise");
-    sink.send(sink::Item::Deflated { path: layout::account_json().to_owned(), bytes }).await?;
+    if let Err(e) = sink.send(sink::Item::Deflated { path: layout::account_json().to_owned(), bytes }).await {
+        return Err((e.into(), None));
+    }
+    if cancel.is_cancelled() {
+        return Err((Error::Interrupted, Some(sink)));
+    }
     let info = BagInfo {
         source_host: client.host().to_owned(),
         api_version: api::API_VERSION.into(),
@@ -199,35 +293,65 @@ pub async fn export(
         bagging_date: finished_at.date_naive(),
         extra: Vec::new(),
     };
-    if cancel.is_cancelled() {
-        return Err(Error::Interrupted);
+    match sink.finish(info).await {
+        Ok(summary) => Ok((account, summary)),
+        Err(e) => Err((e.into(), None)),
     }
-    sink.finish(info).await?;
+}
 
-    let (sha256, archive_bytes) =
-        hash_file(temp.path()).await.map_err(|e| Error::Output { path: opts.out.clone(), source: e })?;
-    publish(temp, &opts.out, opts.force)?;
-
-    let mut missing: Vec<Missing> = account.missing.clone();
-    let mut notes = Vec::new();
-    for r in &account.projects {
-        missing.extend(r.missing.iter().cloned());
-        notes.extend(r.notes.iter().map(|n| format!("project {} ({}): {n}", r.name, r.id)));
+/// An error and its causes on one line, each cause said once.
+fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
     }
-    Ok(ExportSummary {
-        path: opts.out.clone(),
-        sha256,
-        archive_bytes,
-        projects: account.projects.len(),
-        images: account.projects.iter().map(|r| r.archived.tagged + r.archived.untagged).sum(),
-        image_bytes: account.projects.iter().map(|r| r.archived.image_bytes).sum(),
-        predictions: account.projects.iter().map(|r| r.archived.predictions).sum(),
-        models: account.projects.iter().map(|r| r.archived.model_exports).sum(),
-        seconds: started.elapsed().as_secs_f64(),
-        missing,
-        notes,
-        retries: client.stats().snapshot(),
-        complete,
+    text
+}
+
+/// `<out>.partial`: where the archive is written until it is complete.
+pub fn partial_path(out: &Path) -> PathBuf {
+    let mut name = out.as_os_str().to_owned();
+    name.push(".partial");
+    PathBuf::from(name)
+}
+
+/// What makes two runs the same job: the source, the projects and what is included. A partial
+/// archive is only resumed by the same job.
+fn fingerprint(client: &Client, opts: &ExportOptions) -> String {
+    let mut projects: Vec<String> = opts.projects.iter().map(Uuid::to_string).collect();
+    projects.sort();
+    let projects = if projects.is_empty() { "all".to_owned() } else { projects.join(",") };
+    format!(
+        "{FORMAT} host={} projects={projects} predictions={} models={}",
+        client.host(),
+        opts.predictions,
+        opts.include_models
+    )
+}
+
+/// Opens the partial archive: resumes it when one is there (unless `fresh`), else starts one.
+fn open_writer(
+    partial: &Path,
+    bag_name: &str,
+    fingerprint: &str,
+    fresh: bool,
+) -> Result<(BagWriter, Vec<JournalEntry>), Error> {
+    let exists = partial.exists();
+    let result = if exists && !fresh {
+        BagWriter::resume(partial, bag_name, fingerprint)
+    } else {
+        BagWriter::create(partial, bag_name, fingerprint).map(|w| (w, Vec::new()))
+    };
+    result.map_err(|e| match e {
+        archive::Error::Resume { path, reason } => Error::CannotResume { path, reason },
+        archive::Error::Locked { path } => Error::Busy(path),
+        source => Error::Output { path: partial.to_path_buf(), source: std::io::Error::other(source.to_string()) },
     })
 }
 
@@ -272,20 +396,11 @@ async fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
 }
 
 /// Moves the finished archive to its final name, atomically, and makes the rename durable.
-fn publish(temp: tempfile::NamedTempFile, out: &Path, force: bool) -> Result<(), Error> {
-    let out_error = |e: std::io::Error| Error::Output { path: out.to_path_buf(), source: e };
-    temp.as_file().sync_all().map_err(out_error)?;
-    if force {
-        temp.persist(out).map_err(|e| out_error(e.error))?;
-    } else {
-        temp.persist_noclobber(out).map_err(|e| {
-            if e.error.kind() == std::io::ErrorKind::AlreadyExists {
-                Error::Exists(out.to_path_buf())
-            } else {
-                out_error(e.error)
-            }
-        })?;
+fn publish(partial: &Path, out: &Path, force: bool) -> Result<(), Error> {
+    if out.exists() && !force {
+        return Err(Error::Exists(out.to_path_buf()));
     }
+    std::fs::rename(partial, out).map_err(|e| Error::Output { path: out.to_path_buf(), source: e })?;
     if let Some(dir) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         if let Ok(d) = std::fs::File::open(dir) {
             let _ = d.sync_all();

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use super::download::{fetch_image, freshen, Failure, Listed, Refresher};
 use super::record::{ArchivedCounts, ImageCounts, Missing, ProjectRecord};
+use super::resume::Kept;
 use super::sink::{Item, Sink};
 use super::spool::Spool;
 use super::{Error, ExportOptions};
@@ -33,6 +34,8 @@ pub struct Ctx<'a> {
     pub cancel: &'a CancellationToken,
     /// Where spool files go (beside the archive, so they share its disk).
     pub spool_dir: &'a Path,
+    /// Blobs an interrupted run already archived.
+    pub kept: &'a Kept,
 }
 
 /// Exports one project into the sink and returns its record for `account.json`.
@@ -146,7 +149,14 @@ async fn export_iteration(
     for export in &exports {
         let mut value = serde_json::to_value(crate::api::model::Export { download_uri: None, ..export.clone() })
             .expect("serialise");
-        if ctx.opts.include_models && export.is_done() {
+        let platform = export.platform.as_deref().unwrap_or("model");
+        let prefix = layout::model_file(pid, it, platform, export.flavor.as_deref(), "");
+        let kept = (ctx.opts.include_models && export.is_done()).then(|| ctx.kept.take_model(&prefix)).flatten();
+        if let Some(entry) = kept {
+            annotate(&mut value, &entry.data_path, &entry.sha256, entry.size);
+            record.archived.model_exports += 1;
+            record.archived.model_bytes += entry.size;
+        } else if ctx.opts.include_models && export.is_done() {
             let uri = export.download_uri.as_deref().unwrap_or_default();
             match client.download(pid, uri, ctx.opts.max_model_bytes).await {
                 Ok(blob) => {
@@ -178,7 +188,7 @@ async fn export_iteration(
 /// added), downloads them `concurrency` at a time, and writes `images.jsonl` in listing order.
 async fn export_images(ctx: &Ctx<'_>, sink: &mut Sink, pid: Uuid, record: &mut ProjectRecord) -> Result<(), Error> {
     let (tx, listed_rx) = mpsc::channel::<Result<Listed, api::Error>>(LISTING_AHEAD);
-    let lister = tokio::spawn(list_images(ctx.client.clone(), pid, tx, ctx.cancel.clone()));
+    let lister = tokio::spawn(list_images(ctx.client.clone(), pid, tx, ctx.cancel.clone(), ctx.kept.clone()));
     let (fresh_tx, rx) = mpsc::channel::<Result<Listed, api::Error>>(ctx.opts.concurrency.max(1) * 2);
     let freshener = tokio::spawn(freshen(ctx.client.clone(), pid, listed_rx, fresh_tx));
     let client = ctx.client;
@@ -191,8 +201,11 @@ async fn export_images(ctx: &Ctx<'_>, sink: &mut Sink, pid: Uuid, record: &mut P
             if listed.gone {
                 return Ok((listed, Err(Failure::Gone)));
             }
+            if listed.kept.is_some() {
+                return Ok((listed, Ok(None)));
+            }
             let uri = listed.image.original_image_uri.clone();
-            let result = fetch_image(client, refresher, pid, listed.image.id, uri.as_deref(), max).await;
+            let result = fetch_image(client, refresher, pid, listed.image.id, uri.as_deref(), max).await.map(Some);
             Ok::<_, api::Error>((listed, result))
         })
         .buffer_unordered(ctx.opts.concurrency.max(1));
@@ -209,13 +222,20 @@ async fn export_images(ctx: &Ctx<'_>, sink: &mut Sink, pid: Uuid, record: &mut P
             next = downloads.next() => next,
         };
         let Some(result) = next else { break };
-        let (listed, fetched) = result?;
+        let (mut listed, fetched) = result?;
         match fetched {
             Ok(blob) => {
-                let path = layout::image_file(pid, listed.image.id, layout::sniff_extension(&blob.bytes));
-                let size = blob.bytes.len() as u64;
+                let (path, sha256, size) = match (&blob, listed.kept.take()) {
+                    (_, Some(entry)) => (entry.data_path, entry.sha256, entry.size),
+                    (Some(b), None) => (
+                        layout::image_file(pid, listed.image.id, layout::sniff_extension(&b.bytes)),
+                        b.sha256,
+                        b.bytes.len() as u64,
+                    ),
+                    (None, None) => unreachable!("a listed image is either kept or downloaded"),
+                };
                 let mut value = serde_json::to_value(listed.image.without_uris()).expect("wire types serialise");
-                annotate(&mut value, &path, &blob.sha256, size);
+                annotate(&mut value, &path, &sha256, size);
                 value["taggingStatus"] = Value::from(if listed.tagged { "Tagged" } else { "Untagged" });
                 spool.push(listed.seq, &serde_json::to_vec(&value).expect("serialise")).map_err(Error::Spool)?;
                 if listed.tagged {
@@ -224,7 +244,9 @@ async fn export_images(ctx: &Ctx<'_>, sink: &mut Sink, pid: Uuid, record: &mut P
                     record.archived.untagged += 1;
                 }
                 record.archived.image_bytes += size;
-                sink.send(Item::Stored { path, bytes: blob.bytes, sha256: blob.sha256 }).await?;
+                if let Some(blob) = blob {
+                    sink.send(Item::Stored { path, bytes: blob.bytes, sha256 }).await?;
+                }
                 ctx.progress.event(Event::BlobArchived { bytes: size });
             }
             Err(Failure::Gone) => record.notes.push(format!("image {} was deleted during the export", listed.image.id)),
@@ -251,6 +273,7 @@ async fn list_images(
     pid: Uuid,
     tx: mpsc::Sender<Result<Listed, api::Error>>,
     cancel: CancellationToken,
+    kept: Kept,
 ) -> Result<(), api::Error> {
     let mut seen = HashSet::new();
     let mut seq = 0u64;
@@ -283,7 +306,8 @@ async fn list_images(
                 if !seen.insert(image.id) {
                     continue;
                 }
-                let listed = Listed { seq, image, tagged, gone: false };
+                let kept = kept.take_image(image.id);
+                let listed = Listed { seq, image, tagged, gone: false, kept };
                 seq += 1;
                 if tx.send(Ok(listed)).await.is_err() {
                     return Ok(());
@@ -321,8 +345,13 @@ async fn export_predictions(
     let max = ctx.opts.max_image_bytes;
     let downloads = listed
         .map_ok(|(seq, p)| async move {
+            if let Some(entry) = ctx.kept.take_prediction(p.id) {
+                return Ok((seq, p, Ok(Stored::Kept(entry))));
+            }
             let result = match p.original_image_uri.as_deref() {
-                Some(uri) => client.download(pid, uri, max).await.map_err(|e| Failure::Failed(e.to_string())),
+                Some(uri) => {
+                    client.download(pid, uri, max).await.map(Stored::New).map_err(|e| Failure::Failed(e.to_string()))
+                }
                 None => Err(Failure::NoLink),
             };
             Ok((seq, p, result))
@@ -339,7 +368,12 @@ async fn export_predictions(
         let Some((seq, prediction, fetched)) = next else { break };
         let mut value = serde_json::to_value(prediction.without_uris()).expect("wire types serialise");
         match fetched {
-            Ok(blob) => {
+            Ok(Stored::Kept(entry)) => {
+                annotate(&mut value, &entry.data_path, &entry.sha256, entry.size);
+                record.archived.predictions += 1;
+                record.archived.prediction_bytes += entry.size;
+            }
+            Ok(Stored::New(blob)) => {
                 let path = layout::prediction_file(pid, prediction.id, layout::sniff_extension(&blob.bytes));
                 let size = blob.bytes.len() as u64;
                 annotate(&mut value, &path, &blob.sha256, size);
@@ -361,6 +395,12 @@ async fn export_predictions(
         spool.push(seq, &serde_json::to_vec(&value).expect("serialise")).map_err(Error::Spool)?;
     }
     send_spool(sink, layout::predictions_jsonl(pid), spool).await
+}
+
+/// A prediction image: downloaded now, or kept from an interrupted run.
+enum Stored {
+    New(api::Blob),
+    Kept(crate::archive::JournalEntry),
 }
 
 /// Notes why the counts the service reported differ from what was archived.

@@ -1,7 +1,6 @@
 //! The archive sink: the single owner of the zip writer, a dedicated thread fed through a
 //! bounded channel, so a slow disk slows the downloads instead of filling memory.
 
-use std::fs::File;
 use std::io::Read;
 use std::path::PathBuf;
 
@@ -18,6 +17,9 @@ pub enum Item {
     Deflated { path: String, bytes: Vec<u8> },
     /// Deflated from a reader (spooled JSONL).
     DeflatedReader { path: String, reader: Box<dyn Read + Send> },
+    /// Leave an entry a previous run wrote out of the archive (it is rewritten, or its image was
+    /// deleted since).
+    Forget { path: String },
 }
 
 /// Why the archive could not be written.
@@ -39,12 +41,10 @@ pub struct Sink {
 }
 
 impl Sink {
-    /// Starts the writer thread on `file`; `capacity` items may wait in the queue. `path` is the
-    /// name errors give for the archive.
-    pub fn start(file: File, bag_name: &str, capacity: usize, path: PathBuf) -> Result<Sink, SinkError> {
-        let mut writer = BagWriter::new(file, bag_name)
-            .map_err(|source| SinkError { path: path.clone(), source })?
-            .with_display_path(&path);
+    /// Starts the writer thread on `writer`; `capacity` items may wait in the queue. `path` is
+    /// the name errors give for the archive.
+    pub fn start(writer: BagWriter, capacity: usize, path: PathBuf) -> Result<Sink, SinkError> {
+        let mut writer = writer.with_display_path(&path);
         let (tx, mut rx) = mpsc::channel::<Item>(capacity.max(1));
         let thread = std::thread::Builder::new()
             .name("archive-writer".into())
@@ -54,8 +54,14 @@ impl Sink {
                         Item::Stored { path, bytes, sha256 } => writer.add_stored(&path, &bytes, sha256)?,
                         Item::Deflated { path, bytes } => writer.add_deflated(&path, &bytes)?,
                         Item::DeflatedReader { path, mut reader } => writer.add_deflated_from(&path, &mut reader)?,
+                        Item::Forget { path } => {
+                            writer.forget(&path);
+                        }
                     }
                 }
+                // The queue closed: finishing, or stopping. Either way, make every entry written
+                // so far durable and journaled, so a stopped export resumes from here.
+                writer.checkpoint()?;
                 Ok(writer)
             })
             .map_err(|e| SinkError { path: path.clone(), source: io_error(&path, e) })?;
@@ -86,6 +92,11 @@ impl Sink {
                 source: io_error(&path, std::io::Error::other(e.to_string())),
             })?
             .map_err(|source| SinkError { path, source })
+    }
+
+    /// Stops after the queued items, keeping what was written resumable.
+    pub async fn abandon(mut self) {
+        let _ = self.join().await;
     }
 
     async fn join(&mut self) -> Result<BagWriter, SinkError> {
