@@ -40,6 +40,8 @@ struct Inner {
     account: Mutex<Account>,
     faults: Mutex<Faults>,
     recorder: Recorder,
+    /// The bytes of images uploaded through CreateImagesFromFiles ([`Content::Uploaded`]).
+    uploads: Mutex<Vec<Bytes>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -69,6 +71,7 @@ impl AppState {
                 account: Mutex::new(account),
                 faults: Mutex::new(Faults::new(opts.faults.clone())),
                 recorder: Recorder::default(),
+                uploads: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -108,7 +111,18 @@ impl AppState {
                 let params = self.with_account(|a| a.content);
                 generate::image(params.seed, key, params.image_bytes, jpeg, thumbnail)
             }
+            Content::Uploaded(index) => {
+                let uploads = self.inner.uploads.lock().unwrap_or_else(|e| e.into_inner());
+                uploads.get(index as usize).cloned().unwrap_or_default()
+            }
         }
+    }
+
+    /// Keeps the bytes of an uploaded image; returns the content that names them.
+    pub(crate) fn store_upload(&self, bytes: Bytes) -> Content {
+        let mut uploads = self.inner.uploads.lock().unwrap_or_else(|e| e.into_inner());
+        uploads.push(bytes);
+        Content::Uploaded((uploads.len() - 1) as u32)
     }
 
     /// The bytes a blob path names, if any.
@@ -228,6 +242,8 @@ pub(crate) enum Reply {
     Octets(Bytes),
     /// A status with an empty body (204, 202).
     Empty(StatusCode),
+    /// A status other than 200 with a JSON body (207 Multi-Status).
+    JsonStatus(StatusCode, Vec<u8>),
 }
 
 impl Reply {
@@ -247,6 +263,10 @@ impl Reply {
                 .status(StatusCode::OK)
                 .header(header::CONTENT_TYPE, "application/octet-stream")
                 .body(Body::from(bytes)),
+            Reply::JsonStatus(status, body) => builder
+                .status(status)
+                .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
+                .body(Body::from(body)),
             Reply::Empty(status) => builder.status(status).header(header::CONTENT_LENGTH, 0).body(Body::empty()),
         };
         response.expect("static headers are valid")
