@@ -2,7 +2,7 @@
 //!
 //! # Layout
 //!
-//! Data flows one way: [`api`] -> [`export`] -> [`archive`]; [`verify`] reads archives; `cli`
+//! Data flows one way: [`api`] -> [`export`] -> [`archive`]; [`verify`], [`convert`] and [`restore`] read archives; `cli`
 //! (in the binary's reach only through [`cli::run`]) is the only edge that parses arguments,
 //! draws progress and chooses exit codes.
 //!
@@ -15,6 +15,8 @@
 //! - [`archive`]: the BagIt-in-a-zip format: path layout, the writer (hash while writing,
 //!   manifests last) and the reader.
 //! - [`verify`]: an archive -> a [`verify::Report`] of every finding.
+//! - [`convert`]: an archive -> COCO datasets or tag folders that other tools load.
+//! - [`restore`]: an archive -> its projects recreated in a Custom Vision resource, resumable.
 //! - [`progress`]: the progress trait the library reports through, drawn by the CLI.
 //! - [`secret`]: the training key type that never prints, and URL redaction.
 //! - [`cli`]: clap commands, one file each.
@@ -22,8 +24,10 @@
 pub mod api;
 pub mod archive;
 pub mod cli;
+pub mod convert;
 pub mod emulator;
 pub mod export;
 pub mod progress;
+pub mod restore;
 pub mod secret;
 pub mod verify;

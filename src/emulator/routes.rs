@@ -24,6 +24,9 @@ use crate::api::model::CustomVisionError;
 /// The path prefixes served, one per API version the SDKs speak.
 const PREFIXES: &[&str] = &["/customvision/v3.3/training", "/customvision/v3.4-preview/training"];
 
+/// The largest request body accepted (a full CreateImagesFromFiles batch).
+const MAX_BODY_BYTES: usize = 520 << 20;
+
 const MESSAGE_401: &str = "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource.";
 
 /// The emulator's shared state: the account, the key, the signer, faults and the record.
@@ -148,7 +151,8 @@ impl AppState {
 /// The emulator as a router: every path goes through one handler that routes by shape, so
 /// unknown paths, bad keys and faults are answered the way the real service answers them.
 pub fn app(state: AppState) -> Router {
-    Router::new().fallback(handle).with_state(state)
+    // A full upload batch is 64 images of up to 6 MB, base64-encoded: about 512 MiB.
+    Router::new().fallback(handle).layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES)).with_state(state)
 }
 
 async fn handle(
