@@ -3,7 +3,9 @@
 mod support;
 
 mod archive;
+mod convert;
 mod emulator;
 mod export;
+mod restore;
 mod spec_examples;
 mod verify;

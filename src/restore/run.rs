@@ -296,14 +296,14 @@ impl Job<'_> {
                 ),
             });
         }
-        let mut uploaded = 0u64;
+        let mut uploaded = Vec::new();
         for (unit, result) in batch.iter().zip(&summary.images) {
             match (&result.image, result.status.as_str()) {
                 (Some(image), "OK" | "OKDuplicate") => {
                     for o in &unit.old_ids {
                         self.map().images.insert(*o, image.id);
                     }
-                    uploaded += unit.size;
+                    uploaded.push(unit.size);
                 }
                 (_, status) => {
                     self.map().failed.push(FailedImage { image_ids: unit.old_ids.clone(), status: status.to_owned() })
@@ -311,7 +311,9 @@ impl Job<'_> {
             }
         }
         self.save()?;
-        self.progress.event(Event::BlobArchived { bytes: uploaded });
+        for bytes in uploaded {
+            self.progress.event(Event::BlobArchived { bytes });
+        }
         Ok(())
     }
 
