@@ -2,7 +2,7 @@
 //!
 //! # Layout
 //!
-//! Data flows one way: [`api`] -> [`export`] -> [`archive`]; [`verify`] reads archives; `cli`
+//! Data flows one way: [`api`] -> [`export`] -> [`archive`]; [`verify`], [`convert`] and [`restore`] read archives; `cli`
 //! (in the binary's reach only through [`cli::run`]) is the only edge that parses arguments,
 //! draws progress and chooses exit codes.
 //!
@@ -17,6 +17,8 @@
 //! - [`verify`]: an archive -> a [`verify::Report`] of every finding.
 //! - [`erase`]: the erasure request: a plan checked against a verified backup, deletes in the
 //!   service's order and batch sizes, confirmation, and a receipt.
+//! - [`convert`]: an archive -> COCO datasets or tag folders that other tools load.
+//! - [`restore`]: an archive -> its projects recreated in a Custom Vision resource, resumable.
 //! - [`progress`]: the progress trait the library reports through, drawn by the CLI.
 //! - [`secret`]: the training key type that never prints, and URL redaction.
 //! - [`cli`]: clap commands, one file each.
@@ -24,9 +26,11 @@
 pub mod api;
 pub mod archive;
 pub mod cli;
+pub mod convert;
 pub mod emulator;
 pub mod erase;
 pub mod export;
 pub mod progress;
+pub mod restore;
 pub mod secret;
 pub mod verify;

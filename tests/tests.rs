@@ -3,10 +3,12 @@
 mod support;
 
 mod archive;
+mod convert;
 mod delete;
 mod emulator;
 mod export;
 mod faults;
+mod restore;
 mod resume;
 mod spec_examples;
 mod verify;

@@ -573,6 +573,26 @@ pub struct ImageCreateSummary {
     pub images: Vec<ImageCreateResult>,
 }
 
+/// The result of one image in a metadata update (`ImageMetadataUpdateEntry`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageMetadataUpdateEntry {
+    pub image_id: Uuid,
+    /// `OK`, `ErrorImageNotFound`, `ErrorLimitExceed` or `ErrorUnknown`.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+/// The result of UpdateImageMetadata (`ImageMetadataUpdateSummary`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageMetadataUpdateSummary {
+    pub is_batch_successful: bool,
+    #[serde(default)]
+    pub images: Vec<ImageMetadataUpdateEntry>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,11 +9,13 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod common;
+mod convert;
 mod delete;
 mod emulator;
 mod export;
 mod inspect;
 mod progress;
+mod restore;
 mod verify;
 
 /// The outcome of a command, mapped to the process exit code.
@@ -58,6 +60,10 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Run a local Custom Vision Training service for tests and demos.
     Emulator(emulator::EmulatorArgs),
+    /// Turn an archive into COCO datasets or tag folders that other tools load.
+    Convert(convert::ConvertArgs),
+    /// Recreate an archive's projects in a Custom Vision resource (resumable).
+    Restore(restore::RestoreArgs),
 }
 
 /// Parses the command line, runs the command and returns the process exit code.
@@ -91,6 +97,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Delete(args) => delete::run(args).await,
         Command::Inspect(args) => inspect::run(args).await,
         Command::Emulator(args) => emulator::run(args).await,
+        Command::Convert(args) => convert::run(args).await,
+        Command::Restore(args) => restore::run(args).await,
     }
 }
 

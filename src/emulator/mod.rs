@@ -11,6 +11,7 @@
 //! - `state`: the account model and its operations (paging, counts, deletes).
 //! - `filter`: GetImages' `$filter` metadata expressions.
 //! - `ops`: the operations: path shapes, query parameters and limits, what each does.
+//! - `create`: the create operations a restore needs (projects, tags, image uploads, metadata).
 //! - `render`: account records -> wire types of [`crate::api::model`], with their links.
 //! - `routes`: the HTTP edge: [`app`], parsing, status codes, error bodies, recording.
 //! - `blob`: signed expiring blob URLs and the blob answers (Azure Storage's shapes).
@@ -20,6 +21,7 @@
 //! - `record`: the request record.
 
 mod blob;
+mod create;
 mod faults;
 mod filter;
 mod fixture;

@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use base64::Engine as _;
 use uuid::Uuid;
 
+use super::create;
 use super::render::{self, Links};
 use super::routes::{AppState, Reply};
 use super::state::{
@@ -51,6 +52,10 @@ pub(crate) enum Op<'a> {
     GetExports(&'a str, &'a str),
     QueryPredictions(&'a str),
     DeletePrediction(&'a str),
+    CreateProject,
+    CreateTag(&'a str),
+    CreateImagesFromFiles(&'a str),
+    UpdateImageMetadata(&'a str),
 }
 
 impl<'a> Op<'a> {
@@ -59,6 +64,16 @@ impl<'a> Op<'a> {
         let segments: Vec<&str> = rest.trim_end_matches('/').split('/').skip(1).collect();
         let get = *method == Method::GET;
         let delete = *method == Method::DELETE;
+        if *method == Method::POST {
+            return Some(match segments.as_slice() {
+                ["projects"] => Op::CreateProject,
+                ["projects", p, "tags"] => Op::CreateTag(p),
+                ["projects", p, "images", "files"] => Op::CreateImagesFromFiles(p),
+                ["projects", p, "images", "metadata"] => Op::UpdateImageMetadata(p),
+                ["projects", p, "predictions", "query"] => Op::QueryPredictions(p),
+                _ => return None,
+            });
+        }
         Some(match (segments.as_slice(), get, delete) {
             (["domains"], true, _) => Op::GetDomains,
             (["domains", d], true, _) => Op::GetDomain(d),
@@ -87,7 +102,6 @@ impl<'a> Op<'a> {
                 Op::GetImagePerformanceCount(p, i)
             }
             (["projects", p, "iterations", i, "export"], true, _) => Op::GetExports(p, i),
-            (["projects", p, "predictions", "query"], _, _) if *method == Method::POST => Op::QueryPredictions(p),
             (["projects", p, "predictions"], _, true) => Op::DeletePrediction(p),
             _ => return None,
         })
@@ -123,6 +137,10 @@ impl<'a> Op<'a> {
             Op::GetExports(..) => "GetExports",
             Op::QueryPredictions(_) => "QueryPredictions",
             Op::DeletePrediction(_) => "DeletePrediction",
+            Op::CreateProject => "CreateProject",
+            Op::CreateTag(_) => "CreateTag",
+            Op::CreateImagesFromFiles(_) => "CreateImagesFromFiles",
+            Op::UpdateImageMetadata(_) => "UpdateImageMetadata",
         }
     }
 
@@ -136,6 +154,10 @@ impl<'a> Op<'a> {
                 | Op::DeleteIteration(..)
                 | Op::UnpublishIteration(..)
                 | Op::DeletePrediction(_)
+                | Op::CreateProject
+                | Op::CreateTag(_)
+                | Op::CreateImagesFromFiles(_)
+                | Op::UpdateImageMetadata(_)
         )
     }
 }
@@ -149,7 +171,7 @@ impl Query {
         Query(url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()).into_owned().collect())
     }
 
-    fn get(&self, name: &str) -> Option<&str> {
+    pub(super) fn get(&self, name: &str) -> Option<&str> {
         self.0.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
     }
 
@@ -168,7 +190,7 @@ impl Query {
         Ok(value)
     }
 
-    fn ids(&self, name: &str, max: usize, too_many: &'static str) -> Result<Vec<Uuid>, ApiError> {
+    pub(super) fn ids(&self, name: &str, max: usize, too_many: &'static str) -> Result<Vec<Uuid>, ApiError> {
         let Some(raw) = self.get(name) else { return Ok(Vec::new()) };
         let ids =
             raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(parse_id).collect::<Result<Vec<_>, _>>()?;
@@ -217,7 +239,7 @@ impl Query {
     }
 }
 
-fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
+pub(super) fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::try_parse(raw.trim())
         .map_err(|_| ApiError::bad_request("BadRequestInvalidIds", format!("Invalid id: {raw:?}")))
 }
@@ -235,7 +257,7 @@ fn tagging(raw: Option<&str>) -> Result<Tagging, ApiError> {
     }
 }
 
-fn domains() -> Vec<Domain> {
+pub(super) fn domains() -> Vec<Domain> {
     let d = |id: u128, name: &str, kind: &str, exportable: bool| Domain {
         id: Uuid::from_u128(id),
         name: Some(name.to_owned()),
@@ -402,6 +424,10 @@ pub(crate) async fn run(
             Ok(Reply::json(&it.exports.iter().map(|e| render::export(p, it, e, &links)).collect::<Vec<_>>()))
         }),
         Op::QueryPredictions(p) => query_predictions(state, p, body, &links),
+        Op::CreateProject => create::project(state, q),
+        Op::CreateTag(p) => create::tag(state, p, q),
+        Op::CreateImagesFromFiles(p) => create::images(state, p, body, &links),
+        Op::UpdateImageMetadata(p) => create::metadata(state, p, q, body),
         Op::DeletePrediction(p) => {
             let ids = q.ids("ids", MAX_PREDICTION_IDS, "BadRequestPredictionIdsExceededCount")?;
             if ids.is_empty() {

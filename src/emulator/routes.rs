@@ -24,6 +24,9 @@ use crate::api::model::CustomVisionError;
 /// The path prefixes served, one per API version the SDKs speak.
 const PREFIXES: &[&str] = &["/customvision/v3.3/training", "/customvision/v3.4-preview/training"];
 
+/// The largest request body accepted (a full CreateImagesFromFiles batch).
+const MAX_BODY_BYTES: usize = 520 << 20;
+
 const MESSAGE_401: &str = "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource.";
 
 /// The emulator's shared state: the account, the key, the signer, faults and the record.
@@ -40,6 +43,8 @@ struct Inner {
     account: Mutex<Account>,
     faults: Mutex<Faults>,
     recorder: Recorder,
+    /// The bytes of images uploaded through CreateImagesFromFiles ([`Content::Uploaded`]).
+    uploads: Mutex<Vec<Bytes>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -69,6 +74,7 @@ impl AppState {
                 account: Mutex::new(account),
                 faults: Mutex::new(Faults::new(opts.faults.clone())),
                 recorder: Recorder::default(),
+                uploads: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -108,7 +114,18 @@ impl AppState {
                 let params = self.with_account(|a| a.content);
                 generate::image(params.seed, key, params.image_bytes, jpeg, thumbnail)
             }
+            Content::Uploaded(index) => {
+                let uploads = self.inner.uploads.lock().unwrap_or_else(|e| e.into_inner());
+                uploads.get(index as usize).cloned().unwrap_or_default()
+            }
         }
+    }
+
+    /// Keeps the bytes of an uploaded image; returns the content that names them.
+    pub(crate) fn store_upload(&self, bytes: Bytes) -> Content {
+        let mut uploads = self.inner.uploads.lock().unwrap_or_else(|e| e.into_inner());
+        uploads.push(bytes);
+        Content::Uploaded((uploads.len() - 1) as u32)
     }
 
     /// The bytes a blob path names, if any.
@@ -134,7 +151,8 @@ impl AppState {
 /// The emulator as a router: every path goes through one handler that routes by shape, so
 /// unknown paths, bad keys and faults are answered the way the real service answers them.
 pub fn app(state: AppState) -> Router {
-    Router::new().fallback(handle).with_state(state)
+    // A full upload batch is 64 images of up to 6 MB, base64-encoded: about 512 MiB.
+    Router::new().fallback(handle).layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES)).with_state(state)
 }
 
 async fn handle(
@@ -237,6 +255,8 @@ pub(crate) enum Reply {
     Octets(Bytes),
     /// A status with an empty body (204, 202).
     Empty(StatusCode),
+    /// A status other than 200 with a JSON body (207 Multi-Status).
+    JsonStatus(StatusCode, Vec<u8>),
 }
 
 impl Reply {
@@ -256,6 +276,10 @@ impl Reply {
                 .status(StatusCode::OK)
                 .header(header::CONTENT_TYPE, "application/octet-stream")
                 .body(Body::from(bytes)),
+            Reply::JsonStatus(status, body) => builder
+                .status(status)
+                .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
+                .body(Body::from(body)),
             Reply::Empty(status) => builder.status(status).header(header::CONTENT_LENGTH, 0).body(Body::empty()),
         };
         response.expect("static headers are valid")

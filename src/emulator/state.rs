@@ -36,6 +36,8 @@ pub(crate) enum Content {
     Fixture(u16),
     /// Generated from the account seed and this key.
     Generated { key: u64, jpeg: bool },
+    /// Uploaded through CreateImagesFromFiles: an index into the emulator's upload store.
+    Uploaded(u32),
 }
 
 /// An object-detection region of an image.
@@ -149,6 +151,9 @@ pub(crate) struct ProjectState {
     /// Distinguishes the generated content of this project's added images.
     pub ordinal: u64,
     next_key: u64,
+    /// SHA-256 of every uploaded workspace image, so a second upload of the same bytes is
+    /// answered `OKDuplicate` with the image already there, as the service does.
+    pub digests: HashMap<[u8; 32], Uuid>,
 }
 
 /// How images are ordered in a page.
@@ -366,7 +371,17 @@ impl ProjectState {
             predictions: Vec::new(),
             ordinal,
             next_key: 0,
+            digests: HashMap::new(),
         }
+    }
+
+    /// Replaces a workspace image's record (same id), keeping the index in step.
+    pub fn replace(&mut self, image: ImageRec) {
+        let image = Arc::new(image);
+        if let Some(slot) = self.images.iter_mut().find(|i| i.id == image.id) {
+            *slot = image.clone();
+        }
+        self.index.insert(image.id, image);
     }
 
     /// Sets the counter of added images' content keys, past any key already used.
@@ -460,6 +475,7 @@ impl ProjectState {
         }
         self.images.retain(|i| !doomed.contains(&i.id));
         self.index.retain(|id, _| !doomed.contains(id));
+        self.digests.retain(|_, id| !doomed.contains(id));
         doomed.len()
     }
 
@@ -467,6 +483,7 @@ impl ProjectState {
     pub fn delete_all_images(&mut self) {
         self.images.clear();
         self.index.clear();
+        self.digests.clear();
     }
 
     /// Deletes a tag and takes it (and its regions) off every image.

@@ -1,0 +1,85 @@
+//! `cvarchive convert`: an archive -> COCO datasets or tag folders, one per project.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use uuid::Uuid;
+
+use super::progress::{Drawer, Mode};
+use super::Exit;
+use crate::convert::{convert, ConvertOptions, Report, Target};
+
+/// Arguments of `cvarchive convert`.
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// The archive to convert.
+    archive: PathBuf,
+    /// The format: `coco` (annotations.json + images/) or `folders` (one folder per tag).
+    #[arg(long, value_enum)]
+    to: Format,
+    /// The folder that receives one folder per project (named by project id).
+    #[arg(long, short, value_name = "DIR")]
+    out: PathBuf,
+    /// Convert only this project (repeatable); default: every project.
+    #[arg(long = "project", value_name = "ID")]
+    projects: Vec<Uuid>,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The formats `--to` takes.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    /// COCO object detection: annotations.json and images/.
+    Coco,
+    /// One folder per tag, untagged/ and labels.csv.
+    Folders,
+}
+
+/// Runs `cvarchive convert`.
+pub async fn run(args: ConvertArgs) -> anyhow::Result<Exit> {
+    let mode = Mode::choose(args.json, false);
+    let to = match args.to {
+        Format::Coco => Target::Coco,
+        Format::Folders => Target::Folders,
+    };
+    let opts = ConvertOptions { to, out: args.out.clone(), projects: args.projects.clone() };
+    let archive = args.archive.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        let drawer = Drawer::new(mode);
+        let result = convert(&archive, &opts, &drawer);
+        drawer.finish();
+        result
+    })
+    .await
+    .context("the convert task failed")?
+    .with_context(|| format!("cannot convert {}", args.archive.display()))?;
+    print(&report, args.json)?;
+    Ok(if report.is_complete() { Exit::Done } else { Exit::Findings })
+}
+
+fn print(report: &Report, json: bool) -> anyhow::Result<()> {
+    if json {
+        let mut value = serde_json::to_value(report)?;
+        value["event"] = "summary".into();
+        println!("{value}");
+        return Ok(());
+    }
+    for p in &report.projects {
+        println!(
+            "{} ({}): {} images, {} categories, {} annotations -> {}",
+            p.name,
+            p.id,
+            p.images,
+            p.categories,
+            p.annotations,
+            p.path.display()
+        );
+        for s in &p.skipped {
+            println!("  SKIPPED image {}: {}", s.image_id, s.reason);
+        }
+    }
+    Ok(())
+}

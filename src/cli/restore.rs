@@ -1,0 +1,111 @@
+//! `cvarchive restore`: an archive's projects recreated in a Custom Vision resource, with a
+//! report mapping old ids to new ones that a rerun resumes from.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+use uuid::Uuid;
+
+use super::common;
+use super::progress::{Drawer, Mode};
+use super::Exit;
+use crate::api::{Client, ClientOptions, RetryHook};
+use crate::progress::{Event, Progress};
+use crate::restore::{restore, Report, RestoreOptions};
+
+/// Arguments of `cvarchive restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The archive to restore.
+    archive: PathBuf,
+    /// The training resource to restore into (default: $VISION_TRAINING_ENDPOINT). The key comes
+    /// from $VISION_TRAINING_KEY or --key-file.
+    #[arg(long, value_name = "URL")]
+    endpoint: Option<String>,
+    /// Read the training key from this file instead of $VISION_TRAINING_KEY.
+    #[arg(long, value_name = "PATH")]
+    key_file: Option<PathBuf>,
+    /// Restore only this project (repeatable); default: every project.
+    #[arg(long = "project", value_name = "ID")]
+    projects: Vec<Uuid>,
+    /// Appended to each restored project's name.
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    name_suffix: String,
+    /// The restore report (old ids -> new ids), also what a rerun resumes from
+    /// (default: the archive's path with `.restore.json` in place of `.zip`).
+    #[arg(long, value_name = "PATH")]
+    report: Option<PathBuf>,
+    /// API calls per second (the S0 tier allows 10).
+    #[arg(long, default_value_t = 10.0, value_name = "RPS")]
+    api_rate: f64,
+    /// JSON lines on stdout: one event per line, then the report.
+    #[arg(long)]
+    json: bool,
+    /// No progress display (warnings and the summary only).
+    #[arg(long)]
+    no_progress: bool,
+}
+
+/// Runs `cvarchive restore`.
+pub async fn run(args: RestoreArgs) -> anyhow::Result<Exit> {
+    let mode = Mode::choose(args.json, args.no_progress);
+    let drawer = Arc::new(Drawer::new(mode));
+    let retry_drawer = drawer.clone();
+    let hook = RetryHook(Arc::new(move |kind, wait| {
+        retry_drawer.event(Event::Retry { kind: kind.name().to_owned(), wait_ms: wait.as_millis() as u64 })
+    }));
+    let key = common::load_key(args.key_file.as_deref())?;
+    let mut client_opts = ClientOptions::new(common::endpoint(args.endpoint.clone())?, key);
+    client_opts.api_rate = Some(args.api_rate).filter(|r| *r > 0.0);
+    client_opts.on_retry = Some(hook);
+    let client = Client::new(client_opts)?;
+    let report_path = args.report.clone().unwrap_or_else(|| args.archive.with_extension("restore.json"));
+    let opts = RestoreOptions {
+        projects: args.projects.clone(),
+        name_suffix: args.name_suffix.clone(),
+        ..RestoreOptions::new(&report_path)
+    };
+    let cancel = common::cancel_on_signals();
+    let result = restore(&client, &args.archive, &opts, drawer.as_ref(), &cancel).await;
+    drawer.finish();
+    let report = result?;
+    print(&report, &report_path, mode)?;
+    Ok(if report.complete { Exit::Done } else { Exit::Findings })
+}
+
+fn print(report: &Report, path: &std::path::Path, mode: Mode) -> anyhow::Result<()> {
+    if mode == Mode::Json {
+        let mut value = serde_json::to_value(report)?;
+        value["event"] = "summary".into();
+        println!("{value}");
+        return Ok(());
+    }
+    for p in &report.projects {
+        let new = p.new_id.map_or_else(|| "-".to_owned(), |id| id.to_string());
+        print!(
+            "{} ({}) -> {:?} ({new}): {} tags, {} images",
+            p.name,
+            p.old_id,
+            p.new_name,
+            p.tags.len(),
+            p.images.len()
+        );
+        match &p.counts {
+            Some(c) if c.agree() => println!(", counts match"),
+            Some(c) => println!(
+                ", COUNTS DIFFER: service {} images / {} tags, archive {} / {}",
+                c.service_images, c.service_tags, c.archived_distinct, c.archived_tags
+            ),
+            None => println!(),
+        }
+        for f in &p.failed {
+            println!("  REFUSED {:?}: {}", f.image_ids, f.status);
+        }
+        for n in &p.notes {
+            println!("  note: {n}");
+        }
+    }
+    println!("report: {}", path.display());
+    Ok(())
+}

@@ -1,0 +1,215 @@
+//! `convert`: an archive -> datasets that other tools load, one folder per project under `--out`.
+//!
+//! - [`Target::Coco`]: `<out>/<projectId>/annotations.json` and `images/<imageId>.<ext>`, a COCO
+//!   object-detection dataset. Categories are the project's tags (ids 1.., in `tags.json` order,
+//!   each with its `custom_vision_id`). Each image entry has `file_name`, `width`, `height`,
+//!   `custom_vision_id`, `sha256`, `date_captured` (the service's `created`), `metadata` (the
+//!   image's metadata, `{}` when none) and `category_ids`: its classification tags (tags not on
+//!   a region). Each region becomes an annotation whose `bbox` is `[left * width, top * height,
+//!   region width * width, region height * height]` in pixels, `area` the box's, `iscrowd` 0,
+//!   `segmentation` the box as one polygon, and `custom_vision_region_id`.
+//! - [`Target::Folders`]: `<out>/<projectId>/<tag>/<imageId>.<ext>` for every tag of an image
+//!   (hard links when the file system allows, copies otherwise), `untagged/` for images without
+//!   tags, and `labels.csv` (`image_id,file,tags,width,height,sha256`; tags `;`-separated). Tag
+//!   folder names are the tag names with `/ \ : * ? " < > |` and control characters replaced by
+//!   `_`; clashes (case-insensitive, or with `untagged`) get the tag id's first 8 digits.
+//!
+//! Every archive entry read is checked against the manifest (see [`source`]); a damaged image is
+//! left out and listed, a damaged listing stops the project. Output goes to a hidden staging
+//! folder that is renamed to `<projectId>` when the project is complete, so `--out` never holds a
+//! half-written project; file names come from ids and cleaned tag names only.
+
+mod coco;
+mod folders;
+pub mod source;
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::progress::{Event, Progress};
+pub use source::{ArchivedImage, ArchivedProject, Source};
+
+/// What can stop a conversion (or a restore's reading of its archive).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The archive cannot be opened as a zip.
+    #[error(transparent)]
+    Archive {
+        /// Why.
+        #[from]
+        source: crate::archive::Error,
+    },
+    /// The bag has no `manifest-sha256.txt`, so nothing in it can be checked.
+    #[error("{0}: no manifest-sha256.txt; run `cvarchive verify` on it")]
+    NoManifest(PathBuf),
+    /// An entry cannot be read.
+    #[error("archive entry {entry}: {problem}")]
+    Entry {
+        /// The entry, relative to the bag.
+        entry: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// An entry the manifest does not list.
+    #[error("archive entry {0} is not in the manifest; run `cvarchive verify` on it")]
+    NotInManifest(String),
+    /// An entry whose bytes do not match the manifest.
+    #[error("archive entry {entry}: SHA-256 is {actual}, the manifest says {expected}")]
+    Digest {
+        /// The entry.
+        entry: String,
+        /// What the manifest says.
+        expected: String,
+        /// What was read.
+        actual: String,
+    },
+    /// A JSON or JSONL entry that does not parse.
+    #[error("archive entry {entry}: {detail}")]
+    Json {
+        /// The entry.
+        entry: String,
+        /// The parse error.
+        detail: String,
+    },
+    /// `--project` named a project the archive does not hold.
+    #[error("project {0} is not in the archive")]
+    UnknownProject(Uuid),
+    /// A project's output folder exists already.
+    #[error("{0} exists already; choose another --out or remove it")]
+    Exists(PathBuf),
+    /// Writing the output failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The dataset format to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    /// COCO `annotations.json` and `images/`.
+    Coco,
+    /// One folder per tag, `untagged/` and `labels.csv`.
+    Folders,
+}
+
+/// What to convert and where.
+#[derive(Debug, Clone)]
+pub struct ConvertOptions {
+    /// The format.
+    pub to: Target,
+    /// The folder that receives one folder per project.
+    pub out: PathBuf,
+    /// Only these projects; every one when empty.
+    pub projects: Vec<Uuid>,
+}
+
+/// What a conversion wrote.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    /// The format written.
+    pub to: Target,
+    /// One entry per project.
+    pub projects: Vec<ProjectReport>,
+}
+
+impl Report {
+    /// Whether every image of every project was converted.
+    pub fn is_complete(&self) -> bool {
+        self.projects.iter().all(|p| p.skipped.is_empty())
+    }
+}
+
+/// One converted project.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectReport {
+    /// The project id (its folder's name).
+    pub id: Uuid,
+    /// Its name.
+    pub name: String,
+    /// The folder written.
+    pub path: PathBuf,
+    /// Images written.
+    pub images: usize,
+    /// Categories (tags).
+    pub categories: usize,
+    /// Box annotations (COCO) or tag-folder files (folders).
+    pub annotations: usize,
+    /// Images left out, and why.
+    pub skipped: Vec<Skipped>,
+}
+
+/// An image left out of the output.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Skipped {
+    /// The image id.
+    pub image_id: Uuid,
+    /// Why.
+    pub reason: String,
+}
+
+/// Converts the archive at `archive` as `opts` says.
+pub fn convert(archive: &Path, opts: &ConvertOptions, progress: &dyn Progress) -> Result<Report, Error> {
+    let source = Source::open(archive)?;
+    let ids = source.selected(&opts.projects)?;
+    std::fs::create_dir_all(&opts.out).map_err(|e| io(&opts.out, e))?;
+    for id in &ids {
+        let done = opts.out.join(id.to_string());
+        if std::fs::symlink_metadata(&done).is_ok() {
+            return Err(Error::Exists(done));
+        }
+    }
+    progress.event(Event::Started { projects: ids.len() });
+    let mut projects = Vec::with_capacity(ids.len());
+    for id in ids {
+        let archived = source.project(id)?;
+        progress.event(Event::ProjectStarted { project_id: id.to_string(), name: archived.project.name.clone() });
+        progress.event(Event::ImagesFound { total: archived.images.len() as u64 });
+        let staging = opts.out.join(format!(".{id}.partial"));
+        if std::fs::symlink_metadata(&staging).is_ok() {
+            std::fs::remove_dir_all(&staging).map_err(|e| io(&staging, e))?;
+        }
+        std::fs::create_dir(&staging).map_err(|e| io(&staging, e))?;
+        let mut report = match opts.to {
+            Target::Coco => coco::write(&source, &archived, &staging, progress)?,
+            Target::Folders => folders::write(&source, &archived, &staging, progress)?,
+        };
+        let done = opts.out.join(id.to_string());
+        std::fs::rename(&staging, &done).map_err(|e| io(&done, e))?;
+        report.path = done;
+        progress.event(Event::ProjectFinished { project_id: id.to_string(), images: report.images as u64 });
+        projects.push(report);
+    }
+    Ok(Report { to: opts.to, projects })
+}
+
+/// Writes a new file inside the staging folder (never through an existing file or link).
+fn write_new(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    use std::io::Write as _;
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(path).map_err(|e| io(path, e))?;
+    file.write_all(bytes).map_err(|e| io(path, e))
+}
+
+fn io(path: &Path, source: std::io::Error) -> Error {
+    Error::Io { path: path.to_path_buf(), source }
+}
+
+/// The extension of an image file in the archive (`jpg`, `png`, ...), from its path.
+fn extension(image: &ArchivedImage) -> &str {
+    image
+        .file
+        .rsplit_once('.')
+        .map(|(_, e)| e)
+        .filter(|e| e.chars().all(|c| c.is_ascii_alphanumeric()))
+        .unwrap_or("bin")
+}

@@ -1,0 +1,391 @@
+//! The restore itself: projects, tags, image batches, metadata, counts, with the report
+//! rewritten after every step.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::journal::{now, Counts, FailedImage, ProjectMap, ProjectStage, Report};
+use super::{Error, RestoreOptions, REPORT_FORMAT};
+use crate::api::model::{ImageFileCreateBatch, ImageFileCreateEntry, Region};
+use crate::api::{Client, NewProject};
+use crate::convert::{ArchivedProject, Source};
+use crate::progress::{Event, Progress};
+
+/// One distinct image content of a project: every archived image with these bytes, and the
+/// union of their tags, regions and metadata.
+#[derive(Debug, Clone)]
+struct Unit {
+    /// Index of the first such image in the project's list.
+    first: usize,
+    old_ids: Vec<Uuid>,
+    tags: Vec<Uuid>,
+    regions: Vec<Region>,
+    metadata: BTreeMap<String, String>,
+    size: u64,
+}
+
+/// Restores the archive at `archive` into the resource `client` talks to, resuming from
+/// `opts.report` if it exists. Returns the final report (also written to `opts.report`).
+pub async fn restore(
+    client: &Client,
+    archive: &Path,
+    opts: &RestoreOptions,
+    progress: &dyn Progress,
+    cancel: &CancellationToken,
+) -> Result<Report, Error> {
+    let source = Arc::new(Source::open(archive)?);
+    let ids = source.selected(&opts.projects)?;
+    let mut report = match Report::load(&opts.report)? {
+        Some(r) => {
+            if r.archive_manifest_sha256 != source.manifest_sha256() || r.target_host != client.host() {
+                return Err(Error::Mismatch {
+                    path: opts.report.clone(),
+                    detail: format!("archive {} restored into {}", r.archive, r.target_host),
+                });
+            }
+            r
+        }
+        None => Report {
+            format: REPORT_FORMAT.to_owned(),
+            archive: archive.display().to_string(),
+            archive_manifest_sha256: source.manifest_sha256().to_owned(),
+            target_host: client.host().to_owned(),
+            started: now(),
+            updated: now(),
+            complete: false,
+            projects: Vec::new(),
+        },
+    };
+    progress.event(Event::Started { projects: ids.len() });
+    for id in ids {
+        if cancel.is_cancelled() {
+            report.save(&opts.report)?;
+            return Err(Error::Interrupted(opts.report.clone()));
+        }
+        let archived = source.project(id)?;
+        let at = match report.projects.iter().position(|p| p.old_id == id) {
+            Some(at) => at,
+            None => {
+                report.projects.push(ProjectMap {
+                    old_id: id,
+                    name: archived.project.name.clone(),
+                    new_name: format!("{}{}", archived.project.name, opts.name_suffix),
+                    new_id: None,
+                    stage: ProjectStage::Pending,
+                    tags: BTreeMap::new(),
+                    images: BTreeMap::new(),
+                    metadata_done: Default::default(),
+                    failed: Vec::new(),
+                    counts: None,
+                    notes: Vec::new(),
+                });
+                report.projects.len() - 1
+            }
+        };
+        progress.event(Event::ProjectStarted { project_id: id.to_string(), name: archived.project.name.clone() });
+        let mut job = Job { client, source: &source, opts, progress, cancel, report: &mut report, at };
+        job.project(&archived).await?;
+        let restored = job.report.projects[at].images.len() as u64;
+        progress.event(Event::ProjectFinished { project_id: id.to_string(), images: restored });
+    }
+    report.save(&opts.report)?;
+    Ok(report)
+}
+
+/// The restore of one project, with the report it keeps up to date.
+struct Job<'a> {
+    client: &'a Client,
+    source: &'a Arc<Source>,
+    opts: &'a RestoreOptions,
+    progress: &'a dyn Progress,
+    cancel: &'a CancellationToken,
+    report: &'a mut Report,
+    at: usize,
+}
+
+impl Job<'_> {
+    fn map(&mut self) -> &mut ProjectMap {
+        &mut self.report.projects[self.at]
+    }
+
+    fn save(&mut self) -> Result<(), Error> {
+        self.report.save(&self.opts.report)
+    }
+
+    async fn project(&mut self, archived: &ArchivedProject) -> Result<(), Error> {
+        let old = archived.project.id;
+        let new_id = self.create_project(archived).await?;
+        self.tags(archived, new_id).await?;
+        let units = units(archived);
+        let merged: usize = units.iter().map(|u| u.old_ids.len() - 1).sum();
+        if merged > 0 {
+            let note = format!("{merged} image(s) have the same bytes as another and were merged into it");
+            if !self.map().notes.contains(&note) {
+                self.map().notes.push(note);
+            }
+        }
+        self.images(archived, &units, new_id).await?;
+        self.metadata(&units, new_id).await?;
+        let (tagged, untagged) =
+            (self.client.get_tagged_image_count(new_id).await?, self.client.get_untagged_image_count(new_id).await?);
+        let service_tags = self.client.get_tags(new_id, None).await?.len() as u64;
+        let counts = Counts {
+            archived_images: archived.images.len() as u64,
+            archived_distinct: units.len() as u64,
+            archived_tags: archived.tags.len() as u64,
+            service_images: tagged + untagged,
+            service_tags,
+        };
+        if !counts.agree() {
+            self.progress.event(Event::Warning {
+                message: format!(
+                    "project {old}: the service holds {} images and {service_tags} tags; the archive {} and {}",
+                    counts.service_images, counts.archived_distinct, counts.archived_tags
+                ),
+            });
+        }
+        let map = self.map();
+        map.counts = Some(counts);
+        map.stage = ProjectStage::Done;
+        self.save()
+    }
+
+    /// The new project: created, or found again after an interrupted CreateProject.
+    async fn create_project(&mut self, archived: &ArchivedProject) -> Result<Uuid, Error> {
+        let old = archived.project.id;
+        if let Some(id) = self.map().new_id {
+            return Ok(id);
+        }
+        let new_name = self.map().new_name.clone();
+        if self.map().stage == ProjectStage::Creating {
+            let existing: Vec<_> =
+                self.client.get_projects().await?.into_iter().filter(|p| p.name == new_name).collect();
+            if let [found] = existing.as_slice() {
+                return self.created(found.id);
+            }
+        }
+        let settings = archived.project.settings.clone().unwrap_or_default();
+        let domain = match settings.domain_id {
+            None => None,
+            Some(d) => {
+                let domains = self.client.get_domains().await?;
+                let ours = domains.iter().find(|x| x.id == d);
+                Some(ours.ok_or(Error::Domain { project: old, domain: d })?.id)
+            }
+        };
+        let new = NewProject {
+            name: new_name,
+            description: archived.project.description.clone().filter(|d| !d.is_empty()),
+            domain_id: domain,
+            classification_type: settings.classification_type.clone(),
+            target_export_platforms: settings.target_export_platforms.clone().unwrap_or_default(),
+        };
+        self.map().stage = ProjectStage::Creating;
+        self.save()?;
+        let project = self.client.create_project(&new).await?;
+        self.created(project.id)
+    }
+
+    fn created(&mut self, id: Uuid) -> Result<Uuid, Error> {
+        let map = self.map();
+        map.new_id = Some(id);
+        map.stage = ProjectStage::Created;
+        self.save()?;
+        Ok(id)
+    }
+
+    /// Every archived tag mapped to a tag of the new project, found by name or created.
+    async fn tags(&mut self, archived: &ArchivedProject, new_id: Uuid) -> Result<(), Error> {
+        let existing = self.client.get_tags(new_id, None).await?;
+        for tag in &archived.tags {
+            let mapped = self.map().tags.get(&tag.id).copied();
+            if mapped.is_some_and(|n| existing.iter().any(|e| e.id == n)) {
+                continue;
+            }
+            let new_tag = match existing.iter().find(|e| e.name == tag.name) {
+                Some(e) => e.id,
+                None => {
+                    let kind = tag.tag_type.as_deref().filter(|k| !k.is_empty());
+                    self.client.create_tag(new_id, &tag.name, tag.description.as_deref(), kind).await?.id
+                }
+            };
+            self.map().tags.insert(tag.id, new_tag);
+            self.save()?;
+        }
+        Ok(())
+    }
+
+    /// Uploads every unit not yet mapped, in batches.
+    async fn images(&mut self, archived: &ArchivedProject, units: &[Unit], new_id: Uuid) -> Result<(), Error> {
+        self.map().failed.clear();
+        let todo: Vec<&Unit> =
+            units.iter().filter(|u| !u.old_ids.iter().all(|o| self.map().images.contains_key(o))).collect();
+        self.progress.event(Event::ImagesFound { total: todo.len() as u64 });
+        let mut rest = todo.as_slice();
+        while !rest.is_empty() {
+            if self.cancel.is_cancelled() {
+                self.save()?;
+                return Err(Error::Interrupted(self.opts.report.clone()));
+            }
+            let (mut n, mut bytes) = (0, 0u64);
+            while n < rest.len() && n < self.opts.batch_images.clamp(1, crate::api::MAX_UPLOAD_BATCH) {
+                if n > 0 && bytes + rest[n].size > self.opts.batch_bytes as u64 {
+                    break;
+                }
+                bytes += rest[n].size;
+                n += 1;
+            }
+            let (batch, rest_after) = rest.split_at(n);
+            rest = rest_after;
+            self.batch(archived, batch, new_id).await?;
+        }
+        Ok(())
+    }
+
+    async fn batch(&mut self, archived: &ArchivedProject, batch: &[&Unit], new_id: Uuid) -> Result<(), Error> {
+        let old = archived.project.id;
+        let tag_map = self.map().tags.clone();
+        let map_tag = |t: &Uuid| {
+            tag_map
+                .get(t)
+                .copied()
+                .ok_or_else(|| Error::Refused { project: old, detail: format!("tag {t} has no new id") })
+        };
+        // Read, check and encode the images off the async threads.
+        let source = Arc::clone(self.source);
+        let files: Vec<_> = batch.iter().map(|u| archived.images[u.first].clone()).collect();
+        let contents = tokio::task::spawn_blocking(move || {
+            files
+                .iter()
+                .map(|f| source.read_image(f).map(|b| base64::engine::general_purpose::STANDARD.encode(b)))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .map_err(|e| Error::Refused { project: old, detail: format!("reading images failed: {e}") })??;
+        let mut entries = Vec::with_capacity(batch.len());
+        for (unit, contents) in batch.iter().zip(contents) {
+            let tags = unit.tags.iter().map(map_tag).collect::<Result<Vec<_>, _>>()?;
+            let regions = unit
+                .regions
+                .iter()
+                .map(|r| Ok(Region { tag_id: map_tag(&r.tag_id)?, ..r.clone() }))
+                .collect::<Result<Vec<_>, Error>>()?;
+            entries.push(ImageFileCreateEntry {
+                name: Some(unit.old_ids[0].to_string()),
+                contents,
+                tag_ids: (!tags.is_empty()).then_some(tags),
+                regions: (!regions.is_empty()).then_some(regions),
+            });
+        }
+        let summary = self
+            .client
+            .create_images_from_files(new_id, &ImageFileCreateBatch { images: entries, tag_ids: None, metadata: None })
+            .await?;
+        if summary.images.len() != batch.len() {
+            return Err(Error::Refused {
+                project: old,
+                detail: format!(
+                    "CreateImagesFromFiles answered {} results for {} images",
+                    summary.images.len(),
+                    batch.len()
+                ),
+            });
+        }
+        let mut uploaded = Vec::new();
+        for (unit, result) in batch.iter().zip(&summary.images) {
+            match (&result.image, result.status.as_str()) {
+                (Some(image), "OK" | "OKDuplicate") => {
+                    for o in &unit.old_ids {
+                        self.map().images.insert(*o, image.id);
+                    }
+                    uploaded.push(unit.size);
+                }
+                (_, status) => {
+                    self.map().failed.push(FailedImage { image_ids: unit.old_ids.clone(), status: status.to_owned() })
+                }
+            }
+        }
+        self.save()?;
+        for bytes in uploaded {
+            self.progress.event(Event::BlobArchived { bytes });
+        }
+        Ok(())
+    }
+
+    /// UpdateImageMetadata for every restored unit with metadata not yet set, grouped by equal
+    /// metadata, 64 images a call.
+    async fn metadata(&mut self, units: &[Unit], new_id: Uuid) -> Result<(), Error> {
+        let mut groups: BTreeMap<&BTreeMap<String, String>, Vec<Uuid>> = BTreeMap::new();
+        for unit in units.iter().filter(|u| !u.metadata.is_empty()) {
+            let Some(&new) = self.map().images.get(&unit.old_ids[0]) else { continue };
+            if !self.map().metadata_done.contains(&new) {
+                groups.entry(&unit.metadata).or_default().push(new);
+            }
+        }
+        for (metadata, ids) in groups {
+            for chunk in ids.chunks(crate::api::MAX_UPLOAD_BATCH) {
+                let summary = self.client.update_image_metadata(new_id, chunk, metadata).await?;
+                for entry in summary.images {
+                    if entry.status == "OK" {
+                        self.map().metadata_done.insert(entry.image_id);
+                    } else {
+                        let old: Vec<Uuid> =
+                            self.map().images.iter().filter(|(_, n)| **n == entry.image_id).map(|(o, _)| *o).collect();
+                        self.map()
+                            .failed
+                            .push(FailedImage { image_ids: old, status: format!("metadata: {}", entry.status) });
+                    }
+                }
+                self.save()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The project's images grouped by content, in archive order.
+fn units(archived: &ArchivedProject) -> Vec<Unit> {
+    let mut by_sha: BTreeMap<String, usize> = BTreeMap::new();
+    let mut units: Vec<Unit> = Vec::new();
+    for (n, a) in archived.images.iter().enumerate() {
+        let image = &a.image;
+        let regions: Vec<Region> = image
+            .regions
+            .iter()
+            .flatten()
+            .map(|r| Region { tag_id: r.tag_id, left: r.left, top: r.top, width: r.width, height: r.height })
+            .collect();
+        // Tags carried by a region come back with it; only the others are sent as image tags.
+        let tags: Vec<Uuid> =
+            image.tags.iter().flatten().map(|t| t.tag_id).filter(|t| !regions.iter().any(|r| r.tag_id == *t)).collect();
+        let metadata = image.metadata.clone().unwrap_or_default();
+        let key = a.sha256.to_ascii_lowercase();
+        match by_sha.get(&key) {
+            Some(&u) => {
+                let unit = &mut units[u];
+                unit.old_ids.push(image.id);
+                for t in tags {
+                    if !unit.tags.contains(&t) {
+                        unit.tags.push(t);
+                    }
+                }
+                for r in regions {
+                    if !unit.regions.contains(&r) {
+                        unit.regions.push(r);
+                    }
+                }
+                unit.metadata.extend(metadata);
+            }
+            None => {
+                by_sha.insert(key, units.len());
+                units.push(Unit { first: n, old_ids: vec![image.id], tags, regions, metadata, size: a.size });
+            }
+        }
+    }
+    units
+}

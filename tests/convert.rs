@@ -1,0 +1,188 @@
+//! Convert, end to end: the fixture account exported, then turned into COCO datasets and tag
+//! folders; boxes checked by arithmetic, bytes checked against the archive, damage refused.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use cvarchive::convert::{convert, ConvertOptions, Target};
+use cvarchive::export::{export, ExportOptions};
+use cvarchive::progress::NoProgress;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use crate::support::*;
+
+const CLASSIFICATION: &str = "e532f7f9-9827-476d-9159-4b592bf2ea6f";
+const DETECTION: &str = "dc77de6a-c75e-4bb4-be00-87e8d4320d4d";
+
+/// The fixture account exported into a fresh archive.
+pub async fn fixture_archive() -> (tempfile::TempDir, PathBuf) {
+    let emu = fixture_emulator().await;
+    let (dir, out) = temp_archive("demo.zip");
+    export(&client_for(&emu), &ExportOptions::new(&out), &NoProgress, &CancellationToken::new())
+        .await
+        .expect("export succeeds");
+    (dir, out)
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
+#[tokio::test]
+async fn coco_boxes_are_the_regions_in_pixels() {
+    let (dir, archive) = fixture_archive().await;
+    let out = dir.path().join("coco");
+    let report =
+        convert(&archive, &ConvertOptions { to: Target::Coco, out: out.clone(), projects: vec![] }, &NoProgress)
+            .unwrap();
+    assert!(report.is_complete());
+    assert_eq!(report.projects.len(), 4);
+    let payload = payload(&archive);
+
+    let doc = read_json(&out.join(DETECTION).join("annotations.json"));
+    let cats: BTreeMap<u64, String> = doc["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["id"].as_u64().unwrap(), c["name"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(cats.values().cloned().collect::<Vec<_>>(), ["car", "person", "tree"]);
+    // od-street.jpg is 80x60; its car region is (0.1, 0.2, 0.3, 0.25): [8, 12, 24, 15] pixels.
+    let street = doc["images"].as_array().unwrap().iter().find(|i| i["width"] == 80).expect("the street image");
+    assert_eq!(street["height"], 60);
+    assert_eq!(street["metadata"]["street"], "Rue de la Paix");
+    let car: Vec<&Value> = doc["annotations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["image_id"] == street["id"] && cats[&a["category_id"].as_u64().unwrap()] == "car")
+        .collect();
+    assert_eq!(car.len(), 1);
+    let bbox: Vec<f64> = car[0]["bbox"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    for (got, want) in bbox.iter().zip([8.0, 12.0, 24.0, 15.0]) {
+        assert!((got - want).abs() < 1e-9, "bbox {bbox:?}");
+    }
+    assert!((car[0]["area"].as_f64().unwrap() - 360.0).abs() < 1e-9);
+
+    // Every region of every archived image is one annotation, left*W, top*H, width*W, height*H.
+    let lines = jsonl(&payload, &format!("projects/{DETECTION}/images.jsonl"));
+    let regions: usize = lines.iter().map(|l| l["regions"].as_array().map_or(0, Vec::len)).sum();
+    assert_eq!(doc["annotations"].as_array().unwrap().len(), regions);
+    for line in &lines {
+        let coco = doc["images"].as_array().unwrap().iter().find(|i| i["custom_vision_id"] == line["id"]).unwrap();
+        let (w, h) = (line["width"].as_f64().unwrap(), line["height"].as_f64().unwrap());
+        for r in line["regions"].as_array().into_iter().flatten() {
+            let ann = doc["annotations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["custom_vision_region_id"] == r["regionId"])
+                .expect("an annotation per region");
+            assert_eq!(ann["image_id"], coco["id"]);
+            let want = [
+                r["left"].as_f64().unwrap() * w,
+                r["top"].as_f64().unwrap() * h,
+                r["width"].as_f64().unwrap() * w,
+                r["height"].as_f64().unwrap() * h,
+            ];
+            for (got, want) in ann["bbox"].as_array().unwrap().iter().zip(want) {
+                assert!((got.as_f64().unwrap() - want).abs() < 1e-9);
+            }
+        }
+        // The image file is the archived one, byte for byte.
+        let written =
+            std::fs::read(out.join(DETECTION).join("images").join(coco["file_name"].as_str().unwrap())).unwrap();
+        assert_eq!(hex::encode(Sha256::digest(&written)), line["sha256"].as_str().unwrap());
+    }
+
+    // Classification tags are in category_ids; images keep their metadata.
+    let doc = read_json(&out.join(CLASSIFICATION).join("annotations.json"));
+    assert_eq!(doc["images"].as_array().unwrap().len(), 7);
+    assert!(doc["annotations"].as_array().unwrap().is_empty());
+    let names: BTreeMap<u64, &str> = doc["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["id"].as_u64().unwrap(), c["name"].as_str().unwrap()))
+        .collect();
+    let dog = doc["images"].as_array().unwrap().iter().find(|i| i["width"] == 48 && i["height"] == 64).unwrap();
+    let mut tags: Vec<&str> =
+        dog["category_ids"].as_array().unwrap().iter().map(|c| names[&c.as_u64().unwrap()]).collect();
+    tags.sort();
+    assert_eq!(tags, ["café", "dog"]);
+    let cat = doc["images"].as_array().unwrap().iter().find(|i| i["width"] == 64 && i["height"] == 48).unwrap();
+    assert_eq!(cat["metadata"]["photographer"], "Zoë");
+    assert!(!out.read_dir().unwrap().any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".partial")));
+}
+
+#[tokio::test]
+async fn folders_hold_each_tags_images_and_labels() {
+    let (dir, archive) = fixture_archive().await;
+    let out = dir.path().join("folders");
+    let opts =
+        ConvertOptions { to: Target::Folders, out: out.clone(), projects: vec![CLASSIFICATION.parse().unwrap()] };
+    let report = convert(&archive, &opts, &NoProgress).unwrap();
+    assert_eq!(report.projects.len(), 1);
+    let root = out.join(CLASSIFICATION);
+    let count = |folder: &str| std::fs::read_dir(root.join(folder)).map(|d| d.count()).unwrap_or(0);
+    // cat: cls-cat and dup-a; dog: cls-dog and dup-b; café: cls-dog and cls-cafe; 日本語: cls-cafe.
+    assert_eq!(count("cat"), 2);
+    assert_eq!(count("dog"), 2);
+    assert_eq!(count("café"), 2);
+    assert_eq!(count("日本語 tag"), 1);
+    assert_eq!(count("untagged"), 2);
+    let labels = std::fs::read_to_string(root.join("labels.csv")).unwrap();
+    assert_eq!(labels.lines().count(), 1 + 7);
+    assert!(labels.starts_with("image_id,file,tags,width,height,sha256\n"));
+    // A multi-label image is the same bytes in each of its folders.
+    let dog_files: Vec<_> = std::fs::read_dir(root.join("dog")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let cafe_files: Vec<_> = std::fs::read_dir(root.join("café")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let shared: Vec<_> = dog_files.iter().filter(|f| cafe_files.contains(f)).collect();
+    assert_eq!(shared.len(), 1);
+    assert_eq!(
+        std::fs::read(root.join("dog").join(shared[0])).unwrap(),
+        std::fs::read(root.join("café").join(shared[0])).unwrap()
+    );
+    // Converting again into the same place is refused rather than mixed in.
+    assert!(matches!(convert(&archive, &opts, &NoProgress), Err(cvarchive::convert::Error::Exists(_))));
+}
+
+#[tokio::test]
+async fn a_tampered_image_is_left_out_and_named() {
+    let (dir, archive) = fixture_archive().await;
+    // Images are stored uncompressed: flip one byte of one of them inside the zip.
+    let payload = payload(&archive);
+    let line = &jsonl(&payload, &format!("projects/{DETECTION}/images.jsonl"))[0];
+    let image = &payload[line["file"].as_str().unwrap()];
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let at = bytes.windows(image.len()).position(|w| w == image.as_slice()).expect("stored image bytes");
+    bytes[at + image.len() / 2] ^= 0xFF;
+    std::fs::write(&archive, &bytes).unwrap();
+
+    let out = dir.path().join("coco");
+    let opts = ConvertOptions { to: Target::Coco, out: out.clone(), projects: vec![DETECTION.parse().unwrap()] };
+    let report = convert(&archive, &opts, &NoProgress).unwrap();
+    assert!(!report.is_complete());
+    let skipped = &report.projects[0].skipped;
+    assert_eq!(skipped.len(), 1);
+    assert_eq!(skipped[0].image_id.to_string(), line["id"].as_str().unwrap());
+    assert!(skipped[0].reason.contains("SHA-256"), "{}", skipped[0].reason);
+    let doc = read_json(&out.join(DETECTION).join("annotations.json"));
+    assert_eq!(doc["images"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn the_cli_converts_and_exits_by_completeness() {
+    let (dir, archive) = fixture_archive().await;
+    let out = dir.path().join("out");
+    let o =
+        cvarchive(&["convert", archive.to_str().unwrap(), "--to", "coco", "--out", out.to_str().unwrap()], &[]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.join(DETECTION).join("annotations.json").is_file());
+    let o = cvarchive(&["convert", archive.to_str().unwrap(), "--to", "folders", "--out", out.to_str().unwrap()], &[])
+        .await;
+    assert_eq!(o.status.code(), Some(2), "existing project folders are refused");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("exists already"));
+}

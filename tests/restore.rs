@@ -1,0 +1,260 @@
+//! Restore, end to end: the demo archive restored into an empty emulator and exported again;
+//! an interrupted restore resumed without duplicates; the emulator's create limits.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use base64::Engine as _;
+use cvarchive::api::model::{ImageFileCreateBatch, ImageFileCreateEntry, Region};
+use cvarchive::api::NewProject;
+use cvarchive::emulator::AccountSpec;
+use cvarchive::export::{export, ExportOptions};
+use cvarchive::progress::{Event, NoProgress, Progress};
+use cvarchive::restore::{restore, Report, RestoreOptions};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::convert::fixture_archive;
+use crate::support::*;
+
+async fn export_to(emu: &cvarchive::emulator::Emulator, out: &Path) {
+    export(&client_for(emu), &ExportOptions::new(out), &NoProgress, &CancellationToken::new()).await.expect("export");
+}
+
+/// Per project name: sha256 -> (tag names, regions as (tag name, coordinates), metadata),
+/// merging images with equal bytes, as the service keeps one copy of each content.
+type Content = BTreeMap<String, (BTreeSet<String>, BTreeSet<String>, BTreeMap<String, String>)>;
+
+fn contents(archive: &Path) -> BTreeMap<String, (Value, Content)> {
+    let payload = payload(archive);
+    let mut out = BTreeMap::new();
+    for path in payload.keys().filter(|p| p.ends_with("/project.json")) {
+        let project = json(&payload, path);
+        let id = project["id"].as_str().unwrap();
+        let tags = json(&payload, &format!("projects/{id}/tags.json"));
+        let tag_name = |t: &Value| {
+            tags.as_array().unwrap().iter().find(|x| x["id"] == *t).unwrap()["name"].as_str().unwrap().to_owned()
+        };
+        let mut content = Content::new();
+        for line in jsonl(&payload, &format!("projects/{id}/images.jsonl")) {
+            let entry = content.entry(line["sha256"].as_str().unwrap().to_owned()).or_default();
+            for t in line["tags"].as_array().into_iter().flatten() {
+                entry.0.insert(tag_name(&t["tagId"]));
+            }
+            for r in line["regions"].as_array().into_iter().flatten() {
+                entry.1.insert(format!(
+                    "{} {} {} {} {}",
+                    tag_name(&r["tagId"]),
+                    r["left"],
+                    r["top"],
+                    r["width"],
+                    r["height"]
+                ));
+            }
+            for (k, v) in line["metadata"].as_object().into_iter().flatten() {
+                entry.2.insert(k.clone(), v.as_str().unwrap().to_owned());
+            }
+        }
+        let mut tag_names: Vec<String> =
+            tags.as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_owned()).collect();
+        tag_names.sort();
+        let summary = serde_json::json!({
+            "domainId": project["settings"]["domainId"],
+            "classificationType": project["settings"]["classificationType"],
+            "description": project["description"],
+            "tags": tag_names,
+        });
+        out.insert(project["name"].as_str().unwrap().to_owned(), (summary, content));
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_demo_archive_restores_into_an_empty_emulator_and_exports_the_same() {
+    let (dir, archive) = fixture_archive().await;
+    let target = emulator_with(AccountSpec::Empty).await;
+    let report_path = dir.path().join("restore.json");
+    let report = restore(
+        &client_for(&target),
+        &archive,
+        &RestoreOptions::new(&report_path),
+        &NoProgress,
+        &CancellationToken::new(),
+    )
+    .await
+    .expect("restore succeeds");
+    assert!(report.complete, "{report:#?}");
+    assert_eq!(Report::load(&report_path).unwrap().as_ref(), Some(&report), "the report on disk is the one returned");
+
+    let again = dir.path().join("again.zip");
+    export_to(&target, &again).await;
+    let (before, after) = (contents(&archive), contents(&again));
+    assert_eq!(before.keys().collect::<Vec<_>>(), after.keys().collect::<Vec<_>>(), "same project names");
+    // The comparison has something to compare: metadata, regions and multi-label tags.
+    let cls = &before["Fixture classification"].1;
+    assert_eq!(cls.len(), 6);
+    assert!(cls.values().any(|(_, _, m)| m.get("photographer").map(String::as_str) == Some("Zoë")));
+    assert!(
+        cls.values().any(|(t, _, _)| t.len() == 2 && t.contains("cat") && t.contains("dog")),
+        "dup-a and dup-b merged"
+    );
+    assert_eq!(before["Fixture object detection"].1.values().map(|(_, r, _)| r.len()).sum::<usize>(), 3);
+    for (name, (settings, content)) in &before {
+        assert_eq!(settings, &after[name].0, "project {name}: settings, domain and tags");
+        assert_eq!(content, &after[name].1, "project {name}: images by SHA-256, their tags, regions and metadata");
+    }
+
+    // The report maps every archived image to an image of the new project, and nothing else.
+    let payload = payload(&archive);
+    for p in &report.projects {
+        let new = p.new_id.expect("created");
+        assert!(target.projects().contains(&new));
+        let archived = jsonl(&payload, &format!("projects/{}/images.jsonl", p.old_id));
+        assert_eq!(p.images.len(), archived.len(), "project {}", p.name);
+        let new_ids: BTreeSet<_> = target.image_ids(new).into_iter().collect();
+        assert_eq!(p.images.values().copied().collect::<BTreeSet<_>>(), new_ids);
+        assert!(p.images.keys().all(|old| archived.iter().any(|l| l["id"] == old.to_string())));
+        assert_eq!(p.tags.len(), json(&payload, &format!("projects/{}/tags.json", p.old_id)).as_array().unwrap().len());
+        let c = p.counts.as_ref().unwrap();
+        assert!(c.agree() && c.archived_images == archived.len() as u64);
+    }
+    // The fixture's two identical images (dup-a, dup-b) became one, with both tags.
+    let cls = report.projects.iter().find(|p| p.name == "Fixture classification").unwrap();
+    assert_eq!(cls.images.len(), 7);
+    assert_eq!(cls.images.values().collect::<BTreeSet<_>>().len(), 6);
+}
+
+/// Cancels a restore once its first batch is recorded.
+struct StopAfterFirstBatch(CancellationToken, AtomicUsize);
+
+impl Progress for StopAfterFirstBatch {
+    fn event(&self, event: Event) {
+        if let Event::BlobArchived { .. } = event {
+            self.1.fetch_add(1, Ordering::SeqCst);
+            self.0.cancel();
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_interrupted_restore_resumes_without_duplicates() {
+    let source = generated_emulator("projects=1,images=150,seed=7,size=2048").await;
+    let (dir, archive) = temp_archive("gen.zip");
+    export_to(&source, &archive).await;
+    let target = emulator_with(AccountSpec::Empty).await;
+    let client = client_for(&target);
+    let report_path = dir.path().join("restore.json");
+    let opts = RestoreOptions::new(&report_path);
+
+    let cancel = CancellationToken::new();
+    let stop = StopAfterFirstBatch(cancel.clone(), AtomicUsize::new(0));
+    let err = restore(&client, &archive, &opts, &stop, &cancel).await.expect_err("interrupted");
+    assert!(matches!(err, cvarchive::restore::Error::Interrupted(_)), "{err}");
+    let mut first = Report::load(&report_path).unwrap().expect("the journal was written");
+    assert_eq!(first.projects[0].images.len(), 64, "one batch of 64 recorded");
+    let new = first.projects[0].new_id.unwrap();
+    assert_eq!(target.image_ids(new).len(), 64);
+
+    // As if the process died after the service took a batch but before the journal said so.
+    let forgotten: Vec<_> = first.projects[0].images.iter().take(10).map(|(o, n)| (*o, *n)).collect();
+    for (old, _) in &forgotten {
+        first.projects[0].images.remove(old);
+    }
+    first.save(&report_path).unwrap();
+
+    let report = restore(&client, &archive, &opts, &NoProgress, &CancellationToken::new()).await.expect("resumed");
+    assert!(report.complete, "{report:#?}");
+    assert_eq!(target.projects(), vec![new], "no second project");
+    let ids = target.image_ids(new);
+    assert_eq!(ids.len(), 150, "every image once");
+    assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), 150);
+    for (old, was) in forgotten {
+        assert_eq!(report.projects[0].images[&old], was, "the re-sent image kept its first new id");
+    }
+    let uploads = target.requests().iter().filter(|r| r.operation == "CreateImagesFromFiles").count();
+    assert_eq!(uploads, 3, "64, then the 10 forgotten and 76 more in two batches");
+}
+
+#[tokio::test]
+async fn the_emulator_enforces_the_upload_limits() {
+    let emu = emulator_with(AccountSpec::Empty).await;
+    let client = client_for(&emu);
+    let detection = "da2e3a8a-40a5-4171-82f4-58522f70fbc1".parse().unwrap();
+    let project = client
+        .create_project(&NewProject { name: "limits".into(), domain_id: Some(detection), ..Default::default() })
+        .await
+        .unwrap();
+    let dup = client.create_project(&NewProject { name: "limits".into(), ..Default::default() }).await;
+    assert!(dup.unwrap_err().to_string().contains("BadRequestProjectNameNotUnique"));
+    let tag = client.create_tag(project.id, "thing", None, None).await.unwrap();
+    assert!(client.create_tag(project.id, "THING", None, None).await.is_err(), "tag names are unique");
+
+    let png = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/images/od-park.png")).unwrap();
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let entry = |bytes: &[u8], regions: usize| ImageFileCreateEntry {
+        name: None,
+        contents: b64(bytes),
+        tag_ids: None,
+        regions: Some(vec![Region { tag_id: tag.id, left: 0.1, top: 0.1, width: 0.2, height: 0.2 }; regions]),
+    };
+    // A larger-than-6-MB PNG: the same header, then a private chunk of filler.
+    let mut big = png.clone();
+    big.extend(std::iter::repeat_n(0u8, 6 * 1024 * 1024));
+    let mut other = png.clone();
+    other.push(0);
+    let batch = ImageFileCreateBatch {
+        images: vec![entry(&png, 1), entry(&png, 1), entry(&big, 1), entry(&other, 301), entry(b"not an image", 0)],
+        tag_ids: None,
+        metadata: None,
+    };
+    let summary = client.create_images_from_files(project.id, &batch).await.unwrap();
+    let statuses: Vec<&str> = summary.images.iter().map(|r| r.status.as_str()).collect();
+    assert_eq!(statuses, ["OK", "OKDuplicate", "ErrorImageSize", "ErrorRegionLimitExceed", "ErrorImageFormat"]);
+    assert!(!summary.is_batch_successful);
+    assert_eq!(summary.images[0].image.as_ref().unwrap().id, summary.images[1].image.as_ref().unwrap().id);
+    assert_eq!(summary.images[0].image.as_ref().unwrap().width, Some(64));
+    assert_eq!(emu.image_ids(project.id).len(), 1);
+
+    // 65 images in one call: the client refuses, and so does the service.
+    let url = format!("{}/customvision/v3.3/training/projects/{}/images/files", emu.endpoint(), project.id);
+    let body = serde_json::json!({"images": vec![serde_json::json!({"contents": b64(&png)}); 65]});
+    let resp = reqwest::Client::new().post(url).header("Training-Key", emu.key()).json(&body).send().await.unwrap();
+    assert_eq!(resp.status(), 400);
+    assert!(resp.text().await.unwrap().contains("BadRequestExceededBatchSize"));
+
+    // Metadata merges into the image; unknown ids are named in a 207.
+    let id = emu.image_ids(project.id)[0];
+    let meta = BTreeMap::from([("k".to_owned(), "v".to_owned())]);
+    let summary = client.update_image_metadata(project.id, &[id, uuid::Uuid::new_v4()], &meta).await.unwrap();
+    let statuses: Vec<&str> = summary.images.iter().map(|r| r.status.as_str()).collect();
+    assert_eq!(statuses, ["OK", "ErrorImageNotFound"]);
+    let image = &client.get_images_by_ids(project.id, &[id]).await.unwrap()[0];
+    assert_eq!(image.metadata.as_ref().unwrap()["k"], "v");
+}
+
+#[tokio::test]
+async fn the_cli_restores_the_demo_archive_and_writes_its_report() {
+    let (dir, archive) = fixture_archive().await;
+    let target = emulator_with(AccountSpec::Empty).await;
+    let endpoint = target.endpoint();
+    let args = [
+        "restore",
+        archive.to_str().unwrap(),
+        "--endpoint",
+        &endpoint,
+        "--name-suffix",
+        " (restored)",
+        "--no-progress",
+    ];
+    let o = cvarchive(&args, &[("VISION_TRAINING_KEY", target.key())]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let report = Report::load(&dir.path().join("demo.restore.json")).unwrap().expect("the report beside the archive");
+    assert!(report.complete);
+    assert!(report.projects.iter().all(|p| p.new_name.ends_with(" (restored)")));
+    // A second run finds everything done and uploads nothing.
+    target.clear_requests();
+    let o = cvarchive(&args, &[("VISION_TRAINING_KEY", target.key())]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(target.requests().iter().all(|r| !r.mutating), "nothing created twice");
+}
