@@ -15,12 +15,15 @@
 //! - [`archive`]: the BagIt-in-a-zip format: path layout, the writer (hash while writing,
 //!   manifests last) and the reader.
 //! - [`verify`]: an archive -> a [`verify::Report`] of every finding.
+//! - [`browse`]: the page inside every archive (`data/index.html` and its data files), rendered
+//!   from the bag's data files.
 //! - [`progress`]: the progress trait the library reports through, drawn by the CLI.
 //! - [`secret`]: the training key type that never prints, and URL redaction.
 //! - [`cli`]: clap commands, one file each.
 
 pub mod api;
 pub mod archive;
+pub mod browse;
 pub mod cli;
 pub mod emulator;
 pub mod export;

@@ -3,6 +3,7 @@
 mod support;
 
 mod archive;
+mod browse;
 mod emulator;
 mod export;
 mod spec_examples;
