@@ -223,7 +223,13 @@ fn a_hundred_thousand_images_render_in_bounded_chunks() {
     let mut largest_chunk = 0usize;
     let mut index = None;
     let mut order = Vec::new();
+    // CVARCHIVE_BROWSE_KEEP_BIG=<dir> keeps the rendered page there, to time it in a browser.
+    let keep = std::env::var_os("CVARCHIVE_BROWSE_KEEP_BIG").map(PathBuf::from);
     let summary = browse::render(&src, &mut |path: &str, bytes: Vec<u8>| {
+        if let Some(dir) = &keep {
+            std::fs::create_dir_all(dir.join(path).parent().unwrap()).unwrap();
+            std::fs::write(dir.join(path), &bytes).unwrap();
+        }
         order.push(path.to_owned());
         if path.contains("/images-") {
             let (_, chunk) = pushed(&bytes);

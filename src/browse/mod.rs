@@ -20,7 +20,7 @@ pub mod records;
 mod render;
 pub mod source;
 
-pub use render::{render, RenderSummary};
+pub use render::{render, Emit, RenderSummary};
 pub use source::{materialize, ArchiveSource};
 
 /// Images per `browse/<project>/images-NNNN.js` chunk.

@@ -139,7 +139,7 @@ pub fn image_record(line: &Value, project: Uuid, table: &mut TagTable) -> Option
         "regions": regions,
         "meta": meta,
         "size": obj.get("size").and_then(Value::as_u64),
-        "sha256": obj.get("sha256").and_then(Value::as_str).filter(|s| is_hex(s)),
+        "sha256": obj.get("sha256").and_then(Value::as_str).filter(is_hex),
     });
     Some(ImageRecord { json, tags, tagged })
 }
@@ -173,7 +173,7 @@ pub fn prediction_record(line: &Value, project: Uuid, table: &mut TagTable) -> O
         "preds": preds.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
         "predCount": total,
         "size": obj.get("size").and_then(Value::as_u64),
-        "sha256": obj.get("sha256").and_then(Value::as_str).filter(|s| is_hex(s)),
+        "sha256": obj.get("sha256").and_then(Value::as_str).filter(is_hex),
     }))
 }
 

@@ -14,6 +14,9 @@ const INDEX_HTML_TEXT: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
 const STYLE_CSS: &str = include_str!("assets/style.css");
 
+/// The callback [`render`] hands each file to: its path relative to `data/` and its bytes.
+pub type Emit<'a, E> = dyn FnMut(&str, Vec<u8>) -> Result<(), E> + 'a;
+
 /// What [`render`] produced.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RenderSummary {
@@ -35,10 +38,7 @@ pub struct RenderSummary {
 /// `browse/app.js`, `browse/<projectId>/images-0000.js`, ...), handing each file to `emit` as
 /// soon as it is complete. At most one chunk of images is held at a time, plus each project's
 /// tag index (a few bytes per image). The only error is one returned by `emit`.
-pub fn render<E>(
-    src: &dyn DataSource,
-    emit: &mut dyn FnMut(&str, Vec<u8>) -> Result<(), E>,
-) -> Result<RenderSummary, E> {
+pub fn render<E>(src: &dyn DataSource, emit: &mut Emit<'_, E>) -> Result<RenderSummary, E> {
     let mut out = Emitter { emit, summary: RenderSummary::default() };
     let mut problems: Vec<String> = Vec::new();
     let account = match src.read(layout::account_json()) {
@@ -80,7 +80,7 @@ pub fn render<E>(
 }
 
 struct Emitter<'a, E> {
-    emit: &'a mut dyn FnMut(&str, Vec<u8>) -> Result<(), E>,
+    emit: &'a mut Emit<'a, E>,
     summary: RenderSummary,
 }
 
