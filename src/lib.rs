@@ -19,12 +19,15 @@
 //!   service's order and batch sizes, confirmation, and a receipt.
 //! - [`convert`]: an archive -> COCO datasets or tag folders that other tools load.
 //! - [`restore`]: an archive -> its projects recreated in a Custom Vision resource, resumable.
+//! - [`browse`]: the page inside every archive (`data/index.html` and its data files), rendered
+//!   from the bag's data files.
 //! - [`progress`]: the progress trait the library reports through, drawn by the CLI.
 //! - [`secret`]: the training key type that never prints, and URL redaction.
 //! - [`cli`]: clap commands, one file each.
 
 pub mod api;
 pub mod archive;
+pub mod browse;
 pub mod cli;
 pub mod convert;
 pub mod emulator;

@@ -3,6 +3,7 @@
 mod support;
 
 mod archive;
+mod browse;
 mod convert;
 mod delete;
 mod emulator;

@@ -1,0 +1,200 @@
+//! Existing archives: [`ArchiveSource`] reads a bag's data files through a
+//! [`BagReader`](crate::archive::BagReader) (bounded: small files up to a limit, JSONL line by
+//! line), and [`materialize`] lays an archive out in a folder as unzipping would, writing only
+//! entries with plain names inside the bag's `data/`, and renders the page when the archive has
+//! none (archives written before the page existed).
+
+use std::cell::RefCell;
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+use super::{render, DataSource, Error, RenderSummary, INDEX_HTML};
+use crate::archive::{reader, BagReader};
+
+/// The largest JSON file read into memory.
+pub const MAX_JSON_BYTES: u64 = 64 << 20;
+/// The longest JSONL line kept; a longer one is handed on empty (and so counted unreadable).
+pub const MAX_LINE_BYTES: usize = 16 << 20;
+
+/// A [`DataSource`] over an archive's bag. Problems met while reading are kept, not fatal.
+#[derive(Debug)]
+pub struct ArchiveSource<'a> {
+    reader: &'a BagReader,
+    problems: RefCell<Vec<String>>,
+}
+
+impl<'a> ArchiveSource<'a> {
+    /// Reads the bag of `reader`.
+    pub fn new(reader: &'a BagReader) -> ArchiveSource<'a> {
+        ArchiveSource { reader, problems: RefCell::new(Vec::new()) }
+    }
+
+    /// Entries that could not be read, with why.
+    pub fn problems(&self) -> Vec<String> {
+        self.problems.borrow().clone()
+    }
+
+    fn note(&self, path: &str, problem: impl std::fmt::Display) {
+        self.problems.borrow_mut().push(format!("data/{path}: {problem}"));
+    }
+}
+
+impl DataSource for ArchiveSource<'_> {
+    fn read(&self, path: &str) -> Option<Vec<u8>> {
+        let entry = self.reader.bag_entry(&format!("data/{path}"))?;
+        self.reader.read_entry(entry, MAX_JSON_BYTES).map_err(|e| self.note(path, e)).ok()
+    }
+
+    fn lines(&self, path: &str) -> Option<Box<dyn Iterator<Item = Vec<u8>> + '_>> {
+        let entry = self.reader.bag_entry(&format!("data/{path}"))?;
+        let read = self.reader.open_entry(entry).map_err(|e| self.note(path, e)).ok()?;
+        let mut input = BufReader::with_capacity(64 << 10, read);
+        let mut failed = false;
+        let path = path.to_owned();
+        Some(Box::new(std::iter::from_fn(move || {
+            if failed {
+                return None;
+            }
+            match read_line(&mut input, MAX_LINE_BYTES) {
+                Ok(line) => line,
+                Err(e) => {
+                    failed = true;
+                    self.note(&path, reader::problem(e));
+                    None
+                }
+            }
+        })))
+    }
+}
+
+/// One LF-terminated line (without the LF), or `None` at the end. A line longer than `max` is
+/// skipped to its end and returned empty.
+fn read_line(input: &mut impl BufRead, max: usize) -> std::io::Result<Option<Vec<u8>>> {
+    let mut line = Vec::new();
+    let mut too_long = false;
+    let mut any = false;
+    loop {
+        let buf = match input.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            return Ok(any.then_some(line));
+        }
+        any = true;
+        let (part, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buf[..i], Some(i + 1)),
+            None => (buf, None),
+        };
+        if !too_long && line.len() + part.len() <= max {
+            line.extend_from_slice(part);
+        } else {
+            too_long = true;
+            line = Vec::new();
+        }
+        let used = done.unwrap_or(buf.len());
+        input.consume(used);
+        if done.is_some() {
+            return Ok(Some(line));
+        }
+    }
+}
+
+/// Lays out the archive at `archive` under `dir` as unzipping it would (`dir/<bag>/data/...`):
+/// every payload entry whose name is plain (`[A-Za-z0-9._-]` parts, none starting with `.`) is
+/// written, streamed and held to its declared size; tag files and anything else are not. When the
+/// archive holds no `data/index.html`, the page is rendered from the archive into the same folder.
+/// Returns the page's path and, when it was rendered here, what the render produced.
+pub fn materialize(archive: &Path, dir: &Path) -> Result<(PathBuf, Option<RenderSummary>), Error> {
+    let reader = BagReader::open(archive)?;
+    let bag = reader.bag_name().ok_or_else(|| Error::NoBag(archive.to_path_buf()))?.to_owned();
+    let data_dir = dir.join(&bag).join("data");
+    let prefix = format!("{bag}/data/");
+    let mut buf = vec![0u8; 256 << 10];
+    for entry in reader.entries() {
+        let Some(rel) = entry.name.strip_prefix(&prefix) else { continue };
+        if entry.is_dir() || !plain_relative(rel) {
+            continue;
+        }
+        let target = data_dir.join(rel);
+        let entry_error = |problem| Error::Entry { archive: archive.to_path_buf(), entry: entry.name.clone(), problem };
+        let mut input = reader.open_entry(entry).map_err(entry_error)?;
+        let write_error = |source| Error::Write { path: target.clone(), source };
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent).map_err(write_error)?;
+        }
+        // create_new: a duplicate entry name never overwrites what an earlier one wrote.
+        let mut file = fs::OpenOptions::new().write(true).create_new(true).open(&target).map_err(write_error)?;
+        loop {
+            let n = match input.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(entry_error(reader::problem(e))),
+            };
+            file.write_all(&buf[..n]).map_err(write_error)?;
+        }
+    }
+    let index = data_dir.join(INDEX_HTML);
+    if reader.bag_entry(&format!("data/{INDEX_HTML}")).is_some() {
+        return Ok((index, None));
+    }
+    let source = ArchiveSource::new(&reader);
+    let summary = render(&source, &mut |path: &str, bytes: Vec<u8>| write_rendered(&data_dir, path, &bytes))?;
+    Ok((index, Some(summary)))
+}
+
+fn write_rendered(data_dir: &Path, path: &str, bytes: &[u8]) -> Result<(), Error> {
+    let target = data_dir.join(path);
+    let write_error = |source| Error::Write { path: target.clone(), source };
+    if let Some(parent) = target.parent() {
+        fs::create_dir_all(parent).map_err(write_error)?;
+    }
+    fs::write(&target, bytes).map_err(write_error)
+}
+
+/// Whether `rel` is a plain relative path: parts of `[A-Za-z0-9._-]`, none empty or starting
+/// with `.`, at most 16 deep.
+fn plain_relative(rel: &str) -> bool {
+    let parts: Vec<&str> = rel.split('/').collect();
+    parts.len() <= 16
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && !p.starts_with('.')
+                && p.len() <= 255
+                && p.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::EntryProblem;
+
+    #[test]
+    fn lines_are_split_on_lf_and_bounded() {
+        let data = b"{\"a\":1}\n\nxxxxxxxxxxxx\nlast";
+        let mut input = BufReader::with_capacity(3, &data[..]);
+        let mut got = Vec::new();
+        while let Some(l) = read_line(&mut input, 8).unwrap() {
+            got.push(String::from_utf8(l).unwrap());
+        }
+        assert_eq!(got, ["{\"a\":1}", "", "", "last"]);
+    }
+
+    #[test]
+    fn only_plain_paths_are_written() {
+        assert!(plain_relative("projects/a-b/images/x.jpg"));
+        for bad in ["../x", "a/../b", "/abs", "a//b", ".hidden", "a/.b", "a\\b", "c:x", "é"] {
+            assert!(!plain_relative(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn entry_problems_name_the_cause() {
+        let e = Error::Entry { archive: "a.zip".into(), entry: "bag/data/x".into(), problem: EntryProblem::Encrypted };
+        assert_eq!(e.to_string(), "a.zip: entry bag/data/x: encrypted entry");
+    }
+}
