@@ -283,6 +283,9 @@ async fn run(
     if let Err(e) = sink.send(sink::Item::Deflated { path: layout::account_json().to_owned(), bytes }).await {
         return Err((e.into(), None));
     }
+    if let Err(e) = sink.send(sink::Item::RenderPage).await {
+        return Err((e.into(), None));
+    }
     if cancel.is_cancelled() {
         return Err((Error::Interrupted, Some(sink)));
     }

@@ -20,6 +20,9 @@ pub enum Item {
     /// Leave an entry a previous run wrote out of the archive (it is rewritten, or its image was
     /// deleted since).
     Forget { path: String },
+    /// Render the browsable page (`data/index.html` and its data) from the metadata written so
+    /// far, and add it to the archive.
+    RenderPage,
 }
 
 /// Why the archive could not be written.
@@ -42,23 +45,44 @@ pub struct Sink {
 
 impl Sink {
     /// Starts the writer thread on `writer`; `capacity` items may wait in the queue. `path` is
-    /// the name errors give for the archive.
+    /// the name errors give for the archive. Metadata is also staged, as plain files in a
+    /// temporary folder beside the archive, for the browsable page rendered at the end.
     pub fn start(writer: BagWriter, capacity: usize, path: PathBuf) -> Result<Sink, SinkError> {
         let mut writer = writer.with_display_path(&path);
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let staging = tempfile::Builder::new()
+            .prefix(".cvarchive-staging-")
+            .tempdir_in(&parent)
+            .map_err(|e| SinkError { path: path.clone(), source: io_error(&parent, e) })?;
         let (tx, mut rx) = mpsc::channel::<Item>(capacity.max(1));
         let thread = std::thread::Builder::new()
             .name("archive-writer".into())
             .spawn(move || {
+                let staged = Staged(staging.path().to_path_buf());
                 while let Some(item) = rx.blocking_recv() {
                     match item {
                         Item::Stored { path, bytes, sha256 } => writer.add_stored(&path, &bytes, sha256)?,
-                        Item::Deflated { path, bytes } => writer.add_deflated(&path, &bytes)?,
-                        Item::DeflatedReader { path, mut reader } => writer.add_deflated_from(&path, &mut reader)?,
+                        Item::Deflated { path, bytes } => {
+                            writer.add_deflated(&path, &bytes)?;
+                            staged.write(&path, &bytes)?;
+                        }
+                        Item::DeflatedReader { path, reader } => {
+                            let mut tee = staged.tee(&path, reader)?;
+                            writer.add_deflated_from(&path, &mut tee)?;
+                            tee.finish()?;
+                        }
                         Item::Forget { path } => {
                             writer.forget(&path);
                         }
+                        Item::RenderPage => {
+                            crate::browse::render(&staged, &mut |path: &str, bytes: Vec<u8>| writer.add_deflated(path, &bytes))?;
+                        }
                     }
                 }
+                drop(staging);
                 // The queue closed: finishing, or stopping. Either way, make every entry written
                 // so far durable and journaled, so a stopped export resumes from here.
                 writer.checkpoint()?;
@@ -120,4 +144,63 @@ impl Drop for Sink {
 
 fn io_error(path: &std::path::Path, source: std::io::Error) -> crate::archive::Error {
     crate::archive::Error::Io { path: path.to_path_buf(), source }
+}
+
+/// The staging folder: a plain copy of every metadata file, which the page is rendered from.
+struct Staged(PathBuf);
+
+impl Staged {
+    fn file(&self, data_path: &str) -> Result<std::fs::File, crate::archive::Error> {
+        let path = self.0.join(data_path);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+        }
+        std::fs::File::create(&path).map_err(|e| io_error(&path, e))
+    }
+
+    fn write(&self, data_path: &str, bytes: &[u8]) -> Result<(), crate::archive::Error> {
+        use std::io::Write;
+        self.file(data_path)?.write_all(bytes).map_err(|e| io_error(&self.0.join(data_path), e))
+    }
+
+    fn tee(&self, data_path: &str, inner: Box<dyn Read + Send>) -> Result<Tee, crate::archive::Error> {
+        let copy = std::io::BufWriter::with_capacity(256 << 10, self.file(data_path)?);
+        Ok(Tee { inner, copy, path: self.0.join(data_path) })
+    }
+}
+
+impl crate::browse::DataSource for Staged {
+    fn read(&self, path: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.0.join(path)).ok()
+    }
+
+    fn lines(&self, path: &str) -> Option<Box<dyn Iterator<Item = Vec<u8>> + '_>> {
+        use std::io::BufRead;
+        let file = std::fs::File::open(self.0.join(path)).ok()?;
+        let lines = std::io::BufReader::with_capacity(256 << 10, file).split(b'\n').map_while(Result::ok);
+        Some(Box::new(lines.filter(|l| !l.is_empty())))
+    }
+}
+
+/// A reader that copies what it reads into a staging file.
+struct Tee {
+    inner: Box<dyn Read + Send>,
+    copy: std::io::BufWriter<std::fs::File>,
+    path: PathBuf,
+}
+
+impl Tee {
+    fn finish(mut self) -> Result<(), crate::archive::Error> {
+        use std::io::Write;
+        self.copy.flush().map_err(|e| io_error(&self.path, e))
+    }
+}
+
+impl Read for Tee {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::io::Write;
+        let n = self.inner.read(buf)?;
+        self.copy.write_all(&buf[..n])?;
+        Ok(n)
+    }
 }
