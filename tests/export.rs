@@ -366,3 +366,70 @@ async fn only_the_projects_asked_for() {
         .all(|k| k.starts_with(&format!("projects/{wanted}/"))));
     assert!(!payload.keys().any(|k| k.ends_with("predictions.jsonl")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incremental_export_copies_what_the_base_holds_and_downloads_only_what_is_new() {
+    let emu = generated_emulator("projects=2,images=300,seed=31").await;
+    let client = client_for(&emu);
+    let (dir, first) = temp_archive("monday.zip");
+    let full = export(&client, &ExportOptions::new(&first), &NoProgress, &CancellationToken::new()).await.unwrap();
+    assert_eq!(full.from_base, 0);
+    assert!(full.downloaded_bytes >= full.image_bytes);
+
+    // Nothing changed: nothing is downloaded, and the archive stands on its own.
+    let second = dir.path().join("tuesday.zip");
+    let opts = ExportOptions { base: Some(first.clone()), ..ExportOptions::new(&second) };
+    let unchanged = export(&client, &opts, &NoProgress, &CancellationToken::new()).await.unwrap();
+    assert_eq!(unchanged.downloaded_bytes, 0, "no image bytes downloaded");
+    assert_eq!(unchanged.from_base, full.images + full.predictions);
+    assert!(verify(&second, &VerifyOptions::default()).unwrap().is_clean());
+    let (a, b) = (payload(&first), payload(&second));
+    for project in emu.projects() {
+        let lines = |p: &BTreeMap<String, Vec<u8>>| {
+            let mut l: Vec<String> =
+                jsonl(p, &format!("projects/{project}/images.jsonl")).iter().map(|v| v.to_string()).collect();
+            l.sort();
+            l
+        };
+        assert_eq!(lines(&a), lines(&b), "the same images, tags, regions and metadata");
+    }
+    assert!(a.iter().filter(|(k, _)| k.contains("/images/")).all(|(k, v)| b.get(k) == Some(v)));
+
+    // 1% new images: only those are downloaded.
+    let project = emu.projects()[0];
+    let added = emu.add_images(project, 6);
+    let third = dir.path().join("wednesday.zip");
+    let opts = ExportOptions { base: Some(second.clone()), ..ExportOptions::new(&third) };
+    let grown = export(&client, &opts, &NoProgress, &CancellationToken::new()).await.unwrap();
+    let new_bytes: u64 = added.iter().map(|id| emu.image_bytes(project, *id).unwrap().len() as u64).sum();
+    assert_eq!(grown.downloaded_bytes, new_bytes, "only the new images were downloaded");
+    assert_eq!(grown.images, full.images + 6);
+    assert!(verify(&third, &VerifyOptions::default()).unwrap().is_clean());
+}
+
+#[tokio::test]
+async fn a_damaged_base_is_not_trusted() {
+    let emu = generated_emulator("projects=1,images=20,seed=33").await;
+    let client = client_for(&emu);
+    let (dir, first) = temp_archive("base.zip");
+    export(&client, &ExportOptions::new(&first), &NoProgress, &CancellationToken::new()).await.unwrap();
+    // Flip one byte inside a stored image of the base.
+    let project = emu.projects()[0];
+    let victim = emu.image_ids(project)[0];
+    let bytes = emu.image_bytes(project, victim).unwrap();
+    let mut zip = std::fs::read(&first).unwrap();
+    let at = zip.windows(bytes.len()).position(|w| w == bytes.as_slice()).expect("stored bytes are in the zip");
+    zip[at + bytes.len() / 2] ^= 0xff;
+    std::fs::write(&first, zip).unwrap();
+    let second = dir.path().join("next.zip");
+    let opts = ExportOptions { base: Some(first.clone()), ..ExportOptions::new(&second) };
+    let summary = export(&client, &opts, &NoProgress, &CancellationToken::new()).await.unwrap();
+    assert_eq!(summary.downloaded_bytes, bytes.len() as u64, "the damaged image was downloaded again");
+    assert!(verify(&second, &VerifyOptions::default()).unwrap().is_clean());
+    let payload = payload(&second);
+    let line = jsonl(&payload, &format!("projects/{project}/images.jsonl"))
+        .into_iter()
+        .find(|l| l["id"] == victim.to_string())
+        .unwrap();
+    assert_eq!(payload[line["file"].as_str().unwrap()], bytes);
+}

@@ -55,6 +55,10 @@ pub struct ExportArgs {
     /// continues it).
     #[arg(long)]
     fresh: bool,
+    /// An earlier archive of the same account: images it holds are copied from it instead of
+    /// downloaded (a fast incremental backup that is still complete on its own).
+    #[arg(long, value_name = "PREVIOUS.zip")]
+    base: Option<PathBuf>,
     /// Export the bundled demo account from an emulator started in-process.
     #[arg(long, conflicts_with_all = ["endpoint", "key_file"])]
     demo: bool,
@@ -97,6 +101,7 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<Exit> {
         predictions: !args.no_predictions,
         force: args.force,
         fresh: args.fresh,
+        base: args.base.clone(),
         ..ExportOptions::new(&args.out)
     };
     let cancel = common::cancel_on_signals();
@@ -123,6 +128,9 @@ fn print_summary(s: &ExportSummary, mode: Mode) -> anyhow::Result<()> {
         s.models,
         s.seconds
     );
+    if s.from_base > 0 {
+        println!("{} images copied from the base archive; {} downloaded", s.from_base, human_bytes(s.downloaded_bytes));
+    }
     println!("archive: {} ({})", s.path.display(), human_bytes(s.archive_bytes));
     println!("sha256:  {}", s.sha256);
     if !s.retries.is_empty() {

@@ -3,6 +3,7 @@
 //! writer. The archive is written under a temporary name beside the target and renamed only
 //! when complete.
 
+mod base;
 mod download;
 mod project;
 pub mod record;
@@ -45,6 +46,9 @@ pub struct ExportOptions {
     pub force: bool,
     /// Discard a partial archive left by an interrupted export instead of resuming it.
     pub fresh: bool,
+    /// A previous archive of the same account: images it holds are copied from it, not
+    /// downloaded (an incremental backup; the result is still complete on its own).
+    pub base: Option<PathBuf>,
     /// The largest image accepted (the service's limit is 6 MB).
     pub max_image_bytes: u64,
     /// The largest model package accepted.
@@ -62,6 +66,7 @@ impl ExportOptions {
             predictions: true,
             force: false,
             fresh: false,
+            base: None,
             max_image_bytes: 64 << 20,
             max_model_bytes: 8 << 30,
         }
@@ -88,6 +93,10 @@ pub struct ExportSummary {
     pub predictions: u64,
     /// Model packages archived.
     pub models: u64,
+    /// Image and prediction bytes downloaded by this run.
+    pub downloaded_bytes: u64,
+    /// Images and prediction images copied from the base archive instead of downloaded.
+    pub from_base: u64,
     /// Wall time.
     pub seconds: f64,
     /// What could not be archived.
@@ -130,6 +139,9 @@ pub enum Error {
     /// A partial archive is there that this export cannot continue.
     #[error("cannot resume {}: {reason}; run the same command as before, or pass --fresh to discard it and start over", path.display())]
     CannotResume { path: PathBuf, reason: String },
+    /// The previous archive given for an incremental export cannot be used.
+    #[error(transparent)]
+    Base(base::BaseError),
     /// Another export is writing the same archive.
     #[error("another cvarchive export is writing {} right now", .0.display())]
     Busy(PathBuf),
@@ -159,6 +171,14 @@ pub async fn export(
         _ => PathBuf::from("."),
     };
     let partial = partial_path(&opts.out);
+    let base = match &opts.base {
+        Some(path) => {
+            let path = path.clone();
+            let opened = tokio::task::spawn_blocking(move || base::Base::open(&path)).await;
+            Some(opened.map_err(|e| Error::Internal(e.to_string()))?.map_err(Error::Base)?)
+        }
+        None => None,
+    };
     let projects = resolve_projects(client, &opts.projects).await?;
     progress.event(Event::Started { projects: projects.len() });
 
@@ -175,7 +195,9 @@ pub async fn export(
     }
     let sink = sink::Sink::start(writer, opts.concurrency.max(1) * 2, opts.out.clone())?;
     let kept = resume::Kept::new(kept);
-    let result = run(client, opts, progress, cancel, &dir, sink, &kept, projects, started_at).await;
+    let counters = project::Counters::default();
+    let shared = Shared { kept: &kept, base: base.as_ref(), counters: &counters };
+    let result = run(client, opts, progress, cancel, &dir, sink, shared, projects, started_at).await;
     let stopped = |cause: Error| Error::Resumable { partial: partial.clone(), cause: Box::new(cause) };
     let (account, summary) = match result {
         Ok(done) => done,
@@ -208,12 +230,21 @@ pub async fn export(
         image_bytes: account.projects.iter().map(|r| r.archived.image_bytes).sum(),
         predictions: account.projects.iter().map(|r| r.archived.predictions).sum(),
         models: account.projects.iter().map(|r| r.archived.model_exports).sum(),
+        downloaded_bytes: counters.downloaded_bytes.load(std::sync::atomic::Ordering::Relaxed),
+        from_base: counters.from_base.load(std::sync::atomic::Ordering::Relaxed),
         seconds: started.elapsed().as_secs_f64(),
         missing,
         notes,
         retries: client.stats().snapshot(),
         complete: account.complete,
     })
+}
+
+/// What the projects' exports share besides the client and options.
+struct Shared<'a> {
+    kept: &'a resume::Kept,
+    base: Option<&'a base::Base>,
+    counters: &'a project::Counters,
 }
 
 /// The export proper, once the archive is open. On failure it hands the sink back so the caller
@@ -226,17 +257,27 @@ async fn run(
     cancel: &CancellationToken,
     dir: &Path,
     mut sink: sink::Sink,
-    kept: &resume::Kept,
+    shared: Shared<'_>,
     projects: Vec<Project>,
     started_at: chrono::DateTime<chrono::Utc>,
 ) -> Result<(AccountRecord, BagSummary), (Error, Option<sink::Sink>)> {
     // Metadata is read afresh every run; only downloaded blobs carry over.
+    let kept = shared.kept;
     for path in kept.metadata_paths() {
         if let Err(e) = sink.send(sink::Item::Forget { path }).await {
             return Err((e.into(), None));
         }
     }
-    let ctx = project::Ctx { client, opts, progress, cancel, spool_dir: dir, kept };
+    let ctx = project::Ctx {
+        client,
+        opts,
+        progress,
+        cancel,
+        spool_dir: dir,
+        kept,
+        base: shared.base,
+        counters: shared.counters,
+    };
     let mut records: Vec<ProjectRecord> = Vec::with_capacity(projects.len());
     let mut account_missing = Vec::new();
     for p in projects {

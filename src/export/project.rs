@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::base::{Base, BlobKind};
 use super::download::{fetch_image, freshen, Failure, Listed, Refresher};
 use super::record::{ArchivedCounts, ImageCounts, Missing, ProjectRecord};
 use super::resume::Kept;
@@ -36,6 +37,19 @@ pub struct Ctx<'a> {
     pub spool_dir: &'a Path,
     /// Blobs an interrupted run already archived.
     pub kept: &'a Kept,
+    /// The previous archive of an incremental export.
+    pub base: Option<&'a Base>,
+    /// Image and prediction bytes fetched over the network, and blobs copied from the base.
+    pub counters: &'a Counters,
+}
+
+/// What the export fetched, and what it copied from a previous archive instead.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Blob bytes downloaded.
+    pub downloaded_bytes: std::sync::atomic::AtomicU64,
+    /// Blobs copied from the base archive.
+    pub from_base: std::sync::atomic::AtomicU64,
 }
 
 /// Exports one project into the sink and returns its record for `account.json`.
@@ -204,9 +218,15 @@ async fn export_images(ctx: &Ctx<'_>, sink: &mut Sink, pid: Uuid, record: &mut P
             if listed.kept.is_some() {
                 return Ok((listed, Ok(None)));
             }
+            if let Some(copied) = copy_from_base(ctx, BlobKind::Image, listed.image.id, max).await {
+                return Ok((listed, Ok(Some(copied))));
+            }
             let uri = listed.image.original_image_uri.clone();
-            let result = fetch_image(client, refresher, pid, listed.image.id, uri.as_deref(), max).await.map(Some);
-            Ok::<_, api::Error>((listed, result))
+            let result = fetch_image(client, refresher, pid, listed.image.id, uri.as_deref(), max).await;
+            if let Ok(blob) = &result {
+                ctx.counters.downloaded_bytes.fetch_add(blob.bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+            Ok::<_, api::Error>((listed, result.map(Some)))
         })
         .buffer_unordered(ctx.opts.concurrency.max(1));
     futures::pin_mut!(downloads);
@@ -348,12 +368,18 @@ async fn export_predictions(
             if let Some(entry) = ctx.kept.take_prediction(p.id) {
                 return Ok((seq, p, Ok(Stored::Kept(entry))));
             }
+            if let Some(copied) = copy_from_base(ctx, BlobKind::Prediction, p.id, max).await {
+                return Ok((seq, p, Ok(Stored::New(copied))));
+            }
             let result = match p.original_image_uri.as_deref() {
                 Some(uri) => {
                     client.download(pid, uri, max).await.map(Stored::New).map_err(|e| Failure::Failed(e.to_string()))
                 }
                 None => Err(Failure::NoLink),
             };
+            if let Ok(Stored::New(blob)) = &result {
+                ctx.counters.downloaded_bytes.fetch_add(blob.bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            }
             Ok((seq, p, result))
         })
         .try_buffer_unordered(ctx.opts.concurrency.max(1));
@@ -395,6 +421,21 @@ async fn export_predictions(
         spool.push(seq, &serde_json::to_vec(&value).expect("serialise")).map_err(Error::Spool)?;
     }
     send_spool(sink, layout::predictions_jsonl(pid), spool).await
+}
+
+/// The blob from the base archive, if it holds a usable copy (an unusable one is reported and
+/// downloaded instead).
+async fn copy_from_base(ctx: &Ctx<'_>, kind: BlobKind, id: Uuid, max: u64) -> Option<api::Blob> {
+    match ctx.base?.copy(kind, id, max).await? {
+        Ok(blob) => {
+            ctx.counters.from_base.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Some(blob)
+        }
+        Err(reason) => {
+            ctx.progress.event(Event::Warning { message: format!("{reason}; downloading {id} instead") });
+            None
+        }
+    }
 }
 
 /// A prediction image: downloaded now, or kept from an interrupted run.

@@ -78,7 +78,9 @@ impl Sink {
                             writer.forget(&path);
                         }
                         Item::RenderPage => {
-                            crate::browse::render(&staged, &mut |path: &str, bytes: Vec<u8>| writer.add_deflated(path, &bytes))?;
+                            crate::browse::render(&staged, &mut |path: &str, bytes: Vec<u8>| {
+                                writer.add_deflated(path, &bytes)
+                            })?;
                         }
                     }
                 }
