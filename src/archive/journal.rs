@@ -87,7 +87,8 @@ pub(super) enum Line {
 }
 
 impl Line {
-    /// The `add` line for an entry.
+    /// The `add` line for an entry (writers use the faster `JournalWriter::push_add`).
+    #[cfg(test)]
     pub fn add(e: &JournalEntry, tag: bool) -> Line {
         Line::Add {
             path: e.data_path.clone(),
