@@ -323,7 +323,7 @@ impl BagWriter {
         self.add_tag(BAGIT_TXT_NAME, BAGIT_TXT.as_bytes())?;
         if let Some(j) = &mut self.journal {
             let e = self.tags.last().expect("just written");
-            j.push(&Line::add(e, true));
+            j.push_add(e, true);
         }
         Ok(())
     }
@@ -450,7 +450,7 @@ impl BagWriter {
         }
         let entry = journal_entry(data_path, offset, h, sha256);
         if let Some(j) = &mut self.journal {
-            j.push(&Line::add(&entry, false));
+            j.push_add(&entry, false);
         }
         self.entries.insert(Keyed(entry));
         if due {
