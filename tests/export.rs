@@ -290,6 +290,7 @@ async fn the_key_and_signatures_appear_nowhere() {
     let (dir, out) = temp_archive("secret.zip");
     let key_file = dir.path().join("key");
     std::fs::write(&key_file, format!("{}\n", emu.key())).unwrap();
+    std::fs::set_permissions(&key_file, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     let o = cvarchive(
         &[
             "export",
@@ -305,6 +306,8 @@ async fn the_key_and_signatures_appear_nowhere() {
     )
     .await;
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    // The key file was created readable by everyone: the user is told.
+    assert!(String::from_utf8_lossy(&o.stderr).contains("can be read by other users"));
     let mut everything = o.stdout.clone();
     everything.extend_from_slice(&o.stderr);
     for bytes in zip_entries(&out).values() {
