@@ -268,7 +268,13 @@ async fn run(
             return Err((e.into(), None));
         }
     }
+    // Domain types (Classification, ObjectDetection) name what each project is; not essential.
+    let domains = match client.get_domains().await {
+        Ok(d) => d.into_iter().filter_map(|d| Some((d.id, d.domain_type?))).collect(),
+        Err(_) => std::collections::HashMap::new(),
+    };
     let ctx = project::Ctx {
+        domains: &domains,
         client,
         opts,
         progress,

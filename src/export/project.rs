@@ -41,6 +41,8 @@ pub struct Ctx<'a> {
     pub base: Option<&'a Base>,
     /// Image and prediction bytes fetched over the network, and blobs copied from the base.
     pub counters: &'a Counters,
+    /// Domain id -> Classification or ObjectDetection (GetDomains).
+    pub domains: &'a std::collections::HashMap<Uuid, String>,
 }
 
 /// What the export fetched, and what it copied from a previous archive instead.
@@ -60,7 +62,7 @@ pub async fn export_project(ctx: &Ctx<'_>, sink: &mut Sink, project: Project) ->
     let mut record = ProjectRecord {
         id: pid,
         name: project.name.clone(),
-        domain_type: None,
+        domain_type: project.settings.as_ref().and_then(|s| s.domain_id).and_then(|d| ctx.domains.get(&d).cloned()),
         reported: ImageCounts::default(),
         reported_after: ImageCounts::default(),
         archived: ArchivedCounts::default(),
