@@ -35,13 +35,7 @@ pub(super) fn write(
             skipped.push(Skipped { image_id: image.id, reason: "the record has no width and height".into() });
             continue;
         };
-        let bytes = match source.read_image(a) {
-            Ok(b) => b,
-            Err(e) => {
-                skipped.push(Skipped { image_id: image.id, reason: e.to_string() });
-                continue;
-            }
-        };
+        let Some(bytes) = source.read_image_or_skip(a, &mut skipped) else { continue };
         let file_name = format!("{}.{}", image.id, extension(a));
         write_new(&images_dir.join(&file_name), &bytes)?;
         progress.event(Event::BlobArchived { bytes: bytes.len() as u64 });

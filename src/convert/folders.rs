@@ -41,13 +41,7 @@ pub(super) fn write(
             skipped.push(Skipped { image_id: image.id, reason: "its tags are not in tags.json".into() });
             continue;
         }
-        let bytes = match source.read_image(a) {
-            Ok(b) => b,
-            Err(e) => {
-                skipped.push(Skipped { image_id: image.id, reason: e.to_string() });
-                continue;
-            }
-        };
+        let Some(bytes) = source.read_image_or_skip(a, &mut skipped) else { continue };
         let file_name = format!("{}.{}", image.id, extension(a));
         let mut first: Option<PathBuf> = None;
         for folder in &targets {

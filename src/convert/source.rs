@@ -114,6 +114,17 @@ impl Source {
         Ok(bytes)
     }
 
+    /// The image's bytes, or `None` after noting in `skipped` why they cannot be used.
+    pub fn read_image_or_skip(&self, image: &ArchivedImage, skipped: &mut Vec<super::Skipped>) -> Option<Vec<u8>> {
+        match self.read_image(image) {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                skipped.push(super::Skipped { image_id: image.image.id, reason: e.to_string() });
+                None
+            }
+        }
+    }
+
     /// Reads an image's bytes, checked against the manifest and its own record.
     pub fn read_image(&self, image: &ArchivedImage) -> Result<Vec<u8>, Error> {
         let bytes = self.read(&image.file, MAX_IMAGE_BYTES)?;
