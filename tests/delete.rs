@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use cvarchive::emulator::Emulator;
+use cvarchive::emulator::{Emulator, FaultConfig};
 use cvarchive::erase::{erase, Category, EraseOptions, Outcome, RunOutcome, Targets};
 use cvarchive::export::{export, ExportOptions};
 use cvarchive::progress::{Event, NoProgress, Progress};
@@ -381,4 +381,57 @@ async fn failed_steps_keep_the_project_and_a_rerun_finishes() {
     assert_eq!(second.receipt.runs[0].outcome, Some(RunOutcome::Failures));
     assert!(!second.receipt.runs[0].failures.is_empty(), "the first run's failures stay in its record");
     assert_eq!(second.receipt.projects[0].unpublished[0].publish_name, "fixture-classifier");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deletion_killed_mid_project_still_accounts_for_every_image() {
+    let emu = generated_emulator("projects=1,images=2000,seed=5,size=1024").await;
+    let dir = tempfile::tempdir().unwrap();
+    let backup = backup_of(&emu, dir.path()).await;
+    let project = emu.projects()[0];
+    let all: BTreeSet<Uuid> = emu.image_ids(project).into_iter().collect();
+    // Slow deletes, so that the kill lands between batches of the one project.
+    emu.set_faults(FaultConfig { api_latency: std::time::Duration::from_millis(400), ..FaultConfig::default() });
+    let pid = project.to_string();
+    let receipt_path = dir.path().join("receipt.json");
+    let args = [
+        "--backup",
+        backup.to_str().unwrap(),
+        "--project",
+        &pid,
+        "--only",
+        "images",
+        "--yes",
+        "--receipt",
+        receipt_path.to_str().unwrap(),
+    ];
+    let endpoint = emu.endpoint();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_cvarchive"))
+        .args(["delete", "--endpoint", endpoint.as_str(), "--api-rate", "0"])
+        .args(args)
+        .env("VISION_TRAINING_KEY", emu.key())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    while emu.requests().iter().filter(|r| r.operation == "DeleteImages" && r.status == 204).count() < 3 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+    let deleted_before: usize = 2000 - emu.image_ids(project).len();
+    assert!(deleted_before > 0 && deleted_before < 2000, "killed mid-project ({deleted_before} deleted)");
+
+    emu.set_faults(FaultConfig::default());
+    let o = delete_cli(&emu, &args).await;
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", text(&o.stdout), text(&o.stderr));
+    assert!(emu.image_ids(project).is_empty());
+    let receipt: serde_json::Value = serde_json::from_slice(&std::fs::read(&receipt_path).unwrap()).unwrap();
+    let named = ids(&receipt["projects"][0]["images"]);
+    let unnamed = all.difference(&named).count();
+    assert_eq!(unnamed, 0, "the receipt names every deleted image, the killed run's too ({} named)", named.len());
+    assert_eq!(named.len(), 2000);
+    assert_eq!(receipt["totals"]["images"], 2000);
 }

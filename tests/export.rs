@@ -68,7 +68,8 @@ async fn fixture_account_exports_every_category_and_verifies() {
     let account = json(&payload, "account.json");
     assert_eq!(account["format"], "cvarchive/1");
     assert_eq!(account["projects"].as_array().unwrap().len(), emu.projects().len());
-    let types: Vec<&str> = account["projects"].as_array().unwrap().iter().filter_map(|p| p["domainType"].as_str()).collect();
+    let types: Vec<&str> =
+        account["projects"].as_array().unwrap().iter().filter_map(|p| p["domainType"].as_str()).collect();
     assert!(types.contains(&"ObjectDetection") && types.contains(&"Classification"), "{types:?}");
 
     let mut saw_regions = false;

@@ -237,6 +237,11 @@ impl Receipt {
                 failures: Vec::new(),
             },
         };
+        // Deletes the last run made after its last save (it was killed) are in the pending log:
+        // they count towards that run.
+        if !receipt.runs.is_empty() {
+            receipt.replay_pending(path)?;
+        }
         if backup.is_some() {
             receipt.backup = backup;
         }
@@ -371,6 +376,50 @@ impl Receipt {
         tmp.write_all(&bytes).map_err(io)?;
         tmp.as_file().sync_all().map_err(io)?;
         tmp.persist(path).map_err(|e| io(e.error))?;
+        // Everything the pending log held is in the receipt now.
+        match std::fs::remove_file(pending_path(path)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(e)),
+        }
         Ok(hex::encode(Sha256::digest(&bytes)))
     }
+
+    /// Appends deleted ids to the pending log beside the receipt: one line per batch, written
+    /// before the next call, so that a `kill -9` between two saves of the receipt loses no record
+    /// of what was deleted.
+    pub(crate) fn log_deleted(path: &Path, project: Uuid, what: Category, ids: &[Uuid]) -> Result<(), Error> {
+        let io = |e: std::io::Error| Error::Receipt { path: pending_path(path), detail: e.to_string() };
+        let line = serde_json::json!({"project": project, "what": what, "ids": ids});
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(pending_path(path)).map_err(io)?;
+        let mut bytes = serde_json::to_vec(&line).expect("ids serialise");
+        bytes.push(b'\n');
+        file.write_all(&bytes).map_err(io)
+    }
+
+    /// Folds the pending log of a killed run into the receipt (a torn last line is ignored).
+    fn replay_pending(&mut self, path: &Path) -> Result<(), Error> {
+        #[derive(serde::Deserialize)]
+        struct Line {
+            project: Uuid,
+            what: Category,
+            ids: Vec<Uuid>,
+        }
+        let text = match std::fs::read_to_string(pending_path(path)) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::Receipt { path: pending_path(path), detail: e.to_string() }),
+        };
+        for line in text.lines().filter_map(|l| serde_json::from_str::<Line>(l).ok()) {
+            self.deleted(line.project, line.what, &line.ids);
+        }
+        Ok(())
+    }
+}
+
+/// `<receipt>.pending`: deletes not yet folded into the receipt.
+fn pending_path(path: &Path) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".pending");
+    name.into()
 }

@@ -23,9 +23,19 @@ struct Ctx<'a> {
     opts: &'a EraseOptions,
     progress: &'a dyn Progress,
     cancel: &'a CancellationToken,
+    /// Where the receipt is kept.
+    receipt_path: &'a Path,
 }
 
 impl Ctx<'_> {
+    /// Records deleted ids in the receipt and, at once, in its pending log on disk.
+    fn deleted(&self, receipt: &mut Receipt, pid: uuid::Uuid, what: Category, ids: &[uuid::Uuid]) {
+        receipt.deleted(pid, what, ids);
+        if let Err(e) = Receipt::log_deleted(self.receipt_path, pid, what, ids) {
+            tracing::warn!("cannot log deleted ids yet: {e}");
+        }
+    }
+
     fn check(&self) -> Result<(), Interrupted> {
         if self.cancel.is_cancelled() {
             Err(Interrupted)
@@ -48,7 +58,8 @@ fn failure(project: Uuid, step: &str, ids: &[Uuid], e: &api::Error) -> Failure {
     Failure { project, step: step.into(), ids: ids.to_vec(), error: e.to_string() }
 }
 
-/// Carries out `plan`, recording every step in `receipt` (saved after each project).
+/// Carries out `plan`, recording every step in `receipt` (saved after each project; every batch
+/// of deletes is logged beside it as it happens).
 pub(crate) async fn execute(
     client: &Client,
     opts: &EraseOptions,
@@ -58,7 +69,7 @@ pub(crate) async fn execute(
     progress: &dyn Progress,
     cancel: &CancellationToken,
 ) -> RunOutcome {
-    let ctx = Ctx { client, opts, progress, cancel };
+    let ctx = Ctx { client, opts, progress, cancel, receipt_path: path };
     for p in &plan.projects {
         if p.gone {
             receipt.confirm(p.id, "GetProject answers 404", true, "the project is not at the endpoint");
@@ -116,7 +127,7 @@ async fn project(ctx: &Ctx<'_>, p: &ProjectPlan, receipt: &mut Receipt) -> Resul
                         continue;
                     }
                 }
-                receipt.deleted(pid, Category::Images, batch);
+                ctx.deleted(receipt, pid, Category::Images, batch);
                 ctx.done(pid, "images", batch.len() as u64);
             }
         }
@@ -132,7 +143,7 @@ async fn project(ctx: &Ctx<'_>, p: &ProjectPlan, receipt: &mut Receipt) -> Resul
                 continue;
             }
         }
-        receipt.deleted(pid, Category::Tags, &[tag]);
+        ctx.deleted(receipt, pid, Category::Tags, &[tag]);
         ctx.done(pid, "tags", 1);
     }
 
@@ -149,7 +160,7 @@ async fn project(ctx: &Ctx<'_>, p: &ProjectPlan, receipt: &mut Receipt) -> Resul
                 continue;
             }
         }
-        receipt.deleted(pid, Category::Iterations, &[it.id]);
+        ctx.deleted(receipt, pid, Category::Iterations, &[it.id]);
         ctx.done(pid, "iterations", 1);
     }
 
@@ -163,7 +174,7 @@ async fn project(ctx: &Ctx<'_>, p: &ProjectPlan, receipt: &mut Receipt) -> Resul
                 continue;
             }
         }
-        receipt.deleted(pid, Category::Predictions, batch);
+        ctx.deleted(receipt, pid, Category::Predictions, batch);
         ctx.done(pid, "predictions", batch.len() as u64);
     }
 
@@ -284,7 +295,7 @@ async fn bulk_images(ctx: &Ctx<'_>, p: &ProjectPlan, receipt: &mut Receipt) -> R
             _ = tokio::time::sleep(ctx.opts.poll_interval) => {}
         }
     }
-    receipt.deleted(pid, Category::Images, &p.images);
+    ctx.deleted(receipt, pid, Category::Images, &p.images);
     ctx.done(pid, "images", p.images.len() as u64);
     Ok(())
 }
