@@ -144,6 +144,7 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response<Body> {
+    let received = std::time::Instant::now();
     let request_id = Uuid::new_v4().to_string();
     let had_training_key = headers.contains_key("training-key");
     let (operation, mutating, response) = match uri.path().strip_prefix("/blob/") {
@@ -161,8 +162,17 @@ async fn handle(
         status,
         mutating: mutating && response.status().is_success(),
         had_training_key,
+        received,
+        response_bytes: response_bytes(&response),
     });
     response
+}
+
+/// The length of an answer's body: exact when known, else its `Content-Length`, else 0.
+fn response_bytes(response: &Response<Body>) -> u64 {
+    axum::body::HttpBody::size_hint(response.body()).exact().unwrap_or_else(|| {
+        response.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0)
+    })
 }
 
 async fn serve_api(
