@@ -30,6 +30,7 @@ async fn main() {
         ..FaultConfig::default()
     };
     let emu = common::generated(ACCOUNT, faults).await;
+    emu.store_md5s();
     let dir = common::scratch();
 
     let ours = tokio::task::spawn_blocking({

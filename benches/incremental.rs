@@ -81,6 +81,7 @@ async fn main() {
         ..FaultConfig::default()
     };
     let emu = common::generated(ACCOUNT, faults).await;
+    emu.store_md5s();
     let project = emu.projects()[0];
     let dir = common::scratch();
     let full_path = common::path_in(&dir, "full.zip");

@@ -52,10 +52,12 @@ async fn main() {
     let dir = common::scratch();
 
     let small = common::generated(SMALL, FaultConfig::default()).await;
+    small.store_md5s();
     let m10k = unpaced(&small, &dir, "10k.zip").await;
     drop(small);
 
     let large = common::generated(LARGE, FaultConfig::default()).await;
+    large.store_md5s();
     let images = large.image_ids(large.projects()[0]).len() as f64;
     let m100k = unpaced(&large, &dir, "100k.zip").await;
     let growth = m100k.peak_rss.saturating_sub(m10k.peak_rss);

@@ -22,6 +22,7 @@ const ACCOUNT: &str = "projects=2,images=2000,seed=1,size=262144";
 #[tokio::main]
 async fn main() {
     let emu = common::generated(ACCOUNT, FaultConfig::default()).await;
+    emu.store_md5s();
     let dir = common::scratch();
     let out = common::path_in(&dir, "throughput.zip");
     let client = common::client(&emu, None);

@@ -129,6 +129,46 @@ impl AppState {
         }
     }
 
+    /// Computes and remembers the MD5 of every generated image and prediction image now, on
+    /// every core, as Azure Storage does at upload; serving them later then costs no hashing.
+    pub(crate) fn store_md5s(&self) {
+        let keys: Vec<(u64, bool)> = self.with_account(|a| {
+            let contents = a
+                .projects
+                .iter()
+                .flat_map(|p| p.images.iter().map(|i| i.content).chain(p.predictions.iter().map(|r| r.content)));
+            contents
+                .filter_map(|c| match c {
+                    Content::Generated { key, jpeg } => Some((key, jpeg)),
+                    Content::Fixture(_) => None,
+                })
+                .take(MAX_MD5S)
+                .collect()
+        });
+        let params = self.with_account(|a| a.content);
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let chunk = keys.len().div_ceil(threads).max(1);
+        let digests: Vec<((u64, bool, bool), [u8; 16])> = std::thread::scope(|scope| {
+            let workers: Vec<_> = keys
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|&(key, jpeg)| {
+                                let bytes = generate::image(params.seed, key, params.image_bytes, jpeg, false);
+                                ((key, jpeg, false), <[u8; 16]>::from(Md5::digest(&bytes)))
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers.into_iter().flat_map(|w| w.join().expect("an MD5 worker")).collect()
+        });
+        let mut md5s = self.inner.md5s.lock().unwrap_or_else(|e| e.into_inner());
+        md5s.clear();
+        md5s.extend(digests);
+    }
+
     /// The bytes a blob path names, if any, with their MD5.
     fn resolve_blob(&self, path: &str) -> Option<(Bytes, [u8; 16])> {
         let md5 = |bytes: &[u8]| -> [u8; 16] { Md5::digest(bytes).into() };
@@ -400,6 +440,36 @@ async fn serve_blob(
         }
         None => {
             blob::error(StatusCode::NOT_FOUND, "BlobNotFound", "The specified blob does not exist.", None, request_id)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_md5s_are_the_md5s_of_the_bytes_served() {
+        let spec = super::super::GenerateSpec { projects: 2, images: 30, image_bytes: 3000, ..Default::default() };
+        let opts = EmulatorOptions { account: AccountSpec::Generated(spec), ..EmulatorOptions::default() };
+        let state = AppState::new(&opts, "http://127.0.0.1:1").unwrap();
+        let paths: Vec<String> = state.with_account(|a| {
+            a.projects
+                .iter()
+                .flat_map(|p| {
+                    let hex = p.id().simple().to_string();
+                    let images = p.images.iter().map(|i| i.id).chain(p.predictions.iter().map(|r| r.id));
+                    images.map(move |id| format!("i-{hex}/i-{}", id.simple())).collect::<Vec<_>>()
+                })
+                .collect()
+        });
+        assert_eq!(paths.len(), 2 * (30 + 5));
+        let fresh: Vec<_> = paths.iter().map(|p| state.resolve_blob(p).expect("a blob")).collect();
+        state.store_md5s();
+        assert_eq!(state.inner.md5s.lock().unwrap().len(), paths.len());
+        for (path, (bytes, md5)) in paths.iter().zip(fresh) {
+            assert_eq!(<[u8; 16]>::from(Md5::digest(&bytes)), md5, "{path}");
+            assert_eq!(state.resolve_blob(path).expect("a blob"), (bytes, md5), "{path}");
         }
     }
 }
