@@ -13,7 +13,6 @@ use base64::Engine as _;
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use hmac::{Hmac, Mac};
-use md5::{Digest as _, Md5};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use rand::RngCore;
 use sha2::Sha256;
@@ -131,9 +130,15 @@ impl ByteRange {
 
 /// A blob answer: the bytes with `Content-Type`, `Content-Length` and `Content-MD5` (or, for a
 /// range, 206 with `Content-Range` and the whole blob's MD5 in `x-ms-blob-content-md5`); when
-/// `reset` is set, only part of the body is sent before the connection drops.
-pub(crate) fn ok(bytes: Bytes, range: Option<ByteRange>, request_id: &str, reset: bool) -> Response<Body> {
-    let digest = Md5::digest(&bytes);
+/// `reset` is set, only part of the body is sent before the connection drops. `digest` is the
+/// whole blob's MD5.
+pub(crate) fn ok(
+    bytes: Bytes,
+    digest: [u8; 16],
+    range: Option<ByteRange>,
+    request_id: &str,
+    reset: bool,
+) -> Response<Body> {
     let md5 = base64::engine::general_purpose::STANDARD.encode(digest);
     let total = bytes.len();
     let mut builder = storage_headers(Response::builder(), request_id)

@@ -2,6 +2,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::time::Instant;
 
 /// How many requests the record keeps; older ones are forgotten, so a long-running emulator
 /// does not grow without bound.
@@ -23,6 +24,10 @@ pub struct RecordedRequest {
     pub mutating: bool,
     /// Whether the request carried a `Training-Key` header (right or wrong).
     pub had_training_key: bool,
+    /// When the request arrived (benchmarks time phases of an export from these).
+    pub received: Instant,
+    /// The `Content-Length` of the answer (0 when it had none): what the client downloaded.
+    pub response_bytes: u64,
 }
 
 /// The bounded, ordered record shared by the server and the handle.

@@ -1,6 +1,7 @@
 //! The HTTP edge: [`app`], the shared [`AppState`], routing by path shape, authentication,
 //! faults, response headers and the request record. The operations themselves are in `ops`.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode, Uri};
 use axum::Router;
 use chrono::Utc;
+use md5::{Digest as _, Md5};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -45,7 +47,14 @@ struct Inner {
     recorder: Recorder,
     /// The bytes of images uploaded through CreateImagesFromFiles ([`Content::Uploaded`]).
     uploads: Mutex<Vec<Bytes>>,
+    /// Content-MD5 of generated images by (key, jpeg, thumbnail): Azure Storage keeps a blob's
+    /// MD5 from its upload instead of hashing it on every read, and hashing every answer made
+    /// the emulator the bottleneck of the throughput benchmark. Bounded by [`MAX_MD5S`].
+    md5s: Mutex<HashMap<(u64, bool, bool), [u8; 16]>>,
 }
+
+/// The most remembered MD5s (about 40 MB); the map starts over when full.
+const MAX_MD5S: usize = 1 << 20;
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -75,6 +84,7 @@ impl AppState {
                 faults: Mutex::new(Faults::new(opts.faults.clone())),
                 recorder: Recorder::default(),
                 uploads: Mutex::new(Vec::new()),
+                md5s: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -136,6 +146,77 @@ impl AppState {
         }
     }
 
+    /// Computes and remembers the MD5 of every generated image and prediction image now, on
+    /// every core, as Azure Storage does at upload; serving them later then costs no hashing.
+    pub(crate) fn store_md5s(&self) {
+        let keys: Vec<(u64, bool)> = self.with_account(|a| {
+            let contents = a
+                .projects
+                .iter()
+                .flat_map(|p| p.images.iter().map(|i| i.content).chain(p.predictions.iter().map(|r| r.content)));
+            contents
+                .filter_map(|c| match c {
+                    Content::Generated { key, jpeg } => Some((key, jpeg)),
+                    Content::Fixture(_) | Content::Uploaded(_) => None,
+                })
+                .take(MAX_MD5S)
+                .collect()
+        });
+        let params = self.with_account(|a| a.content);
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let chunk = keys.len().div_ceil(threads).max(1);
+        let digests: Vec<((u64, bool, bool), [u8; 16])> = std::thread::scope(|scope| {
+            let workers: Vec<_> = keys
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|&(key, jpeg)| {
+                                let bytes = generate::image(params.seed, key, params.image_bytes, jpeg, false);
+                                ((key, jpeg, false), <[u8; 16]>::from(Md5::digest(&bytes)))
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers.into_iter().flat_map(|w| w.join().expect("an MD5 worker")).collect()
+        });
+        let mut md5s = self.inner.md5s.lock().unwrap_or_else(|e| e.into_inner());
+        md5s.clear();
+        md5s.extend(digests);
+    }
+
+    /// The bytes a blob path names, if any, with their MD5.
+    fn resolve_blob(&self, path: &str) -> Option<(Bytes, [u8; 16])> {
+        let md5 = |bytes: &[u8]| -> [u8; 16] { Md5::digest(bytes).into() };
+        match self.with_account(|a| a.resolve(path))? {
+            Resolved::Image { content: content @ Content::Generated { key, jpeg }, thumbnail } => {
+                let bytes = self.content_bytes(content, thumbnail);
+                let known =
+                    self.inner.md5s.lock().unwrap_or_else(|e| e.into_inner()).get(&(key, jpeg, thumbnail)).copied();
+                let digest = known.unwrap_or_else(|| {
+                    let digest = md5(&bytes);
+                    let mut md5s = self.inner.md5s.lock().unwrap_or_else(|e| e.into_inner());
+                    if md5s.len() >= MAX_MD5S {
+                        md5s.clear();
+                    }
+                    md5s.insert((key, jpeg, thumbnail), digest);
+                    digest
+                });
+                Some((bytes, digest))
+            }
+            Resolved::Image { content, thumbnail } => {
+                let bytes = self.content_bytes(content, thumbnail);
+                let digest = md5(&bytes);
+                Some((bytes, digest))
+            }
+            Resolved::Bytes(bytes) => {
+                let digest = md5(&bytes);
+                Some((bytes, digest))
+            }
+        }
+    }
+
     /// Links for an answer to a request with these headers.
     pub(crate) fn links(&self, headers: &HeaderMap) -> Links<'_> {
         let base = headers
@@ -162,6 +243,7 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response<Body> {
+    let received = std::time::Instant::now();
     let request_id = Uuid::new_v4().to_string();
     let had_training_key = headers.contains_key("training-key");
     let (operation, mutating, response) = match uri.path().strip_prefix("/blob/") {
@@ -179,8 +261,17 @@ async fn handle(
         status,
         mutating: mutating && response.status().is_success(),
         had_training_key,
+        received,
+        response_bytes: response_bytes(&response),
     });
     response
+}
+
+/// The length of an answer's body: exact when known, else its `Content-Length`, else 0.
+fn response_bytes(response: &Response<Body>) -> u64 {
+    axum::body::HttpBody::size_hint(response.body()).exact().unwrap_or_else(|| {
+        response.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0)
+    })
 }
 
 async fn serve_api(
@@ -361,18 +452,48 @@ async fn serve_blob(
         Some(Hostile::StalledBlob) => return blob::stalled(request_id),
         _ => {}
     }
-    match state.resolve_bytes(path) {
-        Some(bytes) if config.hostile == Some(Hostile::WrongMd5) => {
-            let mut response = blob::ok(bytes, None, request_id, false);
+    match state.resolve_blob(path) {
+        Some((bytes, md5)) if config.hostile == Some(Hostile::WrongMd5) => {
+            let mut response = blob::ok(bytes, md5, None, request_id, false);
             response.headers_mut().insert("Content-MD5", HeaderValue::from_static("AAAAAAAAAAAAAAAAAAAAAA=="));
             response
         }
-        Some(bytes) => {
+        Some((bytes, md5)) => {
             let range = headers.get(header::RANGE).and_then(|r| r.to_str().ok()).and_then(blob::ByteRange::parse);
-            blob::ok(bytes, range, request_id, fault == BlobFault::Reset)
+            blob::ok(bytes, md5, range, request_id, fault == BlobFault::Reset)
         }
         None => {
             blob::error(StatusCode::NOT_FOUND, "BlobNotFound", "The specified blob does not exist.", None, request_id)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_md5s_are_the_md5s_of_the_bytes_served() {
+        let spec = super::super::GenerateSpec { projects: 2, images: 30, image_bytes: 3000, ..Default::default() };
+        let opts = EmulatorOptions { account: AccountSpec::Generated(spec), ..EmulatorOptions::default() };
+        let state = AppState::new(&opts, "http://127.0.0.1:1").unwrap();
+        let paths: Vec<String> = state.with_account(|a| {
+            a.projects
+                .iter()
+                .flat_map(|p| {
+                    let hex = p.id().simple().to_string();
+                    let images = p.images.iter().map(|i| i.id).chain(p.predictions.iter().map(|r| r.id));
+                    images.map(move |id| format!("i-{hex}/i-{}", id.simple())).collect::<Vec<_>>()
+                })
+                .collect()
+        });
+        assert_eq!(paths.len(), 2 * (30 + 5));
+        let fresh: Vec<_> = paths.iter().map(|p| state.resolve_blob(p).expect("a blob")).collect();
+        state.store_md5s();
+        assert_eq!(state.inner.md5s.lock().unwrap().len(), paths.len());
+        for (path, (bytes, md5)) in paths.iter().zip(fresh) {
+            assert_eq!(<[u8; 16]>::from(Md5::digest(&bytes)), md5, "{path}");
+            assert_eq!(state.resolve_blob(path).expect("a blob"), (bytes, md5), "{path}");
         }
     }
 }
