@@ -95,11 +95,12 @@ async fn ctrl_c_keeps_a_resumable_state_and_the_same_command_continues() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_at_ten_random_moments_loses_nothing() {
-    let emu = slow_emulator("projects=1,images=2000,seed=23,size=4096", 4).await;
+    let emu = slow_emulator("projects=1,images=2000,seed=23,size=4096", 20).await;
     let project = emu.projects()[0];
     let (_dir, out) = temp_archive("killed.zip");
     let mut rng = rand::rngs::StdRng::seed_from_u64(2026);
-    for _ in 0..10 {
+    let mut kills = 0;
+    while kills < 10 && !out.exists() {
         // Eight downloads in flight: what a kill loses is those, plus at most one journal batch.
         let mut child = export_cmd(&emu, &out).args(["--concurrency", "8"]).spawn().unwrap();
         let at = Duration::from_millis(rng.random_range(50..900));
@@ -107,6 +108,7 @@ async fn kill_9_at_ten_random_moments_loses_nothing() {
             _ = tokio::time::sleep(at) => {
                 signal(child.id().unwrap(), "-KILL");
                 let _ = child.wait().await;
+                kills += 1;
             }
             status = child.wait() => assert!(status.unwrap().success(), "an uninterrupted run succeeds"),
         }
@@ -120,8 +122,9 @@ async fn kill_9_at_ten_random_moments_loses_nothing() {
     assert!(report.is_clean(), "{:#?}", report.findings);
     assert_eq!(archived_ids(&out, project), emu.image_ids(project).into_iter().collect());
     let downloads = blob_downloads(&emu);
+    assert_eq!(kills, 10, "ten kills before the export could finish");
     let ratio = downloads as f64 / 2000.0;
-    eprintln!("kill -9 x10: {downloads} image downloads for 2000 images ({ratio:.3}x)");
+    eprintln!("kill -9 x{kills}: {downloads} image downloads for 2000 images ({ratio:.3}x)");
     assert!(ratio <= 1.1, "downloaded {downloads} images for 2000");
 }
 

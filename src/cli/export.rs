@@ -31,7 +31,7 @@ pub struct ExportArgs {
     #[arg(long = "project", value_name = "ID")]
     projects: Vec<Uuid>,
     /// Image downloads in flight at once.
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=512))]
+    #[arg(long, default_value_t = crate::export::DEFAULT_CONCURRENCY as u16, value_parser = clap::value_parser!(u16).range(1..=512))]
     concurrency: u16,
     /// API calls per second (the S0 tier allows 10).
     #[arg(long, default_value_t = 10.0, value_name = "RPS")]

@@ -29,6 +29,10 @@ pub use sink::SinkError;
 /// The archive format written into `account.json`.
 pub const FORMAT: &str = "cvarchive/1";
 
+/// Downloads in flight by default: blob storage answers each request slowly but serves many at
+/// once, so throughput grows with concurrency well past what memory notices.
+pub const DEFAULT_CONCURRENCY: usize = 32;
+
 /// What to export and how.
 #[derive(Debug, Clone)]
 pub struct ExportOptions {
@@ -61,7 +65,7 @@ impl ExportOptions {
         ExportOptions {
             out: out.into(),
             projects: Vec::new(),
-            concurrency: 32,
+            concurrency: DEFAULT_CONCURRENCY,
             include_models: false,
             predictions: true,
             force: false,

@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 use uuid::Uuid;
 
 use super::base::{Base, BlobKind};
@@ -224,7 +225,14 @@ async fn export_images(ctx: &Ctx<'_>, sink: &mut Sink, pid: Uuid, record: &mut P
                 return Ok((listed, Ok(Some(copied))));
             }
             let uri = listed.image.original_image_uri.clone();
-            let result = fetch_image(client, refresher, pid, listed.image.id, uri.as_deref(), max).await;
+            // Each download runs as its own task, so that receiving and hashing bodies spreads
+            // over every core instead of sharing the export's one task.
+            let (client, refresher, id) = (client.clone(), refresher.clone(), listed.image.id);
+            let task =
+                tokio::spawn(async move { fetch_image(&client, &refresher, pid, id, uri.as_deref(), max).await });
+            let result = AbortOnDropHandle::new(task)
+                .await
+                .unwrap_or_else(|e| Err(Failure::Failed(format!("the download task failed: {e}"))));
             if let Ok(blob) = &result {
                 ctx.counters.downloaded_bytes.fetch_add(blob.bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
             }
