@@ -15,6 +15,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -28,6 +29,9 @@ pub use sink::SinkError;
 
 /// The archive format written into `account.json`.
 pub const FORMAT: &str = "cvarchive/1";
+
+/// Projects exported at once.
+const PROJECTS_IN_FLIGHT: usize = 2;
 
 /// Downloads in flight by default: blob storage answers each request slowly but serves many at
 /// once, so throughput grows with concurrency well past what memory notices.
@@ -206,10 +210,16 @@ pub async fn export(
     let (account, summary) = match result {
         Ok(done) => done,
         Err((e, sink)) => {
-            // Keep everything written so far durable and journaled before reporting.
-            if let Some(sink) = sink {
-                sink.abandon().await;
-            }
+            // Keep everything written so far durable and journaled before reporting, and report
+            // the writer's own error when it is the writer that stopped.
+            let e = match (e, sink) {
+                (Error::Sink(_), Some(sink)) => Error::Sink(sink.stopped_error().await),
+                (e, Some(sink)) => {
+                    sink.abandon().await;
+                    e
+                }
+                (e, None) => e,
+            };
             return Err(stopped(e));
         }
     };
@@ -260,7 +270,7 @@ async fn run(
     progress: &dyn Progress,
     cancel: &CancellationToken,
     dir: &Path,
-    mut sink: sink::Sink,
+    sink: sink::Sink,
     shared: Shared<'_>,
     projects: Vec<Project>,
     started_at: chrono::DateTime<chrono::Utc>,
@@ -269,7 +279,7 @@ async fn run(
     let kept = shared.kept;
     for path in kept.metadata_paths() {
         if let Err(e) = sink.send(sink::Item::Forget { path }).await {
-            return Err((e.into(), None));
+            return Err((e.into(), Some(sink)));
         }
     }
     // Domain types (Classification, ObjectDetection) name what each project is; not essential.
@@ -277,7 +287,9 @@ async fn run(
         Ok(d) => d.into_iter().filter_map(|d| Some((d.id, d.domain_type?))).collect(),
         Err(_) => std::collections::HashMap::new(),
     };
+    let downloads = tokio::sync::Semaphore::new(opts.concurrency.max(1));
     let ctx = project::Ctx {
+        downloads: &downloads,
         domains: &domains,
         client,
         opts,
@@ -288,28 +300,44 @@ async fn run(
         base: shared.base,
         counters: shared.counters,
     };
+    // Two projects at once: one's metadata calls overlap the other's downloads. Records come
+    // back in project order.
     let mut records: Vec<ProjectRecord> = Vec::with_capacity(projects.len());
     let mut account_missing = Vec::new();
-    for p in projects {
-        if cancel.is_cancelled() {
-            return Err((Error::Interrupted, Some(sink)));
-        }
-        let id = p.id;
-        match project::export_project(&ctx, &mut sink, p).await {
+    let sink_ref = &sink;
+    let ctx_ref = &ctx;
+    let mut exports = futures::stream::iter(projects)
+        .map(|p| async move {
+            let id = p.id;
+            (id, project::export_project(ctx_ref, sink_ref, p).await)
+        })
+        .buffered(PROJECTS_IN_FLIGHT);
+    let mut failed = None;
+    while let Some((id, result)) = exports.next().await {
+        match result {
             Ok(record) => records.push(record),
             Err(Error::Api(e)) if e.code() == Some("NotFoundProject") => {
                 let reason = format!("the project vanished during the export: {e}");
                 progress.event(Event::Warning { message: format!("project {id}: {reason}") });
                 account_missing.push(Missing { kind: "project".into(), project: id, id, reason });
             }
-            Err(e @ Error::Sink(_)) => return Err((e, None)),
-            Err(e) => return Err((e, Some(sink))),
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
         }
+    }
+    drop(exports);
+    if let Some(e) = failed {
+        return Err((e, Some(sink)));
+    }
+    if cancel.is_cancelled() {
+        return Err((Error::Interrupted, Some(sink)));
     }
     // Blobs kept from an earlier run that this run did not meet (deleted since) are left out.
     for path in kept.unclaimed_paths() {
         if let Err(e) = sink.send(sink::Item::Forget { path }).await {
-            return Err((e.into(), None));
+            return Err((e.into(), Some(sink)));
         }
     }
 
@@ -332,10 +360,10 @@ async fn run(
     };
     let bytes = serde_json::to_vec_pretty(&account).expect("records serialise");
     if let Err(e) = sink.send(sink::Item::Deflated { path: layout::account_json().to_owned(), bytes }).await {
-        return Err((e.into(), None));
+        return Err((e.into(), Some(sink)));
     }
     if let Err(e) = sink.send(sink::Item::RenderPage).await {
-        return Err((e.into(), None));
+        return Err((e.into(), Some(sink)));
     }
     if cancel.is_cancelled() {
         return Err((Error::Interrupted, Some(sink)));

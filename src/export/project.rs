@@ -44,6 +44,8 @@ pub struct Ctx<'a> {
     pub counters: &'a Counters,
     /// Domain id -> Classification or ObjectDetection (GetDomains).
     pub domains: &'a std::collections::HashMap<Uuid, String>,
+    /// Downloads in flight across every project exported at once.
+    pub downloads: &'a tokio::sync::Semaphore,
 }
 
 /// What the export fetched, and what it copied from a previous archive instead.
@@ -56,7 +58,7 @@ pub struct Counters {
 }
 
 /// Exports one project into the sink and returns its record for `account.json`.
-pub async fn export_project(ctx: &Ctx<'_>, sink: &mut Sink, project: Project) -> Result<ProjectRecord, Error> {
+pub async fn export_project(ctx: &Ctx<'_>, sink: &Sink, project: Project) -> Result<ProjectRecord, Error> {
     let client = ctx.client;
     let pid = project.id;
     ctx.progress.event(Event::ProjectStarted { project_id: pid.to_string(), name: project.name.clone() });
@@ -114,7 +116,7 @@ async fn counts(client: &Client, pid: Uuid) -> Result<ImageCounts, Error> {
 /// have no performance; a failure on one iteration is recorded, not fatal.
 async fn export_iteration(
     ctx: &Ctx<'_>,
-    sink: &mut Sink,
+    sink: &Sink,
     pid: Uuid,
     iteration: &Iteration,
     record: &mut ProjectRecord,
@@ -203,7 +205,7 @@ async fn export_iteration(
 
 /// Lists tagged then untagged images (oldest first, so that pages stay stable while images are
 /// added), downloads them `concurrency` at a time, and writes `images.jsonl` in listing order.
-async fn export_images(ctx: &Ctx<'_>, sink: &mut Sink, pid: Uuid, record: &mut ProjectRecord) -> Result<(), Error> {
+async fn export_images(ctx: &Ctx<'_>, sink: &Sink, pid: Uuid, record: &mut ProjectRecord) -> Result<(), Error> {
     let (tx, listed_rx) = mpsc::channel::<Result<Listed, api::Error>>(LISTING_AHEAD);
     let lister = tokio::spawn(list_images(ctx.client.clone(), pid, tx, ctx.cancel.clone(), ctx.kept.clone()));
     let (fresh_tx, rx) = mpsc::channel::<Result<Listed, api::Error>>(ctx.opts.concurrency.max(1) * 2);
@@ -227,6 +229,7 @@ async fn export_images(ctx: &Ctx<'_>, sink: &mut Sink, pid: Uuid, record: &mut P
             let uri = listed.image.original_image_uri.clone();
             // Each download runs as its own task, so that receiving and hashing bodies spreads
             // over every core instead of sharing the export's one task.
+            let _permit = ctx.downloads.acquire().await.expect("the download semaphore is never closed");
             let (client, refresher, id) = (client.clone(), refresher.clone(), listed.image.id);
             let task =
                 tokio::spawn(async move { fetch_image(&client, &refresher, pid, id, uri.as_deref(), max).await });
@@ -349,12 +352,7 @@ async fn list_images(
 }
 
 /// Stored predictions (following the continuation token) and their images.
-async fn export_predictions(
-    ctx: &Ctx<'_>,
-    sink: &mut Sink,
-    pid: Uuid,
-    record: &mut ProjectRecord,
-) -> Result<(), Error> {
+async fn export_predictions(ctx: &Ctx<'_>, sink: &Sink, pid: Uuid, record: &mut ProjectRecord) -> Result<(), Error> {
     let client = ctx.client;
     let first = PredictionQueryToken {
         order_by: Some("Oldest".into()),
@@ -381,6 +379,7 @@ async fn export_predictions(
             if let Some(copied) = copy_from_base(ctx, BlobKind::Prediction, p.id, max).await {
                 return Ok((seq, p, Ok(Stored::New(copied))));
             }
+            let _permit = ctx.downloads.acquire().await.expect("the download semaphore is never closed");
             let result = match p.original_image_uri.as_deref() {
                 Some(uri) => {
                     client.download(pid, uri, max).await.map(Stored::New).map_err(|e| Failure::Failed(e.to_string()))
@@ -489,12 +488,12 @@ fn annotate(value: &mut Value, path: &str, sha256: &[u8; 32], size: u64) {
     }
 }
 
-async fn send_json<T: Serialize>(sink: &mut Sink, path: String, value: &T) -> Result<(), Error> {
+async fn send_json<T: Serialize>(sink: &Sink, path: String, value: &T) -> Result<(), Error> {
     let bytes = serde_json::to_vec_pretty(value).expect("wire types serialise");
     sink.send(Item::Deflated { path, bytes }).await.map_err(Error::from)
 }
 
-async fn send_spool(sink: &mut Sink, path: String, spool: Spool) -> Result<(), Error> {
+async fn send_spool(sink: &Sink, path: String, spool: Spool) -> Result<(), Error> {
     let reader = spool.into_reader().map_err(Error::Spool)?;
     sink.send(Item::DeflatedReader { path, reader: Box::new(reader) }).await.map_err(Error::from)
 }

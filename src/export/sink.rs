@@ -94,17 +94,25 @@ impl Sink {
         Ok(Sink { tx: Some(tx), thread: Some(thread), path })
     }
 
-    /// Queues one item; waits while the queue is full. Fails with the writer's own error if it
-    /// has stopped.
-    pub async fn send(&mut self, item: Item) -> Result<(), SinkError> {
+    /// Queues one item; waits while the queue is full. Fails if the writer has stopped; its
+    /// own error is then had from [`Sink::stopped_error`].
+    pub async fn send(&self, item: Item) -> Result<(), SinkError> {
         let tx = self.tx.as_ref().expect("the sink is open until finish");
-        if tx.send(item).await.is_err() {
-            return Err(self.join().await.err().unwrap_or_else(|| SinkError {
+        tx.send(item).await.map_err(|_| SinkError {
+            path: self.path.clone(),
+            source: io_error(&self.path, std::io::Error::other("the archive writer stopped")),
+        })
+    }
+
+    /// Why the writer stopped (a full disk, say), once [`Sink::send`] has failed.
+    pub async fn stopped_error(mut self) -> SinkError {
+        match self.join().await {
+            Err(e) => e,
+            Ok(_) => SinkError {
                 path: self.path.clone(),
                 source: io_error(&self.path, std::io::Error::other("the archive writer stopped")),
-            }));
+            },
         }
-        Ok(())
     }
 
     /// Drains the queue, then writes the tag files.
