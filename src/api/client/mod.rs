@@ -1,27 +1,33 @@
 //! The Training API client: one method per operation, each paced by the rate limiter and
-//! retried with backoff; blob downloads hashed while they stream.
+//! retried with backoff. Blob downloads are in [`blob`], the create operations (for restore) in
+//! [`create`].
+
+mod blob;
+mod create;
+mod wire;
+
+pub use blob::{link_has_expired, Blob};
+pub use create::{NewProject, MAX_UPLOAD_BATCH};
+use wire::{describe_body, header_retry_after, parse_error_body, read_limited, snippet, transport};
 
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use md5::Md5;
-use reqwest::header::{HeaderMap, ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
+use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
-use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 use url::Url;
 use uuid::Uuid;
 
 use super::error::{Error, RetryKind};
 use super::model::{
-    parse_count, CustomVisionError, Domain, Export, Image, ImageCreateSummary, ImageFileCreateBatch,
-    ImageMetadataUpdateSummary, ImagePerformance, Iteration, IterationPerformance, PredictionQueryResult,
+    parse_count, Export, Image, ImagePerformance, Iteration, IterationPerformance, PredictionQueryResult,
     PredictionQueryToken, Project, Tag,
 };
-use super::retry::{parse_retry_after, parse_retry_after_message, RateLimiter, RetryPolicy, RetryStats};
+use super::retry::{parse_retry_after_message, RateLimiter, RetryPolicy, RetryStats};
 use crate::secret::{redact_url, TrainingKey};
 
 /// The most ids GetImagesByIds and DeleteImages take in one call.
@@ -31,8 +37,6 @@ pub const MAX_PREDICTION_IDS: usize = 64;
 /// Attempts at a connection to an endpoint that has never answered (a wrong endpoint fails in
 /// about a second instead of after minutes of backoff).
 const FIRST_CONTACT_ATTEMPTS: u32 = 3;
-/// The most images CreateImagesFromFiles and UpdateImageMetadata take in one call.
-pub const MAX_UPLOAD_BATCH: usize = 64;
 /// The largest page the list operations serve.
 pub const MAX_TAKE: u32 = 256;
 
@@ -121,21 +125,6 @@ pub struct ImageQuery {
     pub tag_ids: Vec<Uuid>,
 }
 
-/// What CreateProject is told: a name and the settings of the project to create.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct NewProject {
-    /// The project's name.
-    pub name: String,
-    /// Its description.
-    pub description: Option<String>,
-    /// Its domain; the service's General (classification) when `None`.
-    pub domain_id: Option<Uuid>,
-    /// `Multiclass` or `Multilabel` (classification only).
-    pub classification_type: Option<String>,
-    /// Export platforms the model is meant for.
-    pub target_export_platforms: Vec<String>,
-}
-
 /// What DeleteImages deletes.
 #[derive(Debug, Clone)]
 pub enum DeleteImages {
@@ -143,17 +132,6 @@ pub enum DeleteImages {
     Ids(Vec<Uuid>),
     /// Every image of the project; the service answers 202 and finishes later.
     All,
-}
-
-/// A downloaded blob, hashed while it streamed in.
-#[derive(Debug, Clone)]
-pub struct Blob {
-    /// The bytes.
-    pub bytes: Bytes,
-    /// Their SHA-256.
-    pub sha256: [u8; 32],
-    /// The Content-Type the server sent.
-    pub content_type: Option<String>,
 }
 
 /// A client of one Custom Vision training resource. Cheap to clone; clones share the rate
@@ -405,95 +383,6 @@ impl Client {
         self.json(call).await
     }
 
-    // ----- creates -----------------------------------------------------------------------------
-
-    /// GetDomains: the training domains of the resource.
-    pub async fn get_domains(&self) -> Result<Vec<Domain>, Error> {
-        self.json(Call::get("GetDomains", "/domains".into())).await
-    }
-
-    /// CreateProject with a name and the settings a project is created with.
-    pub async fn create_project(&self, new: &NewProject) -> Result<Project, Error> {
-        let mut call = Call { method: Method::POST, ..Call::get("CreateProject", "/projects".into()) }
-            .with("name", &new.name)
-            .with_opt("description", new.description.as_ref())
-            .with_opt("domainId", new.domain_id)
-            .with_opt("classificationType", new.classification_type.as_ref());
-        if !new.target_export_platforms.is_empty() {
-            call = call.with("targetExportPlatforms", new.target_export_platforms.join(","));
-        }
-        self.json(call).await
-    }
-
-    /// CreateTag (`kind`: Regular, Negative or GeneralProduct; the service's default when `None`).
-    pub async fn create_tag(
-        &self,
-        project: Uuid,
-        name: &str,
-        description: Option<&str>,
-        kind: Option<&str>,
-    ) -> Result<Tag, Error> {
-        let call = Call { method: Method::POST, ..Call::get("CreateTag", format!("/projects/{project}/tags")) }
-            .with("name", name)
-            .with_opt("description", description.filter(|d| !d.is_empty()))
-            .with_opt("type", kind);
-        self.json(call).await
-    }
-
-    /// CreateImagesFromFiles: up to 64 images with their tags and regions. The answer (200 or
-    /// 207) carries a status per image; `OKDuplicate` names the image the project already has.
-    pub async fn create_images_from_files(
-        &self,
-        project: Uuid,
-        batch: &ImageFileCreateBatch,
-    ) -> Result<ImageCreateSummary, Error> {
-        let op = "CreateImagesFromFiles";
-        if batch.images.len() > MAX_UPLOAD_BATCH {
-            return Err(Error::Request {
-                op,
-                detail: format!(
-                    "{} images in one batch; the service takes at most {MAX_UPLOAD_BATCH}",
-                    batch.images.len()
-                ),
-            });
-        }
-        let body = serde_json::to_vec(batch).map_err(|e| Error::Request { op, detail: e.to_string() })?;
-        let call = Call {
-            op,
-            method: Method::POST,
-            path: format!("/projects/{project}/images/files"),
-            query: Vec::new(),
-            body: Some(body),
-        };
-        self.json(call).await
-    }
-
-    /// UpdateImageMetadata: merges `metadata` into up to 64 images' metadata.
-    pub async fn update_image_metadata(
-        &self,
-        project: Uuid,
-        ids: &[Uuid],
-        metadata: &std::collections::BTreeMap<String, String>,
-    ) -> Result<ImageMetadataUpdateSummary, Error> {
-        let op = "UpdateImageMetadata";
-        if ids.len() > MAX_UPLOAD_BATCH {
-            return Err(Error::Request {
-                op,
-                detail: format!("{} ids in one call; the service takes at most {MAX_UPLOAD_BATCH}", ids.len()),
-            });
-        }
-        let body = serde_json::to_vec(metadata).map_err(|e| Error::Request { op, detail: e.to_string() })?;
-        let call = Call {
-            op,
-            method: Method::POST,
-            path: format!("/projects/{project}/images/metadata"),
-            query: Vec::new(),
-            body: Some(body),
-        }
-        .with("imageIds", csv(ids));
-        self.json(call).await
-    }
-
     // ----- deletes -----------------------------------------------------------------------------
 
     /// DeleteImages: 204 when done, 202 when the service finishes later (`All`).
@@ -557,108 +446,6 @@ impl Client {
         }
         .with("ids", csv(ids));
         self.send(&call).await.map(|_| ())
-    }
-
-    // ----- blobs -------------------------------------------------------------------------------
-
-    /// Downloads an image, thumbnail or model package: an absolute link straight from blob
-    /// storage (no key sent, not rate limited), a relative one through GetArtifact. The body is
-    /// hashed while it streams, checked against Content-Length and Content-MD5, and refused past
-    /// `max_bytes`. Transient failures are retried; an expired link is returned as
-    /// [`Error::LinkExpired`] for the caller to refresh.
-    pub async fn download(&self, project: Uuid, uri: &str, max_bytes: u64) -> Result<Blob, Error> {
-        let uri = uri.trim();
-        if uri.starts_with("http://") || uri.starts_with("https://") {
-            let op = "DownloadBlob";
-            if link_has_expired(uri) {
-                return Err(Error::LinkExpired { op, status: 0, url: redact_url(uri) });
-            }
-            self.with_retries(op, false, || self.download_once(op, uri, max_bytes)).await
-        } else {
-            let op = "GetArtifact";
-            let mut url = self.api_url(&format!("/projects/{project}/artifacts"));
-            url.query_pairs_mut().append_pair("path", uri);
-            let url = url.to_string();
-            self.with_retries(op, true, || self.download_once(op, &url, max_bytes)).await
-        }
-    }
-
-    async fn download_once(&self, op: &'static str, url: &str, max_bytes: u64) -> Result<Blob, Error> {
-        let shown = redact_url(url);
-        let mut req = self.inner.http.get(url);
-        if op == "GetArtifact" {
-            req = req.header("Training-Key", self.inner.key.expose());
-        }
-        let mut resp = req.send().await.map_err(|e| transport(op, &shown, e))?;
-        let status = resp.status();
-        if !status.is_success() {
-            let headers = resp.headers().clone();
-            let body = read_limited(op, &shown, &mut resp, 64 << 10, None).await.unwrap_or_default();
-            if op == "DownloadBlob" {
-                if status == StatusCode::FORBIDDEN {
-                    return Err(Error::LinkExpired { op, status: status.as_u16(), url: shown });
-                }
-                // Blob storage answers in its own XML shape, not the API's JSON.
-                let (code, message) = storage_error(&body);
-                let retry_after = header_retry_after(&headers);
-                return Err(Error::Service { op, status: status.as_u16(), code, message, url: shown, retry_after });
-            }
-            return Err(self.error_from(op, status, &headers, &body, &shown));
-        }
-        let content_type = resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let declared = resp.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        let md5 = resp.headers().get("content-md5").and_then(|v| v.to_str().ok()).and_then(|v| {
-            use base64::Engine as _;
-            base64::engine::general_purpose::STANDARD.decode(v.trim()).ok()
-        });
-        if let Some(n) = declared.filter(|n| *n > max_bytes) {
-            return Err(Error::TooLarge { op, url: format!("{shown} (announced {n} bytes)"), limit: max_bytes });
-        }
-        let mut sha = Sha256::new();
-        let mut md5_hasher = md5.as_ref().map(|_| Md5::new());
-        let mut buf = Vec::with_capacity(declared.unwrap_or(64 << 10).min(max_bytes) as usize);
-        loop {
-            match resp.chunk().await {
-                Ok(Some(chunk)) => {
-                    if buf.len() as u64 + chunk.len() as u64 > max_bytes {
-                        return Err(Error::TooLarge { op, url: shown, limit: max_bytes });
-                    }
-                    if let Some(d) = declared.filter(|d| buf.len() as u64 + chunk.len() as u64 > *d) {
-                        return Err(Error::Integrity {
-                            op,
-                            url: shown,
-                            detail: format!("body longer than its Content-Length of {d}"),
-                        });
-                    }
-                    sha.update(&chunk);
-                    if let Some(h) = md5_hasher.as_mut() {
-                        h.update(&chunk);
-                    }
-                    buf.extend_from_slice(&chunk);
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    return Err(Error::Integrity {
-                        op,
-                        url: shown,
-                        detail: format!("body cut after {} bytes: {}", buf.len(), e.without_url()),
-                    })
-                }
-            }
-        }
-        if let Some(d) = declared.filter(|d| *d != buf.len() as u64) {
-            return Err(Error::Integrity {
-                op,
-                url: shown,
-                detail: format!("got {} bytes of the {d} announced", buf.len()),
-            });
-        }
-        if let (Some(expected), Some(h)) = (md5, md5_hasher) {
-            if h.finalize().as_slice() != expected.as_slice() {
-                return Err(Error::Integrity { op, url: shown, detail: "Content-MD5 does not match the body".into() });
-            }
-        }
-        Ok(Blob { bytes: Bytes::from(buf), sha256: sha.finalize().into(), content_type })
     }
 
     // ----- plumbing ----------------------------------------------------------------------------
@@ -841,126 +628,6 @@ fn page_query(call: Call, q: &ImageQuery, with_iteration: bool) -> Result<Call, 
     Ok(call.with("orderBy", q.order_by.as_str()).with("take", q.take).with("skip", q.skip))
 }
 
-/// Whether an absolute SAS link's `se` (signed expiry) is already in the past.
-pub fn link_has_expired(uri: &str) -> bool {
-    let Ok(url) = Url::parse(uri) else { return false };
-    let Some((_, se)) = url.query_pairs().find(|(k, _)| k == "se") else { return false };
-    chrono::DateTime::parse_from_rfc3339(&se).is_ok_and(|t| t < chrono::Utc::now())
-}
-
-fn transport(op: &'static str, url: &str, e: reqwest::Error) -> Error {
-    let timeout = e.is_timeout();
-    let e = e.without_url();
-    let mut detail = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !detail.contains(&text) {
-            let _ = write!(detail, ": {text}");
-        }
-        source = s.source();
-    }
-    Error::Transport { op, url: url.to_owned(), detail: redact_url(&detail), timeout }
-}
-
-async fn read_limited(
-    op: &'static str,
-    url: &str,
-    resp: &mut reqwest::Response,
-    limit: u64,
-    _hint: Option<u64>,
-) -> Result<Bytes, Error> {
-    let declared = resp.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(Error::TooLarge { op, url: url.to_owned(), limit });
-    }
-    let mut buf = Vec::with_capacity(declared.unwrap_or(8 << 10).min(limit) as usize);
-    loop {
-        match resp.chunk().await {
-            Ok(Some(chunk)) => {
-                if buf.len() as u64 + chunk.len() as u64 > limit {
-                    return Err(Error::TooLarge { op, url: url.to_owned(), limit });
-                }
-                buf.extend_from_slice(&chunk);
-            }
-            Ok(None) => break,
-            Err(e) if e.is_timeout() => return Err(transport(op, url, e)),
-            Err(e) => {
-                return Err(Error::Integrity {
-                    op,
-                    url: url.to_owned(),
-                    detail: format!("body cut after {} bytes: {}", buf.len(), e.without_url()),
-                })
-            }
-        }
-    }
-    if let Some(d) = declared.filter(|d| *d != buf.len() as u64) {
-        return Err(Error::Integrity {
-            op,
-            url: url.to_owned(),
-            detail: format!("got {} bytes of the {d} announced", buf.len()),
-        });
-    }
-    Ok(Bytes::from(buf))
-}
-
-/// The service's error body: `CustomVisionError`, or the API-management layer's
-/// `{"error":{"code","message"}}`.
-fn parse_error_body(body: &[u8]) -> Option<CustomVisionError> {
-    #[derive(serde::Deserialize)]
-    struct Wrapped {
-        error: Loose,
-    }
-    #[derive(serde::Deserialize)]
-    struct Loose {
-        code: serde_json::Value,
-        message: String,
-    }
-    if let Ok(e) = serde_json::from_slice::<CustomVisionError>(body) {
-        return Some(e);
-    }
-    let w = serde_json::from_slice::<Wrapped>(body).ok()?;
-    let code = match w.error.code {
-        serde_json::Value::String(s) => s,
-        other => other.to_string(),
-    };
-    Some(CustomVisionError { code, message: w.error.message })
-}
-
-/// Code and message of an Azure Storage error body (`<Error><Code>…</Code><Message>…`).
-fn storage_error(body: &[u8]) -> (String, String) {
-    let text = String::from_utf8_lossy(body);
-    let between = |open: &str, close: &str| -> Option<String> {
-        let start = text.find(open)? + open.len();
-        let end = text[start..].find(close)? + start;
-        Some(text[start..end].trim().to_owned())
-    };
-    let code = between("<Code>", "</Code>").unwrap_or_default();
-    let message = between("<Message>", "</Message>")
-        .map(|m| m.lines().next().unwrap_or_default().to_owned())
-        .unwrap_or_else(|| snippet(body));
-    (code, redact_url(&message))
-}
-
-fn header_retry_after(headers: &HeaderMap) -> Option<Duration> {
-    headers.get("retry-after").and_then(|v| v.to_str().ok()).and_then(parse_retry_after)
-}
-
-fn describe_body(headers: &HeaderMap, body: &[u8]) -> String {
-    let ct = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("no content type");
-    if body.is_empty() {
-        format!("an empty body ({ct})")
-    } else {
-        format!("{ct}: {}", snippet(body))
-    }
-}
-
-fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
-    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    redact_url(&one_line)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -989,22 +656,5 @@ mod tests {
         let e = parse_error_body(br#"{"error":{"code":401,"message":"Access denied"}}"#).unwrap();
         assert_eq!(e.code, "401");
         assert!(parse_error_body(b"<html>").is_none());
-    }
-
-    #[test]
-    fn storage_errors_are_read() {
-        let body = "\u{feff}<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>BlobNotFound</Code><Message>The specified blob does not exist.\nRequestId:1</Message></Error>";
-        assert_eq!(
-            storage_error(body.as_bytes()),
-            ("BlobNotFound".into(), "The specified blob does not exist.".into())
-        );
-        assert_eq!(storage_error(b"nope").0, "");
-    }
-
-    #[test]
-    fn expired_links_are_recognised() {
-        assert!(link_has_expired("https://a/b?sv=1&se=2020-06-07T16%3A45%3A22Z&sig=x"));
-        assert!(!link_has_expired("https://a/b?sv=1&se=2999-06-07T16%3A45%3A22Z&sig=x"));
-        assert!(!link_has_expired("https://a/b"));
     }
 }
