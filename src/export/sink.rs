@@ -27,13 +27,21 @@ pub enum Item {
 
 /// Why the archive could not be written.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot write the archive {}: {source}", path.display())]
+#[error("cannot write the archive {}: {}", path.display(), cause(source))]
 pub struct SinkError {
     /// The archive being written (its final path).
     pub path: PathBuf,
     /// What failed.
     #[source]
     pub source: crate::archive::Error,
+}
+
+/// What failed, without the archive's path when the error already names it (an io error).
+fn cause(source: &crate::archive::Error) -> String {
+    match source {
+        crate::archive::Error::Io { source, .. } => source.to_string(),
+        other => other.to_string(),
+    }
 }
 
 /// The sending side of the writer thread.
