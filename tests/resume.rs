@@ -173,3 +173,22 @@ async fn a_full_disk_is_named_and_keeps_the_resumable_state() {
     assert!(!listing.contains(&"backup.zip"), "nothing at the final path: {listing:?}");
     assert!(listing.contains(&"backup.zip.partial"), "the resumable state is kept: {listing:?}");
 }
+
+#[tokio::test]
+async fn a_partial_archive_without_its_journal_is_not_overwritten_silently() {
+    let emu = crate::support::fixture_emulator().await;
+    let client = client_for(&emu);
+    let (_dir, out) = temp_archive("finished.zip");
+    let opts = cvarchive::export::ExportOptions::new(&out);
+    let cancel = tokio_util::sync::CancellationToken::new();
+    cvarchive::export::export(&client, &opts, &cvarchive::progress::NoProgress, &cancel).await.unwrap();
+    // As if the export had been stopped between removing its journal and the final rename.
+    std::fs::rename(&out, partial(&out)).unwrap();
+    let err = cvarchive::export::export(&client, &opts, &cvarchive::progress::NoProgress, &cancel).await.unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("cvarchive verify") && text.contains("--fresh"), "{text}");
+    assert!(partial(&out).exists(), "the possibly complete archive is kept");
+    let fresh = cvarchive::export::ExportOptions { fresh: true, ..opts.clone() };
+    cvarchive::export::export(&client, &fresh, &cvarchive::progress::NoProgress, &cancel).await.unwrap();
+    assert!(verify(&out, &VerifyOptions::default()).unwrap().is_clean());
+}

@@ -431,6 +431,15 @@ fn open_writer(
         BagWriter::create(partial, bag_name, fingerprint).map(|w| (w, Vec::new()))
     };
     result.map_err(|e| match e {
+        archive::Error::Resume { path, reason } if reason.contains("journal") && reason.contains("missing") => {
+            // The writer removes the journal just before the final rename: a partial archive
+            // without one is most likely complete.
+            let reason = format!(
+                "{reason} (if an export was stopped while it finished, this file is complete: check it with `cvarchive verify {}` and rename it)",
+                path.display()
+            );
+            Error::CannotResume { path, reason }
+        }
         archive::Error::Resume { path, reason } => Error::CannotResume { path, reason },
         archive::Error::Locked { path } => Error::Busy(path),
         source => Error::Output { path: partial.to_path_buf(), source: std::io::Error::other(source.to_string()) },
