@@ -79,19 +79,28 @@ pub async fn export_project(ctx: &Ctx<'_>, sink: &Sink, project: Project) -> Res
     record.reported = counts(client, pid).await?;
     ctx.progress.event(Event::ImagesFound { total: record.reported.tagged + record.reported.untagged });
 
-    let tags = client.get_tags(pid, None).await?;
-    record.archived.tags = tags.len() as u64;
-    send_json(sink, layout::tags_json(pid), &tags).await?;
-
-    let iterations = client.get_iterations(pid).await?;
-    record.archived.iterations = iterations.len() as u64;
-    send_json(sink, layout::iterations_json(pid), &iterations).await?;
-    for iteration in &iterations {
-        check(ctx.cancel)?;
-        export_iteration(ctx, sink, pid, iteration, &mut record).await?;
-    }
-
-    export_images(ctx, sink, pid, &mut record).await?;
+    // The images (the long part) start at once; tags, iterations and their performance and
+    // exports are read meanwhile, into a record of their own that is merged after.
+    let mut meta = record.clone();
+    let metadata = async {
+        let tags = client.get_tags(pid, None).await?;
+        meta.archived.tags = tags.len() as u64;
+        send_json(sink, layout::tags_json(pid), &tags).await?;
+        let iterations = client.get_iterations(pid).await?;
+        meta.archived.iterations = iterations.len() as u64;
+        send_json(sink, layout::iterations_json(pid), &iterations).await?;
+        for iteration in &iterations {
+            check(ctx.cancel)?;
+            export_iteration(ctx, sink, pid, iteration, &mut meta).await?;
+        }
+        Ok::<(), Error>(())
+    };
+    tokio::try_join!(metadata, export_images(ctx, sink, pid, &mut record))?;
+    record.archived.tags = meta.archived.tags;
+    record.archived.iterations = meta.archived.iterations;
+    record.archived.model_exports = meta.archived.model_exports;
+    record.archived.model_bytes = meta.archived.model_bytes;
+    record.missing.splice(0..0, meta.missing);
     record.reported_after = counts(client, pid).await?;
     reconcile(&mut record);
 
