@@ -79,8 +79,9 @@ pub async fn export_project(ctx: &Ctx<'_>, sink: &Sink, project: Project) -> Res
     record.reported = counts(client, pid).await?;
     ctx.progress.event(Event::ImagesFound { total: record.reported.tagged + record.reported.untagged });
 
-    // The images (the long part) start at once; tags, iterations and their performance and
-    // exports are read meanwhile, into a record of their own that is merged after.
+    // The images (the long part) start at once; tags, iterations with their performance and
+    // exports, and stored predictions are read meanwhile, each into a record of its own that is
+    // merged after.
     let mut meta = record.clone();
     let metadata = async {
         let tags = client.get_tags(pid, None).await?;
@@ -95,7 +96,17 @@ pub async fn export_project(ctx: &Ctx<'_>, sink: &Sink, project: Project) -> Res
         }
         Ok::<(), Error>(())
     };
-    tokio::try_join!(metadata, export_images(ctx, sink, pid, &mut record))?;
+    let mut stored = record.clone();
+    let predictions = async {
+        match ctx.opts.predictions {
+            true => export_predictions(ctx, sink, pid, &mut stored).await,
+            false => Ok(()),
+        }
+    };
+    tokio::try_join!(metadata, export_images(ctx, sink, pid, &mut record), predictions)?;
+    record.archived.predictions = stored.archived.predictions;
+    record.archived.prediction_bytes = stored.archived.prediction_bytes;
+    record.missing.extend(stored.missing);
     record.archived.tags = meta.archived.tags;
     record.archived.iterations = meta.archived.iterations;
     record.archived.model_exports = meta.archived.model_exports;
@@ -103,10 +114,6 @@ pub async fn export_project(ctx: &Ctx<'_>, sink: &Sink, project: Project) -> Res
     record.missing.splice(0..0, meta.missing);
     record.reported_after = counts(client, pid).await?;
     reconcile(&mut record);
-
-    if ctx.opts.predictions {
-        export_predictions(ctx, sink, pid, &mut record).await?;
-    }
     ctx.progress.event(Event::ProjectFinished {
         project_id: pid.to_string(),
         images: record.archived.tagged + record.archived.untagged,
