@@ -9,6 +9,7 @@ use std::time::Duration;
 use cvarchive::emulator::{self, AccountSpec, Emulator, EmulatorOptions, FaultConfig};
 use cvarchive::verify::{verify, VerifyOptions};
 use rand::{Rng, SeedableRng};
+use sha2::Digest;
 use uuid::Uuid;
 
 use crate::support::*;
@@ -87,6 +88,10 @@ async fn ctrl_c_keeps_a_resumable_state_and_the_same_command_continues() {
     let o = export_cmd(&emu, &out).output().await.unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     let again = blob_downloads(&emu) - before;
+    // The SHA-256 printed for a resumed archive is the file's (it is read again, not guessed).
+    let printed =
+        String::from_utf8_lossy(&o.stdout).lines().find_map(|l| l.strip_prefix("sha256:").map(|h| h.trim().to_owned()));
+    assert_eq!(printed.as_deref(), Some(hex::encode(sha2::Sha256::digest(std::fs::read(&out).unwrap())).as_str()));
     assert!(again < 600 - 100, "the second run downloaded {again} images of 600");
     assert!(!partial(&out).exists(), "the partial state is gone once complete");
     assert!(verify(&out, &VerifyOptions::default()).unwrap().is_clean());

@@ -38,6 +38,11 @@ pub struct BagSummary {
     pub payload_bytes: u64,
     /// Number of payload files.
     pub payload_files: u64,
+    /// The SHA-256 of the whole archive file, hashed as it was written; `None` when it could not
+    /// be (a resumed archive, or a streamed entry patched on disk): hash the file then.
+    pub archive_sha256: Option<[u8; 32]>,
+    /// The archive file's size.
+    pub archive_bytes: u64,
 }
 
 /// A journal entry keyed by its payload path, so one set both indexes and holds the entries.
@@ -235,9 +240,11 @@ impl BagWriter {
     /// then renames the partial file to its final name.
     pub fn finish(mut self, info: &BagInfo) -> Result<BagSummary, Error> {
         self.usable()?;
-        let summary = BagSummary {
+        let mut summary = BagSummary {
             payload_bytes: self.entries.iter().map(|k| k.0.size).sum(),
             payload_files: self.entries.len() as u64,
+            archive_sha256: None,
+            archive_bytes: 0,
         };
         let oxum = PayloadOxum { bytes: summary.payload_bytes, files: summary.payload_files };
 
@@ -274,6 +281,8 @@ impl BagWriter {
         }
         self.add_tag(TAGMANIFEST_NAME, tags.as_bytes())?;
         self.write_central_directory()?;
+        summary.archive_sha256 = self.out.take_digest();
+        summary.archive_bytes = self.out.pos();
 
         let file = self.out.file();
         file.sync_all().map_err(|e| self.io_error(e))?;

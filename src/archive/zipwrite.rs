@@ -9,6 +9,8 @@
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 
+use sha2::{Digest, Sha256};
+
 /// Local file header signature.
 const LOCAL_SIG: u32 = 0x0403_4b50;
 /// Central directory header signature.
@@ -189,18 +191,42 @@ fn put64(out: &mut Vec<u8>, v: u64) {
 /// The archive file behind one large buffer. `flushed` is exactly how many bytes the file holds
 /// (partial writes are accounted), so a failed entry can always be rolled back and the journal
 /// never gets ahead of the data.
-#[derive(Debug)]
+///
+/// It also hashes the file with SHA-256 as bytes reach it, so that the finished archive's hash
+/// costs no second read. The hash holds only while the file was written from its first byte and
+/// nothing written was changed: a patch of bytes already in the file (a streamed entry larger
+/// than the buffer) or a rollback into the file drops it, and the caller hashes the file instead.
 pub(super) struct Out {
     file: File,
     buf: Vec<u8>,
     cap: usize,
     flushed: u64,
+    hash: Option<Sha256>,
+}
+
+impl std::fmt::Debug for Out {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Out")
+            .field("flushed", &self.flushed)
+            .field("hashing", &self.hash.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Out {
     /// Writes into `file` from `at` on (the file's cursor must be there).
     pub fn new(file: File, at: u64, capacity: usize) -> Out {
-        Out { file, buf: Vec::with_capacity(capacity), cap: capacity, flushed: at }
+        let hash = (at == 0).then(Sha256::new);
+        Out { file, buf: Vec::with_capacity(capacity), cap: capacity, flushed: at, hash }
+    }
+
+    /// The SHA-256 of everything written, if it still holds (see the type's docs). Call once the
+    /// buffer is flushed for the last time.
+    pub fn take_digest(&mut self) -> Option<[u8; 32]> {
+        if !self.buf.is_empty() {
+            return None;
+        }
+        self.hash.take().map(|h| h.finalize().into())
     }
 
     /// The offset the next byte goes to.
@@ -223,6 +249,9 @@ impl Out {
         if bytes.len() >= self.cap / 2 {
             let mut done = 0;
             let result = write_counted(&mut self.file, bytes, &mut done);
+            if let Some(h) = &mut self.hash {
+                h.update(&bytes[..done]);
+            }
             self.flushed += done as u64;
             result
         } else {
@@ -235,6 +264,9 @@ impl Out {
     pub fn flush_buffer(&mut self) -> std::io::Result<()> {
         let mut done = 0;
         let result = write_counted(&mut self.file, &self.buf, &mut done);
+        if let Some(h) = &mut self.hash {
+            h.update(&self.buf[..done]);
+        }
         self.buf.drain(..done);
         self.flushed += done as u64;
         result
@@ -252,6 +284,7 @@ impl Out {
             file_part = &bytes[..split];
         }
         if !file_part.is_empty() {
+            self.hash = None;
             write_all_at(&self.file, file_part, at)?;
         }
         Ok(())
@@ -264,6 +297,7 @@ impl Out {
             return Ok(());
         }
         self.buf.clear();
+        self.hash = None;
         self.file.set_len(to)?;
         self.file.seek(SeekFrom::Start(to))?;
         self.flushed = to;

@@ -207,7 +207,7 @@ pub async fn export(
     let shared = Shared { kept: &kept, base: base.as_ref(), counters: &counters };
     let result = run(client, opts, progress, cancel, &dir, sink, shared, projects, started_at).await;
     let stopped = |cause: Error| Error::Resumable { partial: partial.clone(), cause: Box::new(cause) };
-    let (account, summary) = match result {
+    let (account, bag) = match result {
         Ok(done) => done,
         Err((e, sink)) => {
             // Keep everything written so far durable and journaled before reporting, and report
@@ -223,10 +223,11 @@ pub async fn export(
             return Err(stopped(e));
         }
     };
-    let _ = summary;
-
-    let (sha256, archive_bytes) =
-        hash_file(&partial).await.map_err(|e| stopped(Error::Output { path: partial.clone(), source: e }))?;
+    // The writer hashed the archive as it wrote it; only when it could not is the file read again.
+    let (sha256, archive_bytes) = match bag.archive_sha256 {
+        Some(sha) => (hex::encode(sha), bag.archive_bytes),
+        None => hash_file(&partial).await.map_err(|e| stopped(Error::Output { path: partial.clone(), source: e }))?,
+    };
     publish(&partial, &opts.out, opts.force).map_err(stopped)?;
 
     let mut missing: Vec<Missing> = account.missing.clone();

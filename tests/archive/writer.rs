@@ -257,3 +257,30 @@ fn entries_that_fail_part_way_leave_nothing_behind() {
         first.header_offset + 30 + first.raw_name.len() as u64 + first.compressed_size
     });
 }
+
+#[test]
+fn the_archive_hash_is_taken_while_writing_or_left_to_the_caller() {
+    let dir = tempfile::tempdir().unwrap();
+    // A small bag: every byte passes through the buffer once, so the writer knows the hash.
+    let path = dir.path().join("small.zip");
+    let mut w = BagWriter::new(std::fs::File::create(&path).unwrap(), "small").unwrap();
+    w.add_stored("projects/p/images/a.jpg", b"\xff\xd8\xffabc", Sha256::digest(b"\xff\xd8\xffabc").into()).unwrap();
+    w.add_deflated_from("projects/p/images.jsonl", &mut &b"{\"id\":1}\n"[..]).unwrap();
+    let summary = w.finish(&super::info()).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(summary.archive_sha256, Some(<[u8; 32]>::from(Sha256::digest(&bytes))));
+    assert_eq!(summary.archive_bytes, bytes.len() as u64);
+
+    // A streamed entry larger than the buffer has its header patched on disk: the writer then
+    // does not claim a hash, and never a wrong one.
+    let path = dir.path().join("big.zip");
+    let mut w = BagWriter::new(std::fs::File::create(&path).unwrap(), "big").unwrap();
+    let mut noise: Vec<u8> = (0..12u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    w.add_deflated_from("projects/p/images.jsonl", &mut &noise[..]).unwrap();
+    noise.clear();
+    let summary = w.finish(&super::info()).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    if let Some(sha) = summary.archive_sha256 {
+        assert_eq!(sha, <[u8; 32]>::from(Sha256::digest(&bytes)));
+    }
+}
