@@ -240,7 +240,7 @@ impl Receipt {
         // Deletes the last run made after its last save (it was killed) are in the pending log:
         // they count towards that run.
         if !receipt.runs.is_empty() {
-            receipt.replay_pending(path)?;
+            receipt.replay_pending(path, plan)?;
         }
         if backup.is_some() {
             receipt.backup = backup;
@@ -385,25 +385,35 @@ impl Receipt {
         Ok(hex::encode(Sha256::digest(&bytes)))
     }
 
-    /// Appends deleted ids to the pending log beside the receipt: one line per batch, written
-    /// before the next call, so that a `kill -9` between two saves of the receipt loses no record
-    /// of what was deleted.
-    pub(crate) fn log_deleted(path: &Path, project: Uuid, what: Category, ids: &[Uuid]) -> Result<(), Error> {
+    /// Appends a line to the pending log beside the receipt: the ids a delete call is about to
+    /// delete (`intent`), or the ids it deleted. Lines are written before the next call, so that a
+    /// `kill -9` between two saves of the receipt loses no record of what was deleted.
+    pub(crate) fn log_line(
+        path: &Path,
+        project: Uuid,
+        what: Category,
+        ids: &[Uuid],
+        intent: bool,
+    ) -> Result<(), Error> {
         let io = |e: std::io::Error| Error::Receipt { path: pending_path(path), detail: e.to_string() };
-        let line = serde_json::json!({"project": project, "what": what, "ids": ids});
+        let line = serde_json::json!({"project": project, "what": what, "ids": ids, "intent": intent});
         let mut file = std::fs::OpenOptions::new().create(true).append(true).open(pending_path(path)).map_err(io)?;
         let mut bytes = serde_json::to_vec(&line).expect("ids serialise");
         bytes.push(b'\n');
         file.write_all(&bytes).map_err(io)
     }
 
-    /// Folds the pending log of a killed run into the receipt (a torn last line is ignored).
-    fn replay_pending(&mut self, path: &Path) -> Result<(), Error> {
+    /// Folds the pending log of a killed run into the receipt (a torn last line is ignored): ids
+    /// logged as deleted count, and so do ids a call was about to delete that the service no
+    /// longer has (`plan` is what it has now).
+    fn replay_pending(&mut self, path: &Path, plan: &Plan) -> Result<(), Error> {
         #[derive(serde::Deserialize)]
         struct Line {
             project: Uuid,
             what: Category,
             ids: Vec<Uuid>,
+            #[serde(default)]
+            intent: bool,
         }
         let text = match std::fs::read_to_string(pending_path(path)) {
             Ok(t) => t,
@@ -411,7 +421,22 @@ impl Receipt {
             Err(e) => return Err(Error::Receipt { path: pending_path(path), detail: e.to_string() }),
         };
         for line in text.lines().filter_map(|l| serde_json::from_str::<Line>(l).ok()) {
-            self.deleted(line.project, line.what, &line.ids);
+            if !line.intent {
+                self.deleted(line.project, line.what, &line.ids);
+                continue;
+            }
+            let still_there: std::collections::HashSet<Uuid> = match plan.projects.iter().find(|p| p.id == line.project)
+            {
+                Some(p) if !p.gone => match line.what {
+                    Category::Images => p.images.iter().copied().collect(),
+                    Category::Tags => p.tags.iter().copied().collect(),
+                    Category::Iterations => p.iterations.iter().map(|i| i.id).collect(),
+                    Category::Predictions => p.predictions.iter().copied().collect(),
+                },
+                _ => std::collections::HashSet::new(),
+            };
+            let gone: Vec<Uuid> = line.ids.into_iter().filter(|id| !still_there.contains(id)).collect();
+            self.deleted(line.project, line.what, &gone);
         }
         Ok(())
     }

@@ -28,10 +28,19 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// Logs, before a delete call, what it is about to delete: if the process dies after the
+    /// service acted but before the answer was logged, the next run finds these ids gone and
+    /// counts them as deleted by this run.
+    fn intend(&self, pid: uuid::Uuid, what: Category, ids: &[uuid::Uuid]) {
+        if let Err(e) = Receipt::log_line(self.receipt_path, pid, what, ids, true) {
+            tracing::warn!("cannot log the deletes about to be made: {e}");
+        }
+    }
+
     /// Records deleted ids in the receipt and, at once, in its pending log on disk.
     fn deleted(&self, receipt: &mut Receipt, pid: uuid::Uuid, what: Category, ids: &[uuid::Uuid]) {
         receipt.deleted(pid, what, ids);
-        if let Err(e) = Receipt::log_deleted(self.receipt_path, pid, what, ids) {
+        if let Err(e) = Receipt::log_line(self.receipt_path, pid, what, ids, false) {
             tracing::warn!("cannot log deleted ids yet: {e}");
         }
     }
@@ -119,6 +128,7 @@ async fn project(ctx: &Ctx<'_>, p: &ProjectPlan, receipt: &mut Receipt) -> Resul
         } else {
             for batch in p.images.chunks(MAX_IMAGE_IDS) {
                 ctx.check()?;
+                ctx.intend(pid, Category::Images, batch);
                 match client.delete_images(pid, &DeleteImages::Ids(batch.to_vec())).await {
                     Ok(_) => {}
                     Err(e) if already_gone(&e) => {}
@@ -135,6 +145,7 @@ async fn project(ctx: &Ctx<'_>, p: &ProjectPlan, receipt: &mut Receipt) -> Resul
 
     for &tag in &p.tags {
         ctx.check()?;
+        ctx.intend(pid, Category::Tags, &[tag]);
         match client.delete_tag(pid, tag).await {
             Ok(()) => {}
             Err(e) if already_gone(&e) => {}
@@ -152,6 +163,7 @@ async fn project(ctx: &Ctx<'_>, p: &ProjectPlan, receipt: &mut Receipt) -> Resul
             continue; // its unpublish failure is recorded; deleting would only be refused
         }
         ctx.check()?;
+        ctx.intend(pid, Category::Iterations, &[it.id]);
         match client.delete_iteration(pid, it.id).await {
             Ok(()) => {}
             Err(e) if already_gone(&e) => {}
@@ -166,6 +178,7 @@ async fn project(ctx: &Ctx<'_>, p: &ProjectPlan, receipt: &mut Receipt) -> Resul
 
     for batch in p.predictions.chunks(MAX_PREDICTION_IDS) {
         ctx.check()?;
+        ctx.intend(pid, Category::Predictions, batch);
         match client.delete_predictions(pid, batch).await {
             Ok(()) => {}
             Err(e) if already_gone(&e) => {}
@@ -258,6 +271,7 @@ async fn bulk_images(ctx: &Ctx<'_>, p: &ProjectPlan, receipt: &mut Receipt) -> R
             return Ok(());
         }
     }
+    ctx.intend(pid, Category::Images, &p.images);
     match client.delete_images(pid, &DeleteImages::All).await {
         Ok(_) => {}
         Err(e) if already_gone(&e) => {}
