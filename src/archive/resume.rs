@@ -3,7 +3,6 @@
 //! and SHA-256 too, since only checkpointed data is known to be on disk), stop at the first that
 //! disagrees, cut the file and the journal there, and continue appending.
 
-use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
@@ -12,9 +11,10 @@ use flate2::read::DeflateDecoder;
 use sha2::{Digest, Sha256};
 
 use super::bagit::BAGIT_TXT_NAME;
+use super::index::EntryIndex;
 use super::journal::{JournalEntry, JournalReader, JournalWriter, Line, JOURNAL_FORMAT};
 use super::reader::RangeRead;
-use super::writer::{check_bag_name, journal_path, lock, BagWriter, Keyed};
+use super::writer::{check_bag_name, index_dir, journal_path, lock, BagWriter};
 use super::zipdir::{read_local_header, Compression};
 use super::zipwrite::local_header_len;
 use super::Error;
@@ -72,30 +72,32 @@ impl BagWriter {
         jfile.seek(SeekFrom::Start(0)).map_err(jio)?;
         let mut reader = JournalReader::new(jfile.try_clone().map_err(jio)?);
         reader.next_line().map_err(jio)?;
-        let mut replay = Replay { file: &file, len, bag_name, end: 0, entries: HashSet::new(), tags: Vec::new() };
+        let entries = EntryIndex::new(index_dir(partial));
+        let mut replay = Replay { file: &file, len, bag_name, end: 0, entries, tags: Vec::new() };
         let cut = loop {
             let Some((line, start)) = reader.next_line().map_err(jio)? else {
                 break reader.valid_len();
             };
             let ok = match &line {
-                Line::Begin { .. } => Err("a second begin line".to_string()),
+                Line::Begin { .. } => Err(Stop::Disagrees("a second begin line".to_string())),
                 Line::Add { .. } => match line.entry() {
                     Some((entry, tag)) => replay.add(entry, tag, start > last_checkpoint),
-                    None => Err("a malformed add line".to_string()),
+                    None => Err(Stop::Disagrees("a malformed add line".to_string())),
                 },
-                Line::Forget { path } => {
-                    replay.entries.remove(path.as_str());
-                    Ok(())
-                }
+                Line::Forget { path } => replay.entries.remove(path).map(drop).map_err(Stop::Index),
                 Line::Checkpoint => Ok(()),
             };
-            if let Err(why) = ok {
+            if let Err(stop) = ok {
+                let why = match stop {
+                    Stop::Disagrees(why) => why,
+                    Stop::Index(source) => return Err(io(source)),
+                };
                 tracing::info!(partial = %partial.display(), "resuming before journal line at byte {start}: {why}");
                 break start;
             }
         };
 
-        let Replay { end, entries, tags, .. } = replay;
+        let Replay { end, mut entries, tags, .. } = replay;
         let fresh = tags.is_empty();
         let (end, cut) = if fresh { (0, begin_len) } else { (end, cut) };
         file.set_len(end).map_err(io)?;
@@ -105,19 +107,25 @@ impl BagWriter {
         jfile.seek(SeekFrom::Start(cut)).map_err(jio)?;
         let journal = JournalWriter::append(jfile, &jpath, cut);
         let mut writer = BagWriter::assemble(file, end, partial.to_path_buf(), bag_name, Some(journal));
-        let mut found: Vec<JournalEntry>;
+        let found: Vec<JournalEntry>;
         if fresh {
             found = Vec::new();
             writer.write_bagit()?;
         } else {
-            found = entries.iter().map(|k| k.0.clone()).collect();
-            found.sort_unstable_by_key(|e| e.offset);
+            found = entries.live().and_then(Iterator::collect).map_err(io)?;
             writer.entries = entries;
             writer.tags = tags;
         }
         writer.checkpoint()?;
         Ok((writer, found))
     }
+}
+
+/// Why replaying stops: the journal and the file disagree from here on (resume before this
+/// line), or keeping the index of entries failed (give up, changing nothing).
+enum Stop {
+    Disagrees(String),
+    Index(std::io::Error),
 }
 
 /// The state rebuilt from the journal so far.
@@ -127,13 +135,27 @@ struct Replay<'a> {
     bag_name: &'a str,
     /// Where the last good entry ends.
     end: u64,
-    entries: HashSet<Keyed>,
+    entries: EntryIndex,
     tags: Vec<JournalEntry>,
 }
 
 impl Replay<'_> {
-    /// Checks one journaled entry against the file; `deep` also re-reads its data.
-    fn add(&mut self, e: JournalEntry, tag: bool, deep: bool) -> Result<(), String> {
+    /// Takes one journaled entry once it checks out against the file.
+    fn add(&mut self, e: JournalEntry, tag: bool, deep: bool) -> Result<(), Stop> {
+        if !tag && self.entries.get(&e.data_path).map_err(Stop::Index)?.is_some() {
+            return Err(Stop::Disagrees(format!("data/{} journaled twice", e.data_path)));
+        }
+        self.end = self.check(&e, tag, deep).map_err(Stop::Disagrees)?;
+        if tag {
+            self.tags.push(e);
+        } else {
+            self.entries.insert(&e).map_err(Stop::Index)?;
+        }
+        Ok(())
+    }
+
+    /// Checks one journaled entry against the file (`deep`: its data too); returns where it ends.
+    fn check(&self, e: &JournalEntry, tag: bool, deep: bool) -> Result<u64, String> {
         let name = if tag {
             if e.data_path != BAGIT_TXT_NAME || !self.tags.is_empty() {
                 return Err(format!("unexpected tag entry {:?}", e.data_path));
@@ -142,9 +164,6 @@ impl Replay<'_> {
         } else {
             if self.tags.is_empty() {
                 return Err("payload before bagit.txt".into());
-            }
-            if self.entries.contains(e.data_path.as_str()) {
-                return Err(format!("data/{} journaled twice", e.data_path));
             }
             format!("{}/data/{}", self.bag_name, e.data_path)
         };
@@ -165,18 +184,12 @@ impl Replay<'_> {
         let end = data_offset.checked_add(e.compressed_size).filter(|&end| end <= self.len);
         let end = end.ok_or_else(|| format!("the data of {name} runs past the end of the file"))?;
         if deep {
-            let (crc, sha, size) = data_digest(self.file, data_offset, &e).map_err(|err| format!("{name}: {err}"))?;
+            let (crc, sha, size) = data_digest(self.file, data_offset, e).map_err(|err| format!("{name}: {err}"))?;
             if (crc, sha, size) != (e.crc32, e.sha256, e.size) {
                 return Err(format!("the data of {name} is not what the journal says"));
             }
         }
-        self.end = end;
-        if tag {
-            self.tags.push(e);
-        } else {
-            self.entries.insert(Keyed(e));
-        }
-        Ok(())
+        Ok(end)
     }
 }
 

@@ -7,9 +7,7 @@
 //! it without [`BagWriter::finish`] leaves both behind, ready to resume. One owner (the export's
 //! writer thread) drives it; it is not shared.
 
-use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
-use std::hash::{Hash, Hasher};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -20,6 +18,7 @@ use super::bagit::{
     render_bag_info, render_manifest_line, BagInfo, PayloadOxum, BAGIT_TXT, BAGIT_TXT_NAME, BAG_INFO_NAME,
     MANIFEST_NAME, TAGMANIFEST_NAME,
 };
+use super::index::EntryIndex;
 use super::journal::{JournalEntry, JournalWriter, Line};
 use super::layout::unsafe_path_reason;
 use super::zipdir::Compression;
@@ -45,35 +44,15 @@ pub struct BagSummary {
     pub archive_bytes: u64,
 }
 
-/// A journal entry keyed by its payload path, so one set both indexes and holds the entries.
-#[derive(Debug)]
-pub(super) struct Keyed(pub JournalEntry);
-
-impl PartialEq for Keyed {
-    fn eq(&self, other: &Keyed) -> bool {
-        self.0.data_path == other.0.data_path
-    }
-}
-impl Eq for Keyed {}
-impl Hash for Keyed {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.0.data_path.as_str().hash(state)
-    }
-}
-impl std::borrow::Borrow<str> for Keyed {
-    fn borrow(&self) -> &str {
-        &self.0.data_path
-    }
-}
-
 /// Writes one bag into a zip file. See the module docs.
 pub struct BagWriter {
     pub(super) out: Out,
     pub(super) path: PathBuf,
     pub(super) bag_name: String,
     pub(super) journal: Option<JournalWriter>,
-    /// Live payload entries (forgotten ones removed).
-    pub(super) entries: HashSet<Keyed>,
+    /// Live payload entries (forgotten ones removed), kept in a temporary file beside the
+    /// archive so memory does not grow with their number.
+    pub(super) entries: EntryIndex,
     /// Tag files written so far, in order.
     pub(super) tags: Vec<JournalEntry>,
     pub(super) limits: Zip64Limits,
@@ -141,10 +120,10 @@ impl BagWriter {
     ) -> BagWriter {
         BagWriter {
             out: Out::new(file, at, WRITE_BUFFER),
+            entries: EntryIndex::new(index_dir(&path)),
             path,
             bag_name: bag_name.to_string(),
             journal,
-            entries: HashSet::new(),
             tags: Vec::new(),
             limits: Zip64Limits::default(),
             scratch: Vec::with_capacity(512),
@@ -173,24 +152,25 @@ impl BagWriter {
     }
 
     /// The payload entry already written at `data_path` (and not forgotten), if any.
-    pub fn contains(&self, data_path: &str) -> Option<&JournalEntry> {
-        self.entries.get(data_path).map(|k| &k.0)
+    pub fn contains(&self, data_path: &str) -> Result<Option<JournalEntry>, Error> {
+        self.entries.get(data_path).map_err(|e| self.index_error(e))
     }
 
     /// Number of payload files written (and not forgotten).
     pub fn payload_files(&self) -> u64 {
-        self.entries.len() as u64
+        self.entries.len()
     }
 
     /// Leaves an already written payload entry out of the central directory and the manifest
     /// (its bytes stay in the file as dead space), e.g. an image deleted since the last run.
     /// The path may then be written again. Returns the entry, if there was one.
-    pub fn forget(&mut self, data_path: &str) -> Option<JournalEntry> {
-        let gone = self.entries.take(data_path)?.0;
-        if let Some(j) = &mut self.journal {
+    pub fn forget(&mut self, data_path: &str) -> Result<Option<JournalEntry>, Error> {
+        self.usable()?;
+        let gone = self.entries.remove(data_path).map_err(|e| self.index_error(e))?;
+        if let (Some(_), Some(j)) = (&gone, &mut self.journal) {
             j.push(&Line::Forget { path: data_path.to_string() });
         }
-        Some(gone)
+        Ok(gone)
     }
 
     /// A payload file stored as is; `sha256` was computed while the bytes streamed in.
@@ -241,36 +221,39 @@ impl BagWriter {
     pub fn finish(mut self, info: &BagInfo) -> Result<BagSummary, Error> {
         self.usable()?;
         let mut summary = BagSummary {
-            payload_bytes: self.entries.iter().map(|k| k.0.size).sum(),
-            payload_files: self.entries.len() as u64,
+            payload_bytes: self.entries.content_bytes(),
+            payload_files: self.entries.len(),
             archive_sha256: None,
             archive_bytes: 0,
         };
         let oxum = PayloadOxum { bytes: summary.payload_bytes, files: summary.payload_files };
 
         self.add_tag(BAG_INFO_NAME, render_bag_info(info, oxum).as_bytes())?;
-        // The manifest streams from the entries, sorted by path, without copying the paths.
-        let entries = std::mem::take(&mut self.entries);
-        let mut sorted: Vec<&JournalEntry> = entries.iter().map(|k| &k.0).collect();
-        sorted.sort_unstable_by(|a, b| a.data_path.cmp(&b.data_path));
-        let (mut next, mut text, mut at) = (0, String::new(), 0);
-        let name = self.tag_name(MANIFEST_NAME);
-        let written = self.write_streamed(&name, |buf| {
-            if at == text.len() {
-                text.clear();
-                at = 0;
-                while next < sorted.len() && text.len() < COPY_CHUNK {
-                    let e = sorted[next];
-                    text.push_str(&render_manifest_line(&e.sha256, &format!("data/{}", e.data_path)));
-                    next += 1;
-                }
+        // The manifest streams from the index, in archive order.
+        let mut entries = std::mem::take(&mut self.entries);
+        let written = match entries.live() {
+            Ok(mut live) => {
+                let (mut text, mut at) = (String::new(), 0);
+                let name = self.tag_name(MANIFEST_NAME);
+                let path = self.path.clone();
+                self.write_streamed(&name, |buf| {
+                    if at == text.len() {
+                        text.clear();
+                        at = 0;
+                        while text.len() < COPY_CHUNK {
+                            let Some(e) = live.next() else { break };
+                            let e = e.map_err(|source| index_error(&path, source))?;
+                            text.push_str(&render_manifest_line(&e.sha256, &format!("data/{}", e.data_path)));
+                        }
+                    }
+                    let n = (text.len() - at).min(buf.len());
+                    buf[..n].copy_from_slice(&text.as_bytes()[at..at + n]);
+                    at += n;
+                    Ok(Some(n))
+                })
             }
-            let n = (text.len() - at).min(buf.len());
-            buf[..n].copy_from_slice(&text.as_bytes()[at..at + n]);
-            at += n;
-            Ok(Some(n))
-        });
-        drop(sorted);
+            Err(e) => Err(self.index_error(e)),
+        };
         self.entries = entries;
         let (offset, h, sha) = written?;
         self.tags.push(journal_entry(MANIFEST_NAME, offset, &h, sha));
@@ -296,15 +279,57 @@ impl BagWriter {
         Ok(summary)
     }
 
+    /// The central directory in archive order: tag files and payload files merged by offset (the
+    /// index yields the payload in that order already).
     fn write_central_directory(&mut self) -> Result<(), Error> {
-        let mut all: Vec<(&JournalEntry, bool)> = self.tags.iter().map(|e| (e, true)).collect();
-        all.extend(self.entries.iter().map(|k| (&k.0, false)));
-        all.sort_unstable_by_key(|(e, _)| e.offset);
         let cd_offset = self.out.pos();
+        let mut entries = std::mem::take(&mut self.entries);
+        let mut tags = std::mem::take(&mut self.tags);
+        tags.sort_unstable_by_key(|e| e.offset);
+        let result = match entries.live() {
+            Ok(live) => self.write_central_headers(&tags, live),
+            Err(e) => Err(self.index_error(e)),
+        };
+        self.entries = entries;
+        self.tags = tags;
+        let count = result?;
         let mut record = Vec::with_capacity(512);
-        let mut result = Ok(());
-        for (e, tag) in &all {
-            let name = if *tag { self.tag_name(&e.data_path) } else { self.payload_name(&e.data_path) };
+        let cd_size = self.out.pos() - cd_offset;
+        zipwrite::end_records(&mut record, count, cd_offset, cd_size, &self.limits);
+        self.out.put(&record).and_then(|_| self.out.flush_buffer()).map_err(|e| self.io_error(e))
+    }
+
+    /// Writes one central header per entry, tags and payload merged by offset; returns how many.
+    fn write_central_headers(
+        &mut self,
+        tags: &[JournalEntry],
+        payload: impl Iterator<Item = std::io::Result<JournalEntry>>,
+    ) -> Result<u64, Error> {
+        let mut record = Vec::with_capacity(512);
+        let (mut count, mut tags) = (0u64, tags.iter().peekable());
+        let mut payload = payload.peekable();
+        loop {
+            let next_payload = match payload.peek() {
+                Some(Ok(e)) => Some(e.offset),
+                Some(Err(_)) => {
+                    let err = payload.next().expect("peeked").expect_err("peeked an error");
+                    return Err(self.index_error(err));
+                }
+                None => None,
+            };
+            let tag_first = match (tags.peek(), next_payload) {
+                (Some(t), Some(p)) => t.offset < p,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            let (name, e) = if tag_first {
+                let t = tags.next().expect("peeked");
+                (self.tag_name(&t.data_path), t.clone())
+            } else {
+                let e = payload.next().expect("peeked").expect("peeked an entry");
+                (self.payload_name(&e.data_path), e)
+            };
             let h = Header {
                 method: e.method(),
                 crc32: e.crc32,
@@ -314,18 +339,10 @@ impl BagWriter {
             };
             record.clear();
             zipwrite::central_header(&mut record, name.as_bytes(), &h, e.offset, &self.limits);
-            result = self.out.put(&record);
-            if result.is_err() {
-                break;
-            }
+            self.out.put(&record).map_err(|e| self.io_error(e))?;
+            count += 1;
         }
-        let count = all.len() as u64;
-        drop(all);
-        result.map_err(|e| self.io_error(e))?;
-        record.clear();
-        let cd_size = self.out.pos() - cd_offset;
-        zipwrite::end_records(&mut record, count, cd_offset, cd_size, &self.limits);
-        self.out.put(&record).and_then(|_| self.out.flush_buffer()).map_err(|e| self.io_error(e))
+        Ok(count)
     }
 
     pub(super) fn write_bagit(&mut self) -> Result<(), Error> {
@@ -360,7 +377,7 @@ impl BagWriter {
         if let Some(reason) = unsafe_path_reason(data_path) {
             return Err(Error::InvalidPath { path: data_path.to_string(), reason });
         }
-        if self.entries.contains(data_path) {
+        if self.entries.get(data_path).map_err(|e| self.index_error(e))?.is_some() {
             return Err(Error::DuplicatePath(data_path.to_string()));
         }
         Ok(self.payload_name(data_path))
@@ -458,10 +475,13 @@ impl BagWriter {
             }
         }
         let entry = journal_entry(data_path, offset, h, sha256);
+        if let Err(e) = self.entries.insert(&entry) {
+            self.rollback(offset);
+            return Err(self.index_error(e));
+        }
         if let Some(j) = &mut self.journal {
             j.push_add(&entry, false);
         }
-        self.entries.insert(Keyed(entry));
         if due {
             if let Some(j) = &mut self.journal {
                 j.write_pending().map_err(|source| Error::Io { path: j.path().to_path_buf(), source })?;
@@ -486,6 +506,10 @@ impl BagWriter {
 
     pub(super) fn io_error(&self, source: std::io::Error) -> Error {
         Error::Io { path: self.path.clone(), source }
+    }
+
+    fn index_error(&self, source: std::io::Error) -> Error {
+        index_error(&self.path, source)
     }
 
     pub(super) fn usable(&self) -> Result<(), Error> {
@@ -526,6 +550,17 @@ pub(super) fn journal_entry(data_path: &str, offset: u64, h: &Header, sha256: [u
         compression: if h.method == STORED { Compression::Stored } else { Compression::Deflated },
         zip64: h.zip64,
     }
+}
+
+/// A failure of the temporary index of entries, named after the archive it belongs to.
+fn index_error(archive: &Path, source: std::io::Error) -> Error {
+    let source = std::io::Error::new(source.kind(), format!("the temporary index of its entries: {source}"));
+    Error::Io { path: archive.to_path_buf(), source }
+}
+
+/// Where the index of entries goes: beside the archive when its directory is known.
+pub(super) fn index_dir(archive: &Path) -> Option<PathBuf> {
+    archive.parent().filter(|dir| dir.is_dir()).map(Path::to_path_buf)
 }
 
 pub(super) fn check_bag_name(bag_name: &str) -> Result<(), Error> {

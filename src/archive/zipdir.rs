@@ -31,7 +31,7 @@ pub enum Compression {
 }
 
 impl Compression {
-    fn from_method(m: u16) -> Compression {
+    pub(super) fn from_method(m: u16) -> Compression {
         match m {
             0 => Compression::Stored,
             8 => Compression::Deflated,

@@ -83,7 +83,7 @@ impl Sink {
                             tee.finish()?;
                         }
                         Item::Forget { path } => {
-                            writer.forget(&path);
+                            writer.forget(&path)?;
                         }
                         Item::RenderPage => {
                             crate::browse::render(&staged, &mut |path: &str, bytes: Vec<u8>| {

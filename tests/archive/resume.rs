@@ -32,10 +32,10 @@ fn resume_and_complete(final_path: &Path, list: &[Item]) -> usize {
     for e in &found {
         let item = list.iter().find(|i| i.path() == e.data_path).expect("a path we wrote");
         assert_eq!((e.sha256, e.size), (item.sha256(), item.bytes().len() as u64), "{}", e.data_path);
-        assert!(w.contains(&e.data_path).is_some());
+        assert!(w.contains(&e.data_path).unwrap().is_some());
     }
     for item in list {
-        if w.contains(item.path()).is_none() {
+        if w.contains(item.path()).unwrap().is_none() {
             item.add(&mut w).unwrap();
         }
     }

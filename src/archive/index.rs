@@ -1,0 +1,343 @@
+//! The writer's index of payload entries, in bounded memory.
+//!
+//! Every entry's record (offsets, sizes, CRC-32, SHA-256, path) is appended to an anonymous
+//! temporary file beside the archive as it is committed; memory keeps only a 64-bit hash of each
+//! live path and where its record is, about 20 bytes an entry instead of a few hundred. A lookup
+//! whose hash is known reads the one record back to compare the path, so colliding hashes are
+//! told apart (the rare loser is kept by full path). The manifest and the central directory
+//! stream the live records back in the order they were written, which is the archive's order.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::path::PathBuf;
+
+use super::journal::JournalEntry;
+use super::zipdir::Compression;
+
+/// Records are written out once this many bytes of them are pending.
+const PENDING: usize = 64 << 10;
+/// The fixed part of a record: offset, compressed size, size (u64), CRC-32 (u32), SHA-256,
+/// method (u16), ZIP64 flag (u8) and the path's length (u32), little-endian; then the path.
+const FIXED: usize = 8 + 8 + 8 + 4 + 32 + 2 + 1 + 4;
+
+/// Live payload entries of one bag. See the module docs.
+#[derive(Debug, Default)]
+pub(super) struct EntryIndex {
+    /// Where the temporary file goes (`None`: the system's temporary directory).
+    dir: Option<PathBuf>,
+    /// The records written out so far; created on the first write.
+    file: Option<File>,
+    /// Bytes of records in `file`.
+    written: u64,
+    /// Records not yet written out; they follow `written`.
+    pending: Vec<u8>,
+    /// Hash of a live path → its record's position.
+    by_hash: HashMap<u64, u64>,
+    /// Live paths whose hash another live path already holds → their record's position.
+    collided: HashMap<String, u64>,
+    files: u64,
+    bytes: u64,
+}
+
+impl EntryIndex {
+    /// An empty index whose temporary file will go in `dir` (the archive's directory, so it
+    /// shares its disk and not a memory-backed `/tmp`), or the system's temporary directory.
+    pub fn new(dir: Option<PathBuf>) -> EntryIndex {
+        EntryIndex { dir, ..EntryIndex::default() }
+    }
+
+    /// Number of live entries.
+    pub fn len(&self) -> u64 {
+        self.files
+    }
+
+    /// Total content bytes of the live entries.
+    pub fn content_bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The live entry at `data_path`, if any.
+    pub fn get(&self, data_path: &str) -> std::io::Result<Option<JournalEntry>> {
+        Ok(self.find(data_path)?.map(|(_, e)| e))
+    }
+
+    /// Records a new entry; its path must not be live (the writer checks with [`Self::get`]).
+    /// On an error nothing is recorded.
+    pub fn insert(&mut self, e: &JournalEntry) -> std::io::Result<()> {
+        let pos = self.written + self.pending.len() as u64;
+        let start = self.pending.len();
+        encode(&mut self.pending, e);
+        if self.pending.len() >= PENDING {
+            if let Err(err) = self.write_out() {
+                self.pending.truncate(start);
+                return Err(err);
+            }
+        }
+        match self.by_hash.entry(path_hash(&e.data_path)) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(pos);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.collided.insert(e.data_path.clone(), pos);
+            }
+        }
+        self.files += 1;
+        self.bytes += e.size;
+        Ok(())
+    }
+
+    /// Drops the live entry at `data_path` and returns it, if there was one. Its record stays in
+    /// the file, no longer live.
+    pub fn remove(&mut self, data_path: &str) -> std::io::Result<Option<JournalEntry>> {
+        let Some((pos, e)) = self.find(data_path)? else { return Ok(None) };
+        let h = path_hash(data_path);
+        if self.by_hash.get(&h) == Some(&pos) {
+            self.by_hash.remove(&h);
+        } else {
+            self.collided.remove(data_path);
+        }
+        self.files -= 1;
+        self.bytes -= e.size;
+        Ok(Some(e))
+    }
+
+    /// The live entries in the order they were inserted (for the writer: archive order). Writes
+    /// out pending records first.
+    pub fn live(&mut self) -> std::io::Result<Live<'_>> {
+        self.write_out()?;
+        let reader = match &self.file {
+            Some(file) => {
+                let mut file = file;
+                file.seek(SeekFrom::Start(0))?;
+                Some(BufReader::with_capacity(PENDING, file))
+            }
+            None => None,
+        };
+        let index = &*self;
+        Ok(Live { index, reader, pos: 0 })
+    }
+
+    fn find(&self, data_path: &str) -> std::io::Result<Option<(u64, JournalEntry)>> {
+        if let Some(&pos) = self.by_hash.get(&path_hash(data_path)) {
+            let e = self.read_at(pos)?;
+            if e.data_path == data_path {
+                return Ok(Some((pos, e)));
+            }
+        }
+        match self.collided.get(data_path) {
+            Some(&pos) => Ok(Some((pos, self.read_at(pos)?))),
+            None => Ok(None),
+        }
+    }
+
+    fn is_live(&self, pos: u64, data_path: &str) -> bool {
+        self.by_hash.get(&path_hash(data_path)) == Some(&pos) || self.collided.get(data_path) == Some(&pos)
+    }
+
+    fn read_at(&self, pos: u64) -> std::io::Result<JournalEntry> {
+        if pos >= self.written {
+            let mut rest = &self.pending[(pos - self.written) as usize..];
+            return decode(&mut rest);
+        }
+        let file = self.file.as_ref().expect("records before `written` are in the file");
+        let mut fixed = [0u8; FIXED];
+        read_exact_at(file, &mut fixed, pos)?;
+        let path_len = u32::from_le_bytes(fixed[FIXED - 4..].try_into().expect("4 bytes")) as usize;
+        let mut record = Vec::with_capacity(FIXED + path_len);
+        record.extend_from_slice(&fixed);
+        record.resize(FIXED + path_len, 0);
+        read_exact_at(file, &mut record[FIXED..], pos + FIXED as u64)?;
+        decode(&mut record.as_slice())
+    }
+
+    /// Writes the pending records at `written` (positioned, so a failed attempt is simply
+    /// written over by the next).
+    fn write_out(&mut self) -> std::io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let file = match &mut self.file {
+            Some(file) => file,
+            None => {
+                let dir = self.dir.clone().unwrap_or_else(std::env::temp_dir);
+                self.file.insert(tempfile::tempfile_in(dir)?)
+            }
+        };
+        write_all_at(file, &self.pending, self.written)?;
+        self.written += self.pending.len() as u64;
+        self.pending.clear();
+        Ok(())
+    }
+}
+
+/// The live entries of an [`EntryIndex`], in insertion order.
+pub(super) struct Live<'a> {
+    index: &'a EntryIndex,
+    reader: Option<BufReader<&'a File>>,
+    pos: u64,
+}
+
+impl Iterator for Live<'_> {
+    type Item = std::io::Result<JournalEntry>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let reader = self.reader.as_mut()?;
+        while self.pos < self.index.written {
+            let at = self.pos;
+            let e = match decode(reader) {
+                Ok(e) => e,
+                Err(err) => return Some(Err(err)),
+            };
+            self.pos += (FIXED + e.data_path.len()) as u64;
+            if self.index.is_live(at, &e.data_path) {
+                return Some(Ok(e));
+            }
+        }
+        None
+    }
+}
+
+fn path_hash(data_path: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    data_path.hash(&mut h);
+    h.finish()
+}
+
+fn encode(out: &mut Vec<u8>, e: &JournalEntry) {
+    out.extend_from_slice(&e.offset.to_le_bytes());
+    out.extend_from_slice(&e.compressed_size.to_le_bytes());
+    out.extend_from_slice(&e.size.to_le_bytes());
+    out.extend_from_slice(&e.crc32.to_le_bytes());
+    out.extend_from_slice(&e.sha256);
+    out.extend_from_slice(&e.method().to_le_bytes());
+    out.push(u8::from(e.zip64));
+    out.extend_from_slice(&(e.data_path.len() as u32).to_le_bytes());
+    out.extend_from_slice(e.data_path.as_bytes());
+}
+
+fn decode(read: &mut impl Read) -> std::io::Result<JournalEntry> {
+    let mut f = [0u8; FIXED];
+    read.read_exact(&mut f)?;
+    let u64_at = |at: usize| u64::from_le_bytes(f[at..at + 8].try_into().expect("8 bytes"));
+    let path_len = u32::from_le_bytes(f[63..67].try_into().expect("4 bytes")) as usize;
+    let mut path = vec![0u8; path_len];
+    read.read_exact(&mut path)?;
+    let data_path = String::from_utf8(path).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    Ok(JournalEntry {
+        data_path,
+        offset: u64_at(0),
+        compressed_size: u64_at(8),
+        size: u64_at(16),
+        crc32: u32::from_le_bytes(f[24..28].try_into().expect("4 bytes")),
+        sha256: f[28..60].try_into().expect("32 bytes"),
+        compression: Compression::from_method(u16::from_le_bytes([f[60], f[61]])),
+        zip64: f[62] != 0,
+    })
+}
+
+#[cfg(unix)]
+fn read_exact_at(file: &File, buf: &mut [u8], at: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, at)
+}
+
+#[cfg(unix)]
+fn write_all_at(file: &File, buf: &[u8], at: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, buf, at)
+}
+
+#[cfg(windows)]
+fn read_exact_at(file: &File, mut buf: &mut [u8], mut at: u64) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        match std::os::windows::fs::FileExt::seek_read(file, buf, at)? {
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            n => (buf, at) = (&mut buf[n..], at + n as u64),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(windows)]
+fn write_all_at(file: &File, mut buf: &[u8], mut at: u64) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        match std::os::windows::fs::FileExt::seek_write(file, buf, at)? {
+            0 => return Err(std::io::ErrorKind::WriteZero.into()),
+            n => (buf, at) = (&buf[n..], at + n as u64),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(path: &str, offset: u64, size: u64) -> JournalEntry {
+        JournalEntry {
+            data_path: path.to_string(),
+            offset,
+            compressed_size: size,
+            size,
+            crc32: offset as u32,
+            sha256: [offset as u8; 32],
+            compression: if size.is_multiple_of(2) { Compression::Stored } else { Compression::Deflated },
+            zip64: size > 100,
+        }
+    }
+
+    fn live_paths(index: &mut EntryIndex) -> Vec<String> {
+        index.live().unwrap().map(|e| e.unwrap().data_path).collect()
+    }
+
+    #[test]
+    fn entries_round_trip_through_the_file_and_stay_in_order() {
+        let mut index = EntryIndex::new(None);
+        // Enough records that most are written out and some are still pending.
+        let all: Vec<JournalEntry> = (0..3000).map(|i| entry(&format!("images/ü-{i}.jpg"), i * 10, i + 1)).collect();
+        for e in &all {
+            assert!(index.get(&e.data_path).unwrap().is_none());
+            index.insert(e).unwrap();
+        }
+        assert!(index.written > 0 && !index.pending.is_empty());
+        assert_eq!(index.len(), 3000);
+        assert_eq!(index.content_bytes(), (1..=3000).sum::<u64>());
+        for e in [&all[0], &all[1500], &all[2999]] {
+            assert_eq!(index.get(&e.data_path).unwrap().as_ref(), Some(e));
+        }
+        let back: Vec<JournalEntry> = index.live().unwrap().map(Result::unwrap).collect();
+        assert_eq!(back, all);
+    }
+
+    #[test]
+    fn removed_entries_leave_the_live_set_and_may_come_back_later() {
+        let mut index = EntryIndex::new(None);
+        for (i, p) in ["a", "b", "c"].iter().enumerate() {
+            index.insert(&entry(p, i as u64, 1)).unwrap();
+        }
+        assert_eq!(index.remove("b").unwrap().map(|e| e.offset), Some(1));
+        assert!(index.remove("b").unwrap().is_none());
+        assert!(index.get("b").unwrap().is_none());
+        assert_eq!(live_paths(&mut index), ["a", "c"]);
+        index.insert(&entry("b", 9, 4)).unwrap();
+        assert_eq!(live_paths(&mut index), ["a", "c", "b"]);
+        assert_eq!(index.get("b").unwrap().map(|e| e.offset), Some(9));
+        assert_eq!((index.len(), index.content_bytes()), (3, 6));
+    }
+
+    #[test]
+    fn paths_with_the_same_hash_are_told_apart() {
+        let mut index = EntryIndex::new(None);
+        index.insert(&entry("first", 0, 1)).unwrap();
+        // Force a collision: claim "second"'s hash for "first"'s record.
+        let pos = index.by_hash.remove(&path_hash("first")).unwrap();
+        index.by_hash.insert(path_hash("second"), pos);
+        assert!(index.get("second").unwrap().is_none(), "a hash hit is checked against the path");
+        index.insert(&entry("second", 1, 1)).unwrap();
+        assert_eq!(index.collided.len(), 1);
+        assert_eq!(index.get("second").unwrap().map(|e| e.offset), Some(1));
+        assert_eq!(live_paths(&mut index), ["second"], "`first` is no longer reachable by its own hash");
+        assert_eq!(index.remove("second").unwrap().map(|e| e.offset), Some(1));
+        assert!(index.collided.is_empty());
+    }
+}
