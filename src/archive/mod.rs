@@ -1,7 +1,7 @@
 //! The archive: a zip holding one BagIt 1.0 bag (see `FORMAT.md`): the path [`layout`], the
 //! BagIt text files ([`bagit`]), the [`writer`] (hash while writing, manifests last; resumable
 //! through its [`journal`], with raw copies from a previous archive; its entries indexed on disk
-//! by [`index`]) over our own zip encoding ([`zipwrite`]), and the [`reader`] of untrusted
+//! by `index`) over our own zip encoding ([`zipwrite`]), and the [`reader`] of untrusted
 //! archives (its raw zip directory in [`zipdir`]).
 
 pub mod bagit;
