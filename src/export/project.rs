@@ -112,7 +112,6 @@ pub async fn export_project(ctx: &Ctx<'_>, sink: &Sink, project: Project) -> Res
     record.archived.model_exports = meta.archived.model_exports;
     record.archived.model_bytes = meta.archived.model_bytes;
     record.missing.splice(0..0, meta.missing);
-    record.reported_after = counts(client, pid).await?;
     reconcile(&mut record);
     ctx.progress.event(Event::ProjectFinished {
         project_id: pid.to_string(),
@@ -122,10 +121,9 @@ pub async fn export_project(ctx: &Ctx<'_>, sink: &Sink, project: Project) -> Res
 }
 
 async fn counts(client: &Client, pid: Uuid) -> Result<ImageCounts, Error> {
-    Ok(ImageCounts {
-        tagged: client.get_tagged_image_count(pid).await?,
-        untagged: client.get_untagged_image_count(pid).await?,
-    })
+    let (tagged, untagged) =
+        tokio::try_join!(client.get_tagged_image_count(pid), client.get_untagged_image_count(pid))?;
+    Ok(ImageCounts { tagged, untagged })
 }
 
 /// Performance, image performances and model exports of one iteration. Untrained iterations
@@ -223,7 +221,14 @@ async fn export_iteration(
 /// added), downloads them `concurrency` at a time, and writes `images.jsonl` in listing order.
 async fn export_images(ctx: &Ctx<'_>, sink: &Sink, pid: Uuid, record: &mut ProjectRecord) -> Result<(), Error> {
     let (tx, listed_rx) = mpsc::channel::<Result<Listed, api::Error>>(LISTING_AHEAD);
-    let lister = tokio::spawn(list_images(ctx.client.clone(), pid, tx, ctx.cancel.clone(), ctx.kept.clone()));
+    let listing = list_images(ctx.client.clone(), pid, tx, ctx.cancel.clone(), ctx.kept.clone());
+    let client = ctx.client.clone();
+    let lister = tokio::spawn(async move {
+        listing.await?;
+        // Counted again as soon as the listing ends, while the downloads go on: what was added
+        // or deleted during the listing shows as a difference from the counts before it.
+        counts(&client, pid).await
+    });
     let (fresh_tx, rx) = mpsc::channel::<Result<Listed, api::Error>>(ctx.opts.concurrency.max(1) * 2);
     let freshener = tokio::spawn(freshen(ctx.client.clone(), pid, listed_rx, fresh_tx));
     let client = ctx.client;
@@ -309,8 +314,8 @@ async fn export_images(ctx: &Ctx<'_>, sink: &Sink, pid: Uuid, record: &mut Proje
         }
     }
     match lister.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(e.into()),
+        Ok(Ok(after)) => record.reported_after = after,
+        Ok(Err(e)) => return Err(e),
         Err(e) => return Err(Error::Internal(format!("the image listing task failed: {e}"))),
     }
     send_spool(sink, layout::images_jsonl(pid), spool).await
