@@ -202,7 +202,12 @@ pub(super) struct Out {
     cap: usize,
     flushed: u64,
     hash: Option<Sha256>,
+    /// Bytes up to which the OS was asked to start writing back (see [`Out::start_writeback`]).
+    hinted: u64,
 }
+
+/// How many written bytes at most wait in the page cache before the OS is asked to write them.
+const WRITEBACK_STEP: u64 = 32 << 20;
 
 impl std::fmt::Debug for Out {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -217,7 +222,7 @@ impl Out {
     /// Writes into `file` from `at` on (the file's cursor must be there).
     pub fn new(file: File, at: u64, capacity: usize) -> Out {
         let hash = (at == 0).then(Sha256::new);
-        Out { file, buf: Vec::with_capacity(capacity), cap: capacity, flushed: at, hash }
+        Out { file, buf: Vec::with_capacity(capacity), cap: capacity, flushed: at, hash, hinted: at }
     }
 
     /// The SHA-256 of everything written, if it still holds (see the type's docs). Call once the
@@ -253,6 +258,7 @@ impl Out {
                 h.update(&bytes[..done]);
             }
             self.flushed += done as u64;
+            self.start_writeback();
             result
         } else {
             self.buf.extend_from_slice(bytes);
@@ -269,7 +275,27 @@ impl Out {
         }
         self.buf.drain(..done);
         self.flushed += done as u64;
+        self.start_writeback();
         result
+    }
+
+    /// Asks the OS to start writing back what was written since the last ask, once that is
+    /// `WRITEBACK_STEP` or more, without waiting for it. On a machine with a lot of memory the
+    /// kernel would otherwise keep a whole archive dirty in the page cache, and the final fsync
+    /// would write it all while the export waits (a third of a second for 500 MB here). Only a
+    /// hint: where it is not supported nothing changes.
+    fn start_writeback(&mut self) {
+        if self.flushed < self.hinted + WRITEBACK_STEP {
+            return;
+        }
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            let (from, len) = (self.hinted as libc::off64_t, (self.flushed - self.hinted) as libc::off64_t);
+            // SAFETY: a plain syscall on a file descriptor we own, with no pointers.
+            let _ = unsafe { libc::sync_file_range(self.file.as_raw_fd(), from, len, libc::SYNC_FILE_RANGE_WRITE) };
+        }
+        self.hinted = self.flushed;
     }
 
     /// Overwrites bytes at `at` (already written, in the buffer or the file).
@@ -298,6 +324,7 @@ impl Out {
         }
         self.buf.clear();
         self.hash = None;
+        self.hinted = self.hinted.min(to);
         self.file.set_len(to)?;
         self.file.seek(SeekFrom::Start(to))?;
         self.flushed = to;
