@@ -373,7 +373,7 @@ impl BagWriter {
         let offset = self.out.pos();
         self.scratch.clear();
         zipwrite::local_header(&mut self.scratch, name.as_bytes(), h);
-        let result = self.out.put(&self.scratch).and_then(|_| self.out.put(data));
+        let result = self.out.put(&self.scratch).and_then(|_| self.out.put_direct(data));
         match result {
             Ok(()) => Ok(offset),
             Err(e) => Err(self.fail(offset, e)),

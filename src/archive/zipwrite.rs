@@ -188,6 +188,10 @@ fn put64(out: &mut Vec<u8>, v: u64) {
     out.extend_from_slice(&v.to_le_bytes());
 }
 
+/// From this size on, [`Out::put_direct`] writes bytes without buffering them: few enough
+/// writes still, and big ones.
+const DIRECT: usize = 64 << 10;
+
 /// The archive file behind one large buffer. `flushed` is exactly how many bytes the file holds
 /// (partial writes are accounted), so a failed entry can always be rolled back and the journal
 /// never gets ahead of the data.
@@ -258,6 +262,23 @@ impl Out {
             self.buf.extend_from_slice(bytes);
             Ok(())
         }
+    }
+
+    /// Appends bytes that are written once and never patched (a whole entry's data): large ones
+    /// go from the caller's memory straight to the file, after what is buffered, instead of being
+    /// copied into the buffer first (a copy of every image byte, on the writer thread).
+    pub fn put_direct(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if bytes.len() < DIRECT {
+            return self.put(bytes);
+        }
+        self.flush_buffer()?;
+        let mut done = 0;
+        let result = write_counted(&mut self.file, bytes, &mut done);
+        if let Some(h) = &mut self.hash {
+            h.update(&bytes[..done]);
+        }
+        self.flushed += done as u64;
+        result
     }
 
     /// Hands the buffer to the OS.
@@ -378,6 +399,22 @@ mod tests {
         out.flush_buffer().unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"abcdefghij#");
         assert_eq!(out.pos(), 11);
+    }
+
+    #[test]
+    fn direct_writes_keep_the_order_and_the_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        let big = vec![7u8; DIRECT + 1];
+        let mut out = Out::new(File::create(&path).unwrap(), 0, 1 << 20);
+        out.put(b"head").unwrap();
+        out.put_direct(&big).unwrap(); // the buffered head goes first
+        out.put_direct(b"small").unwrap(); // buffered
+        assert_eq!(out.pos(), 4 + big.len() as u64 + 5);
+        out.flush_buffer().unwrap();
+        let written = std::fs::read(&path).unwrap();
+        assert_eq!(written, [&b"head"[..], &big, b"small"].concat());
+        assert_eq!(out.take_digest(), Some(Sha256::digest(&written).into()));
     }
 
     #[test]
