@@ -206,6 +206,9 @@ pub(super) struct Out {
     cap: usize,
     flushed: u64,
     hash: Option<Sha256>,
+    writeback: Option<Writeback>,
+    /// Where the file ended when the writeback thread was last woken.
+    woken_at: u64,
 }
 
 impl std::fmt::Debug for Out {
@@ -221,7 +224,7 @@ impl Out {
     /// Writes into `file` from `at` on (the file's cursor must be there).
     pub fn new(file: File, at: u64, capacity: usize) -> Out {
         let hash = (at == 0).then(Sha256::new);
-        Out { file, buf: Vec::with_capacity(capacity), cap: capacity, flushed: at, hash }
+        Out { file, buf: Vec::with_capacity(capacity), cap: capacity, flushed: at, hash, writeback: None, woken_at: at }
     }
 
     /// The SHA-256 of everything written, if it still holds (see the type's docs). Call once the
@@ -251,13 +254,7 @@ impl Out {
         }
         self.flush_buffer()?;
         if bytes.len() >= self.cap / 2 {
-            let mut done = 0;
-            let result = write_counted(&mut self.file, bytes, &mut done);
-            if let Some(h) = &mut self.hash {
-                h.update(&bytes[..done]);
-            }
-            self.flushed += done as u64;
-            result
+            self.write_through(bytes)
         } else {
             self.buf.extend_from_slice(bytes);
             Ok(())
@@ -272,12 +269,18 @@ impl Out {
             return self.put(bytes);
         }
         self.flush_buffer()?;
+        self.write_through(bytes)
+    }
+
+    /// Writes bytes to the file (the buffer must be empty), hashing what reached it.
+    fn write_through(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         let mut done = 0;
         let result = write_counted(&mut self.file, bytes, &mut done);
         if let Some(h) = &mut self.hash {
             h.update(&bytes[..done]);
         }
         self.flushed += done as u64;
+        self.wake_writeback();
         result
     }
 
@@ -290,7 +293,23 @@ impl Out {
         }
         self.buf.drain(..done);
         self.flushed += done as u64;
+        self.wake_writeback();
         result
+    }
+
+    /// Every [`WRITEBACK_EVERY`] bytes, asks the writeback thread (started the first time) to
+    /// have the disk write what the file holds so far.
+    fn wake_writeback(&mut self) {
+        if self.flushed < self.woken_at + WRITEBACK_EVERY {
+            return;
+        }
+        self.woken_at = self.flushed;
+        if self.writeback.is_none() {
+            self.writeback = Writeback::start(&self.file);
+        }
+        if let Some(w) = &self.writeback {
+            w.wake();
+        }
     }
 
     /// Overwrites bytes at `at` (already written, in the buffer or the file).
@@ -329,6 +348,52 @@ impl Out {
     pub fn sync(&mut self) -> std::io::Result<()> {
         self.flush_buffer()?;
         self.file.sync_data()
+    }
+}
+
+/// How many bytes are written between two wake-ups of the writeback thread.
+const WRITEBACK_EVERY: u64 = 32 << 20;
+
+/// A thread that fsyncs the archive file in the background while it grows. Without it the page
+/// cache holds every byte until the final fsync, and the end of a 1 GB export spent half a second
+/// waiting for the disk with every core idle. Durability does not depend on it: checkpoints
+/// still fsync, and report failures.
+struct Writeback {
+    wake: Option<std::sync::mpsc::SyncSender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Writeback {
+    /// Starts the thread on a handle of its own to `file`; `None` if it cannot be had.
+    fn start(file: &File) -> Option<Writeback> {
+        let file = file.try_clone().ok()?;
+        // One wake-up may wait while a sync runs; more would add nothing.
+        let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("archive-writeback".into())
+            .spawn(move || {
+                while woken.recv().is_ok() {
+                    let _ = file.sync_data();
+                }
+            })
+            .ok()?;
+        Some(Writeback { wake: Some(wake), thread: Some(thread) })
+    }
+
+    fn wake(&self) {
+        if let Some(wake) = &self.wake {
+            let _ = wake.try_send(());
+        }
+    }
+}
+
+impl Drop for Writeback {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread after the sync it may be running.
+        self.wake = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -415,6 +480,22 @@ mod tests {
         let written = std::fs::read(&path).unwrap();
         assert_eq!(written, [&b"head"[..], &big, b"small"].concat());
         assert_eq!(out.take_digest(), Some(Sha256::digest(&written).into()));
+    }
+
+    #[test]
+    fn writeback_starts_past_its_threshold_and_ends_with_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        let mut out = Out::new(File::create(&path).unwrap(), 0, 1 << 20);
+        out.put_direct(&vec![1u8; DIRECT]).unwrap();
+        assert!(out.writeback.is_none(), "small archives never start it");
+        let big = vec![2u8; WRITEBACK_EVERY as usize];
+        out.put_direct(&big).unwrap();
+        assert!(out.writeback.is_some());
+        out.sync().unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), (DIRECT + big.len()) as u64);
+        assert!(out.take_digest().is_some(), "the archive's hash still holds");
+        drop(out); // joins the thread
     }
 
     #[test]
