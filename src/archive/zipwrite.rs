@@ -200,6 +200,9 @@ const DIRECT: usize = 64 << 10;
 /// costs no second read. The hash holds only while the file was written from its first byte and
 /// nothing written was changed: a patch of bytes already in the file (a streamed entry larger
 /// than the buffer) or a rollback into the file drops it, and the caller hashes the file instead.
+///
+/// Large data written whole skips the buffer ([`Out::put_direct`]), and past 32 MiB a thread
+/// keeps the disk writing the file as it grows ([`Writeback`]).
 pub(super) struct Out {
     file: File,
     buf: Vec<u8>,
