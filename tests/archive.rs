@@ -82,13 +82,13 @@ pub fn write_bag(dir: &Path, name: &str, more: impl FnOnce(&mut BagWriter)) -> P
     for (i, id) in IMAGES.iter().enumerate() {
         let bytes = image_bytes(i);
         let file = layout::image_file(p, *id, sniff_extension(&bytes));
-        w.add_stored(&file, &bytes, Sha256::digest(&bytes).into()).unwrap();
+        w.add_stored(&file, &bytes, crc32fast::hash(&bytes), Sha256::digest(&bytes).into()).unwrap();
         listing.push_str(&listing_line(p, *id, &file, &bytes, i < 2));
     }
     w.add_deflated_from(&layout::images_jsonl(p), &mut listing.as_bytes()).unwrap();
     let pred = image_bytes(7);
     let pred_file = layout::prediction_file(p, PREDICTION, sniff_extension(&pred));
-    w.add_stored(&pred_file, &pred, Sha256::digest(&pred).into()).unwrap();
+    w.add_stored(&pred_file, &pred, crc32fast::hash(&pred), Sha256::digest(&pred).into()).unwrap();
     w.add_deflated(&layout::predictions_jsonl(p), listing_line(p, PREDICTION, &pred_file, &pred, false).as_bytes())
         .unwrap();
     more(&mut w);
@@ -197,7 +197,7 @@ fn a_full_disk_is_an_error_naming_the_archive() {
     };
     let big = vec![7u8; 8 << 20];
     let result = BagWriter::new(full, "bag").and_then(|mut w| {
-        w.add_stored("big.bin", &big, Sha256::digest(&big).into())?;
+        w.add_stored("big.bin", &big, crc32fast::hash(&big), Sha256::digest(&big).into())?;
         w.finish(&info()).map(|_| ())
     });
     let err = result.unwrap_err().to_string();

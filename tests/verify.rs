@@ -74,7 +74,7 @@ fn rebag(src: &Path, dst: &Path, edit: impl FnOnce(&mut Vec<(String, Vec<u8>)>))
     edit(&mut payload);
     let mut w = BagWriter::new(File::create(dst).unwrap(), &layout::bag_name_for(dst)).unwrap();
     for (name, bytes) in payload {
-        w.add_stored(&name, &bytes, Sha256::digest(&bytes).into()).unwrap();
+        w.add_stored(&name, &bytes, crc32fast::hash(&bytes), Sha256::digest(&bytes).into()).unwrap();
     }
     w.finish(&info()).unwrap();
 }
@@ -195,7 +195,9 @@ fn matrix(dir: &Path) -> Vec<Case> {
     let dup_name = image_path(0);
     let p = case("duplicate", FindingKind::DuplicateEntry, dup_name.clone(), false);
     let decoy = format!("{}q", &dup_name["data/".len()..dup_name.len() - 1]);
-    write_bag(dir, "duplicate", |w| w.add_stored(&decoy, b"other", Sha256::digest(b"other").into()).unwrap());
+    write_bag(dir, "duplicate", |w| {
+        w.add_stored(&decoy, b"other", crc32fast::hash(b"other"), Sha256::digest(b"other").into()).unwrap()
+    });
     rename_raw(&p, &format!("duplicate/data/{decoy}"), &format!("duplicate/{dup_name}"));
 
     let evil = "x".repeat(40);

@@ -173,11 +173,13 @@ impl BagWriter {
         Ok(gone)
     }
 
-    /// A payload file stored as is; `sha256` was computed while the bytes streamed in.
-    pub fn add_stored(&mut self, data_path: &str, bytes: &[u8], sha256: [u8; 32]) -> Result<(), Error> {
+    /// A payload file stored as is; `crc32` and `sha256` were computed while the bytes streamed
+    /// in, so they are not read here again (the writer is the one sequential stage of an export).
+    pub fn add_stored(&mut self, data_path: &str, bytes: &[u8], crc32: u32, sha256: [u8; 32]) -> Result<(), Error> {
+        debug_assert_eq!(crc32, crc32fast::hash(bytes), "the CRC-32 given for {data_path}");
         let name = self.claim(data_path)?;
         let size = bytes.len() as u64;
-        let h = Header { method: STORED, crc32: crc32fast::hash(bytes), compressed_size: size, size, zip64: false };
+        let h = Header { method: STORED, crc32, compressed_size: size, size, zip64: false };
         let h = Header { zip64: size >= self.limits.size, ..h };
         let offset = self.write_whole(&name, &h, bytes)?;
         self.commit(data_path, offset, &h, sha256)
@@ -388,7 +390,7 @@ impl BagWriter {
         let offset = self.out.pos();
         self.scratch.clear();
         zipwrite::local_header(&mut self.scratch, name.as_bytes(), h);
-        let result = self.out.put(&self.scratch).and_then(|_| self.out.put(data));
+        let result = self.out.put(&self.scratch).and_then(|_| self.out.put_direct(data));
         match result {
             Ok(()) => Ok(offset),
             Err(e) => Err(self.fail(offset, e)),

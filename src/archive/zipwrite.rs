@@ -188,6 +188,10 @@ fn put64(out: &mut Vec<u8>, v: u64) {
     out.extend_from_slice(&v.to_le_bytes());
 }
 
+/// From this size on, [`Out::put_direct`] writes bytes without buffering them: few enough
+/// writes still, and big ones.
+const DIRECT: usize = 64 << 10;
+
 /// The archive file behind one large buffer. `flushed` is exactly how many bytes the file holds
 /// (partial writes are accounted), so a failed entry can always be rolled back and the journal
 /// never gets ahead of the data.
@@ -196,6 +200,9 @@ fn put64(out: &mut Vec<u8>, v: u64) {
 /// costs no second read. The hash holds only while the file was written from its first byte and
 /// nothing written was changed: a patch of bytes already in the file (a streamed entry larger
 /// than the buffer) or a rollback into the file drops it, and the caller hashes the file instead.
+///
+/// Large data written whole skips the buffer ([`Out::put_direct`]), and every 32 MiB the OS is
+/// asked to start writing the file back ([`Out::start_writeback`]).
 pub(super) struct Out {
     file: File,
     buf: Vec<u8>,
@@ -252,18 +259,34 @@ impl Out {
         }
         self.flush_buffer()?;
         if bytes.len() >= self.cap / 2 {
-            let mut done = 0;
-            let result = write_counted(&mut self.file, bytes, &mut done);
-            if let Some(h) = &mut self.hash {
-                h.update(&bytes[..done]);
-            }
-            self.flushed += done as u64;
-            self.start_writeback();
-            result
+            self.write_through(bytes)
         } else {
             self.buf.extend_from_slice(bytes);
             Ok(())
         }
+    }
+
+    /// Appends bytes that are written once and never patched (a whole entry's data): large ones
+    /// go from the caller's memory straight to the file, after what is buffered, instead of being
+    /// copied into the buffer first (a copy of every image byte, on the writer thread).
+    pub fn put_direct(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if bytes.len() < DIRECT {
+            return self.put(bytes);
+        }
+        self.flush_buffer()?;
+        self.write_through(bytes)
+    }
+
+    /// Writes bytes to the file (the buffer must be empty), hashing what reached it.
+    fn write_through(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let mut done = 0;
+        let result = write_counted(&mut self.file, bytes, &mut done);
+        if let Some(h) = &mut self.hash {
+            h.update(&bytes[..done]);
+        }
+        self.flushed += done as u64;
+        self.start_writeback();
+        result
     }
 
     /// Hands the buffer to the OS.
@@ -405,6 +428,39 @@ mod tests {
         out.flush_buffer().unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"abcdefghij#");
         assert_eq!(out.pos(), 11);
+    }
+
+    #[test]
+    fn direct_writes_keep_the_order_and_the_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        let big = vec![7u8; DIRECT + 1];
+        let mut out = Out::new(File::create(&path).unwrap(), 0, 1 << 20);
+        out.put(b"head").unwrap();
+        out.put_direct(&big).unwrap(); // the buffered head goes first
+        out.put_direct(b"small").unwrap(); // buffered
+        assert_eq!(out.pos(), 4 + big.len() as u64 + 5);
+        out.flush_buffer().unwrap();
+        let written = std::fs::read(&path).unwrap();
+        assert_eq!(written, [&b"head"[..], &big, b"small"].concat());
+        assert_eq!(out.take_digest(), Some(Sha256::digest(&written).into()));
+    }
+
+    #[test]
+    fn writeback_is_asked_for_past_its_step_and_changes_nothing_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        let mut out = Out::new(File::create(&path).unwrap(), 0, 1 << 20);
+        out.put_direct(&vec![1u8; DIRECT]).unwrap();
+        assert_eq!(out.hinted, 0, "not before a whole step was written");
+        let big = vec![2u8; WRITEBACK_STEP as usize];
+        out.put_direct(&big).unwrap();
+        assert_eq!(out.hinted, (DIRECT + big.len()) as u64);
+        out.rollback(DIRECT as u64).unwrap();
+        assert_eq!(out.hinted, DIRECT as u64, "a rollback into the file moves the mark back");
+        out.put_direct(&big).unwrap();
+        out.sync().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), [vec![1u8; DIRECT], big].concat());
     }
 
     #[test]

@@ -70,7 +70,7 @@ impl Base {
             if sha256 != expected {
                 return Err(format!("{shown}: data/{rel} does not match its manifest hash"));
             }
-            Ok(Blob { bytes: Bytes::from(bytes), sha256, content_type: None })
+            Ok(Blob { crc32: crc32fast::hash(&bytes), bytes: Bytes::from(bytes), sha256, content_type: None })
         })
         .await;
         Some(read.unwrap_or_else(|e| Err(format!("reading the base archive failed: {e}"))))

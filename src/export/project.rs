@@ -205,7 +205,7 @@ async fn export_iteration(
                     record.archived.model_exports += 1;
                     record.archived.model_bytes += blob.bytes.len() as u64;
                     ctx.progress.event(Event::BlobArchived { bytes: blob.bytes.len() as u64 });
-                    sink.send(Item::Stored { path, bytes: blob.bytes, sha256: blob.sha256 }).await?;
+                    sink.send(Item::Stored { path, bytes: blob.bytes, crc32: blob.crc32, sha256: blob.sha256 }).await?;
                 }
                 Err(e) => {
                     record.missing.push(Missing { kind: "model".into(), project: pid, id: it, reason: e.to_string() })
@@ -299,7 +299,7 @@ async fn export_images(ctx: &Ctx<'_>, sink: &Sink, pid: Uuid, record: &mut Proje
                 }
                 record.archived.image_bytes += size;
                 if let Some(blob) = blob {
-                    sink.send(Item::Stored { path, bytes: blob.bytes, sha256 }).await?;
+                    sink.send(Item::Stored { path, bytes: blob.bytes, crc32: blob.crc32, sha256 }).await?;
                 }
                 ctx.progress.event(Event::BlobArchived { bytes: size });
             }
@@ -435,7 +435,7 @@ async fn export_predictions(ctx: &Ctx<'_>, sink: &Sink, pid: Uuid, record: &mut 
                 annotate(&mut value, &path, &blob.sha256, size);
                 record.archived.predictions += 1;
                 record.archived.prediction_bytes += size;
-                sink.send(Item::Stored { path, bytes: blob.bytes, sha256: blob.sha256 }).await?;
+                sink.send(Item::Stored { path, bytes: blob.bytes, crc32: blob.crc32, sha256: blob.sha256 }).await?;
                 ctx.progress.event(Event::BlobArchived { bytes: size });
             }
             Err(failure) => {

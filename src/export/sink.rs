@@ -11,8 +11,8 @@ use crate::archive::{BagInfo, BagSummary, BagWriter};
 
 /// One payload file for the archive.
 pub enum Item {
-    /// Stored as is (images, models); hashed while downloaded.
-    Stored { path: String, bytes: Bytes, sha256: [u8; 32] },
+    /// Stored as is (images, models); hashed (SHA-256 and CRC-32) while downloaded.
+    Stored { path: String, bytes: Bytes, crc32: u32, sha256: [u8; 32] },
     /// Deflated (JSON).
     Deflated { path: String, bytes: Vec<u8> },
     /// Deflated from a reader (spooled JSONL).
@@ -72,7 +72,9 @@ impl Sink {
                 let staged = Staged(staging.path().to_path_buf());
                 while let Some(item) = rx.blocking_recv() {
                     match item {
-                        Item::Stored { path, bytes, sha256 } => writer.add_stored(&path, &bytes, sha256)?,
+                        Item::Stored { path, bytes, crc32, sha256 } => {
+                            writer.add_stored(&path, &bytes, crc32, sha256)?
+                        }
                         Item::Deflated { path, bytes } => {
                             writer.add_deflated(&path, &bytes)?;
                             staged.write(&path, &bytes)?;

@@ -43,7 +43,7 @@ impl Item {
 
     pub fn add(&self, w: &mut BagWriter) -> Result<(), Error> {
         match self {
-            Item::Stored(p, b) => w.add_stored(p, b, Sha256::digest(b).into()),
+            Item::Stored(p, b) => w.add_stored(p, b, crc32fast::hash(b), Sha256::digest(b).into()),
             Item::Deflated(p, b) => w.add_deflated(p, b),
             Item::Streamed(p, b) => w.add_deflated_from(p, &mut b.as_slice()),
         }

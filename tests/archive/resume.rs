@@ -174,7 +174,9 @@ fn child_fills_a_small_filesystem() {
     let (mut added, mut checkpointed) = (0, 0);
     let err = loop {
         let bytes = blob(added);
-        if let Err(e) = w.add_stored(&format!("blob-{added}.bin"), &bytes, Sha256::digest(&bytes).into()) {
+        if let Err(e) =
+            w.add_stored(&format!("blob-{added}.bin"), &bytes, crc32fast::hash(&bytes), Sha256::digest(&bytes).into())
+        {
             break e;
         }
         added += 1;
@@ -199,7 +201,7 @@ fn child_fills_a_small_filesystem() {
         assert_eq!(e.sha256, <[u8; 32]>::from(Sha256::digest(blob(i))));
     }
     let bytes = blob(999);
-    w.add_stored("last.bin", &bytes, Sha256::digest(&bytes).into()).unwrap();
+    w.add_stored("last.bin", &bytes, crc32fast::hash(&bytes), Sha256::digest(&bytes).into()).unwrap();
     w.finish(&super::info()).unwrap();
     std::fs::rename(&partial, &final_path).unwrap();
     let reader = BagReader::open(&final_path).unwrap();

@@ -264,7 +264,8 @@ fn the_archive_hash_is_taken_while_writing_or_left_to_the_caller() {
     // A small bag: every byte passes through the buffer once, so the writer knows the hash.
     let path = dir.path().join("small.zip");
     let mut w = BagWriter::new(std::fs::File::create(&path).unwrap(), "small").unwrap();
-    w.add_stored("projects/p/images/a.jpg", b"\xff\xd8\xffabc", Sha256::digest(b"\xff\xd8\xffabc").into()).unwrap();
+    let jpeg = b"\xff\xd8\xffabc";
+    w.add_stored("projects/p/images/a.jpg", jpeg, crc32fast::hash(jpeg), Sha256::digest(jpeg).into()).unwrap();
     w.add_deflated_from("projects/p/images.jsonl", &mut &b"{\"id\":1}\n"[..]).unwrap();
     let summary = w.finish(&super::info()).unwrap();
     let bytes = std::fs::read(&path).unwrap();
