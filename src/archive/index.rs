@@ -15,6 +15,7 @@ use std::path::PathBuf;
 
 use super::journal::JournalEntry;
 use super::zipdir::Compression;
+use super::zipwrite::{read_exact_at, write_all_at};
 
 /// Records are written out once this many bytes of them are pending.
 const PENDING: usize = 64 << 10;
@@ -235,38 +236,6 @@ fn decode(read: &mut impl Read) -> std::io::Result<JournalEntry> {
         compression: Compression::from_method(u16::from_le_bytes([f[60], f[61]])),
         zip64: f[62] != 0,
     })
-}
-
-#[cfg(unix)]
-fn read_exact_at(file: &File, buf: &mut [u8], at: u64) -> std::io::Result<()> {
-    std::os::unix::fs::FileExt::read_exact_at(file, buf, at)
-}
-
-#[cfg(unix)]
-fn write_all_at(file: &File, buf: &[u8], at: u64) -> std::io::Result<()> {
-    std::os::unix::fs::FileExt::write_all_at(file, buf, at)
-}
-
-#[cfg(windows)]
-fn read_exact_at(file: &File, mut buf: &mut [u8], mut at: u64) -> std::io::Result<()> {
-    while !buf.is_empty() {
-        match std::os::windows::fs::FileExt::seek_read(file, buf, at)? {
-            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-            n => (buf, at) = (&mut buf[n..], at + n as u64),
-        }
-    }
-    Ok(())
-}
-
-#[cfg(windows)]
-fn write_all_at(file: &File, mut buf: &[u8], mut at: u64) -> std::io::Result<()> {
-    while !buf.is_empty() {
-        match std::os::windows::fs::FileExt::seek_write(file, buf, at)? {
-            0 => return Err(std::io::ErrorKind::WriteZero.into()),
-            n => (buf, at) = (&buf[n..], at + n as u64),
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

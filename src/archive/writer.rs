@@ -38,7 +38,7 @@ pub struct BagSummary {
     /// Number of payload files.
     pub payload_files: u64,
     /// The SHA-256 of the whole archive file, hashed as it was written; `None` when it could not
-    /// be (a resumed archive, or a streamed entry patched on disk): hash the file then.
+    /// be (a resumed archive, or an entry rolled back from the file): hash the file then.
     pub archive_sha256: Option<[u8; 32]>,
     /// The archive file's size.
     pub archive_bytes: u64,
@@ -84,6 +84,8 @@ pub fn journal_path(partial: &Path) -> PathBuf {
 impl BagWriter {
     /// Starts a non-resumable bag named `bag_name` (use [`super::layout::bag_name_for`]) in
     /// `file`, which should be empty; writes `bagit.txt` first so streaming readers meet it early.
+    /// Open it for reading too, or the archive's hash is left to the caller whenever a streamed
+    /// entry outgrows the buffer (it is read back once its header is patched).
     pub fn new(file: File, bag_name: &str) -> Result<BagWriter, Error> {
         check_bag_name(bag_name)?;
         let path = file_path(&file).unwrap_or_else(|| PathBuf::from(bag_name));
@@ -420,6 +422,9 @@ impl BagWriter {
         mut fill: impl FnMut(&mut [u8]) -> Result<Option<usize>, Error>,
     ) -> Result<(u64, Header, [u8; 32]), Error> {
         let offset = self.out.pos();
+        // The header is patched at the end: the archive's hash waits for it (and on a rollback,
+        // which gives up the hold, for nothing).
+        self.out.hold_hash();
         let mut h = Header { method: DEFLATED, crc32: 0, compressed_size: 0, size: 0, zip64: true };
         self.scratch.clear();
         zipwrite::local_header(&mut self.scratch, name.as_bytes(), &h);
@@ -463,6 +468,7 @@ impl BagWriter {
                 return Err(self.fail(offset, e));
             }
         }
+        self.out.release_hash();
         Ok((offset, h, sha.finalize().into()))
     }
 

@@ -198,8 +198,10 @@ const DIRECT: usize = 64 << 10;
 ///
 /// It also hashes the file with SHA-256 as bytes reach it, so that the finished archive's hash
 /// costs no second read. The hash holds only while the file was written from its first byte and
-/// nothing written was changed: a patch of bytes already in the file (a streamed entry larger
-/// than the buffer) or a rollback into the file drops it, and the caller hashes the file instead.
+/// nothing hashed was changed: a rollback into the file, or a patch of hashed bytes, drops it,
+/// and the caller hashes the file instead. An entry whose header is patched once its data is
+/// written (a streamed entry larger than the buffer) holds the hash at its header
+/// ([`Out::hold_hash`]) and releases it after the patch, which hashes only that entry again.
 ///
 /// Large data written whole skips the buffer ([`Out::put_direct`]), and every 32 MiB the OS is
 /// asked to start writing the file back ([`Out::start_writeback`]).
@@ -209,6 +211,8 @@ pub(super) struct Out {
     cap: usize,
     flushed: u64,
     hash: Option<Sha256>,
+    /// Bytes from here on are not hashed as they reach the file (see [`Out::hold_hash`]).
+    hold: Option<u64>,
     /// Bytes up to which the OS was asked to start writing back (see [`Out::start_writeback`]).
     hinted: u64,
 }
@@ -229,7 +233,7 @@ impl Out {
     /// Writes into `file` from `at` on (the file's cursor must be there).
     pub fn new(file: File, at: u64, capacity: usize) -> Out {
         let hash = (at == 0).then(Sha256::new);
-        Out { file, buf: Vec::with_capacity(capacity), cap: capacity, flushed: at, hash, hinted: at }
+        Out { file, buf: Vec::with_capacity(capacity), cap: capacity, flushed: at, hash, hold: None, hinted: at }
     }
 
     /// The SHA-256 of everything written, if it still holds (see the type's docs). Call once the
@@ -281,9 +285,7 @@ impl Out {
     fn write_through(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         let mut done = 0;
         let result = write_counted(&mut self.file, bytes, &mut done);
-        if let Some(h) = &mut self.hash {
-            h.update(&bytes[..done]);
-        }
+        self.hash_written(&bytes[..done]);
         self.flushed += done as u64;
         self.start_writeback();
         result
@@ -294,12 +296,45 @@ impl Out {
         let mut done = 0;
         let result = write_counted(&mut self.file, &self.buf, &mut done);
         if let Some(h) = &mut self.hash {
-            h.update(&self.buf[..done]);
+            h.update(&self.buf[..held_from(self.hold, self.flushed, done)]);
         }
         self.buf.drain(..done);
         self.flushed += done as u64;
         self.start_writeback();
         result
+    }
+
+    /// Hashes `bytes`, which just reached the file at `flushed`, up to the hold if there is one.
+    fn hash_written(&mut self, bytes: &[u8]) {
+        if let Some(h) = &mut self.hash {
+            h.update(&bytes[..held_from(self.hold, self.flushed, bytes.len())]);
+        }
+    }
+
+    /// Stops hashing at the current position: what is written from here on may be patched until
+    /// [`Out::release_hash`]. One hold at a time.
+    pub fn hold_hash(&mut self) {
+        debug_assert!(self.hold.is_none(), "one hold at a time");
+        if self.hash.is_some() {
+            self.hold = Some(self.pos());
+        }
+    }
+
+    /// Hashes what was held and reached the file, read back (it is in the page cache), and goes
+    /// on hashing as bytes are written. If it cannot be read, the hash is dropped.
+    pub fn release_hash(&mut self) {
+        let (Some(from), Some(h)) = (self.hold.take(), &mut self.hash) else { return };
+        let mut chunk = vec![0u8; (1 << 20).min(self.flushed.saturating_sub(from)) as usize];
+        let mut at = from;
+        while at < self.flushed {
+            let n = chunk.len().min((self.flushed - at) as usize);
+            if read_exact_at(&self.file, &mut chunk[..n], at).is_err() {
+                self.hash = None;
+                return;
+            }
+            h.update(&chunk[..n]);
+            at += n as u64;
+        }
     }
 
     /// Asks the OS to start writing back what was written since the last ask, once that is
@@ -333,7 +368,9 @@ impl Out {
             file_part = &bytes[..split];
         }
         if !file_part.is_empty() {
-            self.hash = None;
+            if self.hold.is_none_or(|hold| at < hold) {
+                self.hash = None;
+            }
             write_all_at(&self.file, file_part, at)?;
         }
         Ok(())
@@ -341,6 +378,9 @@ impl Out {
 
     /// Forgets everything from `to` on: from the buffer, and from the file if it got there.
     pub fn rollback(&mut self, to: u64) -> std::io::Result<()> {
+        if self.hold.is_some_and(|hold| to <= hold) {
+            self.hold = None;
+        }
         if to >= self.flushed {
             self.buf.truncate((to - self.flushed) as usize);
             return Ok(());
@@ -372,6 +412,14 @@ impl Write for Out {
     }
 }
 
+/// How many of `len` bytes written at `at` come before the hold (all of them without one).
+fn held_from(hold: Option<u64>, at: u64, len: usize) -> usize {
+    match hold {
+        Some(hold) => hold.saturating_sub(at).min(len as u64) as usize,
+        None => len,
+    }
+}
+
 /// `write_all`, counting in `done` what reached the file even when it fails part way.
 fn write_counted(file: &mut File, bytes: &[u8], done: &mut usize) -> std::io::Result<()> {
     while *done < bytes.len() {
@@ -385,7 +433,8 @@ fn write_counted(file: &mut File, bytes: &[u8], done: &mut usize) -> std::io::Re
     Ok(())
 }
 
-fn write_all_at(file: &File, bytes: &[u8], at: u64) -> std::io::Result<()> {
+/// Writes all of `bytes` at `at`, leaving the file's cursor alone.
+pub(super) fn write_all_at(file: &File, bytes: &[u8], at: u64) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         std::os::unix::fs::FileExt::write_all_at(file, bytes, at)
@@ -397,6 +446,26 @@ fn write_all_at(file: &File, bytes: &[u8], at: u64) -> std::io::Result<()> {
             let n = std::os::windows::fs::FileExt::seek_write(file, &bytes[done..], at + done as u64)?;
             if n == 0 {
                 return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+/// Fills `buf` from `at`, leaving the file's cursor alone.
+pub(super) fn read_exact_at(file: &File, buf: &mut [u8], at: u64) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::read_exact_at(file, buf, at)
+    }
+    #[cfg(windows)]
+    {
+        let mut done = 0;
+        while done < buf.len() {
+            let n = std::os::windows::fs::FileExt::seek_read(file, &mut buf[done..], at + done as u64)?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
             }
             done += n;
         }
@@ -444,6 +513,46 @@ mod tests {
         let written = std::fs::read(&path).unwrap();
         assert_eq!(written, [&b"head"[..], &big, b"small"].concat());
         assert_eq!(out.take_digest(), Some(Sha256::digest(&written).into()));
+    }
+
+    fn read_write(path: &std::path::Path) -> File {
+        File::options().read(true).write(true).create(true).truncate(true).open(path).unwrap()
+    }
+
+    #[test]
+    fn a_held_hash_survives_patches_after_the_hold_and_not_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        let mut out = Out::new(read_write(&path), 0, 16);
+        out.put(b"before").unwrap();
+        out.hold_hash();
+        out.put(b"HEADER").unwrap();
+        out.put(&[5u8; 100]).unwrap(); // past the buffer: the header is in the file
+        out.patch(6, b"header").unwrap();
+        out.release_hash();
+        out.put(b"after").unwrap();
+        out.flush_buffer().unwrap();
+        let written = std::fs::read(&path).unwrap();
+        assert_eq!(&written[..12], b"beforeheader");
+        assert_eq!(out.take_digest(), Some(Sha256::digest(&written).into()));
+
+        let mut out = Out::new(read_write(&path), 0, 16);
+        out.put(&[1u8; 40]).unwrap();
+        out.hold_hash();
+        out.put(&[2u8; 40]).unwrap();
+        out.patch(0, b"x").unwrap(); // before the hold: already hashed
+        out.release_hash();
+        out.flush_buffer().unwrap();
+        assert_eq!(out.take_digest(), None, "a patch of hashed bytes drops the hash");
+
+        let mut out = Out::new(read_write(&path), 0, 16);
+        out.put(&[1u8; 40]).unwrap();
+        out.hold_hash();
+        out.put(&[2u8; 40]).unwrap();
+        out.rollback(40).unwrap(); // the held entry is given up, hold and all
+        out.put(b"tail").unwrap();
+        out.flush_buffer().unwrap();
+        assert_eq!(out.take_digest(), None, "a rollback into the file drops the hash");
     }
 
     #[test]
