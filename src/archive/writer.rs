@@ -27,6 +27,10 @@ use super::Error;
 
 /// Write buffer: large, so the disk sees few, big writes.
 const WRITE_BUFFER: usize = 4 << 20;
+/// The deflate level of metadata and tag files. On the 47 MB `images.jsonl` of a 100,000-image
+/// project, zlib-rs at level 2 writes 9.1 MB in 0.44 s where level 6 (the default) writes 8.6 MB
+/// in 0.82 s. The big ones are deflated one after another at the end of an export, on one core.
+const DEFLATE_LEVEL: flate2::Compression = flate2::Compression::new(2);
 /// Chunk for copying from readers.
 pub(super) const COPY_CHUNK: usize = 1 << 20;
 
@@ -400,7 +404,7 @@ impl BagWriter {
     }
 
     fn write_deflated(&mut self, name: &str, bytes: &[u8]) -> Result<(u64, Header, [u8; 32]), Error> {
-        let mut enc = DeflateEncoder::new(std::mem::take(&mut self.deflated), flate2::Compression::default());
+        let mut enc = DeflateEncoder::new(std::mem::take(&mut self.deflated), DEFLATE_LEVEL);
         enc.get_mut().clear();
         enc.write_all(bytes).expect("deflating into memory");
         let compressed = enc.finish().expect("deflating into memory");
@@ -432,7 +436,7 @@ impl BagWriter {
             return Err(self.fail(offset, e));
         }
         let mut buf = vec![0u8; COPY_CHUNK];
-        let mut enc = DeflateEncoder::new(Vec::with_capacity(COPY_CHUNK), flate2::Compression::default());
+        let mut enc = DeflateEncoder::new(Vec::with_capacity(COPY_CHUNK), DEFLATE_LEVEL);
         let mut sha = Sha256::new();
         let mut crc = crc32fast::Hasher::new();
         let data_start = self.out.pos();
