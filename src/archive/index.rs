@@ -14,8 +14,8 @@ use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::PathBuf;
 
 use super::journal::JournalEntry;
-use super::zipdir::Compression;
-use super::zipwrite::{read_exact_at, write_all_at};
+use super::zipdir::{read_exact_at, Compression};
+use super::zipwrite::write_all_at;
 
 /// Records are written out once this many bytes of them are pending.
 const PENDING: usize = 64 << 10;

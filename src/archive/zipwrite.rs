@@ -11,6 +11,8 @@ use std::io::{Seek, SeekFrom, Write};
 
 use sha2::{Digest, Sha256};
 
+use super::zipdir::read_exact_at;
+
 /// Local file header signature.
 const LOCAL_SIG: u32 = 0x0403_4b50;
 /// Central directory header signature.
@@ -446,26 +448,6 @@ pub(super) fn write_all_at(file: &File, bytes: &[u8], at: u64) -> std::io::Resul
             let n = std::os::windows::fs::FileExt::seek_write(file, &bytes[done..], at + done as u64)?;
             if n == 0 {
                 return Err(std::io::ErrorKind::WriteZero.into());
-            }
-            done += n;
-        }
-        Ok(())
-    }
-}
-
-/// Fills `buf` from `at`, leaving the file's cursor alone.
-pub(super) fn read_exact_at(file: &File, buf: &mut [u8], at: u64) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        std::os::unix::fs::FileExt::read_exact_at(file, buf, at)
-    }
-    #[cfg(windows)]
-    {
-        let mut done = 0;
-        while done < buf.len() {
-            let n = std::os::windows::fs::FileExt::seek_read(file, &mut buf[done..], at + done as u64)?;
-            if n == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
             }
             done += n;
         }
