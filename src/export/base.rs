@@ -1,19 +1,17 @@
 //! Incremental backups: images (and prediction images) that a previous archive already holds are
 //! copied from it instead of downloaded. Custom Vision never changes an image's bytes under the
-//! same id, so the previous archive's copy is the image; each copy is checked against that
-//! archive's manifest hash before it is used, and falls back to a download if it does not match.
+//! same id, so the previous archive's copy is the image. The copy is raw (the zip entry's bytes
+//! as they are stored there, no re-compression), done by the archive writer, and checked on the
+//! way against that archive's manifest hash; one that does not match is downloaded instead.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bytes::Bytes;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::api::Blob;
 use crate::archive::bagit::{parse_manifest_line, MANIFEST_NAME};
-use crate::archive::BagReader;
+use crate::archive::{BagReader, Entry};
 
 /// The largest manifest read from a previous archive (about 7 million lines).
 const MAX_MANIFEST: u64 = 1 << 30;
@@ -55,26 +53,31 @@ impl Base {
         Ok(Base { reader: Arc::new(reader), path: path.to_path_buf(), blobs })
     }
 
-    /// The blob with this id, read from the previous archive and checked against its manifest:
-    /// `None` when it does not hold it, `Some(Err(reason))` when its copy is unusable.
-    pub async fn copy(&self, kind: BlobKind, id: Uuid, max_bytes: u64) -> Option<Result<Blob, String>> {
-        let (rel, expected) = self.blobs.get(&(kind, id))?.clone();
-        let reader = self.reader.clone();
-        let shown = self.path.display().to_string();
-        let read = tokio::task::spawn_blocking(move || {
-            let entry = reader
-                .bag_entry(&format!("data/{rel}"))
-                .ok_or_else(|| format!("{shown}: data/{rel} is listed but absent"))?;
-            let bytes = reader.read_entry(entry, max_bytes).map_err(|e| format!("{shown}: data/{rel}: {e}"))?;
-            let sha256: [u8; 32] = Sha256::digest(&bytes).into();
-            if sha256 != expected {
-                return Err(format!("{shown}: data/{rel} does not match its manifest hash"));
+    /// Where the previous archive holds the blob with this id: `None` when it does not,
+    /// `Some(Err(reason))` when its manifest lists it but the entry is missing.
+    pub fn locate(&self, kind: BlobKind, id: Uuid) -> Option<Result<Held, String>> {
+        let (rel, sha256) = self.blobs.get(&(kind, id))?;
+        let found = match self.reader.bag_entry(&format!("data/{rel}")) {
+            Some(entry) => {
+                Ok(Held { source: self.reader.clone(), entry: entry.clone(), path: rel.clone(), sha256: *sha256 })
             }
-            Ok(Blob { crc32: crc32fast::hash(&bytes), bytes: Bytes::from(bytes), sha256, content_type: None })
-        })
-        .await;
-        Some(read.unwrap_or_else(|e| Err(format!("reading the base archive failed: {e}"))))
+            None => Err(format!("{}: data/{rel} is listed but absent", self.path.display())),
+        };
+        Some(found)
     }
+}
+
+/// A blob the previous archive holds: its entry there, its path below `data/` (the same in the
+/// new archive) and the SHA-256 its manifest gives.
+pub struct Held {
+    /// The previous archive.
+    pub source: Arc<BagReader>,
+    /// The blob's entry in it.
+    pub entry: Entry,
+    /// The path below `data/`.
+    pub path: String,
+    /// The SHA-256 from its manifest.
+    pub sha256: [u8; 32],
 }
 
 /// Which kind of blob: ids are unique within a kind, not across kinds.

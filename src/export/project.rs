@@ -8,7 +8,7 @@ use std::path::Path;
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use uuid::Uuid;
@@ -22,7 +22,7 @@ use super::spool::Spool;
 use super::{Error, ExportOptions};
 use crate::api::model::{Iteration, PredictionQueryToken, Project, StoredImagePrediction};
 use crate::api::{self, paging, Client, ImageQuery, OrderBy, MAX_TAKE};
-use crate::archive::layout;
+use crate::archive::{layout, JournalEntry};
 use crate::progress::{Event, Progress};
 
 /// Images the listing may run ahead of the downloads.
@@ -244,8 +244,8 @@ async fn export_images(ctx: &Ctx<'_>, sink: &Sink, pid: Uuid, record: &mut Proje
             if listed.kept.is_some() {
                 return Ok((listed, Ok(None)));
             }
-            if let Some(copied) = copy_from_base(ctx, BlobKind::Image, listed.image.id, max).await {
-                return Ok((listed, Ok(Some(copied))));
+            if let Some(copied) = copy_from_base(ctx, sink, BlobKind::Image, listed.image.id).await? {
+                return Ok((listed, Ok(Some(Stored::Kept(copied)))));
             }
             let uri = listed.image.original_image_uri.clone();
             // Each download runs as its own task, so that receiving and hashing bodies spreads
@@ -260,7 +260,7 @@ async fn export_images(ctx: &Ctx<'_>, sink: &Sink, pid: Uuid, record: &mut Proje
             if let Ok(blob) = &result {
                 ctx.counters.downloaded_bytes.fetch_add(blob.bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
             }
-            Ok::<_, api::Error>((listed, result.map(Some)))
+            Ok::<_, Error>((listed, result.map(|blob| Some(Stored::New(blob)))))
         })
         .buffer_unordered(ctx.opts.concurrency.max(1));
     futures::pin_mut!(downloads);
@@ -279,14 +279,18 @@ async fn export_images(ctx: &Ctx<'_>, sink: &Sink, pid: Uuid, record: &mut Proje
         let (mut listed, fetched) = result?;
         match fetched {
             Ok(blob) => {
-                let (path, sha256, size) = match (&blob, listed.kept.take()) {
+                let in_archive = match &blob {
+                    Some(Stored::Kept(copied)) => Some(copied.clone()),
+                    _ => listed.kept.take(),
+                };
+                let (path, sha256, size) = match (&blob, in_archive) {
                     (_, Some(entry)) => (entry.data_path, entry.sha256, entry.size),
-                    (Some(b), None) => (
+                    (Some(Stored::New(b)), None) => (
                         layout::image_file(pid, listed.image.id, layout::sniff_extension(&b.bytes)),
                         b.sha256,
                         b.bytes.len() as u64,
                     ),
-                    (None, None) => unreachable!("a listed image is either kept or downloaded"),
+                    (_, None) => unreachable!("a listed image is kept, copied or downloaded"),
                 };
                 let mut value = serde_json::to_value(listed.image.without_uris()).expect("wire types serialise");
                 annotate(&mut value, &path, &sha256, size);
@@ -298,7 +302,7 @@ async fn export_images(ctx: &Ctx<'_>, sink: &Sink, pid: Uuid, record: &mut Proje
                     record.archived.untagged += 1;
                 }
                 record.archived.image_bytes += size;
-                if let Some(blob) = blob {
+                if let Some(Stored::New(blob)) = blob {
                     sink.send(Item::Stored { path, bytes: blob.bytes, crc32: blob.crc32, sha256 }).await?;
                 }
                 ctx.progress.event(Event::BlobArchived { bytes: size });
@@ -393,12 +397,13 @@ async fn export_predictions(ctx: &Ctx<'_>, sink: &Sink, pid: Uuid, record: &mut 
         });
     let max = ctx.opts.max_image_bytes;
     let downloads = listed
+        .map_err(Error::from)
         .map_ok(|(seq, p)| async move {
             if let Some(entry) = ctx.kept.take_prediction(p.id) {
                 return Ok((seq, p, Ok(Stored::Kept(entry))));
             }
-            if let Some(copied) = copy_from_base(ctx, BlobKind::Prediction, p.id, max).await {
-                return Ok((seq, p, Ok(Stored::New(copied))));
+            if let Some(copied) = copy_from_base(ctx, sink, BlobKind::Prediction, p.id).await? {
+                return Ok((seq, p, Ok(Stored::Kept(copied))));
             }
             let _permit = ctx.downloads.acquire().await.expect("the download semaphore is never closed");
             let result = match p.original_image_uri.as_deref() {
@@ -453,25 +458,37 @@ async fn export_predictions(ctx: &Ctx<'_>, sink: &Sink, pid: Uuid, record: &mut 
     send_spool(sink, layout::predictions_jsonl(pid), spool).await
 }
 
-/// The blob from the base archive, if it holds a usable copy (an unusable one is reported and
-/// downloaded instead).
-async fn copy_from_base(ctx: &Ctx<'_>, kind: BlobKind, id: Uuid, max: u64) -> Option<api::Blob> {
-    match ctx.base?.copy(kind, id, max).await? {
-        Ok(blob) => {
-            ctx.counters.from_base.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            Some(blob)
+/// Copies the blob from the base archive into this one, if it holds a usable copy, and returns
+/// the entry written; an unusable one is reported and left to a download.
+async fn copy_from_base(ctx: &Ctx<'_>, sink: &Sink, kind: BlobKind, id: Uuid) -> Result<Option<JournalEntry>, Error> {
+    let Some(found) = ctx.base.and_then(|base| base.locate(kind, id)) else { return Ok(None) };
+    let refused = match found {
+        Ok(held) => {
+            let (reply, answer) = oneshot::channel();
+            let item =
+                Item::RawCopy { path: held.path, source: held.source, entry: held.entry, sha256: held.sha256, reply };
+            sink.send(item).await?;
+            match answer.await {
+                Ok(Ok(entry)) => {
+                    ctx.counters.from_base.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return Ok(Some(entry));
+                }
+                Ok(Err(reason)) => reason,
+                // The writer stopped; the next send says why.
+                Err(_) => return Ok(None),
+            }
         }
-        Err(reason) => {
-            ctx.progress.event(Event::Warning { message: format!("{reason}; downloading {id} instead") });
-            None
-        }
-    }
+        Err(reason) => reason,
+    };
+    ctx.progress.event(Event::Warning { message: format!("{refused}; downloading {id} instead") });
+    Ok(None)
 }
 
-/// A prediction image: downloaded now, or kept from an interrupted run.
+/// A blob: downloaded now, or already in the archive (kept from an interrupted run, or copied
+/// from the base archive).
 enum Stored {
     New(api::Blob),
-    Kept(crate::archive::JournalEntry),
+    Kept(JournalEntry),
 }
 
 /// Notes why the counts the service reported differ from what was archived.

@@ -3,16 +3,27 @@
 
 use std::io::Read;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
-use crate::archive::{BagInfo, BagSummary, BagWriter};
+use crate::archive::{BagInfo, BagReader, BagSummary, BagWriter, Entry, JournalEntry};
 
 /// One payload file for the archive.
 pub enum Item {
     /// Stored as is (images, models); hashed (SHA-256 and CRC-32) while downloaded.
     Stored { path: String, bytes: Bytes, crc32: u32, sha256: [u8; 32] },
+    /// Copied byte for byte from an entry of a previous archive, checked on the way against
+    /// `sha256` (its manifest's). The reply is the entry as written, or why the copy was refused
+    /// (nothing was added, and the caller downloads instead).
+    RawCopy {
+        path: String,
+        source: Arc<BagReader>,
+        entry: Entry,
+        sha256: [u8; 32],
+        reply: oneshot::Sender<Result<JournalEntry, String>>,
+    },
     /// Deflated (JSON).
     Deflated { path: String, bytes: Vec<u8> },
     /// Deflated from a reader (spooled JSONL).
@@ -74,6 +85,15 @@ impl Sink {
                     match item {
                         Item::Stored { path, bytes, crc32, sha256 } => {
                             writer.add_stored(&path, &bytes, crc32, sha256)?
+                        }
+                        Item::RawCopy { path, source, entry, sha256, reply } => {
+                            let answer = match writer.add_raw_from(&source, &entry, &path, sha256) {
+                                Ok(()) => Ok(writer.contains(&path)?.expect("just added")),
+                                Err(refused @ crate::archive::Error::RawCopy { .. }) => Err(refused.to_string()),
+                                Err(e) => return Err(e),
+                            };
+                            // The export may have stopped waiting (Ctrl-C); the entry stays.
+                            let _ = reply.send(answer);
                         }
                         Item::Deflated { path, bytes } => {
                             writer.add_deflated(&path, &bytes)?;
