@@ -129,7 +129,11 @@ fn print_summary(s: &ExportSummary, mode: Mode) -> anyhow::Result<()> {
         s.seconds
     );
     if s.from_base > 0 {
-        println!("{} images copied from the base archive; {} downloaded", s.from_base, human_bytes(s.downloaded_bytes));
+        println!(
+            "{} images and prediction images copied from the base archive; {} downloaded",
+            s.from_base,
+            human_bytes(s.downloaded_bytes)
+        );
     }
     println!("archive: {} ({})", s.path.display(), human_bytes(s.archive_bytes));
     println!("sha256:  {}", s.sha256);
