@@ -315,42 +315,33 @@ impl BagWriter {
     ) -> Result<u64, Error> {
         let mut record = Vec::with_capacity(512);
         let (mut count, mut tags) = (0u64, tags.iter().peekable());
-        let mut payload = payload.peekable();
-        loop {
-            let next_payload = match payload.peek() {
-                Some(Ok(e)) => Some(e.offset),
-                Some(Err(_)) => {
-                    let err = payload.next().expect("peeked").expect_err("peeked an error");
-                    return Err(self.index_error(err));
-                }
-                None => None,
-            };
-            let tag_first = match (tags.peek(), next_payload) {
-                (Some(t), Some(p)) => t.offset < p,
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
-                (None, None) => break,
-            };
-            let (name, e) = if tag_first {
-                let t = tags.next().expect("peeked");
-                (self.tag_name(&t.data_path), t.clone())
-            } else {
-                let e = payload.next().expect("peeked").expect("peeked an entry");
-                (self.payload_name(&e.data_path), e)
-            };
-            let h = Header {
-                method: e.method(),
-                crc32: e.crc32,
-                compressed_size: e.compressed_size,
-                size: e.size,
-                zip64: e.zip64,
-            };
-            record.clear();
-            zipwrite::central_header(&mut record, name.as_bytes(), &h, e.offset, &self.limits);
-            self.out.put(&record).map_err(|e| self.io_error(e))?;
+        for e in payload {
+            let e = e.map_err(|source| self.index_error(source))?;
+            while let Some(t) = tags.next_if(|t| t.offset < e.offset) {
+                self.put_central_header(&mut record, &self.tag_name(&t.data_path), t)?;
+                count += 1;
+            }
+            self.put_central_header(&mut record, &self.payload_name(&e.data_path), &e)?;
+            count += 1;
+        }
+        for t in tags {
+            self.put_central_header(&mut record, &self.tag_name(&t.data_path), t)?;
             count += 1;
         }
         Ok(count)
+    }
+
+    fn put_central_header(&mut self, record: &mut Vec<u8>, name: &str, e: &JournalEntry) -> Result<(), Error> {
+        let h = Header {
+            method: e.method(),
+            crc32: e.crc32,
+            compressed_size: e.compressed_size,
+            size: e.size,
+            zip64: e.zip64,
+        };
+        record.clear();
+        zipwrite::central_header(record, name.as_bytes(), &h, e.offset, &self.limits);
+        self.out.put(record).map_err(|err| self.io_error(err))
     }
 
     pub(super) fn write_bagit(&mut self) -> Result<(), Error> {
