@@ -27,7 +27,7 @@ async fn start_with(opts: EmulatorOptions) -> Emulator {
 }
 
 fn generated(projects: usize, images: usize, seed: u64) -> AccountSpec {
-    AccountSpec::Generated(GenerateSpec { projects, images, seed, image_bytes: 4096, relative_uris: false })
+    AccountSpec::Generated(GenerateSpec { projects, images, seed, image_bytes: 4096, ..Default::default() })
 }
 
 /// Calls the API under the v3.3 prefix with the right key.
@@ -215,7 +215,7 @@ async fn blobs_serve_the_image_bytes_with_their_headers() {
         images: 4,
         seed: 9,
         image_bytes: 262_144,
-        relative_uris: false,
+        ..Default::default()
     }))
     .await;
     let p = big.projects()[0];
@@ -482,7 +482,7 @@ async fn a_hundred_thousand_images_list_first_and_last_pages() {
         images: 100_000,
         seed: 7,
         image_bytes: 1024,
-        relative_uris: false,
+        ..Default::default()
     }))
     .await;
     let p = e.projects()[0];

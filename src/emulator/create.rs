@@ -325,7 +325,7 @@ pub(crate) fn metadata(state: &AppState, project: &str, q: &Query, body: &Bytes)
         let p = a.get_mut(id)?;
         let mut entries = Vec::with_capacity(ids.len());
         for image_id in ids {
-            let Some(found) = p.by_ids(&[image_id]).into_iter().next() else {
+            let Some(found) = p.by_ids(&[image_id], None).into_iter().next() else {
                 entries.push(ImageMetadataUpdateEntry {
                     image_id,
                     status: "ErrorImageNotFound".into(),

@@ -2,14 +2,16 @@
 //! the binary so it is self-contained.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::generate::{export_package, wire_iteration, wire_project, IterationSpec};
+use super::generate::{counts_by_tag, export_package, wire_iteration, wire_project, IterationSpec};
 use super::state::{
     Account, Content, ContentParams, ExportRec, ImageRec, IterationState, Kind, PredictionRec, ProjectState, RegionRec,
+    TrainingSet,
 };
 use super::DEFAULT_IMAGE_BYTES;
 use crate::api::model::{IterationPerformance, Prediction, Tag, Timestamp};
@@ -108,6 +110,10 @@ struct FixtureIteration {
     performance: Option<IterationPerformance>,
     #[serde(default)]
     image_performances: Vec<Uuid>,
+    /// Images the workspace no longer holds (deleted after training, without
+    /// `allIterations`): only this iteration does.
+    #[serde(default)]
+    only_in_iteration: Vec<FixtureImage>,
     #[serde(default)]
     exports: Vec<FixtureExport>,
 }
@@ -143,6 +149,24 @@ pub(crate) fn file_bytes(index: u16) -> &'static [u8] {
     FILES.get(usize::from(index)).map_or(&[], |(_, b)| b)
 }
 
+fn image_rec(image: FixtureImage) -> Result<ImageRec, String> {
+    let regions = image
+        .regions
+        .into_iter()
+        .map(|r| RegionRec { id: r.id, tag: r.tag_id, left: r.left, top: r.top, width: r.width, height: r.height })
+        .collect();
+    Ok(ImageRec {
+        id: image.id,
+        created: image.created.instant(),
+        width: image.width,
+        height: image.height,
+        tags: image.tags,
+        regions,
+        metadata: image.metadata.map(Box::new),
+        content: file_index(&image.file)?,
+    })
+}
+
 /// Loads the fixture account.
 pub(crate) fn account() -> Result<Account, String> {
     let fixture: FixtureAccount = serde_json::from_str(ACCOUNT_JSON).map_err(|e| e.to_string())?;
@@ -164,28 +188,7 @@ pub(crate) fn account() -> Result<Account, String> {
         );
         let mut state = ProjectState::new(wire, kind, p.vnet, p.tags, ORDINAL_BASE + n as u64);
         for image in p.images {
-            let regions = image
-                .regions
-                .into_iter()
-                .map(|r| RegionRec {
-                    id: r.id,
-                    tag: r.tag_id,
-                    left: r.left,
-                    top: r.top,
-                    width: r.width,
-                    height: r.height,
-                })
-                .collect();
-            state.insert(ImageRec {
-                id: image.id,
-                created: image.created.instant(),
-                width: image.width,
-                height: image.height,
-                tags: image.tags,
-                regions,
-                metadata: image.metadata.map(Box::new),
-                content: file_index(&image.file)?,
-            });
+            state.insert(image_rec(image)?);
         }
         for it in p.iterations {
             let publish = it.publish_name.zip(it.original_publish_resource_id);
@@ -202,10 +205,22 @@ pub(crate) fn account() -> Result<Account, String> {
                     publish,
                 },
             );
+            // Trained on the workspace's tagged images of its time, and on those only it holds.
+            let mut training: Vec<Arc<ImageRec>> = match iteration.is_trained() {
+                true => {
+                    let cutoff = it.trained_at.unwrap_or(it.created);
+                    state.images.iter().filter(|i| i.is_tagged() && i.created <= cutoff).cloned().collect()
+                }
+                false => Vec::new(),
+            };
+            for image in it.only_in_iteration {
+                training.push(Arc::new(image_rec(image)?));
+            }
+            let training = TrainingSet::new(training);
             let evaluated = it
                 .image_performances
                 .iter()
-                .map(|id| state.find_image(*id).cloned().ok_or_else(|| format!("iteration {}: no image {id}", it.id)))
+                .map(|id| training.get(id).cloned().ok_or_else(|| format!("iteration {}: no image {id}", it.id)))
                 .collect::<Result<Vec<_>, _>>()?;
             let exports = it
                 .exports
@@ -216,10 +231,11 @@ pub(crate) fn account() -> Result<Account, String> {
                     ExportRec { platform: e.platform, status: e.status, flavor: e.flavor, bytes }
                 })
                 .collect();
-            let tag_counts = if iteration.is_trained() { state.tag_counts() } else { Default::default() };
+            let tag_counts = counts_by_tag(training.images());
             state.iterations.push(IterationState {
                 iteration,
                 performance: it.performance,
+                training,
                 image_performances: evaluated,
                 tag_counts,
                 exports,

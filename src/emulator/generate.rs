@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -16,6 +17,7 @@ use uuid::Uuid;
 
 use super::state::{
     Account, Content, ContentParams, ExportRec, ImageRec, IterationState, Kind, PredictionRec, ProjectState, RegionRec,
+    TrainingSet,
 };
 use super::GenerateSpec;
 use crate::api::model::{
@@ -261,8 +263,14 @@ fn project(spec: &GenerateSpec, p: u64) -> ProjectState {
     let kind = if p % 2 == 1 { Kind::ObjectDetection } else { Kind::Classification };
     let base = Utc.with_ymd_and_hms(2021, 3, 1, 8, 0, 0).single().expect("valid date") + Duration::hours(p as i64);
     let n = spec.images as u64;
-    let last_image = base + Duration::milliseconds(1500 * n as i64 + 1000);
-    let trained = last_image + Duration::minutes(20);
+    let extra = spec.iteration_only as u64;
+    let last_image = base + Duration::milliseconds(1500 * (n + extra) as i64 + 1000);
+    let modified = last_image + Duration::minutes(20);
+    // The iteration was trained on the images of its first tenth, plus every image that only it
+    // still holds; the images after it were uploaded later (an assumption of ours: the common
+    // case of a project that grew after its model was trained).
+    let cutoff = base + Duration::milliseconds(1500 * (n / 10 + extra) as i64 + 1000);
+    let trained = cutoff + Duration::minutes(20);
     let classification = (kind == Kind::Classification).then_some("Multilabel");
     let description = format!("Generated from seed {seed}");
     let wire = wire_project(
@@ -272,7 +280,7 @@ fn project(spec: &GenerateSpec, p: u64) -> ProjectState {
         kind,
         classification,
         base,
-        trained,
+        modified,
     );
     let tags: Vec<Tag> = TAG_NAMES
         .iter()
@@ -287,10 +295,14 @@ fn project(spec: &GenerateSpec, p: u64) -> ProjectState {
         })
         .collect();
     let mut state = ProjectState::new(wire, kind, spec.relative_uris, tags.clone(), p);
-    let mut images: Vec<ImageRec> = (0..n).map(|i| image_record(seed, p, i, kind, &tags, base)).collect();
+    let mut images: Vec<ImageRec> = (0..n + extra).map(|i| image_record(seed, p, i, kind, &tags, base)).collect();
     images.sort_unstable_by_key(|i| (i.created, i.id));
-    state.extend_sorted(images);
-    state.set_next_key(n);
+    let training: Vec<Arc<ImageRec>> =
+        images.iter().filter(|i| i.is_tagged() && i.created <= cutoff).cloned().map(Arc::new).collect();
+    let only_in_iteration = pick_spread(&training, spec.iteration_only);
+    state.extend_sorted(images.into_iter().filter(|i| !only_in_iteration.contains(&i.id)));
+    state.set_next_key(n + extra);
+    let tag_counts = counts_by_tag(&training);
 
     let publish = (format!("generated-model-{}", p + 1), prediction_resource());
     let iteration = wire_iteration(
@@ -299,7 +311,7 @@ fn project(spec: &GenerateSpec, p: u64) -> ProjectState {
         IterationSpec {
             id: uuid(seed, p, 0, SALT_ITERATION),
             name: "Iteration 1",
-            created: last_image + Duration::minutes(10),
+            created: cutoff + Duration::minutes(10),
             modified: trained + Duration::minutes(1),
             trained: Some((trained, 9)),
             exportable_to: vec!["ONNX".to_owned()],
@@ -307,7 +319,9 @@ fn project(spec: &GenerateSpec, p: u64) -> ProjectState {
         },
     );
     let performance = performance(seed, p, &tags);
-    let evaluated = state.images.iter().filter(|i| i.is_tagged()).step_by(10).cloned().collect();
+    // Results from training for every image it was trained on (an assumption: the spec says
+    // only that GetImagePerformances lists the iteration's images with their predictions).
+    let evaluated = training.clone();
     let package = export_package(&state.project.name, &iteration.name, "ONNX", &tags);
     let exports = vec![ExportRec {
         platform: "ONNX".to_owned(),
@@ -319,8 +333,9 @@ fn project(spec: &GenerateSpec, p: u64) -> ProjectState {
     state.iterations.push(IterationState {
         iteration,
         performance: Some(performance),
+        training: TrainingSet::new(training),
         image_performances: evaluated,
-        tag_counts: state.tag_counts(),
+        tag_counts,
         exports,
     });
     state.predictions = (0..PREDICTIONS_PER_PROJECT)
@@ -357,6 +372,27 @@ fn project(spec: &GenerateSpec, p: u64) -> ProjectState {
         })
         .collect();
     state
+}
+
+/// The ids of `count` images spread evenly over `images`.
+fn pick_spread(images: &[Arc<ImageRec>], count: usize) -> std::collections::HashSet<Uuid> {
+    let count = count.min(images.len());
+    if count == 0 {
+        return Default::default();
+    }
+    let stride = images.len() / count;
+    images.iter().step_by(stride).take(count).map(|i| i.id).collect()
+}
+
+/// How many of `images` carry each tag (directly or through a region).
+pub(crate) fn counts_by_tag(images: &[Arc<ImageRec>]) -> std::collections::HashMap<Uuid, i64> {
+    let mut counts = std::collections::HashMap::new();
+    for image in images {
+        for t in image.tag_ids() {
+            *counts.entry(t).or_default() += 1;
+        }
+    }
+    counts
 }
 
 fn image_record(seed: u64, p: u64, i: u64, kind: Kind, tags: &[Tag], base: DateTime<Utc>) -> ImageRec {

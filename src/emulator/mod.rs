@@ -127,18 +127,28 @@ pub struct GenerateSpec {
     pub image_bytes: usize,
     /// VNET mode: `originalImageUri` and export links are relative paths.
     pub relative_uris: bool,
+    /// Images per project that only the trained iteration holds (deleted from the workspace
+    /// after training, without `allIterations`), on top of `images`.
+    pub iteration_only: usize,
 }
 
 impl Default for GenerateSpec {
     fn default() -> GenerateSpec {
-        GenerateSpec { projects: 2, images: 600, seed: 1, image_bytes: DEFAULT_IMAGE_BYTES, relative_uris: false }
+        GenerateSpec {
+            projects: 2,
+            images: 600,
+            seed: 1,
+            image_bytes: DEFAULT_IMAGE_BYTES,
+            relative_uris: false,
+            iteration_only: 0,
+        }
     }
 }
 
 impl FromStr for GenerateSpec {
     type Err = Error;
 
-    /// Reads `projects=2,images=600,seed=1[,size=262144][,relative=true]`; missing keys keep
+    /// Reads `projects=2,images=600,seed=1[,size=262144][,relative=true][,iteration_only=5]`; missing keys keep
     /// their defaults.
     fn from_str(text: &str) -> Result<GenerateSpec, Error> {
         let bad = |reason: String| Error::BadGenerateSpec { spec: text.to_owned(), reason };
@@ -152,6 +162,7 @@ impl FromStr for GenerateSpec {
                 "images" => spec.images = number()? as usize,
                 "seed" => spec.seed = number()?,
                 "size" | "image_bytes" => spec.image_bytes = number()? as usize,
+                "iteration_only" => spec.iteration_only = number()? as usize,
                 "relative" => {
                     spec.relative_uris = match value.trim() {
                         "true" | "1" | "yes" => true,
@@ -160,7 +171,7 @@ impl FromStr for GenerateSpec {
                     }
                 }
                 other => {
-                    return Err(bad(format!("unknown key {other:?} (known: projects, images, seed, size, relative)")))
+                    return Err(bad(format!("unknown key {other:?} (known: projects, images, seed, size, relative, iteration_only)")))
                 }
             }
         }
@@ -263,7 +274,7 @@ impl Emulator {
     pub fn remove_images(&self, project: Uuid, ids: &[Uuid]) {
         self.state.with_account_mut(|a| {
             if let Some(p) = a.project_mut(project) {
-                p.delete_images(ids);
+                p.delete_images(ids, false);
             }
         });
     }

@@ -222,11 +222,12 @@ impl Query {
     }
 
     /// The image filter of list and count calls; `iterationId` must name an iteration.
+    ///
+    /// Source: [spec] the image listings' `iterationId`, "The iteration id. Defaults to
+    /// workspace": with it, the call answers from that iteration's own images (see
+    /// [`super::state::TrainingSet`]), which may include images gone from the workspace.
     fn filter(&self, p: &ProjectState, tagging: Tagging) -> Result<ImageFilter, ApiError> {
-        let until = match self.get("iterationId") {
-            Some(raw) => p.iteration(parse_id(raw)?)?.frozen_at(),
-            None => None,
-        };
+        let iteration = self.iteration(p)?.map(|it| it.iteration.id);
         let metadata = match self.get("$filter") {
             Some(text) => Some(
                 MetadataFilter::parse(text)
@@ -235,7 +236,15 @@ impl Query {
             None => None,
         };
         let tag_ids = self.ids("tagIds", MAX_TAG_FILTER, "BadRequestExceededBatchSize")?;
-        Ok(ImageFilter { tagging, tag_ids, until, metadata })
+        Ok(ImageFilter { tagging, tag_ids, iteration, metadata })
+    }
+
+    /// The iteration `iterationId` names, if given; it must exist.
+    fn iteration<'p>(&self, p: &'p ProjectState) -> Result<Option<&'p super::state::IterationState>, ApiError> {
+        match self.get("iterationId") {
+            Some(raw) => Ok(Some(p.iteration(parse_id(raw)?)?)),
+            None => Ok(None),
+        }
     }
 }
 
@@ -353,7 +362,8 @@ pub(crate) async fn run(
         Op::GetImagesByIds(p) => {
             let ids = q.ids("imageIds", MAX_BATCH, "BadRequestExceededBatchSize")?;
             read(state, p, |p| {
-                Ok(Reply::json(&p.by_ids(&ids).iter().map(|i| render::image(p, i, &links)).collect::<Vec<_>>()))
+                let found = p.by_ids(&ids, q.iteration(p)?);
+                Ok(Reply::json(&found.iter().map(|i| render::image(p, i, &links)).collect::<Vec<_>>()))
             })
         }
         Op::DeleteImages(p) => delete_images(state, p, q),
@@ -489,19 +499,20 @@ fn count(state: &AppState, project: &str, q: &Query, tagging: Tagging) -> Result
 fn delete_images(state: &AppState, project: &str, q: &Query) -> Result<Reply, ApiError> {
     let id = parse_id(project)?;
     let ids = q.ids("imageIds", MAX_BATCH, "BadRequestExceededBatchSize")?;
+    let all_iterations = q.flag("allIterations");
     if q.flag("allImages") {
         state.with_account(|a| a.get(id).map(|_| ()))?;
         let state = state.clone();
         tokio::spawn(async move {
             tokio::time::sleep(ASYNC_DELETE_DELAY).await;
-            state.with_account_mut(|a| a.project_mut(id).map(|p| p.delete_all_images()));
+            state.with_account_mut(|a| a.project_mut(id).map(|p| p.delete_all_images(all_iterations)));
         });
         return Ok(Reply::Empty(StatusCode::ACCEPTED));
     }
     if ids.is_empty() {
         return Err(ApiError::bad_request("BadRequestRequiredParamIsNull", "imageIds or allImages=true is required"));
     }
-    state.with_account_mut(|a| a.get_mut(id).map(|p| p.delete_images(&ids)))?;
+    state.with_account_mut(|a| a.get_mut(id).map(|p| p.delete_images(&ids, all_iterations)))?;
     Ok(Reply::Empty(StatusCode::NO_CONTENT))
 }
 

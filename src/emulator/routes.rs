@@ -153,7 +153,19 @@ impl AppState {
             let contents = a
                 .projects
                 .iter()
-                .flat_map(|p| p.images.iter().map(|i| i.content).chain(p.predictions.iter().map(|r| r.content)));
+                .flat_map(|p| {
+                    let only_in_iterations = p
+                        .iterations
+                        .iter()
+                        .flat_map(|it| it.training.images())
+                        .filter(|i| !p.holds(i.id))
+                        .map(|i| i.content);
+                    p.images
+                        .iter()
+                        .map(|i| i.content)
+                        .chain(only_in_iterations)
+                        .chain(p.predictions.iter().map(|r| r.content))
+                });
             contents
                 .filter_map(|c| match c {
                     Content::Generated { key, jpeg } => Some((key, jpeg)),

@@ -104,23 +104,65 @@ pub(crate) struct ExportRec {
     pub bytes: Option<Bytes>,
 }
 
+/// The images an iteration was trained on, as they were when it was trained (tags, regions,
+/// metadata), oldest first.
+///
+/// Source: [spec] DeleteImages' `allIterations` ("Removes these images from all iterations, not
+/// just the current workspace") and the image listings' `iterationId` ("defaults to workspace"):
+/// a trained iteration keeps its own copy of each image it was trained on, which a workspace
+/// delete without `allIterations` leaves in place and which `iterationId` lists. That the copy
+/// keeps the tags and regions the image had at training time (a later re-tag in the workspace
+/// does not reach it) is an assumption that follows from the iteration being a frozen training
+/// set; so is that it holds only tagged images (untagged images are not trained on).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TrainingSet {
+    /// Oldest first.
+    images: Vec<Arc<ImageRec>>,
+    /// The same records by id, for GetImagesByIds (8 bytes an image instead of a hash map's 40).
+    by_id: Vec<Arc<ImageRec>>,
+}
+
+impl TrainingSet {
+    /// A training set of these images, in any order.
+    pub fn new(mut images: Vec<Arc<ImageRec>>) -> TrainingSet {
+        images.sort_by_key(|i| i.key());
+        images.dedup_by_key(|i| i.id);
+        let mut by_id = images.clone();
+        by_id.sort_by_key(|i| i.id);
+        TrainingSet { images, by_id }
+    }
+
+    /// Every image, oldest first.
+    pub fn images(&self) -> &[Arc<ImageRec>] {
+        &self.images
+    }
+
+    /// The image with this id, if the iteration holds it.
+    pub fn get(&self, id: &Uuid) -> Option<&Arc<ImageRec>> {
+        self.by_id.binary_search_by_key(id, |i| i.id).ok().map(|at| &self.by_id[at])
+    }
+
+    /// Removes these images; returns how many it held.
+    pub fn remove(&mut self, doomed: &HashSet<Uuid>) -> usize {
+        let before = self.images.len();
+        self.images.retain(|i| !doomed.contains(&i.id));
+        self.by_id.retain(|i| !doomed.contains(&i.id));
+        before - self.images.len()
+    }
+}
+
 /// An iteration with what belongs to it.
 #[derive(Debug, Clone)]
 pub(crate) struct IterationState {
     pub iteration: Iteration,
     pub performance: Option<IterationPerformance>,
-    /// The evaluated images, oldest first; they outlive deletion from the workspace.
+    /// The images it was trained on; empty when it was not trained.
+    pub training: TrainingSet,
+    /// The evaluated images (results from training), oldest first: a subset of `training`.
     pub image_performances: Vec<Arc<ImageRec>>,
     /// Tag image counts when it was trained.
     pub tag_counts: HashMap<Uuid, i64>,
     pub exports: Vec<ExportRec>,
-}
-
-impl IterationState {
-    /// When its training set was frozen, if it was trained.
-    pub fn frozen_at(&self) -> Option<DateTime<Utc>> {
-        self.iteration.trained_at.as_ref().map(|t| t.instant())
-    }
 }
 
 /// A stored prediction.
@@ -177,8 +219,8 @@ pub(crate) struct ImageFilter {
     pub tagging: Tagging,
     /// Images carrying any of these tags (empty: no tag filter).
     pub tag_ids: Vec<Uuid>,
-    /// Only images created up to this instant (an iteration's training set).
-    pub until: Option<DateTime<Utc>>,
+    /// The images of this iteration instead of the workspace's (`iterationId`).
+    pub iteration: Option<Uuid>,
     pub metadata: Option<MetadataFilter>,
 }
 
@@ -192,7 +234,6 @@ impl ImageFilter {
         };
         tagging
             && (self.tag_ids.is_empty() || self.tag_ids.iter().any(|t| image.has_tag(t)))
-            && self.until.is_none_or(|u| image.created <= u)
             && self.metadata.as_ref().is_none_or(|m| m.matches(image))
     }
 }
@@ -413,11 +454,16 @@ impl ProjectState {
         }
     }
 
+    /// Whether the workspace holds this image.
+    pub fn holds(&self, id: Uuid) -> bool {
+        self.index.contains_key(&id)
+    }
+
     /// An image of the workspace, or one an iteration still holds.
     pub fn find_image(&self, id: Uuid) -> Option<&Arc<ImageRec>> {
         self.index
             .get(&id)
-            .or_else(|| self.iterations.iter().flat_map(|i| i.image_performances.iter()).find(|i| i.id == id))
+            .or_else(|| self.iterations.iter().find_map(|i| i.training.get(&id)))
     }
 
     /// An iteration, or NotFoundIteration.
@@ -452,24 +498,44 @@ impl ProjectState {
         counts
     }
 
-    /// A page of the workspace images that pass `filter`.
+    /// The images a filter lists: the workspace's, or an iteration's (already checked to exist).
+    fn source(&self, filter: &ImageFilter) -> &[Arc<ImageRec>] {
+        match filter.iteration {
+            None => &self.images,
+            Some(id) => self.iterations.iter().find(|i| i.iteration.id == id).map_or(&[], |i| i.training.images()),
+        }
+    }
+
+    /// A page of the workspace (or iteration) images that pass `filter`.
     pub fn list(&self, filter: &ImageFilter, page: Page) -> Vec<Arc<ImageRec>> {
-        paged(&self.images, |i| filter.matches(i), page).into_iter().cloned().collect()
+        paged(self.source(filter), |i| filter.matches(i), page).into_iter().cloned().collect()
     }
 
-    /// How many workspace images pass `filter`.
+    /// How many workspace (or iteration) images pass `filter`.
     pub fn count(&self, filter: &ImageFilter) -> usize {
-        self.images.iter().filter(|i| filter.matches(i)).count()
+        self.source(filter).iter().filter(|i| filter.matches(i)).count()
     }
 
-    /// The named workspace images, in the order asked; unknown ids are left out.
-    pub fn by_ids(&self, ids: &[Uuid]) -> Vec<Arc<ImageRec>> {
-        ids.iter().filter_map(|id| self.index.get(id).cloned()).collect()
+    /// The named images of the workspace, or of an iteration, in the order asked; unknown ids
+    /// are left out.
+    pub fn by_ids(&self, ids: &[Uuid], iteration: Option<&IterationState>) -> Vec<Arc<ImageRec>> {
+        match iteration {
+            None => ids.iter().filter_map(|id| self.index.get(id).cloned()).collect(),
+            Some(it) => ids.iter().filter_map(|id| it.training.get(id).cloned()).collect(),
+        }
     }
 
-    /// Removes workspace images; returns how many there were.
-    pub fn delete_images(&mut self, ids: &[Uuid]) -> usize {
-        let doomed: HashSet<Uuid> = ids.iter().copied().filter(|id| self.index.contains_key(id)).collect();
+    /// Removes workspace images, and with `all_iterations` every iteration's copy too; returns
+    /// how many the workspace held.
+    ///
+    /// Source: [spec] DeleteImages, `allIterations`: "Removes these images from all iterations,
+    /// not just the current workspace". Without it, every trained iteration keeps its copy.
+    pub fn delete_images(&mut self, ids: &[Uuid], all_iterations: bool) -> usize {
+        let doomed: HashSet<Uuid> = ids.iter().copied().collect();
+        if all_iterations {
+            self.forget_in_iterations(&doomed);
+        }
+        let doomed: HashSet<Uuid> = doomed.into_iter().filter(|id| self.index.contains_key(id)).collect();
         if doomed.is_empty() {
             return 0;
         }
@@ -479,11 +545,24 @@ impl ProjectState {
         doomed.len()
     }
 
-    /// Removes every workspace image.
-    pub fn delete_all_images(&mut self) {
+    /// Removes every workspace image, and with `all_iterations` every iteration's images too.
+    pub fn delete_all_images(&mut self, all_iterations: bool) {
+        if all_iterations {
+            for it in &mut self.iterations {
+                it.training = TrainingSet::default();
+                it.image_performances.clear();
+            }
+        }
         self.images.clear();
         self.index.clear();
         self.digests.clear();
+    }
+
+    fn forget_in_iterations(&mut self, doomed: &HashSet<Uuid>) {
+        for it in &mut self.iterations {
+            it.training.remove(doomed);
+            it.image_performances.retain(|i| !doomed.contains(&i.id));
+        }
     }
 
     /// Deletes a tag and takes it (and its regions) off every image.

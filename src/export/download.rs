@@ -125,10 +125,16 @@ pub struct Refresher {
 }
 
 impl Refresher {
-    /// A refresher for `project`; its task ends when the last clone is dropped.
+    /// A refresher for `project`'s workspace images; its task ends when the last clone is
+    /// dropped.
     pub fn start(client: Client, project: Uuid) -> Refresher {
+        Refresher::start_in(client, project, None)
+    }
+
+    /// A refresher for the images of one iteration (`Some`) or of the workspace (`None`).
+    pub fn start_in(client: Client, project: Uuid, iteration: Option<Uuid>) -> Refresher {
         let (tx, rx) = mpsc::channel(MAX_IMAGE_IDS * 4);
-        tokio::spawn(refresh_task(client, project, rx));
+        tokio::spawn(refresh_task(client, project, iteration, rx));
         Refresher { tx }
     }
 
@@ -142,7 +148,12 @@ impl Refresher {
     }
 }
 
-async fn refresh_task(client: Client, project: Uuid, mut rx: mpsc::Receiver<(Uuid, oneshot::Sender<Answer>)>) {
+async fn refresh_task(
+    client: Client,
+    project: Uuid,
+    iteration: Option<Uuid>,
+    mut rx: mpsc::Receiver<(Uuid, oneshot::Sender<Answer>)>,
+) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         let gather = tokio::time::sleep(GATHER);
@@ -159,7 +170,7 @@ async fn refresh_task(client: Client, project: Uuid, mut rx: mpsc::Receiver<(Uui
         let mut ids: Vec<Uuid> = batch.iter().map(|(id, _)| *id).collect();
         ids.sort_unstable();
         ids.dedup();
-        match client.get_images_by_ids(project, &ids).await {
+        match client.get_images_by_ids_in(project, iteration, &ids).await {
             Ok(images) => {
                 let links: HashMap<Uuid, Option<String>> =
                     images.into_iter().map(|i| (i.id, i.original_image_uri)).collect();

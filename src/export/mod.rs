@@ -5,6 +5,7 @@
 
 mod base;
 mod download;
+mod iterations;
 mod project;
 pub mod record;
 mod resume;

@@ -18,7 +18,8 @@ use super::download::{fetch_image, freshen, Failure, Listed, Refresher};
 use super::record::{ArchivedCounts, ImageCounts, Missing, ProjectRecord};
 use super::resume::Kept;
 use super::sink::{Item, Sink};
-use super::spool::Spool;
+use super::iterations::{self, Evaluated};
+use super::spool::{Rewrite, Spool};
 use super::{Error, ExportOptions};
 use crate::api::model::{Iteration, PredictionQueryToken, Project, StoredImagePrediction};
 use crate::api::{self, paging, Client, ImageQuery, OrderBy, MAX_TAKE};
@@ -71,6 +72,7 @@ pub async fn export_project(ctx: &Ctx<'_>, sink: &Sink, project: Project) -> Res
         archived: ArchivedCounts::default(),
         notes: Vec::new(),
         missing: Vec::new(),
+        iterations: Vec::new(),
     };
 
     let stored_project = Project { thumbnail_uri: None, ..project.clone() };
@@ -90,11 +92,12 @@ pub async fn export_project(ctx: &Ctx<'_>, sink: &Sink, project: Project) -> Res
         let iterations = client.get_iterations(pid).await?;
         meta.archived.iterations = iterations.len() as u64;
         send_json(sink, layout::iterations_json(pid), &iterations).await?;
+        let mut evaluated = Vec::new();
         for iteration in &iterations {
             check(ctx.cancel)?;
-            export_iteration(ctx, sink, pid, iteration, &mut meta).await?;
+            export_iteration(ctx, sink, pid, iteration, &mut meta, &mut evaluated).await?;
         }
-        Ok::<(), Error>(())
+        Ok::<_, Error>(evaluated)
     };
     let mut stored = record.clone();
     let predictions = async {
@@ -103,7 +106,8 @@ pub async fn export_project(ctx: &Ctx<'_>, sink: &Sink, project: Project) -> Res
             false => Ok(()),
         }
     };
-    tokio::try_join!(metadata, export_images(ctx, sink, pid, &mut record), predictions)?;
+    let (evaluated, workspace, ()) =
+        tokio::try_join!(metadata, export_images(ctx, sink, pid, &mut record), predictions)?;
     record.archived.predictions = stored.archived.predictions;
     record.archived.prediction_bytes = stored.archived.prediction_bytes;
     record.missing.extend(stored.missing);
@@ -112,6 +116,16 @@ pub async fn export_project(ctx: &Ctx<'_>, sink: &Sink, project: Project) -> Res
     record.archived.model_exports = meta.archived.model_exports;
     record.archived.model_bytes = meta.archived.model_bytes;
     record.missing.splice(0..0, meta.missing);
+    let found = iterations::find(client, pid, evaluated, &workspace.ids).await?;
+    record.iterations = found.iterations.clone();
+    record.missing.extend(found.missing.iter().cloned());
+    let mut spool = workspace.spool;
+    iterations::archive_only_in_iterations(ctx, sink, pid, &mut record, &mut spool, workspace.next_seq, found.only)
+        .await?;
+    let (ids, holders) = (workspace.ids, found.holders);
+    let rewrite: Rewrite = Box::new(move |line, out| iterations::membership(line, &ids, &holders, out));
+    let reader = spool.into_reader_rewriting(rewrite).map_err(Error::Spool)?;
+    sink.send(Item::DeflatedReader { path: layout::images_jsonl(pid), reader: Box::new(reader) }).await?;
     reconcile(&mut record);
     ctx.progress.event(Event::ProjectFinished {
         project_id: pid.to_string(),
@@ -134,6 +148,7 @@ async fn export_iteration(
     pid: Uuid,
     iteration: &Iteration,
     record: &mut ProjectRecord,
+    evaluated: &mut Vec<Evaluated>,
 ) -> Result<(), Error> {
     let client = ctx.client;
     let it = iteration.id;
@@ -152,10 +167,12 @@ async fn export_iteration(
         });
         let mut spool = Spool::new_in(ctx.spool_dir).map_err(Error::Spool)?;
         let mut seq = 0u64;
+        let mut ids = Vec::new();
         let listed: Result<(), api::Error> = async {
             futures::pin_mut!(pages);
             while let Some(page) = pages.try_next().await? {
                 for p in page {
+                    ids.push(p.id);
                     let line = serde_json::to_vec(&p.without_uris()).expect("wire types serialise");
                     spool.push(seq, &line).map_err(|e| api::Error::Request { op: "Spool", detail: e.to_string() })?;
                     seq += 1;
@@ -164,6 +181,9 @@ async fn export_iteration(
             Ok(())
         }
         .await;
+        // Even a failed listing counts: its ids then fall short of the iteration's count, and
+        // the iteration is listed in full.
+        evaluated.push(Evaluated { iteration: it, ids });
         match listed {
             Ok(()) => send_spool(sink, layout::image_performances_jsonl(pid, it), spool).await?,
             Err(e) if is_project_gone(&e) => return Err(e.into()),
@@ -219,16 +239,21 @@ async fn export_iteration(
 
 /// Lists tagged then untagged images (oldest first, so that pages stay stable while images are
 /// added), downloads them `concurrency` at a time, and writes `images.jsonl` in listing order.
-async fn export_images(ctx: &Ctx<'_>, sink: &Sink, pid: Uuid, record: &mut ProjectRecord) -> Result<(), Error> {
+async fn export_images(
+    ctx: &Ctx<'_>,
+    sink: &Sink,
+    pid: Uuid,
+    record: &mut ProjectRecord,
+) -> Result<WorkspaceImages, Error> {
     let (tx, listed_rx) = mpsc::channel::<Result<Listed, api::Error>>(LISTING_AHEAD);
-    let listing = list_images(ctx.client.clone(), pid, tx, ctx.cancel.clone(), ctx.kept.clone());
-    let client = ctx.client.clone();
-    let lister = tokio::spawn(async move {
-        listing.await?;
-        // Counted again as soon as the listing ends, while the downloads go on: what was added
-        // or deleted during the listing shows as a difference from the counts before it.
-        counts(&client, pid).await
-    });
+    let lister = tokio::spawn(list_workspace(
+        ctx.client.clone(),
+        pid,
+        record.reported,
+        tx,
+        ctx.cancel.clone(),
+        ctx.kept.clone(),
+    ));
     let (fresh_tx, rx) = mpsc::channel::<Result<Listed, api::Error>>(ctx.opts.concurrency.max(1) * 2);
     let freshener = tokio::spawn(freshen(ctx.client.clone(), pid, listed_rx, fresh_tx));
     let client = ctx.client;
@@ -317,26 +342,111 @@ async fn export_images(ctx: &Ctx<'_>, sink: &Sink, pid: Uuid, record: &mut Proje
             }
         }
     }
-    match lister.await {
-        Ok(Ok(after)) => record.reported_after = after,
+    let listing = match lister.await {
+        Ok(Ok(listing)) => listing,
         Ok(Err(e)) => return Err(e),
         Err(e) => return Err(Error::Internal(format!("the image listing task failed: {e}"))),
+    };
+    record.reported_after = listing.after;
+    if listing.passes > 1 {
+        record.notes.push(format!(
+            "the workspace changed while it was listed: listed {} times until {}",
+            listing.passes,
+            if listing.settled { "a listing matched the service's counts" } else { "giving up" }
+        ));
     }
-    send_spool(sink, layout::images_jsonl(pid), spool).await
+    if !listing.settled {
+        let (got, now) = (listing.last_pass, listing.after);
+        record.missing.push(Missing {
+            kind: "image-listing".into(),
+            project: pid,
+            id: pid,
+            reason: format!(
+                "the workspace kept changing while it was listed ({} listings): the service now reports {} tagged \
+                 and {} untagged images, the last listing found {} and {}; images it skipped are not archived",
+                listing.passes, now.tagged, now.untagged, got.tagged, got.untagged
+            ),
+        });
+    }
+    Ok(WorkspaceImages { spool, ids: listing.ids, next_seq: listing.next_seq })
 }
 
-/// The listing task: every page of tagged then untagged images, de-duplicated by id.
-async fn list_images(
+/// The workspace's part of `images.jsonl`, not yet written: the images in it, and the next
+/// line's place.
+struct WorkspaceImages {
+    spool: Spool,
+    ids: HashSet<Uuid>,
+    next_seq: u64,
+}
+
+/// How often the workspace is listed again when it changed while it was listed.
+const MAX_LISTING_PASSES: u32 = 3;
+
+/// What listing the workspace found.
+struct Listing {
+    /// Every image listed, in any pass.
+    ids: HashSet<Uuid>,
+    next_seq: u64,
+    /// The counts after the last pass.
+    after: ImageCounts,
+    /// The distinct images the last pass listed, per list.
+    last_pass: ImageCounts,
+    passes: u32,
+    /// Whether a pass saw the workspace still: the counts before and after it equal, and equal
+    /// to what it listed. Paging by `skip` skips images when others are deleted or re-tagged
+    /// mid-listing; a still pass cannot have skipped any.
+    settled: bool,
+}
+
+/// The listing task: tagged then untagged images, oldest first (so that images added meanwhile
+/// come last and shift nothing), de-duplicated by id; listed again, sending only new images on,
+/// while the workspace changed during the last pass (up to [`MAX_LISTING_PASSES`]). A delete and
+/// an add during one pass can cancel out in the counts; the next export finds what it skipped.
+async fn list_workspace(
     client: Client,
     pid: Uuid,
+    mut before: ImageCounts,
     tx: mpsc::Sender<Result<Listed, api::Error>>,
     cancel: CancellationToken,
     kept: Kept,
-) -> Result<(), api::Error> {
-    let mut seen = HashSet::new();
-    let mut seq = 0u64;
+) -> Result<Listing, Error> {
+    let mut listing = Listing {
+        ids: HashSet::new(),
+        next_seq: 0,
+        after: before,
+        last_pass: ImageCounts::default(),
+        passes: 0,
+        settled: false,
+    };
+    while listing.passes < MAX_LISTING_PASSES && !cancel.is_cancelled() {
+        listing.passes += 1;
+        let Some(pass) = list_images(&client, pid, &tx, &cancel, &kept, &mut listing).await else { break };
+        // Counted again as soon as the pass ends, while the downloads go on.
+        listing.after = counts(&client, pid).await?;
+        listing.last_pass = pass;
+        listing.settled = before == listing.after && pass == listing.after;
+        if listing.settled {
+            break;
+        }
+        before = listing.after;
+    }
+    Ok(listing)
+}
+
+/// One pass over the tagged then the untagged images: sends the images not listed before on,
+/// and returns how many distinct images each list held; `None` when it stopped (an error, sent
+/// on; the receiver gone; cancelled).
+async fn list_images(
+    client: &Client,
+    pid: Uuid,
+    tx: &mpsc::Sender<Result<Listed, api::Error>>,
+    cancel: &CancellationToken,
+    kept: &Kept,
+    listing: &mut Listing,
+) -> Option<ImageCounts> {
+    let mut this_pass = HashSet::new();
+    let mut found = ImageCounts::default();
     for tagged in [true, false] {
-        let client = &client;
         let pages = paging::offset_pages(MAX_TAKE, |skip, take| {
             let q = ImageQuery { order_by: OrderBy::Oldest, take, skip, ..Default::default() };
             async move {
@@ -350,30 +460,37 @@ async fn list_images(
         futures::pin_mut!(pages);
         loop {
             if cancel.is_cancelled() {
-                return Ok(());
+                return None;
             }
             let page = match pages.try_next().await {
                 Ok(Some(page)) => page,
                 Ok(None) => break,
                 Err(e) => {
                     let _ = tx.send(Err(e)).await;
-                    return Ok(());
+                    return None;
                 }
             };
             for image in page {
-                if !seen.insert(image.id) {
+                if !this_pass.insert(image.id) {
+                    continue;
+                }
+                match tagged {
+                    true => found.tagged += 1,
+                    false => found.untagged += 1,
+                }
+                if !listing.ids.insert(image.id) {
                     continue;
                 }
                 let kept = kept.take_image(image.id);
-                let listed = Listed { seq, image, tagged, gone: false, kept };
-                seq += 1;
+                let listed = Listed { seq: listing.next_seq, image, tagged, gone: false, kept };
+                listing.next_seq += 1;
                 if tx.send(Ok(listed)).await.is_err() {
-                    return Ok(());
+                    return None;
                 }
             }
         }
     }
-    Ok(())
+    Some(found)
 }
 
 /// Stored predictions (following the continuation token) and their images.
@@ -460,7 +577,7 @@ async fn export_predictions(ctx: &Ctx<'_>, sink: &Sink, pid: Uuid, record: &mut 
 
 /// Copies the blob from the base archive into this one, if it holds a usable copy, and returns
 /// the entry written; an unusable one is reported and left to a download.
-async fn copy_from_base(ctx: &Ctx<'_>, sink: &Sink, kind: BlobKind, id: Uuid) -> Result<Option<JournalEntry>, Error> {
+pub(super) async fn copy_from_base(ctx: &Ctx<'_>, sink: &Sink, kind: BlobKind, id: Uuid) -> Result<Option<JournalEntry>, Error> {
     let Some(found) = ctx.base.and_then(|base| base.locate(kind, id)) else { return Ok(None) };
     let refused = match found {
         Ok(held) => {
@@ -486,7 +603,7 @@ async fn copy_from_base(ctx: &Ctx<'_>, sink: &Sink, kind: BlobKind, id: Uuid) ->
 
 /// A blob: downloaded now, or already in the archive (kept from an interrupted run, or copied
 /// from the base archive).
-enum Stored {
+pub(super) enum Stored {
     New(api::Blob),
     Kept(JournalEntry),
 }
@@ -518,7 +635,7 @@ fn reconcile(record: &mut ProjectRecord) {
     }
 }
 
-fn annotate(value: &mut Value, path: &str, sha256: &[u8; 32], size: u64) {
+pub(super) fn annotate(value: &mut Value, path: &str, sha256: &[u8; 32], size: u64) {
     if let Value::Object(map) = value {
         map.insert("file".into(), Value::from(path));
         map.insert("sha256".into(), Value::from(hex::encode(sha256)));

@@ -76,6 +76,9 @@ pub struct ProjectRecord {
     pub notes: Vec<String>,
     /// Items listed but not archived.
     pub missing: Vec<Missing>,
+    /// How each trained iteration's images were found (absent in archives of older versions).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub iterations: Vec<IterationImages>,
 }
 
 /// Tagged and untagged image counts.
@@ -99,6 +102,10 @@ pub struct ArchivedCounts {
     pub image_bytes: u64,
     pub prediction_bytes: u64,
     pub model_bytes: u64,
+    /// Images no longer in the workspace that trained iterations still hold (also in
+    /// `images.jsonl`, with `"workspace": false`); not in `tagged` or `untagged`.
+    #[serde(default)]
+    pub only_in_iterations: u64,
 }
 
 /// Something that was listed but is not in the archive.
@@ -113,4 +120,21 @@ pub struct Missing {
     pub id: Uuid,
     /// Why, with secrets stripped.
     pub reason: String,
+}
+
+/// How one iteration's images were found, for `account.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct IterationImages {
+    /// The iteration.
+    pub id: Uuid,
+    /// Tagged and untagged images the service reported for it (`iterationId`).
+    pub reported: u64,
+    /// Of those, how many the workspace no longer holds.
+    pub only_in_iteration: u64,
+    /// `imagePerformances` when its image performances covered all of its images, `listing`
+    /// when it had to be listed in full.
+    pub found_by: String,
+    /// API calls spent on finding them, beyond what the export reads anyway.
+    pub calls: u64,
 }

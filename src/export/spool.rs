@@ -36,18 +36,36 @@ impl Spool {
         let file = self.out.into_inner().map_err(|e| e.into_error())?;
         let mut index = self.index;
         index.sort_unstable_by_key(|(seq, _, _)| *seq);
-        Ok(SpoolReader { file, index, next: 0, buf: Vec::new(), at: 0 })
+        Ok(SpoolReader { file, index, next: 0, buf: Vec::new(), at: 0, rewrite: None })
+    }
+
+    /// Like [`Spool::into_reader`], each line passed through `rewrite` (the line without its
+    /// LF in, the new line out) as it is read back.
+    pub fn into_reader_rewriting(self, rewrite: Rewrite) -> io::Result<SpoolReader> {
+        let mut reader = self.into_reader()?;
+        reader.rewrite = Some(rewrite);
+        Ok(reader)
     }
 }
 
 /// Reads a spool's lines in order (see [`Spool::into_reader`]).
-#[derive(Debug)]
+/// A change made to each line as a spool is read back: the line (without its LF) in, the new
+/// line appended to the buffer.
+pub type Rewrite = Box<dyn FnMut(&[u8], &mut Vec<u8>) + Send>;
+
 pub struct SpoolReader {
     file: File,
     index: Vec<(u64, u64, u32)>,
     next: usize,
     buf: Vec<u8>,
     at: usize,
+    rewrite: Option<Rewrite>,
+}
+
+impl std::fmt::Debug for SpoolReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpoolReader").field("lines", &self.index.len()).field("next", &self.next).finish()
+    }
 }
 
 impl Read for SpoolReader {
@@ -71,6 +89,13 @@ impl Read for SpoolReader {
             }
             self.buf.resize(len, 0);
             self.file.read_exact_at(&mut self.buf, off)?;
+            if let Some(rewrite) = self.rewrite.as_mut() {
+                let raw = std::mem::take(&mut self.buf);
+                for line in raw.split_inclusive(|b| *b == b'\n') {
+                    rewrite(line.strip_suffix(b"\n").unwrap_or(line), &mut self.buf);
+                    self.buf.push(b'\n');
+                }
+            }
         }
         let n = out.len().min(self.buf.len() - self.at);
         out[..n].copy_from_slice(&self.buf[self.at..self.at + n]);
@@ -93,6 +118,22 @@ mod tests {
         let mut text = String::new();
         s.into_reader().unwrap().read_to_string(&mut text).unwrap();
         assert_eq!(text, "line 0\nline 1\nline 2\nline 3\nline 4\nline 5\n");
+    }
+
+    #[test]
+    fn lines_can_be_rewritten_as_they_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::new_in(dir.path()).unwrap();
+        for seq in [1u64, 0, 2] {
+            s.push(seq, format!("{{\"n\":{seq}}}").as_bytes()).unwrap();
+        }
+        let rewrite: Rewrite = Box::new(|line, out| {
+            out.extend_from_slice(&line[..line.len() - 1]);
+            out.extend_from_slice(b",\"x\":true}");
+        });
+        let mut text = String::new();
+        s.into_reader_rewriting(rewrite).unwrap().read_to_string(&mut text).unwrap();
+        assert_eq!(text, "{\"n\":0,\"x\":true}\n{\"n\":1,\"x\":true}\n{\"n\":2,\"x\":true}\n");
     }
 
     #[test]

@@ -353,8 +353,29 @@ impl Client {
         self.count(Call::get("GetUntaggedImageCount", format!("/projects/{project}/images/untagged/count"))).await
     }
 
+    /// GetTaggedImageCount and GetUntaggedImageCount of one iteration's own images (which may
+    /// include images no longer in the workspace).
+    pub async fn get_iteration_image_counts(&self, project: Uuid, iteration: Uuid) -> Result<(u64, u64), Error> {
+        let tagged = Call::get("GetTaggedImageCount", format!("/projects/{project}/images/tagged/count"))
+            .with("iterationId", iteration.to_string());
+        let untagged = Call::get("GetUntaggedImageCount", format!("/projects/{project}/images/untagged/count"))
+            .with("iterationId", iteration.to_string());
+        Ok((self.count(tagged).await?, self.count(untagged).await?))
+    }
+
     /// GetImagesByIds: fresh records (and fresh download links) for up to 256 images.
     pub async fn get_images_by_ids(&self, project: Uuid, ids: &[Uuid]) -> Result<Vec<Image>, Error> {
+        self.get_images_by_ids_in(project, None, ids).await
+    }
+
+    /// GetImagesByIds of an iteration's own images (`iterationId`), or of the workspace: the
+    /// images as that iteration holds them, with fresh download links.
+    pub async fn get_images_by_ids_in(
+        &self,
+        project: Uuid,
+        iteration: Option<Uuid>,
+        ids: &[Uuid],
+    ) -> Result<Vec<Image>, Error> {
         let op = "GetImagesByIds";
         if ids.len() > MAX_IMAGE_IDS {
             return Err(Error::Request {
@@ -362,7 +383,12 @@ impl Client {
                 detail: format!("{} ids asked for; the service takes at most {MAX_IMAGE_IDS}", ids.len()),
             });
         }
-        self.json(Call::get(op, format!("/projects/{project}/images/id")).with("imageIds", csv(ids))).await
+        self.json(
+            Call::get(op, format!("/projects/{project}/images/id"))
+                .with("imageIds", csv(ids))
+                .with_opt("iterationId", iteration),
+        )
+        .await
     }
 
     /// QueryPredictions: one page of stored predictions; feed the returned token back for more.
