@@ -33,7 +33,8 @@ fn assert_every_image_archived(emu: &cvarchive::emulator::Emulator, payload: &BT
         let listed: BTreeMap<Uuid, &serde_json::Value> =
             lines.iter().map(|l| (l["id"].as_str().unwrap().parse().unwrap(), l)).collect();
         assert_eq!(listed.len(), lines.len(), "no image listed twice in project {project}");
-        let ids = emu.image_ids(project);
+        let mut ids = emu.image_ids(project);
+        ids.extend(emu.iteration_only_ids(project));
         assert_eq!(
             listed.keys().copied().collect::<HashSet<_>>(),
             ids.iter().copied().collect::<HashSet<_>>(),

@@ -9,6 +9,8 @@ mod delete;
 mod emulator;
 mod export;
 mod faults;
+mod iterations;
+mod listing;
 mod restore;
 mod resume;
 mod spec_examples;

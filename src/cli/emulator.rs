@@ -75,7 +75,7 @@ impl EmulatorArgs {
                 api_latency: Duration::from_millis(self.api_latency_ms),
                 blob_latency: Duration::from_millis(self.blob_latency_ms),
                 seed: self.fault_seed,
-                hostile: None,
+                ..FaultConfig::default()
             },
         })
     }

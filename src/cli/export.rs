@@ -128,6 +128,13 @@ fn print_summary(s: &ExportSummary, mode: Mode) -> anyhow::Result<()> {
         s.models,
         s.seconds
     );
+    if s.only_in_iterations > 0 {
+        println!(
+            "{} of the images are held only by trained iterations (deleted from the workspace, kept by the \
+             iterations); the archive marks them \"workspace\": false",
+            s.only_in_iterations
+        );
+    }
     if s.from_base > 0 {
         println!(
             "{} images and prediction images copied from the base archive; {} downloaded",

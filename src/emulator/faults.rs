@@ -28,6 +28,26 @@ pub struct FaultConfig {
     pub seed: u64,
     /// A broken or hostile server, for testing that clients stay bounded and never hang.
     pub hostile: Option<Hostile>,
+    /// Someone else changes the workspace while a client pages through it.
+    pub mutate_listing: Option<ListingMutation>,
+}
+
+/// Changes made to the workspace between the pages of a listing, as another user (or a labeling
+/// job) would: each time a workspace page of GetTaggedImages or GetUntaggedImages has been
+/// served, the oldest images are deleted and the oldest tagged ones untagged, so that every later
+/// page, fetched by `skip`, starts past an image it never showed.
+///
+/// Source: an assumption of how offset paging behaves, which follows from the spec (`skip`
+/// counts from the start of the list as it is when the page is asked for); nothing says the
+/// service pins a listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListingMutation {
+    /// Workspace images deleted each time (the oldest; without `allIterations`).
+    pub delete: usize,
+    /// Tagged images whose tags and regions are removed each time (the oldest tagged).
+    pub untag: usize,
+    /// How many pages it follows; then the workspace stays still.
+    pub times: usize,
 }
 
 /// Ways a server can misbehave beyond transient failures.
@@ -55,6 +75,7 @@ impl Default for FaultConfig {
             blob_latency: Duration::ZERO,
             seed: 0,
             hostile: None,
+            mutate_listing: None,
         }
     }
 }
@@ -121,6 +142,14 @@ impl Faults {
             return Some(ApiFault::Unavailable);
         }
         None
+    }
+
+    /// The change to make after a workspace page was served, if one is due (each counts down
+    /// [`ListingMutation::times`]).
+    pub fn listing_mutation(&mut self) -> Option<ListingMutation> {
+        let m = self.config.mutate_listing.as_mut().filter(|m| m.times > 0)?;
+        m.times -= 1;
+        Some(*m)
     }
 
     /// Rolls the dice for one blob request.

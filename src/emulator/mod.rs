@@ -40,7 +40,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-pub use faults::{FaultConfig, Hostile};
+pub use faults::{FaultConfig, Hostile, ListingMutation};
 pub use record::RecordedRequest;
 pub use routes::{app, AppState};
 
@@ -249,6 +249,33 @@ impl Emulator {
     pub fn image_ids(&self, project: Uuid) -> Vec<Uuid> {
         self.state
             .with_account(|a| a.project(project).map(|p| p.images.iter().map(|i| i.id).collect()).unwrap_or_default())
+    }
+
+    /// The images of a project that only its iterations hold (not the workspace), each once.
+    pub fn iteration_only_ids(&self, project: Uuid) -> Vec<Uuid> {
+        self.state.with_account(|a| {
+            let Some(p) = a.project(project) else { return Vec::new() };
+            let mut ids: Vec<Uuid> = p
+                .iterations
+                .iter()
+                .flat_map(|it| it.training.images())
+                .filter(|i| !p.holds(i.id))
+                .map(|i| i.id)
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            ids
+        })
+    }
+
+    /// The ids of the images an iteration holds, oldest first (empty for an unknown one).
+    pub fn iteration_image_ids(&self, project: Uuid, iteration: Uuid) -> Vec<Uuid> {
+        self.state.with_account(|a| {
+            a.project(project)
+                .and_then(|p| p.iteration(iteration).ok())
+                .map(|it| it.training.images().iter().map(|i| i.id).collect())
+                .unwrap_or_default()
+        })
     }
 
     /// The bytes the blob link of an image's original serves, or `None` for an unknown image.

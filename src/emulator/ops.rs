@@ -486,10 +486,19 @@ fn trained<'p>(p: &'p ProjectState, iteration: &str) -> Result<&'p super::state:
 
 fn list(state: &AppState, project: &str, q: &Query, tagging: Tagging, links: &Links<'_>) -> Result<Reply, ApiError> {
     let page = q.page()?;
-    read(state, project, |p| {
+    let mut workspace = false;
+    let reply = read(state, project, |p| {
         let filter = q.filter(p, tagging)?;
+        workspace = filter.iteration.is_none();
         Ok(Reply::json(&p.list(&filter, page).iter().map(|i| render::image(p, i, links)).collect::<Vec<_>>()))
-    })
+    })?;
+    if workspace {
+        if let Some(change) = state.listing_mutation() {
+            let id = parse_id(project)?;
+            state.with_account_mut(|a| a.project_mut(id).map(|p| p.mutate(change.delete, change.untag)));
+        }
+    }
+    Ok(reply)
 }
 
 fn count(state: &AppState, project: &str, q: &Query, tagging: Tagging) -> Result<Reply, ApiError> {

@@ -146,6 +146,11 @@ impl AppState {
         }
     }
 
+    /// The workspace change due after a listing page, if a fault asks for one.
+    pub(crate) fn listing_mutation(&self) -> Option<super::faults::ListingMutation> {
+        self.inner.faults.lock().unwrap_or_else(|e| e.into_inner()).listing_mutation()
+    }
+
     /// Computes and remembers the MD5 of every generated image and prediction image now, on
     /// every core, as Azure Storage does at upload; serving them later then costs no hashing.
     pub(crate) fn store_md5s(&self) {

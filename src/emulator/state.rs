@@ -558,6 +558,23 @@ impl ProjectState {
         self.digests.clear();
     }
 
+    /// Deletes the `delete` oldest workspace images (iterations keep theirs) and untags the
+    /// `untag` oldest tagged ones: what another user does during a listing (a fault).
+    pub fn mutate(&mut self, delete: usize, untag: usize) {
+        let doomed: Vec<Uuid> = self.images.iter().take(delete).map(|i| i.id).collect();
+        self.delete_images(&doomed, false);
+        let untagged: Vec<ImageRec> = self
+            .images
+            .iter()
+            .filter(|i| i.is_tagged())
+            .take(untag)
+            .map(|i| ImageRec { tags: Vec::new(), regions: Vec::new(), ..(**i).clone() })
+            .collect();
+        for image in untagged {
+            self.replace(image);
+        }
+    }
+
     fn forget_in_iterations(&mut self, doomed: &HashSet<Uuid>) {
         for it in &mut self.iterations {
             it.training.remove(doomed);

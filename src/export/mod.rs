@@ -94,8 +94,10 @@ pub struct ExportSummary {
     pub archive_bytes: u64,
     /// Projects exported.
     pub projects: usize,
-    /// Training images archived.
+    /// Training images archived (the workspace's, and those only iterations hold).
     pub images: u64,
+    /// Of those, the images only trained iterations hold (deleted from the workspace).
+    pub only_in_iterations: u64,
     /// Their bytes.
     pub image_bytes: u64,
     /// Stored predictions archived.
@@ -242,7 +244,12 @@ pub async fn export(
         sha256,
         archive_bytes,
         projects: account.projects.len(),
-        images: account.projects.iter().map(|r| r.archived.tagged + r.archived.untagged).sum(),
+        images: account
+            .projects
+            .iter()
+            .map(|r| r.archived.tagged + r.archived.untagged + r.archived.only_in_iterations)
+            .sum(),
+        only_in_iterations: account.projects.iter().map(|r| r.archived.only_in_iterations).sum(),
         image_bytes: account.projects.iter().map(|r| r.archived.image_bytes).sum(),
         predictions: account.projects.iter().map(|r| r.archived.predictions).sum(),
         models: account.projects.iter().map(|r| r.archived.model_exports).sum(),
