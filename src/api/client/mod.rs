@@ -585,6 +585,10 @@ impl Client {
                 detail: format!("it answered HTTP {} with {}", status.as_u16(), describe_body(headers, body)),
             };
         };
+        // The gateway's code is the status itself; the service's codes are names.
+        if status == StatusCode::NOT_FOUND && parsed.code == "404" {
+            return Error::NoSuchPath { op, endpoint, url: url.to_owned(), message: parsed.message };
+        }
         let retry_after = header_retry_after(headers).or_else(|| {
             (status == StatusCode::TOO_MANY_REQUESTS).then(|| parse_retry_after_message(&parsed.message)).flatten()
         });
