@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use cvarchive::emulator::{Emulator, FaultConfig};
+use cvarchive::emulator::{Emulator, FaultConfig, Hostile};
 use cvarchive::erase::{erase, Category, EraseOptions, Outcome, RunOutcome, Targets};
 use cvarchive::export::{export, ExportOptions};
 use cvarchive::progress::{Event, NoProgress, Progress};
@@ -434,4 +434,126 @@ async fn a_deletion_killed_mid_project_still_accounts_for_every_image() {
     assert_eq!(unnamed, 0, "the receipt names every deleted image, the killed run's too ({} named)", named.len());
     assert_eq!(named.len(), 2000);
     assert_eq!(receipt["totals"]["images"], 2000);
+}
+
+/// Makes every request of one operation answer the gateway's 404 for an unknown path.
+fn gateway_404_on(emu: &Emulator, operation: &'static str) {
+    emu.set_faults(FaultConfig { hostile: Some(Hostile::GatewayNotFound { operation }), ..FaultConfig::default() });
+}
+
+fn receipt_at(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).expect("a receipt")).unwrap()
+}
+
+/// Issue 13, item 5: a gateway 404 (a wrong path or endpoint) on DeleteProject says nothing about
+/// the project; delete fails, names the URL, and its receipt does not call the project gone.
+#[tokio::test]
+async fn a_gateway_404_on_delete_project_is_a_failure_not_a_deletion() {
+    let emu = fixture_emulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let backup = backup_of(&emu, dir.path()).await;
+    let project: Uuid = CLASSIFICATION.parse().unwrap();
+    gateway_404_on(&emu, "DeleteProject");
+    let receipt = dir.path().join("receipt.json");
+    let args = ["--backup", backup.to_str().unwrap(), "--project", CLASSIFICATION, "--yes"];
+    let o = delete_cli(&emu, &[&args[..], &["--receipt", receipt.to_str().unwrap()]].concat()).await;
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert_ne!(o.status.code(), Some(0), "{out}\n{err}");
+    assert!(emu.projects().contains(&project), "the project is still there");
+    assert!(emu.requests().iter().any(|r| r.operation == "DeleteProject" && r.status == 404));
+
+    let r = receipt_at(&receipt);
+    assert_eq!(r["complete"], false);
+    assert_eq!(r["projects"][0]["projectDeleted"], false, "{r:#}");
+    assert_eq!(r["totals"]["projects"], 0);
+    let failure = r["failures"].as_array().unwrap().iter().find(|f| f["step"] == "project").expect("a project failure");
+    let error = failure["error"].as_str().unwrap();
+    assert!(error.contains(&format!("/customvision/v3.3/training/projects/{project}")), "names the URL: {error}");
+    assert!(error.contains("Resource not found") && error.contains("endpoint"), "hints at the endpoint: {error}");
+    for text in [&out, &err, &r.to_string()] {
+        assert!(!text.contains(emu.key()), "no key in any output");
+    }
+}
+
+/// Issue 13, item 5: reading back with a gateway 404 is no confirmation. A rerun whose GetProject
+/// answers the gateway's 404 must not take the project for already deleted.
+#[tokio::test]
+async fn a_gateway_404_on_get_project_is_not_taken_for_already_deleted() {
+    let emu = fixture_emulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let backup = backup_of(&emu, dir.path()).await;
+    let project: Uuid = CLASSIFICATION.parse().unwrap();
+    gateway_404_on(&emu, "GetProject");
+    emu.clear_requests();
+    let receipt = dir.path().join("receipt.json");
+    let args = ["--backup", backup.to_str().unwrap(), "--project", CLASSIFICATION, "--yes"];
+    let o = delete_cli(&emu, &[&args[..], &["--receipt", receipt.to_str().unwrap()]].concat()).await;
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert_ne!(o.status.code(), Some(0), "{out}\n{err}");
+    assert!(err.contains("Resource not found") && err.contains(&format!("projects/{project}")), "{err}");
+    assert!(!out.contains("complete"), "{out}");
+    assert!(emu.projects().contains(&project));
+    assert_eq!(mutating(&emu), Vec::<String>::new());
+    if receipt.exists() {
+        let r = receipt_at(&receipt);
+        assert_eq!(r["complete"], false);
+        let claims =
+            r["projects"].as_array().unwrap().iter().any(|p| {
+                p["projectDeleted"] == true || p["confirmed"].as_array().unwrap().iter().any(|c| c["ok"] == true)
+            });
+        assert!(!claims, "the receipt claims nothing: {r:#}");
+    }
+}
+
+/// The check after DeleteProject does not accept a gateway 404 as proof either.
+#[tokio::test]
+async fn a_gateway_404_on_the_read_back_is_not_a_confirmation() {
+    let emu = fixture_emulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let backup = backup_of(&emu, dir.path()).await;
+    gateway_404_on(&emu, "GetProjects");
+    let receipt = dir.path().join("receipt.json");
+    let args = ["--backup", backup.to_str().unwrap(), "--project", CLASSIFICATION, "--yes"];
+    let o = delete_cli(&emu, &[&args[..], &["--receipt", receipt.to_str().unwrap()]].concat()).await;
+    assert_eq!(o.status.code(), Some(1), "{}\n{}", text(&o.stdout), text(&o.stderr));
+    let r = receipt_at(&receipt);
+    assert_eq!(r["complete"], false);
+    let confirmed = r["projects"][0]["confirmed"].as_array().unwrap();
+    assert!(!confirmed.is_empty() && confirmed.iter().all(|c| c["ok"] == false), "{confirmed:?}");
+}
+
+/// Turns one operation into a gateway 404 after the first delete step.
+struct GatewayAfterFirst<'a> {
+    emu: &'a Emulator,
+    operation: &'static str,
+    seen: AtomicUsize,
+}
+
+impl Progress for GatewayAfterFirst<'_> {
+    fn event(&self, event: Event) {
+        if matches!(event, Event::Deleted { .. }) && self.seen.fetch_add(1, Ordering::SeqCst) == 0 {
+            gateway_404_on(self.emu, self.operation);
+        }
+    }
+}
+
+/// The emptiness check before DeleteProject cannot pass on a gateway 404: the project is kept.
+#[tokio::test]
+async fn a_gateway_404_while_checking_the_project_is_empty_keeps_the_project() {
+    let emu = fixture_emulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let backup = backup_of(&emu, dir.path()).await;
+    let project: Uuid = CLASSIFICATION.parse().unwrap();
+    let mut opts = EraseOptions::new(Targets::Projects(vec![project]), Some(backup));
+    opts.execute = true;
+    let breaker = GatewayAfterFirst { emu: &emu, operation: "GetTaggedImageCount", seen: AtomicUsize::new(0) };
+    let Outcome::Executed(done) = erase(&client_for(&emu), &opts, &breaker, &CancellationToken::new()).await.unwrap()
+    else {
+        panic!("executed")
+    };
+    assert_eq!(done.outcome, RunOutcome::Failures);
+    assert!(emu.projects().contains(&project), "no DeleteProject without an emptiness check");
+    assert!(!emu.requests().iter().any(|r| r.operation == "DeleteProject"));
+    assert!(!done.receipt.projects[0].project_deleted);
+    assert!(done.receipt.failures.iter().any(|f| f.step == "project" && f.error.contains("Resource not found")));
 }

@@ -150,6 +150,53 @@ async fn keys_unknown_paths_and_missing_things_answer_like_the_service() {
     assert_eq!(error_code(r).await, (StatusCode::BAD_REQUEST, "BadRequestIterationIsNotTrained".to_owned()));
 }
 
+/// One raw HTTP/1.1 request on a fresh connection; the whole answer, read until the server
+/// closes (every request asks it to).
+async fn raw(e: &Emulator, head: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let addr = e.endpoint().trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let request = format!("{head}Host: {addr}\r\nTraining-Key: {}\r\nConnection: close\r\n\r\n", e.key());
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await.unwrap().unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Issue 13, item 3: the front end answers 411 to a POST that says neither its length nor that
+/// it is chunked; reqwest sends a body-less POST that way, and the client must not.
+#[tokio::test]
+async fn a_post_without_content_length_is_refused_with_411_and_the_client_sends_one() {
+    let e = start(AccountSpec::Empty).await;
+    let path = "/customvision/v3.3/training/projects?name=raw";
+    let refused = raw(&e, &format!("POST {path} HTTP/1.1\r\n")).await;
+    assert!(refused.starts_with("HTTP/1.1 411"), "{refused}");
+    assert!(refused.contains("HTTP Error 411. The request must be chunked or have a content length."), "{refused}");
+    assert!(e.projects().is_empty(), "nothing created by a refused request");
+    let accepted = raw(&e, &format!("POST {path} HTTP/1.1\r\nContent-Length: 0\r\n")).await;
+    assert!(accepted.starts_with("HTTP/1.1 200"), "{accepted}");
+    assert_eq!(e.projects().len(), 1);
+
+    // What reqwest sends for a POST with no body: no Content-Length, so the front end refuses it.
+    let r = call(&e, Method::POST, "/projects?name=bare").await;
+    assert_eq!(r.status(), StatusCode::LENGTH_REQUIRED);
+    assert_eq!(e.projects().len(), 1);
+
+    // The client's CreateProject and CreateTag (POSTs with no body) go through.
+    let client = cvarchive::api::Client::new(cvarchive::api::ClientOptions::new(
+        e.endpoint(),
+        cvarchive::secret::TrainingKey::new(e.key()),
+    ))
+    .unwrap();
+    let project = client
+        .create_project(&cvarchive::api::NewProject { name: "client".into(), ..Default::default() })
+        .await
+        .expect("CreateProject is not refused");
+    client.create_tag(project.id, "thing", None, None).await.expect("CreateTag is not refused");
+    let refusals = e.requests().into_iter().filter(|r| r.status == 411).count();
+    assert_eq!(refusals, 2, "only the two raw-length-less POSTs were refused");
+}
+
 #[tokio::test]
 async fn the_fixture_has_what_a_backup_must_handle() {
     let e = start(AccountSpec::Fixture).await;

@@ -14,6 +14,15 @@ pub enum Error {
     #[error("{op}: {endpoint} does not speak the Custom Vision Training API ({detail}; url {url})")]
     NotCustomVision { op: &'static str, endpoint: String, url: String, detail: String },
 
+    /// 404 from the gateway in front of the service (`{"error":{"code":"404","message":"Resource
+    /// not found"}}`): it routes no such path, most often because the endpoint or the API path
+    /// is wrong. It says nothing about whether the thing asked for exists.
+    #[error(
+        "{op}: HTTP 404 \"{message}\" for {url}: the gateway at {endpoint} routes no such path, which says \
+         nothing about the resource; check that the endpoint is the training resource's own, with no path"
+    )]
+    NoSuchPath { op: &'static str, endpoint: String, url: String, message: String },
+
     /// The service answered with an error body.
     #[error("{op} failed: HTTP {status} {code}: {message} (url {url})")]
     Service {
@@ -101,6 +110,7 @@ impl Error {
             Error::KeyRefused { status, .. } | Error::Service { status, .. } | Error::LinkExpired { status, .. } => {
                 Some(*status)
             }
+            Error::NoSuchPath { .. } => Some(404),
             _ => None,
         }
     }
@@ -113,9 +123,21 @@ impl Error {
         }
     }
 
-    /// Whether the thing asked for does not exist (404, or a `NotFound…` code).
+    /// Whether the answer was a 404 of any kind, the gateway's included, or carried a
+    /// `NotFound…` code: the thing may be missing, worth asking the service again. Not proof
+    /// that it is gone; for that see [`Error::is_gone`].
     pub fn is_not_found(&self) -> bool {
         self.status() == Some(404) || self.code().is_some_and(|c| c.starts_with("NotFound"))
+    }
+
+    /// Whether the service itself said the thing asked for does not exist: a 404 with a
+    /// `NotFound…` code (NotFoundProject, NotFoundIteration, NotFoundTag, NotFoundImage...).
+    /// The gateway's 404 ([`Error::NoSuchPath`]) and a 404 without such a code prove nothing.
+    /// NotFoundApimSubscription (the key's subscription) and NotFoundInvalid (the enum's
+    /// placeholder, like ForbiddenInvalid) name no resource, so they are not taken as proof.
+    pub fn is_gone(&self) -> bool {
+        matches!(self, Error::Service { status: 404, code, .. }
+            if code.starts_with("NotFound") && !matches!(code.as_str(), "NotFoundApimSubscription" | "NotFoundInvalid"))
     }
 
     /// If this failure is transient, the kind of retry it calls for.
@@ -137,5 +159,33 @@ impl Error {
             Error::Service { retry_after, .. } => *retry_after,
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(status: u16, code: &str) -> Error {
+        Error::Service {
+            op: "GetProject",
+            status,
+            code: code.into(),
+            message: "m".into(),
+            url: "u".into(),
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn only_the_services_not_found_codes_mean_gone() {
+        assert!(service(404, "NotFoundProject").is_gone());
+        assert!(service(404, "NotFoundImage").is_gone());
+        let gateway =
+            Error::NoSuchPath { op: "DeleteProject", endpoint: "e".into(), url: "u".into(), message: "m".into() };
+        assert!(!gateway.is_gone() && gateway.is_not_found(), "a 404 worth a second look, not proof");
+        assert!(!service(404, "").is_gone());
+        assert!(!service(404, "NotFoundApimSubscription").is_gone());
+        assert!(!service(400, "NotFoundProject").is_gone());
     }
 }

@@ -1,5 +1,5 @@
 //! Injected failures and limits: a token-bucket rate limit answered with 429, a seeded share of
-//! 503s, blob bodies cut mid-way, and latency.
+//! 503s, blob bodies cut mid-way, latency, and hostile or misrouted answers.
 
 use std::time::Duration;
 
@@ -62,6 +62,10 @@ pub enum Hostile {
     StalledBlob,
     /// Blob answers carry a Content-MD5 that does not match the body.
     WrongMd5,
+    /// Every request of this operation (by name, e.g. `DeleteProject`) is answered with the
+    /// gateway's 404 for a path it does not serve, as a wrong endpoint or a misrouted path is:
+    /// a 404 that says nothing about whether the resource exists.
+    GatewayNotFound { operation: &'static str },
 }
 
 impl Default for FaultConfig {

@@ -300,10 +300,17 @@ async fn serve_api(
     request_id: &str,
 ) -> (&'static str, bool, Response<Body>) {
     let route = PREFIXES.iter().find_map(|p| uri.path().strip_prefix(p)).and_then(|rest| Op::route(method, rest));
+    if lacks_length(method, headers) {
+        let name = route.as_ref().map_or("LengthRequired", Op::name);
+        return (name, false, length_required());
+    }
     let Some(op) = route else {
-        return ("NotFound", false, apim_error(StatusCode::NOT_FOUND, "Resource not found", request_id));
+        return ("NotFound", false, gateway_not_found(request_id));
     };
     let (name, mutating) = (op.name(), op.mutating());
+    if state.fault_config().hostile == Some(Hostile::GatewayNotFound { operation: name }) {
+        return (name, mutating, gateway_not_found(request_id));
+    }
     let key_ok = headers.get("training-key").and_then(|k| k.to_str().ok()).is_some_and(|k| k == state.key());
     if !key_ok {
         return (name, mutating, apim_error(StatusCode::UNAUTHORIZED, MESSAGE_401, request_id));
@@ -406,6 +413,50 @@ fn json_response(status: StatusCode, body: Vec<u8>, request_id: &str) -> Respons
     api_headers(Response::builder().status(status), request_id)
         .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
         .body(Body::from(body))
+        .expect("static headers are valid")
+}
+
+/// The gateway's answer to a path it does not route to the service:
+/// `{"error":{"code":"404","message":"Resource not found"}}`. Source: public threads where a
+/// wrong endpoint or path got exactly this body from Cognitive Services
+/// (MicrosoftDocs/azure-docs#73060, #36938; Azure/azure-sdk-for-python#8065, an endpoint with
+/// a path suffix). It names no resource, so it never proves one is gone: the service's own
+/// not-found answers carry a `NotFound…` code (`[spec]` CustomVisionErrorCodes).
+fn gateway_not_found(request_id: &str) -> Response<Body> {
+    apim_error(StatusCode::NOT_FOUND, "Resource not found", request_id)
+}
+
+/// Whether a request whose method carries a body (POST, PUT, PATCH) says neither how long the
+/// body is nor that it is chunked.
+fn lacks_length(method: &Method, headers: &HeaderMap) -> bool {
+    matches!(*method, Method::POST | Method::PUT | Method::PATCH)
+        && !headers.contains_key(header::CONTENT_LENGTH)
+        && !headers.contains_key(header::TRANSFER_ENCODING)
+}
+
+/// The front end's 411 to a POST, PUT or PATCH without `Content-Length` or
+/// `Transfer-Encoding`, before the request reaches the API layer. Sources: public threads of
+/// other Cognitive Services APIs behind the same front end: a body-less POST to issueToken
+/// answered "411 Length Required" until `Content-length: 0` was added
+/// (MicrosoftDocs/azure-docs#25296); Text Analytics answered 411 with this HTML body
+/// (Azure/azure-sdk-for-net#45026); the headers (`Server: Microsoft-HTTPAPI/2.0`,
+/// `text/html; charset=us-ascii`, `Connection: close`) are HTTP.sys's, as seen in
+/// authorjapps/zerocode#670 against an Azure gateway. That Custom Vision's front end does the
+/// same is an assumption from those threads; no recording holds a 411.
+fn length_required() -> Response<Body> {
+    const BODY: &str =
+        "<!DOCTYPE HTML PUBLIC \"-//W3C//DTD HTML 4.01//EN\"\"http://www.w3.org/TR/html4/strict.dtd\">\r\n\
+        <HTML><HEAD><TITLE>Length Required</TITLE>\r\n\
+        <META HTTP-EQUIV=\"Content-Type\" Content=\"text/html; charset=us-ascii\"></HEAD>\r\n\
+        <BODY><h2>Length Required</h2>\r\n\
+        <hr><p>HTTP Error 411. The request must be chunked or have a content length.</p>\r\n\
+        </BODY></HTML>\r\n";
+    Response::builder()
+        .status(StatusCode::LENGTH_REQUIRED)
+        .header(header::CONTENT_TYPE, "text/html; charset=us-ascii")
+        .header(header::SERVER, "Microsoft-HTTPAPI/2.0")
+        .header(header::CONNECTION, "close")
+        .body(Body::from(BODY))
         .expect("static headers are valid")
 }
 

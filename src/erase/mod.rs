@@ -8,7 +8,8 @@
 //! - [`plan`]: a read-only survey of the service: what would be deleted, in how many calls, and
 //!   what the API cannot delete.
 //! - `run`: the deletes, in order (unpublish, images, tags, iterations, predictions, project),
-//!   each 404 counted as done, then the confirmation.
+//!   each answer of the service that the thing is not found (never the gateway's 404) counted
+//!   as done, then the confirmation.
 //! - [`receipt`]: the receipt, merged across reruns and written atomically.
 
 pub mod backup;

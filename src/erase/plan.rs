@@ -140,7 +140,11 @@ pub(crate) async fn survey(
             return Err(Error::Interrupted);
         }
         let p = match survey_project(client, opts, id, progress).await {
-            Err(e) if e.is_not_found() => ProjectPlan { id, gone: true, ..ProjectPlan::default() },
+            // Only the service's word for the project itself: a gateway 404 (wrong path) or a
+            // NotFoundIteration of something deleted meanwhile does not make the project gone.
+            Err(e) if e.is_gone() && e.code() == Some("NotFoundProject") => {
+                ProjectPlan { id, gone: true, ..ProjectPlan::default() }
+            }
             other => other?,
         };
         plan.calls += p.calls;

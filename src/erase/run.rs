@@ -1,6 +1,8 @@
 //! Carrying a plan out, one call at a time (paced and retried by the client): unpublish, images
 //! in batches of 256 (or one `allImages` call and polling), tags, iterations, predictions in
-//! batches of 64, then the project; a 404 counts as done. Then every deletion is read back.
+//! batches of 64, then the project; the service's own not-found (a 404 with a `NotFound…` code)
+//! counts as done, the gateway's 404 for a path it does not route is a failure. Then every
+//! deletion is read back.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -58,9 +60,10 @@ impl Ctx<'_> {
     }
 }
 
-/// Whether a delete's error means the thing is already gone.
+/// Whether a delete's error means the thing is already gone: only when the service said so
+/// ([`api::Error::is_gone`]), never on the gateway's 404, which a wrong path also gets.
 fn already_gone(e: &api::Error) -> bool {
-    e.is_not_found()
+    e.is_gone()
 }
 
 fn failure(project: Uuid, step: &str, ids: &[Uuid], e: &api::Error) -> Failure {
@@ -81,7 +84,7 @@ pub(crate) async fn execute(
     let ctx = Ctx { client, opts, progress, cancel, receipt_path: path };
     for p in &plan.projects {
         if p.gone {
-            receipt.confirm(p.id, "GetProject answers 404", true, "the project is not at the endpoint");
+            receipt.confirm(p.id, "GetProject answers NotFoundProject", true, "the project is not at the endpoint");
             continue;
         }
         let result = project(&ctx, p, receipt).await;

@@ -464,7 +464,7 @@ async fn resolve_projects(client: &Client, ids: &[Uuid]) -> Result<Vec<Project>,
     for id in ids {
         match client.get_project(*id).await {
             Ok(p) => projects.push(p),
-            Err(e) if e.is_not_found() => {
+            Err(e) if e.is_gone() => {
                 return Err(Error::ProjectNotFound { id: *id, endpoint: client.host().to_owned() })
             }
             Err(e) => return Err(e.into()),

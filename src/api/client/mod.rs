@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE};
+use reqwest::header::{HeaderMap, ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
@@ -518,8 +518,15 @@ impl Client {
             .request(call.method.clone(), url)
             .header("Training-Key", self.inner.key.expose())
             .header(ACCEPT, "application/json");
-        if let Some(body) = &call.body {
-            req = req.header(CONTENT_TYPE, "application/json").body(body.clone());
+        match call.body.as_ref().filter(|b| !b.is_empty()) {
+            Some(body) => req = req.header(CONTENT_TYPE, "application/json").body(body.clone()),
+            // reqwest sends no Content-Length for an empty body (seanmonstar/reqwest#838), and the
+            // Cognitive Services front end answers a POST without one with 411 Length Required
+            // (MicrosoftDocs/azure-docs#25296); RFC 9110 section 8.6 says to send 0.
+            None if matches!(call.method, Method::POST | Method::PUT | Method::PATCH) => {
+                req = req.header(CONTENT_LENGTH, 0)
+            }
+            None => {}
         }
         let mut resp = req.send().await.map_err(|e| transport(call.op, &shown, e))?;
         self.inner.answered.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -604,6 +611,10 @@ impl Client {
                 detail: format!("it answered HTTP {} with {}", status.as_u16(), describe_body(headers, body)),
             };
         };
+        // The gateway's code is the status itself; the service's codes are names.
+        if status == StatusCode::NOT_FOUND && parsed.code == "404" {
+            return Error::NoSuchPath { op, endpoint, url: url.to_owned(), message: parsed.message };
+        }
         let retry_after = header_retry_after(headers).or_else(|| {
             (status == StatusCode::TOO_MANY_REQUESTS).then(|| parse_retry_after_message(&parsed.message)).flatten()
         });
