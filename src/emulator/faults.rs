@@ -42,6 +42,11 @@ pub enum Hostile {
     StalledBlob,
     /// Blob answers carry a Content-MD5 that does not match the body.
     WrongMd5,
+    /// API calls of this operation (its name as [`RecordedRequest`](super::RecordedRequest)
+    /// gives it, e.g. `GetIterations`) get no answer at all: the connection stays open and
+    /// nothing is sent, as from a hung backend behind a live gateway. Source: assumption; issue
+    /// 13 item 8 reports an endpoint that accepts connections and never answers.
+    SilentOperation(&'static str),
 }
 
 impl Default for FaultConfig {
