@@ -11,5 +11,6 @@ mod export;
 mod faults;
 mod restore;
 mod resume;
+mod silent;
 mod spec_examples;
 mod verify;

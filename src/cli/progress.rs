@@ -78,6 +78,15 @@ impl Drawer {
         }
     }
 
+    /// Prints a line of the tool's own (not an event) on stderr, above the bar if there is one,
+    /// so that the bar's next redraw does not erase it.
+    pub fn say(&self, message: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(format!("cvarchive: {message}")),
+            None => eprintln!("cvarchive: {message}"),
+        }
+    }
+
     /// Clears the bar before the summary is printed.
     pub fn finish(&self) {
         if let Some(bar) = &self.bar {

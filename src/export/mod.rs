@@ -131,7 +131,7 @@ pub enum Error {
     ProjectNotFound { id: Uuid, endpoint: String },
     /// The service failed for good.
     #[error(transparent)]
-    Api(#[from] api::Error),
+    Api(api::Error),
     /// The archive could not be written.
     #[error(transparent)]
     Sink(#[from] SinkError),
@@ -156,6 +156,17 @@ pub enum Error {
     /// A bug.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<api::Error> for Error {
+    /// A call the client's cancellation stopped is the export's interruption, whichever step it
+    /// was in.
+    fn from(e: api::Error) -> Error {
+        match e {
+            api::Error::Interrupted { .. } => Error::Interrupted,
+            e => Error::Api(e),
+        }
+    }
 }
 
 /// Exports the account behind `client` into `opts.out`.
