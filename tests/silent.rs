@@ -82,11 +82,8 @@ async fn a_silent_server_fails_within_the_bound_naming_the_host() {
     let (addr, accepted) = silent_server().await;
     let (_dir, out) = temp_archive("silent.zip");
     let started = Instant::now();
-    let o = export_cmd(&format!("http://{addr}"), "not-a-real-key", &out)
-        .args(["--timeout", "1"])
-        .output()
-        .await
-        .unwrap();
+    let o =
+        export_cmd(&format!("http://{addr}"), "not-a-real-key", &out).args(["--timeout", "1"]).output().await.unwrap();
     let took = started.elapsed();
     let err = String::from_utf8_lossy(&o.stderr);
     eprintln!("a silent server: failed after {took:?}, {} connections: {err}", accepted.load(Ordering::SeqCst));
@@ -160,10 +157,11 @@ async fn sigterm_stops_an_export_whose_last_call_hangs_and_the_next_run_resumes(
     assert!(again < images / 10, "the resumed run downloaded {again} of {images} images");
     let report = verify(&out, &VerifyOptions::default()).unwrap();
     assert!(report.is_clean(), "{:#?}", report.findings);
-    let archived: std::collections::HashSet<String> = jsonl(&payload(&out), &format!("projects/{project}/images.jsonl"))
-        .iter()
-        .map(|l| l["id"].as_str().unwrap().to_owned())
-        .collect();
+    let archived: std::collections::HashSet<String> =
+        jsonl(&payload(&out), &format!("projects/{project}/images.jsonl"))
+            .iter()
+            .map(|l| l["id"].as_str().unwrap().to_owned())
+            .collect();
     assert_eq!(archived, emu.image_ids(project).iter().map(|id| id.to_string()).collect());
 }
 fn silent_client(addr: &str, tune: impl FnOnce(&mut ClientOptions)) -> Client {

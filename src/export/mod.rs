@@ -174,6 +174,8 @@ impl From<api::Error> for Error {
 /// The archive is written to `<out>.partial` (with its journal beside it) and renamed to `out`
 /// only when complete. If the export stops (Ctrl-C, an error, `kill -9`), running it again with
 /// the same options continues from what the partial archive holds; `opts.fresh` discards it.
+/// Give the client the same token as `cancel` ([`ClientOptions::cancel`](crate::api::ClientOptions))
+/// so that calls in flight stop with the export instead of running to their timeouts.
 pub async fn export(
     client: &Client,
     opts: &ExportOptions,

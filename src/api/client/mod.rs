@@ -28,7 +28,7 @@ use super::model::{
     parse_count, Export, Image, ImagePerformance, Iteration, IterationPerformance, PredictionQueryResult,
     PredictionQueryToken, Project, Tag,
 };
-use super::retry::{parse_retry_after_message, race, RateLimiter, Raced, RetryPolicy, RetryStats};
+use super::retry::{parse_retry_after_message, race, Raced, RateLimiter, RetryPolicy, RetryStats};
 use crate::secret::{redact_url, TrainingKey};
 
 /// The most ids GetImagesByIds and DeleteImages take in one call.
