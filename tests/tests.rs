@@ -13,5 +13,6 @@ mod iterations;
 mod listing;
 mod restore;
 mod resume;
+mod silent;
 mod spec_examples;
 mod verify;

@@ -59,6 +59,15 @@ pub enum Error {
     /// The request could not even be formed (a bad endpoint, say).
     #[error("{op}: {detail}")]
     Request { op: &'static str, detail: String },
+
+    /// The call, its retries and their waits together reached the overall bound
+    /// ([`RetryPolicy::max_total`](super::RetryPolicy)) without an answer.
+    #[error("{op}: no answer from {endpoint} within {} s ({attempts} attempt(s))", after.as_secs())]
+    Deadline { op: &'static str, endpoint: String, after: Duration, attempts: u32 },
+
+    /// The client was cancelled (Ctrl-C, SIGTERM) while the call was in flight or waiting.
+    #[error("{op}: interrupted")]
+    Interrupted { op: &'static str },
 }
 
 /// The kinds of transient failure that are retried, for counting them.

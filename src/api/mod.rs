@@ -12,7 +12,7 @@ mod retry;
 
 pub use client::{
     link_has_expired, Blob, Client, ClientOptions, DeleteImages, ImageQuery, NewProject, OrderBy, RetryHook,
-    MAX_IMAGE_IDS, MAX_PREDICTION_IDS, MAX_TAKE, MAX_UPLOAD_BATCH,
+    DEFAULT_TIMEOUT, MAX_IMAGE_IDS, MAX_PREDICTION_IDS, MAX_TAKE, MAX_UPLOAD_BATCH,
 };
 pub use error::{Error, RetryKind};
 pub use retry::{parse_retry_after, parse_retry_after_message, RateLimiter, RetryPolicy, RetryStats};

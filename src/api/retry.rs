@@ -1,5 +1,6 @@
 //! Pacing and retrying: a rate limiter for API calls, exponential backoff with full jitter,
-//! `Retry-After` in both its forms, and counters of every retry by kind.
+//! `Retry-After` in both its forms, counters of every retry by kind, and the race of each step
+//! against cancellation and the overall deadline.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -7,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use rand::Rng;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::error::RetryKind;
 
@@ -19,7 +21,10 @@ pub struct RetryPolicy {
     pub base_delay: Duration,
     /// The longest single wait.
     pub max_delay: Duration,
-    /// Give up on one request after this long in total, waits included.
+    /// The overall bound of one call: its attempts and the waits between them together never
+    /// take longer. An API call still without an answer then fails with
+    /// [`Error::Deadline`](super::Error::Deadline); a download stops retrying, but one whose
+    /// body is still arriving is left to finish (the read timeout bounds its silences).
     pub max_total: Duration,
 }
 
@@ -29,7 +34,7 @@ impl Default for RetryPolicy {
             max_attempts: 10,
             base_delay: Duration::from_millis(250),
             max_delay: Duration::from_secs(30),
-            max_total: Duration::from_secs(600),
+            max_total: Duration::from_secs(300),
         }
     }
 }
@@ -48,6 +53,38 @@ impl RetryPolicy {
         let cap = exp.min(self.max_delay);
         let millis = cap.as_millis().max(1) as u64;
         Duration::from_millis(rng.random_range(millis / 2..=millis))
+    }
+}
+
+/// How a step raced against cancellation and a deadline ended.
+#[derive(Debug)]
+pub(crate) enum Raced<T> {
+    /// The step finished.
+    Done(T),
+    /// The token was cancelled first.
+    Cancelled,
+    /// The deadline came first.
+    TimedOut,
+}
+
+/// Runs `step` until it finishes, `cancel` is cancelled or `deadline` passes, whichever comes
+/// first; a cancelled token wins even over a step that is ready.
+pub(crate) async fn race<T>(
+    step: impl std::future::Future<Output = T>,
+    cancel: &CancellationToken,
+    deadline: Option<Instant>,
+) -> Raced<T> {
+    let deadline = async {
+        match deadline {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        biased;
+        _ = cancel.cancelled() => Raced::Cancelled,
+        done = step => Raced::Done(done),
+        _ = deadline => Raced::TimedOut,
     }
 }
 

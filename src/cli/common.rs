@@ -1,4 +1,4 @@
-//! What several commands share: the training key and the endpoint, Ctrl-C handling.
+//! What several commands share: the training key and the endpoint, Ctrl-C and SIGTERM handling.
 
 use std::path::Path;
 
@@ -51,33 +51,40 @@ fn warn_if_readable_by_others(path: &Path) {
     }
 }
 
-/// A token cancelled on the first Ctrl-C or SIGTERM. A second Ctrl-C exits at once.
+/// A token cancelled on the first Ctrl-C or SIGTERM, saying so on stderr. A second one exits at
+/// once with status 130, as most command-line tools do, leaving what the first could not finish.
 pub fn cancel_on_signals() -> CancellationToken {
+    cancel_on_signals_telling(|message| eprintln!("cvarchive: {message}"))
+}
+
+/// [`cancel_on_signals`], saying so through `tell` (a progress bar must print the line itself,
+/// or its next redraw erases it and the first Ctrl-C looks ignored).
+pub fn cancel_on_signals_telling(tell: impl Fn(&str) + Send + 'static) -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
     tokio::spawn(async move {
         #[cfg(unix)]
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         #[cfg(unix)]
-        let terminate = async {
-            match term.as_mut() {
-                Some(s) => {
-                    s.recv().await;
-                }
-                None => std::future::pending::<()>().await,
+        let mut terminate = async move || match term.as_mut() {
+            Some(s) => {
+                s.recv().await;
             }
+            None => std::future::pending::<()>().await,
         };
         #[cfg(not(unix))]
-        let terminate = std::future::pending::<()>();
+        let mut terminate = async || std::future::pending::<()>().await;
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
-            _ = terminate => {}
+            _ = terminate() => {}
         }
-        eprintln!("cvarchive: stopping (press Ctrl-C again to quit at once)");
+        tell("stopping (press Ctrl-C again to quit at once)");
         t.cancel();
-        if tokio::signal::ctrl_c().await.is_ok() {
-            std::process::exit(130);
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate() => {}
         }
+        std::process::exit(130);
     });
     token
 }

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
@@ -36,6 +37,11 @@ pub struct ExportArgs {
     /// API calls per second (the S0 tier allows 10).
     #[arg(long, default_value_t = 10.0, value_name = "RPS")]
     api_rate: f64,
+    /// Seconds to wait for a connection, and for an answer to start (or go on), before a request
+    /// is retried. A call gives up after 5 minutes in all, or after 3 tries if the endpoint has
+    /// never answered.
+    #[arg(long, default_value_t = crate::api::DEFAULT_TIMEOUT.as_secs(), value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    timeout: u64,
     /// Also download every finished model export.
     #[arg(long)]
     include_models: bool,
@@ -68,6 +74,8 @@ pub struct ExportArgs {
 pub async fn run(args: ExportArgs) -> anyhow::Result<Exit> {
     let mode = Mode::choose(args.json, args.no_progress);
     let drawer = Arc::new(Drawer::new(mode));
+    let said = drawer.clone();
+    let cancel = common::cancel_on_signals_telling(move |message| said.say(message));
     let retry_drawer = drawer.clone();
     let hook = RetryHook(Arc::new(move |kind, wait| {
         retry_drawer.event(Event::Retry { kind: kind.name().to_owned(), wait_ms: wait.as_millis() as u64 })
@@ -92,6 +100,10 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<Exit> {
         client_opts.api_rate = Some(args.api_rate).filter(|r| *r > 0.0);
     }
     client_opts.on_retry = Some(hook);
+    client_opts.connect_timeout = Duration::from_secs(args.timeout);
+    client_opts.read_timeout = Duration::from_secs(args.timeout);
+    // Calls in flight stop with the export, not after their timeouts.
+    client_opts.cancel = cancel.clone();
     let client = Client::new(client_opts)?;
 
     let opts = ExportOptions {
@@ -104,7 +116,6 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<Exit> {
         base: args.base.clone(),
         ..ExportOptions::new(&args.out)
     };
-    let cancel = common::cancel_on_signals();
     let result = export(&client, &opts, drawer.as_ref(), &cancel).await;
     drawer.finish();
     let summary = result?;

@@ -2,7 +2,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -41,6 +41,8 @@ impl Mode {
 pub struct Drawer {
     mode: Mode,
     bar: Option<ProgressBar>,
+    /// Gives the bar its length, once, at the first count.
+    sized: Once,
     started: Instant,
     last_line: Mutex<Instant>,
     projects: AtomicU64,
@@ -54,7 +56,9 @@ impl Drawer {
     /// A drawer in `mode`.
     pub fn new(mode: Mode) -> Drawer {
         let bar = (mode == Mode::Bars).then(|| {
-            let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+            // No length until the first count: a bar of 0/0 draws full, which looked finished
+            // while the first call was still waiting for an answer.
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
             bar.set_style(
                 ProgressStyle::with_template(
                     "{spinner} {prefix} [{bar:30}] {pos}/{len} images  {msg}  {elapsed_precise} ETA {eta}",
@@ -68,6 +72,7 @@ impl Drawer {
         Drawer {
             mode,
             bar,
+            sized: Once::new(),
             started: Instant::now(),
             last_line: Mutex::new(Instant::now()),
             projects: AtomicU64::new(0),
@@ -75,6 +80,15 @@ impl Drawer {
             images: AtomicU64::new(0),
             images_expected: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
+        }
+    }
+
+    /// Prints a line of the tool's own (not an event) on stderr, above the bar if there is one,
+    /// so that the bar's next redraw does not erase it.
+    pub fn say(&self, message: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(format!("cvarchive: {message}")),
+            None => eprintln!("cvarchive: {message}"),
         }
     }
 
@@ -135,6 +149,7 @@ impl Progress for Drawer {
             Event::ImagesFound { total } => {
                 self.images_expected.fetch_add(*total, Ordering::Relaxed);
                 if let Some(bar) = &self.bar {
+                    self.sized.call_once(|| bar.set_length(0));
                     bar.inc_length(*total);
                 }
             }

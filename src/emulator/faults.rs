@@ -66,6 +66,11 @@ pub enum Hostile {
     /// gateway's 404 for a path it does not serve, as a wrong endpoint or a misrouted path is:
     /// a 404 that says nothing about whether the resource exists.
     GatewayNotFound { operation: &'static str },
+    /// API calls of this operation (its name as [`RecordedRequest`](super::RecordedRequest)
+    /// gives it, e.g. `GetIterations`) get no answer at all: the connection stays open and
+    /// nothing is sent, as from a hung backend behind a live gateway. Source: assumption; issue
+    /// 13 item 8 reports an endpoint that accepts connections and never answers.
+    SilentOperation(&'static str),
 }
 
 impl Default for FaultConfig {

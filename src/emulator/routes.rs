@@ -316,6 +316,9 @@ async fn serve_api(
         return (name, mutating, apim_error(StatusCode::UNAUTHORIZED, MESSAGE_401, request_id));
     }
     let config = state.fault_config();
+    if config.hostile == Some(Hostile::SilentOperation(name)) {
+        std::future::pending::<()>().await;
+    }
     if !config.api_latency.is_zero() {
         tokio::time::sleep(config.api_latency).await;
     }

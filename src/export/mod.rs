@@ -134,7 +134,7 @@ pub enum Error {
     ProjectNotFound { id: Uuid, endpoint: String },
     /// The service failed for good.
     #[error(transparent)]
-    Api(#[from] api::Error),
+    Api(api::Error),
     /// The archive could not be written.
     #[error(transparent)]
     Sink(#[from] SinkError),
@@ -161,11 +161,24 @@ pub enum Error {
     Internal(String),
 }
 
+impl From<api::Error> for Error {
+    /// A call the client's cancellation stopped is the export's interruption, whichever step it
+    /// was in.
+    fn from(e: api::Error) -> Error {
+        match e {
+            api::Error::Interrupted { .. } => Error::Interrupted,
+            e => Error::Api(e),
+        }
+    }
+}
+
 /// Exports the account behind `client` into `opts.out`.
 ///
 /// The archive is written to `<out>.partial` (with its journal beside it) and renamed to `out`
 /// only when complete. If the export stops (Ctrl-C, an error, `kill -9`), running it again with
 /// the same options continues from what the partial archive holds; `opts.fresh` discards it.
+/// Give the client the same token as `cancel` ([`ClientOptions::cancel`](crate::api::ClientOptions))
+/// so that calls in flight stop with the export instead of running to their timeouts.
 pub async fn export(
     client: &Client,
     opts: &ExportOptions,

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use url::Url;
 use uuid::Uuid;
 
-use super::{header_retry_after, read_limited, snippet, transport, Client};
+use super::{header_retry_after, read_limited, snippet, transport, Attempts, Client};
 use crate::api::error::Error;
 use crate::secret::redact_url;
 
@@ -42,13 +42,13 @@ impl Client {
             if link_has_expired(uri) {
                 return Err(Error::LinkExpired { op, status: 0, url: redact_url(uri) });
             }
-            self.with_retries(op, false, || self.download_once(op, uri, max_bytes)).await
+            self.with_retries(op, Attempts::Download { paced: false }, || self.download_once(op, uri, max_bytes)).await
         } else {
             let op = "GetArtifact";
             let mut url = self.api_url(&format!("/projects/{project}/artifacts"));
             url.query_pairs_mut().append_pair("path", uri);
             let url = url.to_string();
-            self.with_retries(op, true, || self.download_once(op, &url, max_bytes)).await
+            self.with_retries(op, Attempts::Download { paced: true }, || self.download_once(op, &url, max_bytes)).await
         }
     }
 

@@ -19,6 +19,7 @@ use reqwest::header::{HeaderMap, ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use url::Url;
 use uuid::Uuid;
 
@@ -27,7 +28,7 @@ use super::model::{
     parse_count, Export, Image, ImagePerformance, Iteration, IterationPerformance, PredictionQueryResult,
     PredictionQueryToken, Project, Tag,
 };
-use super::retry::{parse_retry_after_message, RateLimiter, RetryPolicy, RetryStats};
+use super::retry::{parse_retry_after_message, race, Raced, RateLimiter, RetryPolicy, RetryStats};
 use crate::secret::{redact_url, TrainingKey};
 
 /// The most ids GetImagesByIds and DeleteImages take in one call.
@@ -39,6 +40,9 @@ pub const MAX_PREDICTION_IDS: usize = 64;
 const FIRST_CONTACT_ATTEMPTS: u32 = 3;
 /// The largest page the list operations serve.
 pub const MAX_TAKE: u32 = 256;
+/// The default connect and first-byte timeouts: far beyond any answer of the real service (its
+/// slowest pages come in a few seconds), short enough that a silent server costs little.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How to reach the service and how hard to push it.
 #[derive(Debug, Clone)]
@@ -54,7 +58,7 @@ pub struct ClientOptions {
     pub retry: RetryPolicy,
     /// How long to wait for a connection.
     pub connect_timeout: Duration,
-    /// How long a response may go without sending a byte.
+    /// How long to wait for the first byte of an answer, and then between any two reads of it.
     pub read_timeout: Duration,
     /// The largest JSON answer accepted; real pages are well under a megabyte.
     pub max_json_bytes: u64,
@@ -62,6 +66,9 @@ pub struct ClientOptions {
     pub api_version: String,
     /// Called before every retry wait (for progress reporting).
     pub on_retry: Option<RetryHook>,
+    /// Stops the client: once cancelled, every call in flight, retry wait and rate-limiter wait
+    /// ends at once with [`Error::Interrupted`], and so does every later call.
+    pub cancel: CancellationToken,
 }
 
 /// A callback told of every retry: its kind and how long the client will wait.
@@ -82,11 +89,12 @@ impl ClientOptions {
             key,
             api_rate: Some(10.0),
             retry: RetryPolicy::default(),
-            connect_timeout: Duration::from_secs(15),
-            read_timeout: Duration::from_secs(60),
+            connect_timeout: DEFAULT_TIMEOUT,
+            read_timeout: DEFAULT_TIMEOUT,
             max_json_bytes: 64 << 20,
             api_version: super::API_VERSION.to_owned(),
             on_retry: None,
+            cancel: CancellationToken::new(),
         }
     }
 }
@@ -151,6 +159,7 @@ struct Inner {
     stats: Arc<RetryStats>,
     max_json_bytes: u64,
     on_retry: Option<RetryHook>,
+    cancel: CancellationToken,
     /// Whether the endpoint has ever answered; until it has, a refused connection is most
     /// likely a wrong endpoint, so it is not retried for long.
     answered: std::sync::atomic::AtomicBool,
@@ -160,6 +169,17 @@ impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client").field("endpoint", &self.inner.host).finish_non_exhaustive()
     }
+}
+
+/// What a call's attempts are, for [`Client::with_retries`].
+#[derive(Debug, Clone, Copy)]
+enum Attempts {
+    /// An API call: paced by the rate limiter, and cut when the overall bound passes, since its
+    /// answer is small and one still missing by then is not coming.
+    Api,
+    /// A download: paced only through GetArtifact; a transfer under way is never cut (a large
+    /// model package on a slow link may take longer than the bound), only not retried past it.
+    Download { paced: bool },
 }
 
 /// A request: method, path under the API base, query pairs, optional JSON body.
@@ -244,6 +264,7 @@ impl Client {
                 stats: Arc::new(RetryStats::default()),
                 max_json_bytes: opts.max_json_bytes,
                 on_retry: opts.on_retry,
+                cancel: opts.cancel,
                 answered: std::sync::atomic::AtomicBool::new(false),
             }),
         })
@@ -507,7 +528,7 @@ impl Client {
             }
         }
         let url = url.to_string();
-        self.with_retries(call.op, true, || self.send_once(call, &url)).await
+        self.with_retries(call.op, Attempts::Api, || self.send_once(call, &url)).await
     }
 
     async fn send_once(&self, call: &Call, url: &str) -> Result<(StatusCode, HeaderMap, Bytes, String), Error> {
@@ -540,22 +561,26 @@ impl Client {
         }
     }
 
-    /// Runs `attempt` until it succeeds, fails for good, or the policy gives up. `paced` calls
-    /// wait for the rate limiter first.
-    async fn with_retries<T, F, Fut>(&self, op: &'static str, paced: bool, mut attempt: F) -> Result<T, Error>
+    /// Runs `attempt` until it succeeds, fails for good, or the policy gives up. Every step (the
+    /// rate limiter's wait, each attempt, each backoff) ends at once when the client is
+    /// cancelled, and none runs past the policy's overall bound (see [`Attempts`]).
+    async fn with_retries<T, F, Fut>(&self, op: &'static str, how: Attempts, mut attempt: F) -> Result<T, Error>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, Error>>,
     {
         let policy = &self.inner.retry;
         let started = Instant::now();
+        let deadline = started + policy.max_total;
+        let paced = matches!(how, Attempts::Api | Attempts::Download { paced: true });
         let mut tries = 0u32;
         loop {
             if paced {
-                self.inner.limiter.acquire().await;
+                self.step(op, tries, started, Some(deadline), self.inner.limiter.acquire()).await?;
             }
             tries += 1;
-            let err = match attempt().await {
+            let cut = matches!(how, Attempts::Api).then_some(deadline);
+            let err = match self.step(op, tries, started, cut, attempt()).await? {
                 Ok(v) => {
                     if paced {
                         self.inner.limiter.success();
@@ -565,14 +590,15 @@ impl Client {
                 Err(e) => e,
             };
             let Some(kind) = err.retry_kind().filter(|k| *k != RetryKind::ExpiredLink) else { return Err(err) };
-            let never_answered =
-                kind == RetryKind::Connection && !self.inner.answered.load(std::sync::atomic::Ordering::Relaxed);
+            // A wrong or dead endpoint fails in seconds instead of after the whole bound.
+            let never_answered = matches!(kind, RetryKind::Connection | RetryKind::Timeout)
+                && !self.inner.answered.load(std::sync::atomic::Ordering::Relaxed);
             let max_attempts =
                 if never_answered { policy.max_attempts.min(FIRST_CONTACT_ATTEMPTS) } else { policy.max_attempts };
-            if tries >= max_attempts || started.elapsed() >= policy.max_total {
+            let wait = policy.delay(tries, err.retry_after());
+            if tries >= max_attempts || started.elapsed() + wait >= policy.max_total {
                 return Err(err);
             }
-            let wait = policy.delay(tries, err.retry_after());
             if kind == RetryKind::Throttled {
                 self.inner.limiter.pause(err.retry_after().unwrap_or(Duration::from_secs(1)));
             }
@@ -581,7 +607,25 @@ impl Client {
                 (hook.0)(kind, wait);
             }
             tracing::debug!(op, kind = kind.name(), wait_ms = wait.as_millis() as u64, error = %err, "retrying");
-            tokio::time::sleep(wait).await;
+            self.step(op, tries, started, None, tokio::time::sleep(wait)).await?;
+        }
+    }
+
+    /// Runs one step of a call, raced against cancellation and `deadline`.
+    async fn step<T>(
+        &self,
+        op: &'static str,
+        attempts: u32,
+        started: Instant,
+        deadline: Option<Instant>,
+        step: impl std::future::Future<Output = T>,
+    ) -> Result<T, Error> {
+        match race(step, &self.inner.cancel, deadline).await {
+            Raced::Done(v) => Ok(v),
+            Raced::Cancelled => Err(Error::Interrupted { op }),
+            Raced::TimedOut => {
+                Err(Error::Deadline { op, endpoint: self.inner.host.clone(), after: started.elapsed(), attempts })
+            }
         }
     }
 
