@@ -42,6 +42,10 @@ pub enum Hostile {
     StalledBlob,
     /// Blob answers carry a Content-MD5 that does not match the body.
     WrongMd5,
+    /// The first `answers` CreateImagesFromFiles answers carry `"images": null`, though the
+    /// images are created. Assumption: the spec lists `images` among no `required` properties
+    /// of ImageCreateSummary, so a client must not count on it.
+    NullUploadResults { answers: u32 },
 }
 
 impl Default for FaultConfig {
@@ -86,13 +90,21 @@ pub(crate) struct Faults {
     rng: SmallRng,
     tokens: f64,
     refilled: Instant,
+    /// CreateImagesFromFiles answers given so far with `images: null`.
+    null_upload_results: u32,
 }
 
 impl Faults {
     /// Fresh state for a configuration: a full bucket, dice seeded from `config.seed`.
     pub fn new(config: FaultConfig) -> Faults {
         let tokens = config.rate_limit.map_or(0.0, |r| r.max(1.0));
-        Faults { rng: SmallRng::seed_from_u64(config.seed), tokens, refilled: Instant::now(), config }
+        Faults {
+            rng: SmallRng::seed_from_u64(config.seed),
+            tokens,
+            refilled: Instant::now(),
+            null_upload_results: 0,
+            config,
+        }
     }
 
     /// The configuration in force.
@@ -132,6 +144,15 @@ impl Faults {
         } else {
             BlobFault::None
         }
+    }
+
+    /// Whether this CreateImagesFromFiles answer drops its per-image results
+    /// ([`Hostile::NullUploadResults`]).
+    pub fn null_upload_results(&mut self) -> bool {
+        let Some(Hostile::NullUploadResults { answers }) = self.config.hostile else { return false };
+        let null = self.null_upload_results < answers;
+        self.null_upload_results += u32::from(null);
+        null
     }
 
     fn roll(&mut self, share: f64) -> bool {
