@@ -203,18 +203,47 @@ async fn the_emulator_enforces_the_upload_limits() {
     big.extend(std::iter::repeat_n(0u8, 6 * 1024 * 1024));
     let mut other = png.clone();
     other.push(0);
-    let batch = ImageFileCreateBatch {
+    let mut batch = ImageFileCreateBatch {
         images: vec![entry(&png, 1), entry(&png, 1), entry(&big, 1), entry(&other, 301), entry(b"not an image", 0)],
         tag_ids: None,
         metadata: None,
     };
-    let summary = client.create_images_from_files(project.id, &batch).await.unwrap();
-    let statuses: Vec<&str> = summary.images.iter().map(|r| r.status.as_str()).collect();
+    for (n, e) in batch.images.iter_mut().enumerate() {
+        e.name = Some(format!("image-{n}"));
+    }
+    let mut summary = client.create_images_from_files(project.id, &batch).await.unwrap();
+    let results = summary.images.take().expect("per-image results");
+    // Each result names its entry; they come back in another order than sent.
+    let names: Vec<_> = results.iter().map(|r| r.source_url.clone().unwrap()).collect();
+    let sent: Vec<_> = batch.images.iter().map(|e| e.name.clone().unwrap()).collect();
+    assert_ne!(names, sent, "the emulator does not answer in the order sent");
+    let status = |name: &str| results.iter().find(|r| r.source_url.as_deref() == Some(name)).unwrap();
+    let statuses: Vec<&str> = sent.iter().map(|n| status(n).status.as_str()).collect();
     assert_eq!(statuses, ["OK", "OKDuplicate", "ErrorImageSize", "ErrorRegionLimitExceed", "ErrorImageFormat"]);
+    let (first, dup) = (status(&sent[0]), status(&sent[1]));
     assert!(!summary.is_batch_successful);
-    assert_eq!(summary.images[0].image.as_ref().unwrap().id, summary.images[1].image.as_ref().unwrap().id);
-    assert_eq!(summary.images[0].image.as_ref().unwrap().width, Some(64));
+    assert_eq!(first.image.as_ref().unwrap().id, dup.image.as_ref().unwrap().id);
+    assert_eq!(first.image.as_ref().unwrap().width, Some(64));
     assert_eq!(emu.image_ids(project.id).len(), 1);
+
+    // 21 distinct tags over the images of one batch: refused, though no image has more than 2.
+    let mut tags = vec![tag.id];
+    for n in 1..21 {
+        tags.push(client.create_tag(project.id, &format!("t{n}"), None, None).await.unwrap().id);
+    }
+    let tagged = |n: usize| ImageFileCreateEntry {
+        name: Some(n.to_string()),
+        contents: b64(&png),
+        tag_ids: None,
+        regions: Some(
+            [tags[2 * n], tags[(2 * n + 1) % 21]]
+                .map(|tag_id| Region { tag_id, left: 0.1, top: 0.1, width: 0.2, height: 0.2 })
+                .to_vec(),
+        ),
+    };
+    let many = ImageFileCreateBatch { images: (0..11).map(tagged).collect(), tag_ids: None, metadata: None };
+    let err = client.create_images_from_files(project.id, &many).await.unwrap_err();
+    assert!(err.to_string().contains("BadRequestExceededBatchSize"), "{err}");
 
     // 65 images in one call: the client refuses, and so does the service.
     let url = format!("{}/customvision/v3.3/training/projects/{}/images/files", emu.endpoint(), project.id);
@@ -246,15 +275,159 @@ async fn the_cli_restores_the_demo_archive_and_writes_its_report() {
         "--name-suffix",
         " (restored)",
         "--no-progress",
+        "--batch-bytes",
+        "1",
     ];
+    let mut too_big = args.to_vec();
+    *too_big.last_mut().unwrap() = "41MiB";
+    let o = cvarchive(&too_big, &[("VISION_TRAINING_KEY", target.key())]).await;
+    assert_eq!(o.status.code(), Some(2), "a batch over the service's limit is refused");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--batch-bytes"));
     let o = cvarchive(&args, &[("VISION_TRAINING_KEY", target.key())]).await;
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     let report = Report::load(&dir.path().join("demo.restore.json")).unwrap().expect("the report beside the archive");
     assert!(report.complete);
+    let distinct: usize = report.projects.iter().map(|p| p.images.values().collect::<BTreeSet<_>>().len()).sum();
+    assert_eq!(uploads(&target), distinct, "--batch-bytes 1: one image a call");
     assert!(report.projects.iter().all(|p| p.new_name.ends_with(" (restored)")));
     // A second run finds everything done and uploads nothing.
     target.clear_requests();
     let o = cvarchive(&args, &[("VISION_TRAINING_KEY", target.key())]).await;
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(target.requests().iter().all(|r| !r.mutating), "nothing created twice");
+}
+
+/// The CreateImagesFromFiles calls `emu` has answered.
+fn uploads(emu: &cvarchive::emulator::Emulator) -> usize {
+    emu.requests().iter().filter(|r| r.operation == "CreateImagesFromFiles").count()
+}
+
+/// An archive of one multi-label project with 30 tags and 60 images of distinct bytes, each
+/// with two tags that neighbouring images do not share, and metadata on every fifth; exported
+/// from an emulator the test fills one image per call.
+async fn many_tags_archive() -> (tempfile::TempDir, std::path::PathBuf) {
+    let source = emulator_with(AccountSpec::Empty).await;
+    let client = client_for(&source);
+    let new =
+        NewProject { name: "many tags".into(), classification_type: Some("Multilabel".into()), ..Default::default() };
+    let project = client.create_project(&new).await.unwrap();
+    let mut tags = Vec::new();
+    for n in 0..30 {
+        tags.push(client.create_tag(project.id, &format!("tag {n:02}"), None, None).await.unwrap().id);
+    }
+    let png = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/images/od-park.png")).unwrap();
+    for i in 0..60usize {
+        let mut bytes = png.clone();
+        bytes.extend_from_slice(&(i as u32).to_le_bytes());
+        let entry = ImageFileCreateEntry {
+            name: Some(format!("image {i}")),
+            contents: base64::engine::general_purpose::STANDARD.encode(&bytes),
+            tag_ids: Some(vec![tags[i % 30], tags[(i * 7 + 3) % 30]]),
+            regions: None,
+        };
+        let metadata = (i % 5 == 0).then(|| BTreeMap::from([("n".to_owned(), i.to_string())]));
+        let batch = ImageFileCreateBatch { images: vec![entry], tag_ids: None, metadata };
+        let summary = client.create_images_from_files(project.id, &batch).await.unwrap();
+        assert!(summary.is_batch_successful);
+    }
+    let (dir, archive) = temp_archive("many-tags.zip");
+    export_to(&source, &archive).await;
+    (dir, archive)
+}
+
+/// Restores `archive` into `target` and checks that exporting `target` gives the same projects,
+/// images (by SHA-256), tags, regions and metadata.
+async fn restore_and_compare(archive: &Path, target: &cvarchive::emulator::Emulator) -> Report {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = RestoreOptions::new(dir.path().join("restore.json"));
+    let report =
+        restore(&client_for(target), archive, &opts, &NoProgress, &CancellationToken::new()).await.expect("restored");
+    assert!(report.complete, "{report:#?}");
+    let again = dir.path().join("again.zip");
+    export_to(target, &again).await;
+    let (before, after) = (contents(archive), contents(&again));
+    assert!(before.values().map(|(_, c)| c.len()).sum::<usize>() > 0, "something to compare");
+    assert_eq!(before, after, "every image recreated exactly");
+    report
+}
+
+#[tokio::test]
+async fn a_restore_matches_reordered_results_by_name_and_keeps_20_tags_a_batch() {
+    // Issue 13 item 4: results were matched by position and batches mixed any number of tags.
+    let (_dir, archive) = many_tags_archive().await;
+    let target = emulator_with(AccountSpec::Empty).await;
+    let report = restore_and_compare(&archive, &target).await;
+    assert_eq!(report.projects[0].images.len(), 60);
+    // 60 images fit one batch by count and bytes; 30 tags do not (the emulator refuses a batch
+    // naming more than 20, so every batch sent kept to the limit).
+    let calls = uploads(&target);
+    assert!((2..=8).contains(&calls), "{calls} CreateImagesFromFiles calls");
+}
+
+#[tokio::test]
+async fn a_restore_learns_the_ids_an_answer_without_results_left_out() {
+    use cvarchive::emulator::{FaultConfig, Hostile};
+    let (dir, archive) = fixture_archive().await;
+    let null =
+        |answers| FaultConfig { hostile: Some(Hostile::NullUploadResults { answers }), ..FaultConfig::default() };
+
+    // The first answer has `images: null`: its images are sent again, answered OKDuplicate.
+    let target = emulator_with(AccountSpec::Empty).await;
+    target.set_faults(null(1));
+    restore_and_compare(&archive, &target).await;
+    let archived = payload(&archive);
+    let with_images = archived.keys().filter(|p| p.ends_with("/images.jsonl") && !archived[*p].is_empty()).count();
+    assert_eq!(uploads(&target), with_images + 1, "one batch a project with images, and one sent twice");
+
+    // Every answer without results: the restore stops naming an image, maps nothing it cannot
+    // prove, and a later run against a well-behaved service finishes without duplicates.
+    let target = emulator_with(AccountSpec::Empty).await;
+    target.set_faults(null(u32::MAX));
+    let opts = RestoreOptions::new(dir.path().join("null.restore.json"));
+    let client = client_for(&target);
+    let err = restore(&client, &archive, &opts, &NoProgress, &CancellationToken::new()).await.unwrap_err();
+    let cvarchive::restore::Error::Unmatched { image, .. } = &err else { panic!("{err}") };
+    let first = Report::load(&opts.report).unwrap().unwrap();
+    assert!(first.projects[0].images.is_empty(), "nothing mapped without a result");
+    let archived = jsonl(&payload(&archive), &format!("projects/{}/images.jsonl", first.projects[0].old_id));
+    assert!(archived.iter().any(|l| l["id"] == image.as_str()), "{err}");
+    assert!(err.to_string().contains(image.as_str()));
+    target.set_faults(FaultConfig::default());
+    let report = restore(&client, &archive, &opts, &NoProgress, &CancellationToken::new()).await.expect("resumed");
+    assert!(report.complete, "{report:#?}");
+    for p in &report.projects {
+        let ids = target.image_ids(p.new_id.unwrap());
+        assert_eq!(ids.len(), p.images.values().collect::<BTreeSet<_>>().len(), "project {}: no duplicates", p.name);
+    }
+}
+
+#[tokio::test]
+async fn an_upload_slower_than_the_read_timeout_is_not_cut_off() {
+    // reqwest's read timeout also runs while a request body is sent: a large batch over a slow
+    // uplink timed out on every attempt. Here the service takes 1.5 s to answer, the read
+    // timeout is 1 s, and the upload still succeeds.
+    use cvarchive::api::ClientOptions;
+    use cvarchive::emulator::FaultConfig;
+    use cvarchive::secret::TrainingKey;
+    use std::time::Duration;
+    let emu = emulator_with(AccountSpec::Empty).await;
+    let project = client_for(&emu).create_project(&NewProject { name: "slow".into(), ..Default::default() }).await;
+    let project = project.unwrap();
+    emu.set_faults(FaultConfig { api_latency: Duration::from_millis(1500), ..FaultConfig::default() });
+    let mut o = ClientOptions::new(emu.endpoint(), TrainingKey::new(emu.key()));
+    o.read_timeout = Duration::from_secs(1);
+    o.retry.max_attempts = 2;
+    o.retry.base_delay = Duration::from_millis(10);
+    let client = cvarchive::api::Client::new(o).unwrap();
+    assert!(client.get_domains().await.is_err(), "other calls keep the read timeout");
+    let png = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/images/od-park.png")).unwrap();
+    let entry = ImageFileCreateEntry {
+        name: Some("slow".into()),
+        contents: base64::engine::general_purpose::STANDARD.encode(&png),
+        tag_ids: None,
+        regions: None,
+    };
+    let batch = ImageFileCreateBatch { images: vec![entry], tag_ids: None, metadata: None };
+    let summary = client.create_images_from_files(project.id, &batch).await.expect("the upload waits for its answer");
+    assert_eq!(summary.images.unwrap()[0].status, "OK");
 }

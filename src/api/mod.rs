@@ -11,8 +11,9 @@ pub mod paging;
 mod retry;
 
 pub use client::{
-    link_has_expired, Blob, Client, ClientOptions, DeleteImages, ImageQuery, NewProject, OrderBy, RetryHook,
-    DEFAULT_TIMEOUT, MAX_IMAGE_IDS, MAX_PREDICTION_IDS, MAX_TAKE, MAX_UPLOAD_BATCH,
+    batch_tags, link_has_expired, upload_timeout, Blob, Client, ClientOptions, DeleteImages, ImageQuery, NewProject,
+    OrderBy, RetryHook, DEFAULT_TIMEOUT, MAX_BATCH_TAGS, MAX_IMAGE_IDS, MAX_PREDICTION_IDS, MAX_TAKE,
+    MAX_UPLOAD_BATCH, MAX_UPLOAD_BATCH_BYTES,
 };
 pub use error::{Error, RetryKind};
 pub use retry::{parse_retry_after, parse_retry_after_message, RateLimiter, RetryPolicy, RetryStats};

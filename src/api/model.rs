@@ -570,7 +570,11 @@ pub struct ImageCreateResult {
 #[serde(rename_all = "camelCase")]
 pub struct ImageCreateSummary {
     pub is_batch_successful: bool,
-    pub images: Vec<ImageCreateResult>,
+    /// One result per image, in no promised order, matched by `sourceUrl` (the entry's name).
+    /// `None` when the answer has no per-image results (`null` or absent): the spec lists
+    /// `images` among no `required` properties.
+    #[serde(default)]
+    pub images: Option<Vec<ImageCreateResult>>,
 }
 
 /// The result of one image in a metadata update (`ImageMetadataUpdateEntry`).

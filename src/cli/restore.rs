@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::common;
 use super::progress::{Drawer, Mode};
 use super::Exit;
-use crate::api::{Client, ClientOptions, RetryHook};
+use crate::api::{Client, ClientOptions, RetryHook, MAX_UPLOAD_BATCH_BYTES};
 use crate::progress::{Event, Progress};
 use crate::restore::{restore, Report, RestoreOptions};
 
@@ -36,6 +36,11 @@ pub struct RestoreArgs {
     /// (default: the archive's path with `.restore.json` in place of `.zip`).
     #[arg(long, value_name = "PATH")]
     report: Option<PathBuf>,
+    /// The most image bytes in one upload (before base64), e.g. `24MiB`, `512KiB` or a number
+    /// of bytes; at most 40 MiB. Smaller batches suit a slow uplink: each upload may take
+    /// 60 s plus its size at 1 Mbit/s.
+    #[arg(long, value_name = "SIZE", default_value = "24MiB", value_parser = parse_batch_bytes)]
+    batch_bytes: u64,
     /// API calls per second (the S0 tier allows 10).
     #[arg(long, default_value_t = 10.0, value_name = "RPS")]
     api_rate: f64,
@@ -64,6 +69,7 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<Exit> {
     let opts = RestoreOptions {
         projects: args.projects.clone(),
         name_suffix: args.name_suffix.clone(),
+        batch_bytes: args.batch_bytes as usize,
         ..RestoreOptions::new(&report_path)
     };
     let cancel = common::cancel_on_signals();
@@ -108,4 +114,42 @@ fn print(report: &Report, path: &std::path::Path, mode: Mode) -> anyhow::Result<
     }
     println!("report: {}", path.display());
     Ok(())
+}
+
+/// `--batch-bytes`: a number of bytes, or one with a `KiB`/`MiB` suffix, from 1 byte to
+/// [`MAX_UPLOAD_BATCH_BYTES`].
+fn parse_batch_bytes(raw: &str) -> Result<u64, String> {
+    let raw = raw.trim();
+    let (digits, unit) = match raw.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => raw.split_at(at),
+        None => (raw, ""),
+    };
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        other => return Err(format!("unknown unit {other:?}; use KiB or MiB")),
+    };
+    let n: u64 = digits.parse().map_err(|_| format!("{raw:?} is not a size"))?;
+    let bytes = n.checked_mul(scale).ok_or_else(|| format!("{raw:?} is too large"))?;
+    if bytes == 0 || bytes > MAX_UPLOAD_BATCH_BYTES {
+        return Err(format!("a batch holds from 1 byte to {} MiB of images", MAX_UPLOAD_BATCH_BYTES >> 20));
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_batch_bytes;
+
+    #[test]
+    fn batch_bytes_take_units_and_stay_within_the_limit() {
+        assert_eq!(parse_batch_bytes("24MiB"), Ok(24 << 20));
+        assert_eq!(parse_batch_bytes("512 KiB"), Ok(512 << 10));
+        assert_eq!(parse_batch_bytes("1000"), Ok(1000));
+        assert_eq!(parse_batch_bytes("40m"), Ok(40 << 20));
+        for bad in ["0", "41MiB", "-1", "1GiB", "MiB", "99999999999999999999"] {
+            assert!(parse_batch_bytes(bad).is_err(), "{bad}");
+        }
+    }
 }

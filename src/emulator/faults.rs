@@ -71,6 +71,10 @@ pub enum Hostile {
     /// nothing is sent, as from a hung backend behind a live gateway. Source: assumption; issue
     /// 13 item 8 reports an endpoint that accepts connections and never answers.
     SilentOperation(&'static str),
+    /// The first `answers` CreateImagesFromFiles answers carry `"images": null`, though the
+    /// images are created. Assumption: the spec lists `images` among no `required` properties
+    /// of ImageCreateSummary, so a client must not count on it.
+    NullUploadResults { answers: u32 },
 }
 
 impl Default for FaultConfig {
@@ -116,13 +120,21 @@ pub(crate) struct Faults {
     rng: SmallRng,
     tokens: f64,
     refilled: Instant,
+    /// CreateImagesFromFiles answers given so far with `images: null`.
+    null_upload_results: u32,
 }
 
 impl Faults {
     /// Fresh state for a configuration: a full bucket, dice seeded from `config.seed`.
     pub fn new(config: FaultConfig) -> Faults {
         let tokens = config.rate_limit.map_or(0.0, |r| r.max(1.0));
-        Faults { rng: SmallRng::seed_from_u64(config.seed), tokens, refilled: Instant::now(), config }
+        Faults {
+            rng: SmallRng::seed_from_u64(config.seed),
+            tokens,
+            refilled: Instant::now(),
+            null_upload_results: 0,
+            config,
+        }
     }
 
     /// The configuration in force.
@@ -170,6 +182,15 @@ impl Faults {
         } else {
             BlobFault::None
         }
+    }
+
+    /// Whether this CreateImagesFromFiles answer drops its per-image results
+    /// ([`Hostile::NullUploadResults`]).
+    pub fn null_upload_results(&mut self) -> bool {
+        let Some(Hostile::NullUploadResults { answers }) = self.config.hostile else { return false };
+        let null = self.null_upload_results < answers;
+        self.null_upload_results += u32::from(null);
+        null
     }
 
     fn roll(&mut self, share: f64) -> bool {

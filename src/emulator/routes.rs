@@ -98,6 +98,11 @@ impl AppState {
         *self.inner.faults.lock().unwrap_or_else(|e| e.into_inner()) = Faults::new(faults);
     }
 
+    /// Runs `f` on the live fault state (for faults an operation itself applies).
+    pub(crate) fn with_faults<T>(&self, f: impl FnOnce(&mut Faults) -> T) -> T {
+        f(&mut self.inner.faults.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
     fn fault_config(&self) -> FaultConfig {
         self.inner.faults.lock().unwrap_or_else(|e| e.into_inner()).config().clone()
     }

@@ -1,9 +1,10 @@
 //! `restore`: an archive -> its projects recreated in a Custom Vision resource.
 //!
 //! Per project: CreateProject with the archived settings and domain (the name plus an optional
-//! suffix), CreateTag for every tag, CreateImagesFromFiles in batches of at most 64 images with
-//! their tags and regions, UpdateImageMetadata, then the service's counts compared with the
-//! archive's. Calls go through the [`Client`](crate::api::Client), so they are paced and
+//! suffix), CreateTag for every tag, CreateImagesFromFiles in batches of at most 64 images,
+//! `batch_bytes` bytes and 20 distinct tags, with their tags and regions, UpdateImageMetadata,
+//! then the service's counts compared with the archive's. Each uploaded image is named by its
+//! archived id, and the results are matched to images by that name, never by position. Calls go through the [`Client`](crate::api::Client), so they are paced and
 //! retried like an export's.
 //!
 //! The restore report (JSON, see [`Report`]) maps every old id to its new one and doubles as the
@@ -41,7 +42,8 @@ pub struct RestoreOptions {
     pub report: PathBuf,
     /// Images per CreateImagesFromFiles call, at most 64.
     pub batch_images: usize,
-    /// Image bytes per call (before base64), to keep request bodies modest.
+    /// Image bytes per call (before base64), to keep request bodies modest; a single image
+    /// larger than this goes alone. See [`crate::api::MAX_UPLOAD_BATCH_BYTES`].
     pub batch_bytes: usize,
 }
 
@@ -97,6 +99,17 @@ pub enum Error {
         /// The archived project.
         project: Uuid,
         /// What happened.
+        detail: String,
+    },
+    /// CreateImagesFromFiles answered results that cannot be matched to the images sent: none
+    /// for an image (twice), two for one, or one for an image not sent.
+    #[error("project {project}, image {image:?}: {detail}")]
+    Unmatched {
+        /// The archived project.
+        project: Uuid,
+        /// The archived image id the result names (or should have named).
+        image: String,
+        /// What is wrong.
         detail: String,
     },
     /// Stopped (Ctrl-C); the report holds everything done so far.

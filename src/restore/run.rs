@@ -1,7 +1,7 @@
 //! The restore itself: projects, tags, image batches, metadata, counts, with the report
 //! rewritten after every step.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -11,8 +11,8 @@ use uuid::Uuid;
 
 use super::journal::{now, Counts, FailedImage, ProjectMap, ProjectStage, Report};
 use super::{Error, RestoreOptions, REPORT_FORMAT};
-use crate::api::model::{ImageFileCreateBatch, ImageFileCreateEntry, Region};
-use crate::api::{Client, NewProject};
+use crate::api::model::{ImageCreateResult, ImageCreateSummary, ImageFileCreateBatch, ImageFileCreateEntry, Region};
+use crate::api::{Client, NewProject, MAX_BATCH_TAGS, MAX_UPLOAD_BATCH};
 use crate::convert::{ArchivedProject, Source};
 use crate::progress::{Event, Progress};
 
@@ -220,11 +220,15 @@ impl Job<'_> {
         Ok(())
     }
 
-    /// Uploads every unit not yet mapped, in batches.
+    /// Uploads every unit not yet mapped, in batches of at most `batch_images` images,
+    /// `batch_bytes` bytes and [`MAX_BATCH_TAGS`] distinct tags (a unit over a limit alone goes
+    /// alone). Units are sorted by their tags first, so that batches of a project with many
+    /// tags stay full.
     async fn images(&mut self, archived: &ArchivedProject, units: &[Unit], new_id: Uuid) -> Result<(), Error> {
         self.map().failed.clear();
-        let todo: Vec<&Unit> =
+        let mut todo: Vec<&Unit> =
             units.iter().filter(|u| !u.old_ids.iter().all(|o| self.map().images.contains_key(o))).collect();
+        todo.sort_by_cached_key(|u| u.all_tags());
         self.progress.event(Event::ImagesFound { total: todo.len() as u64 });
         let mut rest = todo.as_slice();
         while !rest.is_empty() {
@@ -232,14 +236,7 @@ impl Job<'_> {
                 self.save()?;
                 return Err(Error::Interrupted(self.opts.report.clone()));
             }
-            let (mut n, mut bytes) = (0, 0u64);
-            while n < rest.len() && n < self.opts.batch_images.clamp(1, crate::api::MAX_UPLOAD_BATCH) {
-                if n > 0 && bytes + rest[n].size > self.opts.batch_bytes as u64 {
-                    break;
-                }
-                bytes += rest[n].size;
-                n += 1;
-            }
+            let n = batch_len(rest, self.opts);
             let (batch, rest_after) = rest.split_at(n);
             rest = rest_after;
             self.batch(archived, batch, new_id).await?;
@@ -247,16 +244,86 @@ impl Job<'_> {
         Ok(())
     }
 
+    /// One CreateImagesFromFiles call, its results matched to the units by name. Units the
+    /// answer has no result for (`images: null`, or left out) are sent once more: the service
+    /// keeps one copy of each content and answers `OKDuplicate` with the image for any the
+    /// first call created, so a second call learns their ids without creating anything twice.
     async fn batch(&mut self, archived: &ArchivedProject, batch: &[&Unit], new_id: Uuid) -> Result<(), Error> {
         let old = archived.project.id;
-        let tag_map = self.map().tags.clone();
+        let mut entries = self.entries(archived, batch).await?;
+        let mut waiting: BTreeMap<Uuid, &Unit> = batch.iter().map(|u| (u.old_ids[0], *u)).collect();
+        let mut uploaded = Vec::new();
+        for attempt in 0..2 {
+            if attempt > 0 {
+                entries.retain(|e| e.name.as_deref().is_some_and(|n| waiting.keys().any(|w| w.to_string() == n)));
+                self.progress.event(Event::Warning {
+                    message: format!(
+                        "project {old}: CreateImagesFromFiles answered no result for {} image(s); sending them again to learn their ids",
+                        waiting.len()
+                    ),
+                });
+            }
+            let sent = ImageFileCreateBatch { images: entries, tag_ids: None, metadata: None };
+            let summary = match self.client.create_images_from_files(new_id, &sent).await {
+                Ok(summary) => summary,
+                Err(e) if refused_for_tags(&e, &waiting) => {
+                    let unit = *waiting.values().next().expect("one unit waits");
+                    let status =
+                        format!("{}: {} tags on one image", e.code().unwrap_or_default(), unit.all_tags().len());
+                    self.map().failed.push(FailedImage { image_ids: unit.old_ids.clone(), status });
+                    waiting.clear();
+                    break;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            entries = sent.images;
+            for (name, result) in match_results(old, &summary, &waiting)? {
+                let unit = waiting.remove(&name).expect("matched units wait");
+                match (&result.image, result.status.as_str()) {
+                    (Some(image), "OK" | "OKDuplicate") => {
+                        for o in &unit.old_ids {
+                            self.map().images.insert(*o, image.id);
+                        }
+                        uploaded.push(unit.size);
+                    }
+                    (_, status) => self
+                        .map()
+                        .failed
+                        .push(FailedImage { image_ids: unit.old_ids.clone(), status: status.to_owned() }),
+                }
+            }
+            if waiting.is_empty() {
+                break;
+            }
+        }
+        self.save()?;
+        for bytes in uploaded {
+            self.progress.event(Event::BlobArchived { bytes });
+        }
+        match waiting.keys().next() {
+            None => Ok(()),
+            Some(first) => Err(Error::Unmatched {
+                project: old,
+                image: first.to_string(),
+                detail: format!(
+                    "CreateImagesFromFiles answered no result for it, twice ({} image(s) of the batch in all)",
+                    waiting.len()
+                ),
+            }),
+        }
+    }
+
+    /// The batch's entries: each unit's bytes read, checked and base64-encoded off the async
+    /// threads, named by its first archived image id so its result can be found by name.
+    async fn entries(&self, archived: &ArchivedProject, batch: &[&Unit]) -> Result<Vec<ImageFileCreateEntry>, Error> {
+        let old = archived.project.id;
+        let tag_map = &self.report.projects[self.at].tags;
         let map_tag = |t: &Uuid| {
             tag_map
                 .get(t)
                 .copied()
                 .ok_or_else(|| Error::Refused { project: old, detail: format!("tag {t} has no new id") })
         };
-        // Read, check and encode the images off the async threads.
         let source = Arc::clone(self.source);
         let files: Vec<_> = batch.iter().map(|u| archived.images[u.first].clone()).collect();
         let contents = tokio::task::spawn_blocking(move || {
@@ -282,39 +349,7 @@ impl Job<'_> {
                 regions: (!regions.is_empty()).then_some(regions),
             });
         }
-        let summary = self
-            .client
-            .create_images_from_files(new_id, &ImageFileCreateBatch { images: entries, tag_ids: None, metadata: None })
-            .await?;
-        if summary.images.len() != batch.len() {
-            return Err(Error::Refused {
-                project: old,
-                detail: format!(
-                    "CreateImagesFromFiles answered {} results for {} images",
-                    summary.images.len(),
-                    batch.len()
-                ),
-            });
-        }
-        let mut uploaded = Vec::new();
-        for (unit, result) in batch.iter().zip(&summary.images) {
-            match (&result.image, result.status.as_str()) {
-                (Some(image), "OK" | "OKDuplicate") => {
-                    for o in &unit.old_ids {
-                        self.map().images.insert(*o, image.id);
-                    }
-                    uploaded.push(unit.size);
-                }
-                (_, status) => {
-                    self.map().failed.push(FailedImage { image_ids: unit.old_ids.clone(), status: status.to_owned() })
-                }
-            }
-        }
-        self.save()?;
-        for bytes in uploaded {
-            self.progress.event(Event::BlobArchived { bytes });
-        }
-        Ok(())
+        Ok(entries)
     }
 
     /// UpdateImageMetadata for every restored unit with metadata not yet set, grouped by equal
@@ -328,7 +363,7 @@ impl Job<'_> {
             }
         }
         for (metadata, ids) in groups {
-            for chunk in ids.chunks(crate::api::MAX_UPLOAD_BATCH) {
+            for chunk in ids.chunks(MAX_UPLOAD_BATCH) {
                 let summary = self.client.update_image_metadata(new_id, chunk, metadata).await?;
                 for entry in summary.images {
                     if entry.status == "OK" {
@@ -388,4 +423,63 @@ fn units(archived: &ArchivedProject) -> Vec<Unit> {
         }
     }
     units
+}
+
+impl Unit {
+    /// Every tag the unit names, its own and its regions': what a batch's tag limit counts.
+    fn all_tags(&self) -> BTreeSet<Uuid> {
+        self.tags.iter().copied().chain(self.regions.iter().map(|r| r.tag_id)).collect()
+    }
+}
+
+/// How many of `rest` the next batch takes: at most `batch_images` (and 64) units,
+/// `batch_bytes` bytes and [`MAX_BATCH_TAGS`] distinct tags, and always at least one.
+fn batch_len(rest: &[&Unit], opts: &RestoreOptions) -> usize {
+    let most = opts.batch_images.clamp(1, MAX_UPLOAD_BATCH);
+    let (mut n, mut bytes, mut tags) = (0, 0u64, BTreeSet::new());
+    while n < rest.len() && n < most {
+        let unit_tags = rest[n].all_tags();
+        let with: BTreeSet<Uuid> = tags.union(&unit_tags).copied().collect();
+        let over = bytes + rest[n].size > opts.batch_bytes as u64 || with.len() > MAX_BATCH_TAGS;
+        if n > 0 && over {
+            break;
+        }
+        bytes += rest[n].size;
+        tags = with;
+        n += 1;
+    }
+    n
+}
+
+/// The results of a CreateImagesFromFiles answer, each with the unit it names: the spec
+/// promises no order, and the service echoes each entry's `name` as `sourceUrl` ([rec]
+/// azure-sdk-for-net TrainingTests/CreateImagesFromFiles.json: `"name": "hemlock_1.jpg"` came
+/// back as `"sourceUrl": "hemlock_1.jpg"`). A result that names no waiting unit, or names one
+/// twice, makes the whole answer untrustworthy: nothing of it is used.
+fn match_results<'s>(
+    project: Uuid,
+    summary: &'s ImageCreateSummary,
+    waiting: &BTreeMap<Uuid, &Unit>,
+) -> Result<Vec<(Uuid, &'s ImageCreateResult)>, Error> {
+    let mut matched: Vec<(Uuid, &ImageCreateResult)> = Vec::new();
+    for result in summary.images.iter().flatten() {
+        let name = result.source_url.as_deref().unwrap_or_default();
+        let unmatched = |detail: &str| Error::Unmatched { project, image: name.to_owned(), detail: detail.to_owned() };
+        let id = Uuid::parse_str(name.trim())
+            .ok()
+            .filter(|id| waiting.contains_key(id))
+            .ok_or_else(|| unmatched("CreateImagesFromFiles answered a result for an image that was not sent"))?;
+        if matched.iter().any(|(m, _)| *m == id) {
+            return Err(unmatched("CreateImagesFromFiles answered two results for it"));
+        }
+        matched.push((id, result));
+    }
+    Ok(matched)
+}
+
+/// Whether `err` is the service refusing a batch of one unit that names more tags than a
+/// batch may: under a per-batch reading of the tag limit such an image cannot be uploaded
+/// whole, and it is recorded as refused instead of stopping the restore.
+fn refused_for_tags(err: &crate::api::Error, waiting: &BTreeMap<Uuid, &Unit>) -> bool {
+    err.status() == Some(400) && waiting.len() == 1 && waiting.values().all(|u| u.all_tags().len() > MAX_BATCH_TAGS)
 }

@@ -7,7 +7,7 @@ mod create;
 mod wire;
 
 pub use blob::{link_has_expired, Blob};
-pub use create::{NewProject, MAX_UPLOAD_BATCH};
+pub use create::{batch_tags, upload_timeout, NewProject, MAX_BATCH_TAGS, MAX_UPLOAD_BATCH, MAX_UPLOAD_BATCH_BYTES};
 use wire::{describe_body, header_retry_after, parse_error_body, read_limited, snippet, transport};
 
 use std::fmt::Write as _;
@@ -151,6 +151,9 @@ pub struct Client {
 
 struct Inner {
     http: reqwest::Client,
+    /// For CreateImagesFromFiles: no read timeout, as reqwest's also runs while the body is
+    /// sent; each call sets a timeout that grows with its size instead.
+    uploads: reqwest::Client,
     host: String,
     base: String,
     key: TrainingKey,
@@ -177,8 +180,9 @@ enum Attempts {
     /// An API call: paced by the rate limiter, and cut when the overall bound passes, since its
     /// answer is small and one still missing by then is not coming.
     Api,
-    /// A download: paced only through GetArtifact; a transfer under way is never cut (a large
-    /// model package on a slow link may take longer than the bound), only not retried past it.
+    /// A download (or an upload): paced only through GetArtifact (uploads always); a transfer
+    /// under way is never cut (a large model package or upload batch on a slow link may take
+    /// longer than the bound; its own timeouts bound it), only not retried past it.
     Download { paced: bool },
 }
 
@@ -189,11 +193,14 @@ struct Call {
     path: String,
     query: Vec<(&'static str, String)>,
     body: Option<Vec<u8>>,
+    /// A long upload: sent through [`Inner::uploads`], bounded by this whole-request timeout
+    /// instead of the read timeout (which would also bound the time to send the body).
+    upload_timeout: Option<Duration>,
 }
 
 impl Call {
     fn get(op: &'static str, path: String) -> Call {
-        Call { op, method: Method::GET, path, query: Vec::new(), body: None }
+        Call { op, method: Method::GET, path, query: Vec::new(), body: None, upload_timeout: None }
     }
 
     fn with(mut self, name: &'static str, value: impl ToString) -> Call {
@@ -253,9 +260,12 @@ impl Client {
             .pool_max_idle_per_host(64)
             .build()
             .map_err(|e| Error::Request { op, detail: format!("cannot build the HTTP client: {}", e.without_url()) })?;
+        let uploads = create::upload_http(&opts)
+            .map_err(|e| Error::Request { op, detail: format!("cannot build the HTTP client: {}", e.without_url()) })?;
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
+                uploads,
                 host,
                 base,
                 key: opts.key,
@@ -426,6 +436,7 @@ impl Client {
             path: format!("/projects/{project}/predictions/query"),
             query: Vec::new(),
             body: Some(body),
+            upload_timeout: None,
         };
         self.json(call).await
     }
@@ -441,6 +452,7 @@ impl Client {
             path: format!("/projects/{project}/images"),
             query: Vec::new(),
             body: None,
+            upload_timeout: None,
         };
         let call = match what {
             DeleteImages::Ids(ids) if ids.len() > MAX_IMAGE_IDS => {
@@ -490,6 +502,7 @@ impl Client {
             path: format!("/projects/{project}/predictions"),
             query: Vec::new(),
             body: None,
+            upload_timeout: None,
         }
         .with("ids", csv(ids));
         self.send(&call).await.map(|_| ())
@@ -513,7 +526,7 @@ impl Client {
     }
 
     async fn delete(&self, op: &'static str, path: String) -> Result<(), Error> {
-        let call = Call { op, method: Method::DELETE, path, query: Vec::new(), body: None };
+        let call = Call { op, method: Method::DELETE, path, query: Vec::new(), body: None, upload_timeout: None };
         self.send(&call).await.map(|_| ())
     }
 
@@ -528,14 +541,19 @@ impl Client {
             }
         }
         let url = url.to_string();
-        self.with_retries(call.op, Attempts::Api, || self.send_once(call, &url)).await
+        // An upload is bounded by its own timeout, which grows with its body: the overall bound
+        // of an API call would cut a large batch on a slow uplink on every attempt.
+        let how = match call.upload_timeout {
+            Some(_) => Attempts::Download { paced: true },
+            None => Attempts::Api,
+        };
+        self.with_retries(call.op, how, || self.send_once(call, &url)).await
     }
 
     async fn send_once(&self, call: &Call, url: &str) -> Result<(StatusCode, HeaderMap, Bytes, String), Error> {
         let shown = redact_url(url);
-        let mut req = self
-            .inner
-            .http
+        let http = if call.upload_timeout.is_some() { &self.inner.uploads } else { &self.inner.http };
+        let mut req = http
             .request(call.method.clone(), url)
             .header("Training-Key", self.inner.key.expose())
             .header(ACCEPT, "application/json");
@@ -548,6 +566,9 @@ impl Client {
                 req = req.header(CONTENT_LENGTH, 0)
             }
             None => {}
+        }
+        if let Some(timeout) = call.upload_timeout {
+            req = req.timeout(timeout);
         }
         let mut resp = req.send().await.map_err(|e| transport(call.op, &shown, e))?;
         self.inner.answered.store(true, std::sync::atomic::Ordering::Relaxed);
