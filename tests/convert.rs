@@ -211,12 +211,16 @@ async fn images_only_iterations_hold_are_converted_and_marked() {
     let (emu, archive) = exported_generated("projects=2,images=40,iteration_only=3,size=2000", dir.path(), "gen").await;
     let payload = payload(&archive);
     let coco_out = dir.path().join("coco");
-    let coco = convert(&archive, &ConvertOptions { to: Target::Coco, out: coco_out.clone(), projects: vec![] }, &NoProgress)
-        .unwrap();
-    let folders_out = dir.path().join("folders");
-    let folders =
-        convert(&archive, &ConvertOptions { to: Target::Folders, out: folders_out.clone(), projects: vec![] }, &NoProgress)
+    let coco =
+        convert(&archive, &ConvertOptions { to: Target::Coco, out: coco_out.clone(), projects: vec![] }, &NoProgress)
             .unwrap();
+    let folders_out = dir.path().join("folders");
+    let folders = convert(
+        &archive,
+        &ConvertOptions { to: Target::Folders, out: folders_out.clone(), projects: vec![] },
+        &NoProgress,
+    )
+    .unwrap();
     assert!(coco.is_complete() && folders.is_complete());
     let mut regions = 0;
     for p in emu.projects() {
@@ -237,11 +241,13 @@ async fn images_only_iterations_hold_are_converted_and_marked() {
             if image["workspace"] == false {
                 assert_eq!(image["iterations"], serde_json::json!([trained]), "{id}");
                 let line = only.iter().find(|l| l["id"] == id).unwrap();
-                let written =
-                    std::fs::read(coco_out.join(p.to_string()).join("images").join(image["file_name"].as_str().unwrap()))
-                        .unwrap();
+                let written = std::fs::read(
+                    coco_out.join(p.to_string()).join("images").join(image["file_name"].as_str().unwrap()),
+                )
+                .unwrap();
                 assert_eq!(hex::encode(Sha256::digest(&written)), line["sha256"].as_str().unwrap());
-                let boxes = doc["annotations"].as_array().unwrap().iter().filter(|a| a["image_id"] == image["id"]).count();
+                let boxes =
+                    doc["annotations"].as_array().unwrap().iter().filter(|a| a["image_id"] == image["id"]).count();
                 assert_eq!(boxes, line["regions"].as_array().map_or(0, Vec::len), "{id}: its regions");
                 regions += boxes;
             }
@@ -271,8 +277,8 @@ fn an_archive_without_membership_converts_as_before() {
     let dir = tempfile::tempdir().unwrap();
     let old = crate::archive::write_good_bag(dir.path(), "old");
     let out = dir.path().join("coco");
-    let report = convert(&old, &ConvertOptions { to: Target::Coco, out: out.clone(), projects: vec![] }, &NoProgress)
-        .unwrap();
+    let report =
+        convert(&old, &ConvertOptions { to: Target::Coco, out: out.clone(), projects: vec![] }, &NoProgress).unwrap();
     assert!(report.is_complete());
     assert_eq!(report.projects[0].only_in_iterations, 0);
     let doc = read_json(&out.join(crate::archive::PROJECT.to_string()).join("annotations.json"));
