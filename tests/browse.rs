@@ -99,6 +99,27 @@ async fn the_fixture_renders_every_project_image_and_tag_count() {
             assert!(payload.contains_key(rec["file"].as_str().unwrap()));
             assert_eq!(rec["regions"].as_array().unwrap().len(), line["regions"].as_array().map_or(0, Vec::len));
             assert_eq!(rec["tagged"], line["taggingStatus"] == "Tagged");
+            assert_eq!(rec["workspace"], line["workspace"], "{}", line["id"]);
+            assert_eq!(holder_ids(&project, rec), line["iterations"], "{}", line["id"]);
+        }
+        // Images only iterations hold: in the index to filter on, apart from the workspace's
+        // counts as account.json keeps them, and named through iterations.json.
+        let only: Vec<usize> =
+            lines.iter().enumerate().filter(|(_, l)| l["workspace"] == false).map(|(i, _)| i).collect();
+        assert_eq!(index["onlyInIterations"], json!(only));
+        let record = account["account"]["projects"].as_array().unwrap().iter().find(|r| r["id"] == p.to_string());
+        let summary = account["projects"].as_array().unwrap().iter().find(|r| r["id"] == p.to_string()).unwrap();
+        let archived = &record.unwrap()["archived"];
+        assert_eq!(summary["onlyInIterations"], archived["onlyInIterations"]);
+        assert_eq!(project["onlyInIterations"], archived["onlyInIterations"]);
+        assert_eq!((&summary["tagged"], &summary["untagged"]), (&archived["tagged"], &archived["untagged"]));
+        for (row, it) in project["holders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(json(&payload, &format!("projects/{p}/iterations.json")).as_array().unwrap())
+        {
+            assert_eq!((&row["id"], &row["name"], &row["listed"]), (&it["id"], &it["name"], &json!(true)));
         }
         // Tag counts: the service's, and the archive's own from images.jsonl.
         let tags = json(&payload, &format!("projects/{p}/tags.json"));
@@ -135,6 +156,63 @@ async fn the_fixture_renders_every_project_image_and_tag_count() {
     }
     let html = String::from_utf8_lossy(&files["index.html"]);
     assert!(html.contains("Content-Security-Policy") && html.contains("default-src 'none'"));
+}
+
+/// The ids of the iterations an image record refers to, through its project's table (`null`
+/// when the record says the archive does not record them).
+fn holder_ids(project: &Value, rec: &Value) -> Value {
+    match rec["iterations"].as_array() {
+        None => rec["iterations"].clone(),
+        Some(list) => list.iter().map(|i| project["holders"][i.as_u64().unwrap() as usize]["id"].clone()).collect(),
+    }
+}
+
+/// Issue 13: images only trained iterations hold, exported over a real socket, are on the page
+/// marked, filterable and named by the iterations holding them; an archive written before they
+/// were recorded renders with every image in the workspace and its iterations unknown.
+#[tokio::test]
+async fn images_only_iterations_hold_are_marked_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (emu, archive) = exported_generated("projects=1,images=40,iteration_only=5,size=1000", dir.path(), "gen").await;
+    let payload = payload(&archive);
+    let (files, _) = render_all(&MemSource(payload.clone()));
+    let p = emu.projects()[0];
+    let workspace: HashSet<Uuid> = emu.image_ids(p).into_iter().collect();
+    let (_, project) = pushed(&files[&format!("browse/{p}/project.js")]);
+    let (_, index) = pushed(&files[&format!("browse/{p}/index.js")]);
+    let (_, chunk) = pushed(&files[&format!("browse/{p}/images-0000.js")]);
+    let records = chunk.as_array().unwrap();
+    assert_eq!(records.len(), workspace.len() + 5);
+    let mut only = Vec::new();
+    for (i, rec) in records.iter().enumerate() {
+        let id: Uuid = rec["id"].as_str().unwrap().parse().unwrap();
+        assert_eq!(rec["workspace"], workspace.contains(&id), "{id}");
+        if rec["workspace"] == false {
+            only.push(i);
+            let names: Vec<&Value> = rec["iterations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| &project["holders"][i.as_u64().unwrap() as usize]["name"])
+                .collect();
+            assert_eq!(names, [&json!("Iteration 1")], "{id}: held by the trained iteration, by name");
+        }
+    }
+    assert_eq!(only.len(), 5);
+    assert_eq!(index["onlyInIterations"], json!(only));
+    assert_eq!(project["onlyInIterations"], 5);
+    assert_eq!(project["holders"][0]["onlyHere"], 5);
+
+    let old = crate::archive::write_good_bag(dir.path(), "old");
+    let reader = cvarchive::archive::BagReader::open(&old).unwrap();
+    let (files, _) = render_all(&browse::ArchiveSource::new(&reader));
+    let p = crate::archive::PROJECT;
+    let (_, chunk) = pushed(&files[&format!("browse/{p}/images-0000.js")]);
+    for rec in chunk.as_array().unwrap() {
+        assert_eq!((&rec["workspace"], &rec["iterations"]), (&json!(true), &Value::Null), "unknown, not none");
+    }
+    let (_, index) = pushed(&files[&format!("browse/{p}/index.js")]);
+    assert_eq!(index["onlyInIterations"], json!([]));
 }
 
 fn carries(line: &Value, tag: &str) -> bool {
@@ -301,7 +379,7 @@ async fn the_page_works_in_headless_chromium() {
         seen["projects"].as_array().unwrap().iter().map(|p| (p["id"].as_str().unwrap().to_owned(), p)).collect();
     assert_eq!(shown.len(), projects.len(), "every project in the navigation");
     assert_eq!(seen["home"]["rows"].as_array().unwrap().len(), projects.len(), "every project on the summary");
-    let (mut drawn, mut filtered, mut details) = (0, 0, 0);
+    let (mut drawn, mut filtered, mut details, mut marked) = (0, 0, 0, 0);
     for p in projects {
         let view = shown[&p.to_string()];
         let account = json(&payload, "account.json");
@@ -325,6 +403,8 @@ async fn the_page_works_in_headless_chromium() {
         assert_eq!(ids, expected, "{p}: first page");
         for (tile, line) in grid.iter().zip(&lines) {
             assert_eq!(tile["loaded"], true, "{p}: image {} loads", line["id"]);
+            assert_eq!(tile["onlyInIterations"], line["workspace"] == false, "{p}: {} marked", line["id"]);
+            marked += usize::from(line["workspace"] == false);
             let regions = line["regions"].as_array().map_or(0, Vec::len);
             assert_eq!(tile["regions"].as_array().unwrap().len(), regions, "{p}: regions of {}", line["id"]);
             drawn += regions;
@@ -337,6 +417,8 @@ async fn the_page_works_in_headless_chromium() {
                 .filter(|l| match value.as_str() {
                     "untagged" => l["taggingStatus"] == "Untagged",
                     "tagged" => l["taggingStatus"] == "Tagged",
+                    "iteration-only" => l["workspace"] == false,
+                    "workspace" => l["workspace"] != false,
                     v => carries(
                         l,
                         tags[v.strip_prefix("tag:").unwrap().parse::<usize>().unwrap()]["id"].as_str().unwrap(),
@@ -346,6 +428,26 @@ async fn the_page_works_in_headless_chromium() {
                 .collect();
             assert_eq!(got, want, "{p}: filter {value}");
             filtered += usize::from(value.starts_with("tag:") && !want.is_empty());
+        }
+        let only = lines.iter().filter(|l| l["workspace"] == false).count();
+        assert_eq!(view["filters"].get("iteration-only").is_some(), only > 0, "{p}: the filter when there are any");
+        // Each image's details say whether the workspace holds it and name its iterations.
+        let iterations = json(&payload, &format!("projects/{p}/iterations.json"));
+        let names: HashMap<&str, &str> = iterations
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| (i["id"].as_str().unwrap(), i["name"].as_str().unwrap()))
+            .collect();
+        assert_eq!(view["membership"].as_array().map_or(0, Vec::len), lines.len().min(12), "{p}: details opened");
+        for (seen, line) in view["membership"].as_array().into_iter().flatten().zip(&lines) {
+            assert_eq!(seen["id"], line["id"]);
+            let workspace = seen["workspace"].as_str().unwrap();
+            assert_eq!(workspace == "yes", line["workspace"] != false, "{p}: {workspace}");
+            let held: Vec<&str> =
+                line["iterations"].as_array().unwrap().iter().map(|i| names[i.as_str().unwrap()]).collect();
+            let want = if held.is_empty() { "none".to_owned() } else { held.join(", ") };
+            assert_eq!(seen["iterations"], want.as_str(), "{p}: {}", line["id"]);
         }
         if let Some(d) = view.get("detail") {
             let line = lines.iter().find(|l| l["id"] == d["id"]).unwrap();
@@ -370,6 +472,7 @@ async fn the_page_works_in_headless_chromium() {
         }
     }
     assert!(drawn > 0 && filtered > 0 && details > 0, "regions drawn, a filter applied, details shown");
+    assert!(marked > 0, "the fixture's image only an iteration holds is marked");
     let png = std::fs::read(&shot).expect("a screenshot");
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000, "a real screenshot at {}", shot.display());
 }

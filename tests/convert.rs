@@ -10,11 +10,16 @@ use cvarchive::progress::NoProgress;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use crate::support::*;
 
 const CLASSIFICATION: &str = "e532f7f9-9827-476d-9159-4b592bf2ea6f";
 const DETECTION: &str = "dc77de6a-c75e-4bb4-be00-87e8d4320d4d";
+/// The fixture's image that only the classification project's trained iteration holds.
+const ONLY_IN_ITERATION: &str = "0c7e2a51-8f3b-4d6e-9a1c-5b2f7d9e4a60";
+/// That iteration.
+const ITERATION: &str = "661c64d6-e4ab-46a0-96c9-b06934fac218";
 
 /// The fixture account exported into a fresh archive.
 pub async fn fixture_archive() -> (tempfile::TempDir, PathBuf) {
@@ -97,9 +102,14 @@ async fn coco_boxes_are_the_regions_in_pixels() {
         assert_eq!(hex::encode(Sha256::digest(&written)), line["sha256"].as_str().unwrap());
     }
 
-    // Classification tags are in category_ids; images keep their metadata.
+    // Classification tags are in category_ids; images keep their metadata. Seven images are in
+    // the workspace, one only in the trained iteration.
     let doc = read_json(&out.join(CLASSIFICATION).join("annotations.json"));
-    assert_eq!(doc["images"].as_array().unwrap().len(), 7);
+    assert_eq!(doc["images"].as_array().unwrap().len(), 8);
+    let only: Vec<&Value> = doc["images"].as_array().unwrap().iter().filter(|i| i["workspace"] == false).collect();
+    assert_eq!(only.len(), 1);
+    assert_eq!(only[0]["custom_vision_id"], ONLY_IN_ITERATION);
+    assert_eq!(only[0]["iterations"], serde_json::json!([ITERATION]));
     assert!(doc["annotations"].as_array().unwrap().is_empty());
     let names: BTreeMap<u64, &str> = doc["categories"]
         .as_array()
@@ -127,15 +137,21 @@ async fn folders_hold_each_tags_images_and_labels() {
     assert_eq!(report.projects.len(), 1);
     let root = out.join(CLASSIFICATION);
     let count = |folder: &str| std::fs::read_dir(root.join(folder)).map(|d| d.count()).unwrap_or(0);
-    // cat: cls-cat and dup-a; dog: cls-dog and dup-b; café: cls-dog and cls-cafe; 日本語: cls-cafe.
-    assert_eq!(count("cat"), 2);
+    // cat: cls-cat, dup-a and the image only the iteration holds; dog: cls-dog and dup-b; café:
+    // cls-dog and cls-cafe; 日本語: cls-cafe.
+    assert_eq!(count("cat"), 3);
     assert_eq!(count("dog"), 2);
     assert_eq!(count("café"), 2);
     assert_eq!(count("日本語 tag"), 1);
     assert_eq!(count("untagged"), 2);
     let labels = std::fs::read_to_string(root.join("labels.csv")).unwrap();
-    assert_eq!(labels.lines().count(), 1 + 7);
-    assert!(labels.starts_with("image_id,file,tags,width,height,sha256\n"));
+    assert_eq!(labels.lines().count(), 1 + 8);
+    assert!(labels.starts_with("image_id,file,tags,width,height,sha256,workspace,iterations\n"), "{labels}");
+    let row = labels.lines().find(|l| l.starts_with(ONLY_IN_ITERATION)).expect("a row for it");
+    assert!(row.contains(&format!("cat/{ONLY_IN_ITERATION}.jpg,")), "in its tag's folder: {row}");
+    assert!(row.ends_with(&format!(",false,{ITERATION}")), "{row}");
+    assert_eq!(labels.lines().filter(|l| l.contains(&format!(",true,{ITERATION}"))).count(), 5, "{labels}");
+    assert_eq!(report.projects[0].only_in_iterations, 1);
     // A multi-label image is the same bytes in each of its folders.
     let dog_files: Vec<_> = std::fs::read_dir(root.join("dog")).unwrap().map(|e| e.unwrap().file_name()).collect();
     let cafe_files: Vec<_> = std::fs::read_dir(root.join("café")).unwrap().map(|e| e.unwrap().file_name()).collect();
@@ -185,4 +201,96 @@ async fn the_cli_converts_and_exits_by_completeness() {
         .await;
     assert_eq!(o.status.code(), Some(2), "existing project folders are refused");
     assert!(String::from_utf8_lossy(&o.stderr).contains("exists already"));
+}
+
+/// Issue 13: images only trained iterations hold, exported over a real socket from a generated
+/// account, are in both outputs with their bytes, boxes and labels, marked as such.
+#[tokio::test]
+async fn images_only_iterations_hold_are_converted_and_marked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (emu, archive) = exported_generated("projects=2,images=40,iteration_only=3,size=2000", dir.path(), "gen").await;
+    let payload = payload(&archive);
+    let coco_out = dir.path().join("coco");
+    let coco =
+        convert(&archive, &ConvertOptions { to: Target::Coco, out: coco_out.clone(), projects: vec![] }, &NoProgress)
+            .unwrap();
+    let folders_out = dir.path().join("folders");
+    let folders = convert(
+        &archive,
+        &ConvertOptions { to: Target::Folders, out: folders_out.clone(), projects: vec![] },
+        &NoProgress,
+    )
+    .unwrap();
+    assert!(coco.is_complete() && folders.is_complete());
+    let mut regions = 0;
+    for p in emu.projects() {
+        let lines = jsonl(&payload, &format!("projects/{p}/images.jsonl"));
+        let only = only_in_iterations(&payload, p);
+        assert_eq!(only.len(), 3, "{p}: the archive holds them");
+        let workspace: std::collections::HashSet<String> = emu.image_ids(p).iter().map(Uuid::to_string).collect();
+        let iterations = json(&payload, &format!("projects/{p}/iterations.json"));
+        let trained = iterations[0]["id"].clone();
+
+        let doc = read_json(&coco_out.join(p.to_string()).join("annotations.json"));
+        let images = doc["images"].as_array().unwrap();
+        assert_eq!(images.len(), lines.len());
+        for image in images {
+            let id = image["custom_vision_id"].as_str().unwrap();
+            assert_eq!(image["workspace"], workspace.contains(id), "{id}");
+            assert!(image["iterations"].is_array(), "{id}: the archive records it");
+            if image["workspace"] == false {
+                assert_eq!(image["iterations"], serde_json::json!([trained]), "{id}");
+                let line = only.iter().find(|l| l["id"] == id).unwrap();
+                let written = std::fs::read(
+                    coco_out.join(p.to_string()).join("images").join(image["file_name"].as_str().unwrap()),
+                )
+                .unwrap();
+                assert_eq!(hex::encode(Sha256::digest(&written)), line["sha256"].as_str().unwrap());
+                let boxes =
+                    doc["annotations"].as_array().unwrap().iter().filter(|a| a["image_id"] == image["id"]).count();
+                assert_eq!(boxes, line["regions"].as_array().map_or(0, Vec::len), "{id}: its regions");
+                regions += boxes;
+            }
+        }
+        let report = coco.projects.iter().find(|r| r.id == p).unwrap();
+        assert_eq!(report.only_in_iterations, 3);
+
+        let labels = std::fs::read_to_string(folders_out.join(p.to_string()).join("labels.csv")).unwrap();
+        assert!(labels.starts_with("image_id,file,tags,width,height,sha256,workspace,iterations\n"));
+        for line in &only {
+            let id = line["id"].as_str().unwrap();
+            let row = labels.lines().find(|l| l.starts_with(id)).unwrap_or_else(|| panic!("{id} in labels.csv"));
+            assert!(row.ends_with(&format!(",false,{}", trained.as_str().unwrap())), "{row}");
+            let file = row.split(',').nth(1).unwrap();
+            assert!(!file.starts_with("untagged/"), "a tagged image is in its tag's folder: {row}");
+            assert!(folders_out.join(p.to_string()).join(file).is_file(), "{file}");
+        }
+        assert_eq!(labels.lines().filter(|l| l.contains(",false,")).count(), 3);
+    }
+    assert!(regions > 0, "the detection project's iteration-only images keep their boxes");
+}
+
+/// An archive written before images.jsonl said which iterations hold each image converts as
+/// before: every image in the workspace, iterations unknown (null), labels.csv's old columns.
+#[test]
+fn an_archive_without_membership_converts_as_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = crate::archive::write_good_bag(dir.path(), "old");
+    let out = dir.path().join("coco");
+    let report =
+        convert(&old, &ConvertOptions { to: Target::Coco, out: out.clone(), projects: vec![] }, &NoProgress).unwrap();
+    assert!(report.is_complete());
+    assert_eq!(report.projects[0].only_in_iterations, 0);
+    let doc = read_json(&out.join(crate::archive::PROJECT.to_string()).join("annotations.json"));
+    let images = doc["images"].as_array().unwrap();
+    assert_eq!(images.len(), 3);
+    for image in images {
+        assert_eq!(image["workspace"], true);
+        assert_eq!(image["iterations"], Value::Null, "unknown, not empty");
+    }
+    let out = dir.path().join("folders");
+    convert(&old, &ConvertOptions { to: Target::Folders, out: out.clone(), projects: vec![] }, &NoProgress).unwrap();
+    let labels = std::fs::read_to_string(out.join(crate::archive::PROJECT.to_string()).join("labels.csv")).unwrap();
+    assert!(labels.starts_with("image_id,file,tags,width,height,sha256\n"), "{labels}");
+    assert!(labels.lines().all(|l| l.split(',').count() == 6), "{labels}");
 }

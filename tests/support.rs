@@ -95,3 +95,20 @@ pub fn temp_archive(name: &str) -> (tempfile::TempDir, PathBuf) {
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
+
+/// A generated account (see [`generated_emulator`]) exported over a real socket into
+/// `dir/<name>.zip`, by the library; returns the emulator (still serving) and the archive.
+pub async fn exported_generated(spec: &str, dir: &Path, name: &str) -> (Emulator, PathBuf) {
+    use cvarchive::export::{export, ExportOptions};
+    let emu = generated_emulator(spec).await;
+    let out = dir.join(format!("{name}.zip"));
+    export(&client_for(&emu), &ExportOptions::new(&out), &cvarchive::progress::NoProgress, &Default::default())
+        .await
+        .expect("export succeeds");
+    (emu, out)
+}
+
+/// The `images.jsonl` lines of project `p` that say the workspace did not hold the image.
+pub fn only_in_iterations(payload: &BTreeMap<String, Vec<u8>>, p: uuid::Uuid) -> Vec<serde_json::Value> {
+    jsonl(payload, &format!("projects/{p}/images.jsonl")).into_iter().filter(|l| l["workspace"] == false).collect()
+}

@@ -500,6 +500,13 @@ fn inspect_summarises_from_metadata() {
     assert_eq!((p.image_files, p.iterations, p.predictions, p.model_exports), (3, 1, 1, 0));
     let image_bytes_total: u64 = (0..3).map(|i| image_bytes(i).len() as u64).sum();
     assert_eq!(p.image_bytes, image_bytes_total);
+    // Written before images only iterations hold were archived: it says nothing about them.
+    assert_eq!(p.only_in_iterations, None);
+    let (code, text) = cli(&["inspect", good.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(text.contains("images: 2 tagged, 1 untagged (3 files,"), "{text}");
+    let (_, text) = cli(&["inspect", "--json", good.to_str().unwrap()]);
+    assert!(!text.contains("onlyInIterations"), "{text}");
 
     // Without account.json it still says what the listing shows.
     let bare = dir.path().join("bare.zip");
@@ -511,4 +518,29 @@ fn inspect_summarises_from_metadata() {
     let (code, text) = cli(&["inspect", bare.to_str().unwrap()]);
     assert_eq!(code, 0);
     assert!(text.contains("3 files"), "{text}");
+}
+
+/// Issue 13: an export over a real socket from an account whose trained iterations hold images
+/// the workspace lost; inspect counts them apart from tagged and untagged, in text and JSON.
+#[tokio::test]
+async fn inspect_counts_images_only_iterations_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let (emu, archive) =
+        crate::support::exported_generated("projects=2,images=30,iteration_only=4,size=1000", dir.path(), "gen").await;
+    let s = inspect(&archive).unwrap();
+    assert_eq!(s.projects.len(), 2);
+    for p in &s.projects {
+        let workspace = emu.image_ids(p.id.parse().unwrap()).len() as u64;
+        assert_eq!(p.only_in_iterations, Some(4), "{}", p.id);
+        assert_eq!(p.tagged.unwrap() + p.untagged.unwrap(), workspace, "tagged and untagged are the workspace's");
+        assert_eq!(p.image_files, workspace + 4, "every image's file is archived");
+    }
+    let out = crate::support::cvarchive(&["inspect", archive.to_str().unwrap()], &[]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.matches(", 4 held only by iterations (34 files,").count(), 2, "{text}");
+    let out = crate::support::cvarchive(&["inspect", "--json", archive.to_str().unwrap()], &[]).await;
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for p in json["projects"].as_array().unwrap() {
+        assert_eq!(p["onlyInIterations"], 4, "{p}");
+    }
 }

@@ -1,5 +1,6 @@
 //! The compact records the page reads: one image or stored prediction reduced to what is shown,
-//! tags referred to by their position in the project's tag table, and every file path checked
+//! tags and iterations referred to by their position in the project's tag and iteration tables,
+//! and every file path checked
 //! before the page may link to it (an untrusted archive must not make the page load anything
 //! outside its own folder).
 
@@ -90,6 +91,71 @@ impl TagTable {
     }
 }
 
+/// A project's iterations, as images refer to them: those of `iterations.json` in its order,
+/// then any met only on an image (named by id). Records refer to iterations by their index here.
+#[derive(Debug, Default)]
+pub struct IterationTable {
+    iterations: Vec<IterationEntry>,
+    by_id: HashMap<String, usize>,
+}
+
+/// One iteration of an [`IterationTable`].
+#[derive(Debug)]
+pub struct IterationEntry {
+    /// The iteration's id (as written in the archive).
+    pub id: String,
+    /// Its name, or its id when `iterations.json` does not list it.
+    pub name: String,
+    /// Whether `iterations.json` lists it.
+    pub listed: bool,
+    /// Archived images it holds.
+    pub images: u64,
+    /// Of those, the ones the workspace no longer held.
+    pub only_here: u64,
+}
+
+impl IterationTable {
+    /// The table of a project's `iterations.json` (an array of Iteration objects; anything else
+    /// is ignored).
+    pub fn from_iterations_json(iterations: Option<&Value>) -> IterationTable {
+        let mut table = IterationTable::default();
+        for it in array(iterations) {
+            if let Some(id) = it.get("id").and_then(Value::as_str) {
+                let i = table.index_of(id);
+                table.iterations[i].name = str_or(it.get("name"), id).to_owned();
+                table.iterations[i].listed = true;
+            }
+        }
+        table
+    }
+
+    /// The index of iteration `id`, added (named by its id) when it is new.
+    pub fn index_of(&mut self, id: &str) -> usize {
+        if let Some(&i) = self.by_id.get(id) {
+            return i;
+        }
+        let entry = IterationEntry { id: id.to_owned(), name: id.to_owned(), listed: false, images: 0, only_here: 0 };
+        self.iterations.push(entry);
+        self.by_id.insert(id.to_owned(), self.iterations.len() - 1);
+        self.iterations.len() - 1
+    }
+
+    /// Every iteration, in index order.
+    pub fn iterations(&self) -> &[IterationEntry] {
+        &self.iterations
+    }
+
+    /// The table as the page reads it.
+    pub fn to_json(&self) -> Value {
+        Value::Array(
+            self.iterations
+                .iter()
+                .map(|i| json!({"id": i.id, "name": i.name, "listed": i.listed, "images": i.images, "onlyHere": i.only_here}))
+                .collect(),
+        )
+    }
+}
+
 /// One image reduced for the page, with what the project index needs.
 #[derive(Debug)]
 pub struct ImageRecord {
@@ -99,10 +165,20 @@ pub struct ImageRecord {
     pub tags: Vec<usize>,
     /// Whether the service says it is tagged.
     pub tagged: bool,
+    /// Whether the workspace held it (`false`: only trained iterations did). Archives written
+    /// before this was recorded held workspace images only.
+    pub workspace: bool,
 }
 
-/// Reduces one `images.jsonl` line; `None` when it is not an object with an id.
-pub fn image_record(line: &Value, project: Uuid, table: &mut TagTable) -> Option<ImageRecord> {
+/// Reduces one `images.jsonl` line; `None` when it is not an object with an id. Its
+/// `iterations` become indices into `holders`, or `null` when the line does not say (older
+/// archives: unknown, not none).
+pub fn image_record(
+    line: &Value,
+    project: Uuid,
+    table: &mut TagTable,
+    holders: &mut IterationTable,
+) -> Option<ImageRecord> {
     let obj = line.as_object()?;
     let id = obj.get("id")?.as_str()?;
     let mut tags = Vec::new();
@@ -124,6 +200,17 @@ pub fn image_record(line: &Value, project: Uuid, table: &mut TagTable) -> Option
         Some(s) => s == "Tagged",
         None => !tags.is_empty(),
     };
+    let workspace = obj.get("workspace").and_then(Value::as_bool).unwrap_or(true);
+    let iterations: Option<Vec<usize>> = obj.get("iterations").and_then(Value::as_array).map(|list| {
+        let mut held: Vec<usize> = list.iter().filter_map(Value::as_str).map(|id| holders.index_of(id)).collect();
+        held.sort_unstable();
+        held.dedup();
+        for &i in &held {
+            holders.iterations[i].images += 1;
+            holders.iterations[i].only_here += u64::from(!workspace);
+        }
+        held
+    });
     let meta: Vec<Value> = match obj.get("metadata") {
         Some(Value::Object(m)) => m.iter().map(|(k, v)| json!([k, scalar_text(v)])).collect(),
         _ => Vec::new(),
@@ -140,8 +227,10 @@ pub fn image_record(line: &Value, project: Uuid, table: &mut TagTable) -> Option
         "meta": meta,
         "size": obj.get("size").and_then(Value::as_u64),
         "sha256": obj.get("sha256").and_then(Value::as_str).filter(is_hex),
+        "workspace": workspace,
+        "iterations": iterations,
     });
-    Some(ImageRecord { json, tags, tagged })
+    Some(ImageRecord { json, tags, tagged, workspace })
 }
 
 /// Reduces one `predictions.jsonl` line; `None` when it is not an object with an id.

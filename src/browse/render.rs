@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::records::{image_record, prediction_record, TagTable};
+use super::records::{image_record, prediction_record, IterationTable, TagTable};
 use super::{DataSource, BROWSE_DIR, IMAGES_PER_CHUNK, INDEX_HTML, PREDICTIONS_PER_CHUNK};
 use crate::archive::layout;
 
@@ -162,14 +162,18 @@ fn render_project<E>(src: &dyn DataSource, out: &mut Emitter<'_, E>, p: Uuid, en
     let tags = read_json(src, &layout::tags_json(p), &mut problems);
     let iterations = read_json(src, &layout::iterations_json(p), &mut problems);
     let mut table = TagTable::from_tags_json(Some(&tags));
+    let mut holders = IterationTable::from_iterations_json(Some(&iterations));
 
-    // Images: chunks, plus the index the page filters with (image ordinals per tag, untagged).
+    // Images: chunks, plus the index the page filters with (image ordinals per tag, untagged,
+    // held only by iterations).
     let mut per_tag: Vec<Vec<u32>> = Vec::new();
     let mut untagged: Vec<u32> = Vec::new();
+    let mut only_in_iterations: Vec<u32> = Vec::new();
+    let mut untagged_in_workspace = 0u64;
     let mut regions = 0u64;
     let (images, image_chunks, bad_images) =
         chunked(src, out, &layout::images_jsonl(p), "images", p, IMAGES_PER_CHUNK, |line, ordinal| {
-            let rec = image_record(line, p, &mut table)?;
+            let rec = image_record(line, p, &mut table, &mut holders)?;
             regions += rec.json["regions"].as_array().map_or(0, |r| r.len() as u64);
             if per_tag.len() < table.tags().len() {
                 per_tag.resize_with(table.tags().len(), Vec::new);
@@ -179,12 +183,18 @@ fn render_project<E>(src: &dyn DataSource, out: &mut Emitter<'_, E>, p: Uuid, en
             }
             if !rec.tagged {
                 untagged.push(ordinal);
+                untagged_in_workspace += u64::from(rec.workspace);
+            }
+            if !rec.workspace {
+                only_in_iterations.push(ordinal);
             }
             table.count_image(&rec.tags);
             Some(rec.json)
         })?;
     per_tag.resize_with(table.tags().len(), Vec::new);
-    let index = json!({"count": images, "chunkSize": IMAGES_PER_CHUNK, "tags": per_tag, "untagged": untagged});
+    let only = only_in_iterations.len() as u64;
+    let index = json!({"count": images, "chunkSize": IMAGES_PER_CHUNK, "tags": per_tag, "untagged": untagged,
+                       "onlyInIterations": only_in_iterations});
     drop(per_tag);
     out.push(&format!("{BROWSE_DIR}/{p}/index.js"), &format!("index:{p}"), &index)?;
     drop(index);
@@ -220,6 +230,8 @@ fn render_project<E>(src: &dyn DataSource, out: &mut Emitter<'_, E>, p: Uuid, en
         "project": project,
         "tags": table.to_json(),
         "iterations": its,
+        "holders": holders.to_json(),
+        "onlyInIterations": only,
         "images": images,
         "imageChunks": image_chunks,
         "regions": regions,
@@ -236,8 +248,10 @@ fn render_project<E>(src: &dyn DataSource, out: &mut Emitter<'_, E>, p: Uuid, en
         "name": name,
         "domainType": entry.get("domainType").cloned().unwrap_or(Value::Null),
         "images": images,
-        "tagged": images - untagged.len() as u64,
-        "untagged": untagged.len(),
+        // Tagged and untagged count the workspace's images, as account.json's do.
+        "tagged": images - only - untagged_in_workspace,
+        "untagged": untagged_in_workspace,
+        "onlyInIterations": only,
         "regions": regions,
         "predictions": predictions,
         "tags": table.tags().len(),

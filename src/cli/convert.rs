@@ -68,8 +68,12 @@ fn print(report: &Report, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     for p in &report.projects {
+        let only = match p.only_in_iterations {
+            0 => String::new(),
+            n => format!(" ({n} held only by iterations, marked as such)"),
+        };
         println!(
-            "{} ({}): {} images, {} categories, {} annotations -> {}",
+            "{} ({}): {} images{only}, {} categories, {} annotations -> {}",
             p.name,
             p.id,
             p.images,

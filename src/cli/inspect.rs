@@ -72,9 +72,14 @@ fn print_human(out: &mut impl Write, s: &Summary) -> std::io::Result<()> {
             p.name.as_deref().unwrap_or("?"),
             p.domain_type.as_deref().unwrap_or("?")
         )?;
+        // Older archives do not say; a count of none says nothing worth a line's room either.
+        let only_in_iterations = match p.only_in_iterations {
+            Some(k) if k > 0 => format!(", {k} held only by iterations"),
+            _ => String::new(),
+        };
         writeln!(
             out,
-            "  images: {} tagged, {} untagged ({} files, {} bytes); tags: {}; iterations: {}",
+            "  images: {} tagged, {} untagged{only_in_iterations} ({} files, {} bytes); tags: {}; iterations: {}",
             n(p.tagged),
             n(p.untagged),
             p.image_files,

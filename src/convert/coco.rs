@@ -29,6 +29,7 @@ pub(super) fn write(
         })
         .collect();
     let (mut images, mut annotations, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
+    let mut only_in_iterations = 0;
     for a in &archived.images {
         let image = &a.image;
         let (Some(w), Some(h)) = (image.width.filter(|w| *w > 0), image.height.filter(|h| *h > 0)) else {
@@ -54,7 +55,10 @@ pub(super) fn write(
             "date_captured": image.created.as_ref().map(|c| c.as_str()),
             "metadata": image.metadata.clone().unwrap_or_default(),
             "category_ids": class_tags,
+            "workspace": a.in_workspace(),
+            "iterations": a.iterations,
         }));
+        only_in_iterations += usize::from(!a.in_workspace());
         for r in regions {
             let Some(&cat) = category.get(&r.tag_id) else {
                 skipped
@@ -92,6 +96,7 @@ pub(super) fn write(
         images: doc["images"].as_array().map_or(0, Vec::len),
         categories: archived.tags.len(),
         annotations: doc["annotations"].as_array().map_or(0, Vec::len),
+        only_in_iterations,
         skipped,
     })
 }

@@ -1,4 +1,5 @@
-//! One project as folders: one per tag, `untagged/`, and `labels.csv` (see [`super`]).
+//! One project as folders: one per tag, `untagged/`, and `labels.csv` (see [`super`]). Images
+//! only trained iterations hold go where their tags put them; `labels.csv` marks them.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -22,8 +23,13 @@ pub(super) fn write(
 ) -> Result<ProjectReport, Error> {
     let folders = folder_names(archived);
     let mut created: HashSet<String> = HashSet::new();
-    let mut csv = String::from("image_id,file,tags,width,height,sha256\n");
+    // Archives written before iteration-only images were archived do not say which iterations
+    // hold an image; their labels.csv keeps its old columns rather than claim "none".
+    let membership = archived.images.iter().any(|a| a.iterations.is_some());
+    let mut csv = String::from("image_id,file,tags,width,height,sha256");
+    csv.push_str(if membership { ",workspace,iterations\n" } else { "\n" });
     let (mut images, mut files, mut skipped) = (0usize, 0usize, Vec::new());
+    let mut only_in_iterations = 0usize;
     for a in &archived.images {
         let image = &a.image;
         let mut tag_ids: Vec<Uuid> = image.tags.iter().flatten().map(|t| t.tag_id).collect();
@@ -63,7 +69,7 @@ pub(super) fn write(
             tag_ids.iter().filter_map(|t| archived.tags.iter().find(|x| x.id == *t).map(|x| x.name.as_str())).collect();
         let cell = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
         csv.push_str(&format!(
-            "{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{}",
             image.id,
             csv_field(&format!("{}/{file_name}", targets[0])),
             csv_field(&names.join(";")),
@@ -71,6 +77,12 @@ pub(super) fn write(
             cell(image.height),
             a.sha256
         ));
+        if membership {
+            let holders: Vec<String> = a.iterations.iter().flatten().map(Uuid::to_string).collect();
+            csv.push_str(&format!(",{},{}", a.in_workspace(), holders.join(";")));
+        }
+        csv.push('\n');
+        only_in_iterations += usize::from(!a.in_workspace());
     }
     write_new(&dir.join("labels.csv"), csv.as_bytes())?;
     Ok(ProjectReport {
@@ -80,6 +92,7 @@ pub(super) fn write(
         images,
         categories: archived.tags.len(),
         annotations: files,
+        only_in_iterations,
         skipped,
     })
 }

@@ -5,13 +5,19 @@
 //!   each with its `custom_vision_id`). Each image entry has `file_name`, `width`, `height`,
 //!   `custom_vision_id`, `sha256`, `date_captured` (the service's `created`), `metadata` (the
 //!   image's metadata, `{}` when none) and `category_ids`: its classification tags (tags not on
-//!   a region). Each region becomes an annotation whose `bbox` is `[left * width, top * height,
+//!   a region), `workspace` (whether the project's workspace held the image; `false` for an
+//!   image deleted from it that trained iterations still hold) and `iterations` (the ids of the
+//!   trained iterations holding a copy, `null` when the archive does not record it). Each region becomes an annotation whose `bbox` is `[left * width, top * height,
 //!   region width * width, region height * height]` in pixels, `area` the box's, `iscrowd` 0,
 //!   `segmentation` the box as one polygon, and `custom_vision_region_id`.
 //! - [`Target::Folders`]: `<out>/<projectId>/<tag>/<imageId>.<ext>` for every tag of an image
 //!   (hard links when the file system allows, copies otherwise), `untagged/` for images without
-//!   tags, and `labels.csv` (`image_id,file,tags,width,height,sha256`; tags `;`-separated). Tag
-//!   folder names are the tag names with `/ \ : * ? " < > |` and control characters replaced by
+//!   tags, and `labels.csv` (`image_id,file,tags,width,height,sha256,workspace,iterations`; tags
+//!   and iteration ids `;`-separated; the last two columns only when the archive records which
+//!   iterations hold each image). Images only trained iterations hold stay in their tag folders,
+//!   where their labels put them: a folder of their own would read as one more class to
+//!   folder-per-class loaders (torchvision `ImageFolder`, Keras `image_dataset_from_directory`);
+//!   `labels.csv` says which they are, to filter on. Tag folder names are the tag names with `/ \ : * ? " < > |` and control characters replaced by
 //!   `_`; clashes (case-insensitive, or with `untagged`) get the tag id's first 8 digits.
 //!
 //! Every archive entry read is checked against the manifest (see [`source`]); a damaged image is
@@ -144,6 +150,8 @@ pub struct ProjectReport {
     pub categories: usize,
     /// Box annotations (COCO) or tag-folder files (folders).
     pub annotations: usize,
+    /// Of the images written, those the workspace no longer held, only trained iterations did.
+    pub only_in_iterations: usize,
     /// Images left out, and why.
     pub skipped: Vec<Skipped>,
 }

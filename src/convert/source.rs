@@ -49,9 +49,25 @@ pub struct ArchivedImage {
     /// Their size in bytes.
     #[serde(default)]
     pub size: u64,
+    /// Whether the workspace held the image when exported; `None` in archives written before
+    /// this was recorded, which listed the workspace alone (see [`ArchivedImage::in_workspace`]).
+    #[serde(default)]
+    pub workspace: Option<bool>,
+    /// The trained iterations holding a copy; `None` (unknown, not none) in archives written
+    /// before this was recorded.
+    #[serde(default)]
+    pub iterations: Option<Vec<Uuid>>,
     /// The image record (tags, regions, metadata, size).
     #[serde(flatten)]
     pub image: Image,
+}
+
+impl ArchivedImage {
+    /// Whether the workspace held the image: an older archive's images all came from the
+    /// workspace listing.
+    pub fn in_workspace(&self) -> bool {
+        self.workspace.unwrap_or(true)
+    }
 }
 
 impl Source {

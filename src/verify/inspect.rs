@@ -71,6 +71,10 @@ pub struct ProjectSummary {
     pub tagged: Option<u64>,
     /// Untagged images archived.
     pub untagged: Option<u64>,
+    /// Images archived that the workspace no longer held, only trained iterations did (not in
+    /// `tagged` or `untagged`); absent for archives written before they were archived.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub only_in_iterations: Option<u64>,
     /// Image files in the archive.
     pub image_files: u64,
     /// Tags.
@@ -199,6 +203,7 @@ fn apply_account(v: &Value, s: &mut Summary, projects: &mut BTreeMap<String, Pro
         p.domain_type = str_at(pj, &["domainType"]);
         p.tagged = u64_at(pj, &["archived", "tagged"]);
         p.untagged = u64_at(pj, &["archived", "untagged"]);
+        p.only_in_iterations = u64_at(pj, &["archived", "onlyInIterations"]);
         p.tags = u64_at(pj, &["archived", "tags"]);
         p.missing = pj.get("missing").and_then(Value::as_array).map_or(0, |a| a.len() as u64);
         // The listing is the truth about what is in the zip; account.json fills what it cannot say.

@@ -1,6 +1,6 @@
 // Opens an archive's data/index.html from file:// in Debian's headless Chromium (Playwright),
-// walks every project (overview, images, a tag filter, untagged, one image's details, stored
-// predictions), saves a screenshot, and prints what it saw as one JSON object. The Rust test
+// walks every project (overview, images, a tag filter, untagged, only-in-iterations, image
+// details, stored predictions), saves a screenshot, and prints what it saw as one JSON object. The Rust test
 // (tests/browse.rs) compares that with the archive; this script only observes.
 //
 // usage: node check.mjs <path/to/data/index.html> <screenshot.png>
@@ -50,6 +50,7 @@ try {
     chips: [...t.querySelectorAll('.chip')].map((c) => c.textContent),
     loaded: [...t.querySelectorAll('img')].every((i) => i.complete && i.naturalWidth > 0),
     missing: t.querySelectorAll('.missing-file').length,
+    onlyInIterations: t.dataset.workspace === 'false' && t.classList.contains('iteration-only'),
   })));
 
   await page.goto(pathToFileURL(indexPath).href);
@@ -90,7 +91,8 @@ try {
     // A tag filter through the select, as a person would use it.
     p.filters = {};
     const options = await page.$$eval('#filter option', (os) => os.map((o) => o.value));
-    for (const value of options.filter((v) => v.startsWith('tag:')).slice(0, 3).concat(['untagged', 'tagged'])) {
+    const membership = options.filter((v) => v === 'iteration-only' || v === 'workspace');
+    for (const value of options.filter((v) => v.startsWith('tag:')).slice(0, 3).concat(['untagged', 'tagged'], membership)) {
       await page.selectOption('#filter', value);
       await settled(await page.evaluate(() => location.hash));
       p.filters[value] = await grid();
@@ -111,6 +113,18 @@ try {
         meta: [...document.querySelectorAll('#detail-meta tbody tr')].map((r) => [...r.cells].map((c) => c.textContent)),
       }));
       await page.keyboard.press('Escape');
+      // Each image's membership, as its details say it (the workspace, and iterations by name).
+      p.membership = [];
+      for (const t of p.images.slice(0, 12)) {
+        await page.click(`#grid .tile[data-id="${t.id}"]`);
+        await page.waitForSelector(`#detail .panel[data-id="${t.id}"]`, { timeout: 5000 });
+        p.membership.push(await page.evaluate(() => ({
+          id: document.querySelector('#detail .panel').dataset.id,
+          workspace: document.getElementById('detail-workspace').textContent,
+          iterations: document.getElementById('detail-iterations').textContent,
+        })));
+        await page.keyboard.press('Escape');
+      }
     }
 
     await page.click('.tabs a[data-view="predictions"]');

@@ -58,3 +58,28 @@ def test_coco_output_of_the_demo_account_loads_with_pycocotools(tmp_path: Path):
         for ann in anns.values():
             assert coco.annToMask(ann).shape == (image["height"], image["width"])
     assert regions == 3
+
+
+CLASSIFICATION = "e532f7f9-9827-476d-9159-4b592bf2ea6f"
+ONLY_IN_ITERATION = "0c7e2a51-8f3b-4d6e-9a1c-5b2f7d9e4a60"
+
+
+def test_images_only_iterations_hold_load_as_images_marked_so(tmp_path: Path):
+    """The demo's image deleted from the workspace, that its trained iteration still holds, is an
+    ordinary COCO image with two extra keys, which pycocotools loads and leaves alone."""
+    archive = tmp_path / "demo.zip"
+    run("export", "--demo", "--out", str(archive), "--no-progress")
+    out = tmp_path / "coco"
+    run("convert", str(archive), "--to", "coco", "--out", str(out))
+    coco = COCO(str(out / CLASSIFICATION / "annotations.json"))
+    images = coco.loadImgs(coco.getImgIds())
+    lines = {line["id"]: line for line in archived_images(archive, CLASSIFICATION)}
+    assert len(images) == len(lines) == 8
+    for image in images:
+        line = lines[image["custom_vision_id"]]
+        assert image["workspace"] is line["workspace"]
+        assert image["iterations"] == line["iterations"]
+        assert (out / CLASSIFICATION / "images" / image["file_name"]).is_file()
+    only = [i for i in images if not i["workspace"]]
+    assert [i["custom_vision_id"] for i in only] == [ONLY_IN_ITERATION]
+    assert only[0]["iterations"] == ["661c64d6-e4ab-46a0-96c9-b06934fac218"]

@@ -127,7 +127,8 @@
     const nav = document.getElementById('projects');
     nav.replaceChildren(...account.projects.map((p) =>
       h('a', { href: href({ project: p.id }), 'data-project': p.id },
-        p.name || p.id, h('small', { text: fmt(p.images) + ' images · ' + fmt(p.tags) + ' tags' + (p.regions ? ' · regions' : '') })),
+        p.name || p.id, h('small', { text: fmt(p.images) + ' images · ' + fmt(p.tags) + ' tags' + (p.regions ? ' · regions' : '')
+          + (p.onlyInIterations ? ' · ' + fmt(p.onlyInIterations) + ' only in iterations' : '') })),
     ));
     window.addEventListener('hashchange', show);
     document.addEventListener('keydown', (e) => { if (e.key === 'Escape') closeDetail(); });
@@ -170,12 +171,12 @@
       ]),
       h('h2', { text: 'Projects' }),
       table([['Project'], ['Tagged (reported)', 'num'], ['Untagged (reported)', 'num'], ['Tagged (archived)', 'num'], ['Untagged (archived)', 'num'],
-        ['Tags', 'num'], ['Iterations', 'num'], ['Predictions', 'num'], ['Image bytes', 'num'], ['Missing', 'num']],
+        ['Only in iterations (archived)', 'num'], ['Tags', 'num'], ['Iterations', 'num'], ['Predictions', 'num'], ['Image bytes', 'num'], ['Missing', 'num']],
       projects.map((p) => {
         const r = (rec.projects || []).find((x) => x.id === p.id) || {};
         return h('tr', { 'data-project-row': p.id },
           h('td', {}, h('a', { href: href({ project: p.id }), text: p.name || p.id })),
-          ...[get(r, 'reported', 'tagged'), get(r, 'reported', 'untagged'), p.tagged, p.untagged, p.tags, p.iterations, p.predictions]
+          ...[get(r, 'reported', 'tagged'), get(r, 'reported', 'untagged'), p.tagged, p.untagged, p.onlyInIterations, p.tags, p.iterations, p.predictions]
             .map((v) => h('td', { class: 'num', text: fmt(v) })),
           h('td', { class: 'num', text: bytes(get(r, 'archived', 'imageBytes')) }),
           h('td', { class: 'num' + ((r.missing || []).length ? ' bad' : ''), text: fmt((r.missing || []).length) }));
@@ -229,13 +230,17 @@
 
   function iteration(proj, it) {
     const i = it.iteration || {};
+    // How the export found the iteration's images (account.json; absent in older archives).
+    const found = ((proj.record || {}).iterations || []).find((x) => x.id === i.id);
     const perf = it.performance;
     const per = (perf && perf.perTagPerformance) || [];
     const exports = Array.isArray(it.exports) ? it.exports : [];
     return h('section', { class: 'iteration', 'data-iteration': i.id },
       h('h3', { text: (i.name || i.id) + (i.status ? ' · ' + i.status : '') }),
       kv([['Id', i.id], ['Trained', i.trainedAt], ['Training type', i.trainingType], ['Domain', i.domainId], ['Classification type', i.classificationType],
-        ['Published as', i.publishName], ['Exportable to', (i.exportableTo || []).join(', ') || null]].filter(([, v]) => v !== undefined && v !== null)),
+        ['Published as', i.publishName], ['Exportable to', (i.exportableTo || []).join(', ') || null],
+        ['Images', found ? fmt(found.reported) + ' (' + fmt(found.onlyInIteration) + ' no longer in the workspace, archived from this iteration)' : null]]
+        .filter(([, v]) => v !== undefined && v !== null)),
       perf ? [
         table([['Tag'], ['Precision', 'num'], ['Recall', 'num'], ['Average precision', 'num']],
           [h('tr', { class: 'overall' }, h('td', {}, h('b', { text: 'Overall' })), ...[perf.precision, perf.recall, perf.averagePrecision].map((v) => h('td', { class: 'num', text: pct(v) })))]
@@ -275,6 +280,16 @@
   // ---- images: a page of ordinals from the index, records from the chunks holding them ----
   function selection(index, filter) {
     if (filter === 'untagged') return index.untagged;
+    if (filter === 'iteration-only') return index.onlyInIterations || [];
+    if (filter === 'workspace') {
+      if (!index._workspace) {
+        const only = new Set(index.onlyInIterations || []);
+        const out = [];
+        for (let i = 0; i < index.count; i++) if (!only.has(i)) out.push(i);
+        index._workspace = out;
+      }
+      return index._workspace;
+    }
     if (filter === 'tagged') {
       if (!index._tagged) {
         const un = new Set(index.untagged);
@@ -315,10 +330,13 @@
     return load('index:' + proj.id, 'browse/' + proj.id + '/index.js').then((index) => {
       if (token !== renderToken) return null;
       const sel = selection(index, r.filter);
+      const only = index.onlyInIterations || [];
       const select = h('select', { id: 'filter', onchange: (e) => { location.hash = href({ project: proj.id, view: 'images', filter: e.target.value }); } },
         h('option', { value: 'all', text: 'All images (' + fmt(index.count) + ')' }),
         h('option', { value: 'tagged', text: 'Tagged (' + fmt(index.count - index.untagged.length) + ')' }),
         h('option', { value: 'untagged', text: 'Untagged (' + fmt(index.untagged.length) + ')' }),
+        only.length ? [h('option', { value: 'workspace', text: 'In the workspace (' + fmt(index.count - only.length) + ')' }),
+          h('option', { value: 'iteration-only', text: 'Only in iterations (' + fmt(only.length) + ')' })] : null,
         proj.tags.map((t, i) => h('option', { value: 'tag:' + i, text: 'Tag: ' + t.name + ' (' + fmt((index.tags[i] || []).length) + ')' })));
       select.value = r.filter;
       const [page, nav] = pager(proj, r, sel.length);
@@ -383,11 +401,21 @@
     }
     return (rec.preds || []).slice(0, 3).map((p) => h('span', { class: 'chip', text: ((proj.tags[p[0]] || {}).name || '?') + ' ' + pct(p[1]) }));
   }
+  // Older archives do not say: their images came from the workspace.
+  const onlyInIterations = (rec) => rec.workspace === false;
+  // The iterations holding an image, by name; null when the archive does not record them.
+  function holders(proj, rec) {
+    if (!Array.isArray(rec.iterations)) return null;
+    return rec.iterations.map((i) => ((proj.holders || [])[i] || {}).name || '?');
+  }
   function tile(proj, rec, kind) {
-    return h('div', { class: 'tile', tabindex: 0, 'data-id': rec.id, 'data-kind': kind,
+    const only = kind === 'image' && onlyInIterations(rec);
+    return h('div', { class: 'tile' + (only ? ' iteration-only' : ''), tabindex: 0, 'data-id': rec.id, 'data-kind': kind,
+      'data-workspace': kind === 'image' ? String(!only) : null,
       onclick: () => openDetail(proj, rec, kind), onkeydown: (e) => { if (e.key === 'Enter') openDetail(proj, rec, kind); } },
     h('div', { class: 'thumb' }, frame(proj, rec, kind, false)),
-    h('div', { class: 'caption' }, chips(proj, rec, kind)));
+    h('div', { class: 'caption' }, only ? h('span', { class: 'chip iteration-only', title: 'deleted from the workspace; trained iterations still hold it', text: 'only in iterations' }) : null,
+      chips(proj, rec, kind)));
   }
 
   function openDetail(proj, rec, kind) {
@@ -406,6 +434,10 @@
         kv([['Id', h('code', { text: rec.id })], ['Created', rec.created],
           kind === 'image' ? ['Size', rec.w && rec.h ? rec.w + ' × ' + rec.h + ' px, ' + bytes(rec.size) : bytes(rec.size)] : ['Size', bytes(rec.size)],
           kind === 'image' ? ['Status', rec.tagged ? 'tagged' : 'untagged'] : ['Iteration', rec.iteration],
+          kind === 'image' ? ['Workspace', h('span', { id: 'detail-workspace', class: onlyInIterations(rec) ? 'bad' : null,
+            text: onlyInIterations(rec) ? 'no: deleted from the workspace; only the iterations below hold it' : 'yes' })] : null,
+          kind === 'image' ? ['Held by iterations', h('span', { id: 'detail-iterations',
+            text: holders(proj, rec) === null ? 'not recorded in this archive' : holders(proj, rec).join(', ') || 'none' })] : null,
           ['File', rec.file ? h('a', { href: rec.file, text: rec.file }) : 'not in the archive'],
           ['SHA-256', rec.sha256 ? h('code', { text: rec.sha256 }) : null]]),
         kind === 'image' ? [h('h3', { text: 'Tags' }), h('div', { id: 'detail-tags' }, chips(proj, rec, kind))] : null,
