@@ -41,6 +41,11 @@ pub struct RestoreArgs {
     /// 60 s plus its size at 1 Mbit/s.
     #[arg(long, value_name = "SIZE", default_value = "24MiB", value_parser = parse_batch_bytes)]
     batch_bytes: u64,
+    /// Also upload the images only trained iterations held (deleted from the workspace, kept by
+    /// an iteration) into the new project's workspace; by default they are left out and the
+    /// report says how many.
+    #[arg(long)]
+    pub iteration_images: bool,
     /// API calls per second (the S0 tier allows 10).
     #[arg(long, default_value_t = 10.0, value_name = "RPS")]
     api_rate: f64,
@@ -70,6 +75,7 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<Exit> {
         projects: args.projects.clone(),
         name_suffix: args.name_suffix.clone(),
         batch_bytes: args.batch_bytes as usize,
+        iteration_images: args.iteration_images,
         ..RestoreOptions::new(&report_path)
     };
     let cancel = common::cancel_on_signals();

@@ -45,6 +45,10 @@ pub struct RestoreOptions {
     /// Image bytes per call (before base64), to keep request bodies modest; a single image
     /// larger than this goes alone. See [`crate::api::MAX_UPLOAD_BATCH_BYTES`].
     pub batch_bytes: usize,
+    /// Also upload the images only trained iterations held (deleted from the workspace, kept
+    /// by an iteration) into the new project's workspace. A restored project has no trained
+    /// iterations, so by default they are left out, counted in the report's notes.
+    pub iteration_images: bool,
 }
 
 impl RestoreOptions {
@@ -56,6 +60,7 @@ impl RestoreOptions {
             report: report.into(),
             batch_images: crate::api::MAX_UPLOAD_BATCH,
             batch_bytes: 24 << 20,
+            iteration_images: false,
         }
     }
 }

@@ -121,6 +121,8 @@ impl Job<'_> {
         let old = archived.project.id;
         let new_id = self.create_project(archived).await?;
         self.tags(archived, new_id).await?;
+        let selected = self.iteration_images(archived);
+        let archived = selected.as_ref().unwrap_or(archived);
         let units = units(archived);
         let merged: usize = units.iter().map(|u| u.old_ids.len() - 1).sum();
         if merged > 0 {
@@ -153,6 +155,38 @@ impl Job<'_> {
         map.counts = Some(counts);
         map.stage = ProjectStage::Done;
         self.save()
+    }
+
+    /// The project without the images only trained iterations held, unless they are asked for
+    /// (`None`: nothing to leave out); notes either way what happens to them.
+    fn iteration_images(&mut self, archived: &ArchivedProject) -> Option<ArchivedProject> {
+        let only = archived.images.iter().filter(|i| !i.in_workspace()).count();
+        if only == 0 {
+            return None;
+        }
+        let (note, selected) = match self.opts.iteration_images {
+            true => (
+                format!(
+                    "{only} image(s) only trained iterations held (deleted from the workspace) were uploaded \
+                     into the workspace (--iteration-images)"
+                ),
+                None,
+            ),
+            false => (
+                format!(
+                    "{only} image(s) only trained iterations held (deleted from the workspace) were not restored: \
+                     the new project has no trained iterations; --iteration-images uploads them into its workspace"
+                ),
+                Some(ArchivedProject {
+                    images: archived.images.iter().filter(|i| i.in_workspace()).cloned().collect(),
+                    ..archived.clone()
+                }),
+            ),
+        };
+        if !self.map().notes.contains(&note) {
+            self.map().notes.push(note);
+        }
+        selected
     }
 
     /// The new project: created, or found again after an interrupted CreateProject.
