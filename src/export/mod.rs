@@ -5,6 +5,8 @@
 
 mod base;
 mod download;
+mod models;
+mod predictions;
 mod project;
 pub mod record;
 mod resume;
