@@ -76,6 +76,7 @@ impl EmulatorArgs {
                 blob_latency: Duration::from_millis(self.blob_latency_ms),
                 seed: self.fault_seed,
                 hostile: None,
+                ..FaultConfig::default()
             },
         })
     }

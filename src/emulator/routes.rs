@@ -98,7 +98,7 @@ impl AppState {
         *self.inner.faults.lock().unwrap_or_else(|e| e.into_inner()) = Faults::new(faults);
     }
 
-    fn fault_config(&self) -> FaultConfig {
+    pub(crate) fn fault_config(&self) -> FaultConfig {
         self.inner.faults.lock().unwrap_or_else(|e| e.into_inner()).config().clone()
     }
 
