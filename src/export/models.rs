@@ -1,12 +1,18 @@
 //! One iteration's model exports: the GetExports list (`exports.json`, links stripped) and, with
-//! `--include-models`, the finished packages themselves.
+//! `--include-models`, the finished packages themselves, following links that expire (at the
+//! next UTC midnight, API-NOTES §5) by asking GetExports again.
+
+use std::time::Duration;
 
 use uuid::Uuid;
 
+use super::download::{expires_within, MAX_REFRESHES};
 use super::project::{annotate, is_project_gone, send_json, Ctx};
 use super::record::{Missing, ProjectRecord};
 use super::sink::{Item, Sink};
 use super::Error;
+use crate::api::model::Export;
+use crate::api::{self, Blob, RetryKind};
 use crate::archive::layout;
 use crate::progress::Event;
 
@@ -19,8 +25,7 @@ pub(super) async fn export_models(
     it: Uuid,
     record: &mut ProjectRecord,
 ) -> Result<(), Error> {
-    let client = ctx.client;
-    let exports = match client.get_exports(pid, it).await {
+    let exports = match ctx.client.get_exports(pid, it).await {
         Ok(exports) => exports,
         Err(e) if is_project_gone(&e) => return Err(e.into()),
         Err(e) => {
@@ -40,8 +45,7 @@ pub(super) async fn export_models(
             record.archived.model_exports += 1;
             record.archived.model_bytes += entry.size;
         } else if ctx.opts.include_models && export.is_done() {
-            let uri = export.download_uri.as_deref().unwrap_or_default();
-            match client.download(pid, uri, ctx.opts.max_model_bytes).await {
+            match download_model(ctx, pid, it, export).await {
                 Ok(blob) => {
                     let platform = export.platform.as_deref().unwrap_or("model");
                     let path = layout::model_file(
@@ -57,12 +61,50 @@ pub(super) async fn export_models(
                     ctx.progress.event(Event::BlobArchived { bytes: blob.bytes.len() as u64 });
                     sink.send(Item::Stored { path, bytes: blob.bytes, crc32: blob.crc32, sha256: blob.sha256 }).await?;
                 }
-                Err(e) => {
-                    record.missing.push(Missing { kind: "model".into(), project: pid, id: it, reason: e.to_string() })
-                }
+                Err(reason) => record.missing.push(Missing { kind: "model".into(), project: pid, id: it, reason }),
             }
         }
         lines.push(value);
     }
     send_json(sink, layout::exports_json(pid, it), &lines).await
+}
+
+/// A model link expiring sooner than this is renewed before its download starts: blob storage
+/// checks the signature when a request arrives, so the link must outlast only the wait for an
+/// answer, not the download.
+const MODEL_LINK_MARGIN: Duration = Duration::from_secs(30);
+
+/// Downloads a finished export's package, asking GetExports for a fresh link when the one listed
+/// has expired or is about to, or when blob storage refuses it (403, [`api::Error::LinkExpired`]).
+/// The reason of a failure is free of secrets.
+async fn download_model(ctx: &Ctx<'_>, pid: Uuid, it: Uuid, export: &Export) -> Result<Blob, String> {
+    let mut uri = export.download_uri.clone().unwrap_or_default();
+    let mut refreshes = 0;
+    if expires_within(Some(&uri), MODEL_LINK_MARGIN) {
+        refreshes += 1;
+        uri = fresh_link(ctx, pid, it, export).await?;
+    }
+    let _permit = ctx.downloads.acquire().await.expect("the download semaphore is never closed");
+    loop {
+        match ctx.client.download(pid, &uri, ctx.opts.max_model_bytes).await {
+            Ok(blob) => return Ok(blob),
+            Err(api::Error::LinkExpired { .. }) if refreshes < MAX_REFRESHES => {
+                refreshes += 1;
+                uri = fresh_link(ctx, pid, it, export).await?;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// The link GetExports gives now for the export of the same platform and flavor.
+async fn fresh_link(ctx: &Ctx<'_>, pid: Uuid, it: Uuid, export: &Export) -> Result<String, String> {
+    ctx.client.stats().record(RetryKind::ExpiredLink);
+    let exports =
+        ctx.client.get_exports(pid, it).await.map_err(|e| format!("cannot refresh the download link: {e}"))?;
+    exports
+        .into_iter()
+        .find(|e| e.platform == export.platform && e.flavor == export.flavor && e.is_done())
+        .and_then(|e| e.download_uri)
+        .ok_or_else(|| "the export is no longer listed as done".to_owned())
 }
