@@ -78,13 +78,14 @@ const MODEL_LINK_MARGIN: Duration = Duration::from_secs(30);
 /// has expired or is about to, or when blob storage refuses it (403, [`api::Error::LinkExpired`]).
 /// The reason of a failure is free of secrets.
 async fn download_model(ctx: &Ctx<'_>, pid: Uuid, it: Uuid, export: &Export) -> Result<Blob, String> {
+    // The link is checked once the download may start: the wait for a turn can be long.
+    let _permit = ctx.downloads.acquire().await.expect("the download semaphore is never closed");
     let mut uri = export.download_uri.clone().unwrap_or_default();
     let mut refreshes = 0;
     if expires_within(Some(&uri), MODEL_LINK_MARGIN) {
         refreshes += 1;
         uri = fresh_link(ctx, pid, it, export).await?;
     }
-    let _permit = ctx.downloads.acquire().await.expect("the download semaphore is never closed");
     loop {
         match ctx.client.download(pid, &uri, ctx.opts.max_model_bytes).await {
             Ok(blob) => return Ok(blob),
