@@ -38,28 +38,8 @@ pub(super) async fn export_predictions(
     let first = PredictionQueryToken { order_by: Some("Oldest".into()), ..Default::default() };
     let links = PredictionLinks::new(client, pid, first.clone());
     let links = &links;
-    // (pages read, the continuation the last page still offered)
-    let cut = Arc::new(Mutex::new((0u64, None::<String>)));
-    let last = cut.clone();
-    let pages = paging::prediction_pages(client, pid, first).inspect_ok(move |page| {
-        let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
-        *last = (last.0 + 1, page.continuation().map(str::to_owned));
-    });
-    let mut seen = HashSet::new();
-    let mut seq = 0u64;
-    let listed = pages
-        .map_ok(|page| {
-            let sent = Arc::new(page.sent);
-            futures::stream::iter(page.page.results.into_iter().map(move |p| Ok::<_, api::Error>((sent.clone(), p))))
-        })
-        .try_flatten()
-        .try_filter(move |(_, p): &(Arc<PredictionQueryToken>, StoredImagePrediction)| {
-            futures::future::ready(seen.insert(p.id))
-        })
-        .map_ok(move |(sent, p)| {
-            seq += 1;
-            (seq, sent, p)
-        });
+    let cut = Arc::new(Mutex::new(Cut::default()));
+    let listed = list_predictions(client, pid, first, cut.clone());
     let max = ctx.opts.max_image_bytes;
     let downloads = listed
         .map_err(Error::from)
@@ -120,17 +100,60 @@ pub(super) async fn export_predictions(
         }
         spool.push(seq, &serde_json::to_vec(&value).expect("serialise")).map_err(Error::Spool)?;
     }
-    let (pages, left) = cut.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    if left.is_some() {
-        let reason = format!(
-            "QueryPredictions still offered a continuation after {pages} pages (it repeated itself, or sent {} empty pages in a row, or reached {} pages); the predictions after it were not read",
-            paging::MAX_EMPTY_PAGES,
-            paging::MAX_CONTINUATION_PAGES
-        );
+    let cut = cut.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if let Some(reason) = cut.reason() {
         ctx.progress.event(Event::Warning { message: format!("project {pid}: {reason}") });
         record.missing.push(Missing { kind: "predictions".into(), project: pid, id: pid, reason });
     }
     send_spool(sink, layout::predictions_jsonl(pid), spool).await
+}
+
+/// Where a listing stopped: the pages read, and the continuation the last one still offered.
+#[derive(Debug, Clone, Default)]
+struct Cut {
+    pages: u64,
+    left: Option<String>,
+}
+
+impl Cut {
+    /// Why predictions are missing, when the listing stopped with a continuation left.
+    fn reason(&self) -> Option<String> {
+        self.left.as_ref().map(|_| {
+            format!(
+                "QueryPredictions still offered a continuation after {} pages (it repeated itself, or sent {} empty pages in a row, or reached {} pages); the predictions after it were not read",
+                self.pages,
+                paging::MAX_EMPTY_PAGES,
+                paging::MAX_CONTINUATION_PAGES
+            )
+        })
+    }
+}
+
+/// Every stored prediction once, numbered in listing order, with the token of its page; `cut`
+/// follows where the listing is.
+fn list_predictions(
+    client: &Client,
+    pid: Uuid,
+    first: PredictionQueryToken,
+    cut: Arc<Mutex<Cut>>,
+) -> impl futures::Stream<Item = Result<(u64, Arc<PredictionQueryToken>, StoredImagePrediction), api::Error>> + '_ {
+    let mut seen = HashSet::new();
+    let mut seq = 0u64;
+    paging::prediction_pages(client, pid, first)
+        .inspect_ok(move |page| {
+            let mut cut = cut.lock().unwrap_or_else(|e| e.into_inner());
+            *cut = Cut { pages: cut.pages + 1, left: page.continuation().map(str::to_owned) };
+        })
+        .map_ok(|page| {
+            let sent = Arc::new(page.sent);
+            futures::stream::iter(page.page.results.into_iter().map(move |p| Ok::<_, api::Error>((sent.clone(), p))))
+        })
+        .try_flatten()
+        .try_filter(move |(_, p)| futures::future::ready(seen.insert(p.id)))
+        .map_ok(move |(sent, p)| {
+            seq += 1;
+            (seq, sent, p)
+        })
 }
 
 /// Downloads a stored prediction's image, refreshing its link when it has expired.
