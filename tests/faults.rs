@@ -181,3 +181,96 @@ async fn images_deleted_during_the_export_leave_a_consistent_archive() {
         assert!(summary.notes.iter().any(|n| n.contains("deleted")), "{:?}", summary.notes);
     }
 }
+
+/// Exports `emu` with stored predictions (and models when asked), `concurrency` downloads at once.
+async fn export_with_predictions(
+    emu: &emulator::Emulator,
+    out: &std::path::Path,
+    models: bool,
+    concurrency: usize,
+) -> ExportSummary {
+    let client = client(emu, |o| o.api_rate = None);
+    let opts = ExportOptions { predictions: true, include_models: models, concurrency, ..ExportOptions::new(out) };
+    tokio::time::timeout(Duration::from_secs(120), export(&client, &opts, &NoProgress, &CancellationToken::new()))
+        .await
+        .expect("the export never hangs")
+        .expect("the export finishes")
+}
+
+fn archived_predictions(out: &std::path::Path, project: Uuid) -> HashSet<Uuid> {
+    let payload = payload(out);
+    jsonl(&payload, &format!("projects/{project}/predictions.jsonl"))
+        .iter()
+        .map(|l| {
+            assert!(!payload[l["file"].as_str().unwrap()].is_empty(), "the image is archived");
+            l["id"].as_str().unwrap().parse().unwrap()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn predictions_page_past_a_refused_max_count_and_short_pages() {
+    // The service refuses maxCount above 20 and sends pages of at most one result, with an empty
+    // page (and a fresh continuation) between every two.
+    let faults =
+        FaultConfig { prediction_max_count: Some(20), short_prediction_pages: Some(1), ..FaultConfig::default() };
+    let emu = start("projects=1,images=3,seed=2", Duration::from_secs(3600), faults).await;
+    let (_dir, out) = temp_archive("short-pages.zip");
+    let summary = export_with_predictions(&emu, &out, false, 4).await;
+    assert!(summary.complete, "missing: {:?}", summary.missing);
+    let project = emu.projects()[0];
+    let expected: HashSet<Uuid> = emu.prediction_ids(project).into_iter().collect();
+    assert_eq!(expected.len(), 5);
+    assert_eq!(archived_predictions(&out, project), expected);
+    let queries: Vec<u16> =
+        emu.requests().iter().filter(|r| r.operation == "QueryPredictions").map(|r| r.status).collect();
+    assert_eq!(queries.iter().filter(|s| **s == 400).count(), 2, "256 and 64 refused, then 0: {queries:?}");
+    assert!(queries.iter().filter(|s| **s == 200).count() >= 9, "short and empty pages followed: {queries:?}");
+}
+
+#[tokio::test]
+async fn endless_prediction_continuations_are_bounded_and_reported_missing() {
+    // Every page is empty and offers a new continuation, forever.
+    let faults = FaultConfig { short_prediction_pages: Some(0), ..FaultConfig::default() };
+    let emu = start("projects=1,images=3,seed=2", Duration::from_secs(3600), faults).await;
+    let (_dir, out) = temp_archive("endless-pages.zip");
+    let summary = export_with_predictions(&emu, &out, false, 4).await;
+    assert!(!summary.complete);
+    let project = emu.projects()[0];
+    let cut: Vec<_> = summary.missing.iter().filter(|m| m.kind == "predictions").collect();
+    assert_eq!(cut.len(), 1, "{:?}", summary.missing);
+    assert_eq!(cut[0].project, project);
+    assert!(cut[0].reason.contains("still offered a continuation"), "{}", cut[0].reason);
+    let queries = emu.requests().iter().filter(|r| r.operation == "QueryPredictions").count() as u64;
+    assert_eq!(queries, cvarchive::api::paging::MAX_EMPTY_PAGES);
+    let account = json(&payload(&out), "account.json");
+    assert_eq!(account["complete"], false);
+    assert!(account.to_string().contains("\"kind\":\"predictions\""), "account.json names what was not read");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_model_and_prediction_links_are_refreshed() {
+    // Links last 2 s, every blob answer takes 600 ms and downloads run one at a time: the links
+    // listed for predictions and the model expire before their turn comes.
+    let faults = FaultConfig { blob_latency: Duration::from_millis(600), ..FaultConfig::default() };
+    let emu = start("projects=1,images=4,seed=3", Duration::from_secs(2), faults).await;
+    let (_dir, out) = temp_archive("expiring.zip");
+    let summary = export_with_predictions(&emu, &out, true, 1).await;
+    let ops: Vec<(String, u16)> = emu.requests().iter().map(|r| (r.operation.clone(), r.status)).collect();
+    eprintln!("expiring links: {:.1} s, retries {:?}, requests {ops:?}", summary.seconds, summary.retries);
+    assert!(summary.complete, "missing: {:?}", summary.missing);
+    let project = emu.projects()[0];
+    assert_eq!(archived_predictions(&out, project), emu.prediction_ids(project).into_iter().collect());
+    assert_eq!(summary.models, 1);
+    let payload = payload(&out);
+    assert!(
+        payload.keys().any(|k| k.starts_with(&format!("projects/{project}/")) && k.ends_with(".zip")),
+        "the model package is archived"
+    );
+    let report = verify(&out, &VerifyOptions::default()).unwrap();
+    assert!(report.is_clean(), "{:#?}", report.findings);
+    let calls = |op: &str| emu.requests().iter().filter(|r| r.operation == op && r.status == 200).count();
+    assert!(calls("GetExports") >= 2, "the model link was renewed");
+    assert!(calls("QueryPredictions") >= 2, "prediction links were renewed");
+    assert!(retries(&summary, RetryKind::ExpiredLink) > 0, "{:?}", summary.retries);
+}

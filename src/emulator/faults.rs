@@ -28,6 +28,13 @@ pub struct FaultConfig {
     pub seed: u64,
     /// A broken or hostile server, for testing that clients stay bounded and never hang.
     pub hostile: Option<Hostile>,
+    /// The largest `maxCount` QueryPredictions accepts, when lower than the emulator's usual
+    /// limit of 256 (see `ops::MAX_PREDICTION_COUNT`).
+    pub prediction_max_count: Option<usize>,
+    /// QueryPredictions pages hold at most this many results, and every second page is empty
+    /// with a fresh continuation (0: every page is empty, and the continuations never end). The
+    /// real service may send short pages before the last (API-NOTES §7).
+    pub short_prediction_pages: Option<usize>,
     /// Someone else changes the workspace while a client pages through it.
     pub mutate_listing: Option<ListingMutation>,
 }
@@ -89,6 +96,8 @@ impl Default for FaultConfig {
             seed: 0,
             hostile: None,
             mutate_listing: None,
+            prediction_max_count: None,
+            short_prediction_pages: None,
         }
     }
 }

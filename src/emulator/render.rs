@@ -33,6 +33,24 @@ impl Links<'_> {
             self.signed(path)
         }
     }
+
+    /// A model export's link: it expires at the next UTC midnight [rec GetExports.v1.2.json:
+    /// answered `Date: Thu, 22 Feb 2018 15:24:32 GMT` with `se=2018-02-23T00:00:00Z`; API-NOTES
+    /// §5], or when the emulator's SAS TTL ends, if sooner (a test knob: by default the TTL is
+    /// 24 h, so midnight always comes first).
+    fn export_link(&self, path: &str, relative: bool, now: DateTime<Utc>) -> String {
+        if relative {
+            return format!("/{path}");
+        }
+        let expiry = next_utc_midnight(now).min(self.expiry);
+        format!("{}/blob/{path}?{}", self.base, self.signer.query(path, expiry))
+    }
+}
+
+/// The first UTC midnight after `now`.
+pub(crate) fn next_utc_midnight(now: DateTime<Utc>) -> DateTime<Utc> {
+    let tomorrow = now.date_naive().succ_opt().expect("a date before the end of time");
+    tomorrow.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc()
 }
 
 /// The blob path of an image's original (`i`) or thumbnail (`t`).
@@ -164,8 +182,8 @@ pub(crate) fn project(p: &ProjectState, links: &Links<'_>) -> Project {
 
 /// A model export, with a link when it is done.
 pub(crate) fn export(p: &ProjectState, it: &IterationState, e: &ExportRec, links: &Links<'_>) -> Export {
-    let uri =
-        e.bytes.as_ref().map(|_| links.maybe_relative(&export_path(p.id(), it.iteration.id, &e.platform), p.vnet));
+    let path = export_path(p.id(), it.iteration.id, &e.platform);
+    let uri = e.bytes.as_ref().map(|_| links.export_link(&path, p.vnet, Utc::now()));
     Export {
         platform: Some(e.platform.clone()),
         status: Some(e.status.clone()),
@@ -176,7 +194,9 @@ pub(crate) fn export(p: &ProjectState, it: &IterationState, e: &ExportRec, links
     }
 }
 
-/// A stored prediction.
+/// A stored prediction. Its links expire with the SAS TTL, like image links (assumption: no
+/// QueryPredictions answer is recorded; the spec says only that these URIs are blob links, or
+/// relative paths under VNET).
 pub(crate) fn stored_prediction(p: &ProjectState, r: &PredictionRec, links: &Links<'_>) -> StoredImagePrediction {
     let original = image_path(p.id(), 'i', r.id);
     let predictions = r
@@ -199,5 +219,19 @@ pub(crate) fn stored_prediction(p: &ProjectState, r: &PredictionRec, links: &Lin
         created: Some(Timestamp::from_instant(r.created)),
         predictions: Some(predictions),
         extra: Default::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn export_links_end_at_the_next_utc_midnight() {
+        let at = |t: &str| DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&Utc);
+        // The recorded answer: Date 2018-02-22 15:24:32 GMT, se=2018-02-23T00:00:00Z.
+        assert_eq!(next_utc_midnight(at("2018-02-22T15:24:32Z")), at("2018-02-23T00:00:00Z"));
+        assert_eq!(next_utc_midnight(at("2018-02-28T23:59:59Z")), at("2018-03-01T00:00:00Z"));
+        assert_eq!(next_utc_midnight(at("2018-02-23T00:00:00Z")), at("2018-02-24T00:00:00Z"));
     }
 }

@@ -103,7 +103,7 @@ impl AppState {
         f(&mut self.inner.faults.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    fn fault_config(&self) -> FaultConfig {
+    pub(crate) fn fault_config(&self) -> FaultConfig {
         self.inner.faults.lock().unwrap_or_else(|e| e.into_inner()).config().clone()
     }
 

@@ -1,5 +1,6 @@
 //! Downloading one image: follow its link, refresh expired links through GetImagesByIds (many
-//! images per call), and tell an image deleted during the export from one that failed.
+//! images per call), and tell an image deleted during the export from one that failed. Model
+//! export and prediction links are refreshed the same way, in `models` and `predictions`.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -10,8 +11,8 @@ use uuid::Uuid;
 use crate::api::model::Image;
 use crate::api::{self, Blob, Client, RetryKind, MAX_IMAGE_IDS};
 
-/// How many times one image's link is refreshed before giving up.
-const MAX_REFRESHES: u32 = 3;
+/// How many times one image's (model's, prediction's) link is refreshed before giving up.
+pub(super) const MAX_REFRESHES: u32 = 3;
 /// How long the refresher waits for more expired links to share one call.
 const GATHER: Duration = Duration::from_millis(25);
 /// A listed image whose link expires sooner than this gets a fresh one before it is queued
@@ -85,7 +86,7 @@ pub async fn freshen(
 }
 
 /// Whether an absolute SAS link expires within `margin` (relative links do not expire).
-fn expires_within(uri: Option<&str>, margin: Duration) -> bool {
+pub(super) fn expires_within(uri: Option<&str>, margin: Duration) -> bool {
     let Some(url) = uri.and_then(|u| url::Url::parse(u).ok()) else { return false };
     let Some((_, se)) = url.query_pairs().find(|(k, _)| k == "se") else { return false };
     let Ok(at) = chrono::DateTime::parse_from_rfc3339(&se) else { return false };

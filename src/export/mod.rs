@@ -6,6 +6,8 @@
 mod base;
 mod download;
 mod iterations;
+mod models;
+mod predictions;
 mod project;
 pub mod record;
 mod resume;

@@ -1,5 +1,5 @@
 //! One project's export: its metadata, iterations, images and stored predictions, in that
-//! order. Listing runs ahead in its own task; downloads run `concurrency` at a time; everything
+//! order (model exports are in `models`, stored predictions in `predictions`). Listing runs ahead in its own task; downloads run `concurrency` at a time; everything
 //! goes to the single archive sink.
 
 use std::collections::HashSet;
@@ -21,7 +21,7 @@ use super::sink::{Item, Sink};
 use super::iterations::{self, Evaluated};
 use super::spool::{Rewrite, Spool};
 use super::{Error, ExportOptions};
-use crate::api::model::{Iteration, PredictionQueryToken, Project, StoredImagePrediction};
+use crate::api::model::{Iteration, Project};
 use crate::api::{self, paging, Client, ImageQuery, OrderBy, MAX_TAKE};
 use crate::archive::{layout, JournalEntry};
 use crate::progress::{Event, Progress};
@@ -102,7 +102,7 @@ pub async fn export_project(ctx: &Ctx<'_>, sink: &Sink, project: Project) -> Res
     let mut stored = record.clone();
     let predictions = async {
         match ctx.opts.predictions {
-            true => export_predictions(ctx, sink, pid, &mut stored).await,
+            true => super::predictions::export_predictions(ctx, sink, pid, &mut stored).await,
             false => Ok(()),
         }
     };
@@ -190,51 +190,7 @@ async fn export_iteration(
             Err(e) => missing("image-performances", &e),
         }
     }
-    let exports = match client.get_exports(pid, it).await {
-        Ok(exports) => exports,
-        Err(e) if is_project_gone(&e) => return Err(e.into()),
-        Err(e) => {
-            missing("exports", &e);
-            return Ok(());
-        }
-    };
-    let mut lines = Vec::with_capacity(exports.len());
-    for export in &exports {
-        let mut value = serde_json::to_value(crate::api::model::Export { download_uri: None, ..export.clone() })
-            .expect("serialise");
-        let platform = export.platform.as_deref().unwrap_or("model");
-        let prefix = layout::model_file(pid, it, platform, export.flavor.as_deref(), "");
-        let kept = (ctx.opts.include_models && export.is_done()).then(|| ctx.kept.take_model(&prefix)).flatten();
-        if let Some(entry) = kept {
-            annotate(&mut value, &entry.data_path, &entry.sha256, entry.size);
-            record.archived.model_exports += 1;
-            record.archived.model_bytes += entry.size;
-        } else if ctx.opts.include_models && export.is_done() {
-            let uri = export.download_uri.as_deref().unwrap_or_default();
-            match client.download(pid, uri, ctx.opts.max_model_bytes).await {
-                Ok(blob) => {
-                    let platform = export.platform.as_deref().unwrap_or("model");
-                    let path = layout::model_file(
-                        pid,
-                        it,
-                        platform,
-                        export.flavor.as_deref(),
-                        layout::sniff_extension(&blob.bytes),
-                    );
-                    annotate(&mut value, &path, &blob.sha256, blob.bytes.len() as u64);
-                    record.archived.model_exports += 1;
-                    record.archived.model_bytes += blob.bytes.len() as u64;
-                    ctx.progress.event(Event::BlobArchived { bytes: blob.bytes.len() as u64 });
-                    sink.send(Item::Stored { path, bytes: blob.bytes, crc32: blob.crc32, sha256: blob.sha256 }).await?;
-                }
-                Err(e) => {
-                    record.missing.push(Missing { kind: "model".into(), project: pid, id: it, reason: e.to_string() })
-                }
-            }
-        }
-        lines.push(value);
-    }
-    send_json(sink, layout::exports_json(pid, it), &lines).await
+    super::models::export_models(ctx, sink, pid, it, record).await
 }
 
 /// Lists tagged then untagged images (oldest first, so that pages stay stable while images are
@@ -493,88 +449,6 @@ async fn list_images(
     Some(found)
 }
 
-/// Stored predictions (following the continuation token) and their images.
-async fn export_predictions(ctx: &Ctx<'_>, sink: &Sink, pid: Uuid, record: &mut ProjectRecord) -> Result<(), Error> {
-    let client = ctx.client;
-    let first = PredictionQueryToken {
-        order_by: Some("Oldest".into()),
-        max_count: Some(i64::from(MAX_TAKE)),
-        ..Default::default()
-    };
-    let pages = paging::continuation_pages(first, |token| async move { client.query_predictions(pid, &token).await });
-    let mut seen = HashSet::new();
-    let mut seq = 0u64;
-    let listed = pages
-        .map_ok(|page| futures::stream::iter(page.results.into_iter().map(Ok::<_, api::Error>)))
-        .try_flatten()
-        .try_filter(move |p: &StoredImagePrediction| futures::future::ready(seen.insert(p.id)))
-        .map_ok(move |p| {
-            seq += 1;
-            (seq, p)
-        });
-    let max = ctx.opts.max_image_bytes;
-    let downloads = listed
-        .map_err(Error::from)
-        .map_ok(|(seq, p)| async move {
-            if let Some(entry) = ctx.kept.take_prediction(p.id) {
-                return Ok((seq, p, Ok(Stored::Kept(entry))));
-            }
-            if let Some(copied) = copy_from_base(ctx, sink, BlobKind::Prediction, p.id).await? {
-                return Ok((seq, p, Ok(Stored::Kept(copied))));
-            }
-            let _permit = ctx.downloads.acquire().await.expect("the download semaphore is never closed");
-            let result = match p.original_image_uri.as_deref() {
-                Some(uri) => {
-                    client.download(pid, uri, max).await.map(Stored::New).map_err(|e| Failure::Failed(e.to_string()))
-                }
-                None => Err(Failure::NoLink),
-            };
-            if let Ok(Stored::New(blob)) = &result {
-                ctx.counters.downloaded_bytes.fetch_add(blob.bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
-            }
-            Ok((seq, p, result))
-        })
-        .try_buffer_unordered(ctx.opts.concurrency.max(1));
-    futures::pin_mut!(downloads);
-    let mut spool = Spool::new_in(ctx.spool_dir).map_err(Error::Spool)?;
-    loop {
-        let next = tokio::select! {
-            biased;
-            _ = ctx.cancel.cancelled() => return Err(Error::Interrupted),
-            next = downloads.try_next() => next?,
-        };
-        let Some((seq, prediction, fetched)) = next else { break };
-        let mut value = serde_json::to_value(prediction.without_uris()).expect("wire types serialise");
-        match fetched {
-            Ok(Stored::Kept(entry)) => {
-                annotate(&mut value, &entry.data_path, &entry.sha256, entry.size);
-                record.archived.predictions += 1;
-                record.archived.prediction_bytes += entry.size;
-            }
-            Ok(Stored::New(blob)) => {
-                let path = layout::prediction_file(pid, prediction.id, layout::sniff_extension(&blob.bytes));
-                let size = blob.bytes.len() as u64;
-                annotate(&mut value, &path, &blob.sha256, size);
-                record.archived.predictions += 1;
-                record.archived.prediction_bytes += size;
-                sink.send(Item::Stored { path, bytes: blob.bytes, crc32: blob.crc32, sha256: blob.sha256 }).await?;
-                ctx.progress.event(Event::BlobArchived { bytes: size });
-            }
-            Err(failure) => {
-                record.missing.push(Missing {
-                    kind: "prediction".into(),
-                    project: pid,
-                    id: prediction.id,
-                    reason: failure.reason(),
-                });
-                continue;
-            }
-        }
-        spool.push(seq, &serde_json::to_vec(&value).expect("serialise")).map_err(Error::Spool)?;
-    }
-    send_spool(sink, layout::predictions_jsonl(pid), spool).await
-}
-
 /// Copies the blob from the base archive into this one, if it holds a usable copy, and returns
 /// the entry written; an unusable one is reported and left to a download.
 pub(super) async fn copy_from_base(ctx: &Ctx<'_>, sink: &Sink, kind: BlobKind, id: Uuid) -> Result<Option<JournalEntry>, Error> {
@@ -604,7 +478,9 @@ pub(super) async fn copy_from_base(ctx: &Ctx<'_>, sink: &Sink, kind: BlobKind, i
 /// A blob: downloaded now, or already in the archive (kept from an interrupted run, or copied
 /// from the base archive).
 pub(super) enum Stored {
+    /// Downloaded now.
     New(api::Blob),
+    /// Already in the archive.
     Kept(JournalEntry),
 }
 
@@ -643,17 +519,17 @@ pub(super) fn annotate(value: &mut Value, path: &str, sha256: &[u8; 32], size: u
     }
 }
 
-async fn send_json<T: Serialize>(sink: &Sink, path: String, value: &T) -> Result<(), Error> {
+pub(super) async fn send_json<T: Serialize>(sink: &Sink, path: String, value: &T) -> Result<(), Error> {
     let bytes = serde_json::to_vec_pretty(value).expect("wire types serialise");
     sink.send(Item::Deflated { path, bytes }).await.map_err(Error::from)
 }
 
-async fn send_spool(sink: &Sink, path: String, spool: Spool) -> Result<(), Error> {
+pub(super) async fn send_spool(sink: &Sink, path: String, spool: Spool) -> Result<(), Error> {
     let reader = spool.into_reader().map_err(Error::Spool)?;
     sink.send(Item::DeflatedReader { path, reader: Box::new(reader) }).await.map_err(Error::from)
 }
 
-fn is_project_gone(e: &api::Error) -> bool {
+pub(super) fn is_project_gone(e: &api::Error) -> bool {
     e.code() == Some("NotFoundProject")
 }
 

@@ -112,7 +112,8 @@ pub struct ArchivedCounts {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Missing {
-    /// `image`, `prediction`, `model`, `performance`, `image-performances`, `exports`.
+    /// `image`, `prediction`, `model`, `performance`, `image-performances`, `exports`, or
+    /// `predictions` (a QueryPredictions listing cut short; `id` is then the project's).
     pub kind: String,
     /// The project it belongs to.
     pub project: Uuid,
