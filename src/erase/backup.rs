@@ -161,11 +161,12 @@ impl Backup {
                 only_in_iteration: holder.get(&id).copied(),
             }));
             let mut check = |kind: &'static str, ids: &[Uuid], have: &HashSet<Uuid>| {
-                out.extend(
-                    ids.iter()
-                        .filter(|id| !have.contains(id))
-                        .map(|&id| Lacking { kind, project: p.id, id, only_in_iteration: None }),
-                );
+                out.extend(ids.iter().filter(|id| !have.contains(id)).map(|&id| Lacking {
+                    kind,
+                    project: p.id,
+                    id,
+                    only_in_iteration: None,
+                }));
             };
             check("tag", &p.tags, &held.tags);
             let iterations: Vec<Uuid> = p.iterations.iter().map(|i| i.id).collect();

@@ -286,7 +286,8 @@ async fn wait_gone_from_iterations(ctx: &Ctx<'_>, p: &ProjectPlan, receipt: &mut
         }
         match left {
             Ok(0) => {
-                let detail = format!("{} image(s), {} trained iteration(s) read", deleted.len(), p.iteration_images.len());
+                let detail =
+                    format!("{} image(s), {} trained iteration(s) read", deleted.len(), p.iteration_images.len());
                 receipt.confirm(pid, check, true, detail);
                 return Ok(());
             }

@@ -449,8 +449,12 @@ impl Client {
                     detail: format!("{} ids in one call; the service takes at most {MAX_IMAGE_IDS}", ids.len()),
                 })
             }
-            DeleteImages::Ids { ids, all_iterations } => call.with("imageIds", csv(ids)).with_flag("allIterations", *all_iterations),
-            DeleteImages::All { all_iterations } => call.with("allImages", "true").with_flag("allIterations", *all_iterations),
+            DeleteImages::Ids { ids, all_iterations } => {
+                call.with("imageIds", csv(ids)).with_flag("allIterations", *all_iterations)
+            }
+            DeleteImages::All { all_iterations } => {
+                call.with("allImages", "true").with_flag("allIterations", *all_iterations)
+            }
         };
         Ok(self.send(&call).await?.0)
     }
