@@ -18,9 +18,9 @@ use crate::support::*;
 
 /// The fixture's classification project: a published iteration, tagged and untagged images,
 /// stored predictions.
-const CLASSIFICATION: &str = "e532f7f9-9827-476d-9159-4b592bf2ea6f";
+pub(crate) const CLASSIFICATION: &str = "e532f7f9-9827-476d-9159-4b592bf2ea6f";
 
-async fn backup_of(emu: &Emulator, dir: &Path) -> PathBuf {
+pub(crate) async fn backup_of(emu: &Emulator, dir: &Path) -> PathBuf {
     let out = dir.join("backup.zip");
     export(&client_for(emu), &ExportOptions::new(&out), &NoProgress, &CancellationToken::new())
         .await
@@ -28,7 +28,7 @@ async fn backup_of(emu: &Emulator, dir: &Path) -> PathBuf {
     out
 }
 
-async fn delete_cli(emu: &Emulator, args: &[&str]) -> std::process::Output {
+pub(crate) async fn delete_cli(emu: &Emulator, args: &[&str]) -> std::process::Output {
     let endpoint = emu.endpoint();
     let mut all = vec!["delete", "--endpoint", endpoint.as_str(), "--api-rate", "0"];
     all.extend_from_slice(args);
@@ -39,11 +39,11 @@ fn mutating(emu: &Emulator) -> Vec<String> {
     emu.requests().into_iter().filter(|r| r.mutating).map(|r| format!("{} {}", r.operation, r.path)).collect()
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn ids(v: &serde_json::Value) -> BTreeSet<Uuid> {
+pub(crate) fn ids(v: &serde_json::Value) -> BTreeSet<Uuid> {
     v.as_array().unwrap().iter().map(|x| x.as_str().unwrap().parse().unwrap()).collect()
 }
 

@@ -108,7 +108,7 @@ async fn a_workspace_delete_keeps_the_iterations_copy_unless_all_iterations_is_s
     let (a, b) = (held[0], held[1]);
     let before = client.get_iteration_image_counts(project, iteration).await.unwrap();
 
-    client.delete_images(project, &DeleteImages::Ids(vec![a])).await.unwrap();
+    client.delete_images(project, &DeleteImages::Ids { ids: vec![a], all_iterations: false }).await.unwrap();
     assert!(client.get_images_by_ids(project, &[a]).await.unwrap().is_empty(), "gone from the workspace");
     let kept = client.get_images_by_ids_in(project, Some(iteration), &[a]).await.unwrap();
     assert_eq!(kept.len(), 1, "the iteration keeps its copy");

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::common;
 use super::Exit;
 use crate::api::{Client, ClientOptions, RetryHook};
-use crate::erase::{erase, Category, EraseOptions, Error, Executed, Outcome, Plan, RunOutcome, Targets};
+use crate::erase::{erase, Category, EraseOptions, Error, Executed, Outcome, Plan, ProjectPlan, RunOutcome, Targets};
 use crate::progress::{Event, Progress};
 
 /// Arguments of `cvarchive delete`.
@@ -50,6 +50,11 @@ pub struct DeleteArgs {
     /// Delete each project's images with one allImages call, polling the counts until zero.
     #[arg(long)]
     bulk_images: bool,
+    /// With --only images: also remove the copies trained iterations keep of the images, and the
+    /// images only trained iterations hold (DeleteImages with allIterations=true); the backup
+    /// must then hold those too. Without it trained iterations keep their copies.
+    #[arg(long)]
+    all_iterations: bool,
     /// API calls per second (the S0 tier allows 10).
     #[arg(long, default_value_t = 10.0, value_name = "RPS")]
     api_rate: f64,
@@ -108,11 +113,19 @@ pub async fn run(args: DeleteArgs) -> anyhow::Result<Exit> {
         execute: args.yes,
         receipt: args.receipt.clone(),
         bulk_images: args.bulk_images,
+        all_iterations: args.all_iterations,
         ..EraseOptions::new(
             if args.all_projects { Targets::AllProjects } else { Targets::Projects(args.projects.clone()) },
             args.backup.clone(),
         )
     };
+    if opts.all_iterations && opts.only != Some(Category::Images) {
+        eprintln!(
+            "cvarchive: --all-iterations goes with --only images (deleting projects or iterations destroys the \
+             iterations' copies anyway)"
+        );
+        return Ok(Exit::Error);
+    }
     if opts.backup.is_none() && !opts.without_backup {
         return refuse(&Error::NoBackup, args.json);
     }
@@ -199,6 +212,7 @@ fn print_plan(plan: &Plan, opts: &EraseOptions, json: bool) -> anyhow::Result<()
                 p.untagged
             )?;
         }
+        print_iteration_copies(&mut out, p, plan.all_iterations)?;
         if opts.only.is_none() || opts.only == Some(Category::Tags) {
             writeln!(out, "{}", line("tags", p.tags.len(), 1))?;
         }
@@ -220,6 +234,41 @@ fn print_plan(plan: &Plan, opts: &EraseOptions, json: bool) -> anyhow::Result<()
     }
     for note in &plan.notes {
         writeln!(out, "note: {note}")?;
+    }
+    Ok(())
+}
+
+/// What happens to the images trained iterations hold: per project, then per iteration.
+fn print_iteration_copies(out: &mut impl Write, p: &ProjectPlan, all_iterations: bool) -> anyhow::Result<()> {
+    if p.iteration_images.is_empty() {
+        return Ok(());
+    }
+    let only = p.only_in_iterations.len();
+    if p.iteration_copies_go && all_iterations {
+        writeln!(
+            out,
+            "  DeleteImages with allIterations=true: trained iterations' copies go too; {only} of these images \
+             only trained iterations hold"
+        )?;
+    } else if p.iteration_copies_go {
+        writeln!(out, "  {only} image(s) only trained iterations hold: destroyed with the iterations")?;
+    } else {
+        writeln!(
+            out,
+            "  DeleteImages without allIterations: trained iterations keep their copies of {} of these images, \
+             and the {only} image(s) only they hold (--all-iterations removes them too)",
+            p.kept_in_iterations.len()
+        )?;
+    }
+    for it in &p.iteration_images {
+        writeln!(
+            out,
+            "    iteration {} {:?}: holds {} image(s), {} of them only trained iterations hold",
+            it.id,
+            it.name,
+            it.listed,
+            it.only_in_iterations.len()
+        )?;
     }
     Ok(())
 }
@@ -263,6 +312,20 @@ fn print_receipt(done: &Executed, json: bool) -> anyhow::Result<()> {
             t.iterations,
             t.predictions
         )?;
+    }
+    let kept: usize = r.projects.iter().map(|p| p.kept_in_iterations.len()).sum();
+    if r.only == Some(Category::Images) {
+        match r.all_iterations {
+            true => writeln!(out, "allIterations=true: trained iterations' copies were deleted too")?,
+            false => writeln!(
+                out,
+                "allIterations not sent: trained iterations keep their copies of {kept} deleted image(s) (listed in \
+                 the receipt as keptInIterations)"
+            )?,
+        }
+    }
+    if t.only_in_iterations > 0 {
+        writeln!(out, "{} image(s) only trained iterations held were destroyed with them", t.only_in_iterations)?;
     }
     for f in &r.failures {
         writeln!(out, "FAILED: {f}")?;

@@ -37,7 +37,8 @@ pub struct Backup {
 pub struct BackupProject {
     /// `project.json` is there.
     pub project_json: bool,
-    /// Images listed in `images.jsonl` whose file (and hash) is in the archive.
+    /// Images listed in `images.jsonl` whose file (and hash) is in the archive: the workspace's
+    /// and those only trained iterations held (`"workspace": false`), alike.
     pub images: HashSet<Uuid>,
     /// Tags in `tags.json`.
     pub tags: HashSet<Uuid>,
@@ -57,6 +58,10 @@ pub struct Lacking {
     pub project: Uuid,
     /// The item (the project's own id for `project`).
     pub id: Uuid,
+    /// For an image no longer in the workspace: the first trained iteration holding it (the
+    /// deletion destroys it with that iteration, or with `allIterations`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub only_in_iteration: Option<Uuid>,
 }
 
 impl std::fmt::Display for Lacking {
@@ -64,7 +69,11 @@ impl std::fmt::Display for Lacking {
         if self.kind == "project" {
             write!(f, "project {} (its project.json)", self.project)
         } else {
-            write!(f, "{} {} of project {}", self.kind, self.id, self.project)
+            write!(f, "{} {} of project {}", self.kind, self.id, self.project)?;
+            match self.only_in_iteration {
+                Some(it) => write!(f, " (not in the workspace; held only by trained iterations, e.g. {it})"),
+                None => Ok(()),
+            }
         }
     }
 }
@@ -131,12 +140,34 @@ impl Backup {
         for p in plan.projects.iter().filter(|p| !p.gone) {
             let held = self.projects.get(&p.id).unwrap_or(&empty);
             if p.delete_project && !held.project_json {
-                out.push(Lacking { kind: "project", project: p.id, id: p.id });
+                out.push(Lacking { kind: "project", project: p.id, id: p.id, only_in_iteration: None });
             }
+            // Images only trained iterations hold go with those iterations (or with allIterations).
+            let holder: HashMap<Uuid, Uuid> = p
+                .iteration_images
+                .iter()
+                .rev()
+                .flat_map(|it| it.only_in_iterations.iter().map(move |id| (*id, it.id)))
+                .collect();
+            let mut images = p.images.clone();
+            if p.iteration_copies_go {
+                let planned: HashSet<Uuid> = images.iter().copied().collect();
+                images.extend(p.only_in_iterations.iter().filter(|id| !planned.contains(id)));
+            }
+            out.extend(images.iter().filter(|id| !held.images.contains(id)).map(|&id| Lacking {
+                kind: "image",
+                project: p.id,
+                id,
+                only_in_iteration: holder.get(&id).copied(),
+            }));
             let mut check = |kind: &'static str, ids: &[Uuid], have: &HashSet<Uuid>| {
-                out.extend(ids.iter().filter(|id| !have.contains(id)).map(|&id| Lacking { kind, project: p.id, id }));
+                out.extend(ids.iter().filter(|id| !have.contains(id)).map(|&id| Lacking {
+                    kind,
+                    project: p.id,
+                    id,
+                    only_in_iteration: None,
+                }));
             };
-            check("image", &p.images, &held.images);
             check("tag", &p.tags, &held.tags);
             let iterations: Vec<Uuid> = p.iterations.iter().map(|i| i.id).collect();
             check("iteration", &iterations, &held.iterations);

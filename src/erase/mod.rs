@@ -5,6 +5,7 @@
 //! # Layout
 //!
 //! - [`backup`]: the backup relied on: verified in full, hashed, indexed by id.
+//! - [`holdings`]: what each trained iteration holds, beside the workspace.
 //! - [`plan`]: a read-only survey of the service: what would be deleted, in how many calls, and
 //!   what the API cannot delete.
 //! - `run`: the deletes, in order (unpublish, images, tags, iterations, predictions, project),
@@ -13,6 +14,7 @@
 //! - [`receipt`]: the receipt, merged across reruns and written atomically.
 
 pub mod backup;
+pub mod holdings;
 pub mod plan;
 pub mod receipt;
 mod run;
@@ -85,6 +87,11 @@ pub struct EraseOptions {
     /// Delete each project's images with one `allImages` call (202, then the counts are polled
     /// until zero) instead of batches of ids.
     pub bulk_images: bool,
+    /// With `only: Some(Images)`: send `allIterations=true`, so that trained iterations' copies
+    /// of the images go too (and those only iterations hold are deleted with them). Without it
+    /// the iterations keep their copies. Ignored for other deletions: whole projects and
+    /// iterations destroy the iterations' copies with the iterations.
+    pub all_iterations: bool,
     /// How often the counts are read while an `allImages` delete finishes.
     pub poll_interval: Duration,
     /// How long to wait for an `allImages` delete to finish.
@@ -102,9 +109,17 @@ impl EraseOptions {
             execute: false,
             receipt: None,
             bulk_images: false,
+            all_iterations: false,
             poll_interval: Duration::from_secs(2),
             poll_timeout: Duration::from_secs(30 * 60),
         }
+    }
+
+    /// Whether DeleteImages sends `allIterations=true`: only for `--only images
+    /// --all-iterations`. A whole-project deletion sends it never: the iterations' copies go with
+    /// the iterations, and until then an interrupted run leaves them in place.
+    pub fn sends_all_iterations(&self) -> bool {
+        self.all_iterations && self.only == Some(Category::Images)
     }
 
     /// The receipt path: the one given, else beside the backup, else in the current folder.
@@ -197,6 +212,22 @@ pub enum Error {
         path: PathBuf,
         /// Why.
         detail: String,
+    },
+    /// A trained iteration's listing stays short of its counts, so the images only it holds
+    /// cannot all be named (and checked against the backup) before it is destroyed.
+    #[error(
+        "refusing to delete: iteration {iteration} of project {project} lists {listed} image(s) but its counts \
+         report {reported}, so the images only it holds cannot all be checked against the backup; run again later"
+    )]
+    IterationUnlisted {
+        /// The project.
+        project: Uuid,
+        /// The iteration.
+        iteration: Uuid,
+        /// Images its listing returned.
+        listed: u64,
+        /// Images its counts report.
+        reported: u64,
     },
     /// The service failed while the plan was being surveyed.
     #[error(transparent)]

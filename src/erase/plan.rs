@@ -8,6 +8,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::holdings::{self, IterationImages};
 use super::{Category, EraseOptions, Error, Targets};
 use crate::api::model::PredictionQueryToken;
 use crate::api::{self, paging, Client, ImageQuery, OrderBy, MAX_IMAGE_IDS, MAX_PREDICTION_IDS, MAX_TAKE};
@@ -21,6 +22,9 @@ pub struct Plan {
     pub endpoint_host: String,
     /// The category deleted, or `None` for whole projects.
     pub only: Option<Category>,
+    /// Whether DeleteImages sends `allIterations=true` (only with `--only images
+    /// --all-iterations`): trained iterations' copies of the images go too.
+    pub all_iterations: bool,
     /// One entry per target project.
     pub projects: Vec<ProjectPlan>,
     /// Mutating calls the plan takes in all.
@@ -47,7 +51,8 @@ pub struct ProjectPlan {
     pub tagged: u64,
     /// See `tagged`.
     pub untagged: u64,
-    /// Training images to delete.
+    /// Training images to delete: the workspace's, and with `allIterations` also those only
+    /// trained iterations hold.
     pub images: Vec<Uuid>,
     /// Tags to delete.
     pub tags: Vec<Uuid>,
@@ -57,8 +62,17 @@ pub struct ProjectPlan {
     pub predictions: Vec<Uuid>,
     /// Model packages exported from the iterations to delete (the API cannot delete them).
     pub model_exports: u64,
-    /// Trained iterations that keep copies of the images (when only images are deleted).
-    pub trained_iterations_kept: u64,
+    /// What each trained iteration holds (surveyed when images or iterations are deleted).
+    pub iteration_images: Vec<IterationImages>,
+    /// Images only trained iterations hold (not the workspace), each once.
+    pub only_in_iterations: Vec<Uuid>,
+    /// Whether this deletion destroys the copies trained iterations hold: with the iterations
+    /// (whole projects, `--only iterations`) or with `allIterations` (`--only images
+    /// --all-iterations`). Then the backup must hold [`Self::only_in_iterations`] too.
+    pub iteration_copies_go: bool,
+    /// Workspace images to delete whose copies trained iterations keep (`--only images` without
+    /// `allIterations`), each once.
+    pub kept_in_iterations: Vec<Uuid>,
     /// Mutating calls for this project.
     pub calls: u64,
 }
@@ -130,6 +144,7 @@ pub(crate) async fn survey(
     let mut plan = Plan {
         endpoint_host: client.host().to_owned(),
         only: opts.only,
+        all_iterations: opts.sends_all_iterations(),
         projects: Vec::with_capacity(targets.len()),
         calls: 0,
         not_deletable: Vec::new(),
@@ -142,7 +157,7 @@ pub(crate) async fn survey(
         let p = match survey_project(client, opts, id, progress).await {
             // Only the service's word for the project itself: a gateway 404 (wrong path) or a
             // NotFoundIteration of something deleted meanwhile does not make the project gone.
-            Err(e) if e.is_gone() && e.code() == Some("NotFoundProject") => {
+            Err(Error::Api(e)) if e.is_gone() && e.code() == Some("NotFoundProject") => {
                 ProjectPlan { id, gone: true, ..ProjectPlan::default() }
             }
             other => other?,
@@ -168,15 +183,29 @@ pub(crate) async fn survey(
               portal"
             .into(),
     });
-    let kept: u64 = plan.projects.iter().map(|p| p.trained_iterations_kept).sum();
+    let kept: u64 = plan
+        .projects
+        .iter()
+        .filter(|p| !p.iteration_copies_go)
+        .map(|p| (p.kept_in_iterations.len() + p.only_in_iterations.len()) as u64)
+        .sum();
     if kept > 0 {
         plan.not_deletable.push(NotDeletable {
             what: "image copies in trained iterations".into(),
             count: Some(kept),
-            why: "trained iterations keep their own copies of the images they were trained on (served by \
-                  GetImagePerformances); they go when those iterations or the project are deleted"
+            why: "trained iterations keep their own copies of the images they were trained on: DeleteImages is \
+                  sent without allIterations, so these images stay in the service; they go with those \
+                  iterations or the project, or with --only images --all-iterations"
                 .into(),
         });
+    }
+    for p in &plan.projects {
+        for it in p.iteration_images.iter().filter(|i| i.is_short()) {
+            plan.notes.push(format!(
+                "iteration {} of project {} lists {} image(s) but its counts report {}",
+                it.id, p.id, it.listed, it.reported
+            ));
+        }
     }
     for p in plan.projects.iter().filter(|p| p.gone) {
         plan.notes.push(format!("project {} is not at {} (already deleted counts as done)", p.id, plan.endpoint_host));
@@ -189,7 +218,7 @@ async fn survey_project(
     opts: &EraseOptions,
     id: Uuid,
     progress: &dyn Progress,
-) -> Result<ProjectPlan, api::Error> {
+) -> Result<ProjectPlan, Error> {
     let project = client.get_project(id).await?;
     progress.event(Event::ProjectStarted { project_id: id.to_string(), name: project.name.clone() });
     let whole = opts.only.is_none();
@@ -199,7 +228,7 @@ async fn survey_project(
     if wants(Category::Images) {
         p.tagged = client.get_tagged_image_count(id).await?;
         p.untagged = client.get_untagged_image_count(id).await?;
-        p.images = list_images(client, id).await?;
+        p.images = list_images(client, id, None).await?;
         progress.event(Event::ImagesFound { total: p.images.len() as u64 });
     }
     if wants(Category::Tags) {
@@ -212,7 +241,7 @@ async fn survey_project(
             match client.get_exports(id, it.id).await {
                 Ok(exports) => p.model_exports += exports.len() as u64,
                 Err(e) if e.code() == Some("NotFoundIteration") => continue,
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
             let published = it.is_published().then(|| Published {
                 iteration: it.id,
@@ -221,14 +250,56 @@ async fn survey_project(
             });
             p.iterations.push(IterationPlan { id: it.id, name: it.name.clone(), published });
         }
-    } else if opts.only == Some(Category::Images) {
-        p.trained_iterations_kept = iterations.iter().filter(|i| i.is_trained()).count() as u64;
+    }
+    if need_iterations {
+        survey_holdings(client, opts, &mut p, &iterations).await?;
     }
     if wants(Category::Predictions) {
         p.predictions = list_predictions(client, id).await?;
     }
     p.calls = calls(&p, opts.bulk_images);
     Ok(p)
+}
+
+/// What the trained iterations hold, and what this deletion does to it: destroys the images only
+/// they hold (whole projects, `--only iterations`, `--all-iterations`), or leaves their copies.
+async fn survey_holdings(
+    client: &Client,
+    opts: &EraseOptions,
+    p: &mut ProjectPlan,
+    iterations: &[api::model::Iteration],
+) -> Result<(), Error> {
+    let workspace: HashSet<Uuid> = if opts.only.is_none() || opts.only == Some(Category::Images) {
+        p.images.iter().copied().collect()
+    } else {
+        list_images(client, p.id, None).await?.into_iter().collect()
+    };
+    p.iteration_images = holdings::survey(client, p.id, iterations, &workspace).await?;
+    let mut seen = HashSet::new();
+    for it in &p.iteration_images {
+        p.only_in_iterations.extend(it.only_in_iterations.iter().copied().filter(|id| seen.insert(*id)));
+    }
+    p.iteration_copies_go = opts.only != Some(Category::Images) || opts.sends_all_iterations();
+    if p.iteration_copies_go {
+        // What cannot be named cannot be checked against the backup.
+        if let Some(it) = p.iteration_images.iter().find(|i| i.is_short()) {
+            return Err(Error::IterationUnlisted {
+                project: p.id,
+                iteration: it.id,
+                listed: it.listed,
+                reported: it.reported,
+            });
+        }
+    }
+    if opts.sends_all_iterations() {
+        p.images.extend(p.only_in_iterations.iter().copied());
+    } else if opts.only == Some(Category::Images) {
+        let mut seen = HashSet::new();
+        for it in &p.iteration_images {
+            p.kept_in_iterations.extend(it.also_in_workspace.iter().copied().filter(|id| seen.insert(*id)));
+        }
+    }
+    Ok(())
 }
 
 /// Mutating calls a project's plan takes.
@@ -247,13 +318,14 @@ pub(crate) fn calls(p: &ProjectPlan, bulk_images: bool) -> u64 {
         + u64::from(p.delete_project)
 }
 
-/// Every workspace image id (tagged, then untagged), oldest first, each once.
-pub(crate) async fn list_images(client: &Client, id: Uuid) -> Result<Vec<Uuid>, api::Error> {
+/// Every image id of the workspace, or of an iteration (tagged, then untagged), oldest first,
+/// each once.
+pub(crate) async fn list_images(client: &Client, id: Uuid, iteration: Option<Uuid>) -> Result<Vec<Uuid>, api::Error> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for tagged in [true, false] {
         let pages = paging::offset_pages(MAX_TAKE, |skip, take| {
-            let q = ImageQuery { order_by: OrderBy::Oldest, take, skip, ..Default::default() };
+            let q = ImageQuery { order_by: OrderBy::Oldest, take, skip, iteration_id: iteration, ..Default::default() };
             async move {
                 if tagged {
                     client.get_tagged_images(id, &q).await

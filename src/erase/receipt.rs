@@ -43,6 +43,12 @@ pub struct Receipt {
     pub backup: Option<BackupRef>,
     /// The category deleted, or `None` for whole projects.
     pub only: Option<Category>,
+    /// Whether DeleteImages was sent with `allIterations=true` (`--only images
+    /// --all-iterations`): trained iterations' copies went too. `false`: trained iterations keep
+    /// their copies of the deleted images (listed per project in `keptInIterations`), unless the
+    /// iterations themselves were deleted.
+    #[serde(default)]
+    pub all_iterations: bool,
     /// When the first run started (RFC 3339, UTC).
     pub started: String,
     /// When the receipt was last written.
@@ -89,6 +95,9 @@ pub struct Counts {
     pub iterations: u64,
     /// Stored predictions deleted.
     pub predictions: u64,
+    /// Images only trained iterations held, destroyed with those iterations or the project.
+    #[serde(default)]
+    pub only_in_iterations: u64,
 }
 
 impl Counts {
@@ -132,8 +141,16 @@ pub struct ProjectReceipt {
     pub project_deleted: bool,
     /// Publications removed (name and prediction resource), to re-publish after a restore.
     pub unpublished: Vec<Published>,
-    /// Training images deleted.
+    /// Training images deleted (with `allIterations`, also those only trained iterations held).
     pub images: BTreeSet<Uuid>,
+    /// Deleted images whose copies trained iterations keep: DeleteImages was sent without
+    /// `allIterations`, so these are still in the service, in those iterations.
+    #[serde(default)]
+    pub kept_in_iterations: BTreeSet<Uuid>,
+    /// Images only trained iterations held (not the workspace), destroyed with those iterations
+    /// or the project.
+    #[serde(default)]
+    pub only_in_iterations: BTreeSet<Uuid>,
     /// Tags deleted.
     pub tags: BTreeSet<Uuid>,
     /// Iterations deleted.
@@ -212,6 +229,13 @@ impl Receipt {
                     }
                     _ => {}
                 }
+                if earlier.all_iterations != opts.sends_all_iterations() {
+                    return Err(mismatch(format!(
+                        "allIterations {} instead of {}",
+                        earlier.all_iterations,
+                        opts.sends_all_iterations()
+                    )));
+                }
                 if earlier.only != opts.only {
                     return Err(mismatch(format!(
                         "--only {} instead of {}",
@@ -227,6 +251,7 @@ impl Receipt {
                 endpoint_host: endpoint_host.to_owned(),
                 backup: None,
                 only: opts.only,
+                all_iterations: opts.sends_all_iterations(),
                 started: now(),
                 updated: now(),
                 complete: false,
@@ -311,6 +336,20 @@ impl Receipt {
         let new = ids.iter().filter(|id| set.insert(**id)).count() as u64;
         self.totals.add(what, new);
         self.run_mut().deleted.add(what, new);
+    }
+
+    /// Records deleted workspace images whose copies trained iterations keep.
+    pub(crate) fn kept_in_iterations(&mut self, project: Uuid, ids: impl IntoIterator<Item = Uuid>) {
+        self.project_mut(project).kept_in_iterations.extend(ids);
+    }
+
+    /// Records images only trained iterations held as destroyed with them (new ones count
+    /// towards this run).
+    pub(crate) fn destroyed_with_iterations(&mut self, project: Uuid, ids: impl IntoIterator<Item = Uuid>) {
+        let set = &mut self.project_mut(project).only_in_iterations;
+        let new = ids.into_iter().filter(|id| set.insert(*id)).count() as u64;
+        self.totals.only_in_iterations += new;
+        self.run_mut().deleted.only_in_iterations += new;
     }
 
     /// Records an unpublished iteration.

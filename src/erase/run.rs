@@ -125,26 +125,7 @@ async fn project(ctx: &Ctx<'_>, p: &ProjectPlan, receipt: &mut Receipt) -> Resul
         ctx.done(pid, "unpublished", 1);
     }
 
-    if !p.images.is_empty() {
-        if ctx.opts.bulk_images {
-            bulk_images(ctx, p, receipt).await?;
-        } else {
-            for batch in p.images.chunks(MAX_IMAGE_IDS) {
-                ctx.check()?;
-                ctx.intend(pid, Category::Images, batch);
-                match client.delete_images(pid, &DeleteImages::Ids(batch.to_vec())).await {
-                    Ok(_) => {}
-                    Err(e) if already_gone(&e) => {}
-                    Err(e) => {
-                        receipt.fail(failure(pid, "images", batch, &e));
-                        continue;
-                    }
-                }
-                ctx.deleted(receipt, pid, Category::Images, batch);
-                ctx.done(pid, "images", batch.len() as u64);
-            }
-        }
-    }
+    images(ctx, p, receipt).await?;
 
     for &tag in &p.tags {
         ctx.check()?;
@@ -178,6 +159,7 @@ async fn project(ctx: &Ctx<'_>, p: &ProjectPlan, receipt: &mut Receipt) -> Resul
         ctx.deleted(receipt, pid, Category::Iterations, &[it.id]);
         ctx.done(pid, "iterations", 1);
     }
+    destroyed_with_iterations(p, receipt);
 
     for batch in p.predictions.chunks(MAX_PREDICTION_IDS) {
         ctx.check()?;
@@ -209,17 +191,121 @@ async fn project(ctx: &Ctx<'_>, p: &ProjectPlan, receipt: &mut Receipt) -> Resul
             match client.delete_project(pid).await {
                 Ok(()) => {
                     receipt.project_deleted(pid);
+                    receipt.destroyed_with_iterations(pid, p.only_in_iterations.iter().copied());
                     ctx.done(pid, "project", 1);
                 }
-                Err(e) if already_gone(&e) => receipt.project_deleted(pid),
+                Err(e) if already_gone(&e) => {
+                    receipt.project_deleted(pid);
+                    receipt.destroyed_with_iterations(pid, p.only_in_iterations.iter().copied());
+                }
                 Err(e) => receipt.fail(failure(pid, "project", &[pid], &e)),
             }
         }
     }
 
     ctx.check()?;
+    if ctx.opts.sends_all_iterations() && !p.images.is_empty() {
+        wait_gone_from_iterations(ctx, p, receipt).await?;
+    }
     confirm(ctx, p, receipt).await;
     Ok(())
+}
+
+/// The images step: batches of ids (or one `allImages` call), each sent with `allIterations`
+/// exactly when the options say so; then, without it, the deleted images whose copies trained
+/// iterations keep are recorded as kept.
+async fn images(ctx: &Ctx<'_>, p: &ProjectPlan, receipt: &mut Receipt) -> Result<(), Interrupted> {
+    let (client, pid) = (ctx.client, p.id);
+    if p.images.is_empty() {
+        return Ok(());
+    }
+    let all_iterations = ctx.opts.sends_all_iterations();
+    if ctx.opts.bulk_images {
+        bulk_images(ctx, p, receipt).await?;
+    } else {
+        for batch in p.images.chunks(MAX_IMAGE_IDS) {
+            ctx.check()?;
+            ctx.intend(pid, Category::Images, batch);
+            match client.delete_images(pid, &DeleteImages::Ids { ids: batch.to_vec(), all_iterations }).await {
+                Ok(_) => {}
+                Err(e) if already_gone(&e) => {}
+                Err(e) => {
+                    receipt.fail(failure(pid, "images", batch, &e));
+                    continue;
+                }
+            }
+            ctx.deleted(receipt, pid, Category::Images, batch);
+            ctx.done(pid, "images", batch.len() as u64);
+        }
+    }
+    if !all_iterations && !p.delete_project {
+        let deleted = &receipt.project_mut(pid).images;
+        let kept: Vec<Uuid> = p.kept_in_iterations.iter().copied().filter(|id| deleted.contains(id)).collect();
+        receipt.kept_in_iterations(pid, kept);
+    }
+    Ok(())
+}
+
+/// Records the images only trained iterations held whose every holding iteration is now
+/// deleted.
+fn destroyed_with_iterations(p: &ProjectPlan, receipt: &mut Receipt) {
+    if p.only_in_iterations.is_empty() || p.iterations.is_empty() {
+        return;
+    }
+    let deleted = &receipt.project_mut(p.id).iterations;
+    let alive: HashSet<Uuid> = p
+        .iteration_images
+        .iter()
+        .filter(|it| !deleted.contains(&it.id))
+        .flat_map(|it| it.only_in_iterations.iter().copied())
+        .collect();
+    let gone: Vec<Uuid> = p.only_in_iterations.iter().copied().filter(|id| !alive.contains(id)).collect();
+    receipt.destroyed_with_iterations(p.id, gone);
+}
+
+/// With `allIterations` the service deletes later ([spec] DeleteImages, `allIterations`: "Using
+/// this flag will return a 202 response to indicate the images are being deleted"): polls until
+/// neither the workspace nor any trained iteration returns a deleted image (GetImagesByIds, with
+/// each iteration's `iterationId`), or the poll timeout passes, and records the check.
+async fn wait_gone_from_iterations(ctx: &Ctx<'_>, p: &ProjectPlan, receipt: &mut Receipt) -> Result<(), Interrupted> {
+    let (client, pid) = (ctx.client, p.id);
+    let deleted: Vec<Uuid> = {
+        let done = &receipt.project_mut(pid).images;
+        p.images.iter().copied().filter(|id| done.contains(id)).collect()
+    };
+    let check = "GetImagesByIds finds none of the deleted images in the workspace or any trained iteration";
+    let started = tokio::time::Instant::now();
+    loop {
+        ctx.check()?;
+        let mut left = Ok(0);
+        for holder in std::iter::once(None).chain(p.iteration_images.iter().map(|i| Some(i.id))) {
+            left = match (left, still_there(client, pid, holder, &deleted).await) {
+                (Ok(a), Ok(b)) => Ok(a + b),
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            };
+        }
+        match left {
+            Ok(0) => {
+                let detail =
+                    format!("{} image(s), {} trained iteration(s) read", deleted.len(), p.iteration_images.len());
+                receipt.confirm(pid, check, true, detail);
+                return Ok(());
+            }
+            Ok(n) if started.elapsed() >= ctx.opts.poll_timeout => {
+                receipt.confirm(pid, check, false, format!("{n} copies remain after {:?}", ctx.opts.poll_timeout));
+                return Ok(());
+            }
+            Ok(_) => {}
+            Err(e) => {
+                receipt.confirm(pid, check, false, e);
+                return Ok(());
+            }
+        }
+        tokio::select! {
+            _ = ctx.cancel.cancelled() => return Err(Interrupted),
+            _ = tokio::time::sleep(ctx.opts.poll_interval) => {}
+        }
+    }
 }
 
 /// Why the project must not be deleted yet: anything left in it was not in the plan (so not
@@ -251,11 +337,14 @@ async fn leftovers(client: &Client, pid: Uuid) -> Option<String> {
 async fn bulk_images(ctx: &Ctx<'_>, p: &ProjectPlan, receipt: &mut Receipt) -> Result<(), Interrupted> {
     let (client, pid) = (ctx.client, p.id);
     ctx.check()?;
+    // With allIterations the plan holds the images only iterations hold too; the workspace
+    // counts cannot include them.
+    let planned_elsewhere = if ctx.opts.sends_all_iterations() { p.only_in_iterations.len() } else { 0 };
     let counted = async {
         Ok::<_, api::Error>(client.get_tagged_image_count(pid).await? + client.get_untagged_image_count(pid).await?)
     };
     match counted.await {
-        Ok(n) if n as usize <= p.images.len() => {}
+        Ok(n) if n as usize <= p.images.len() - planned_elsewhere => {}
         Ok(n) => {
             receipt.fail(Failure {
                 project: pid,
@@ -264,7 +353,7 @@ async fn bulk_images(ctx: &Ctx<'_>, p: &ProjectPlan, receipt: &mut Receipt) -> R
                 error: format!(
                     "allImages not used: the project now holds {n} images, {} were planned; run again to plan \
                      the new ones",
-                    p.images.len()
+                    p.images.len() - planned_elsewhere
                 ),
             });
             return Ok(());
@@ -275,7 +364,8 @@ async fn bulk_images(ctx: &Ctx<'_>, p: &ProjectPlan, receipt: &mut Receipt) -> R
         }
     }
     ctx.intend(pid, Category::Images, &p.images);
-    match client.delete_images(pid, &DeleteImages::All).await {
+    let all = DeleteImages::All { all_iterations: ctx.opts.sends_all_iterations() };
+    match client.delete_images(pid, &all).await {
         Ok(_) => {}
         Err(e) if already_gone(&e) => {}
         Err(e) => {
@@ -343,7 +433,7 @@ async fn confirm(ctx: &Ctx<'_>, p: &ProjectPlan, receipt: &mut Receipt) {
             Ok((0, 0)) => receipt.confirm(pid, check, true, "0 tagged, 0 untagged"),
             Ok((t, u)) => {
                 // Others' new images may remain; none of ours may.
-                let ours = still_there(client, pid, &p.images).await;
+                let ours = still_there(client, pid, None, &p.images).await;
                 let detail = match &ours {
                     Ok(0) => format!("{t} tagged, {u} untagged remain, none of them deleted by this run"),
                     Ok(n) => format!("{n} deleted image(s) are still listed ({t} tagged, {u} untagged)"),
@@ -369,11 +459,11 @@ async fn confirm(ctx: &Ctx<'_>, p: &ProjectPlan, receipt: &mut Receipt) {
     }
 }
 
-/// How many of `ids` the service still returns.
-async fn still_there(client: &Client, pid: Uuid, ids: &[Uuid]) -> Result<usize, String> {
+/// How many of `ids` the service still returns, from the workspace or from one iteration.
+async fn still_there(client: &Client, pid: Uuid, iteration: Option<Uuid>, ids: &[Uuid]) -> Result<usize, String> {
     let mut n = 0;
     for batch in ids.chunks(MAX_IMAGE_IDS) {
-        n += client.get_images_by_ids(pid, batch).await.map_err(|e| e.to_string())?.len();
+        n += client.get_images_by_ids_in(pid, iteration, batch).await.map_err(|e| e.to_string())?.len();
     }
     Ok(n)
 }

@@ -133,13 +133,25 @@ pub struct ImageQuery {
     pub tag_ids: Vec<Uuid>,
 }
 
-/// What DeleteImages deletes.
+/// What DeleteImages deletes, and whether trained iterations' copies go too.
+///
+/// `all_iterations` is `allIterations` ([spec] DeleteImages: "Removes these images from all
+/// iterations, not just the current workspace"): without it every trained iteration keeps its
+/// copy of the images. The choice is a field of each variant so that every call site states it.
 #[derive(Debug, Clone)]
 pub enum DeleteImages {
     /// These images (at most 256).
-    Ids(Vec<Uuid>),
+    Ids {
+        /// The images.
+        ids: Vec<Uuid>,
+        /// Send `allIterations=true`: trained iterations' copies go too.
+        all_iterations: bool,
+    },
     /// Every image of the project; the service answers 202 and finishes later.
-    All,
+    All {
+        /// Send `allIterations=true`: trained iterations' copies go too.
+        all_iterations: bool,
+    },
 }
 
 /// A client of one Custom Vision training resource. Cheap to clone; clones share the rate
@@ -206,6 +218,15 @@ impl Call {
     fn with(mut self, name: &'static str, value: impl ToString) -> Call {
         self.query.push((name, value.to_string()));
         self
+    }
+
+    /// `name=true` when `on`; nothing otherwise (the service's default is false).
+    fn with_flag(self, name: &'static str, on: bool) -> Call {
+        if on {
+            self.with(name, "true")
+        } else {
+            self
+        }
     }
 
     fn with_opt(self, name: &'static str, value: Option<impl ToString>) -> Call {
@@ -455,14 +476,18 @@ impl Client {
             upload_timeout: None,
         };
         let call = match what {
-            DeleteImages::Ids(ids) if ids.len() > MAX_IMAGE_IDS => {
+            DeleteImages::Ids { ids, .. } if ids.len() > MAX_IMAGE_IDS => {
                 return Err(Error::Request {
                     op,
                     detail: format!("{} ids in one call; the service takes at most {MAX_IMAGE_IDS}", ids.len()),
                 })
             }
-            DeleteImages::Ids(ids) => call.with("imageIds", csv(ids)),
-            DeleteImages::All => call.with("allImages", "true").with("allIterations", "true"),
+            DeleteImages::Ids { ids, all_iterations } => {
+                call.with("imageIds", csv(ids)).with_flag("allIterations", *all_iterations)
+            }
+            DeleteImages::All { all_iterations } => {
+                call.with("allImages", "true").with_flag("allIterations", *all_iterations)
+            }
         };
         Ok(self.send(&call).await?.0)
     }

@@ -1,0 +1,94 @@
+//! What each trained iteration holds, read at plan time: deleting an iteration (or its project)
+//! destroys the images only it holds, and a workspace delete without `allIterations` leaves its
+//! copies in place, so the plan must know both.
+//!
+//! Each trained iteration is listed in full (GetTaggedImages and GetUntaggedImages with
+//! `iterationId`; [spec] their `iterationId`: "defaults to workspace") and the ids listed are
+//! checked against its counts (GetTaggedImageCount and GetUntaggedImageCount with
+//! `iterationId`). Export finds them with fewer calls by reusing the GetImagePerformances pages
+//! it reads anyway; a delete reads no performances, and listing an iteration costs about what
+//! checking the workspace's ids against it would, so the plan lists. Delete is rare and
+//! destructive: a listing short of the counts is listed again, and if it still is, the plan
+//! refuses to destroy what it cannot name.
+
+use std::collections::HashSet;
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::plan::list_images;
+use crate::api::model::Iteration;
+use crate::api::{self, Client};
+
+/// What one trained iteration holds.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IterationImages {
+    /// The iteration.
+    pub id: Uuid,
+    /// Its name.
+    pub name: String,
+    /// GetTaggedImageCount + GetUntaggedImageCount with its `iterationId`.
+    pub reported: u64,
+    /// The images its listing returned.
+    pub listed: u64,
+    /// Those the workspace does not hold: only trained iterations do.
+    pub only_in_iterations: Vec<Uuid>,
+    /// Workspace images it holds a copy of.
+    pub also_in_workspace: Vec<Uuid>,
+}
+
+impl IterationImages {
+    /// Whether the listing returned fewer images than the counts report.
+    pub fn is_short(&self) -> bool {
+        self.listed < self.reported
+    }
+}
+
+/// Lists what each trained iteration of `iterations` holds, beside the `workspace` ids. An
+/// iteration deleted meanwhile (NotFoundIteration) holds nothing any more and is left out.
+pub(crate) async fn survey(
+    client: &Client,
+    project: Uuid,
+    iterations: &[Iteration],
+    workspace: &HashSet<Uuid>,
+) -> Result<Vec<IterationImages>, api::Error> {
+    let mut out = Vec::new();
+    for it in iterations.iter().filter(|i| i.is_trained()) {
+        match iteration(client, project, it, workspace).await {
+            Ok(held) => out.push(held),
+            Err(e) if e.is_gone() && e.code() == Some("NotFoundIteration") => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+/// One iteration, listed again once when its listing falls short of its counts (images moved
+/// while it was read).
+async fn iteration(
+    client: &Client,
+    project: Uuid,
+    it: &Iteration,
+    workspace: &HashSet<Uuid>,
+) -> Result<IterationImages, api::Error> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let (tagged, untagged) = client.get_iteration_image_counts(project, it.id).await?;
+        let listed = list_images(client, project, Some(it.id)).await?;
+        let (also_in_workspace, only_in_iterations): (Vec<Uuid>, Vec<Uuid>) =
+            listed.iter().partition(|id| workspace.contains(id));
+        let held = IterationImages {
+            id: it.id,
+            name: it.name.clone(),
+            reported: tagged + untagged,
+            listed: listed.len() as u64,
+            only_in_iterations,
+            also_in_workspace,
+        };
+        if !held.is_short() || attempt == 2 {
+            return Ok(held);
+        }
+    }
+}
