@@ -37,7 +37,10 @@ fn contents(archive: &Path) -> BTreeMap<String, (Value, Content)> {
             tags.as_array().unwrap().iter().find(|x| x["id"] == *t).unwrap()["name"].as_str().unwrap().to_owned()
         };
         let mut content = Content::new();
-        for line in jsonl(&payload, &format!("projects/{id}/images.jsonl")) {
+        // The workspace as it was: images only trained iterations held are restored only when
+        // asked (`--iteration-images`; see the test of that below).
+        let lines = jsonl(&payload, &format!("projects/{id}/images.jsonl"));
+        for line in lines.into_iter().filter(|l| l["workspace"] != false) {
             let entry = content.entry(line["sha256"].as_str().unwrap().to_owned()).or_default();
             for t in line["tags"].as_array().into_iter().flatten() {
                 entry.0.insert(tag_name(&t["tagId"]));
@@ -110,7 +113,10 @@ async fn the_demo_archive_restores_into_an_empty_emulator_and_exports_the_same()
     for p in &report.projects {
         let new = p.new_id.expect("created");
         assert!(target.projects().contains(&new));
-        let archived = jsonl(&payload, &format!("projects/{}/images.jsonl", p.old_id));
+        let archived: Vec<_> = jsonl(&payload, &format!("projects/{}/images.jsonl", p.old_id))
+            .into_iter()
+            .filter(|l| l["workspace"] != false)
+            .collect();
         assert_eq!(p.images.len(), archived.len(), "project {}", p.name);
         let new_ids: BTreeSet<_> = target.image_ids(new).into_iter().collect();
         assert_eq!(p.images.values().copied().collect::<BTreeSet<_>>(), new_ids);
@@ -430,4 +436,24 @@ async fn an_upload_slower_than_the_read_timeout_is_not_cut_off() {
     let batch = ImageFileCreateBatch { images: vec![entry], tag_ids: None, metadata: None };
     let summary = client.create_images_from_files(project.id, &batch).await.expect("the upload waits for its answer");
     assert_eq!(summary.images.unwrap()[0].status, "OK");
+}
+
+#[tokio::test]
+async fn images_only_iterations_held_are_left_out_unless_asked_and_the_report_says_so() {
+    let (dir, archive) = fixture_archive().await;
+    const CLS: &str = "Fixture classification";
+    for (asked, expected) in [(false, 6), (true, 7)] {
+        let target = emulator_with(AccountSpec::Empty).await;
+        let opts = RestoreOptions {
+            iteration_images: asked,
+            ..RestoreOptions::new(dir.path().join(format!("restore-{asked}.json")))
+        };
+        let report =
+            restore(&client_for(&target), &archive, &opts, &NoProgress, &CancellationToken::new()).await.unwrap();
+        assert!(report.complete, "{report:#?}");
+        let project = report.projects.iter().find(|p| p.name == CLS).unwrap();
+        let note = project.notes.iter().find(|n| n.contains("only trained iterations held")).expect("a note");
+        assert!(note.contains(if asked { "were uploaded" } else { "were not restored" }), "{note}");
+        assert_eq!(target.image_ids(project.new_id.unwrap()).len(), expected);
+    }
 }
