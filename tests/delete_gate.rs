@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use cvarchive::erase::{erase, EraseOptions, Error, Outcome, RunOutcome, Targets};
-use cvarchive::progress::{Event, Progress};
+use cvarchive::progress::{Event, NoProgress, Progress};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -200,4 +200,36 @@ async fn a_backup_of_another_endpoint_is_refused_unless_asked() {
 
 fn host(emu: &cvarchive::emulator::Emulator) -> String {
     client_for(emu).host().to_owned()
+}
+
+/// Deleting a tag takes it off every image: when image batches fail, the run deletes no tag, so
+/// the images left keep the content the backup holds and a rerun is not refused as changed.
+#[tokio::test]
+async fn failed_image_batches_keep_the_tags_so_a_rerun_passes_the_gate() {
+    let emu = fixture_emulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let backup = backup_of(&emu, dir.path()).await;
+    let project: Uuid = CLASSIFICATION.parse().unwrap();
+    let mut opts = EraseOptions::new(Targets::Projects(vec![project]), Some(backup));
+    opts.execute = true;
+    let client = client_for(&emu);
+    emu.set_faults(cvarchive::emulator::FaultConfig {
+        hostile: Some(cvarchive::emulator::Hostile::GatewayNotFound { operation: "DeleteImages" }),
+        ..Default::default()
+    });
+    emu.clear_requests();
+
+    let Outcome::Executed(first) = erase(&client, &opts, &NoProgress, &CancellationToken::new()).await.unwrap() else {
+        panic!("executed")
+    };
+    assert_eq!(first.outcome, RunOutcome::Failures);
+    assert!(!mutating(&emu).iter().any(|r| r.starts_with("DeleteTag")), "no tag deleted: {:?}", mutating(&emu));
+    assert!(first.receipt.failures.iter().any(|f| f.step == "tags"), "{:?}", first.receipt.failures);
+
+    emu.set_faults(cvarchive::emulator::FaultConfig::default());
+    let second =
+        erase(&client, &opts, &NoProgress, &CancellationToken::new()).await.expect("the rerun passes the gate");
+    let Outcome::Executed(second) = second else { panic!("executed") };
+    assert_eq!(second.outcome, RunOutcome::Complete, "{:?}", second.receipt.failures);
+    assert!(!emu.projects().contains(&project));
 }
