@@ -203,4 +203,25 @@ mod tests {
         let c = ImageContent::of(Some(&[tag(1)]), None, Some(&BTreeMap::from([("k".into(), "v".into())])));
         assert_eq!(a.differs(&c), vec!["tags", "metadata"]);
     }
+
+    #[test]
+    fn an_iteration_differs_by_training_not_by_publication() {
+        let it: Iteration = serde_json::from_value(serde_json::json!({
+            "id": Uuid::from_u128(7), "name": "it", "status": "Training", "publishName": "prod"
+        }))
+        .unwrap();
+        let unpublished = Iteration { publish_name: None, ..it.clone() };
+        assert_eq!(RecordContent::of_iteration(&it), RecordContent::of_iteration(&unpublished));
+        let trained = Iteration { status: Some("Completed".into()), ..it.clone() };
+        assert_ne!(RecordContent::of_iteration(&it), RecordContent::of_iteration(&trained));
+    }
+
+    #[test]
+    fn differences_past_the_cap_are_counted_not_kept() {
+        let mut d = Differences::default();
+        for i in 0..MAX_DIFFERENCES as u128 + 5 {
+            d.push(Difference { kind: "image", project: Uuid::nil(), id: Uuid::from_u128(i), what: vec!["tags"] });
+        }
+        assert_eq!((d.kept.len(), d.more, d.total()), (MAX_DIFFERENCES, 5, MAX_DIFFERENCES as u64 + 5));
+    }
 }
