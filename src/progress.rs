@@ -23,6 +23,9 @@ pub enum Event {
     ProjectFinished { project_id: String, images: u64 },
     /// Verification progress: bytes checked so far.
     Verified { bytes: u64 },
+    /// The backup a deletion relies on verified in full (`bytes`: the archive's size); it is
+    /// hashed and indexed next, from the same open file.
+    BackupVerified { bytes: u64 },
     /// A delete step is done: `what` (`unpublished`, `images`, `tags`, `iterations`,
     /// `predictions`, `project`) and how many items it removed.
     Deleted { project_id: String, what: String, count: u64 },

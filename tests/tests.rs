@@ -6,6 +6,7 @@ mod archive;
 mod browse;
 mod convert;
 mod delete;
+mod delete_gate;
 mod delete_iterations;
 mod emulator;
 mod export;

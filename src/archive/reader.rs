@@ -42,6 +42,13 @@ impl BagReader {
     /// all; everything else (odd names, duplicates, damage) is left for the caller to judge.
     pub fn open(path: &Path) -> Result<BagReader, Error> {
         let file = File::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        BagReader::from_file(file, path)
+    }
+
+    /// Reads the zip directory of a file already open (`path` only names it in messages), so
+    /// that a caller can check, hash and read the very bytes it opened, whatever happens to the
+    /// path meanwhile.
+    pub fn from_file(file: File, path: &Path) -> Result<BagReader, Error> {
         let len = file.metadata().map_err(|source| Error::Io { path: path.to_path_buf(), source })?.len();
         let dir =
             zipdir::read_directory(&file, len).map_err(|reason| Error::NotZip { path: path.to_path_buf(), reason })?;
@@ -68,6 +75,12 @@ impl BagReader {
     /// The archive file's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The open archive file. Reads through it must be positional (as every read here is) or
+    /// start with a seek.
+    pub fn file(&self) -> &File {
+        &self.file
     }
 
     /// The archive file's length in bytes.

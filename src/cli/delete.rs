@@ -25,10 +25,15 @@ pub struct DeleteArgs {
     /// Read the training key from this file instead of $VISION_TRAINING_KEY.
     #[arg(long, value_name = "PATH")]
     key_file: Option<PathBuf>,
-    /// A cvarchive export of these projects. It must verify in full and hold everything that
-    /// would be deleted, or nothing is deleted.
+    /// A cvarchive export of these projects. It must verify in full, come from this endpoint
+    /// and hold everything that would be deleted as the service holds it now (tags, regions,
+    /// metadata...), or nothing is deleted.
     #[arg(long, value_name = "PATH")]
     backup: Option<PathBuf>,
+    /// Accept a backup whose account.json or bag-info.txt names another endpoint (or none), e.g.
+    /// after the resource moved to another host.
+    #[arg(long, requires = "backup")]
+    backup_from_other_endpoint: bool,
     /// Delete with no backup: nothing can be restored afterwards.
     #[arg(long, conflicts_with = "backup")]
     without_backup_accept_permanent_loss: bool,
@@ -94,6 +99,7 @@ impl Progress for Steps {
             return;
         }
         match event {
+            Event::BackupVerified { bytes } => eprintln!("cvarchive: backup verified in full ({bytes} bytes)"),
             Event::ProjectStarted { project_id, name } => eprintln!("cvarchive: surveying {name} ({project_id})"),
             Event::Deleted { project_id, what, count } => {
                 eprintln!("cvarchive: {project_id}: {what}: {count} done")
@@ -110,6 +116,7 @@ pub async fn run(args: DeleteArgs) -> anyhow::Result<Exit> {
     let opts = EraseOptions {
         only: args.only.map(Category::from),
         without_backup: args.without_backup_accept_permanent_loss,
+        backup_from_other_endpoint: args.backup_from_other_endpoint,
         execute: args.yes,
         receipt: args.receipt.clone(),
         bulk_images: args.bulk_images,
@@ -162,7 +169,13 @@ fn refuse(e: &Error, json: bool) -> anyhow::Result<Exit> {
             Error::BackupLacks { lacking, .. } => serde_json::to_value(lacking)?,
             _ => serde_json::Value::Array(Vec::new()),
         };
-        let doc = serde_json::json!({ "refused": true, "error": e.to_string(), "lacking": lacking });
+        let differences = match e {
+            Error::BackupDiffers { differences, .. } => serde_json::to_value(differences)?,
+            _ => serde_json::Value::Array(Vec::new()),
+        };
+        let doc = serde_json::json!({
+            "refused": true, "error": e.to_string(), "lacking": lacking, "differences": differences
+        });
         println!("{doc}");
     }
     eprintln!("cvarchive: {e}");
@@ -181,7 +194,11 @@ fn print_plan(plan: &Plan, opts: &EraseOptions, json: bool) -> anyhow::Result<()
     writeln!(out, "DRY RUN: nothing was deleted. Run again with --yes to delete.")?;
     writeln!(out, "endpoint: {}", plan.endpoint_host)?;
     match &opts.backup {
-        Some(b) => writeln!(out, "backup:   {} (verified in full; holds everything below)", b.display())?,
+        Some(b) => writeln!(
+            out,
+            "backup:   {} (verified in full; holds everything below as the service does now)",
+            b.display()
+        )?,
         None => writeln!(out, "backup:   NONE: what is deleted cannot be restored")?,
     }
     for p in &plan.projects {

@@ -178,7 +178,10 @@ impl Progress for Drawer {
                 Some(bar) => bar.println(format!("warning: {message}")),
                 None => eprintln!("cvarchive: warning: {message}"),
             },
-            Event::Retry { .. } | Event::ProjectFinished { .. } | Event::Deleted { .. } => {}
+            Event::Retry { .. }
+            | Event::ProjectFinished { .. }
+            | Event::Deleted { .. }
+            | Event::BackupVerified { .. } => {}
         }
     }
 }

@@ -306,6 +306,19 @@ impl Emulator {
         });
     }
 
+    /// Replaces the tags of a workspace image, as if someone re-tagged it meanwhile (a test hook:
+    /// the emulator serves no image-tagging operation). Whether the image was found.
+    pub fn set_image_tags(&self, project: Uuid, image: Uuid, tags: &[Uuid]) -> bool {
+        self.state.with_account_mut(|a| {
+            let Some(p) = a.project_mut(project) else { return false };
+            let Some(found) = p.images.iter().find(|i| i.id == image) else { return false };
+            let mut changed = (**found).clone();
+            changed.tags = tags.to_vec();
+            p.replace(changed);
+            true
+        })
+    }
+
     /// Computes the Content-MD5 of every image now (on every core) and remembers it, as Azure
     /// Storage keeps a blob's MD5 from its upload; blob answers then cost no hashing. Benchmarks
     /// call this before starting the clock, so that they measure the exporter, not the emulator.

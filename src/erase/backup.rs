@@ -1,18 +1,26 @@
-//! The backup a deletion relies on: verified in full (every payload file re-hashed), hashed as a
-//! whole for the receipt, and indexed by id so the plan can be checked against it item by item.
+//! The backup a deletion relies on: opened once, and that one open file verified in full (every
+//! payload file re-hashed), hashed as a whole for the receipt, and indexed by id and content so
+//! the plan can be checked against it item by item. Replacing the path meanwhile changes nothing
+//! read, and is noticed before anything is deleted.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::{File, Metadata};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use super::content::{Difference, Differences, ImageContent, RecordContent};
 use super::plan::Plan;
 use super::Error;
+use crate::api::model::{ImageRegion, ImageTag, Iteration, Tag};
+use crate::archive::bagit::{parse_tag_file, tag_value, BAG_INFO_NAME};
+use crate::archive::zipdir::read_at;
 use crate::archive::{layout, BagReader};
-use crate::verify::{verify, VerifyOptions};
+use crate::verify::{verify_reader, VerifyOptions};
 
 /// The largest `tags.json` / `iterations.json` / `account.json` read into memory.
 const MAX_JSON: u64 = 256 << 20;
@@ -28,8 +36,49 @@ pub struct Backup {
     pub sha256: String,
     /// The endpoint host it was exported from (from `account.json`), if recorded.
     pub endpoint_host: Option<String>,
+    /// The endpoint host `bag-info.txt` names (`Source-Endpoint-Host`), if any.
+    pub bag_endpoint_host: Option<String>,
     /// What it holds, per project.
     pub projects: HashMap<Uuid, BackupProject>,
+    /// The file as it was opened, to notice a replacement or a write before deleting.
+    identity: Identity,
+}
+
+/// An archive opened once and verified in full, not yet hashed or indexed: the first half of
+/// [`Backup::open`], so that a caller can report the verification before the rest.
+#[derive(Debug)]
+pub struct Verified {
+    reader: BagReader,
+    identity: Identity,
+}
+
+impl Verified {
+    /// The archive's size in bytes.
+    pub fn bytes(&self) -> u64 {
+        self.reader.archive_len()
+    }
+}
+
+/// Which file a path named, and its size and modification time then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Identity {
+    /// Device and inode on Unix; `None` elsewhere (the size and time still tell a write).
+    file: Option<(u64, u64)>,
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+impl Identity {
+    fn of(m: &Metadata) -> Identity {
+        #[cfg(unix)]
+        let file = {
+            use std::os::unix::fs::MetadataExt;
+            Some((m.dev(), m.ino()))
+        };
+        #[cfg(not(unix))]
+        let file = None;
+        Identity { file, len: m.len(), modified: m.modified().ok() }
+    }
 }
 
 /// What a backup holds of one project.
@@ -38,12 +87,13 @@ pub struct BackupProject {
     /// `project.json` is there.
     pub project_json: bool,
     /// Images listed in `images.jsonl` whose file (and hash) is in the archive: the workspace's
-    /// and those only trained iterations held (`"workspace": false`), alike.
-    pub images: HashSet<Uuid>,
+    /// and those only trained iterations held (`"workspace": false`), alike; with their tags,
+    /// regions and metadata.
+    pub images: HashMap<Uuid, ImageContent>,
     /// Tags in `tags.json`.
-    pub tags: HashSet<Uuid>,
+    pub tags: HashMap<Uuid, RecordContent>,
     /// Iterations in `iterations.json`.
-    pub iterations: HashSet<Uuid>,
+    pub iterations: HashMap<Uuid, RecordContent>,
     /// Stored predictions in `predictions.jsonl` whose image is in the archive.
     pub predictions: HashSet<Uuid>,
 }
@@ -79,15 +129,13 @@ impl std::fmt::Display for Lacking {
 }
 
 #[derive(Deserialize)]
-struct WithId {
-    id: Uuid,
-}
-
-#[derive(Deserialize)]
 struct Listed {
     id: Uuid,
     file: Option<String>,
     sha256: Option<String>,
+    tags: Option<Vec<ImageTag>>,
+    regions: Option<Vec<ImageRegion>>,
+    metadata: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Deserialize)]
@@ -103,22 +151,42 @@ struct Source {
 }
 
 impl Backup {
-    /// Verifies the archive in full, hashes it and indexes it. Blocking: call it off the runtime.
+    /// Opens the archive once, verifies it in full, hashes it and indexes it, all from the one
+    /// open file. Blocking: call it off the runtime.
     pub fn open(path: &Path) -> Result<Backup, Error> {
+        Backup::index(Backup::verify(path)?)
+    }
+
+    /// Opens the archive and verifies it in full. Blocking.
+    pub fn verify(path: &Path) -> Result<Verified, Error> {
         let unreadable = |detail: String| Error::BackupUnreadable { path: path.to_path_buf(), detail };
-        let report = verify(path, &VerifyOptions::default()).map_err(|e| unreadable(e.to_string()))?;
+        let file = File::open(path).map_err(|e| unreadable(e.to_string()))?;
+        let identity = Identity::of(&file.metadata().map_err(|e| unreadable(e.to_string()))?);
+        let reader = BagReader::from_file(file, path).map_err(|e| unreadable(e.to_string()))?;
+        let report = verify_reader(&reader, &VerifyOptions::default());
         if !report.is_clean() {
             return Err(Error::BackupDamaged { path: path.to_path_buf(), findings: report.findings });
         }
-        let sha256 = hash_file(path).map_err(|e| unreadable(e.to_string()))?;
-        let reader = BagReader::open(path).map_err(|e| unreadable(e.to_string()))?;
+        Ok(Verified { reader, identity })
+    }
+
+    /// Hashes and indexes the file [`Backup::verify`] opened (never the path again). Blocking.
+    pub fn index(verified: Verified) -> Result<Backup, Error> {
+        let Verified { reader, identity } = verified;
+        let path = reader.path().to_path_buf();
+        let unreadable = |detail: String| Error::BackupUnreadable { path: path.clone(), detail };
+        let sha256 = hash_open_file(reader.file()).map_err(|e| unreadable(e.to_string()))?;
         let account: AccountHead = serde_json::from_slice(&read(&reader, layout::account_json())?)
             .map_err(|e| unreadable(format!("account.json: {e}")))?;
+        let bag_info = read_tag(&reader, BAG_INFO_NAME)?;
+        let (pairs, _) = parse_tag_file(&String::from_utf8_lossy(&bag_info));
         let mut backup = Backup {
-            path: path.to_path_buf(),
+            path: path.clone(),
             sha256,
             endpoint_host: account.source.and_then(|s| s.endpoint_host),
+            bag_endpoint_host: tag_value(&pairs, "Source-Endpoint-Host").map(str::to_owned),
             projects: HashMap::new(),
+            identity,
         };
         let bag = reader.bag_name().unwrap_or_default().to_owned();
         let prefix = format!("{bag}/data/projects/");
@@ -131,6 +199,63 @@ impl Backup {
             backup.projects.insert(id, index_project(&reader, id)?);
         }
         Ok(backup)
+    }
+
+    /// Refuses when the path no longer names the file verified (replaced, moved away) or that
+    /// file was written since: the receipt would name a backup that is not what was checked.
+    pub fn check_unchanged(&self) -> Result<(), Error> {
+        let now = std::fs::metadata(&self.path).map(|m| Identity::of(&m));
+        match now {
+            Ok(now) if now == self.identity => Ok(()),
+            _ => Err(Error::BackupChanged { path: self.path.clone() }),
+        }
+    }
+
+    /// How the backup names its source when that is not `host`: both `account.json` and
+    /// `bag-info.txt` must name `host` (ASCII case aside). `None` when they do.
+    pub fn other_endpoint(&self, host: &str) -> Option<String> {
+        let same = |h: &Option<String>| h.as_deref().is_some_and(|h| h.eq_ignore_ascii_case(host));
+        if same(&self.endpoint_host) && same(&self.bag_endpoint_host) {
+            return None;
+        }
+        Some(match (&self.endpoint_host, &self.bag_endpoint_host) {
+            (None, None) => "no endpoint recorded".into(),
+            (Some(a), Some(b)) if a.eq_ignore_ascii_case(b) => a.clone(),
+            (a, b) => format!(
+                "{} (account.json), {} (bag-info.txt)",
+                a.as_deref().unwrap_or("none"),
+                b.as_deref().unwrap_or("none")
+            ),
+        })
+    }
+
+    /// Everything about to be deleted that the backup holds with other content than the
+    /// service holds now, in plan order: images (tags, regions, metadata), tags and iterations.
+    pub fn differs(&self, plan: &Plan) -> Differences {
+        let empty = BackupProject::default();
+        let mut out = Differences::default();
+        for p in plan.projects.iter().filter(|p| !p.gone) {
+            let held = self.projects.get(&p.id).unwrap_or(&empty);
+            let mut images: Vec<Uuid> = p.images.clone();
+            if p.iteration_copies_go {
+                images.extend(p.only_in_iterations.iter());
+            }
+            let mut seen = HashSet::new();
+            for id in images.into_iter().filter(|id| seen.insert(*id)) {
+                if let (Some(then), Some(now)) = (held.images.get(&id), p.image_content.get(&id)) {
+                    let what = then.differs(now);
+                    if !what.is_empty() {
+                        out.push(Difference { kind: "image", project: p.id, id, what });
+                    }
+                }
+            }
+            let tags = p.tags.iter().copied();
+            record_differences(&mut out, p.id, "tag", "name, description or type", tags, &held.tags, &p.tag_content);
+            let iterations = p.iterations.iter().map(|i| i.id);
+            let what = "name, status or training time";
+            record_differences(&mut out, p.id, "iteration", what, iterations, &held.iterations, &p.iteration_content);
+        }
+        out
     }
 
     /// Everything the plan would delete that this backup does not hold, in plan order.
@@ -154,26 +279,46 @@ impl Backup {
                 let planned: HashSet<Uuid> = images.iter().copied().collect();
                 images.extend(p.only_in_iterations.iter().filter(|id| !planned.contains(id)));
             }
-            out.extend(images.iter().filter(|id| !held.images.contains(id)).map(|&id| Lacking {
+            out.extend(images.iter().filter(|id| !held.images.contains_key(id)).map(|&id| Lacking {
                 kind: "image",
                 project: p.id,
                 id,
                 only_in_iteration: holder.get(&id).copied(),
             }));
-            let mut check = |kind: &'static str, ids: &[Uuid], have: &HashSet<Uuid>| {
-                out.extend(ids.iter().filter(|id| !have.contains(id)).map(|&id| Lacking {
+            let mut check = |kind: &'static str, ids: &[Uuid], have: &dyn Fn(&Uuid) -> bool| {
+                out.extend(ids.iter().filter(|id| !have(id)).map(|&id| Lacking {
                     kind,
                     project: p.id,
                     id,
                     only_in_iteration: None,
                 }));
             };
-            check("tag", &p.tags, &held.tags);
+            check("tag", &p.tags, &|id| held.tags.contains_key(id));
             let iterations: Vec<Uuid> = p.iterations.iter().map(|i| i.id).collect();
-            check("iteration", &iterations, &held.iterations);
-            check("prediction", &p.predictions, &held.predictions);
+            check("iteration", &iterations, &|id| held.iterations.contains_key(id));
+            check("prediction", &p.predictions, &|id| held.predictions.contains(id));
         }
         out
+    }
+}
+
+/// The tags or iterations among `ids` whose record differs between the backup (`then`) and the
+/// service (`now`).
+fn record_differences(
+    out: &mut Differences,
+    project: Uuid,
+    kind: &'static str,
+    what: &'static str,
+    ids: impl Iterator<Item = Uuid>,
+    then: &HashMap<Uuid, RecordContent>,
+    now: &HashMap<Uuid, RecordContent>,
+) {
+    for id in ids {
+        if let (Some(a), Some(b)) = (then.get(&id), now.get(&id)) {
+            if a != b {
+                out.push(Difference { kind, project, id, what: vec![what] });
+            }
+        }
     }
 }
 
@@ -182,24 +327,29 @@ fn index_project(reader: &BagReader, id: Uuid) -> Result<BackupProject, Error> {
         project_json: reader.bag_entry(&format!("data/{}", layout::project_json(id))).is_some(),
         ..BackupProject::default()
     };
-    for (path, set) in [(layout::tags_json(id), &mut held.tags), (layout::iterations_json(id), &mut held.iterations)] {
-        if reader.bag_entry(&format!("data/{path}")).is_none() {
-            continue;
-        }
-        let items: Vec<WithId> = serde_json::from_slice(&read(reader, &path)?).map_err(|e| {
-            Error::BackupUnreadable { path: reader.path().to_path_buf(), detail: format!("{path}: {e}") }
-        })?;
-        set.extend(items.into_iter().map(|i| i.id));
-    }
+    let tags: Vec<Tag> = json_list(reader, &layout::tags_json(id))?;
+    held.tags = tags.iter().map(|t| (t.id, RecordContent::of_tag(t))).collect();
+    let iterations: Vec<Iteration> = json_list(reader, &layout::iterations_json(id))?;
+    held.iterations = iterations.iter().map(|i| (i.id, RecordContent::of_iteration(i))).collect();
     held.images = listed(reader, &layout::images_jsonl(id))?;
-    held.predictions = listed(reader, &layout::predictions_jsonl(id))?;
+    held.predictions = listed(reader, &layout::predictions_jsonl(id))?.into_keys().collect();
     Ok(held)
 }
 
-/// The ids of a listing whose lines name a file that is in the archive, with its hash.
-fn listed(reader: &BagReader, path: &str) -> Result<HashSet<Uuid>, Error> {
+/// A JSON array of the bag, or none when the file is not there.
+fn json_list<T: serde::de::DeserializeOwned>(reader: &BagReader, path: &str) -> Result<Vec<T>, Error> {
+    if reader.bag_entry(&format!("data/{path}")).is_none() {
+        return Ok(Vec::new());
+    }
+    serde_json::from_slice(&read(reader, path)?)
+        .map_err(|e| Error::BackupUnreadable { path: reader.path().to_path_buf(), detail: format!("{path}: {e}") })
+}
+
+/// The ids of a listing whose lines name a file that is in the archive, with its hash; each
+/// with the line's tags, regions and metadata.
+fn listed(reader: &BagReader, path: &str) -> Result<HashMap<Uuid, ImageContent>, Error> {
     let bad = |detail: String| Error::BackupUnreadable { path: reader.path().to_path_buf(), detail };
-    let mut ids = HashSet::new();
+    let mut ids = HashMap::new();
     let Some(entry) = reader.bag_entry(&format!("data/{path}")) else { return Ok(ids) };
     let stream = reader.open_entry(entry).map_err(|e| bad(format!("{path}: {e}")))?;
     let mut lines = BufReader::new(stream);
@@ -220,7 +370,8 @@ fn listed(reader: &BagReader, path: &str) -> Result<HashSet<Uuid>, Error> {
         let hashed = line.sha256.is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
         let present = line.file.is_some_and(|f| reader.bag_entry(&format!("data/{f}")).is_some());
         if hashed && present {
-            ids.insert(line.id);
+            let content = ImageContent::of(line.tags.as_deref(), line.regions.as_deref(), line.metadata.as_ref());
+            ids.insert(line.id, content);
         }
     }
     Ok(ids)
@@ -233,15 +384,26 @@ fn read(reader: &BagReader, path: &str) -> Result<Vec<u8>, Error> {
     reader.read_entry(entry, MAX_JSON).map_err(|e| bad(format!("{path}: {e}")))
 }
 
-/// The SHA-256 of a whole file, hex.
-pub fn hash_file(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
+/// A tag file of the bag (beside `data/`), read into memory under the same limit.
+fn read_tag(reader: &BagReader, name: &str) -> Result<Vec<u8>, Error> {
+    let bad = |detail: String| Error::BackupUnreadable { path: reader.path().to_path_buf(), detail };
+    let entry = reader.bag_entry(name).ok_or_else(|| bad(format!("{name} is not in the archive")))?;
+    reader.read_entry(entry, MAX_JSON).map_err(|e| bad(format!("{name}: {e}")))
+}
+
+/// The SHA-256 of a whole open file, hex, read positionally from its start (the file's cursor
+/// is left alone).
+fn hash_open_file(file: &File) -> std::io::Result<String> {
     let mut sha = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
+    let mut at = 0u64;
     loop {
-        match file.read(&mut buf) {
+        match read_at(file, &mut buf, at) {
             Ok(0) => break,
-            Ok(n) => sha.update(&buf[..n]),
+            Ok(n) => {
+                sha.update(&buf[..n]);
+                at += n as u64;
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }

@@ -16,6 +16,7 @@ use std::collections::HashSet;
 use serde::Serialize;
 use uuid::Uuid;
 
+use super::content::ImageContent;
 use super::plan::list_images;
 use crate::api::model::Iteration;
 use crate::api::{self, Client};
@@ -36,6 +37,9 @@ pub struct IterationImages {
     pub only_in_iterations: Vec<Uuid>,
     /// Workspace images it holds a copy of.
     pub also_in_workspace: Vec<Uuid>,
+    /// What it holds of each image in `only_in_iterations`, as it lists them.
+    #[serde(skip)]
+    pub only_content: Vec<(Uuid, ImageContent)>,
 }
 
 impl IterationImages {
@@ -77,15 +81,16 @@ async fn iteration(
         attempt += 1;
         let (tagged, untagged) = client.get_iteration_image_counts(project, it.id).await?;
         let listed = list_images(client, project, Some(it.id)).await?;
-        let (also_in_workspace, only_in_iterations): (Vec<Uuid>, Vec<Uuid>) =
-            listed.iter().partition(|id| workspace.contains(id));
+        let (also, only): (Vec<_>, Vec<_>) = listed.into_iter().partition(|(id, _)| workspace.contains(id));
+        let listed = also.len() + only.len();
         let held = IterationImages {
             id: it.id,
             name: it.name.clone(),
             reported: tagged + untagged,
-            listed: listed.len() as u64,
-            only_in_iterations,
-            also_in_workspace,
+            listed: listed as u64,
+            only_in_iterations: only.iter().map(|(id, _)| *id).collect(),
+            also_in_workspace: also.into_iter().map(|(id, _)| id).collect(),
+            only_content: only,
         };
         if !held.is_short() || attempt == 2 {
             return Ok(held);

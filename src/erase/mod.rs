@@ -4,7 +4,9 @@
 //!
 //! # Layout
 //!
-//! - [`backup`]: the backup relied on: verified in full, hashed, indexed by id.
+//! - [`backup`]: the backup relied on: opened once, verified in full, hashed, indexed by id and
+//!   content, all from that one open file.
+//! - [`content`]: what the gate compares beyond ids (tags, regions, metadata...), as digests.
 //! - [`holdings`]: what each trained iteration holds, beside the workspace.
 //! - [`plan`]: a read-only survey of the service: what would be deleted, in how many calls, and
 //!   what the API cannot delete.
@@ -14,6 +16,7 @@
 //! - [`receipt`]: the receipt, merged across reruns and written atomically.
 
 pub mod backup;
+pub mod content;
 pub mod holdings;
 pub mod plan;
 pub mod receipt;
@@ -27,9 +30,10 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::api::{self, Client};
-use crate::progress::Progress;
+use crate::progress::{Event, Progress};
 use crate::verify::Finding;
 pub use backup::{Backup, Lacking};
+pub use content::Difference;
 pub use plan::{Plan, ProjectPlan};
 pub use receipt::{Receipt, RunOutcome};
 
@@ -80,6 +84,9 @@ pub struct EraseOptions {
     pub backup: Option<PathBuf>,
     /// Delete with no backup at all. Nothing can be restored afterwards.
     pub without_backup: bool,
+    /// Accept a backup that names another endpoint (or none) as its source, e.g. after the
+    /// resource moved; without it such a backup is refused.
+    pub backup_from_other_endpoint: bool,
     /// Carry the plan out; without it nothing is changed.
     pub execute: bool,
     /// Where the receipt goes (and where an earlier run's receipt is read from).
@@ -106,6 +113,7 @@ impl EraseOptions {
             only: None,
             backup,
             without_backup: false,
+            backup_from_other_endpoint: false,
             execute: false,
             receipt: None,
             bulk_images: false,
@@ -197,6 +205,44 @@ pub enum Error {
         /// Everything it lacks.
         lacking: Vec<Lacking>,
     },
+    /// The backup holds some of what would be deleted with other content than the service holds
+    /// now (changed since the backup was taken).
+    #[error(
+        "refusing to delete: {} item(s) changed at the service since the backup {} was taken; take a new \
+         backup{}",
+        total, path.display(), list_more(differences, *total)
+    )]
+    BackupDiffers {
+        /// The backup file.
+        path: PathBuf,
+        /// The first differences (at most [`content::MAX_DIFFERENCES`]).
+        differences: Vec<Difference>,
+        /// How many there are in all.
+        total: u64,
+    },
+    /// The backup was taken from another endpoint than the one deleted from.
+    #[error(
+        "refusing to delete: the backup {} was taken from {backup_endpoint}, not from {endpoint}; pass \
+         --backup-from-other-endpoint if it is a backup of this account all the same",
+        path.display()
+    )]
+    OtherEndpoint {
+        /// The backup file.
+        path: PathBuf,
+        /// The endpoint host the backup names (or how its two records differ).
+        backup_endpoint: String,
+        /// The endpoint host deleted from.
+        endpoint: String,
+    },
+    /// The backup's path no longer names the file verified, or that file was written since.
+    #[error(
+        "refusing to delete: the backup {} was replaced or changed after it was verified; run the command again",
+        path.display()
+    )]
+    BackupChanged {
+        /// The backup file.
+        path: PathBuf,
+    },
     /// An earlier receipt at the receipt path belongs to another endpoint or backup.
     #[error("the receipt {} belongs to another deletion ({reason}); pass another --receipt path", path.display())]
     ReceiptMismatch {
@@ -239,14 +285,20 @@ pub enum Error {
 
 /// The first few items of a list, one per line, for an error message.
 fn list<T: std::fmt::Display>(items: &[T]) -> String {
+    list_more(items, items.len() as u64)
+}
+
+/// Like [`list`], for the first items of `total`.
+fn list_more<T: std::fmt::Display>(items: &[T], total: u64) -> String {
     const SHOWN: usize = 20;
     let mut s = String::new();
     for item in items.iter().take(SHOWN) {
         s.push_str("\n  ");
         s.push_str(&item.to_string());
     }
-    if items.len() > SHOWN {
-        s.push_str(&format!("\n  ... and {} more", items.len() - SHOWN));
+    let shown = items.len().min(SHOWN) as u64;
+    if total > shown {
+        s.push_str(&format!("\n  ... and {} more", total - shown));
     }
     s
 }
@@ -254,7 +306,9 @@ fn list<T: std::fmt::Display>(items: &[T]) -> String {
 /// Plans a deletion and, when `opts.execute` is set, carries it out and writes the receipt.
 ///
 /// Refuses (with nothing deleted) when there is no backup and `without_backup` is not set, when
-/// the backup does not verify in full, or when it lacks anything the plan would delete.
+/// the backup does not verify in full, names another endpoint (unless
+/// `backup_from_other_endpoint`), lacks anything the plan would delete or holds it with other
+/// content than the service now, or when its path was replaced or written after it was verified.
 pub async fn erase(
     client: &Client,
     opts: &EraseOptions,
@@ -262,16 +316,34 @@ pub async fn erase(
     cancel: &CancellationToken,
 ) -> Result<Outcome, Error> {
     let backup = match (&opts.backup, opts.without_backup) {
-        (Some(path), _) => Some(open_backup(path).await?),
+        (Some(path), _) => Some(open_backup(path, progress).await?),
         (None, true) => None,
         (None, false) => return Err(Error::NoBackup),
     };
+    if let Some(backup) = &backup {
+        match backup.other_endpoint(client.host()) {
+            Some(other) if !opts.backup_from_other_endpoint => {
+                return Err(Error::OtherEndpoint {
+                    path: backup.path.clone(),
+                    backup_endpoint: other,
+                    endpoint: client.host().to_owned(),
+                });
+            }
+            _ => {}
+        }
+    }
     let plan = plan::survey(client, opts, progress, cancel).await?;
     if let Some(backup) = &backup {
         let lacking = backup.lacks(&plan);
         if !lacking.is_empty() {
             return Err(Error::BackupLacks { path: backup.path.clone(), lacking });
         }
+        let differs = backup.differs(&plan);
+        if !differs.is_empty() {
+            let total = differs.total();
+            return Err(Error::BackupDiffers { path: backup.path.clone(), differences: differs.kept, total });
+        }
+        backup.check_unchanged()?;
     }
     if !opts.execute {
         return Ok(Outcome::DryRun(plan));
@@ -283,9 +355,14 @@ pub async fn erase(
     Ok(Outcome::Executed(Box::new(Executed { plan, receipt, receipt_path: path, receipt_sha256: sha, outcome })))
 }
 
-async fn open_backup(path: &Path) -> Result<Backup, Error> {
+/// Verifies the backup, reports it, then hashes and indexes the same open file.
+async fn open_backup(path: &Path, progress: &dyn Progress) -> Result<Backup, Error> {
+    let failed = |e: tokio::task::JoinError| Error::BackupUnreadable {
+        path: path.to_path_buf(),
+        detail: format!("the check failed: {e}"),
+    };
     let owned = path.to_path_buf();
-    tokio::task::spawn_blocking(move || Backup::open(&owned))
-        .await
-        .map_err(|e| Error::BackupUnreadable { path: path.to_path_buf(), detail: format!("the check failed: {e}") })?
+    let verified = tokio::task::spawn_blocking(move || Backup::verify(&owned)).await.map_err(failed)??;
+    progress.event(Event::BackupVerified { bytes: verified.bytes() });
+    tokio::task::spawn_blocking(move || Backup::index(verified)).await.map_err(failed)?
 }

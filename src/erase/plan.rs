@@ -1,13 +1,14 @@
 //! The plan: a read-only survey of what a deletion would remove, project by project, how many
 //! mutating calls it takes, and what the API cannot delete at all.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use futures::TryStreamExt;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::content::{ImageContent, RecordContent};
 use super::holdings::{self, IterationImages};
 use super::{Category, EraseOptions, Error, Targets};
 use crate::api::model::PredictionQueryToken;
@@ -75,6 +76,17 @@ pub struct ProjectPlan {
     pub kept_in_iterations: Vec<Uuid>,
     /// Mutating calls for this project.
     pub calls: u64,
+    /// What the service holds now of each image listed (the workspace's, and those only
+    /// trained iterations hold, as the first holding iteration lists them), to compare with the
+    /// backup's.
+    #[serde(skip)]
+    pub image_content: HashMap<Uuid, ImageContent>,
+    /// What the service holds now of each tag to delete.
+    #[serde(skip)]
+    pub tag_content: HashMap<Uuid, RecordContent>,
+    /// What the service holds now of each iteration to delete.
+    #[serde(skip)]
+    pub iteration_content: HashMap<Uuid, RecordContent>,
 }
 
 /// One iteration to delete.
@@ -228,11 +240,15 @@ async fn survey_project(
     if wants(Category::Images) {
         p.tagged = client.get_tagged_image_count(id).await?;
         p.untagged = client.get_untagged_image_count(id).await?;
-        p.images = list_images(client, id, None).await?;
+        let listed = list_images(client, id, None).await?;
+        p.images = listed.iter().map(|(id, _)| *id).collect();
+        p.image_content = listed.into_iter().collect();
         progress.event(Event::ImagesFound { total: p.images.len() as u64 });
     }
     if wants(Category::Tags) {
-        p.tags = client.get_tags(id, None).await?.into_iter().map(|t| t.id).collect();
+        let tags = client.get_tags(id, None).await?;
+        p.tags = tags.iter().map(|t| t.id).collect();
+        p.tag_content = tags.iter().map(|t| (t.id, RecordContent::of_tag(t))).collect();
     }
     let need_iterations = wants(Category::Iterations) || opts.only == Some(Category::Images);
     let iterations = if need_iterations { client.get_iterations(id).await? } else { Vec::new() };
@@ -249,6 +265,7 @@ async fn survey_project(
                 prediction_resource: it.original_publish_resource_id.clone(),
             });
             p.iterations.push(IterationPlan { id: it.id, name: it.name.clone(), published });
+            p.iteration_content.insert(it.id, RecordContent::of_iteration(it));
         }
     }
     if need_iterations {
@@ -272,12 +289,15 @@ async fn survey_holdings(
     let workspace: HashSet<Uuid> = if opts.only.is_none() || opts.only == Some(Category::Images) {
         p.images.iter().copied().collect()
     } else {
-        list_images(client, p.id, None).await?.into_iter().collect()
+        list_images(client, p.id, None).await?.into_iter().map(|(id, _)| id).collect()
     };
     p.iteration_images = holdings::survey(client, p.id, iterations, &workspace).await?;
     let mut seen = HashSet::new();
     for it in &p.iteration_images {
         p.only_in_iterations.extend(it.only_in_iterations.iter().copied().filter(|id| seen.insert(*id)));
+        for (id, content) in &it.only_content {
+            p.image_content.entry(*id).or_insert(*content);
+        }
     }
     p.iteration_copies_go = opts.only != Some(Category::Images) || opts.sends_all_iterations();
     if p.iteration_copies_go {
@@ -318,9 +338,13 @@ pub(crate) fn calls(p: &ProjectPlan, bulk_images: bool) -> u64 {
         + u64::from(p.delete_project)
 }
 
-/// Every image id of the workspace, or of an iteration (tagged, then untagged), oldest first,
-/// each once.
-pub(crate) async fn list_images(client: &Client, id: Uuid, iteration: Option<Uuid>) -> Result<Vec<Uuid>, api::Error> {
+/// Every image of the workspace, or of an iteration (tagged, then untagged), oldest first, each
+/// once, with what it holds (the listing's records are read once, for the ids and the gate).
+pub(crate) async fn list_images(
+    client: &Client,
+    id: Uuid,
+    iteration: Option<Uuid>,
+) -> Result<Vec<(Uuid, ImageContent)>, api::Error> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for tagged in [true, false] {
@@ -336,7 +360,7 @@ pub(crate) async fn list_images(client: &Client, id: Uuid, iteration: Option<Uui
         });
         futures::pin_mut!(pages);
         while let Some(page) = pages.try_next().await? {
-            out.extend(page.into_iter().map(|i| i.id).filter(|i| seen.insert(*i)));
+            out.extend(page.iter().filter(|i| seen.insert(i.id)).map(|i| (i.id, ImageContent::of_image(i))));
         }
     }
     Ok(out)

@@ -125,9 +125,22 @@ async fn project(ctx: &Ctx<'_>, p: &ProjectPlan, receipt: &mut Receipt) -> Resul
         ctx.done(pid, "unpublished", 1);
     }
 
+    let before_images = receipt.failures.len();
     images(ctx, p, receipt).await?;
+    // Deleting a tag takes it off every image: while images this run should have deleted remain,
+    // they keep their tags, so a rerun still finds them as the backup holds them.
+    let images_failed = receipt.failures.len() > before_images;
+    if images_failed && !p.tags.is_empty() {
+        receipt.fail(Failure {
+            project: pid,
+            step: "tags".into(),
+            ids: p.tags.clone(),
+            error: "not deleted: images of the project failed to delete first (listed); run the command again".into(),
+        });
+    }
+    let tags: &[Uuid] = if images_failed { &[] } else { &p.tags };
 
-    for &tag in &p.tags {
+    for &tag in tags {
         ctx.check()?;
         ctx.intend(pid, Category::Tags, &[tag]);
         match client.delete_tag(pid, tag).await {
