@@ -91,7 +91,9 @@ fn replace_ignoring_case(text: &str, needle: &str) -> String {
 
 /// Whether `c` ends a credential's value in free text.
 fn ends_value(c: char) -> bool {
-    c.is_whitespace() || c.is_control() || matches!(c, '&' | '#' | '"' | '\'' | '<' | '>' | '\\' | ',' | ';' | ')' | ']' | '}')
+    c.is_whitespace()
+        || c.is_control()
+        || matches!(c, '&' | '#' | '"' | '\'' | '<' | '>' | '\\' | ',' | ';' | ')' | ']' | '}')
 }
 
 /// The values of credential parameters replaced, wherever `name=` starts a word.

@@ -198,7 +198,9 @@ impl Error {
                 clean(message);
                 clean(url);
             }
-            Error::Transport { url, detail, .. } | Error::Integrity { url, detail, .. } | Error::Decode { url, detail, .. } => {
+            Error::Transport { url, detail, .. }
+            | Error::Integrity { url, detail, .. }
+            | Error::Decode { url, detail, .. } => {
                 clean(url);
                 clean(detail);
             }

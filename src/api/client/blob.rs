@@ -44,7 +44,9 @@ impl Client {
         if let Ok(link) = Url::parse(uri) {
             let op = "DownloadBlob";
             if let Some(reason) = link_refusal(&link, self.inner.reach) {
-                return Err(Error::LinkRefused { op, url: redact_url(strip_query(uri)), reason }.redacted(&self.inner.key));
+                return Err(
+                    Error::LinkRefused { op, url: redact_url(strip_query(uri)), reason }.redacted(&self.inner.key)
+                );
             }
             if link_has_expired(uri) {
                 return Err(Error::LinkExpired { op, status: 0, url: redact_url(uri) });

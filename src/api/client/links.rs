@@ -144,16 +144,29 @@ mod tests {
         let blob = "https://irisprodwustraining.blob.core.windows.net/i-1/o-2?sv=1&sig=x";
         assert_eq!(refusal(blob, public), None);
         assert_eq!(refusal(blob, local), None);
-        for link in ["http://127.0.0.1:8080/x", "http://10.0.0.5/x", "http://[::1]/x", "http://localhost/x",
-            "http://192.168.1.1/x", "http://172.16.0.1/x", "http://[fd00:ec2::254]/x", "http://0.0.0.0/x",
-            "http://2130706433/x", "http://[::ffff:127.0.0.1]/x"]
-        {
+        for link in [
+            "http://127.0.0.1:8080/x",
+            "http://10.0.0.5/x",
+            "http://[::1]/x",
+            "http://localhost/x",
+            "http://192.168.1.1/x",
+            "http://172.16.0.1/x",
+            "http://[fd00:ec2::254]/x",
+            "http://0.0.0.0/x",
+            "http://2130706433/x",
+            "http://[::ffff:127.0.0.1]/x",
+        ] {
             assert!(refusal(link, public).is_some(), "{link} from a public endpoint");
             assert_eq!(refusal(link, local), None, "{link} from a local endpoint");
         }
-        for link in ["http://169.254.169.254/metadata/instance", "http://[fe80::1]/x", "http://169.254.1.1/x",
-            "http://[::ffff:169.254.169.254]/x", "http://0xa9fea9fe/x", "http://168.63.129.16/machine"]
-        {
+        for link in [
+            "http://169.254.169.254/metadata/instance",
+            "http://[fe80::1]/x",
+            "http://169.254.1.1/x",
+            "http://[::ffff:169.254.169.254]/x",
+            "http://0xa9fea9fe/x",
+            "http://168.63.129.16/machine",
+        ] {
             assert!(refusal(link, public).is_some(), "{link} from a public endpoint");
             assert!(refusal(link, local).is_some(), "{link} from a local endpoint");
         }

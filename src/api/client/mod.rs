@@ -8,8 +8,8 @@ mod links;
 mod wire;
 
 pub use blob::{link_has_expired, Blob};
-pub use links::{link_refusal, reach, Reach};
 pub use create::{batch_tags, upload_timeout, NewProject, MAX_BATCH_TAGS, MAX_UPLOAD_BATCH, MAX_UPLOAD_BATCH_BYTES};
+pub use links::{link_refusal, reach, Reach};
 use wire::{describe_body, header_retry_after, parse_error_body, read_limited, snippet, transport};
 
 use std::fmt::Write as _;
