@@ -22,7 +22,8 @@
 //! - [`browse`]: the page inside every archive (`data/index.html` and its data files), rendered
 //!   from the bag's data files.
 //! - [`progress`]: the progress trait the library reports through, drawn by the CLI.
-//! - [`secret`]: the training key type that never prints, and URL redaction.
+//! - [`secret`]: the training key type that never prints, and redaction of credentials in text.
+//! - [`text`]: escaping control characters of outside text before it is printed.
 //! - [`cli`]: clap commands, one file each.
 
 pub mod api;
@@ -36,4 +37,5 @@ pub mod export;
 pub mod progress;
 pub mod restore;
 pub mod secret;
+pub mod text;
 pub mod verify;

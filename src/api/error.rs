@@ -68,6 +68,17 @@ pub enum Error {
     /// The client was cancelled (Ctrl-C, SIGTERM) while the call was in flight or waiting.
     #[error("{op}: interrupted")]
     Interrupted { op: &'static str },
+
+    /// An answer redirected to another origin (scheme, host and port). Not followed: an API
+    /// call carries the key, which goes to the endpoint's origin and nowhere else, and a
+    /// download goes only where its checked link said.
+    #[error("{op}: {from} redirected to another origin, {to}; not followed (requests go only to the origin they were meant for)")]
+    CrossOriginRedirect { op: &'static str, from: String, to: String },
+
+    /// A link from the service that is not fetched: not http(s), or pointing at a link-local
+    /// or platform address, or at a loopback or private one while the endpoint is not one.
+    #[error("{op}: not fetching {url}: {reason}")]
+    LinkRefused { op: &'static str, url: String, reason: &'static str },
 }
 
 /// The kinds of transient failure that are retried, for counting them.
@@ -160,6 +171,49 @@ impl Error {
             Error::LinkExpired { .. } => Some(RetryKind::ExpiredLink),
             _ => None,
         }
+    }
+
+    /// This error with every credential in its text redacted: the service's messages and the
+    /// URLs it named may echo a SAS signature, URL userinfo or `key` itself (see
+    /// [`crate::secret::redact`]). The client returns only errors that went through this.
+    pub fn redacted(mut self, key: &crate::secret::TrainingKey) -> Error {
+        let clean = |s: &mut String| *s = crate::secret::redact(s, Some(key));
+        match &mut self {
+            Error::KeyRefused { endpoint, message, .. } => {
+                clean(endpoint);
+                clean(message);
+            }
+            Error::NotCustomVision { endpoint, url, detail, .. } => {
+                clean(endpoint);
+                clean(url);
+                clean(detail);
+            }
+            Error::NoSuchPath { endpoint, url, message, .. } => {
+                clean(endpoint);
+                clean(url);
+                clean(message);
+            }
+            Error::Service { code, message, url, .. } => {
+                clean(code);
+                clean(message);
+                clean(url);
+            }
+            Error::Transport { url, detail, .. }
+            | Error::Integrity { url, detail, .. }
+            | Error::Decode { url, detail, .. } => {
+                clean(url);
+                clean(detail);
+            }
+            Error::LinkExpired { url, .. } | Error::TooLarge { url, .. } | Error::LinkRefused { url, .. } => clean(url),
+            Error::Request { detail, .. } => clean(detail),
+            Error::Deadline { endpoint, .. } => clean(endpoint),
+            Error::CrossOriginRedirect { from, to, .. } => {
+                clean(from);
+                clean(to);
+            }
+            Error::Interrupted { .. } => {}
+        }
+        self
     }
 
     /// The wait the service asked for, if any.

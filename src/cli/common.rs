@@ -46,7 +46,10 @@ fn warn_if_readable_by_others(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     if let Ok(meta) = std::fs::metadata(path) {
         if meta.permissions().mode() & 0o077 != 0 {
-            eprintln!("cvarchive: warning: the key file {} can be read by other users; `chmod 600` it", path.display());
+            eprintln_escaped!(
+                "cvarchive: warning: the key file {} can be read by other users; `chmod 600` it",
+                path.display()
+            );
         }
     }
 }
@@ -54,7 +57,7 @@ fn warn_if_readable_by_others(path: &Path) {
 /// A token cancelled on the first Ctrl-C or SIGTERM, saying so on stderr. A second one exits at
 /// once with status 130, as most command-line tools do, leaving what the first could not finish.
 pub fn cancel_on_signals() -> CancellationToken {
-    cancel_on_signals_telling(|message| eprintln!("cvarchive: {message}"))
+    cancel_on_signals_telling(|message| eprintln_escaped!("cvarchive: {message}"))
 }
 
 /// [`cancel_on_signals`], saying so through `tell` (a progress bar must print the line itself,

@@ -72,7 +72,7 @@ fn print(report: &Report, json: bool) -> anyhow::Result<()> {
             0 => String::new(),
             n => format!(" ({n} held only by iterations, marked as such)"),
         };
-        println!(
+        println_escaped!(
             "{} ({}): {} images{only}, {} categories, {} annotations -> {}",
             p.name,
             p.id,
@@ -82,7 +82,7 @@ fn print(report: &Report, json: bool) -> anyhow::Result<()> {
             p.path.display()
         );
         for s in &p.skipped {
-            println!("  SKIPPED image {}: {}", s.image_id, s.reason);
+            println_escaped!("  SKIPPED image {}: {}", s.image_id, s.reason);
         }
     }
     Ok(())

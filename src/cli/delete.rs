@@ -100,11 +100,13 @@ impl Progress for Steps {
         }
         match event {
             Event::BackupVerified { bytes } => eprintln!("cvarchive: backup verified in full ({bytes} bytes)"),
-            Event::ProjectStarted { project_id, name } => eprintln!("cvarchive: surveying {name} ({project_id})"),
-            Event::Deleted { project_id, what, count } => {
-                eprintln!("cvarchive: {project_id}: {what}: {count} done")
+            Event::ProjectStarted { project_id, name } => {
+                eprintln_escaped!("cvarchive: surveying {name} ({project_id})")
             }
-            Event::Warning { message } => eprintln!("cvarchive: warning: {message}"),
+            Event::Deleted { project_id, what, count } => {
+                eprintln_escaped!("cvarchive: {project_id}: {what}: {count} done")
+            }
+            Event::Warning { message } => eprintln_escaped!("cvarchive: warning: {message}"),
             _ => {}
         }
     }
@@ -127,7 +129,7 @@ pub async fn run(args: DeleteArgs) -> anyhow::Result<Exit> {
         )
     };
     if opts.all_iterations && opts.only != Some(Category::Images) {
-        eprintln!(
+        eprintln_escaped!(
             "cvarchive: --all-iterations goes with --only images (deleting projects or iterations destroys the \
              iterations' copies anyway)"
         );
@@ -141,7 +143,7 @@ pub async fn run(args: DeleteArgs) -> anyhow::Result<Exit> {
     client_opts.api_rate = Some(args.api_rate).filter(|r| *r > 0.0);
     if !args.json {
         client_opts.on_retry = Some(RetryHook(Arc::new(|kind, wait| {
-            eprintln!("cvarchive: retrying ({}) in {} ms", kind.name(), wait.as_millis())
+            eprintln_escaped!("cvarchive: retrying ({}) in {} ms", kind.name(), wait.as_millis())
         })));
     }
     let client = Client::new(client_opts)?;
@@ -178,12 +180,12 @@ fn refuse(e: &Error, json: bool) -> anyhow::Result<Exit> {
         });
         println!("{doc}");
     }
-    eprintln!("cvarchive: {e}");
+    eprintln_escaped!("cvarchive: {e}");
     Ok(Exit::Error)
 }
 
 fn print_plan(plan: &Plan, opts: &EraseOptions, json: bool) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
+    let mut out = super::human::Escaping(std::io::stdout().lock());
     if json {
         let mut doc = serde_json::to_value(plan)?;
         doc["dryRun"] = true.into();
@@ -291,7 +293,7 @@ fn print_iteration_copies(out: &mut impl Write, p: &ProjectPlan, all_iterations:
 }
 
 fn print_receipt(done: &Executed, json: bool) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
+    let mut out = super::human::Escaping(std::io::stdout().lock());
     if json {
         let doc = serde_json::json!({
             "outcome": done.outcome,

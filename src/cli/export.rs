@@ -89,7 +89,7 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<Exit> {
         let mut o = ClientOptions::new(emu.endpoint(), crate::secret::TrainingKey::new(emu.key()));
         o.api_rate = None;
         if mode != Mode::Json {
-            eprintln!("cvarchive: demo: exporting the bundled account from an emulator at {}", emu.endpoint());
+            eprintln_escaped!("cvarchive: demo: exporting the bundled account from an emulator at {}", emu.endpoint());
         }
         (Some(emu), o)
     } else {
@@ -130,7 +130,7 @@ fn print_summary(s: &ExportSummary, mode: Mode) -> anyhow::Result<()> {
         println!("{value}");
         return Ok(());
     }
-    println!(
+    println_escaped!(
         "exported {} project(s): {} images ({}), {} stored predictions, {} model exports in {:.1} s",
         s.projects,
         s.images,
@@ -140,32 +140,32 @@ fn print_summary(s: &ExportSummary, mode: Mode) -> anyhow::Result<()> {
         s.seconds
     );
     if s.only_in_iterations > 0 {
-        println!(
+        println_escaped!(
             "{} of the images are held only by trained iterations (deleted from the workspace, kept by the \
              iterations); the archive marks them \"workspace\": false",
             s.only_in_iterations
         );
     }
     if s.from_base > 0 {
-        println!(
+        println_escaped!(
             "{} images and prediction images copied from the base archive; {} downloaded",
             s.from_base,
             human_bytes(s.downloaded_bytes)
         );
     }
-    println!("archive: {} ({})", s.path.display(), human_bytes(s.archive_bytes));
-    println!("sha256:  {}", s.sha256);
+    println_escaped!("archive: {} ({})", s.path.display(), human_bytes(s.archive_bytes));
+    println_escaped!("sha256:  {}", s.sha256);
     if !s.retries.is_empty() {
         let parts: Vec<String> = s.retries.iter().map(|(k, n)| format!("{} {n}", k.name())).collect();
-        println!("retries: {}", parts.join(", "));
+        println_escaped!("retries: {}", parts.join(", "));
     }
     for note in &s.notes {
-        println!("note: {note}");
+        println_escaped!("note: {note}");
     }
     if !s.missing.is_empty() {
-        println!("MISSING: {} item(s) could not be archived (also listed in account.json):", s.missing.len());
+        println_escaped!("MISSING: {} item(s) could not be archived (also listed in account.json):", s.missing.len());
         for m in &s.missing {
-            println!("  {} {} (project {}): {}", m.kind, m.id, m.project, m.reason);
+            println_escaped!("  {} {} (project {}): {}", m.kind, m.id, m.project, m.reason);
         }
     }
     Ok(())

@@ -27,11 +27,11 @@ pub async fn run(args: InspectArgs) -> anyhow::Result<Exit> {
     let summary = match result {
         Ok(s) => s,
         Err(err) => {
-            eprintln!("cvarchive: cannot read {} as an archive: {err}", args.archive.display());
+            eprintln_escaped!("cvarchive: cannot read {} as an archive: {err}", args.archive.display());
             return Ok(Exit::Error);
         }
     };
-    let mut out = std::io::stdout().lock();
+    let mut out = super::human::Escaping(std::io::stdout().lock());
     if args.json {
         serde_json::to_writer_pretty(&mut out, &summary)?;
         writeln!(out)?;

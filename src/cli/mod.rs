@@ -8,6 +8,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+#[macro_use]
+mod human;
 mod common;
 mod convert;
 mod delete;
@@ -72,7 +74,7 @@ pub fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("cvarchive: cannot start the async runtime: {e}");
+            eprintln_escaped!("cvarchive: cannot start the async runtime: {e}");
             return Exit::Error.into();
         }
     };
@@ -83,7 +85,7 @@ pub fn main() -> ExitCode {
             if is_broken_pipe(&err) {
                 return Exit::Done.into();
             }
-            eprintln!("cvarchive: {}", describe(&err));
+            eprintln_escaped!("cvarchive: {}", describe(&err));
             Exit::Error.into()
         }
     }

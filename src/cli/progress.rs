@@ -87,8 +87,8 @@ impl Drawer {
     /// so that the bar's next redraw does not erase it.
     pub fn say(&self, message: &str) {
         match &self.bar {
-            Some(bar) => bar.println(format!("cvarchive: {message}")),
-            None => eprintln!("cvarchive: {message}"),
+            Some(bar) => bar.println(format!("cvarchive: {}", crate::text::escape_control(message))),
+            None => eprintln_escaped!("cvarchive: {message}"),
         }
     }
 
@@ -111,7 +111,7 @@ impl Drawer {
             return;
         }
         *last = Instant::now();
-        eprintln!(
+        eprintln_escaped!(
             "cvarchive: project {}/{}, {} of ~{} images, {}",
             self.projects.load(Ordering::Relaxed),
             self.projects_total.load(Ordering::Relaxed),
@@ -141,7 +141,7 @@ impl Progress for Drawer {
                 match &self.bar {
                     Some(bar) => bar.set_prefix(format!("project {n}/{total}")),
                     None if self.mode == Mode::Lines => {
-                        eprintln!("cvarchive: project {n}/{total}: {name} ({project_id})")
+                        eprintln_escaped!("cvarchive: project {n}/{total}: {name} ({project_id})")
                     }
                     None => {}
                 }
@@ -175,8 +175,8 @@ impl Progress for Drawer {
                 }
             }
             Event::Warning { message } => match &self.bar {
-                Some(bar) => bar.println(format!("warning: {message}")),
-                None => eprintln!("cvarchive: warning: {message}"),
+                Some(bar) => bar.println(format!("warning: {}", crate::text::escape_control(message))),
+                None => eprintln_escaped!("cvarchive: warning: {message}"),
             },
             Event::Retry { .. }
             | Event::ProjectFinished { .. }

@@ -95,7 +95,7 @@ fn print(report: &Report, path: &std::path::Path, mode: Mode) -> anyhow::Result<
     }
     for p in &report.projects {
         let new = p.new_id.map_or_else(|| "-".to_owned(), |id| id.to_string());
-        print!(
+        print_escaped!(
             "{} ({}) -> {:?} ({new}): {} tags, {} images",
             p.name,
             p.old_id,
@@ -104,21 +104,24 @@ fn print(report: &Report, path: &std::path::Path, mode: Mode) -> anyhow::Result<
             p.images.len()
         );
         match &p.counts {
-            Some(c) if c.agree() => println!(", counts match"),
-            Some(c) => println!(
+            Some(c) if c.agree() => println_escaped!(", counts match"),
+            Some(c) => println_escaped!(
                 ", COUNTS DIFFER: service {} images / {} tags, archive {} / {}",
-                c.service_images, c.service_tags, c.archived_distinct, c.archived_tags
+                c.service_images,
+                c.service_tags,
+                c.archived_distinct,
+                c.archived_tags
             ),
-            None => println!(),
+            None => println_escaped!(),
         }
         for f in &p.failed {
-            println!("  REFUSED {:?}: {}", f.image_ids, f.status);
+            println_escaped!("  REFUSED {:?}: {}", f.image_ids, f.status);
         }
         for n in &p.notes {
-            println!("  note: {n}");
+            println_escaped!("  note: {n}");
         }
     }
-    println!("report: {}", path.display());
+    println_escaped!("report: {}", path.display());
     Ok(())
 }
 

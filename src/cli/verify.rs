@@ -62,11 +62,11 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<Exit> {
     let report = match result {
         Ok(report) => report,
         Err(err) => {
-            eprintln!("cvarchive: cannot read {} as an archive: {err}", args.archive.display());
+            eprintln_escaped!("cvarchive: cannot read {} as an archive: {err}", args.archive.display());
             return Ok(Exit::Error);
         }
     };
-    let mut out = std::io::stdout().lock();
+    let mut out = super::human::Escaping(std::io::stdout().lock());
     if args.json {
         serde_json::to_writer_pretty(&mut out, &report)?;
         writeln!(out)?;

@@ -82,6 +82,47 @@ pub enum Hostile {
     /// images are created. Assumption: the spec lists `images` among no `required` properties
     /// of ImageCreateSummary, so a client must not count on it.
     NullUploadResults { answers: u32 },
+    /// Every call of this operation fails with a 400 whose message echoes secrets: a SAS link
+    /// with its `sig`, the caller's key as sent and percent-encoded, a URL with userinfo, and
+    /// terminal control characters. Source: assumption; nothing says the service never echoes
+    /// what it was sent, and error texts of Azure services do quote request URLs (issue 14
+    /// item 5: the client must not trust them to be clean).
+    LeakyErrors { operation: &'static str },
+    /// Image answers (any list of images) give these two images hostile `originalImageUri`
+    /// links: `metadata`'s points at the cloud metadata service (`http://169.254.169.254/...`),
+    /// `file`'s is `file:///etc/passwd`. Source: assumption (issue 14 item 8: a link from the
+    /// service is not trusted to point at blob storage).
+    ForeignLinks { metadata: uuid::Uuid, file: uuid::Uuid },
+}
+
+/// The message of a [`Hostile::LeakyErrors`] answer, echoing `key` and carrying a SAS link.
+pub(crate) fn leaky_message(key: &str) -> String {
+    let encoded = percent_encoding::utf8_percent_encode(key, percent_encoding::NON_ALPHANUMERIC);
+    format!(
+        "Invalid request \x1b[2J\rfor https://irisprodwustraining.blob.core.windows.net/i-0/o-1?sv=2017-04-17&sr=b\
+         &sig=LEAKEDSIG%2Bx%3D&se=2030-01-01T00%3A00%3A00Z&sp=r sent with Training-Key {key} (as {encoded}); \
+         see https://admin:hunter2@status.invalid/incident"
+    )
+}
+
+/// A JSON answer with the [`Hostile::ForeignLinks`] images' links rewritten; other answers as
+/// they were.
+pub(crate) fn foreign_links(body: Vec<u8>, metadata: uuid::Uuid, file: uuid::Uuid) -> Vec<u8> {
+    let Ok(serde_json::Value::Array(mut items)) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return body;
+    };
+    for item in &mut items {
+        let id = item.get("id").and_then(|v| v.as_str()).and_then(|s| s.parse::<uuid::Uuid>().ok());
+        let link = match id {
+            Some(id) if id == metadata => "http://169.254.169.254/metadata/instance?api-version=2021-02-01",
+            Some(id) if id == file => "file:///etc/passwd",
+            _ => continue,
+        };
+        if item.get("originalImageUri").is_some() {
+            item["originalImageUri"] = link.into();
+        }
+    }
+    serde_json::to_vec(&items).unwrap_or(body)
 }
 
 impl Default for FaultConfig {

@@ -324,6 +324,10 @@ async fn serve_api(
     if config.hostile == Some(Hostile::SilentOperation(name)) {
         std::future::pending::<()>().await;
     }
+    if config.hostile == Some(Hostile::LeakyErrors { operation: name }) {
+        let e = ApiError::bad_request("BadRequest", super::faults::leaky_message(state.key()));
+        return (name, mutating, api_error(&e, request_id));
+    }
     if !config.api_latency.is_zero() {
         tokio::time::sleep(config.api_latency).await;
     }
@@ -364,7 +368,13 @@ async fn serve_api(
     }
     let query = ops::Query::parse(uri.query());
     let response = match ops::run(state, op, &query, headers, &body).await {
-        Ok(reply) => reply.into_response(request_id),
+        Ok(reply) => match (reply, config.hostile) {
+            (Reply::Json(bytes), Some(Hostile::ForeignLinks { metadata, file })) => {
+                Reply::Json(super::faults::foreign_links(bytes, metadata, file))
+            }
+            (reply, _) => reply,
+        }
+        .into_response(request_id),
         Err(e) => api_error(&e, request_id),
     };
     (name, mutating, response)

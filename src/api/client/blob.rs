@@ -10,9 +10,9 @@ use sha2::{Digest, Sha256};
 use url::Url;
 use uuid::Uuid;
 
-use super::{header_retry_after, read_limited, snippet, transport, Attempts, Client};
+use super::{header_retry_after, link_refusal, read_limited, snippet, transport, Attempts, Client};
 use crate::api::error::Error;
-use crate::secret::redact_url;
+use crate::secret::{redact_url, strip_query};
 
 /// A downloaded blob, hashed while it streamed in.
 #[derive(Debug, Clone)]
@@ -31,14 +31,23 @@ impl Client {
     // ----- blobs -------------------------------------------------------------------------------
 
     /// Downloads an image, thumbnail or model package: an absolute link straight from blob
-    /// storage (no key sent, not rate limited), a relative one through GetArtifact. The body is
+    /// storage (no key sent, not rate limited), a relative one through GetArtifact. An absolute
+    /// link that is not http(s), or points where [`link_refusal`] says no, is not fetched:
+    /// [`Error::LinkRefused`]. The body is
     /// hashed while it streams, checked against Content-Length and Content-MD5, and refused past
     /// `max_bytes`. Transient failures are retried; an expired link is returned as
     /// [`Error::LinkExpired`] for the caller to refresh.
     pub async fn download(&self, project: Uuid, uri: &str, max_bytes: u64) -> Result<Blob, Error> {
         let uri = uri.trim();
-        if uri.starts_with("http://") || uri.starts_with("https://") {
+        // An absolute link goes straight to blob storage, if it is one we may fetch; a relative
+        // one (VNET mode) through GetArtifact, to the endpoint's own origin.
+        if let Ok(link) = Url::parse(uri) {
             let op = "DownloadBlob";
+            if let Some(reason) = link_refusal(&link, self.inner.reach) {
+                return Err(
+                    Error::LinkRefused { op, url: redact_url(strip_query(uri)), reason }.redacted(&self.inner.key)
+                );
+            }
             if link_has_expired(uri) {
                 return Err(Error::LinkExpired { op, status: 0, url: redact_url(uri) });
             }

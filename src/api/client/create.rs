@@ -49,6 +49,7 @@ pub(super) fn upload_http(opts: &ClientOptions) -> reqwest::Result<reqwest::Clie
     reqwest::Client::builder()
         .connect_timeout(opts.connect_timeout)
         .user_agent(concat!("cvarchive/", env!("CARGO_PKG_VERSION")))
+        .redirect(super::links::same_origin_redirects())
         .build()
 }
 

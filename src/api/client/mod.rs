@@ -4,10 +4,12 @@
 
 mod blob;
 mod create;
+mod links;
 mod wire;
 
 pub use blob::{link_has_expired, Blob};
 pub use create::{batch_tags, upload_timeout, NewProject, MAX_BATCH_TAGS, MAX_UPLOAD_BATCH, MAX_UPLOAD_BATCH_BYTES};
+pub use links::{link_refusal, reach, Reach};
 use wire::{describe_body, header_retry_after, parse_error_body, read_limited, snippet, transport};
 
 use std::fmt::Write as _;
@@ -167,6 +169,9 @@ struct Inner {
     /// sent; each call sets a timeout that grows with its size instead.
     uploads: reqwest::Client,
     host: String,
+    /// Where the endpoint is: links the service gives are fetched only when this allows them
+    /// (see [`links`]).
+    reach: Reach,
     base: String,
     key: TrainingKey,
     limiter: RateLimiter,
@@ -272,6 +277,7 @@ impl Client {
             Some(p) => format!("{}:{p}", endpoint.host_str().unwrap_or_default()),
             None => endpoint.host_str().unwrap_or_default().to_owned(),
         };
+        let reach = endpoint.host().map_or(Reach::Public, |h| reach(&h));
         let root = endpoint.as_str().trim_end_matches('/').to_owned();
         let base = format!("{root}/customvision/{}/training", opts.api_version);
         let http = reqwest::Client::builder()
@@ -279,6 +285,7 @@ impl Client {
             .read_timeout(opts.read_timeout)
             .user_agent(concat!("cvarchive/", env!("CARGO_PKG_VERSION")))
             .pool_max_idle_per_host(64)
+            .redirect(links::same_origin_redirects())
             .build()
             .map_err(|e| Error::Request { op, detail: format!("cannot build the HTTP client: {}", e.without_url()) })?;
         let uploads = create::upload_http(&opts)
@@ -288,6 +295,7 @@ impl Client {
                 http,
                 uploads,
                 host,
+                reach,
                 base,
                 key: opts.key,
                 limiter: RateLimiter::new(opts.api_rate),
@@ -542,12 +550,13 @@ impl Client {
 
     async fn json<T: DeserializeOwned>(&self, call: Call) -> Result<T, Error> {
         let (_, headers, body, url) = self.send(&call).await?;
-        serde_json::from_slice(&body).map_err(|e| self.decode_error(call.op, &headers, &body, &url, &e))
+        serde_json::from_slice(&body)
+            .map_err(|e| self.decode_error(call.op, &headers, &body, &url, &e).redacted(&self.inner.key))
     }
 
     async fn count(&self, call: Call) -> Result<u64, Error> {
         let (_, headers, body, url) = self.send(&call).await?;
-        parse_count(&body).map_err(|e| self.decode_error(call.op, &headers, &body, &url, &e))
+        parse_count(&body).map_err(|e| self.decode_error(call.op, &headers, &body, &url, &e).redacted(&self.inner.key))
     }
 
     async fn delete(&self, op: &'static str, path: String) -> Result<(), Error> {
@@ -633,7 +642,8 @@ impl Client {
                     }
                     return Ok(v);
                 }
-                Err(e) => e,
+                // The service's words enter our data here: no secret they echo goes further.
+                Err(e) => e.redacted(&self.inner.key),
             };
             let Some(kind) = err.retry_kind().filter(|k| *k != RetryKind::ExpiredLink) else { return Err(err) };
             // A wrong or dead endpoint fails in seconds instead of after the whole bound.

@@ -13,6 +13,13 @@ use crate::api::retry::parse_retry_after;
 use crate::secret::redact_url;
 
 pub(super) fn transport(op: &'static str, url: &str, e: reqwest::Error) -> Error {
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        if let Some(refused) = s.downcast_ref::<super::links::CrossOrigin>() {
+            return Error::CrossOriginRedirect { op, from: refused.from.clone(), to: refused.to.clone() };
+        }
+        source = s.source();
+    }
     let timeout = e.is_timeout();
     let e = e.without_url();
     let mut detail = e.to_string();
