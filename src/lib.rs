@@ -23,6 +23,7 @@
 //!   from the bag's data files.
 //! - [`progress`]: the progress trait the library reports through, drawn by the CLI.
 //! - [`secret`]: the training key type that never prints, and URL redaction.
+//! - [`sidefile`]: files created beside a path the user chose, never through a planted link.
 //! - [`cli`]: clap commands, one file each.
 
 pub mod api;
@@ -36,4 +37,5 @@ pub mod export;
 pub mod progress;
 pub mod restore;
 pub mod secret;
+pub mod sidefile;
 pub mod verify;

@@ -14,6 +14,7 @@ mod iterations;
 mod listing;
 mod restore;
 mod resume;
+mod sidefiles;
 mod silent;
 mod spec_examples;
 mod verify;

@@ -203,9 +203,7 @@ pub fn convert(archive: &Path, opts: &ConvertOptions, progress: &dyn Progress) -
 
 /// Writes a new file inside the staging folder (never through an existing file or link).
 fn write_new(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    use std::io::Write as _;
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(path).map_err(|e| io(path, e))?;
-    file.write_all(bytes).map_err(|e| io(path, e))
+    crate::sidefile::write_new(path, bytes).map_err(|e| io(path, e))
 }
 
 fn io(path: &Path, source: std::io::Error) -> Error {
