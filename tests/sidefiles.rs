@@ -100,8 +100,15 @@ async fn a_link_at_the_receipts_pending_log_is_refused_before_any_delete() {
     let pending = dir.path().join("receipt.json.pending");
     let victim = plant(dir.path(), &pending);
     let before = emu.image_ids(CLASSIFICATION.parse().unwrap()).len();
-    let args =
-        ["--backup", backup.to_str().unwrap(), "--project", CLASSIFICATION, "--yes", "--receipt", receipt.to_str().unwrap()];
+    let args = [
+        "--backup",
+        backup.to_str().unwrap(),
+        "--project",
+        CLASSIFICATION,
+        "--yes",
+        "--receipt",
+        receipt.to_str().unwrap(),
+    ];
     let o = delete_cli(&emu, &args).await;
     let stderr = text(&o.stderr);
     assert_ne!(o.status.code(), Some(0), "{stderr}");
@@ -121,7 +128,8 @@ async fn a_link_in_converts_output_is_not_followed() {
     std::fs::create_dir(&victim_dir).unwrap();
     std::fs::write(victim_dir.join("keep.txt"), PRECIOUS).unwrap();
     symlink(&victim_dir, out.join(format!(".{CLASSIFICATION}.partial"))).unwrap();
-    let opts = ConvertOptions { to: Target::Folders, out: out.clone(), projects: vec![CLASSIFICATION.parse().unwrap()] };
+    let opts =
+        ConvertOptions { to: Target::Folders, out: out.clone(), projects: vec![CLASSIFICATION.parse().unwrap()] };
     let report = convert(&archive, &opts, &NoProgress).expect("the stale link is replaced by a folder");
     assert_eq!(std::fs::read(victim_dir.join("keep.txt")).unwrap(), PRECIOUS);
     assert_eq!(std::fs::read_dir(&victim_dir).unwrap().count(), 1, "nothing written into the victim's folder");
