@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use uuid::Uuid;
 
 use super::{extension, io, write_new, ArchivedProject, Error, ProjectReport, Skipped, Source};
+use crate::api::model::Image;
 use crate::progress::{Event, Progress};
 
 /// The folder of images without tags.
@@ -47,13 +48,7 @@ pub(super) fn write(
         if written.contains(&image.id) {
             continue;
         }
-        let mut tag_ids: Vec<Uuid> = Vec::new();
-        for id in image.tags.iter().flatten().map(|t| t.tag_id).chain(image.regions.iter().flatten().map(|r| r.tag_id))
-        {
-            if !tag_ids.contains(&id) {
-                tag_ids.push(id);
-            }
-        }
+        let tag_ids = tag_ids(&a.image);
         let targets: Vec<&str> = if tag_ids.is_empty() {
             vec![UNTAGGED]
         } else {
@@ -112,6 +107,17 @@ pub(super) fn write(
         only_in_iterations,
         skipped,
     })
+}
+
+/// The image's tags and its regions' tags, each once, in that order.
+fn tag_ids(image: &Image) -> Vec<Uuid> {
+    let mut ids: Vec<Uuid> = Vec::new();
+    for id in image.tags.iter().flatten().map(|t| t.tag_id).chain(image.regions.iter().flatten().map(|r| r.tag_id)) {
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    ids
 }
 
 /// A folder name for every tag (in `tags.json` order, so the same archive always gives the same
