@@ -12,6 +12,7 @@ mod export;
 mod faults;
 mod iterations;
 mod listing;
+mod pagecode;
 mod restore;
 mod resume;
 mod sidefiles;
