@@ -105,8 +105,11 @@ fn json_string(input: &mut impl BufRead) -> Result<(), String> {
         if buf.is_empty() {
             return Err("it ends inside a string".into());
         }
-        let plain = buf.iter().take_while(|&&b| b != b'"' && b != b'\\' && b >= 0x20).count();
+        let (len, plain) = (buf.len(), buf.iter().take_while(|&&b| b != b'"' && b != b'\\' && b >= 0x20).count());
         input.consume(plain);
+        if plain == len {
+            continue;
+        }
         match next(input)? {
             b'"' => return Ok(()),
             b'\\' => match next(input)? {
@@ -131,6 +134,14 @@ mod tests {
 
     fn ok(s: &str) -> bool {
         data_call(s.as_bytes()).is_ok()
+    }
+
+    #[test]
+    fn strings_longer_than_the_buffer_are_read_whole() {
+        let long = format!("window.__cv_push(\"k\",\"{}\\\"{}\");\n", "x".repeat(100_000), "y".repeat(70_000));
+        assert_eq!(data_call(BufReader::with_capacity(64, long.as_bytes())), Ok(()));
+        let bad = format!("window.__cv_push(\"k\",\"{}\"+alert(1));", "x".repeat(100_000));
+        assert!(data_call(BufReader::with_capacity(64, bad.as_bytes())).is_err());
     }
 
     #[test]
