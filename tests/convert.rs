@@ -369,29 +369,32 @@ fn convert_folders(archive: &Path, out: &Path) -> cvarchive::convert::Report {
 #[test]
 fn tags_whose_names_collide_get_folders_of_their_own() {
     let dir = tempfile::tempdir().unwrap();
-    // `dog`, `dog` (which becomes `dog-<its id prefix>`), and a tag literally named that.
-    let second = tag(2).simple().to_string();
-    let tags = vec![(tag(1), "dog".to_owned()), (tag(2), "dog".to_owned()), (tag(3), format!("dog-{}", &second[..8]))];
+    // `dog`, a tag literally named `dog-<id prefix of the next>`, and the next, also `dog`,
+    // whose clash suffix would make it that name; then the same three in the other order.
+    let third = tag(3).simple().to_string();
+    let tags = vec![(tag(1), "dog".to_owned()), (tag(2), format!("dog-{}", &third[..8])), (tag(3), "dog".to_owned())];
     let images: Vec<(Uuid, Vec<Uuid>)> = vec![
         (Uuid::from_u128(0xa1), vec![tag(2), tag(3)]),
         (Uuid::from_u128(0xa2), vec![tag(1)]),
-        (Uuid::from_u128(0xa3), vec![tag(3)]),
+        (Uuid::from_u128(0xa3), vec![tag(2)]),
     ];
-    let archive = tagged_bag(dir.path(), &tags, &images, false);
-    let out = dir.path().join("folders");
-    let report = convert_folders(&archive, &out);
-    assert!(report.is_complete(), "{:?}", report.projects[0].skipped);
-    let folders = folders_of(&out);
-    assert_eq!(folders.len(), 3, "one folder per tag: {folders:?}");
-    // Each folder holds exactly the images of one tag.
-    for (t, _) in &tags {
-        let want: Vec<String> = {
-            let mut v: Vec<String> =
+    for (n, order) in [[0, 1, 2], [2, 0, 1]].into_iter().enumerate() {
+        let tags: Vec<(Uuid, String)> = order.iter().map(|&i| tags[i].clone()).collect();
+        let case = dir.path().join(n.to_string());
+        std::fs::create_dir(&case).unwrap();
+        let archive = tagged_bag(&case, &tags, &images, false);
+        let out = case.join("folders");
+        let report = convert_folders(&archive, &out);
+        assert!(report.is_complete(), "{:?}", report.projects[0].skipped);
+        let folders = folders_of(&out);
+        assert_eq!(folders.len(), 3, "one folder per tag: {folders:?}");
+        // Each folder holds exactly the images of one tag.
+        for (t, _) in &tags {
+            let mut want: Vec<String> =
                 images.iter().filter(|(_, ts)| ts.contains(t)).map(|(id, _)| id.to_string()).collect();
-            v.sort();
-            v
-        };
-        assert!(folders.values().any(|held| *held == want), "tag {t}'s images {want:?} are one folder: {folders:?}");
+            want.sort();
+            assert!(folders.values().any(|held| *held == want), "tag {t}'s images {want:?}: {folders:?}");
+        }
     }
 }
 
