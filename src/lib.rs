@@ -24,6 +24,7 @@
 //! - [`progress`]: the progress trait the library reports through, drawn by the CLI.
 //! - [`secret`]: the training key type that never prints, and redaction of credentials in text.
 //! - [`text`]: escaping control characters of outside text before it is printed.
+//! - [`sidefile`]: files created beside a path the user chose, never through a planted link.
 //! - [`cli`]: clap commands, one file each.
 
 pub mod api;
@@ -37,5 +38,6 @@ pub mod export;
 pub mod progress;
 pub mod restore;
 pub mod secret;
+pub mod sidefile;
 pub mod text;
 pub mod verify;

@@ -294,3 +294,191 @@ fn an_archive_without_membership_converts_as_before() {
     assert!(labels.starts_with("image_id,file,tags,width,height,sha256\n"), "{labels}");
     assert!(labels.lines().all(|l| l.split(',').count() == 6), "{labels}");
 }
+
+/// Issue 14 item 7: a bag of one project with these tags (id, name) and images (id, tag ids),
+/// the listing repeating the first image's line when `repeat_first`.
+fn tagged_bag(dir: &Path, tags: &[(Uuid, String)], images: &[(Uuid, Vec<Uuid>)], repeat_first: bool) -> PathBuf {
+    use cvarchive::archive::layout::{self, sniff_extension};
+    use cvarchive::archive::BagWriter;
+    let path = dir.join("hostile.zip");
+    let file = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path).unwrap();
+    let mut w = BagWriter::new(file, &layout::bag_name_for(&path)).unwrap();
+    let p = crate::archive::PROJECT;
+    w.add_deflated(&layout::project_json(p), serde_json::json!({"id": p, "name": "hostile"}).to_string().as_bytes())
+        .unwrap();
+    let tag_list: Vec<Value> =
+        tags.iter().map(|(id, name)| serde_json::json!({"id": id, "name": name, "imageCount": 1})).collect();
+    w.add_deflated(&layout::tags_json(p), Value::from(tag_list).to_string().as_bytes()).unwrap();
+    let mut listing = String::new();
+    for (i, (id, tag_ids)) in images.iter().enumerate() {
+        let bytes = crate::archive::image_bytes(i);
+        let file = layout::image_file(p, *id, sniff_extension(&bytes));
+        w.add_stored(&file, &bytes, crc32fast::hash(&bytes), Sha256::digest(&bytes).into()).unwrap();
+        let tags: Vec<Value> = tag_ids
+            .iter()
+            .map(|t| serde_json::json!({"tagId": t, "tagName": tags.iter().find(|x| x.0 == *t).unwrap().1}))
+            .collect();
+        let line = serde_json::json!({
+            "id": id, "width": 10, "height": 10, "file": file, "sha256": hex::encode(Sha256::digest(&bytes)),
+            "size": bytes.len(), "taggingStatus": "Tagged", "tags": tags,
+        });
+        listing.push_str(&format!("{line}\n"));
+        if i == 0 && repeat_first {
+            listing.push_str(&format!("{line}\n"));
+        }
+    }
+    w.add_deflated_from(&layout::images_jsonl(p), &mut listing.as_bytes()).unwrap();
+    let account = serde_json::json!({
+        "format": "cvarchive/1", "tool": {"name": "cvarchive", "version": "0.1.0"},
+        "source": {"endpointHost": "westus.api.cognitive.microsoft.com", "apiVersion": "v3.3"},
+        "complete": true, "projects": [{"id": p, "name": "hostile", "domainType": "Classification", "missing": []}],
+        "missing": []
+    });
+    w.add_deflated(layout::account_json(), account.to_string().as_bytes()).unwrap();
+    w.finish(&crate::archive::info()).unwrap();
+    path
+}
+
+fn tag(n: u128) -> Uuid {
+    Uuid::from_u128(0x7a90_0000_0000_0000_0000_0000_0000_0000 + n)
+}
+
+/// Folder name -> the image ids (file stems) it holds, for the project converted into `out`.
+fn folders_of(out: &Path) -> BTreeMap<String, Vec<String>> {
+    let project = out.join(crate::archive::PROJECT.to_string());
+    let mut folders = BTreeMap::new();
+    for entry in std::fs::read_dir(&project).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            let mut images: Vec<String> = std::fs::read_dir(entry.path())
+                .unwrap()
+                .map(|f| f.unwrap().file_name().to_string_lossy().split('.').next().unwrap().to_owned())
+                .collect();
+            images.sort();
+            folders.insert(entry.file_name().to_string_lossy().into_owned(), images);
+        }
+    }
+    folders
+}
+
+fn convert_folders(archive: &Path, out: &Path) -> cvarchive::convert::Report {
+    let opts = ConvertOptions { to: Target::Folders, out: out.to_path_buf(), projects: vec![] };
+    convert(archive, &opts, &NoProgress).unwrap_or_else(|e| panic!("convert fails: {e:#}"))
+}
+
+#[test]
+fn tags_whose_names_collide_get_folders_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    // `dog`, a tag literally named `dog-<id prefix of the next>`, and the next, also `dog`,
+    // whose clash suffix would make it that name; then the same three in the other order.
+    let third = tag(3).simple().to_string();
+    let tags = vec![(tag(1), "dog".to_owned()), (tag(2), format!("dog-{}", &third[..8])), (tag(3), "dog".to_owned())];
+    let images: Vec<(Uuid, Vec<Uuid>)> = vec![
+        (Uuid::from_u128(0xa1), vec![tag(2), tag(3)]),
+        (Uuid::from_u128(0xa2), vec![tag(1)]),
+        (Uuid::from_u128(0xa3), vec![tag(2)]),
+    ];
+    for (n, order) in [[0, 1, 2], [2, 0, 1]].into_iter().enumerate() {
+        let tags: Vec<(Uuid, String)> = order.iter().map(|&i| tags[i].clone()).collect();
+        let case = dir.path().join(n.to_string());
+        std::fs::create_dir(&case).unwrap();
+        let archive = tagged_bag(&case, &tags, &images, false);
+        let out = case.join("folders");
+        let report = convert_folders(&archive, &out);
+        assert!(report.is_complete(), "{:?}", report.projects[0].skipped);
+        let folders = folders_of(&out);
+        assert_eq!(folders.len(), 3, "one folder per tag: {folders:?}");
+        // Each folder holds exactly the images of one tag.
+        for (t, _) in &tags {
+            let mut want: Vec<String> =
+                images.iter().filter(|(_, ts)| ts.contains(t)).map(|(id, _)| id.to_string()).collect();
+            want.sort();
+            assert!(folders.values().any(|held| *held == want), "tag {t}'s images {want:?}: {folders:?}");
+        }
+    }
+}
+
+#[test]
+fn a_repeated_id_is_converted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let tags = vec![(tag(1), "cat".to_owned())];
+    let images = vec![(Uuid::from_u128(0xa1), vec![tag(1)]), (Uuid::from_u128(0xa2), vec![tag(1)])];
+    let archive = tagged_bag(dir.path(), &tags, &images, true);
+    let out = dir.path().join("folders");
+    let report = convert_folders(&archive, &out);
+    assert_eq!(report.projects[0].images, 2);
+    let labels = std::fs::read_to_string(out.join(crate::archive::PROJECT.to_string()).join("labels.csv")).unwrap();
+    assert_eq!(labels.matches(&Uuid::from_u128(0xa1).to_string()).count(), 2, "one line (id and file): {labels}");
+    let coco = dir.path().join("coco");
+    let opts = ConvertOptions { to: Target::Coco, out: coco.clone(), projects: vec![] };
+    let report = convert(&archive, &opts, &NoProgress).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(report.projects[0].images, 2);
+    let doc = read_json(&coco.join(crate::archive::PROJECT.to_string()).join("annotations.json"));
+    assert_eq!(doc["images"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn long_and_reserved_tag_names_make_valid_folder_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let reserved = ["CON", "prn", "Aux.txt", "NUL", "COM1", "lpt9.csv"];
+    let mut tags = vec![(tag(0), "猫".repeat(100))];
+    tags.extend(reserved.iter().enumerate().map(|(i, n)| (tag(i as u128 + 1), n.to_string())));
+    let images: Vec<(Uuid, Vec<Uuid>)> =
+        tags.iter().enumerate().map(|(i, t)| (Uuid::from_u128(0xa0 + i as u128), vec![t.0])).collect();
+    let archive = tagged_bag(dir.path(), &tags, &images, false);
+    let out = dir.path().join("folders");
+    let report = convert_folders(&archive, &out);
+    assert!(report.is_complete());
+    let folders = folders_of(&out);
+    assert_eq!(folders.len(), tags.len(), "{folders:?}");
+    for name in folders.keys() {
+        assert!(name.len() <= 255, "{} bytes: {name}", name.len());
+        let stem = name.split('.').next().unwrap().to_uppercase();
+        assert!(!reserved.iter().any(|r| r.split('.').next().unwrap().to_uppercase() == stem), "{name} is reserved");
+    }
+    assert!(folders.keys().any(|n| n.starts_with("猫猫猫") && n.len() > 150), "the CJK name is kept, cut: {folders:?}");
+}
+
+#[test]
+fn a_tag_name_that_is_a_formula_stays_text_in_labels_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let formulas = ["=HYPERLINK(\"http://evil.example\",\"x\")", "+1+1", "-2+3", "@SUM(1)", "\tx"];
+    let tags: Vec<(Uuid, String)> = formulas.iter().enumerate().map(|(i, f)| (tag(i as u128), f.to_string())).collect();
+    let all: Vec<Uuid> = tags.iter().map(|t| t.0).collect();
+    let images = vec![(Uuid::from_u128(0xa1), all.clone()), (Uuid::from_u128(0xa2), vec![all[0]])];
+    let archive = tagged_bag(dir.path(), &tags, &images, false);
+    let out = dir.path().join("folders");
+    convert_folders(&archive, &out);
+    let labels = std::fs::read_to_string(out.join(crate::archive::PROJECT.to_string()).join("labels.csv")).unwrap();
+    let mut rows = csv_rows(&labels);
+    rows.remove(0);
+    assert_eq!(rows.len(), 2);
+    for row in &rows {
+        for cell in row.iter().flat_map(|c| c.split(';')) {
+            assert!(!cell.starts_with(['=', '+', '-', '@', '\t', '\r']), "a live formula {cell:?} in {labels}");
+        }
+    }
+    assert!(labels.contains("'=HYPERLINK"), "{labels}");
+}
+
+/// The cells of an RFC 4180 text (quoted fields with doubled quotes).
+fn csv_rows(text: &str) -> Vec<Vec<String>> {
+    let (mut rows, mut row, mut cell, mut quoted) = (Vec::new(), Vec::new(), String::new(), false);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                chars.next();
+                cell.push('"');
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => row.push(std::mem::take(&mut cell)),
+            ('\n', false) => {
+                row.push(std::mem::take(&mut cell));
+                rows.push(std::mem::take(&mut row));
+            }
+            (c, _) => cell.push(c),
+        }
+    }
+    rows
+}

@@ -150,9 +150,11 @@ pub(super) struct JournalWriter {
 }
 
 impl JournalWriter {
-    /// Starts a journal at `path` (replacing any) with its `begin` line, written at once.
+    /// Starts a journal at `path` (replacing a plain file, never writing through a link) with
+    /// its `begin` line, written at once.
     pub fn create(path: &Path, bag: &str, fingerprint: &str) -> std::io::Result<JournalWriter> {
-        let file = File::create(path)?;
+        let file = crate::sidefile::open(path, true)?;
+        file.set_len(0)?;
         let mut j = JournalWriter::append(file, path, 0);
         j.push(&Line::Begin { format: JOURNAL_FORMAT.into(), bag: bag.into(), fingerprint: fingerprint.into() });
         j.write_pending()?;

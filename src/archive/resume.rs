@@ -3,7 +3,7 @@
 //! and SHA-256 too, since only checkpointed data is known to be on disk), stop at the first that
 //! disagrees, cut the file and the journal there, and continue appending.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
@@ -28,13 +28,13 @@ impl BagWriter {
     pub fn resume(partial: &Path, bag_name: &str, fingerprint: &str) -> Result<(BagWriter, Vec<JournalEntry>), Error> {
         check_bag_name(bag_name)?;
         let io = |source| Error::Io { path: partial.to_path_buf(), source };
-        let file = OpenOptions::new().read(true).write(true).open(partial).map_err(io)?;
+        let file = crate::sidefile::open(partial, false).map_err(io)?;
         lock(&file, partial)?;
         let len = file.metadata().map_err(io)?.len();
         let jpath = journal_path(partial);
         let refuse = |reason: String| Error::Resume { path: partial.to_path_buf(), reason };
         let jio = |source| Error::Io { path: jpath.clone(), source };
-        let mut jfile = match OpenOptions::new().read(true).write(true).open(&jpath) {
+        let mut jfile = match crate::sidefile::open(&jpath, false) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(refuse(format!("its journal {} is missing", jpath.display())));

@@ -7,7 +7,7 @@
 //! it without [`BagWriter::finish`] leaves both behind, ready to resume. One owner (the export's
 //! writer thread) drives it; it is not shared.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -100,11 +100,12 @@ impl BagWriter {
 
     /// Starts a resumable bag at `partial` (e.g. `backup.zip.partial`), replacing what is there,
     /// with its journal beside it recording `fingerprint` (what [`BagWriter::resume`] will
-    /// compare). Fails with [`Error::Locked`] if another writer holds `partial`.
+    /// compare). Fails with [`Error::Locked`] if another writer holds `partial`. Neither file is
+    /// opened through a link (see [`crate::sidefile`]).
     pub fn create(partial: &Path, bag_name: &str, fingerprint: &str) -> Result<BagWriter, Error> {
         check_bag_name(bag_name)?;
         let io = |source| Error::Io { path: partial.to_path_buf(), source };
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(partial).map_err(io)?;
+        let file = crate::sidefile::open(partial, true).map_err(io)?;
         lock(&file, partial)?;
         file.set_len(0).map_err(io)?;
         let jpath = journal_path(partial);

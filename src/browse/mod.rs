@@ -20,7 +20,7 @@ pub mod records;
 mod render;
 pub mod source;
 
-pub use render::{render, Emit, RenderSummary};
+pub use render::{page_code, render, Emit, RenderSummary, DATA_CALL_PREFIX};
 pub use source::{materialize, ArchiveSource};
 
 /// Images per `browse/<project>/images-NNNN.js` chunk.

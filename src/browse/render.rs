@@ -14,6 +14,20 @@ const INDEX_HTML_TEXT: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
 const STYLE_CSS: &str = include_str!("assets/style.css");
 
+/// What every data file starts with: a call of the function `app.js` defines, whose two
+/// arguments are JSON strings (see `Emitter::push`).
+pub const DATA_CALL_PREFIX: &str = "window.__cv_push(";
+
+/// The page's code as this version of cvarchive writes it: each file's path relative to `data/`
+/// and its bytes. Every other file the page loads is a data file (a [`DATA_CALL_PREFIX`] call).
+pub fn page_code() -> [(&'static str, &'static [u8]); 3] {
+    [
+        ("browse/app.js", APP_JS.as_bytes()),
+        ("browse/style.css", STYLE_CSS.as_bytes()),
+        (INDEX_HTML, INDEX_HTML_TEXT.as_bytes()),
+    ]
+}
+
 /// The callback [`render`] hands each file to: its path relative to `data/` and its bytes.
 pub type Emit<'a, E> = dyn FnMut(&str, Vec<u8>) -> Result<(), E> + 'a;
 
@@ -73,9 +87,9 @@ pub fn render<E>(src: &dyn DataSource, emit: &mut Emit<'_, E>) -> Result<RenderS
         "renderedBy": format!("cvarchive {}", env!("CARGO_PKG_VERSION")),
     });
     out.push(&format!("{BROWSE_DIR}/account.js"), "account", &doc)?;
-    out.file(&format!("{BROWSE_DIR}/app.js"), APP_JS.as_bytes().to_vec())?;
-    out.file(&format!("{BROWSE_DIR}/style.css"), STYLE_CSS.as_bytes().to_vec())?;
-    out.file(INDEX_HTML, INDEX_HTML_TEXT.as_bytes().to_vec())?;
+    for (path, bytes) in page_code() {
+        out.file(path, bytes.to_vec())?;
+    }
     Ok(out.summary)
 }
 
@@ -96,7 +110,7 @@ impl<E> Emitter<'_, E> {
     fn push(&mut self, path: &str, key: &str, value: &Value) -> Result<(), E> {
         let text = serde_json::to_string(value).expect("a Value serialises");
         let mut js = Vec::with_capacity(text.len() + text.len() / 8 + 64);
-        js.extend_from_slice(b"window.__cv_push(");
+        js.extend_from_slice(DATA_CALL_PREFIX.as_bytes());
         serde_json::to_writer(&mut js, key).expect("in memory");
         js.push(b',');
         serde_json::to_writer(&mut js, &text).expect("in memory");

@@ -90,6 +90,13 @@ fn print_human(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
     if report.is_clean() {
         return writeln!(out, "intact: no findings");
     }
+    if report.data_intact() {
+        writeln!(
+            out,
+            "intact data; the browse page's code differs from cvarchive {}'s: do not open index.html unless you trust where the archive came from",
+            env!("CARGO_PKG_VERSION")
+        )?;
+    }
     writeln!(out, "{} finding(s):", report.findings.len())?;
     for (kind, findings) in report.by_kind() {
         writeln!(out, "{} ({}):", kind.as_str(), findings.len())?;

@@ -1,7 +1,7 @@
 //! One project as a COCO dataset: `annotations.json` and `images/` (see the module docs of
 //! [`super`] for every field).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use serde_json::{json, Value};
@@ -30,13 +30,19 @@ pub(super) fn write(
         .collect();
     let (mut images, mut annotations, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
     let mut only_in_iterations = 0;
+    let mut written: HashSet<Uuid> = HashSet::new();
     for a in &archived.images {
         let image = &a.image;
+        // A listing that repeats an id gets its image once, as the first line says.
+        if written.contains(&image.id) {
+            continue;
+        }
         let (Some(w), Some(h)) = (image.width.filter(|w| *w > 0), image.height.filter(|h| *h > 0)) else {
             skipped.push(Skipped { image_id: image.id, reason: "the record has no width and height".into() });
             continue;
         };
         let Some(bytes) = source.read_image_or_skip(a, &mut skipped) else { continue };
+        written.insert(image.id);
         let file_name = format!("{}.{}", image.id, extension(a));
         write_new(&images_dir.join(&file_name), &bytes)?;
         progress.event(Event::BlobArchived { bytes: bytes.len() as u64 });

@@ -18,7 +18,13 @@
 //!   where their labels put them: a folder of their own would read as one more class to
 //!   folder-per-class loaders (torchvision `ImageFolder`, Keras `image_dataset_from_directory`);
 //!   `labels.csv` says which they are, to filter on. Tag folder names are the tag names with `/ \ : * ? " < > |` and control characters replaced by
-//!   `_`; clashes (case-insensitive, or with `untagged`) get the tag id's first 8 digits.
+//!   `_`, cut to 200 bytes at a character boundary, and `_` before a reserved Windows device name
+//!   (`CON`, `nul.txt`, `COM1`, ...); clashes (case-insensitive, or with `untagged`) get the tag
+//!   id's first 8 hex digits, then all 32, then a counter, so each tag has its own folder. A
+//!   `labels.csv` cell or tag name that starts with `= + - @`, tab or CR gets a leading `'`, so a
+//!   spreadsheet shows it as text rather than run it as a formula (OWASP, "CSV Injection").
+//!
+//! A listing that repeats an image id yields the image once.
 //!
 //! Every archive entry read is checked against the manifest (see [`source`]); a damaged image is
 //! left out and listed, a damaged listing stops the project. Output goes to a hidden staging
@@ -203,9 +209,7 @@ pub fn convert(archive: &Path, opts: &ConvertOptions, progress: &dyn Progress) -
 
 /// Writes a new file inside the staging folder (never through an existing file or link).
 fn write_new(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    use std::io::Write as _;
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(path).map_err(|e| io(path, e))?;
-    file.write_all(bytes).map_err(|e| io(path, e))
+    crate::sidefile::write_new(path, bytes).map_err(|e| io(path, e))
 }
 
 fn io(path: &Path, source: std::io::Error) -> Error {

@@ -415,12 +415,10 @@ impl Receipt {
         tmp.write_all(&bytes).map_err(io)?;
         tmp.as_file().sync_all().map_err(io)?;
         tmp.persist(path).map_err(|e| io(e.error))?;
-        // Everything the pending log held is in the receipt now.
-        match std::fs::remove_file(pending_path(path)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io(e)),
-        }
+        // Everything the pending log held is in the receipt now. A link planted there is
+        // refused, not removed: the run stops before it deletes anything it could not log.
+        crate::sidefile::remove_stale(&pending_path(path))
+            .map_err(|e| Error::Receipt { path: pending_path(path), detail: e.to_string() })?;
         Ok(hex::encode(Sha256::digest(&bytes)))
     }
 
@@ -436,7 +434,8 @@ impl Receipt {
     ) -> Result<(), Error> {
         let io = |e: std::io::Error| Error::Receipt { path: pending_path(path), detail: e.to_string() };
         let line = serde_json::json!({"project": project, "what": what, "ids": ids, "intent": intent});
-        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(pending_path(path)).map_err(io)?;
+        // Never through a link planted beside the receipt (see crate::sidefile).
+        let mut file = crate::sidefile::append(&pending_path(path)).map_err(io)?;
         let mut bytes = serde_json::to_vec(&line).expect("ids serialise");
         bytes.push(b'\n');
         file.write_all(&bytes).map_err(io)

@@ -189,7 +189,8 @@ pub async fn export(
 ) -> Result<ExportSummary, Error> {
     let started = Instant::now();
     let started_at = chrono::Utc::now();
-    if opts.out.exists() && !opts.force {
+    // A link at the target counts as something there, dangling or not.
+    if crate::sidefile::occupied(&opts.out) && !opts.force {
         return Err(Error::Exists(opts.out.clone()));
     }
     let dir = match opts.out.parent() {
@@ -448,7 +449,9 @@ fn open_writer(
     fingerprint: &str,
     fresh: bool,
 ) -> Result<(BagWriter, Vec<JournalEntry>), Error> {
-    let exists = partial.exists();
+    // A link planted at the partial path is "there": resuming refuses it and names it, rather
+    // than a fresh start creating the file it points to.
+    let exists = crate::sidefile::occupied(partial);
     let result = if exists && !fresh {
         BagWriter::resume(partial, bag_name, fingerprint)
     } else {
@@ -466,6 +469,7 @@ fn open_writer(
         }
         archive::Error::Resume { path, reason } => Error::CannotResume { path, reason },
         archive::Error::Locked { path } => Error::Busy(path),
+        archive::Error::Io { path, source } => Error::Output { path, source },
         source => Error::Output { path: partial.to_path_buf(), source: std::io::Error::other(source.to_string()) },
     })
 }
@@ -512,7 +516,7 @@ async fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
 
 /// Moves the finished archive to its final name, atomically, and makes the rename durable.
 fn publish(partial: &Path, out: &Path, force: bool) -> Result<(), Error> {
-    if out.exists() && !force {
+    if crate::sidefile::occupied(out) && !force {
         return Err(Error::Exists(out.to_path_buf()));
     }
     std::fs::rename(partial, out).map_err(|e| Error::Output { path: out.to_path_buf(), source: e })?;

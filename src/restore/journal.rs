@@ -132,16 +132,18 @@ impl Report {
         Ok(Some(report))
     }
 
-    /// Writes the report beside its final name, then renames it into place.
+    /// Writes the report beside its final name (`<path>.tmp`, created new: a stale plain file
+    /// from a killed run is removed first, a link is refused), then renames it into place.
     pub fn save(&mut self, path: &Path) -> Result<(), Error> {
         self.updated = now();
         self.complete = !self.projects.is_empty() && self.projects.iter().all(ProjectMap::is_complete);
-        let bad = |e: std::io::Error| Error::Report { path: path.to_path_buf(), detail: e.to_string() };
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".tmp");
         let tmp = std::path::PathBuf::from(tmp);
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self).expect("reports serialise")).map_err(bad)?;
-        std::fs::rename(&tmp, path).map_err(bad)
+        let bad = |e: std::io::Error| Error::Report { path: tmp.clone(), detail: e.to_string() };
+        crate::sidefile::remove_stale(&tmp).map_err(bad)?;
+        crate::sidefile::write_new(&tmp, &serde_json::to_vec_pretty(self).expect("reports serialise")).map_err(bad)?;
+        std::fs::rename(&tmp, path).map_err(|e| Error::Report { path: path.to_path_buf(), detail: e.to_string() })
     }
 }
 

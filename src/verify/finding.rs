@@ -59,6 +59,10 @@ pub enum FindingKind {
     ListedFileMismatch,
     /// An image or prediction file that its project's listing does not mention.
     UnlistedImage,
+    /// The browse page's code (`index.html`, `browse/app.js`, `browse/style.css`) differs from
+    /// what this version of cvarchive writes, or another `.js` file is not a pure data call: not
+    /// damage to the data, but opening `index.html` could run code from the archive.
+    PageCodeDiffers,
     /// Something too large to check within our memory bounds.
     TooLarge,
 }

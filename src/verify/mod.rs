@@ -3,13 +3,15 @@
 //! The checks run in layers, each on what the previous one could read: the zip itself
 //! ([`zipcheck`]), the BagIt tag files and manifests ([`tags`]), every payload entry re-hashed on
 //! several threads ([`payload`], skipped by `--fast`), and our own metadata: JSON that parses
-//! and image listings that agree with the entries ([`listing`]). [`inspect`] summarises an
-//! archive from metadata alone.
+//! and image listings that agree with the entries ([`listing`]); last, whether the browse page
+//! is the code this version writes (`pagecode`). [`inspect`] summarises an archive from
+//! metadata alone.
 
 mod finding;
 pub mod inspect;
 mod lines;
 mod listing;
+mod pagecode;
 mod payload;
 mod tags;
 mod zipcheck;
@@ -82,6 +84,13 @@ impl Report {
     /// No findings.
     pub fn is_clean(&self) -> bool {
         self.findings.is_empty()
+    }
+
+    /// No finding about the data: any there are say only that the browse page's code differs
+    /// from this version's ([`FindingKind::PageCodeDiffers`]), which reading the data (or
+    /// deleting what it holds) does not depend on.
+    pub fn data_intact(&self) -> bool {
+        self.findings.iter().all(|f| f.kind == FindingKind::PageCodeDiffers)
     }
 
     /// Findings grouped by kind, kinds in a stable order.
@@ -161,6 +170,7 @@ pub fn verify_reader(reader: &BagReader, opts: &VerifyOptions) -> Report {
         }
     }
     listing::check(&bag, &tags.manifest, !opts.fast, &unreadable, &mut findings);
+    pagecode::check(&bag, &mut findings);
     report.findings = findings;
     report
 }

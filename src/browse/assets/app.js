@@ -15,9 +15,15 @@
     waiters.delete(key);
   };
 
+  // The only scripts ever loaded: data files by ids and chunk numbers the data gives, so that a
+  // tampered data file cannot point a <script> at another archived file (`cvarchive verify`
+  // checks that every .js file in the payload is a pure data call).
+  const DATA_FILE = /^browse\/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\/(project|index|(images|predictions)-[0-9]{4,})\.js$/;
+
   // Loads a data file once; chunk files are forgotten again beyond MAX_CHUNKS.
   function load(key, src, isChunk) {
     if (store.has(key)) return Promise.resolve(store.get(key));
+    if (!DATA_FILE.test(src)) return Promise.reject(new Error('refusing to load ' + src));
     return new Promise((resolve, reject) => {
       const list = waiters.get(key) || [];
       list.push({ resolve, reject });
