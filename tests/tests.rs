@@ -13,6 +13,7 @@ mod faults;
 mod iterations;
 mod listing;
 mod restore;
+mod robustness;
 mod resume;
 mod silent;
 mod spec_examples;

@@ -1,0 +1,208 @@
+//! Robustness by machine (issue 14, item 10): a property test that damages a real archive in
+//! many ways and holds `verify`, `inspect`, `convert` and the CLI to their promises.
+//!
+//! The archive is the bundled fixture account, exported once per run by the real export over a
+//! real socket. Each case applies one [`Mutation`] (byte flips in local headers, the central
+//! directory, entry data or the end record; truncation; shuffled, dropped and duplicated
+//! central-directory entries; huge declared sizes, ZIP64 fields included; entries renamed to
+//! `../x`, absolute or drive-letter paths; a changed manifest line) and asserts:
+//!
+//! - nothing panics (`verify` full and fast, `inspect`, and `convert` on every
+//!   [`CONVERT_EVERY`]th case);
+//! - every finding names a path;
+//! - an "intact" verdict only when every entry still reads back exactly as in the original
+//!   (a flip in dead space, a shuffled directory); mutations that always damage must be found;
+//! - `convert` writes nothing outside its output folder;
+//! - on every [`CLI_EVERY`]th case, the binary's exit code agrees with the library (0 intact,
+//!   1 findings, 2 unreadable) and its peak RSS stays under [`PEAK_RSS_LIMIT`].
+//!
+//! Deterministic: a fixed seed and case count. For longer local runs set
+//! `CVARCHIVE_FUZZ_SEED=<u64>` and `CVARCHIVE_FUZZ_CASES=<n>`, e.g.
+//! `CVARCHIVE_FUZZ_CASES=5000 cargo test --test tests robustness::`. A failure prints the
+//! (shrunk) mutation that triggers it.
+
+mod mutate;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use cvarchive::archive::BagReader;
+use cvarchive::convert::{convert, ConvertOptions, Target};
+use cvarchive::progress::NoProgress;
+use cvarchive::verify::{inspect, verify, Report, VerifyOptions};
+use proptest::test_runner::{Config, RngAlgorithm, RngSeed, TestCaseError, TestRunner};
+
+use mutate::{Base, Mutation};
+
+/// Cases in the default run (about 20 s in a debug build on two cores).
+const DEFAULT_CASES: u32 = 400;
+/// The default seed (the issue's number).
+const DEFAULT_SEED: u64 = 14;
+/// Every this many cases, the CLI binary verifies the mutated archive in a child process.
+const CLI_EVERY: usize = 16;
+/// Every this many cases, the archive is also converted.
+const CONVERT_EVERY: usize = 10;
+/// The most a child process may hold at once on any of these archives.
+const PEAK_RSS_LIMIT: u64 = 256 << 20;
+/// Largest entry read back when checking an "intact" verdict.
+const READ_BACK_LIMIT: u64 = 64 << 20;
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// The fixture account exported by the library over a real socket.
+fn export_fixture(dir: &Path) -> PathBuf {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let emu = crate::support::fixture_emulator().await;
+        let out = dir.join("fixture.zip");
+        let client = crate::support::client_for(&emu);
+        let opts = cvarchive::export::ExportOptions::new(&out);
+        cvarchive::export::export(&client, &opts, &NoProgress, &Default::default()).await.expect("export succeeds");
+        emu.shutdown().await;
+        out
+    })
+}
+
+/// Every entry, by name, as our own reader reads it (first occurrence of a name); `None` when
+/// any entry cannot be read.
+fn read_back(path: &Path) -> Option<BTreeMap<String, Vec<u8>>> {
+    let reader = BagReader::open(path).ok()?;
+    let mut out = BTreeMap::new();
+    for e in reader.entries() {
+        let bytes = reader.read_entry(e, READ_BACK_LIMIT).ok()?;
+        out.entry(e.name.clone()).or_insert(bytes);
+    }
+    Some(out)
+}
+
+/// The library's verdict as the CLI's exit code.
+fn exit_code(verdict: &Result<Report, cvarchive::verify::Error>) -> i32 {
+    match verdict {
+        Ok(r) if r.is_clean() => 0,
+        Ok(_) => 1,
+        Err(_) => 2,
+    }
+}
+
+/// Runs the binary; returns its exit code and its own peak RSS (`VmHWM`, sampled until exit).
+fn run_measured(args: &[&str]) -> (i32, u64) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cvarchive"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak = 0u64;
+    loop {
+        if let Ok(status) = std::fs::read_to_string(&status_path) {
+            let hwm = status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok());
+            if let Some(kb) = hwm {
+                peak = peak.max(kb * 1024);
+            }
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            return (status.code().unwrap_or(-1), peak);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+macro_rules! check {
+    ($cond:expr, $($fmt:tt)*) => {
+        if !$cond {
+            return Err(TestCaseError::fail(format!($($fmt)*)));
+        }
+    };
+}
+
+/// What one case checks, given the mutated archive at `path`.
+struct Case<'a> {
+    base: &'a Base,
+    path: &'a Path,
+    n: usize,
+}
+
+impl Case<'_> {
+    fn run(&self, m: &Mutation) -> Result<(), TestCaseError> {
+        let full = verify(self.path, &VerifyOptions { threads: 1, ..VerifyOptions::default() });
+        let fast = verify(self.path, &VerifyOptions { fast: true, threads: 1, ..VerifyOptions::default() });
+        for report in [&full, &fast].into_iter().flatten() {
+            for f in &report.findings {
+                check!(!f.path.is_empty(), "a {:?} finding names no path: {f:?}", f.kind);
+            }
+        }
+        if let Ok(report) = &full {
+            if report.is_clean() {
+                check!(!m.always_damages(), "verify says intact after {m:?}");
+                let same = read_back(self.path).as_ref() == Some(&self.base.contents);
+                check!(same, "verify says intact, but the entries no longer read back as the original");
+            }
+        }
+        let _ = inspect(self.path);
+        if self.n.is_multiple_of(CONVERT_EVERY) {
+            self.convert()?;
+        }
+        if self.n.is_multiple_of(CLI_EVERY) {
+            let (code, peak) = run_measured(&["verify", "--json", self.path.to_str().unwrap()]);
+            check!(code == exit_code(&full), "the CLI exits {code}, the library says {}", exit_code(&full));
+            check!(peak > 0 && peak < PEAK_RSS_LIMIT, "verify's peak RSS was {peak} bytes");
+            let (code, peak) = run_measured(&["inspect", self.path.to_str().unwrap()]);
+            check!(code == 0 || code == 2, "inspect exits {code}");
+            check!(peak > 0 && peak < PEAK_RSS_LIMIT, "inspect's peak RSS was {peak} bytes");
+        }
+        Ok(())
+    }
+
+    /// Converts into a fresh folder inside a fresh folder: whatever happens, nothing may appear
+    /// beside the output folder.
+    fn convert(&self) -> Result<(), TestCaseError> {
+        let outer = tempfile::tempdir().unwrap();
+        let out = outer.path().join("out");
+        for to in [Target::Coco, Target::Folders] {
+            let _ = std::fs::remove_dir_all(&out);
+            let opts = ConvertOptions { to, out: out.clone(), projects: Vec::new() };
+            let _ = convert(self.path, &opts, &NoProgress);
+            let beside: Vec<_> =
+                std::fs::read_dir(outer.path()).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n != "out").collect();
+            check!(beside.is_empty(), "convert --to {to:?} wrote outside its folder: {beside:?}");
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn mutated_archives_are_reported_never_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = export_fixture(dir.path());
+    let base = Base::read(&original);
+    let clean = verify(&original, &VerifyOptions::default()).unwrap();
+    assert!(clean.is_clean(), "the unmutated export is intact: {:#?}", clean.findings);
+
+    let seed = env_or("CVARCHIVE_FUZZ_SEED", DEFAULT_SEED);
+    let config = Config {
+        cases: env_or("CVARCHIVE_FUZZ_CASES", DEFAULT_CASES),
+        rng_algorithm: RngAlgorithm::ChaCha,
+        rng_seed: RngSeed::Fixed(seed),
+        failure_persistence: None,
+        max_shrink_iters: 200,
+        ..Config::default()
+    };
+    let mut runner = TestRunner::new(config);
+    let path = dir.path().join("mutated.zip");
+    let count = AtomicUsize::new(0);
+    let result = runner.run(&mutate::strategy(&base), |m| {
+        std::fs::write(&path, m.apply(&base)).unwrap();
+        let n = count.fetch_add(1, Ordering::Relaxed);
+        Case { base: &base, path: &path, n }.run(&m)
+    });
+    if let Err(e) = result {
+        panic!("seed {seed}: {e}");
+    }
+}

@@ -1,0 +1,392 @@
+//! The mutations of the robustness test: a map of where each structure of the original archive
+//! lies, the kinds of damage as a proptest strategy, and how each is applied to the bytes.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use proptest::prelude::*;
+use proptest::sample::Index;
+use sha2::{Digest, Sha256};
+
+const LOCAL_FIXED: usize = 30;
+const CENTRAL_FIXED: usize = 46;
+const EOCD_LEN: usize = 22;
+
+fn u16_at(b: &[u8], at: usize) -> usize {
+    u16::from_le_bytes([b[at], b[at + 1]]) as usize
+}
+fn u32_at(b: &[u8], at: usize) -> usize {
+    u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize
+}
+
+/// One entry of the original: where its headers and data lie.
+#[derive(Debug, Clone)]
+pub struct EntryMap {
+    /// Its name.
+    pub name: String,
+    /// Offset of the local header.
+    pub local: usize,
+    /// Offset and length of its stored data.
+    pub data: (usize, usize),
+    /// Offset and length of its central-directory record.
+    pub central: (usize, usize),
+}
+
+/// The original archive: its bytes, its structure, and every entry's content.
+pub struct Base {
+    pub bytes: Vec<u8>,
+    pub entries: Vec<EntryMap>,
+    /// Offset of the central directory.
+    pub cd: usize,
+    /// Offset of the end-of-central-directory record.
+    pub eocd: usize,
+    /// Every entry's uncompressed bytes, by name.
+    pub contents: BTreeMap<String, Vec<u8>>,
+}
+
+impl Base {
+    /// Maps the archive at `path` (as our writer makes it: one end record, no comment, no ZIP64).
+    pub fn read(path: &Path) -> Base {
+        let bytes = std::fs::read(path).unwrap();
+        let eocd = bytes.len() - EOCD_LEN;
+        assert_eq!(&bytes[eocd..eocd + 4], b"PK\x05\x06", "a plain end record");
+        let cd = u32_at(&bytes, eocd + 16);
+        // Sizes and offsets as our reader resolves them (ZIP64 extra fields included).
+        let reader = cvarchive::archive::BagReader::open(path).unwrap();
+        let mut entries = Vec::new();
+        let mut at = cd;
+        while at < eocd {
+            assert_eq!(&bytes[at..at + 4], b"PK\x01\x02");
+            let len = CENTRAL_FIXED + u16_at(&bytes, at + 28) + u16_at(&bytes, at + 30) + u16_at(&bytes, at + 32);
+            let name = String::from_utf8(bytes[at + CENTRAL_FIXED..at + CENTRAL_FIXED + u16_at(&bytes, at + 28)].to_vec())
+                .unwrap();
+            let e = &reader.entries()[entries.len()];
+            assert_eq!(e.name, name);
+            let local = e.header_offset as usize;
+            let start = local + LOCAL_FIXED + u16_at(&bytes, local + 26) + u16_at(&bytes, local + 28);
+            entries.push(EntryMap { name, local, data: (start, e.compressed_size as usize), central: (at, len) });
+            at += len;
+        }
+        assert_eq!(entries.len(), u16_at(&bytes, eocd + 10));
+        let contents = crate::support::zip_entries(path);
+        Base { bytes, entries, cd, eocd, contents }
+    }
+
+    fn entry(&self, i: &Index) -> &EntryMap {
+        i.get(&self.entries)
+    }
+
+    /// The central records, each as bytes, in order.
+    fn records(&self) -> Vec<Vec<u8>> {
+        self.entries.iter().map(|e| self.bytes[e.central.0..e.central.0 + e.central.1].to_vec()).collect()
+    }
+
+    /// The archive with its central directory replaced by `records` and the end record to match.
+    fn with_records(&self, records: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = self.bytes[..self.cd].to_vec();
+        for r in records {
+            out.extend_from_slice(r);
+        }
+        let mut end = self.bytes[self.eocd..].to_vec();
+        let n = records.len().min(0xFFFF) as u16;
+        end[8..10].copy_from_slice(&n.to_le_bytes());
+        end[10..12].copy_from_slice(&n.to_le_bytes());
+        end[12..16].copy_from_slice(&((out.len() - self.cd) as u32).to_le_bytes());
+        out.extend_from_slice(&end);
+        out
+    }
+}
+
+/// Which part of the file a byte flip lands in.
+#[derive(Debug, Clone, Copy)]
+pub enum Region {
+    LocalHeader,
+    Central,
+    Data,
+    End,
+    Anywhere,
+}
+
+/// Which declared size a huge value replaces.
+#[derive(Debug, Clone, Copy)]
+pub enum SizeField {
+    CentralCompressed,
+    CentralUncompressed,
+    LocalCompressed,
+    LocalUncompressed,
+    /// Both central 32-bit sizes set to "see ZIP64" and a ZIP64 extra field with the value in both.
+    Zip64Extra,
+}
+
+/// A same-length hostile name for an entry.
+#[derive(Debug, Clone, Copy)]
+pub enum Hostile {
+    ParentDir,
+    Absolute,
+    DriveLetter,
+    Backslash,
+    Nul,
+}
+
+/// A change to one line of `manifest-sha256.txt`.
+#[derive(Debug, Clone, Copy)]
+pub enum ManifestEdit {
+    /// One hex digit of the hash changed.
+    Hash,
+    /// The line removed.
+    Drop,
+    /// The line repeated.
+    Duplicate,
+    /// The path replaced by `data/../x`.
+    ParentPath,
+    /// The line replaced by text that is not a manifest line.
+    Garbage,
+}
+
+/// One kind of damage, with where it lands.
+#[derive(Debug, Clone)]
+pub enum Mutation {
+    Flip { region: Region, entry: Index, at: Index, bit: u8 },
+    Truncate { keep: Index },
+    Shuffle { seed: u64 },
+    DropEntry { entry: Index },
+    Duplicate { entry: Index, at: Index },
+    HugeSize { entry: Index, field: SizeField, value: u64 },
+    Zip64End { total: Option<u64>, size: Option<u64>, offset: Option<u64> },
+    Rename { entry: Index, to: Hostile },
+    Manifest { line: Index, edit: ManifestEdit, retag: bool },
+}
+
+fn huge() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        Just(u64::MAX),
+        Just(u64::MAX - 1),
+        Just(0xFFFF_FFFF),
+        Just(0xFFFF_FFFE),
+        Just(0x7FFF_FFFF),
+        Just(1 << 40),
+        Just(0),
+        any::<u64>(),
+    ]
+}
+
+/// Every mutation, weighted towards the cheap and common.
+pub fn strategy(_base: &Base) -> impl Strategy<Value = Mutation> {
+    let region = prop_oneof![
+        Just(Region::LocalHeader),
+        Just(Region::Central),
+        Just(Region::Data),
+        Just(Region::End),
+        Just(Region::Anywhere)
+    ];
+    let field = prop_oneof![
+        Just(SizeField::CentralCompressed),
+        Just(SizeField::CentralUncompressed),
+        Just(SizeField::LocalCompressed),
+        Just(SizeField::LocalUncompressed),
+        Just(SizeField::Zip64Extra),
+    ];
+    let hostile = prop_oneof![
+        Just(Hostile::ParentDir),
+        Just(Hostile::Absolute),
+        Just(Hostile::DriveLetter),
+        Just(Hostile::Backslash),
+        Just(Hostile::Nul),
+    ];
+    let edit = prop_oneof![
+        Just(ManifestEdit::Hash),
+        Just(ManifestEdit::Drop),
+        Just(ManifestEdit::Duplicate),
+        Just(ManifestEdit::ParentPath),
+        Just(ManifestEdit::Garbage),
+    ];
+    let z64 = prop_oneof![Just(None), huge().prop_map(Some)];
+    prop_oneof![
+        6 => (region, any::<Index>(), any::<Index>(), 0u8..8).prop_map(|(region, entry, at, bit)| Mutation::Flip { region, entry, at, bit }),
+        2 => any::<Index>().prop_map(|keep| Mutation::Truncate { keep }),
+        1 => any::<u64>().prop_map(|seed| Mutation::Shuffle { seed }),
+        1 => any::<Index>().prop_map(|entry| Mutation::DropEntry { entry }),
+        1 => (any::<Index>(), any::<Index>()).prop_map(|(entry, at)| Mutation::Duplicate { entry, at }),
+        3 => (any::<Index>(), field, huge()).prop_map(|(entry, field, value)| Mutation::HugeSize { entry, field, value }),
+        1 => (z64.clone(), z64.clone(), z64).prop_map(|(total, size, offset)| Mutation::Zip64End { total, size, offset }),
+        2 => (any::<Index>(), hostile).prop_map(|(entry, to)| Mutation::Rename { entry, to }),
+        2 => (any::<Index>(), edit, any::<bool>()).prop_map(|(line, edit, retag)| Mutation::Manifest { line, edit, retag }),
+    ]
+}
+
+impl Mutation {
+    /// Whether this mutation damages every archive it is applied to, so an intact verdict after
+    /// it is always wrong (flips, sizes and shuffles may land where nothing is read).
+    pub fn always_damages(&self) -> bool {
+        matches!(
+            self,
+            Mutation::Truncate { .. }
+                | Mutation::DropEntry { .. }
+                | Mutation::Duplicate { .. }
+                | Mutation::Rename { .. }
+                | Mutation::Manifest { .. }
+        )
+    }
+
+    /// The mutated archive.
+    pub fn apply(&self, base: &Base) -> Vec<u8> {
+        let mut b = base.bytes.clone();
+        match self {
+            Mutation::Flip { region, entry, at, bit } => {
+                let e = base.entry(entry);
+                let (start, len) = match region {
+                    Region::LocalHeader => (e.local, e.data.0 - e.local),
+                    Region::Central => (base.cd, base.eocd - base.cd),
+                    Region::Data if e.data.1 > 0 => e.data,
+                    Region::Data => (e.local, e.data.0 - e.local),
+                    Region::End => (base.eocd, EOCD_LEN),
+                    Region::Anywhere => (0, b.len()),
+                };
+                b[start + at.index(len)] ^= 1 << bit;
+                b
+            }
+            Mutation::Truncate { keep } => {
+                b.truncate(keep.index(b.len()));
+                b
+            }
+            Mutation::Shuffle { seed } => {
+                let mut records = base.records();
+                let mut s = *seed;
+                for i in (1..records.len()).rev() {
+                    s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                    records.swap(i, (s >> 33) as usize % (i + 1));
+                }
+                base.with_records(&records)
+            }
+            Mutation::DropEntry { entry } => {
+                let mut records = base.records();
+                records.remove(entry.index(records.len()));
+                base.with_records(&records)
+            }
+            Mutation::Duplicate { entry, at } => {
+                let mut records = base.records();
+                let copy = records[entry.index(records.len())].clone();
+                records.insert(at.index(records.len() + 1), copy);
+                base.with_records(&records)
+            }
+            Mutation::HugeSize { entry, field, value } => huge_size(base, base.entry(entry), *field, *value),
+            Mutation::Zip64End { total, size, offset } => zip64_end(base, *total, *size, *offset),
+            Mutation::Rename { entry, to } => {
+                let e = base.entry(entry);
+                let name = hostile_name(&e.name, *to);
+                b[e.local + LOCAL_FIXED..e.local + LOCAL_FIXED + name.len()].copy_from_slice(&name);
+                b[e.central.0 + CENTRAL_FIXED..e.central.0 + CENTRAL_FIXED + name.len()].copy_from_slice(&name);
+                b
+            }
+            Mutation::Manifest { line, edit, retag } => manifest(base, line, *edit, *retag),
+        }
+    }
+}
+
+fn huge_size(base: &Base, e: &EntryMap, field: SizeField, value: u64) -> Vec<u8> {
+    let mut b = base.bytes.clone();
+    let v32 = (value.min(0xFFFF_FFFF) as u32).to_le_bytes();
+    match field {
+        SizeField::CentralCompressed => b[e.central.0 + 20..e.central.0 + 24].copy_from_slice(&v32),
+        SizeField::CentralUncompressed => b[e.central.0 + 24..e.central.0 + 28].copy_from_slice(&v32),
+        SizeField::LocalCompressed => b[e.local + 18..e.local + 22].copy_from_slice(&v32),
+        SizeField::LocalUncompressed => b[e.local + 22..e.local + 26].copy_from_slice(&v32),
+        SizeField::Zip64Extra => {
+            let mut records = base.records();
+            let i = base.entries.iter().position(|x| x.local == e.local).unwrap();
+            let r = &mut records[i];
+            r[20..28].copy_from_slice(&[0xFF; 8]);
+            let (nlen, xlen) = (u16_at(r, 28), u16_at(r, 30));
+            let mut extra = vec![1, 0, 16, 0];
+            extra.extend_from_slice(&value.to_le_bytes());
+            extra.extend_from_slice(&value.to_le_bytes());
+            let at = CENTRAL_FIXED + nlen + xlen;
+            r.splice(at..at, extra);
+            r[30..32].copy_from_slice(&((xlen + 20) as u16).to_le_bytes());
+            return base.with_records(&records);
+        }
+    }
+    b
+}
+
+/// The end record turned into ZIP64 form, each of its three fields the true value or `Some` lie.
+fn zip64_end(base: &Base, total: Option<u64>, size: Option<u64>, offset: Option<u64>) -> Vec<u8> {
+    let mut out = base.bytes[..base.eocd].to_vec();
+    let z_off = out.len() as u64;
+    let mut z = Vec::with_capacity(56);
+    z.extend_from_slice(b"PK\x06\x06");
+    z.extend_from_slice(&44u64.to_le_bytes());
+    z.extend_from_slice(&[45, 0, 45, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let n = base.entries.len() as u64;
+    z.extend_from_slice(&total.unwrap_or(n).to_le_bytes());
+    z.extend_from_slice(&total.unwrap_or(n).to_le_bytes());
+    z.extend_from_slice(&size.unwrap_or((base.eocd - base.cd) as u64).to_le_bytes());
+    z.extend_from_slice(&offset.unwrap_or(base.cd as u64).to_le_bytes());
+    out.extend_from_slice(&z);
+    out.extend_from_slice(b"PK\x06\x07");
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&z_off.to_le_bytes());
+    out.extend_from_slice(&1u32.to_le_bytes());
+    let mut end = base.bytes[base.eocd..].to_vec();
+    end[8..12].copy_from_slice(&[0xFF; 4]);
+    end[12..20].copy_from_slice(&[0xFF; 8]);
+    out.extend_from_slice(&end);
+    out
+}
+
+fn hostile_name(name: &str, to: Hostile) -> Vec<u8> {
+    let mut n = name.as_bytes().to_vec();
+    match to {
+        Hostile::ParentDir => n[..3].copy_from_slice(b"../"),
+        Hostile::Absolute => n[0] = b'/',
+        Hostile::DriveLetter => n[..2].copy_from_slice(b"C:"),
+        Hostile::Backslash => {
+            let slash = n.iter().position(|&c| c == b'/').unwrap_or(0);
+            n[slash] = b'\\';
+        }
+        Hostile::Nul => *n.last_mut().unwrap() = 0,
+    }
+    n
+}
+
+/// The archive rewritten (every entry stored, in the original order) with one manifest line
+/// changed, and with the tag manifest's line for the manifest recomputed when `retag`.
+fn manifest(base: &Base, line: &Index, edit: ManifestEdit, retag: bool) -> Vec<u8> {
+    let mut contents = base.contents.clone();
+    let (mname, text) = contents.iter().find(|(n, _)| n.ends_with("/manifest-sha256.txt")).unwrap();
+    let (mname, text) = (mname.clone(), String::from_utf8(text.clone()).unwrap());
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let i = line.index(lines.len());
+    match edit {
+        ManifestEdit::Hash => {
+            let c = if lines[i].starts_with('0') { "1" } else { "0" };
+            lines[i].replace_range(0..1, c);
+        }
+        ManifestEdit::Drop => {
+            lines.remove(i);
+        }
+        ManifestEdit::Duplicate => lines.insert(i, lines[i].clone()),
+        ManifestEdit::ParentPath => {
+            let hash = lines[i].split_once(' ').map_or("", |(h, _)| h).to_string();
+            lines[i] = format!("{hash} data/../x");
+        }
+        ManifestEdit::Garbage => lines[i] = "not a manifest line".into(),
+    }
+    let new: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    if retag {
+        let tname = mname.replace("/manifest-sha256.txt", "/tagmanifest-sha256.txt");
+        let old_hash = hex::encode(Sha256::digest(text.as_bytes()));
+        let new_hash = hex::encode(Sha256::digest(new.as_bytes()));
+        let tag = String::from_utf8(contents[&tname].clone()).unwrap().replace(&old_hash, &new_hash);
+        contents.insert(tname, tag.into_bytes());
+    }
+    contents.insert(mname, new.into_bytes());
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let stored = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for e in &base.entries {
+        zip.start_file(e.name.as_str(), stored).unwrap();
+        zip.write_all(&contents[&e.name]).unwrap();
+    }
+    zip.finish().unwrap().into_inner()
+}
