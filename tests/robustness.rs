@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use cvarchive::archive::BagReader;
 use cvarchive::convert::{convert, ConvertOptions, Target};
 use cvarchive::progress::NoProgress;
-use cvarchive::verify::{inspect, verify, Report, VerifyOptions};
+use cvarchive::verify::{inspect, verify, FindingKind, Report, VerifyOptions};
 use proptest::test_runner::{Config, RngAlgorithm, RngSeed, TestCaseError, TestRunner};
 
 use mutate::{Base, Mutation};
@@ -130,7 +130,8 @@ struct Case<'a> {
 }
 
 impl Case<'_> {
-    fn run(&self, m: &Mutation) -> Result<(), TestCaseError> {
+    /// Runs every check; returns the library's verdict as an exit code.
+    fn run(&self, m: &Mutation) -> Result<i32, TestCaseError> {
         let full = verify(self.path, &VerifyOptions { threads: 1, ..VerifyOptions::default() });
         let fast = verify(self.path, &VerifyOptions { fast: true, threads: 1, ..VerifyOptions::default() });
         for report in [&full, &fast].into_iter().flatten() {
@@ -157,7 +158,7 @@ impl Case<'_> {
             check!(code == 0 || code == 2, "inspect exits {code}");
             check!(peak > 0 && peak < PEAK_RSS_LIMIT, "inspect's peak RSS was {peak} bytes");
         }
-        Ok(())
+        Ok(exit_code(&full))
     }
 
     /// Converts into a fresh folder inside a fresh folder: whatever happens, nothing may appear
@@ -185,6 +186,8 @@ fn mutated_archives_are_reported_never_crash() {
     let clean = verify(&original, &VerifyOptions::default()).unwrap();
     assert!(clean.is_clean(), "the unmutated export is intact: {:#?}", clean.findings);
 
+    mutator_is_sane(&base, &dir.path().join("sane.zip"));
+
     let seed = env_or("CVARCHIVE_FUZZ_SEED", DEFAULT_SEED);
     let config = Config {
         cases: env_or("CVARCHIVE_FUZZ_CASES", DEFAULT_CASES),
@@ -197,12 +200,38 @@ fn mutated_archives_are_reported_never_crash() {
     let mut runner = TestRunner::new(config);
     let path = dir.path().join("mutated.zip");
     let count = AtomicUsize::new(0);
+    let outcomes = std::sync::Mutex::new([0usize; 3]);
     let result = runner.run(&mutate::strategy(&base), |m| {
         std::fs::write(&path, m.apply(&base)).unwrap();
         let n = count.fetch_add(1, Ordering::Relaxed);
-        Case { base: &base, path: &path, n }.run(&m)
+        let code = Case { base: &base, path: &path, n }.run(&m)?;
+        outcomes.lock().unwrap()[code as usize] += 1;
+        Ok(())
     });
     if let Err(e) = result {
         panic!("seed {seed}: {e}");
     }
+    let [intact, findings, unreadable] = outcomes.into_inner().unwrap();
+    eprintln!("seed {seed}: {intact} intact (no-op mutations), {findings} with findings, {unreadable} unreadable");
+}
+
+/// The mutator does what it says: a shuffled directory is a no-op the oracle accepts (every entry
+/// reads back as the original), and a flipped bit in a stored image is a finding.
+fn mutator_is_sane(base: &Base, path: &Path) {
+    std::fs::write(path, Mutation::Shuffle { seed: 1 }.apply(base)).unwrap();
+    assert_ne!(std::fs::read(path).unwrap(), base.bytes, "the directory was shuffled");
+    assert!(verify(path, &VerifyOptions::default()).unwrap().is_clean());
+    assert_eq!(read_back(path).as_ref(), Some(&base.contents));
+
+    let image = base.entries.iter().position(|e| e.name.contains("/images/")).expect("an image entry");
+    let flip = Mutation::Flip {
+        region: mutate::Region::Data,
+        entry: mutate::Pick::at(image, base.entries.len()),
+        at: mutate::Pick(0),
+        bit: 0,
+    };
+    std::fs::write(path, flip.apply(base)).unwrap();
+    let report = verify(path, &VerifyOptions::default()).unwrap();
+    assert!(report.findings.iter().any(|f| f.kind == FindingKind::HashMismatch), "{:#?}", report.findings);
+    assert!(read_back(path).as_ref() != Some(&base.contents), "the oracle sees the change");
 }

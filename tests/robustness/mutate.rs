@@ -6,7 +6,6 @@ use std::io::Write;
 use std::path::Path;
 
 use proptest::prelude::*;
-use proptest::sample::Index;
 use sha2::{Digest, Sha256};
 
 const LOCAL_FIXED: usize = 30;
@@ -73,8 +72,8 @@ impl Base {
         Base { bytes, entries, cd, eocd, contents }
     }
 
-    fn entry(&self, i: &Index) -> &EntryMap {
-        i.get(&self.entries)
+    fn entry(&self, i: &Pick) -> &EntryMap {
+        &self.entries[i.of(self.entries.len())]
     }
 
     /// The central records, each as bytes, in order.
@@ -147,15 +146,38 @@ pub enum ManifestEdit {
 /// One kind of damage, with where it lands.
 #[derive(Debug, Clone)]
 pub enum Mutation {
-    Flip { region: Region, entry: Index, at: Index, bit: u8 },
-    Truncate { keep: Index },
+    Flip { region: Region, entry: Pick, at: Pick, bit: u8 },
+    Truncate { keep: Pick },
     Shuffle { seed: u64 },
-    DropEntry { entry: Index },
-    Duplicate { entry: Index, at: Index },
-    HugeSize { entry: Index, field: SizeField, value: u64 },
+    DropEntry { entry: Pick },
+    Duplicate { entry: Pick, at: Pick },
+    HugeSize { entry: Pick, field: SizeField, value: u64 },
     Zip64End { total: Option<u64>, size: Option<u64>, offset: Option<u64> },
-    Rename { entry: Index, to: Hostile },
-    Manifest { line: Index, edit: ManifestEdit, retag: bool },
+    Rename { entry: Pick, to: Hostile },
+    Manifest { line: Pick, edit: ManifestEdit, retag: bool },
+}
+
+/// A position in a collection whose length is known only when the mutation is applied: the
+/// fraction `raw / 2^64` of it (shrinks towards the first).
+#[derive(Debug, Clone, Copy)]
+pub struct Pick(pub u64);
+
+impl Pick {
+    /// The position `i` of `len`.
+    pub fn at(i: usize, len: usize) -> Pick {
+        let p = Pick((((i as u128 * 2 + 1) << 64) / (2 * len as u128)) as u64);
+        assert_eq!(p.of(len), i);
+        p
+    }
+
+    /// The position in a collection of `len` (more than 0) items.
+    pub fn of(self, len: usize) -> usize {
+        ((len as u128 * self.0 as u128) >> 64) as usize
+    }
+}
+
+fn pick() -> impl Strategy<Value = Pick> {
+    any::<u64>().prop_map(Pick)
 }
 
 fn huge() -> impl Strategy<Value = u64> {
@@ -203,15 +225,15 @@ pub fn strategy(_base: &Base) -> impl Strategy<Value = Mutation> {
     ];
     let z64 = prop_oneof![Just(None), huge().prop_map(Some)];
     prop_oneof![
-        6 => (region, any::<Index>(), any::<Index>(), 0u8..8).prop_map(|(region, entry, at, bit)| Mutation::Flip { region, entry, at, bit }),
-        2 => any::<Index>().prop_map(|keep| Mutation::Truncate { keep }),
+        6 => (region, pick(), pick(), 0u8..8).prop_map(|(region, entry, at, bit)| Mutation::Flip { region, entry, at, bit }),
+        2 => pick().prop_map(|keep| Mutation::Truncate { keep }),
         1 => any::<u64>().prop_map(|seed| Mutation::Shuffle { seed }),
-        1 => any::<Index>().prop_map(|entry| Mutation::DropEntry { entry }),
-        1 => (any::<Index>(), any::<Index>()).prop_map(|(entry, at)| Mutation::Duplicate { entry, at }),
-        3 => (any::<Index>(), field, huge()).prop_map(|(entry, field, value)| Mutation::HugeSize { entry, field, value }),
+        1 => pick().prop_map(|entry| Mutation::DropEntry { entry }),
+        1 => (pick(), pick()).prop_map(|(entry, at)| Mutation::Duplicate { entry, at }),
+        3 => (pick(), field, huge()).prop_map(|(entry, field, value)| Mutation::HugeSize { entry, field, value }),
         1 => (z64.clone(), z64.clone(), z64).prop_map(|(total, size, offset)| Mutation::Zip64End { total, size, offset }),
-        2 => (any::<Index>(), hostile).prop_map(|(entry, to)| Mutation::Rename { entry, to }),
-        2 => (any::<Index>(), edit, any::<bool>()).prop_map(|(line, edit, retag)| Mutation::Manifest { line, edit, retag }),
+        2 => (pick(), hostile).prop_map(|(entry, to)| Mutation::Rename { entry, to }),
+        2 => (pick(), edit, any::<bool>()).prop_map(|(line, edit, retag)| Mutation::Manifest { line, edit, retag }),
     ]
 }
 
@@ -243,11 +265,11 @@ impl Mutation {
                     Region::End => (base.eocd, EOCD_LEN),
                     Region::Anywhere => (0, b.len()),
                 };
-                b[start + at.index(len)] ^= 1 << bit;
+                b[start + at.of(len)] ^= 1 << bit;
                 b
             }
             Mutation::Truncate { keep } => {
-                b.truncate(keep.index(b.len()));
+                b.truncate(keep.of(b.len()));
                 b
             }
             Mutation::Shuffle { seed } => {
@@ -261,13 +283,13 @@ impl Mutation {
             }
             Mutation::DropEntry { entry } => {
                 let mut records = base.records();
-                records.remove(entry.index(records.len()));
+                records.remove(entry.of(records.len()));
                 base.with_records(&records)
             }
             Mutation::Duplicate { entry, at } => {
                 let mut records = base.records();
-                let copy = records[entry.index(records.len())].clone();
-                records.insert(at.index(records.len() + 1), copy);
+                let copy = records[entry.of(records.len())].clone();
+                records.insert(at.of(records.len() + 1), copy);
                 base.with_records(&records)
             }
             Mutation::HugeSize { entry, field, value } => huge_size(base, base.entry(entry), *field, *value),
@@ -352,12 +374,12 @@ fn hostile_name(name: &str, to: Hostile) -> Vec<u8> {
 
 /// The archive rewritten (every entry stored, in the original order) with one manifest line
 /// changed, and with the tag manifest's line for the manifest recomputed when `retag`.
-fn manifest(base: &Base, line: &Index, edit: ManifestEdit, retag: bool) -> Vec<u8> {
+fn manifest(base: &Base, line: &Pick, edit: ManifestEdit, retag: bool) -> Vec<u8> {
     let mut contents = base.contents.clone();
     let (mname, text) = contents.iter().find(|(n, _)| n.ends_with("/manifest-sha256.txt")).unwrap();
     let (mname, text) = (mname.clone(), String::from_utf8(text.clone()).unwrap());
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
-    let i = line.index(lines.len());
+    let i = line.of(lines.len());
     match edit {
         ManifestEdit::Hash => {
             let c = if lines[i].starts_with('0') { "1" } else { "0" };
