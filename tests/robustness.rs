@@ -36,7 +36,7 @@ use proptest::test_runner::{Config, RngAlgorithm, RngSeed, TestCaseError, TestRu
 use mutate::{Base, Mutation};
 
 /// Cases in the default run (about 20 s in a debug build on two cores).
-const DEFAULT_CASES: u32 = 400;
+const DEFAULT_CASES: u32 = 300;
 /// The default seed (the issue's number).
 const DEFAULT_SEED: u64 = 14;
 /// Every this many cases, the CLI binary verifies the mutated archive in a child process.
@@ -45,6 +45,11 @@ const CLI_EVERY: usize = 16;
 const CONVERT_EVERY: usize = 10;
 /// The most a child process may hold at once on any of these archives.
 const PEAK_RSS_LIMIT: u64 = 256 << 20;
+/// Whether the default run includes bombs: deflated files of millions of invalid lines (a
+/// manifest, an `images.jsonl`), checked through the CLI's peak RSS only. Off until issue 14
+/// item 1 (bounded memory on every reader) lands: today `verify` keeps one finding per bad line
+/// and goes far past [`PEAK_RSS_LIMIT`]. `CVARCHIVE_FUZZ_BOMBS=1` turns them on.
+const BOMBS_IN_DEFAULT_RUN: bool = false;
 /// Largest entry read back when checking an "intact" verdict.
 const READ_BACK_LIMIT: u64 = 64 << 20;
 
@@ -132,6 +137,9 @@ struct Case<'a> {
 impl Case<'_> {
     /// Runs every check; returns the library's verdict as an exit code.
     fn run(&self, m: &Mutation) -> Result<i32, TestCaseError> {
+        if let Mutation::Bomb { .. } = m {
+            return self.bomb();
+        }
         let full = verify(self.path, &VerifyOptions { threads: 1, ..VerifyOptions::default() });
         let fast = verify(self.path, &VerifyOptions { fast: true, threads: 1, ..VerifyOptions::default() });
         for report in [&full, &fast].into_iter().flatten() {
@@ -159,6 +167,21 @@ impl Case<'_> {
             check!(peak > 0 && peak < PEAK_RSS_LIMIT, "inspect's peak RSS was {peak} bytes");
         }
         Ok(exit_code(&full))
+    }
+
+    /// A bomb, through the CLI only (in process it would take this test's memory): every command
+    /// ends with findings or an error, in bounded memory.
+    fn bomb(&self) -> Result<i32, TestCaseError> {
+        let out = tempfile::tempdir().unwrap();
+        let archive = self.path.to_str().unwrap();
+        let convert = ["convert", archive, "--to", "coco", "--out", out.path().to_str().unwrap()];
+        for args in [&["verify", "--fast", archive][..], &["verify", archive], &["inspect", archive], &convert] {
+            let (code, peak) = run_measured(args);
+            check!((0..=2).contains(&code), "{args:?} exits {code}");
+            check!(args[0] != "verify" || code != 0, "{args:?} says intact");
+            check!(peak > 0 && peak < PEAK_RSS_LIMIT, "{args:?}: peak RSS {} MiB", peak >> 20);
+        }
+        Ok(1)
     }
 
     /// Converts into a fresh folder inside a fresh folder: whatever happens, nothing may appear
@@ -201,7 +224,8 @@ fn mutated_archives_are_reported_never_crash() {
     let path = dir.path().join("mutated.zip");
     let count = AtomicUsize::new(0);
     let outcomes = std::sync::Mutex::new([0usize; 3]);
-    let result = runner.run(&mutate::strategy(&base), |m| {
+    let bombs = BOMBS_IN_DEFAULT_RUN || env_or("CVARCHIVE_FUZZ_BOMBS", 0u8) == 1;
+    let result = runner.run(&mutate::strategy(bombs), |m| {
         std::fs::write(&path, m.apply(&base)).unwrap();
         let n = count.fetch_add(1, Ordering::Relaxed);
         let code = Case { base: &base, path: &path, n }.run(&m)?;

@@ -155,6 +155,15 @@ pub enum Mutation {
     Zip64End { total: Option<u64>, size: Option<u64>, offset: Option<u64> },
     Rename { entry: Pick, to: Hostile },
     Manifest { line: Pick, edit: ManifestEdit, retag: bool },
+    /// Not in the default run (see `BOMBS_IN_DEFAULT_RUN`): checked through the CLI only.
+    Bomb { file: BombFile },
+}
+
+/// Which file a bomb inflates.
+#[derive(Debug, Clone, Copy)]
+pub enum BombFile {
+    Manifest,
+    ImagesJsonl,
 }
 
 /// A position in a collection whose length is known only when the mutation is applied: the
@@ -193,8 +202,8 @@ fn huge() -> impl Strategy<Value = u64> {
     ]
 }
 
-/// Every mutation, weighted towards the cheap and common.
-pub fn strategy(_base: &Base) -> impl Strategy<Value = Mutation> {
+/// Every mutation, weighted towards the cheap and common; bombs only `with_bombs`.
+pub fn strategy(with_bombs: bool) -> BoxedStrategy<Mutation> {
     let region = prop_oneof![
         Just(Region::LocalHeader),
         Just(Region::Central),
@@ -224,7 +233,7 @@ pub fn strategy(_base: &Base) -> impl Strategy<Value = Mutation> {
         Just(ManifestEdit::Garbage),
     ];
     let z64 = prop_oneof![Just(None), huge().prop_map(Some)];
-    prop_oneof![
+    let mutations = prop_oneof![
         6 => (region, pick(), pick(), 0u8..8).prop_map(|(region, entry, at, bit)| Mutation::Flip { region, entry, at, bit }),
         2 => pick().prop_map(|keep| Mutation::Truncate { keep }),
         1 => any::<u64>().prop_map(|seed| Mutation::Shuffle { seed }),
@@ -235,6 +244,13 @@ pub fn strategy(_base: &Base) -> impl Strategy<Value = Mutation> {
         2 => (pick(), hostile).prop_map(|(entry, to)| Mutation::Rename { entry, to }),
         2 => (pick(), edit, any::<bool>()).prop_map(|(line, edit, retag)| Mutation::Manifest { line, edit, retag }),
     ]
+    .boxed();
+    if !with_bombs {
+        return mutations;
+    }
+    let bombs = prop_oneof![Just(BombFile::Manifest), Just(BombFile::ImagesJsonl)].prop_map(|file| Mutation::Bomb { file });
+    // The other mutations' weights add up to 19: bombs in about one case of ten.
+    prop_oneof![19 => mutations, 2 => bombs].boxed()
 }
 
 impl Mutation {
@@ -248,6 +264,7 @@ impl Mutation {
                 | Mutation::Duplicate { .. }
                 | Mutation::Rename { .. }
                 | Mutation::Manifest { .. }
+                | Mutation::Bomb { .. }
         )
     }
 
@@ -302,6 +319,7 @@ impl Mutation {
                 b
             }
             Mutation::Manifest { line, edit, retag } => manifest(base, line, *edit, *retag),
+            Mutation::Bomb { file } => bomb(base, *file),
         }
     }
 }
@@ -404,10 +422,43 @@ fn manifest(base: &Base, line: &Pick, edit: ManifestEdit, retag: bool) -> Vec<u8
         contents.insert(tname, tag.into_bytes());
     }
     contents.insert(mname, new.into_bytes());
+    rezip(base, &contents, |_| zip::CompressionMethod::Stored)
+}
+
+/// Lines in a bomb: about 120 MB inflated from a few hundred KB.
+const BOMB_LINES: usize = 2_000_000;
+
+/// The archive rewritten with `BOMB_LINES` invalid lines appended to `file` (deflated).
+fn bomb(base: &Base, file: BombFile) -> Vec<u8> {
+    let suffix = match file {
+        BombFile::Manifest => "/manifest-sha256.txt",
+        BombFile::ImagesJsonl => "/images.jsonl",
+    };
+    let mut contents = base.contents.clone();
+    let (name, bytes) = contents.iter_mut().find(|(n, _)| n.ends_with(suffix)).unwrap();
+    let name = name.clone();
+    for i in 0..BOMB_LINES {
+        bytes.extend_from_slice(format!("{i:0>60} not a valid line\n").as_bytes());
+    }
+    rezip(base, &contents, |n| {
+        if n == name {
+            zip::CompressionMethod::Deflated
+        } else {
+            zip::CompressionMethod::Stored
+        }
+    })
+}
+
+/// `contents` zipped anew in the original's entry order, each entry compressed as `method` says.
+fn rezip(
+    base: &Base,
+    contents: &BTreeMap<String, Vec<u8>>,
+    method: impl Fn(&str) -> zip::CompressionMethod,
+) -> Vec<u8> {
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let stored = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     for e in &base.entries {
-        zip.start_file(e.name.as_str(), stored).unwrap();
+        let opts = zip::write::SimpleFileOptions::default().compression_method(method(&e.name));
+        zip.start_file(e.name.as_str(), opts.large_file(contents[&e.name].len() >= u32::MAX as usize)).unwrap();
         zip.write_all(&contents[&e.name]).unwrap();
     }
     zip.finish().unwrap().into_inner()
