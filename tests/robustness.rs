@@ -193,8 +193,11 @@ impl Case<'_> {
             let _ = std::fs::remove_dir_all(&out);
             let opts = ConvertOptions { to, out: out.clone(), projects: Vec::new() };
             let _ = convert(self.path, &opts, &NoProgress);
-            let beside: Vec<_> =
-                std::fs::read_dir(outer.path()).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n != "out").collect();
+            let beside: Vec<_> = std::fs::read_dir(outer.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .filter(|n| n != "out")
+                .collect();
             check!(beside.is_empty(), "convert --to {to:?} wrote outside its folder: {beside:?}");
         }
         Ok(())

@@ -34,7 +34,9 @@ pub struct EntryMap {
 
 /// The original archive: its bytes, its structure, and every entry's content.
 pub struct Base {
+    /// The whole file.
     pub bytes: Vec<u8>,
+    /// Every entry, in directory order.
     pub entries: Vec<EntryMap>,
     /// Offset of the central directory.
     pub cd: usize,
@@ -58,8 +60,9 @@ impl Base {
         while at < eocd {
             assert_eq!(&bytes[at..at + 4], b"PK\x01\x02");
             let len = CENTRAL_FIXED + u16_at(&bytes, at + 28) + u16_at(&bytes, at + 30) + u16_at(&bytes, at + 32);
-            let name = String::from_utf8(bytes[at + CENTRAL_FIXED..at + CENTRAL_FIXED + u16_at(&bytes, at + 28)].to_vec())
-                .unwrap();
+            let name =
+                String::from_utf8(bytes[at + CENTRAL_FIXED..at + CENTRAL_FIXED + u16_at(&bytes, at + 28)].to_vec())
+                    .unwrap();
             let e = &reader.entries()[entries.len()];
             assert_eq!(e.name, name);
             let local = e.header_offset as usize;
@@ -146,14 +149,23 @@ pub enum ManifestEdit {
 /// One kind of damage, with where it lands.
 #[derive(Debug, Clone)]
 pub enum Mutation {
+    /// One bit flipped in a region (the entry picks the local header or data, where that matters).
     Flip { region: Region, entry: Pick, at: Pick, bit: u8 },
+    /// The file cut short.
     Truncate { keep: Pick },
+    /// The central-directory records in another order.
     Shuffle { seed: u64 },
+    /// One central-directory record removed.
     DropEntry { entry: Pick },
+    /// One central-directory record repeated.
     Duplicate { entry: Pick, at: Pick },
+    /// A declared size replaced.
     HugeSize { entry: Pick, field: SizeField, value: u64 },
+    /// The end record in ZIP64 form, its fields true (`None`) or lies.
     Zip64End { total: Option<u64>, size: Option<u64>, offset: Option<u64> },
+    /// An entry renamed in both headers.
     Rename { entry: Pick, to: Hostile },
+    /// A manifest line changed.
     Manifest { line: Pick, edit: ManifestEdit, retag: bool },
     /// Not in the default run (see `BOMBS_IN_DEFAULT_RUN`): checked through the CLI only.
     Bomb { file: BombFile },
@@ -248,7 +260,8 @@ pub fn strategy(with_bombs: bool) -> BoxedStrategy<Mutation> {
     if !with_bombs {
         return mutations;
     }
-    let bombs = prop_oneof![Just(BombFile::Manifest), Just(BombFile::ImagesJsonl)].prop_map(|file| Mutation::Bomb { file });
+    let bombs =
+        prop_oneof![Just(BombFile::Manifest), Just(BombFile::ImagesJsonl)].prop_map(|file| Mutation::Bomb { file });
     // The other mutations' weights add up to 19: bombs in about one case of ten.
     prop_oneof![19 => mutations, 2 => bombs].boxed()
 }
@@ -440,13 +453,17 @@ fn bomb(base: &Base, file: BombFile) -> Vec<u8> {
     for i in 0..BOMB_LINES {
         bytes.extend_from_slice(format!("{i:0>60} not a valid line\n").as_bytes());
     }
-    rezip(base, &contents, |n| {
-        if n == name {
-            zip::CompressionMethod::Deflated
-        } else {
-            zip::CompressionMethod::Stored
-        }
-    })
+    rezip(
+        base,
+        &contents,
+        |n| {
+            if n == name {
+                zip::CompressionMethod::Deflated
+            } else {
+                zip::CompressionMethod::Stored
+            }
+        },
+    )
 }
 
 /// `contents` zipped anew in the original's entry order, each entry compressed as `method` says.
