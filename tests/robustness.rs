@@ -214,6 +214,17 @@ fn mutated_archives_are_reported_never_crash() {
 
     mutator_is_sane(&base, &dir.path().join("sane.zip"));
 
+    // The cases this test found, pinned so they hold whatever the seed: a ZIP64 size of 2^64 - 1
+    // overflowed verify's overlap check and its payload byte sum (a panic in debug builds).
+    let pinned = dir.path().join("pinned.zip");
+    for value in [u64::MAX, u64::MAX - 1] {
+        let entry = mutate::Pick::at(base.entries.len() / 2, base.entries.len());
+        let m = Mutation::HugeSize { entry, field: mutate::SizeField::Zip64Extra, value };
+        std::fs::write(&pinned, m.apply(&base)).unwrap();
+        let code = Case { base: &base, path: &pinned, n: 0 }.run(&m).unwrap_or_else(|e| panic!("{m:?}: {e}"));
+        assert_eq!(code, 1, "{m:?} is a finding");
+    }
+
     let seed = env_or("CVARCHIVE_FUZZ_SEED", DEFAULT_SEED);
     let config = Config {
         cases: env_or("CVARCHIVE_FUZZ_CASES", DEFAULT_CASES),
