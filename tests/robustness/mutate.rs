@@ -75,8 +75,23 @@ impl Base {
         Base { bytes, entries, cd, eocd, contents }
     }
 
+    /// The entry a pick names, counting in name order, so a case picks the same entry however
+    /// the export ordered them.
+    fn pick(&self, i: &Pick) -> usize {
+        let mut by_name: Vec<usize> = (0..self.entries.len()).collect();
+        by_name.sort_by(|&a, &b| self.entries[a].name.cmp(&self.entries[b].name));
+        by_name[i.of(by_name.len())]
+    }
+
+    /// The pick that names the first entry whose name ends with `suffix`.
+    pub fn pick_for(&self, suffix: &str) -> Pick {
+        let mut names: Vec<&str> = self.entries.iter().map(|e| e.name.as_str()).collect();
+        names.sort();
+        Pick::at(names.iter().position(|n| n.ends_with(suffix)).expect("such an entry"), names.len())
+    }
+
     fn entry(&self, i: &Pick) -> &EntryMap {
-        &self.entries[i.of(self.entries.len())]
+        &self.entries[self.pick(i)]
     }
 
     /// The central records, each as bytes, in order.
@@ -313,12 +328,12 @@ impl Mutation {
             }
             Mutation::DropEntry { entry } => {
                 let mut records = base.records();
-                records.remove(entry.of(records.len()));
+                records.remove(base.pick(entry));
                 base.with_records(&records)
             }
             Mutation::Duplicate { entry, at } => {
                 let mut records = base.records();
-                let copy = records[entry.of(records.len())].clone();
+                let copy = records[base.pick(entry)].clone();
                 records.insert(at.of(records.len() + 1), copy);
                 base.with_records(&records)
             }
@@ -351,12 +366,21 @@ fn huge_size(base: &Base, e: &EntryMap, field: SizeField, value: u64) -> Vec<u8>
             let r = &mut records[i];
             r[20..28].copy_from_slice(&[0xFF; 8]);
             let (nlen, xlen) = (u16_at(r, 28), u16_at(r, 30));
-            let mut extra = vec![1, 0, 16, 0];
-            extra.extend_from_slice(&value.to_le_bytes());
-            extra.extend_from_slice(&value.to_le_bytes());
-            let at = CENTRAL_FIXED + nlen + xlen;
-            r.splice(at..at, extra);
-            r[30..32].copy_from_slice(&((xlen + 20) as u16).to_le_bytes());
+            let mut sizes = value.to_le_bytes().to_vec();
+            sizes.extend_from_slice(&value.to_le_bytes());
+            // Our writer gives streamed entries a ZIP64 field already: replace its sizes, since a
+            // second one would be dead space to a reader that takes the first.
+            let mut at = CENTRAL_FIXED + nlen;
+            while at + 4 <= CENTRAL_FIXED + nlen + xlen && !(u16_at(r, at) == 1 && u16_at(r, at + 2) >= 16) {
+                at += 4 + u16_at(r, at + 2);
+            }
+            if at + 20 <= CENTRAL_FIXED + nlen + xlen {
+                r[at + 4..at + 20].copy_from_slice(&sizes);
+            } else {
+                let at = CENTRAL_FIXED + nlen + xlen;
+                r.splice(at..at, [1, 0, 16, 0].into_iter().chain(sizes));
+                r[30..32].copy_from_slice(&((xlen + 20) as u16).to_le_bytes());
+            }
             return base.with_records(&records);
         }
     }
