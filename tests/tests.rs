@@ -16,6 +16,7 @@ mod iterations;
 mod listing;
 mod pagecode;
 mod restore;
+mod robustness;
 mod resume;
 mod sidefiles;
 mod silent;

@@ -116,7 +116,8 @@ pub fn inspect(path: &Path) -> Result<Summary, Error> {
             continue;
         };
         s.payload_files += 1;
-        s.payload_bytes += e.size;
+        // Declared sizes are untrusted: saturate rather than overflow.
+        s.payload_bytes = s.payload_bytes.saturating_add(e.size);
         let parts: Vec<&str> = rel.split('/').collect();
         if parts.len() < 3 || parts[0] != "projects" {
             continue;
@@ -127,17 +128,17 @@ pub fn inspect(path: &Path) -> Result<Summary, Error> {
         match (parts[2], parts.len()) {
             ("images", 4) => {
                 p.image_files += 1;
-                p.image_bytes += e.size;
+                p.image_bytes = p.image_bytes.saturating_add(e.size);
             }
             ("predictions", 4) => {
                 p.predictions += 1;
-                p.prediction_bytes += e.size;
+                p.prediction_bytes = p.prediction_bytes.saturating_add(e.size);
             }
             ("iterations", n) if n >= 5 => {
                 iterations.entry(parts[1].to_string()).or_default().insert(parts[3].to_string());
                 if parts[4] == "models" && n == 6 {
                     p.model_exports += 1;
-                    p.model_bytes += e.size;
+                    p.model_bytes = p.model_bytes.saturating_add(e.size);
                 }
             }
             _ => {}

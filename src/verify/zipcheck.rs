@@ -45,7 +45,11 @@ pub(super) fn check<'a>(reader: &'a BagReader, findings: &mut Vec<Finding>) -> O
     by_offset.sort_by_key(|e| e.header_offset);
     for pair in by_offset.windows(2) {
         let (a, b) = (pair[0], pair[1]);
-        let a_min_end = a.header_offset + LOCAL_HEADER_LEN + a.raw_name.len() as u64 + a.compressed_size;
+        // Declared sizes are untrusted: a huge one must not overflow (and so hide an overlap).
+        let a_min_end = a
+            .header_offset
+            .saturating_add(LOCAL_HEADER_LEN + a.raw_name.len() as u64)
+            .saturating_add(a.compressed_size);
         if b.header_offset < a_min_end {
             findings.push(
                 Finding::new(FindingKind::OverlappingEntries, name_of(&b.name))
