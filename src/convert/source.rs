@@ -1,24 +1,19 @@
 //! An archive as a source of projects, tags and images for convert and restore: every entry is
-//! read under a size limit and checked against `manifest-sha256.txt` as it is read, so nothing
-//! unlisted or altered is ever used.
+//! read under the limits of [`crate::archive::data`] and checked against `manifest-sha256.txt`
+//! as it is read, so nothing unlisted or altered is ever used. The manifest and the listings are
+//! streamed; only lines naming a real entry are kept, so memory follows the archive's entries.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::Error;
-use crate::api::model::{Image, Project, Tag};
-use crate::archive::{bagit, layout, BagReader};
-
-/// The largest manifest read (about three million lines).
-const MAX_MANIFEST_BYTES: u64 = 512 << 20;
-/// The largest JSON or JSONL payload file read.
-const MAX_JSON_BYTES: u64 = 1 << 30;
-/// The largest image read (the service takes 6 MB; older images may be larger).
-pub const MAX_IMAGE_BYTES: u64 = 64 << 20;
+use crate::api::model::{Project, Tag};
+pub use crate::archive::data::{ArchivedImage, MAX_IMAGE_BYTES};
+use crate::archive::data::{self, bound_file_problem, ListingKind, MAX_JSON_BYTES, MAX_LISTING_BYTES};
+use crate::archive::{layout, BagReader};
 
 /// An opened archive and its manifest.
 #[derive(Debug)]
@@ -39,59 +34,30 @@ pub struct ArchivedProject {
     pub images: Vec<ArchivedImage>,
 }
 
-/// One line of `images.jsonl`: the service's image record and where its bytes are.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ArchivedImage {
-    /// The path of the bytes below `data/`.
-    pub file: String,
-    /// Their SHA-256, lowercase hex.
-    pub sha256: String,
-    /// Their size in bytes.
-    #[serde(default)]
-    pub size: u64,
-    /// Whether the workspace held the image when exported; `None` in archives written before
-    /// this was recorded, which listed the workspace alone (see [`ArchivedImage::in_workspace`]).
-    #[serde(default)]
-    pub workspace: Option<bool>,
-    /// The trained iterations holding a copy; `None` (unknown, not none) in archives written
-    /// before this was recorded.
-    #[serde(default)]
-    pub iterations: Option<Vec<Uuid>>,
-    /// The image record (tags, regions, metadata, size).
-    #[serde(flatten)]
-    pub image: Image,
-}
-
-impl ArchivedImage {
-    /// Whether the workspace held the image: an older archive's images all came from the
-    /// workspace listing.
-    pub fn in_workspace(&self) -> bool {
-        self.workspace.unwrap_or(true)
-    }
-}
-
 impl Source {
-    /// Opens an archive and reads its manifest.
+    /// Opens an archive and reads its manifest (streamed; lines naming no entry are not kept).
     pub fn open(path: &Path) -> Result<Source, Error> {
         let reader = BagReader::open(path).map_err(|source| Error::Archive { source })?;
         let entry = reader.bag_entry("manifest-sha256.txt").ok_or_else(|| Error::NoManifest(path.to_path_buf()))?;
-        let bytes = reader
-            .read_entry(entry, MAX_MANIFEST_BYTES)
-            .map_err(|problem| Error::Entry { entry: "manifest-sha256.txt".into(), problem: problem.to_string() })?;
-        let manifest_sha256 = hex::encode(Sha256::digest(&bytes));
-        let text = String::from_utf8(bytes)
-            .map_err(|_| Error::Entry { entry: "manifest-sha256.txt".into(), problem: "not UTF-8".into() })?;
         let mut manifest = HashMap::new();
-        for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            let (sha, path) = bagit::parse_manifest_line(line).map_err(|why| Error::Entry {
-                entry: "manifest-sha256.txt".into(),
-                problem: format!("line {}: {why}", n + 1),
-            })?;
-            if let Some(rel) = path.strip_prefix("data/") {
-                manifest.insert(rel.to_owned(), sha);
+        let mut bad = None;
+        let sha = data::read_manifest(&reader, entry, |number, line| match line {
+            Err(why) => {
+                bad.get_or_insert(format!("line {number}: {why}"));
             }
+            Ok((sha, path)) => {
+                if reader.bag_entry(&path).is_some() {
+                    if let Some(rel) = path.strip_prefix("data/") {
+                        manifest.insert(rel.to_owned(), sha);
+                    }
+                }
+            }
+        })
+        .map_err(|problem| Error::Entry { entry: "manifest-sha256.txt".into(), problem: problem.to_string() })?;
+        if let Some(problem) = bad {
+            return Err(Error::Entry { entry: "manifest-sha256.txt".into(), problem });
         }
-        Ok(Source { reader, manifest, manifest_sha256 })
+        Ok(Source { reader, manifest, manifest_sha256: hex::encode(sha) })
     }
 
     /// The archive file.
@@ -181,24 +147,66 @@ impl Source {
         Ok(if only.is_empty() { all } else { all.into_iter().filter(|id| only.contains(id)).collect() })
     }
 
-    /// Reads one project's record, tags and image list.
+    /// Reads one project's record, tags and image list. `images.jsonl` is streamed and checked
+    /// against the manifest as it is read: each line must name its own file (the path follows
+    /// from its id), present and listed once, and the lines held stay under [`MAX_LISTING_BYTES`].
     pub fn project(&self, id: Uuid) -> Result<ArchivedProject, Error> {
         let project: Project = self.json(&layout::project_json(id))?;
         let tags: Vec<Tag> = self.json(&layout::tags_json(id))?;
-        let rel = layout::images_jsonl(id);
-        let bytes = self.read(&rel, MAX_JSON_BYTES)?;
-        let mut images = Vec::new();
-        for (n, line) in bytes.split(|b| *b == b'\n').enumerate().filter(|(_, l)| !l.is_empty()) {
-            let image: ArchivedImage = serde_json::from_slice(line)
-                .map_err(|e| Error::Json { entry: format!("data/{rel}"), detail: format!("line {}: {e}", n + 1) })?;
-            if let Some(reason) = layout::unsafe_path_reason(&image.file) {
-                return Err(Error::Json {
-                    entry: format!("data/{rel}"),
-                    detail: format!("line {}: file {:?}: {reason}", n + 1, image.file),
-                });
-            }
-            images.push(image);
-        }
+        let images = self.images(id)?;
         Ok(ArchivedProject { project, tags, images })
+    }
+
+    fn images(&self, id: Uuid) -> Result<Vec<ArchivedImage>, Error> {
+        let rel = layout::images_jsonl(id);
+        let entry_name = format!("data/{rel}");
+        let expected = self.manifest.get(&rel).ok_or_else(|| Error::NotInManifest(entry_name.clone()))?;
+        let entry = self
+            .reader
+            .bag_entry(&entry_name)
+            .ok_or_else(|| Error::Entry { entry: entry_name.clone(), problem: "listed but absent".into() })?;
+        let fail = |detail: String| Error::Json { entry: entry_name.clone(), detail };
+        let project = id.to_string();
+        let mut images = Vec::new();
+        let mut files = HashSet::new();
+        let mut held = 0u64;
+        let mut first_error = None;
+        let actual = data::for_each_line(&self.reader, entry, |n, line| {
+            if first_error.is_some() {
+                return;
+            }
+            let parsed = line.and_then(|line| {
+                held += line.len() as u64;
+                if held > MAX_LISTING_BYTES {
+                    return Err(format!("the listing holds more than {MAX_LISTING_BYTES} bytes of lines"));
+                }
+                let image: ArchivedImage = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+                if let Some(reason) = layout::unsafe_path_reason(&image.file) {
+                    return Err(format!("file {:?}: {reason}", image.file));
+                }
+                if let Some(why) = bound_file_problem(ListingKind::Images, &project, image.image.id, &image.file) {
+                    return Err(why);
+                }
+                if !self.manifest.contains_key(&image.file) {
+                    return Err(format!("file {:?} is not in the archive's manifest", image.file));
+                }
+                if !files.insert(image.file.clone()) {
+                    return Err(format!("file {:?} is listed again", image.file));
+                }
+                Ok(image)
+            });
+            match parsed {
+                Ok(image) => images.push(image),
+                Err(why) => first_error = Some(fail(format!("line {n}: {why}"))),
+            }
+        })
+        .map_err(|problem| Error::Entry { entry: entry_name.clone(), problem: problem.to_string() })?;
+        if &actual != expected {
+            return Err(Error::Digest { entry: entry_name, expected: hex::encode(expected), actual: hex::encode(actual) });
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(images),
+        }
     }
 }

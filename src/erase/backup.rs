@@ -2,7 +2,7 @@
 //! whole for the receipt, and indexed by id so the plan can be checked against it item by item.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -11,13 +11,10 @@ use uuid::Uuid;
 
 use super::plan::Plan;
 use super::Error;
+use crate::archive::data::{self, bound_file_problem, ListedFile, ListingKind, MAX_JSON_BYTES};
 use crate::archive::{layout, BagReader};
 use crate::verify::{verify, VerifyOptions};
 
-/// The largest `tags.json` / `iterations.json` / `account.json` read into memory.
-const MAX_JSON: u64 = 256 << 20;
-/// The longest JSONL line accepted.
-const MAX_LINE: u64 = 16 << 20;
 
 /// A verified backup, indexed.
 #[derive(Debug, Clone)]
@@ -81,13 +78,6 @@ impl std::fmt::Display for Lacking {
 #[derive(Deserialize)]
 struct WithId {
     id: Uuid,
-}
-
-#[derive(Deserialize)]
-struct Listed {
-    id: Uuid,
-    file: Option<String>,
-    sha256: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -191,46 +181,50 @@ fn index_project(reader: &BagReader, id: Uuid) -> Result<BackupProject, Error> {
         })?;
         set.extend(items.into_iter().map(|i| i.id));
     }
-    held.images = listed(reader, &layout::images_jsonl(id))?;
-    held.predictions = listed(reader, &layout::predictions_jsonl(id))?;
+    held.images = listed(reader, id, ListingKind::Images)?;
+    held.predictions = listed(reader, id, ListingKind::Predictions)?;
     Ok(held)
 }
 
-/// The ids of a listing whose lines name a file that is in the archive, with its hash.
-fn listed(reader: &BagReader, path: &str) -> Result<HashSet<Uuid>, Error> {
+/// The ids of a listing whose lines name their own file (the path follows from the id, as
+/// verify checks), present in the archive, with a hash; a file listed twice counts once.
+fn listed(reader: &BagReader, project: Uuid, kind: ListingKind) -> Result<HashSet<Uuid>, Error> {
+    let path = format!("projects/{project}/{}", kind.listing_name());
     let bad = |detail: String| Error::BackupUnreadable { path: reader.path().to_path_buf(), detail };
     let mut ids = HashSet::new();
+    let mut files = HashSet::new();
     let Some(entry) = reader.bag_entry(&format!("data/{path}")) else { return Ok(ids) };
-    let stream = reader.open_entry(entry).map_err(|e| bad(format!("{path}: {e}")))?;
-    let mut lines = BufReader::new(stream);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        let n = (&mut lines).take(MAX_LINE).read_until(b'\n', &mut buf).map_err(|e| bad(format!("{path}: {e}")))?;
-        if n == 0 {
-            break;
+    let mut failure = None;
+    let folder = project.to_string();
+    data::for_each_line(reader, entry, |number, line| {
+        if failure.is_some() {
+            return;
         }
-        if n as u64 == MAX_LINE && buf.last() != Some(&b'\n') {
-            return Err(bad(format!("{path}: a line longer than {MAX_LINE} bytes")));
-        }
-        if buf.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let line: Listed = serde_json::from_slice(&buf).map_err(|e| bad(format!("{path}: {e}")))?;
+        let parsed = line.and_then(|l| serde_json::from_slice::<ListedFile>(l).map_err(|e| e.to_string()));
+        let line = match parsed {
+            Ok(line) => line,
+            Err(why) => return failure = Some(bad(format!("{path} line {number}: {why}"))),
+        };
         let hashed = line.sha256.is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
-        let present = line.file.is_some_and(|f| reader.bag_entry(&format!("data/{f}")).is_some());
-        if hashed && present {
-            ids.insert(line.id);
+        let (Some(id), Some(file)) = (line.id, line.file) else { return };
+        let own = bound_file_problem(kind, &folder, id, &file).is_none();
+        let present = own && reader.bag_entry(&format!("data/{file}")).is_some();
+        if hashed && present && files.insert(file) {
+            ids.insert(id);
         }
+    })
+    .map_err(|e| bad(format!("{path}: {e}")))?;
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(ids),
     }
-    Ok(ids)
 }
 
 fn read(reader: &BagReader, path: &str) -> Result<Vec<u8>, Error> {
     let bad = |detail: String| Error::BackupUnreadable { path: reader.path().to_path_buf(), detail };
     let entry =
         reader.bag_entry(&format!("data/{path}")).ok_or_else(|| bad(format!("{path} is not in the archive")))?;
-    reader.read_entry(entry, MAX_JSON).map_err(|e| bad(format!("{path}: {e}")))
+    reader.read_entry(entry, MAX_JSON_BYTES).map_err(|e| bad(format!("{path}: {e}")))
 }
 
 /// The SHA-256 of a whole file, hex.

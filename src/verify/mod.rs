@@ -8,13 +8,12 @@
 
 mod finding;
 pub mod inspect;
-mod lines;
 mod listing;
 mod payload;
 mod tags;
 mod zipcheck;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -23,7 +22,8 @@ use serde::Serialize;
 use crate::archive::{self, BagReader, Entry, PayloadOxum};
 use crate::progress::{NoProgress, Progress};
 
-pub use finding::{Finding, FindingKind};
+use finding::Findings;
+pub use finding::{Finding, FindingKind, Omitted};
 pub use inspect::{inspect, ProjectSummary, Summary};
 
 /// Why an archive could not be verified at all (it is not readable as a zip).
@@ -74,14 +74,23 @@ pub struct Report {
     pub payload_bytes: u64,
     /// Uncompressed bytes re-hashed (0 in fast mode).
     pub bytes_hashed: u64,
-    /// Every problem found, in the order checks ran.
+    /// The problems found, in the order checks ran: the first
+    /// [`MAX_FINDINGS_PER_KIND`](crate::archive::data::MAX_FINDINGS_PER_KIND) of each kind.
     pub findings: Vec<Finding>,
+    /// Per kind, how many more findings there were than `findings` keeps.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub omitted: Vec<Omitted>,
 }
 
 impl Report {
     /// No findings.
     pub fn is_clean(&self) -> bool {
-        self.findings.is_empty()
+        self.findings.is_empty() && self.omitted.is_empty()
+    }
+
+    /// How many findings of `kind` were left out of `findings`.
+    pub fn omitted(&self, kind: FindingKind) -> u64 {
+        self.omitted.iter().find(|o| o.kind == kind).map_or(0, |o| o.count)
     }
 
     /// Findings grouped by kind, kinds in a stable order.
@@ -107,6 +116,9 @@ pub(crate) struct Bag<'a> {
     payload: HashMap<String, &'a Entry>,
     /// Tag-level entries (in the bag folder, outside `data/`), by relative path.
     tag_entries: HashMap<String, &'a Entry>,
+    /// Indices of entries whose data overlaps another's: reported once, never read (a quoted
+    /// zip bomb makes each of them inflate the same bytes again).
+    overlapping: HashSet<usize>,
 }
 
 impl<'a> Bag<'a> {
@@ -118,7 +130,7 @@ impl<'a> Bag<'a> {
 /// Verifies the archive at `path`; `Err` only when it cannot be read as an archive at all.
 pub fn verify(path: &Path, opts: &VerifyOptions) -> Result<Report, Error> {
     let reader = BagReader::open(path)?;
-    let mut findings = Vec::new();
+    let mut findings = Findings::default();
     let mut report = Report {
         archive: path.to_path_buf(),
         mode: if opts.fast { "fast" } else { "full" },
@@ -128,15 +140,17 @@ pub fn verify(path: &Path, opts: &VerifyOptions) -> Result<Report, Error> {
         payload_bytes: 0,
         bytes_hashed: 0,
         findings: Vec::new(),
+        omitted: Vec::new(),
     };
     let Some(bag) = zipcheck::check(&reader, &mut findings) else {
-        report.findings = findings;
+        (report.findings, report.omitted) = findings.into_parts();
         return Ok(report);
     };
     let tags = tags::check(&bag, &mut findings);
 
     let hashed = if opts.fast { None } else { Some(payload::hash_all(&bag, opts, &mut report.bytes_hashed)) };
-    let unreadable = payload::compare(&bag, &tags.manifest, hashed.as_ref(), &mut findings);
+    let mut unreadable = payload::compare(&bag, &tags.manifest, hashed.as_ref(), &mut findings);
+    unreadable.extend(bag.overlapping.iter().copied());
 
     report.payload_files = bag.payload.len() as u64;
     report.payload_bytes = bag
@@ -154,7 +168,7 @@ pub fn verify(path: &Path, opts: &VerifyOptions) -> Result<Report, Error> {
             );
         }
     }
-    listing::check(&bag, &tags.manifest, !opts.fast, &unreadable, &mut findings);
-    report.findings = findings;
+    listing::check(&bag, &tags, !opts.fast, &unreadable, &mut findings);
+    (report.findings, report.omitted) = findings.into_parts();
     Ok(report)
 }
