@@ -10,6 +10,7 @@ mod delete_iterations;
 mod emulator;
 mod export;
 mod faults;
+mod hostile;
 mod iterations;
 mod listing;
 mod restore;

@@ -9,7 +9,7 @@
 //! skipped to their end and reported, JSON documents are parsed from the stream under
 //! [`MAX_JSON_BYTES`], and callers keep only what names a real entry.
 
-use std::io::{BufRead, BufReader, ErrorKind, Read};
+use std::io::{BufRead, BufReader, Read};
 use std::marker::PhantomData;
 
 use serde::de::{DeserializeOwned, IgnoredAny, SeqAccess, Visitor};
@@ -73,40 +73,25 @@ pub enum Line {
 /// longer line is consumed to its end without being held and reported as [`Line::TooLong`].
 pub fn read_line(reader: &mut impl BufRead, buf: &mut Vec<u8>, cap: usize) -> std::io::Result<Line> {
     buf.clear();
-    let mut too_long = false;
-    let mut any = false;
+    // `read_until` finds the newline with the standard library's optimised search.
+    let n = reader.by_ref().take(cap as u64 + 1).read_until(b'\n', buf)?;
+    if n == 0 {
+        return Ok(Line::End);
+    }
+    if buf.last() == Some(&b'\n') {
+        buf.pop();
+        return Ok(Line::Text);
+    }
+    if buf.len() <= cap {
+        return Ok(Line::Text); // the last line, without a newline
+    }
+    // Too long: skip to the end of the line in bounded steps, holding nothing.
     loop {
-        let chunk = match reader.fill_buf() {
-            Ok(c) => c,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if chunk.is_empty() {
-            return Ok(if !any {
-                Line::End
-            } else if too_long {
-                Line::TooLong
-            } else {
-                Line::Text
-            });
-        }
-        any = true;
-        let (used, done) = match chunk.iter().position(|&b| b == b'\n') {
-            Some(i) => (i + 1, true),
-            None => (chunk.len(), false),
-        };
-        let content = &chunk[..if done { used - 1 } else { used }];
-        if !too_long {
-            if buf.len() + content.len() > cap {
-                too_long = true;
-                buf.clear();
-            } else {
-                buf.extend_from_slice(content);
-            }
-        }
-        reader.consume(used);
-        if done {
-            return Ok(if too_long { Line::TooLong } else { Line::Text });
+        buf.clear();
+        let n = reader.by_ref().take(64 << 10).read_until(b'\n', buf)?;
+        if n == 0 || buf.last() == Some(&b'\n') {
+            buf.clear();
+            return Ok(Line::TooLong);
         }
     }
 }
@@ -170,6 +155,10 @@ pub fn read_manifest(
 ) -> Result<[u8; 32], EntryProblem> {
     for_each_line(reader, entry, |number, line| {
         let parsed = line.and_then(|bytes| {
+            // A hash, a space and a path: anything longer is refused before it is decoded.
+            if bytes.len() > 64 + 1 + MAX_PATH_BYTES * 3 {
+                return Err(format!("path longer than {MAX_PATH_BYTES} bytes"));
+            }
             let text = String::from_utf8_lossy(bytes);
             let (sha, path) = parse_manifest_line(&text).map_err(str::to_owned)?;
             if path.len() > MAX_PATH_BYTES {

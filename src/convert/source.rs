@@ -11,8 +11,8 @@ use uuid::Uuid;
 
 use super::Error;
 use crate::api::model::{Project, Tag};
-pub use crate::archive::data::{ArchivedImage, MAX_IMAGE_BYTES};
 use crate::archive::data::{self, bound_file_problem, ListingKind, MAX_JSON_BYTES, MAX_LISTING_BYTES};
+pub use crate::archive::data::{ArchivedImage, MAX_IMAGE_BYTES};
 use crate::archive::{layout, BagReader};
 
 /// An opened archive and its manifest.
@@ -202,7 +202,11 @@ impl Source {
         })
         .map_err(|problem| Error::Entry { entry: entry_name.clone(), problem: problem.to_string() })?;
         if &actual != expected {
-            return Err(Error::Digest { entry: entry_name, expected: hex::encode(expected), actual: hex::encode(actual) });
+            return Err(Error::Digest {
+                entry: entry_name,
+                expected: hex::encode(expected),
+                actual: hex::encode(actual),
+            });
         }
         match first_error {
             Some(e) => Err(e),

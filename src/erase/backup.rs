@@ -15,7 +15,6 @@ use crate::archive::data::{self, bound_file_problem, ListedFile, ListingKind, MA
 use crate::archive::{layout, BagReader};
 use crate::verify::{verify, VerifyOptions};
 
-
 /// A verified backup, indexed.
 #[derive(Debug, Clone)]
 pub struct Backup {

@@ -148,26 +148,36 @@ pub struct Omitted {
 #[derive(Debug, Default)]
 pub(crate) struct Findings {
     kept: Vec<Finding>,
-    per_kind: HashMap<FindingKind, u64>,
+    /// Findings seen, by `kind as usize`.
+    per_kind: Vec<u64>,
 }
 
 impl Findings {
     /// Adds a finding (or only counts it, past the cap for its kind).
     pub(crate) fn push(&mut self, f: Finding) {
-        let n = self.per_kind.entry(f.kind).or_default();
-        *n += 1;
-        if *n <= MAX_FINDINGS_PER_KIND as u64 {
-            self.kept.push(f);
+        let kind = f.kind;
+        self.push_with(kind, || f);
+    }
+
+    /// Counts a finding of `kind`, building it only while the kind is under its cap: a million
+    /// bad lines cost a million counts, not a million formatted messages.
+    pub(crate) fn push_with(&mut self, kind: FindingKind, make: impl FnOnce() -> Finding) {
+        let i = kind as usize;
+        if self.per_kind.len() <= i {
+            self.per_kind.resize(i + 1, 0);
+        }
+        self.per_kind[i] += 1;
+        if self.per_kind[i] <= MAX_FINDINGS_PER_KIND as u64 {
+            self.kept.push(make());
         }
     }
 
     /// The kept findings, and the count of those left out by kind.
     pub(crate) fn into_parts(self) -> (Vec<Finding>, Vec<Omitted>) {
-        let mut omitted: Vec<Omitted> = self
-            .per_kind
-            .into_iter()
-            .filter(|(_, n)| *n > MAX_FINDINGS_PER_KIND as u64)
-            .map(|(kind, n)| Omitted { kind, count: n - MAX_FINDINGS_PER_KIND as u64 })
+        let kinds: HashMap<usize, FindingKind> = self.kept.iter().map(|f| (f.kind as usize, f.kind)).collect();
+        let mut omitted: Vec<Omitted> = (self.per_kind.iter().enumerate())
+            .filter(|(_, n)| **n > MAX_FINDINGS_PER_KIND as u64)
+            .map(|(i, n)| Omitted { kind: kinds[&i], count: n - MAX_FINDINGS_PER_KIND as u64 })
             .collect();
         omitted.sort_by_key(|o| o.kind);
         (self.kept, omitted)

@@ -161,7 +161,8 @@ pub fn inspect(path: &Path) -> Result<Summary, Error> {
         None => s.notes.push("no bag-info.txt".into()),
     }
 
-    let account = reader.bag_entry(&format!("data/{}", account_json())).map(|e| data::read_json::<AccountView>(&reader, e));
+    let account =
+        reader.bag_entry(&format!("data/{}", account_json())).map(|e| data::read_json::<AccountView>(&reader, e));
     match account {
         Some(Ok(v)) => apply_account(v, &mut s, &mut projects),
         Some(Err(data::JsonError::Json(e))) => s.notes.push(format!("account.json does not parse: {e}")),

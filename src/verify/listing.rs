@@ -49,7 +49,7 @@ pub(super) fn check(
             } else if path.ends_with(".jsonl") {
                 for_each_line(bag, path, entry, findings, |findings, number, line| {
                     if let Err(e) = serde_json::from_slice::<IgnoredAny>(line) {
-                        findings.push(invalid_json(path, number, e));
+                        findings.push_with(FindingKind::InvalidJson, || invalid_json(path, number, e));
                     }
                 });
             }
@@ -90,7 +90,9 @@ fn for_each_line(
 ) {
     let result = data::for_each_line(bag.reader, entry, |number, line| match line {
         Ok(line) => each(findings, number, line),
-        Err(why) => findings.push(Finding::new(FindingKind::TooLarge, path).detail(format!("line {number}: {why}"))),
+        Err(why) => findings.push_with(FindingKind::TooLarge, || {
+            Finding::new(FindingKind::TooLarge, path).detail(format!("line {number}: {why}"))
+        }),
     });
     if let Err(p) = result {
         findings.push(unreadable(path, &p));
@@ -116,7 +118,9 @@ fn check_listing(
         for_each_line(bag, &listing_path, entry, findings, |findings, number, line| {
             let item: ListedFile = match serde_json::from_slice(line) {
                 Ok(item) => item,
-                Err(e) => return findings.push(invalid_json(&listing_path, number, e)),
+                Err(e) => {
+                    return findings.push_with(FindingKind::InvalidJson, || invalid_json(&listing_path, number, e))
+                }
             };
             let bad = |why: String| {
                 Finding::new(FindingKind::InvalidListing, listing_path.clone()).detail(format!("line {number}: {why}"))

@@ -128,18 +128,23 @@ fn read_manifest(
 ) -> Result<[u8; 32], EntryProblem> {
     let account = format!("data/{}", account_json());
     data::read_manifest(bag.reader, entry, |number, line| {
-        let bad = |why: &str| {
-            Finding::new(FindingKind::InvalidManifestLine, MANIFEST_NAME).detail(format!("line {number}: {why}"))
+        let bad = |findings: &mut Findings, why: &dyn Fn() -> String| {
+            findings.push_with(FindingKind::InvalidManifestLine, || {
+                Finding::new(FindingKind::InvalidManifestLine, MANIFEST_NAME)
+                    .detail(format!("line {number}: {}", why()))
+            })
         };
         match line {
-            Err(why) => findings.push(bad(&why)),
-            Ok((_, path)) if !path.starts_with("data/") => findings.push(bad(&format!("{path:?} is not under data/"))),
+            Err(why) => bad(findings, &|| why.clone()),
+            Ok((_, path)) if !path.starts_with("data/") => bad(findings, &|| format!("{path:?} is not under data/")),
             Ok((sha, path)) => {
                 *account_listed |= path == account;
                 if !bag.payload.contains_key(&path) {
-                    findings.push(Finding::new(FindingKind::MissingPayloadFile, path).expected(hex::encode(sha)));
+                    findings.push_with(FindingKind::MissingPayloadFile, || {
+                        Finding::new(FindingKind::MissingPayloadFile, path).expected(hex::encode(sha))
+                    });
                 } else if manifest.insert(path.clone(), sha).is_some() {
-                    findings.push(bad(&format!("{path:?} is listed again")));
+                    bad(findings, &|| format!("{path:?} is listed again"));
                 }
             }
         }

@@ -56,8 +56,10 @@ pub(super) fn check<'a>(reader: &'a BagReader, findings: &mut Findings) -> Optio
                     .detail(format!("its data overlaps entry {:?}; neither is read", a.name)),
             );
         }
-        let b_min_end =
-            b.header_offset.saturating_add(LOCAL_HEADER_LEN + b.raw_name.len() as u64).saturating_add(b.compressed_size);
+        let b_min_end = b
+            .header_offset
+            .saturating_add(LOCAL_HEADER_LEN + b.raw_name.len() as u64)
+            .saturating_add(b.compressed_size);
         if furthest.is_none_or(|(end, _)| b_min_end > end) {
             furthest = Some((b_min_end, b));
         }
@@ -69,13 +71,8 @@ pub(super) fn check<'a>(reader: &'a BagReader, findings: &mut Findings) -> Optio
         );
         return None;
     };
-    let mut bag = Bag {
-        reader,
-        name: bag_name.to_string(),
-        payload: HashMap::new(),
-        tag_entries: HashMap::new(),
-        overlapping,
-    };
+    let mut bag =
+        Bag { reader, name: bag_name.to_string(), payload: HashMap::new(), tag_entries: HashMap::new(), overlapping };
     for e in reader.entries() {
         if let Some(reason) = unsafe_path_reason(e.name.trim_end_matches('/')) {
             findings.push(Finding::new(FindingKind::UnsafeName, e.name.clone()).detail(reason));
