@@ -4,7 +4,7 @@
 //! by `index`) over our own zip encoding ([`zipwrite`]), and the [`reader`] of untrusted
 //! archives (its raw zip directory in [`zipdir`]). What readers of untrusted archives share (the
 //! limits table, the capped line reader, the manifest reader, the listing and `account.json`
-//! types) lives in [`data`].
+//! types) lives in [`data`]; [`source`] reads an archive's projects for `convert` and `restore`.
 
 pub mod bagit;
 pub mod data;
@@ -14,6 +14,7 @@ pub mod layout;
 mod rawcopy;
 pub mod reader;
 mod resume;
+pub mod source;
 pub mod writer;
 pub mod zipdir;
 pub mod zipwrite;

@@ -1,19 +1,65 @@
-//! An archive as a source of projects, tags and images for convert and restore: every entry is
-//! read under the limits of [`crate::archive::data`] and checked against `manifest-sha256.txt`
-//! as it is read, so nothing unlisted or altered is ever used. The manifest and the listings are
+//! An archive as a source of projects, tags and images, shared by `convert` and `restore`: every
+//! entry is read under the limits of [`crate::archive::data`] and checked against
+//! `manifest-sha256.txt` as it is read, so nothing unlisted or altered is ever used. The manifest and the listings are
 //! streamed; only lines naming a real entry are kept, so memory follows the archive's entries.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::Error;
 use crate::api::model::{Project, Tag};
 use crate::archive::data::{self, bound_file_problem, ListingKind, MAX_JSON_BYTES, MAX_LISTING_BYTES};
 pub use crate::archive::data::{ArchivedImage, MAX_IMAGE_BYTES};
 use crate::archive::{layout, BagReader};
+
+/// Why an archive cannot serve as a source (for `convert` or `restore`).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The archive cannot be opened as a zip.
+    #[error(transparent)]
+    Archive {
+        /// Why.
+        #[from]
+        source: crate::archive::Error,
+    },
+    /// The bag has no `manifest-sha256.txt`, so nothing in it can be checked.
+    #[error("{0}: no manifest-sha256.txt; run `cvarchive verify` on it")]
+    NoManifest(PathBuf),
+    /// An entry cannot be read.
+    #[error("archive entry {entry}: {problem}")]
+    Entry {
+        /// The entry, relative to the bag.
+        entry: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// An entry the manifest does not list.
+    #[error("archive entry {0} is not in the manifest; run `cvarchive verify` on it")]
+    NotInManifest(String),
+    /// An entry whose bytes do not match the manifest.
+    #[error("archive entry {entry}: SHA-256 is {actual}, the manifest says {expected}")]
+    Digest {
+        /// The entry.
+        entry: String,
+        /// What the manifest says.
+        expected: String,
+        /// What was read.
+        actual: String,
+    },
+    /// A JSON or JSONL entry that does not parse, or a listing line refused.
+    #[error("archive entry {entry}: {detail}")]
+    Json {
+        /// The entry.
+        entry: String,
+        /// The parse error.
+        detail: String,
+    },
+    /// A project the archive does not hold was asked for.
+    #[error("project {0} is not in the archive")]
+    UnknownProject(Uuid),
+}
 
 /// An opened archive and its manifest.
 #[derive(Debug)]
@@ -97,11 +143,15 @@ impl Source {
     }
 
     /// The image's bytes, or `None` after noting in `skipped` why they cannot be used.
-    pub fn read_image_or_skip(&self, image: &ArchivedImage, skipped: &mut Vec<super::Skipped>) -> Option<Vec<u8>> {
+    pub fn read_image_or_skip<S: From<(Uuid, String)>>(
+        &self,
+        image: &ArchivedImage,
+        skipped: &mut Vec<S>,
+    ) -> Option<Vec<u8>> {
         match self.read_image(image) {
             Ok(bytes) => Some(bytes),
             Err(e) => {
-                skipped.push(super::Skipped { image_id: image.image.id, reason: e.to_string() });
+                skipped.push(S::from((image.image.id, e.to_string())));
                 None
             }
         }
