@@ -13,7 +13,9 @@
 //! - [`export`]: the pipeline: list every category -> download images (bounded) -> hash -> hand
 //!   to the single archive writer.
 //! - [`archive`]: the BagIt-in-a-zip format: path layout, the writer (hash while writing,
-//!   manifests last) and the reader.
+//!   manifests last) and the reader; `archive::data`, what every reader of untrusted archives
+//!   shares (one table of limits, capped lines, the manifest and listing readers), and
+//!   `archive::source`, an archive's projects as `convert` and `restore` read them.
 //! - [`verify`]: an archive -> a [`verify::Report`] of every finding.
 //! - [`erase`]: the erasure request: a plan checked against a verified backup, deletes in the
 //!   service's order and batch sizes, confirmation, and a receipt.

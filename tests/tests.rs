@@ -12,6 +12,7 @@ mod emulator;
 mod export;
 mod faults;
 mod hostile;
+mod hostile_archives;
 mod iterations;
 mod listing;
 mod pagecode;

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::archive::{image_bytes, info, write_bag, write_good_bag, IMAGES, PROJECT};
 
-fn full(path: &Path) -> Report {
+pub fn full(path: &Path) -> Report {
     verify(path, &VerifyOptions::default()).unwrap()
 }
 
@@ -65,7 +65,7 @@ fn rewrite(src: &Path, dst: &Path, edit: impl FnOnce(&mut Vec<(String, Vec<u8>)>
 
 /// Re-bags the payload after `edit` changes it, so BagIt is consistent and only our own
 /// metadata can disagree.
-fn rebag(src: &Path, dst: &Path, edit: impl FnOnce(&mut Vec<(String, Vec<u8>)>)) {
+pub fn rebag(src: &Path, dst: &Path, edit: impl FnOnce(&mut Vec<(String, Vec<u8>)>)) {
     let bag = layout::bag_name_for(src);
     let mut payload: Vec<_> = entries(src)
         .into_iter()
@@ -336,7 +336,7 @@ fn random_bytes_are_not_an_archive() {
 /// Runs the binary and returns its exit code and peak resident memory. The peak is the child's
 /// own high-water mark (`VmHWM`, which starts afresh at exec), read until it exits, so neither
 /// this test process nor the other tests running in it count.
-fn run_measured(args: &[&str]) -> (i32, u64) {
+pub fn run_measured(args: &[&str]) -> (i32, u64) {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cvarchive"))
         .args(args)
         .stdout(std::process::Stdio::null())

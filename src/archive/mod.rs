@@ -2,15 +2,19 @@
 //! BagIt text files ([`bagit`]), the [`writer`] (hash while writing, manifests last; resumable
 //! through its [`journal`], with raw copies from a previous archive; its entries indexed on disk
 //! by `index`) over our own zip encoding ([`zipwrite`]), and the [`reader`] of untrusted
-//! archives (its raw zip directory in [`zipdir`]).
+//! archives (its raw zip directory in [`zipdir`]). What readers of untrusted archives share (the
+//! limits table, the capped line reader, the manifest reader, the listing and `account.json`
+//! types) lives in [`data`]; [`source`] reads an archive's projects for `convert` and `restore`.
 
 pub mod bagit;
+pub mod data;
 mod index;
 pub mod journal;
 pub mod layout;
 mod rawcopy;
 pub mod reader;
 mod resume;
+pub mod source;
 pub mod writer;
 pub mod zipdir;
 pub mod zipwrite;

@@ -1,21 +1,17 @@
 //! Existing archives: [`ArchiveSource`] reads a bag's data files through a
-//! [`BagReader`](crate::archive::BagReader) (bounded: small files up to a limit, JSONL line by
-//! line), and [`materialize`] lays an archive out in a folder as unzipping would, writing only
+//! [`BagReader`](crate::archive::BagReader) (bounded by [`crate::archive::data`]'s limits: JSON
+//! files up to a size, JSONL line by line with each line capped), and [`materialize`] lays an archive out in a folder as unzipping would, writing only
 //! entries with plain names inside the bag's `data/`, and renders the page when the archive has
 //! none (archives written before the page existed).
 
 use std::cell::RefCell;
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::{render, DataSource, Error, RenderSummary, INDEX_HTML};
+use crate::archive::data::{read_line, Line, MAX_JSON_BYTES, MAX_LINE_BYTES};
 use crate::archive::{reader, BagReader};
-
-/// The largest JSON file read into memory.
-pub const MAX_JSON_BYTES: u64 = 64 << 20;
-/// The longest JSONL line kept; a longer one is handed on empty (and so counted unreadable).
-pub const MAX_LINE_BYTES: usize = 16 << 20;
 
 /// A [`DataSource`] over an archive's bag. Problems met while reading are kept, not fatal.
 #[derive(Debug)]
@@ -56,8 +52,11 @@ impl DataSource for ArchiveSource<'_> {
             if failed {
                 return None;
             }
-            match read_line(&mut input, MAX_LINE_BYTES) {
-                Ok(line) => line,
+            let mut line = Vec::new();
+            // A line over the cap is handed on empty, and so counted unreadable.
+            match read_line(&mut input, &mut line, MAX_LINE_BYTES) {
+                Ok(Line::End) => None,
+                Ok(_) => Some(line),
                 Err(e) => {
                     failed = true;
                     self.note(&path, reader::problem(e));
@@ -65,40 +64,6 @@ impl DataSource for ArchiveSource<'_> {
                 }
             }
         })))
-    }
-}
-
-/// One LF-terminated line (without the LF), or `None` at the end. A line longer than `max` is
-/// skipped to its end and returned empty.
-fn read_line(input: &mut impl BufRead, max: usize) -> std::io::Result<Option<Vec<u8>>> {
-    let mut line = Vec::new();
-    let mut too_long = false;
-    let mut any = false;
-    loop {
-        let buf = match input.fill_buf() {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if buf.is_empty() {
-            return Ok(any.then_some(line));
-        }
-        any = true;
-        let (part, done) = match buf.iter().position(|&b| b == b'\n') {
-            Some(i) => (&buf[..i], Some(i + 1)),
-            None => (buf, None),
-        };
-        if !too_long && line.len() + part.len() <= max {
-            line.extend_from_slice(part);
-        } else {
-            too_long = true;
-            line = Vec::new();
-        }
-        let used = done.unwrap_or(buf.len());
-        input.consume(used);
-        if done.is_some() {
-            return Ok(Some(line));
-        }
     }
 }
 
@@ -172,17 +137,6 @@ fn plain_relative(rel: &str) -> bool {
 mod tests {
     use super::*;
     use crate::archive::EntryProblem;
-
-    #[test]
-    fn lines_are_split_on_lf_and_bounded() {
-        let data = b"{\"a\":1}\n\nxxxxxxxxxxxx\nlast";
-        let mut input = BufReader::with_capacity(3, &data[..]);
-        let mut got = Vec::new();
-        while let Some(l) = read_line(&mut input, 8).unwrap() {
-            got.push(String::from_utf8(l).unwrap());
-        }
-        assert_eq!(got, ["{\"a\":1}", "", "", "last"]);
-    }
 
     #[test]
     fn only_plain_paths_are_written() {

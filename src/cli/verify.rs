@@ -97,11 +97,16 @@ fn print_human(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
             env!("CARGO_PKG_VERSION")
         )?;
     }
-    writeln!(out, "{} finding(s):", report.findings.len())?;
+    let omitted: u64 = report.omitted.iter().map(|o| o.count).sum();
+    writeln!(out, "{} finding(s):", report.findings.len() as u64 + omitted)?;
     for (kind, findings) in report.by_kind() {
         writeln!(out, "{} ({}):", kind.as_str(), findings.len())?;
         for f in findings {
             writeln!(out, "  {f}")?;
+        }
+        let more = report.omitted(kind);
+        if more > 0 {
+            writeln!(out, "  and {more} more")?;
         }
     }
     Ok(())

@@ -26,14 +26,13 @@
 //!
 //! A listing that repeats an image id yields the image once.
 //!
-//! Every archive entry read is checked against the manifest (see [`source`]); a damaged image is
+//! Every archive entry read is checked against the manifest (see [`crate::archive::source`]); a damaged image is
 //! left out and listed, a damaged listing stops the project. Output goes to a hidden staging
 //! folder that is renamed to `<projectId>` when the project is complete, so `--out` never holds a
 //! half-written project; file names come from ids and cleaned tag names only.
 
 mod coco;
 mod folders;
-pub mod source;
 
 use std::path::{Path, PathBuf};
 
@@ -41,53 +40,14 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::progress::{Event, Progress};
-pub use source::{ArchivedImage, ArchivedProject, Source};
+pub use crate::archive::source::{ArchivedImage, ArchivedProject, Source};
 
-/// What can stop a conversion (or a restore's reading of its archive).
+/// What can stop a conversion.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The archive cannot be opened as a zip.
+    /// The archive cannot be read as a source (see [`crate::archive::source`]).
     #[error(transparent)]
-    Archive {
-        /// Why.
-        #[from]
-        source: crate::archive::Error,
-    },
-    /// The bag has no `manifest-sha256.txt`, so nothing in it can be checked.
-    #[error("{0}: no manifest-sha256.txt; run `cvarchive verify` on it")]
-    NoManifest(PathBuf),
-    /// An entry cannot be read.
-    #[error("archive entry {entry}: {problem}")]
-    Entry {
-        /// The entry, relative to the bag.
-        entry: String,
-        /// What is wrong.
-        problem: String,
-    },
-    /// An entry the manifest does not list.
-    #[error("archive entry {0} is not in the manifest; run `cvarchive verify` on it")]
-    NotInManifest(String),
-    /// An entry whose bytes do not match the manifest.
-    #[error("archive entry {entry}: SHA-256 is {actual}, the manifest says {expected}")]
-    Digest {
-        /// The entry.
-        entry: String,
-        /// What the manifest says.
-        expected: String,
-        /// What was read.
-        actual: String,
-    },
-    /// A JSON or JSONL entry that does not parse.
-    #[error("archive entry {entry}: {detail}")]
-    Json {
-        /// The entry.
-        entry: String,
-        /// The parse error.
-        detail: String,
-    },
-    /// `--project` named a project the archive does not hold.
-    #[error("project {0} is not in the archive")]
-    UnknownProject(Uuid),
+    Source(#[from] crate::archive::source::Error),
     /// A project's output folder exists already.
     #[error("{0} exists already; choose another --out or remove it")]
     Exists(PathBuf),
@@ -170,6 +130,12 @@ pub struct Skipped {
     pub image_id: Uuid,
     /// Why.
     pub reason: String,
+}
+
+impl From<(Uuid, String)> for Skipped {
+    fn from((image_id, reason): (Uuid, String)) -> Skipped {
+        Skipped { image_id, reason }
+    }
 }
 
 /// Converts the archive at `archive` as `opts` says.

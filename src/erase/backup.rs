@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{File, Metadata};
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -18,14 +17,11 @@ use super::plan::Plan;
 use super::Error;
 use crate::api::model::{ImageRegion, ImageTag, Iteration, Tag};
 use crate::archive::bagit::{parse_tag_file, tag_value, BAG_INFO_NAME};
+use crate::archive::data::{self, bound_file_problem, ListingKind, MAX_JSON_BYTES};
 use crate::archive::zipdir::read_at;
 use crate::archive::{layout, BagReader};
 use crate::verify::{verify_reader, VerifyOptions};
 
-/// The largest `tags.json` / `iterations.json` / `account.json` read into memory.
-const MAX_JSON: u64 = 256 << 20;
-/// The longest JSONL line accepted.
-const MAX_LINE: u64 = 16 << 20;
 
 /// A verified backup, indexed.
 #[derive(Debug, Clone)]
@@ -332,8 +328,8 @@ fn index_project(reader: &BagReader, id: Uuid) -> Result<BackupProject, Error> {
     held.tags = tags.iter().map(|t| (t.id, RecordContent::of_tag(t))).collect();
     let iterations: Vec<Iteration> = json_list(reader, &layout::iterations_json(id))?;
     held.iterations = iterations.iter().map(|i| (i.id, RecordContent::of_iteration(i))).collect();
-    held.images = listed(reader, &layout::images_jsonl(id))?;
-    held.predictions = listed(reader, &layout::predictions_jsonl(id))?.into_keys().collect();
+    held.images = listed(reader, id, ListingKind::Images)?;
+    held.predictions = listed(reader, id, ListingKind::Predictions)?.into_keys().collect();
     Ok(held)
 }
 
@@ -346,50 +342,56 @@ fn json_list<T: serde::de::DeserializeOwned>(reader: &BagReader, path: &str) -> 
         .map_err(|e| Error::BackupUnreadable { path: reader.path().to_path_buf(), detail: format!("{path}: {e}") })
 }
 
-/// The ids of a listing whose lines name a file that is in the archive, with its hash; each
-/// with the line's tags, regions and metadata.
-fn listed(reader: &BagReader, path: &str) -> Result<HashMap<Uuid, ImageContent>, Error> {
+/// The ids of a listing whose lines name their own file (the path follows from the id, as
+/// verify checks), present in the archive, with a hash, each file counted once; each with the
+/// line's tags, regions and metadata.
+fn listed(reader: &BagReader, project: Uuid, kind: ListingKind) -> Result<HashMap<Uuid, ImageContent>, Error> {
+    let path = format!("projects/{project}/{}", kind.listing_name());
     let bad = |detail: String| Error::BackupUnreadable { path: reader.path().to_path_buf(), detail };
     let mut ids = HashMap::new();
+    let mut files = HashSet::new();
     let Some(entry) = reader.bag_entry(&format!("data/{path}")) else { return Ok(ids) };
-    let stream = reader.open_entry(entry).map_err(|e| bad(format!("{path}: {e}")))?;
-    let mut lines = BufReader::new(stream);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        let n = (&mut lines).take(MAX_LINE).read_until(b'\n', &mut buf).map_err(|e| bad(format!("{path}: {e}")))?;
-        if n == 0 {
-            break;
+    let mut failure = None;
+    let folder = project.to_string();
+    data::for_each_line(reader, entry, |number, line| {
+        if failure.is_some() {
+            return;
         }
-        if n as u64 == MAX_LINE && buf.last() != Some(&b'\n') {
-            return Err(bad(format!("{path}: a line longer than {MAX_LINE} bytes")));
-        }
-        if buf.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let line: Listed = serde_json::from_slice(&buf).map_err(|e| bad(format!("{path}: {e}")))?;
+        let parsed = line.and_then(|l| serde_json::from_slice::<Listed>(l).map_err(|e| e.to_string()));
+        let line = match parsed {
+            Ok(line) => line,
+            Err(why) => return failure = Some(bad(format!("{path} line {number}: {why}"))),
+        };
         let hashed = line.sha256.is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
-        let present = line.file.is_some_and(|f| reader.bag_entry(&format!("data/{f}")).is_some());
-        if hashed && present {
+        let Some(file) = line.file else { return };
+        // A line holds its image only when it names the image's own file, present, listed once
+        // (as verify checks): a forged line copying another's file holds nothing.
+        let own = bound_file_problem(kind, &folder, line.id, &file).is_none();
+        let present = own && reader.bag_entry(&format!("data/{file}")).is_some();
+        if hashed && present && files.insert(file) {
             let content = ImageContent::of(line.tags.as_deref(), line.regions.as_deref(), line.metadata.as_ref());
             ids.insert(line.id, content);
         }
+    })
+    .map_err(|e| bad(format!("{path}: {e}")))?;
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(ids),
     }
-    Ok(ids)
 }
 
 fn read(reader: &BagReader, path: &str) -> Result<Vec<u8>, Error> {
     let bad = |detail: String| Error::BackupUnreadable { path: reader.path().to_path_buf(), detail };
     let entry =
         reader.bag_entry(&format!("data/{path}")).ok_or_else(|| bad(format!("{path} is not in the archive")))?;
-    reader.read_entry(entry, MAX_JSON).map_err(|e| bad(format!("{path}: {e}")))
+    reader.read_entry(entry, MAX_JSON_BYTES).map_err(|e| bad(format!("{path}: {e}")))
 }
 
 /// A tag file of the bag (beside `data/`), read into memory under the same limit.
 fn read_tag(reader: &BagReader, name: &str) -> Result<Vec<u8>, Error> {
     let bad = |detail: String| Error::BackupUnreadable { path: reader.path().to_path_buf(), detail };
     let entry = reader.bag_entry(name).ok_or_else(|| bad(format!("{name} is not in the archive")))?;
-    reader.read_entry(entry, MAX_JSON).map_err(|e| bad(format!("{name}: {e}")))
+    reader.read_entry(entry, MAX_JSON_BYTES).map_err(|e| bad(format!("{name}: {e}")))
 }
 
 /// The SHA-256 of a whole open file, hex, read positionally from its start (the file's cursor

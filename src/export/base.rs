@@ -10,11 +10,8 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use crate::archive::bagit::{parse_manifest_line, MANIFEST_NAME};
-use crate::archive::{BagReader, Entry};
-
-/// The largest manifest read from a previous archive (about 7 million lines).
-const MAX_MANIFEST: u64 = 1 << 30;
+use crate::archive::bagit::MANIFEST_NAME;
+use crate::archive::{data, BagReader, Entry};
 
 /// A previous archive, indexed by the ids of the blobs it holds.
 pub struct Base {
@@ -40,16 +37,16 @@ impl Base {
         let fail = |reason: String| BaseError { path: path.to_path_buf(), reason };
         let reader = BagReader::open(path).map_err(|e| fail(e.to_string()))?;
         let entry = reader.bag_entry(MANIFEST_NAME).ok_or_else(|| fail(format!("it has no {MANIFEST_NAME}")))?;
-        let manifest = reader.read_entry(entry, MAX_MANIFEST).map_err(|e| fail(format!("{MANIFEST_NAME}: {e}")))?;
-        let text = String::from_utf8(manifest).map_err(|_| fail(format!("{MANIFEST_NAME} is not UTF-8")))?;
+        // Streamed; only lines naming an image or prediction entry the archive holds are kept.
         let mut blobs = HashMap::new();
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let Ok((sha, full)) = parse_manifest_line(line) else { continue };
-            let Some(rel) = full.strip_prefix("data/") else { continue };
-            if let Some(key) = blob_key(rel) {
+        data::read_manifest(&reader, entry, |_, line| {
+            let Ok((sha, full)) = line else { return };
+            let Some(rel) = full.strip_prefix("data/") else { return };
+            if let Some(key) = blob_key(rel).filter(|_| reader.bag_entry(&full).is_some()) {
                 blobs.insert(key, (rel.to_owned(), sha));
             }
-        }
+        })
+        .map_err(|e| fail(format!("{MANIFEST_NAME}: {e}")))?;
         Ok(Base { reader: Arc::new(reader), path: path.to_path_buf(), blobs })
     }
 

@@ -70,7 +70,7 @@ impl RestoreOptions {
 pub enum Error {
     /// The archive cannot be read, or an entry fails its manifest check.
     #[error(transparent)]
-    Archive(#[from] crate::convert::Error),
+    Archive(#[from] crate::archive::source::Error),
     /// A call to the service failed for good.
     #[error(transparent)]
     Api(#[from] crate::api::Error),

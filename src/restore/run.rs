@@ -13,7 +13,7 @@ use super::journal::{now, Counts, FailedImage, ProjectMap, ProjectStage, Report}
 use super::{Error, RestoreOptions, REPORT_FORMAT};
 use crate::api::model::{ImageCreateResult, ImageCreateSummary, ImageFileCreateBatch, ImageFileCreateEntry, Region};
 use crate::api::{Client, NewProject, MAX_BATCH_TAGS, MAX_UPLOAD_BATCH};
-use crate::convert::{ArchivedProject, Source};
+use crate::archive::source::{ArchivedProject, Source};
 use crate::progress::{Event, Progress};
 
 /// One distinct image content of a project: every archived image with these bytes, and the

@@ -1,6 +1,11 @@
-//! One finding: what kind of damage, where, and what was expected versus found.
+//! One finding: what kind of damage, where, and what was expected versus found; and
+//! [`Findings`], which keeps the first [`MAX_FINDINGS_PER_KIND`] of each kind and counts the rest.
+
+use std::collections::HashMap;
 
 use serde::Serialize;
+
+use crate::archive::data::{MAX_FINDINGS_PER_KIND, MAX_FINDING_TEXT};
 
 /// The kinds of damage verify reports (snake_case in JSON). Ordered roughly from the outside of
 /// the archive inwards; human output groups findings in this order.
@@ -96,25 +101,90 @@ pub struct Finding {
 impl Finding {
     /// A finding with no values yet.
     pub fn new(kind: FindingKind, path: impl Into<String>) -> Finding {
-        Finding { kind, path: path.into(), expected: None, actual: None, detail: None }
+        Finding { kind, path: clip(path.into()), expected: None, actual: None, detail: None }
     }
 
     /// Sets the expected value.
     pub fn expected(mut self, v: impl Into<String>) -> Finding {
-        self.expected = Some(v.into());
+        self.expected = Some(clip(v.into()));
         self
     }
 
     /// Sets the actual value.
     pub fn actual(mut self, v: impl Into<String>) -> Finding {
-        self.actual = Some(v.into());
+        self.actual = Some(clip(v.into()));
         self
     }
 
     /// Sets the detail.
     pub fn detail(mut self, v: impl Into<String>) -> Finding {
-        self.detail = Some(v.into());
+        self.detail = Some(clip(v.into()));
         self
+    }
+}
+
+/// Cuts text longer than [`MAX_FINDING_TEXT`] bytes (at a character boundary) and says so, so a
+/// hostile name cannot make a report large.
+fn clip(mut s: String) -> String {
+    if s.len() > MAX_FINDING_TEXT {
+        let mut end = MAX_FINDING_TEXT;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        let total = s.len();
+        s.truncate(end);
+        s.push_str(&format!("... ({total} bytes)"));
+    }
+    s
+}
+
+/// How many findings of one kind were counted but not kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Omitted {
+    /// The kind.
+    pub kind: FindingKind,
+    /// Findings of that kind beyond the first [`MAX_FINDINGS_PER_KIND`].
+    pub count: u64,
+}
+
+/// Findings as verify collects them: the first [`MAX_FINDINGS_PER_KIND`] of each kind kept in
+/// order, the rest counted, so a file of a million bad lines costs no more than a thousand.
+#[derive(Debug, Default)]
+pub(crate) struct Findings {
+    kept: Vec<Finding>,
+    /// Findings seen, by `kind as usize`.
+    per_kind: Vec<u64>,
+}
+
+impl Findings {
+    /// Adds a finding (or only counts it, past the cap for its kind).
+    pub(crate) fn push(&mut self, f: Finding) {
+        let kind = f.kind;
+        self.push_with(kind, || f);
+    }
+
+    /// Counts a finding of `kind`, building it only while the kind is under its cap: a million
+    /// bad lines cost a million counts, not a million formatted messages.
+    pub(crate) fn push_with(&mut self, kind: FindingKind, make: impl FnOnce() -> Finding) {
+        let i = kind as usize;
+        if self.per_kind.len() <= i {
+            self.per_kind.resize(i + 1, 0);
+        }
+        self.per_kind[i] += 1;
+        if self.per_kind[i] <= MAX_FINDINGS_PER_KIND as u64 {
+            self.kept.push(make());
+        }
+    }
+
+    /// The kept findings, and the count of those left out by kind.
+    pub(crate) fn into_parts(self) -> (Vec<Finding>, Vec<Omitted>) {
+        let kinds: HashMap<usize, FindingKind> = self.kept.iter().map(|f| (f.kind as usize, f.kind)).collect();
+        let mut omitted: Vec<Omitted> = (self.per_kind.iter().enumerate())
+            .filter(|(_, n)| **n > MAX_FINDINGS_PER_KIND as u64)
+            .map(|(i, n)| Omitted { kind: kinds[&i], count: n - MAX_FINDINGS_PER_KIND as u64 })
+            .collect();
+        omitted.sort_by_key(|o| o.kind);
+        (self.kept, omitted)
     }
 }
 

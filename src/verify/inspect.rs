@@ -6,15 +6,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use serde_json::Value;
 
 use super::Error;
 use crate::archive::bagit::{parse_tag_file, tag_value, BAG_INFO_NAME};
+use crate::archive::data::{self, AccountView, MAX_TAG_FILE_BYTES};
 use crate::archive::layout::account_json;
 use crate::archive::BagReader;
-
-/// Largest `account.json` or `bag-info.txt` read into memory.
-const METADATA_LIMIT: u64 = 64 << 20;
 
 /// What an archive holds.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -150,7 +147,7 @@ pub fn inspect(path: &Path) -> Result<Summary, Error> {
         }
     }
 
-    match reader.bag_entry(BAG_INFO_NAME).map(|e| reader.read_entry(e, METADATA_LIMIT)) {
+    match reader.bag_entry(BAG_INFO_NAME).map(|e| reader.read_entry(e, MAX_TAG_FILE_BYTES)) {
         Some(Ok(bytes)) => {
             let (pairs, _) = parse_tag_file(&String::from_utf8_lossy(&bytes));
             let get = |l: &str| tag_value(&pairs, l).map(str::to_string);
@@ -165,51 +162,51 @@ pub fn inspect(path: &Path) -> Result<Summary, Error> {
         None => s.notes.push("no bag-info.txt".into()),
     }
 
-    let account = reader.bag_entry(&format!("data/{}", account_json())).map(|e| reader.read_entry(e, METADATA_LIMIT));
+    let account =
+        reader.bag_entry(&format!("data/{}", account_json())).map(|e| data::read_json::<AccountView>(&reader, e));
     match account {
-        Some(Ok(bytes)) => match serde_json::from_slice::<Value>(&bytes) {
-            Ok(v) => apply_account(&v, &mut s, &mut projects),
-            Err(e) => s.notes.push(format!("account.json does not parse: {e}")),
-        },
-        Some(Err(p)) => s.notes.push(format!("account.json unreadable: {p}")),
+        Some(Ok(v)) => apply_account(v, &mut s, &mut projects),
+        Some(Err(data::JsonError::Json(e))) => s.notes.push(format!("account.json does not parse: {e}")),
+        Some(Err(data::JsonError::Entry(p))) => s.notes.push(format!("account.json unreadable: {p}")),
         None => s.notes.push("no account.json; counts come from the entry listing".into()),
     }
     s.projects = projects.into_values().collect();
     Ok(s)
 }
 
-fn apply_account(v: &Value, s: &mut Summary, projects: &mut BTreeMap<String, ProjectSummary>) {
-    let str_at = |v: &Value, path: &[&str]| -> Option<String> {
-        path.iter().try_fold(v, |v, k| v.get(k)).and_then(Value::as_str).map(str::to_string)
-    };
-    let u64_at =
-        |v: &Value, path: &[&str]| -> Option<u64> { path.iter().try_fold(v, |v, k| v.get(k)).and_then(Value::as_u64) };
-    s.source_host = str_at(v, &["source", "endpointHost"]).or(s.source_host.take());
-    s.api_version = str_at(v, &["source", "apiVersion"]).or(s.api_version.take());
-    s.tool_version = str_at(v, &["tool", "version"]).or(s.tool_version.take());
-    s.started = str_at(v, &["started"]);
-    s.finished = str_at(v, &["finished"]);
-    s.complete = v.get("complete").and_then(Value::as_bool);
-    s.missing = v.get("missing").and_then(Value::as_array).map_or(0, |a| a.len() as u64);
-    let Some(list) = v.get("projects").and_then(Value::as_array) else {
+fn apply_account(v: AccountView, s: &mut Summary, projects: &mut BTreeMap<String, ProjectSummary>) {
+    let source = v.source.unwrap_or_default();
+    s.source_host = source.endpoint_host.or(s.source_host.take());
+    s.api_version = source.api_version.or(s.api_version.take());
+    s.tool_version = v.tool.and_then(|t| t.version).or(s.tool_version.take());
+    s.started = v.started;
+    s.finished = v.finished;
+    s.complete = v.complete;
+    s.missing = v.missing.map_or(0, |m| m.total);
+    let Some(list) = v.projects else {
         s.notes.push("account.json lists no projects".into());
         return;
     };
-    for pj in list {
-        let Some(id) = str_at(pj, &["id"]) else {
+    if list.total > list.kept.len() as u64 {
+        s.notes.push(format!("account.json lists {} projects; the first {} are shown", list.total, list.kept.len()));
+    }
+    for pj in list.kept {
+        let Some(id) = pj.id else {
             continue;
         };
+        // Only projects the zip holds or a bounded number besides: ids come from the file.
         let p = projects.entry(id.clone()).or_insert_with(|| ProjectSummary { id, ..Default::default() });
-        p.name = str_at(pj, &["name"]);
-        p.domain_type = str_at(pj, &["domainType"]);
-        p.tagged = u64_at(pj, &["archived", "tagged"]);
-        p.untagged = u64_at(pj, &["archived", "untagged"]);
-        p.only_in_iterations = u64_at(pj, &["archived", "onlyInIterations"]);
-        p.tags = u64_at(pj, &["archived", "tags"]);
-        p.missing = pj.get("missing").and_then(Value::as_array).map_or(0, |a| a.len() as u64);
+        let archived = pj.archived.unwrap_or_default();
+        p.name = pj.name;
+        p.domain_type = pj.domain_type;
+        p.tagged = archived.tagged;
+        p.untagged = archived.untagged;
+        p.only_in_iterations = archived.only_in_iterations;
+        p.tags = archived.tags;
+        p.missing = pj.missing.map_or(0, |m| m.total);
         // The listing is the truth about what is in the zip; account.json fills what it cannot say.
         if p.iterations == 0 {
-            p.iterations = u64_at(pj, &["archived", "iterations"]).unwrap_or(0);
+            p.iterations = archived.iterations.unwrap_or(0);
         }
     }
 }

@@ -2,40 +2,24 @@
 //! each project's `images.jsonl` / `predictions.jsonl` agree with the manifest and the entries.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::io::BufReader;
 
 use serde::de::IgnoredAny;
-use serde::Deserialize;
 
-use super::lines::{read_line, Line};
-use super::tags::unreadable;
-use super::{Bag, Finding, FindingKind};
+use super::tags::{unreadable, Tags};
+use super::{Bag, Finding, FindingKind, Findings};
+use crate::archive::data::{self, bound_file_problem, JsonError, ListedFile, ListingKind, MAX_PATH_BYTES};
 use crate::archive::layout::{account_json, unsafe_path_reason};
-use crate::archive::reader::problem;
 use crate::archive::Entry;
-
-/// Longest JSONL line parsed; longer lines are reported, not held.
-const JSONL_LINE_CAP: usize = 16 << 20;
-/// Read buffer for JSON streams.
-const JSON_BUFFER: usize = 256 << 10;
-
-/// A line of `images.jsonl` or `predictions.jsonl`, as far as verify cares.
-#[derive(Deserialize)]
-struct Listed {
-    file: Option<String>,
-    size: Option<u64>,
-    sha256: Option<String>,
-}
 
 pub(super) fn check(
     bag: &Bag<'_>,
-    manifest: &HashMap<String, [u8; 32]>,
+    tags: &Tags,
     parse_all: bool,
     unreadable_entries: &HashSet<usize>,
-    findings: &mut Vec<Finding>,
+    findings: &mut Findings,
 ) {
     let account = format!("data/{}", account_json());
-    if !bag.payload.contains_key(&account) && !manifest.contains_key(&account) {
+    if !bag.payload.contains_key(&account) && !tags.account_listed {
         findings.push(Finding::new(FindingKind::MissingMetadata, account));
     }
 
@@ -45,12 +29,14 @@ pub(super) fn check(
     for path in &paths {
         if let Some(rest) = path.strip_prefix("data/projects/") {
             if let Some((project, _)) = rest.split_once('/') {
-                projects.insert(format!("data/projects/{project}/"));
+                projects.insert(project.to_owned());
             }
         }
     }
-    let listings: HashSet<String> =
-        projects.iter().flat_map(|p| [format!("{p}images.jsonl"), format!("{p}predictions.jsonl")]).collect();
+    let listings: HashSet<String> = projects
+        .iter()
+        .flat_map(|p| [ListingKind::Images, ListingKind::Predictions].map(|k| listing_path(p, k)))
+        .collect();
 
     if parse_all {
         for path in &paths {
@@ -61,112 +47,109 @@ pub(super) fn check(
             if path.ends_with(".json") {
                 check_json(bag, path, entry, findings);
             } else if path.ends_with(".jsonl") {
-                for_each_line(bag, path, entry, findings, |_, line| {
-                    serde_json::from_slice::<IgnoredAny>(line).map(|_| ()).map_err(|e| e.to_string())
+                for_each_line(bag, path, entry, findings, |findings, number, line| {
+                    if let Err(e) = serde_json::from_slice::<IgnoredAny>(line) {
+                        findings.push_with(FindingKind::InvalidJson, || invalid_json(path, number, e));
+                    }
                 });
             }
         }
     }
 
     for project in &projects {
-        for (listing, folder) in [("images.jsonl", "images/"), ("predictions.jsonl", "predictions/")] {
-            check_listing(bag, manifest, project, listing, folder, unreadable_entries, findings);
+        for kind in [ListingKind::Images, ListingKind::Predictions] {
+            check_listing(bag, &tags.manifest, project, kind, unreadable_entries, findings);
         }
     }
 }
 
-fn check_json(bag: &Bag<'_>, path: &str, entry: &Entry, findings: &mut Vec<Finding>) {
-    let reader = match bag.reader.open_entry(entry) {
-        Ok(r) => r,
-        Err(p) => return findings.push(unreadable(path, &p)),
-    };
-    let mut de = serde_json::Deserializer::from_reader(BufReader::with_capacity(JSON_BUFFER, reader));
-    let result = IgnoredAny::deserialize(&mut de).and_then(|_| de.end());
-    if let Err(e) = result {
-        if e.is_io() {
-            let p = problem(std::io::Error::from(e));
-            findings.push(unreadable(path, &p));
-        } else {
-            findings.push(Finding::new(FindingKind::InvalidJson, path).detail(e.to_string()));
-        }
+fn listing_path(project: &str, kind: ListingKind) -> String {
+    format!("data/projects/{project}/{}", kind.listing_name())
+}
+
+fn invalid_json(path: &str, number: usize, e: serde_json::Error) -> Finding {
+    Finding::new(FindingKind::InvalidJson, path).detail(format!("line {number}: {e}"))
+}
+
+fn check_json(bag: &Bag<'_>, path: &str, entry: &Entry, findings: &mut Findings) {
+    match data::json_parses(bag.reader, entry) {
+        Ok(()) => {}
+        Err(JsonError::Entry(p)) => findings.push(unreadable(path, &p)),
+        Err(JsonError::Json(e)) => findings.push(Finding::new(FindingKind::InvalidJson, path).detail(e.to_string())),
     }
 }
 
-/// Calls `each(line_number, bytes)` for every non-empty line, reporting parse failures (`Err`
-/// from `each`), over-long lines and read problems as findings.
+/// Calls `each(findings, line_number, bytes)` for every non-empty line, reporting over-long
+/// lines and read problems as findings.
 fn for_each_line(
     bag: &Bag<'_>,
     path: &str,
     entry: &Entry,
-    findings: &mut Vec<Finding>,
-    mut each: impl FnMut(usize, &[u8]) -> Result<(), String>,
+    findings: &mut Findings,
+    mut each: impl FnMut(&mut Findings, usize, &[u8]),
 ) {
-    let reader = match bag.reader.open_entry(entry) {
-        Ok(r) => r,
-        Err(p) => return findings.push(unreadable(path, &p)),
-    };
-    let mut reader = BufReader::with_capacity(JSON_BUFFER, reader);
-    let mut line = Vec::new();
-    let mut number = 0;
-    loop {
-        number += 1;
-        match read_line(&mut reader, &mut line, JSONL_LINE_CAP) {
-            Err(e) => return findings.push(unreadable(path, &problem(e))),
-            Ok(Line::End) => return,
-            Ok(Line::TooLong) => findings.push(
-                Finding::new(FindingKind::TooLarge, path)
-                    .detail(format!("line {number} is longer than {JSONL_LINE_CAP} bytes")),
-            ),
-            Ok(Line::Text) => {
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                if let Err(why) = each(number, &line) {
-                    findings.push(Finding::new(FindingKind::InvalidJson, path).detail(format!("line {number}: {why}")));
-                }
-            }
-        }
+    let result = data::for_each_line(bag.reader, entry, |number, line| match line {
+        Ok(line) => each(findings, number, line),
+        Err(why) => findings.push_with(FindingKind::TooLarge, || {
+            Finding::new(FindingKind::TooLarge, path).detail(format!("line {number}: {why}"))
+        }),
+    });
+    if let Err(p) = result {
+        findings.push(unreadable(path, &p));
     }
 }
 
+/// Checks one listing: every line names its own file (the path follows from its id), that file
+/// is in the archive with the size and hash the line gives, no file is listed twice, and every
+/// file in the folder is listed. Keeps only paths of real entries, so memory follows the archive.
 fn check_listing(
     bag: &Bag<'_>,
     manifest: &HashMap<String, [u8; 32]>,
     project: &str,
-    listing: &str,
-    folder: &str,
+    kind: ListingKind,
     unreadable_entries: &HashSet<usize>,
-    findings: &mut Vec<Finding>,
+    findings: &mut Findings,
 ) {
-    let listing_path = format!("{project}{listing}");
-    let mut listed_files = HashSet::new();
+    let listing_path = listing_path(project, kind);
+    let listing = kind.listing_name();
+    let mut listed_files: HashMap<String, usize> = HashMap::new();
     let present = bag.payload.get(&listing_path).filter(|e| !unreadable_entries.contains(&e.index));
     if let Some(entry) = present {
-        let mut problems = Vec::new();
-        for_each_line(bag, &listing_path, entry, findings, |number, line| {
-            let item: Listed = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+        for_each_line(bag, &listing_path, entry, findings, |findings, number, line| {
+            let item: ListedFile = match serde_json::from_slice(line) {
+                Ok(item) => item,
+                Err(e) => {
+                    return findings.push_with(FindingKind::InvalidJson, || invalid_json(&listing_path, number, e))
+                }
+            };
             let bad = |why: String| {
                 Finding::new(FindingKind::InvalidListing, listing_path.clone()).detail(format!("line {number}: {why}"))
             };
-            let (Some(file), Some(size), Some(sha)) = (item.file, item.size, item.sha256) else {
-                problems.push(bad("lacks file, size or sha256".into()));
-                return Ok(());
+            let (Some(id), Some(file), Some(size), Some(sha)) = (item.id, item.file, item.size, item.sha256) else {
+                return findings.push(bad("lacks id, file, size or sha256".into()));
             };
+            if file.len() > MAX_PATH_BYTES {
+                return findings.push(bad(format!("file is longer than {MAX_PATH_BYTES} bytes")));
+            }
             if let Some(reason) = unsafe_path_reason(&file) {
-                problems.push(bad(format!("file {file:?}: {reason}")));
-                return Ok(());
+                return findings.push(bad(format!("file {file:?}: {reason}")));
+            }
+            if let Some(why) = bound_file_problem(kind, project, id, &file) {
+                return findings.push(bad(why));
             }
             let data_path = format!("data/{file}");
-            listed_files.insert(data_path.clone());
             let Some(target) = bag.payload.get(&data_path) else {
-                problems.push(
+                return findings.push(
                     Finding::new(FindingKind::ListedFileMissing, data_path)
                         .detail(format!("listed in {listing_path} line {number}")),
                 );
-                return Ok(());
             };
+            if let Some(first) = listed_files.get(&data_path) {
+                return findings.push(bad(format!("file {file:?} is listed again (first on line {first})")));
+            }
+            listed_files.insert(data_path.clone(), number);
             if target.size != size {
-                problems.push(
+                findings.push(
                     Finding::new(FindingKind::ListedFileMismatch, data_path.clone())
                         .expected(format!("{size} bytes (per {listing})"))
                         .actual(format!("{} bytes", target.size)),
@@ -174,20 +157,18 @@ fn check_listing(
             }
             if let Some(in_manifest) = manifest.get(&data_path) {
                 if !hex::encode(in_manifest).eq_ignore_ascii_case(&sha) {
-                    problems.push(
+                    findings.push(
                         Finding::new(FindingKind::ListedFileMismatch, data_path)
                             .expected(format!("sha256 {sha} (per {listing})"))
                             .actual(format!("sha256 {} (per manifest)", hex::encode(in_manifest))),
                     );
                 }
             }
-            Ok(())
         });
-        findings.extend(problems);
     }
-    let prefix = format!("{project}{folder}");
+    let prefix = format!("data/projects/{project}/{}/", kind.folder());
     let mut unlisted: Vec<_> =
-        bag.payload.keys().filter(|p| p.starts_with(&prefix) && !listed_files.contains(*p)).collect();
+        bag.payload.keys().filter(|p| p.starts_with(&prefix) && !listed_files.contains_key(*p)).collect();
     unlisted.sort();
     for path in unlisted {
         let why = if present.is_some() {

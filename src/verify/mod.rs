@@ -9,14 +9,13 @@
 
 mod finding;
 pub mod inspect;
-mod lines;
 mod listing;
 mod pagecode;
 mod payload;
 mod tags;
 mod zipcheck;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -25,7 +24,8 @@ use serde::Serialize;
 use crate::archive::{self, BagReader, Entry, PayloadOxum};
 use crate::progress::{NoProgress, Progress};
 
-pub use finding::{Finding, FindingKind};
+use finding::Findings;
+pub use finding::{Finding, FindingKind, Omitted};
 pub use inspect::{inspect, ProjectSummary, Summary};
 
 /// Why an archive could not be verified at all (it is not readable as a zip).
@@ -76,14 +76,18 @@ pub struct Report {
     pub payload_bytes: u64,
     /// Uncompressed bytes re-hashed (0 in fast mode).
     pub bytes_hashed: u64,
-    /// Every problem found, in the order checks ran.
+    /// The problems found, in the order checks ran: the first
+    /// [`MAX_FINDINGS_PER_KIND`](crate::archive::data::MAX_FINDINGS_PER_KIND) of each kind.
     pub findings: Vec<Finding>,
+    /// Per kind, how many more findings there were than `findings` keeps.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub omitted: Vec<Omitted>,
 }
 
 impl Report {
     /// No findings.
     pub fn is_clean(&self) -> bool {
-        self.findings.is_empty()
+        self.findings.is_empty() && self.omitted.is_empty()
     }
 
     /// No finding about the data: any there are say only that the browse page's code differs
@@ -91,6 +95,12 @@ impl Report {
     /// deleting what it holds) does not depend on.
     pub fn data_intact(&self) -> bool {
         self.findings.iter().all(|f| f.kind == FindingKind::PageCodeDiffers)
+            && self.omitted.iter().all(|o| o.kind == FindingKind::PageCodeDiffers)
+    }
+
+    /// How many findings of `kind` were left out of `findings`.
+    pub fn omitted(&self, kind: FindingKind) -> u64 {
+        self.omitted.iter().find(|o| o.kind == kind).map_or(0, |o| o.count)
     }
 
     /// Findings grouped by kind, kinds in a stable order.
@@ -116,6 +126,9 @@ pub(crate) struct Bag<'a> {
     payload: HashMap<String, &'a Entry>,
     /// Tag-level entries (in the bag folder, outside `data/`), by relative path.
     tag_entries: HashMap<String, &'a Entry>,
+    /// Indices of entries whose data overlaps another's: reported once, never read (a quoted
+    /// zip bomb makes each of them inflate the same bytes again).
+    overlapping: HashSet<usize>,
 }
 
 impl<'a> Bag<'a> {
@@ -133,7 +146,7 @@ pub fn verify(path: &Path, opts: &VerifyOptions) -> Result<Report, Error> {
 /// delete gate) checks, so that the bytes verified are the bytes it reads.
 pub fn verify_reader(reader: &BagReader, opts: &VerifyOptions) -> Report {
     let path = reader.path();
-    let mut findings = Vec::new();
+    let mut findings = Findings::default();
     let mut report = Report {
         archive: path.to_path_buf(),
         mode: if opts.fast { "fast" } else { "full" },
@@ -143,15 +156,17 @@ pub fn verify_reader(reader: &BagReader, opts: &VerifyOptions) -> Report {
         payload_bytes: 0,
         bytes_hashed: 0,
         findings: Vec::new(),
+        omitted: Vec::new(),
     };
     let Some(bag) = zipcheck::check(reader, &mut findings) else {
-        report.findings = findings;
+        (report.findings, report.omitted) = findings.into_parts();
         return report;
     };
     let tags = tags::check(&bag, &mut findings);
 
     let hashed = if opts.fast { None } else { Some(payload::hash_all(&bag, opts, &mut report.bytes_hashed)) };
-    let unreadable = payload::compare(&bag, &tags.manifest, hashed.as_ref(), &mut findings);
+    let mut unreadable = payload::compare(&bag, &tags.manifest, hashed.as_ref(), &mut findings);
+    unreadable.extend(bag.overlapping.iter().copied());
 
     report.payload_files = bag.payload.len() as u64;
     report.payload_bytes = bag
@@ -170,8 +185,8 @@ pub fn verify_reader(reader: &BagReader, opts: &VerifyOptions) -> Report {
             );
         }
     }
-    listing::check(&bag, &tags.manifest, !opts.fast, &unreadable, &mut findings);
+    listing::check(&bag, &tags, !opts.fast, &unreadable, &mut findings);
     pagecode::check(&bag, &mut findings);
-    report.findings = findings;
+    (report.findings, report.omitted) = findings.into_parts();
     report
 }

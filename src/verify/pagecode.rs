@@ -9,6 +9,7 @@
 
 use std::io::{BufRead, BufReader};
 
+use super::finding::Findings;
 use super::{Bag, Finding, FindingKind};
 use crate::browse::{page_code, DATA_CALL_PREFIX};
 
@@ -17,7 +18,7 @@ const ADVICE: &str = "an archive written by another version of cvarchive differs
     do not open index.html unless you trust where the archive came from";
 
 /// Checks the page's code files and every data file, adding a finding for each that differs.
-pub(super) fn check(bag: &Bag<'_>, findings: &mut Vec<Finding>) {
+pub(super) fn check(bag: &Bag<'_>, findings: &mut Findings) {
     let version = env!("CARGO_PKG_VERSION");
     let code = page_code();
     for (rel, expected) in code {

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use super::tags::unreadable;
-use super::{Bag, Finding, FindingKind, VerifyOptions};
+use super::{Bag, Finding, FindingKind, Findings, VerifyOptions};
 use crate::archive::{EntryDigest, EntryProblem};
 use crate::progress::Event;
 
@@ -20,7 +20,7 @@ const PROGRESS_STEP: u64 = 16 << 20;
 pub(super) type Hashed = HashMap<usize, Result<EntryDigest, EntryProblem>>;
 
 pub(super) fn hash_all(bag: &Bag<'_>, opts: &VerifyOptions, bytes_hashed: &mut u64) -> Hashed {
-    let mut jobs: Vec<_> = bag.payload.values().copied().collect();
+    let mut jobs: Vec<_> = bag.payload.values().copied().filter(|e| !bag.overlapping.contains(&e.index)).collect();
     jobs.sort_by_key(|e| e.header_offset);
     let threads = match opts.threads {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -61,21 +61,16 @@ pub(super) fn hash_all(bag: &Bag<'_>, opts: &VerifyOptions, bytes_hashed: &mut u
     results.into_inner().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Compares entries with the manifest (and, when hashed, with their bytes). Returns the indices
+/// Compares entries with the manifest's lines for them (and, when hashed, with their bytes). Returns the indices
 /// of entries that could not be read, so later layers do not report them twice.
 pub(super) fn compare(
     bag: &Bag<'_>,
     manifest: &HashMap<String, [u8; 32]>,
     hashed: Option<&Hashed>,
-    findings: &mut Vec<Finding>,
+    findings: &mut Findings,
 ) -> HashSet<usize> {
+    // Manifest lines naming no entry were reported as the manifest was read (it keeps no others).
     let mut unreadable_entries = HashSet::new();
-    let mut missing: Vec<_> = manifest.keys().filter(|p| !bag.payload.contains_key(*p)).collect();
-    missing.sort();
-    for path in missing {
-        findings
-            .push(Finding::new(FindingKind::MissingPayloadFile, path.clone()).expected(hex::encode(manifest[path])));
-    }
     let mut paths: Vec<_> = bag.payload.keys().collect();
     paths.sort();
     for path in paths {

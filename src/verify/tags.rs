@@ -2,33 +2,29 @@
 //! (streamed, hashed while parsed) and the tag manifest against the tag files.
 
 use std::collections::HashMap;
-use std::io::{BufReader, Read};
 
 use sha2::{Digest, Sha256};
 
-use super::lines::{read_line, Line};
-use super::{Bag, Finding, FindingKind};
+use super::{Bag, Finding, FindingKind, Findings};
 use crate::archive::bagit::{
     parse_manifest_line, parse_tag_file, tag_value, PayloadOxum, BAGIT_TXT_NAME, BAG_INFO_NAME, MANIFEST_NAME,
     TAGMANIFEST_NAME,
 };
-use crate::archive::reader::problem;
+use crate::archive::data::{self, MAX_TAG_FILE_BYTES};
+use crate::archive::layout::account_json;
 use crate::archive::{Entry, EntryProblem};
-
-/// Largest small tag file (`bagit.txt`, `bag-info.txt`, the tag manifest) read into memory.
-const TAG_FILE_LIMIT: u64 = 1 << 20;
-/// Longest manifest line kept.
-const MANIFEST_LINE_CAP: usize = 64 << 10;
 
 /// What the tag files say, for the later layers.
 pub(super) struct Tags {
-    /// Manifest hash by path relative to the bag (`data/...`).
+    /// Manifest hash by path relative to the bag (`data/...`), for paths that are entries.
     pub manifest: HashMap<String, [u8; 32]>,
+    /// Whether the manifest lists `data/account.json` (present or not).
+    pub account_listed: bool,
     /// `Payload-Oxum`, if present and valid.
     pub oxum: Option<PayloadOxum>,
 }
 
-pub(super) fn check(bag: &Bag<'_>, findings: &mut Vec<Finding>) -> Tags {
+pub(super) fn check(bag: &Bag<'_>, findings: &mut Findings) -> Tags {
     let mut tag_hashes: HashMap<&str, [u8; 32]> = HashMap::new();
 
     if let Some(bytes) = read_small(bag, BAGIT_TXT_NAME, FindingKind::MissingBagit, findings) {
@@ -77,9 +73,10 @@ pub(super) fn check(bag: &Bag<'_>, findings: &mut Vec<Finding>) -> Tags {
     }
 
     let mut manifest = HashMap::new();
+    let mut account_listed = false;
     match bag.tag_entries.get(MANIFEST_NAME) {
         None => findings.push(Finding::new(FindingKind::MissingManifest, MANIFEST_NAME)),
-        Some(entry) => match read_manifest(bag, entry, &mut manifest, findings) {
+        Some(entry) => match read_manifest(bag, entry, &mut manifest, &mut account_listed, findings) {
             Ok(sha) => {
                 tag_hashes.insert(MANIFEST_NAME, sha);
             }
@@ -88,7 +85,7 @@ pub(super) fn check(bag: &Bag<'_>, findings: &mut Vec<Finding>) -> Tags {
     }
 
     check_tagmanifest(bag, &tag_hashes, findings);
-    Tags { manifest, oxum }
+    Tags { manifest, account_listed, oxum }
 }
 
 /// A finding for an entry that cannot be read, by kind of problem.
@@ -105,12 +102,12 @@ pub(super) fn unreadable(path: &str, p: &EntryProblem) -> Finding {
     }
 }
 
-fn read_small(bag: &Bag<'_>, name: &str, missing: FindingKind, findings: &mut Vec<Finding>) -> Option<Vec<u8>> {
+fn read_small(bag: &Bag<'_>, name: &str, missing: FindingKind, findings: &mut Findings) -> Option<Vec<u8>> {
     let Some(entry) = bag.tag_entries.get(name) else {
         findings.push(Finding::new(missing, name));
         return None;
     };
-    match bag.reader.read_entry(entry, TAG_FILE_LIMIT) {
+    match bag.reader.read_entry(entry, MAX_TAG_FILE_BYTES) {
         Ok(bytes) => Some(bytes),
         Err(p) => {
             findings.push(unreadable(name, &p));
@@ -119,62 +116,42 @@ fn read_small(bag: &Bag<'_>, name: &str, missing: FindingKind, findings: &mut Ve
     }
 }
 
-/// Tees everything read into SHA-256.
-struct HashingRead<R> {
-    inner: R,
-    sha: Sha256,
-}
-
-impl<R: Read> Read for HashingRead<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.sha.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
-/// Streams the payload manifest into `manifest`, reporting bad lines; returns the file's hash.
+/// Streams the payload manifest, keeping the lines that name a payload entry in `manifest` and
+/// reporting the others (and bad lines) as findings, so memory follows the entries, not the
+/// manifest. Returns the file's hash.
 fn read_manifest(
     bag: &Bag<'_>,
     entry: &Entry,
     manifest: &mut HashMap<String, [u8; 32]>,
-    findings: &mut Vec<Finding>,
+    account_listed: &mut bool,
+    findings: &mut Findings,
 ) -> Result<[u8; 32], EntryProblem> {
-    let raw = bag.reader.open_entry(entry)?;
-    let mut reader = BufReader::with_capacity(256 << 10, HashingRead { inner: raw, sha: Sha256::new() });
-    let mut line = Vec::new();
-    let mut number = 0usize;
-    let bad = |number: usize, why: &str| {
-        Finding::new(FindingKind::InvalidManifestLine, MANIFEST_NAME).detail(format!("line {number}: {why}"))
-    };
-    loop {
-        number += 1;
-        match read_line(&mut reader, &mut line, MANIFEST_LINE_CAP).map_err(problem)? {
-            Line::End => break,
-            Line::TooLong => findings.push(bad(number, "longer than 64 KiB")),
-            Line::Text => {
-                let text = String::from_utf8_lossy(&line);
-                if text.trim().is_empty() {
-                    continue;
-                }
-                match parse_manifest_line(&text) {
-                    Err(why) => findings.push(bad(number, why)),
-                    Ok((_, path)) if !path.starts_with("data/") => {
-                        findings.push(bad(number, &format!("{path:?} is not under data/")))
-                    }
-                    Ok((sha, path)) => {
-                        if manifest.insert(path.clone(), sha).is_some() {
-                            findings.push(bad(number, &format!("{path:?} is listed again")));
-                        }
-                    }
+    let account = format!("data/{}", account_json());
+    data::read_manifest(bag.reader, entry, |number, line| {
+        let bad = |findings: &mut Findings, why: &dyn Fn() -> String| {
+            findings.push_with(FindingKind::InvalidManifestLine, || {
+                Finding::new(FindingKind::InvalidManifestLine, MANIFEST_NAME)
+                    .detail(format!("line {number}: {}", why()))
+            })
+        };
+        match line {
+            Err(why) => bad(findings, &|| why.clone()),
+            Ok((_, path)) if !path.starts_with("data/") => bad(findings, &|| format!("{path:?} is not under data/")),
+            Ok((sha, path)) => {
+                *account_listed |= path == account;
+                if !bag.payload.contains_key(&path) {
+                    findings.push_with(FindingKind::MissingPayloadFile, || {
+                        Finding::new(FindingKind::MissingPayloadFile, path).expected(hex::encode(sha))
+                    });
+                } else if manifest.insert(path.clone(), sha).is_some() {
+                    bad(findings, &|| format!("{path:?} is listed again"));
                 }
             }
         }
-    }
-    Ok(reader.into_inner().sha.finalize().into())
+    })
 }
 
-fn check_tagmanifest(bag: &Bag<'_>, computed: &HashMap<&str, [u8; 32]>, findings: &mut Vec<Finding>) {
+fn check_tagmanifest(bag: &Bag<'_>, computed: &HashMap<&str, [u8; 32]>, findings: &mut Findings) {
     let Some(bytes) = read_small(bag, TAGMANIFEST_NAME, FindingKind::MissingTagManifest, findings) else {
         return;
     };

@@ -3,13 +3,13 @@
 
 use std::collections::HashMap;
 
-use super::{Bag, Finding, FindingKind};
+use super::{Bag, Finding, FindingKind, Findings};
 use crate::archive::layout::unsafe_path_reason;
 use crate::archive::zipdir::LOCAL_HEADER_LEN;
 use crate::archive::BagReader;
 
 /// Runs the zip-level checks; `None` when there is no bag folder to go on (a finding says why).
-pub(super) fn check<'a>(reader: &'a BagReader, findings: &mut Vec<Finding>) -> Option<Bag<'a>> {
+pub(super) fn check<'a>(reader: &'a BagReader, findings: &mut Findings) -> Option<Bag<'a>> {
     let name_of = |entry_name: &str| -> String {
         match reader.bag_name() {
             Some(bag) => {
@@ -41,20 +41,27 @@ pub(super) fn check<'a>(reader: &'a BagReader, findings: &mut Vec<Finding>) -> O
         }
     }
 
+    // Sorted by offset, an entry overlaps when it starts before the furthest end seen so far;
+    // both it and the entry reaching furthest are marked, so neither is ever inflated.
     let mut by_offset: Vec<_> = reader.entries().iter().collect();
-    by_offset.sort_by_key(|e| e.header_offset);
-    for pair in by_offset.windows(2) {
-        let (a, b) = (pair[0], pair[1]);
-        // Declared sizes are untrusted: a huge one must not overflow (and so hide an overlap).
-        let a_min_end = a
-            .header_offset
-            .saturating_add(LOCAL_HEADER_LEN + a.raw_name.len() as u64)
-            .saturating_add(a.compressed_size);
-        if b.header_offset < a_min_end {
+    by_offset.sort_by_key(|e| (e.header_offset, e.index));
+    let mut overlapping = std::collections::HashSet::new();
+    let mut furthest: Option<(u64, &crate::archive::Entry)> = None;
+    for b in by_offset {
+        if let Some((_, a)) = furthest.filter(|(end, _)| b.header_offset < *end) {
+            overlapping.insert(a.index);
+            overlapping.insert(b.index);
             findings.push(
                 Finding::new(FindingKind::OverlappingEntries, name_of(&b.name))
-                    .detail(format!("its data overlaps entry {:?}", a.name)),
+                    .detail(format!("its data overlaps entry {:?}; neither is read", a.name)),
             );
+        }
+        let b_min_end = b
+            .header_offset
+            .saturating_add(LOCAL_HEADER_LEN + b.raw_name.len() as u64)
+            .saturating_add(b.compressed_size);
+        if furthest.is_none_or(|(end, _)| b_min_end > end) {
+            furthest = Some((b_min_end, b));
         }
     }
 
@@ -64,7 +71,8 @@ pub(super) fn check<'a>(reader: &'a BagReader, findings: &mut Vec<Finding>) -> O
         );
         return None;
     };
-    let mut bag = Bag { reader, name: bag_name.to_string(), payload: HashMap::new(), tag_entries: HashMap::new() };
+    let mut bag =
+        Bag { reader, name: bag_name.to_string(), payload: HashMap::new(), tag_entries: HashMap::new(), overlapping };
     for e in reader.entries() {
         if let Some(reason) = unsafe_path_reason(e.name.trim_end_matches('/')) {
             findings.push(Finding::new(FindingKind::UnsafeName, e.name.clone()).detail(reason));
