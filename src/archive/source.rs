@@ -14,6 +14,9 @@ use crate::archive::data::{self, bound_file_problem, ListingKind, MAX_JSON_BYTES
 pub use crate::archive::data::{ArchivedImage, MAX_IMAGE_BYTES};
 use crate::archive::{layout, BagReader};
 
+/// Lines of a listing that may repeat an earlier line's file before the listing is refused.
+const MAX_REPEATED_LINES: u64 = 1000;
+
 /// Why an archive cannot serve as a source (for `convert` or `restore`).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -220,6 +223,7 @@ impl Source {
         let mut images = Vec::new();
         let mut files = HashSet::new();
         let mut held = 0u64;
+        let mut repeats = 0u64;
         let mut first_error = None;
         let actual = data::for_each_line(&self.reader, entry, |n, line| {
             if first_error.is_some() {
@@ -240,13 +244,24 @@ impl Source {
                 if !self.manifest.contains_key(&image.file) {
                     return Err(format!("file {:?} is not in the archive's manifest", image.file));
                 }
+                // The file follows from the id, so a file listed again is the same image listed
+                // again: it is read once (verify reports the repetition as a finding). A listing
+                // made mostly of repeats is not a listing: past a cap it is refused.
                 if !files.insert(image.file.clone()) {
-                    return Err(format!("file {:?} is listed again", image.file));
+                    repeats += 1;
+                    if repeats > MAX_REPEATED_LINES {
+                        return Err(format!(
+                            "file {:?} is listed again: more than {MAX_REPEATED_LINES} lines repeat others",
+                            image.file
+                        ));
+                    }
+                    return Ok(None);
                 }
-                Ok(image)
+                Ok(Some(image))
             });
             match parsed {
-                Ok(image) => images.push(image),
+                Ok(Some(image)) => images.push(image),
+                Ok(None) => {}
                 Err(why) => first_error = Some(fail(format!("line {n}: {why}"))),
             }
         })
