@@ -37,6 +37,8 @@ use proptest::test_runner::{Config, RngAlgorithm, RngSeed, TestCaseError, TestRu
 
 use mutate::{Base, Mutation};
 
+use crate::support::run_measured;
+
 /// Cases in the default run (about 20 s in a debug build on two cores).
 const DEFAULT_CASES: u32 = 300;
 /// The default seed (the number).
@@ -96,32 +98,6 @@ fn exit_code(verdict: &Result<Report, cvarchive::verify::Error>) -> i32 {
     }
 }
 
-/// Runs the binary; returns its exit code and its own peak RSS (`VmHWM`, sampled until exit).
-fn run_measured(args: &[&str]) -> (i32, u64) {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cvarchive"))
-        .args(args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let status_path = format!("/proc/{}/status", child.id());
-    let mut peak = 0u64;
-    loop {
-        if let Ok(status) = std::fs::read_to_string(&status_path) {
-            let hwm = status
-                .lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok());
-            if let Some(kb) = hwm {
-                peak = peak.max(kb * 1024);
-            }
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            return (status.code().unwrap_or(-1), peak);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-}
 
 macro_rules! check {
     ($cond:expr, $($fmt:tt)*) => {

@@ -112,3 +112,32 @@ pub async fn exported_generated(spec: &str, dir: &Path, name: &str) -> (Emulator
 pub fn only_in_iterations(payload: &BTreeMap<String, Vec<u8>>, p: uuid::Uuid) -> Vec<serde_json::Value> {
     jsonl(payload, &format!("projects/{p}/images.jsonl")).into_iter().filter(|l| l["workspace"] == false).collect()
 }
+
+/// Runs the binary and returns its exit code and peak resident memory. The peak is the child's
+/// own high-water mark (`VmHWM`, which starts afresh at exec), read until it exits, so neither
+/// this test process nor the other tests running in it count.
+pub fn run_measured(args: &[&str]) -> (i32, u64) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cvarchive"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak = 0u64;
+    loop {
+        if let Ok(status) = std::fs::read_to_string(&status_path) {
+            let hwm = status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok());
+            if let Some(kb) = hwm {
+                peak = peak.max(kb * 1024);
+            }
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            return (status.code().unwrap_or(-1), peak);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}

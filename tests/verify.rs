@@ -14,6 +14,7 @@ use cvarchive::verify::{inspect, verify, FindingKind, Report, VerifyOptions};
 use sha2::{Digest, Sha256};
 
 use super::archive::{image_bytes, info, write_bag, write_good_bag, IMAGES, PROJECT};
+use crate::support::run_measured;
 
 pub fn full(path: &Path) -> Report {
     verify(path, &VerifyOptions::default()).unwrap()
@@ -333,34 +334,6 @@ fn random_bytes_are_not_an_archive() {
     assert!(inspect(&path).is_err());
 }
 
-/// Runs the binary and returns its exit code and peak resident memory. The peak is the child's
-/// own high-water mark (`VmHWM`, which starts afresh at exec), read until it exits, so neither
-/// this test process nor the other tests running in it count.
-pub fn run_measured(args: &[&str]) -> (i32, u64) {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cvarchive"))
-        .args(args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let status_path = format!("/proc/{}/status", child.id());
-    let mut peak = 0u64;
-    loop {
-        if let Ok(status) = std::fs::read_to_string(&status_path) {
-            let hwm = status
-                .lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok());
-            if let Some(kb) = hwm {
-                peak = peak.max(kb * 1024);
-            }
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            return (status.code().unwrap_or(-1), peak);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-}
 
 #[test]
 fn a_high_ratio_entry_is_verified_in_bounded_memory() {
