@@ -1,11 +1,16 @@
 //! Injected failures and limits: a token-bucket rate limit answered with 429, a seeded share of
-//! 503s, blob bodies cut mid-way, latency, and hostile or misrouted answers.
+//! 503s, blob bodies cut mid-way, latency, hostile or misrouted answers, and workspace changes
+//! between the pages of a listing.
 
 use std::time::Duration;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::time::Instant;
+
+use uuid::Uuid;
+
+use super::state::{ImageRec, ProjectState};
 
 /// What can go wrong, on purpose. The default is nothing.
 #[derive(Debug, Clone, PartialEq)]
@@ -245,6 +250,25 @@ impl Faults {
 
     fn roll(&mut self, share: f64) -> bool {
         share > 0.0 && self.rng.random::<f64>() < share
+    }
+}
+
+impl ProjectState {
+    /// Deletes the `delete` oldest workspace images (iterations keep theirs) and untags the
+    /// `untag` oldest tagged ones: what another user does during a listing (a fault).
+    pub fn mutate(&mut self, delete: usize, untag: usize) {
+        let doomed: Vec<Uuid> = self.images.iter().take(delete).map(|i| i.id).collect();
+        self.delete_images(&doomed, false);
+        let untagged: Vec<ImageRec> = self
+            .images
+            .iter()
+            .filter(|i| i.is_tagged())
+            .take(untag)
+            .map(|i| ImageRec { tags: Vec::new(), regions: Vec::new(), ..(**i).clone() })
+            .collect();
+        for image in untagged {
+            self.replace(image);
+        }
     }
 }
 

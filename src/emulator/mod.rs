@@ -9,6 +9,7 @@
 //! # Layout
 //!
 //! - `state`: the account model and its operations (paging, counts, deletes).
+//! - `iteration`: an iteration, its exports and the training set it keeps its own copy of.
 //! - `filter`: GetImages' `$filter` metadata expressions.
 //! - `ops`: the operations: path shapes, query parameters and limits, what each does.
 //! - `create`: the create operations a restore needs (projects, tags, image uploads, metadata).
@@ -26,6 +27,7 @@ mod faults;
 mod filter;
 mod fixture;
 mod generate;
+mod iteration;
 mod ops;
 mod record;
 mod render;
