@@ -329,16 +329,22 @@ async fn an_interrupted_deletion_rerun_finishes_with_one_receipt_for_both_runs()
     assert_eq!(third.receipt.totals, r.totals, "nothing counted twice");
 }
 
-/// Makes every answer a 503 after the first delete step.
-struct BreakAfterFirst<'a> {
-    emu: &'a Emulator,
+/// Does `then` once, at the first delete step (to break the service mid-run).
+struct AfterFirstDelete<F> {
+    then: F,
     seen: AtomicUsize,
 }
 
-impl Progress for BreakAfterFirst<'_> {
+impl<F: Fn()> AfterFirstDelete<F> {
+    fn new(then: F) -> AfterFirstDelete<F> {
+        AfterFirstDelete { then, seen: AtomicUsize::new(0) }
+    }
+}
+
+impl<F: Fn() + Send + Sync> Progress for AfterFirstDelete<F> {
     fn event(&self, event: Event) {
         if matches!(event, Event::Deleted { .. }) && self.seen.fetch_add(1, Ordering::SeqCst) == 0 {
-            self.emu.set_faults(cvarchive::emulator::FaultConfig { error_rate: 1.0, ..Default::default() });
+            (self.then)();
         }
     }
 }
@@ -358,7 +364,10 @@ async fn failed_steps_keep_the_project_and_a_rerun_finishes() {
     client_opts.retry.base_delay = std::time::Duration::from_millis(1);
     let client = cvarchive::api::Client::new(client_opts).unwrap();
 
-    let breaker = BreakAfterFirst { emu: &emu, seen: AtomicUsize::new(0) };
+    // Every answer a 503 after the first delete step.
+    let breaker = AfterFirstDelete::new(|| {
+        emu.set_faults(cvarchive::emulator::FaultConfig { error_rate: 1.0, ..Default::default() })
+    });
     let Outcome::Executed(first) = erase(&client, &opts, &breaker, &CancellationToken::new()).await.unwrap() else {
         panic!("executed")
     };
@@ -522,21 +531,6 @@ async fn a_gateway_404_on_the_read_back_is_not_a_confirmation() {
     assert!(!confirmed.is_empty() && confirmed.iter().all(|c| c["ok"] == false), "{confirmed:?}");
 }
 
-/// Turns one operation into a gateway 404 after the first delete step.
-struct GatewayAfterFirst<'a> {
-    emu: &'a Emulator,
-    operation: &'static str,
-    seen: AtomicUsize,
-}
-
-impl Progress for GatewayAfterFirst<'_> {
-    fn event(&self, event: Event) {
-        if matches!(event, Event::Deleted { .. }) && self.seen.fetch_add(1, Ordering::SeqCst) == 0 {
-            gateway_404_on(self.emu, self.operation);
-        }
-    }
-}
-
 /// The emptiness check before DeleteProject cannot pass on a gateway 404: the project is kept.
 #[tokio::test]
 async fn a_gateway_404_while_checking_the_project_is_empty_keeps_the_project() {
@@ -546,7 +540,7 @@ async fn a_gateway_404_while_checking_the_project_is_empty_keeps_the_project() {
     let project: Uuid = CLASSIFICATION.parse().unwrap();
     let mut opts = EraseOptions::new(Targets::Projects(vec![project]), Some(backup));
     opts.execute = true;
-    let breaker = GatewayAfterFirst { emu: &emu, operation: "GetTaggedImageCount", seen: AtomicUsize::new(0) };
+    let breaker = AfterFirstDelete::new(|| gateway_404_on(&emu, "GetTaggedImageCount"));
     let Outcome::Executed(done) = erase(&client_for(&emu), &opts, &breaker, &CancellationToken::new()).await.unwrap()
     else {
         panic!("executed")
