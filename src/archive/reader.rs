@@ -160,12 +160,13 @@ impl BagReader {
         self.hash_entry_with(entry, buf, |_| {})
     }
 
-    /// Like [`BagReader::hash_entry`], calling `progress` with the byte count of every chunk.
+    /// Like [`BagReader::hash_entry`], handing `each` every chunk as it is hashed (so a caller can
+    /// check the bytes too without reading the entry twice).
     pub fn hash_entry_with(
         &self,
         entry: &Entry,
         buf: &mut [u8],
-        mut progress: impl FnMut(u64),
+        mut each: impl FnMut(&[u8]),
     ) -> Result<EntryDigest, EntryProblem> {
         let mut reader = self.open_entry(entry)?;
         let mut sha = Sha256::new();
@@ -181,7 +182,7 @@ impl BagReader {
             sha.update(&buf[..n]);
             crc.update(&buf[..n]);
             size += n as u64;
-            progress(n as u64);
+            each(&buf[..n]);
         }
         Ok(EntryDigest { sha256: sha.finalize().into(), crc32: crc.finalize(), size })
     }

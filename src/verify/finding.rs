@@ -176,23 +176,6 @@ impl Findings {
         }
     }
 
-    /// Adds every finding `other` collected (those it only counted stay counted).
-    pub(crate) fn absorb(&mut self, other: Findings) {
-        let mut kept_per_kind = vec![0u64; other.per_kind.len()];
-        for f in other.kept {
-            kept_per_kind[f.kind as usize] += 1;
-            self.push(f);
-        }
-        for (i, (seen, kept)) in other.per_kind.iter().zip(kept_per_kind).enumerate() {
-            if seen > &kept {
-                if self.per_kind.len() <= i {
-                    self.per_kind.resize(i + 1, 0);
-                }
-                self.per_kind[i] += seen - kept;
-            }
-        }
-    }
-
     /// The kept findings, and the count of those left out by kind.
     pub(crate) fn into_parts(self) -> (Vec<Finding>, Vec<Omitted>) {
         let kinds: HashMap<usize, FindingKind> = self.kept.iter().map(|f| (f.kind as usize, f.kind)).collect();

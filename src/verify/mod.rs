@@ -164,19 +164,8 @@ pub fn verify_reader(reader: &BagReader, opts: &VerifyOptions) -> Report {
     };
     let tags = tags::check(&bag, &mut findings);
 
-    // The full check proves every data script a pure data call while the payload is hashed, on
-    // a thread of its own, so that it adds no serial tail to the hashing.
-    let (hashed, page) = std::thread::scope(|scope| {
-        let page = (!opts.fast).then(|| {
-            scope.spawn(|| {
-                let mut page = Findings::default();
-                pagecode::check(&bag, true, &mut page);
-                page
-            })
-        });
-        let hashed = (!opts.fast).then(|| payload::hash_all(&bag, opts, &mut report.bytes_hashed));
-        (hashed, page.map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))))
-    });
+    // The full check proves every data script a pure data call in the same pass as it hashes it.
+    let hashed = (!opts.fast).then(|| payload::hash_all(&bag, opts, &mut report.bytes_hashed));
     let mut unreadable = payload::compare(&bag, &tags.manifest, hashed.as_ref(), &mut findings);
     unreadable.extend(bag.overlapping.iter().copied());
 
@@ -184,7 +173,7 @@ pub fn verify_reader(reader: &BagReader, opts: &VerifyOptions) -> Report {
     report.payload_bytes = bag
         .payload
         .values()
-        .map(|e| hashed.as_ref().and_then(|h| h.get(&e.index)).and_then(|r| r.as_ref().ok()).map_or(e.size, |d| d.size))
+        .map(|e| hashed.as_ref().and_then(|h| h.digests.get(&e.index)).and_then(|r| r.as_ref().ok()).map_or(e.size, |d| d.size))
         // Declared sizes are untrusted: saturate rather than overflow (the Oxum check then fails).
         .fold(0u64, u64::saturating_add);
     if let Some(expected) = tags.oxum {
@@ -198,10 +187,7 @@ pub fn verify_reader(reader: &BagReader, opts: &VerifyOptions) -> Report {
         }
     }
     listing::check(&bag, &tags, !opts.fast, &unreadable, &mut findings);
-    match page {
-        Some(page) => findings.absorb(page),
-        None => pagecode::check(&bag, false, &mut findings),
-    }
+    pagecode::check(&bag, hashed.as_ref().map(|h| &h.scripts), &mut findings);
     (report.findings, report.omitted) = findings.into_parts();
     report
 }

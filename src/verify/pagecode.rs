@@ -7,7 +7,7 @@
 //! [`FindingKind::PageCodeDiffers`]: not damage to the data, but a reason not to open the page.
 //! An archive written by another version of cvarchive differs legitimately; the finding says so.
 
-use std::io::{BufRead, BufReader};
+use std::collections::HashMap;
 
 use super::finding::Findings;
 use super::{Bag, Finding, FindingKind};
@@ -17,12 +17,21 @@ use crate::browse::{page_code, DATA_CALL_PREFIX};
 const ADVICE: &str = "an archive written by another version of cvarchive differs legitimately; \
     do not open index.html unless you trust where the archive came from";
 
-/// Checks the page's code files and, with `data_files` (the full check; `--fast` leaves it out),
-/// that every other script is a pure data call, adding a finding for each that differs.
-pub(super) fn check(bag: &Bag<'_>, data_files: bool, findings: &mut Findings) {
+/// Why each data script that is not a pure data call is not, by entry index.
+pub(super) type ScriptVerdicts = HashMap<usize, String>;
+
+/// Whether the payload file at `path` is a script that must be a pure data call: a `.js` file
+/// other than the page's own code.
+pub(super) fn is_data_script(path: &str) -> bool {
+    path.to_ascii_lowercase().ends_with(".js") && !page_code().iter().any(|(rel, _)| path.strip_prefix("data/") == Some(rel))
+}
+
+/// Checks the page's code files and, with `scripts` (the verdicts the full check's hashing pass
+/// reached on every data script, see [`DataCall`]; `--fast` has none), adds a finding for each
+/// data script that is not a pure data call.
+pub(super) fn check(bag: &Bag<'_>, scripts: Option<&ScriptVerdicts>, findings: &mut Findings) {
     let version = env!("CARGO_PKG_VERSION");
-    let code = page_code();
-    for (rel, expected) in code {
+    for (rel, expected) in page_code() {
         let path = format!("data/{rel}");
         let Some(entry) = bag.payload.get(&path) else { continue };
         // Unreadable entries are the payload layer's findings; only readable code is compared.
@@ -35,135 +44,149 @@ pub(super) fn check(bag: &Bag<'_>, data_files: bool, findings: &mut Findings) {
             );
         }
     }
-    if !data_files {
-        return;
+    let Some(scripts) = scripts else { return };
+    let mut failed: Vec<(&String, &String)> =
+        bag.payload.iter().filter_map(|(path, e)| scripts.get(&e.index).map(|why| (path, why))).collect();
+    failed.sort();
+    for (path, why) in failed {
+        findings.push(Finding::new(FindingKind::PageCodeDiffers, path.as_str()).detail(format!(
+            "not a data file as cvarchive {version} writes them ({why}): a browser opening index.html could run it; {ADVICE}"
+        )));
     }
-    let mut scripts: Vec<&String> = bag
-        .payload
-        .keys()
-        .filter(|p| p.to_ascii_lowercase().ends_with(".js"))
-        .filter(|p| !code.iter().any(|(rel, _)| p.strip_prefix("data/") == Some(rel)))
-        .collect();
-    scripts.sort();
-    for path in scripts {
-        let entry = bag.payload[path];
-        let Ok(input) = bag.reader.open_entry(entry) else { continue };
-        if let Err(why) = data_call(BufReader::with_capacity(64 << 10, input)) {
-            findings.push(Finding::new(FindingKind::PageCodeDiffers, path.as_str()).detail(format!(
-                "not a data file as cvarchive {version} writes them ({why}): a browser opening index.html could run it; {ADVICE}"
-            )));
+}
+
+/// Proves a script is exactly `window.__cv_push(<JSON string>,<JSON string>);` and an optional
+/// line feed, fed its bytes a buffer at a time as they are hashed: each byte is inflated once,
+/// and memory stays flat however large the file.
+#[derive(Debug)]
+pub(super) struct DataCall {
+    state: State,
+    failed: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum State {
+    /// Bytes of [`DATA_CALL_PREFIX`] matched so far.
+    Prefix(usize),
+    /// Before the opening quote of argument 0 or 1.
+    Open(u8),
+    /// Inside argument 0 or 1.
+    Str(u8, Escape),
+    /// Between the two arguments.
+    Comma,
+    /// Bytes of `);` matched so far.
+    Close(usize),
+    /// After the call; whether its line feed was seen.
+    End(bool),
+}
+
+/// Where a string is in an escape (RFC 8259 section 7).
+#[derive(Debug, Clone, Copy)]
+enum Escape {
+    None,
+    Backslash,
+    /// Hex digits of a `\u` escape still to come.
+    Hex(u8),
+}
+
+impl Default for DataCall {
+    fn default() -> Self {
+        DataCall { state: State::Prefix(0), failed: None }
+    }
+}
+
+impl DataCall {
+    /// Reads the next bytes of the script.
+    pub(super) fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() && self.failed.is_none() {
+            let used = match self.step(bytes) {
+                Ok(used) => used,
+                Err(why) => {
+                    self.failed = Some(why);
+                    return;
+                }
+            };
+            bytes = &bytes[used..];
         }
     }
-}
 
-/// Whether `input` is exactly `window.__cv_push(<JSON string>,<JSON string>);` and an optional
-/// line feed, read as a stream (memory stays flat however large the file).
-fn data_call(mut input: impl BufRead) -> Result<(), String> {
-    let mut prefix = vec![0u8; DATA_CALL_PREFIX.len()];
-    input.read_exact(&mut prefix).map_err(|_| "it ends before the data call".to_string())?;
-    if prefix != DATA_CALL_PREFIX.as_bytes() {
-        return Err(format!("it does not start with {DATA_CALL_PREFIX}"));
-    }
-    json_string(&mut input)?;
-    expect(&mut input, b",")?;
-    json_string(&mut input)?;
-    expect(&mut input, b");")?;
-    let mut rest = [0u8; 2];
-    match input.read(&mut rest) {
-        Ok(0) => Ok(()),
-        Ok(1) if rest[0] == b'\n' => match input.read(&mut rest) {
-            Ok(0) => Ok(()),
-            _ => Err("something follows the data call".into()),
-        },
-        Ok(_) => Err("something follows the data call".into()),
-        Err(e) => Err(format!("read error: {e}")),
-    }
-}
-
-fn next(input: &mut impl BufRead) -> Result<u8, String> {
-    let mut b = [0u8; 1];
-    match input.read(&mut b) {
-        Ok(1) => Ok(b[0]),
-        Ok(_) => Err("it ends inside the data call".into()),
-        Err(e) => Err(format!("read error: {e}")),
-    }
-}
-
-fn expect(input: &mut impl BufRead, want: &[u8]) -> Result<(), String> {
-    for &w in want {
-        if next(input)? != w {
-            return Err(format!("{:?} expected in the data call", String::from_utf8_lossy(want)));
+    /// The verdict once every byte was fed.
+    pub(super) fn finish(self) -> Result<(), String> {
+        if let Some(why) = self.failed {
+            return Err(why.into());
+        }
+        match self.state {
+            State::End(_) => Ok(()),
+            State::Prefix(_) => Err("it ends before the data call".into()),
+            State::Str(..) => Err("it ends inside a string".into()),
+            _ => Err("it ends inside the data call".into()),
         }
     }
-    Ok(())
-}
 
-/// One JSON string literal (RFC 8259 section 7), which is also a JavaScript string literal: a
-/// quote, then characters other than quote, backslash and controls, or escapes, then a quote.
-fn json_string(input: &mut impl BufRead) -> Result<(), String> {
-    if next(input)? != b'"' {
-        return Err("an argument of the data call is not a JSON string".into());
-    }
-    loop {
-        // Scan a buffer at a time, escapes included where they fit in it (the data's JSON is
-        // dense in `\"`); only an escape cut by the buffer's end goes byte by byte.
-        let buf = input.fill_buf().map_err(|e| format!("read error: {e}"))?;
-        let len = buf.len();
-        if len == 0 {
-            return Err("it ends inside a string".into());
-        }
-        let mut i = 0;
-        let end = loop {
-            match buf.get(i) {
-                None => break None,
-                Some(b'"') => break Some(Ok(i + 1)),
-                Some(b'\\') => match buf.get(i + 1) {
-                    Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += 2,
-                    Some(b'u') if buf.len() >= i + 6 => {
-                        if !buf[i + 2..i + 6].iter().all(u8::is_ascii_hexdigit) {
-                            break Some(Err("a \\u escape without four hex digits"));
-                        }
-                        i += 6;
-                    }
-                    Some(b'u') | None => break None,
-                    Some(_) => break Some(Err("an escape JSON does not have")),
-                },
-                Some(&b) if b < 0x20 => break Some(Err("a control character inside a string")),
-                Some(_) => i += 1,
+    /// Consumes a prefix of `bytes` (at least one byte), or says why the script is not data.
+    fn step(&mut self, bytes: &[u8]) -> Result<usize, &'static str> {
+        const CLOSE: &[u8] = b");";
+        let b = bytes[0];
+        self.state = match self.state {
+            State::Prefix(k) => {
+                let want = &DATA_CALL_PREFIX.as_bytes()[k..];
+                let n = want.len().min(bytes.len());
+                if bytes[..n] != want[..n] {
+                    return Err("it does not start with the data call");
+                }
+                self.state = if n == want.len() { State::Open(0) } else { State::Prefix(k + n) };
+                return Ok(n);
             }
+            State::Open(arg) if b == b'"' => State::Str(arg, Escape::None),
+            State::Open(_) => return Err("an argument of the data call is not a JSON string"),
+            State::Str(arg, escape) => return self.string(arg, escape, bytes),
+            State::Comma if b == b',' => State::Open(1),
+            State::Comma => return Err("\",\" expected in the data call"),
+            State::Close(k) if b == CLOSE[k] => {
+                if k + 1 == CLOSE.len() {
+                    State::End(false)
+                } else {
+                    State::Close(k + 1)
+                }
+            }
+            State::Close(_) => return Err("\");\" expected in the data call"),
+            State::End(false) if b == b'\n' => State::End(true),
+            State::End(_) => return Err("something follows the data call"),
         };
-        match end {
-            Some(Ok(n)) => {
-                input.consume(n);
-                return Ok(());
-            }
-            Some(Err(why)) => return Err(why.into()),
-            None => {
-                input.consume(i);
-                if i < len {
-                    slow_escape(input)?;
-                }
-            }
-        }
+        Ok(1)
     }
-}
 
-/// One escape (the backslash not yet read) whose bytes a buffer's end cut apart.
-fn slow_escape(input: &mut impl BufRead) -> Result<(), String> {
-    if next(input)? != b'\\' {
-        return Err("an escape expected".into());
-    }
-    match next(input)? {
-        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Ok(()),
-        b'u' => {
-            for _ in 0..4 {
-                if !next(input)?.is_ascii_hexdigit() {
-                    return Err("a \\u escape without four hex digits".into());
+    /// Scans string bytes a buffer at a time (the data's JSON is dense in escapes), up to and
+    /// including the closing quote.
+    fn string(&mut self, arg: u8, mut escape: Escape, bytes: &[u8]) -> Result<usize, &'static str> {
+        for (i, &b) in bytes.iter().enumerate() {
+            escape = match escape {
+                Escape::None => match b {
+                    b'"' => {
+                        self.state = if arg == 0 { State::Comma } else { State::Close(0) };
+                        return Ok(i + 1);
+                    }
+                    b'\\' => Escape::Backslash,
+                    0..0x20 => return Err("a control character inside a string"),
+                    _ => Escape::None,
+                },
+                Escape::Backslash => match b {
+                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Escape::None,
+                    b'u' => Escape::Hex(4),
+                    _ => return Err("an escape JSON does not have"),
+                },
+                Escape::Hex(n) if b.is_ascii_hexdigit() => {
+                    if n == 1 {
+                        Escape::None
+                    } else {
+                        Escape::Hex(n - 1)
+                    }
                 }
-            }
-            Ok(())
+                Escape::Hex(_) => return Err("a \\u escape without four hex digits"),
+            };
         }
-        _ => Err("an escape JSON does not have".into()),
+        self.state = State::Str(arg, escape);
+        Ok(bytes.len())
     }
 }
 
@@ -171,16 +194,28 @@ fn slow_escape(input: &mut impl BufRead) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    /// The verdict on `s` fed `chunk` bytes at a time.
+    fn scan(s: &str, chunk: usize) -> Result<(), String> {
+        let mut call = DataCall::default();
+        for part in s.as_bytes().chunks(chunk) {
+            call.feed(part);
+        }
+        call.finish()
+    }
+
     fn ok(s: &str) -> bool {
-        data_call(s.as_bytes()).is_ok()
+        let verdicts: Vec<bool> = [1, 2, 3, 7, 64, 1 << 20].iter().map(|&c| scan(s, c).is_ok()).collect();
+        assert!(verdicts.iter().all(|v| *v == verdicts[0]), "the verdict on {s:?} depends on how it is cut");
+        verdicts[0]
     }
 
     #[test]
-    fn strings_longer_than_the_buffer_are_read_whole() {
-        let long = format!("window.__cv_push(\"k\",\"{}\\\"{}\");\n", "x".repeat(100_000), "y".repeat(70_000));
-        assert_eq!(data_call(BufReader::with_capacity(64, long.as_bytes())), Ok(()));
+    fn strings_longer_than_a_buffer_are_read_whole() {
+        let long = format!("window.__cv_push(\"k\",\"{}\\\"{}\\u00e9\");\n", "x".repeat(100_000), "y".repeat(70_000));
+        assert_eq!(scan(&long, 64), Ok(()));
+        assert_eq!(scan(&long, 5), Ok(()));
         let bad = format!("window.__cv_push(\"k\",\"{}\"+alert(1));", "x".repeat(100_000));
-        assert!(data_call(BufReader::with_capacity(64, bad.as_bytes())).is_err());
+        assert!(scan(&bad, 64).is_err());
     }
 
     #[test]
@@ -189,12 +224,16 @@ mod tests {
         assert!(ok("window.__cv_push(\"k\",\"\");"));
         assert!(ok("window.__cv_push(\"k\",\"日本\");\n"));
         assert!(!ok("window.__cv_push(\"k\",\"x\");\nalert(1)"));
+        assert!(!ok("window.__cv_push(\"k\",\"x\");\n\n"));
         assert!(!ok("window.__cv_push(\"k\",\"x\"+alert(1));"));
         assert!(!ok("window.__cv_push(\"k\",{\"a\":1});"));
         assert!(!ok("alert(1);window.__cv_push(\"k\",\"x\");"));
         assert!(!ok("window.__cv_push(\"k\",\"x\\q\");"));
+        assert!(!ok("window.__cv_push(\"k\",\"\\u12g4\");"));
+        assert!(!ok("window.__cv_push(\"k\",\"a\tb\");"));
         assert!(!ok("window.__cv_push(\"k\",\"x"));
         assert!(!ok("window.__cv_push(\"k\",\"x\")"));
+        assert!(!ok("window.__cv_pu"));
         assert!(!ok(""));
     }
 }

@@ -1,11 +1,13 @@
 //! The payload layer: every payload entry re-hashed (SHA-256 and CRC-32) on several threads, each
-//! taking the next entry from a shared index and reading positionally; then each entry compared
-//! with the manifest and its zip CRC, and the manifest compared with the entries.
+//! taking the next entry from a shared index and reading positionally, and every data script
+//! proved a pure data call from the same bytes ([`DataCall`]); then each entry compared with the
+//! manifest and its zip CRC, and the manifest compared with the entries.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use super::pagecode::{is_data_script, DataCall, ScriptVerdicts};
 use super::tags::unreadable;
 use super::{Bag, Finding, FindingKind, Findings, VerifyOptions};
 use crate::archive::{EntryDigest, EntryProblem};
@@ -16,12 +18,23 @@ const READ_BUFFER: usize = 1 << 20;
 /// Report progress at least this often (bytes) inside a large entry.
 const PROGRESS_STEP: u64 = 16 << 20;
 
-/// Digest (or problem) of each payload entry, by entry index.
-pub(super) type Hashed = HashMap<usize, Result<EntryDigest, EntryProblem>>;
+/// What the hashing pass learnt of the payload.
+#[derive(Default)]
+pub(super) struct Hashed {
+    /// Digest (or problem) of each payload entry, by entry index.
+    pub(super) digests: HashMap<usize, Result<EntryDigest, EntryProblem>>,
+    /// Each readable data script that is not a pure data call, and why.
+    pub(super) scripts: ScriptVerdicts,
+}
 
 pub(super) fn hash_all(bag: &Bag<'_>, opts: &VerifyOptions, bytes_hashed: &mut u64) -> Hashed {
-    let mut jobs: Vec<_> = bag.payload.values().copied().filter(|e| !bag.overlapping.contains(&e.index)).collect();
-    jobs.sort_by_key(|e| e.header_offset);
+    let mut jobs: Vec<_> = bag
+        .payload
+        .iter()
+        .filter(|(_, e)| !bag.overlapping.contains(&e.index))
+        .map(|(path, e)| (*e, is_data_script(path)))
+        .collect();
+    jobs.sort_by_key(|(e, _)| e.header_offset);
     let threads = match opts.threads {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
@@ -29,31 +42,44 @@ pub(super) fn hash_all(bag: &Bag<'_>, opts: &VerifyOptions, bytes_hashed: &mut u
     .clamp(1, jobs.len().max(1));
     let next = AtomicUsize::new(0);
     let total = AtomicU64::new(0);
-    let results = Mutex::new(HashMap::with_capacity(jobs.len()));
+    let results = Mutex::new(Hashed { digests: HashMap::with_capacity(jobs.len()), ..Hashed::default() });
     std::thread::scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|| {
                 let mut buf = vec![0u8; READ_BUFFER];
                 let mut local = Vec::new();
+                let mut scripts = Vec::new();
                 let mut pending = 0u64;
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(entry) = jobs.get(i) else { break };
-                    let result = bag.reader.hash_entry_with(entry, &mut buf, |n| {
-                        pending += n;
+                    let Some(&(entry, is_script)) = jobs.get(i) else { break };
+                    let mut call = is_script.then(DataCall::default);
+                    let result = bag.reader.hash_entry_with(entry, &mut buf, |chunk| {
+                        if let Some(call) = &mut call {
+                            call.feed(chunk);
+                        }
+                        pending += chunk.len() as u64;
                         if pending >= PROGRESS_STEP {
                             let sum = total.fetch_add(pending, Ordering::Relaxed) + pending;
                             pending = 0;
                             opts.progress.event(Event::Verified { bytes: sum });
                         }
                     });
+                    // An unreadable script is the payload layer's finding, not the page's.
+                    if let (Some(call), Ok(_)) = (call, &result) {
+                        if let Err(why) = call.finish() {
+                            scripts.push((entry.index, why));
+                        }
+                    }
                     local.push((entry.index, result));
                 }
                 if pending > 0 {
                     let sum = total.fetch_add(pending, Ordering::Relaxed) + pending;
                     opts.progress.event(Event::Verified { bytes: sum });
                 }
-                results.lock().unwrap_or_else(|p| p.into_inner()).extend(local);
+                let mut results = results.lock().unwrap_or_else(|p| p.into_inner());
+                results.digests.extend(local);
+                results.scripts.extend(scripts);
             });
         }
     });
@@ -79,7 +105,7 @@ pub(super) fn compare(
         if listed.is_none() {
             findings.push(Finding::new(FindingKind::UnlistedPayloadFile, path.clone()));
         }
-        let Some(result) = hashed.and_then(|h| h.get(&entry.index)) else {
+        let Some(result) = hashed.and_then(|h| h.digests.get(&entry.index)) else {
             continue;
         };
         match result {
