@@ -36,7 +36,7 @@ async fn unpaced(emu: &Emulator, dir: &tempfile::TempDir, name: &str) -> common:
             "--no-progress",
             "--force",
             "--api-rate",
-            "0",
+            "unlimited",
         ];
         let m = common::run_measured(&args, &[("VISION_TRAINING_KEY", &key)]);
         assert_eq!(m.code, 0, "export failed: {}", m.stderr);

@@ -30,7 +30,7 @@ pub(crate) async fn backup_of(emu: &Emulator, dir: &Path) -> PathBuf {
 
 pub(crate) async fn delete_cli(emu: &Emulator, args: &[&str]) -> std::process::Output {
     let endpoint = emu.endpoint();
-    let mut all = vec!["delete", "--endpoint", endpoint.as_str(), "--api-rate", "0"];
+    let mut all = vec!["delete", "--endpoint", endpoint.as_str(), "--api-rate", "unlimited"];
     all.extend_from_slice(args);
     cvarchive(&all, &[("VISION_TRAINING_KEY", emu.key())]).await
 }
@@ -416,7 +416,7 @@ async fn a_deletion_killed_mid_project_still_accounts_for_every_image() {
     ];
     let endpoint = emu.endpoint();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_cvarchive"))
-        .args(["delete", "--endpoint", endpoint.as_str(), "--api-rate", "0"])
+        .args(["delete", "--endpoint", endpoint.as_str(), "--api-rate", "unlimited"])
         .args(args)
         .env("VISION_TRAINING_KEY", emu.key())
         .stdout(std::process::Stdio::null())

@@ -35,7 +35,7 @@ fn export_cmd(emu: &Emulator, out: &Path) -> tokio::process::Command {
         "--no-predictions",
         "--no-progress",
     ])
-    .args(["--api-rate", "0"])
+    .args(["--api-rate", "unlimited"])
     .env("VISION_TRAINING_KEY", emu.key())
     .env_remove("VISION_TRAINING_ENDPOINT")
     .stdout(std::process::Stdio::piped())

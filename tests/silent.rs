@@ -40,7 +40,7 @@ async fn silent_server() -> (String, Arc<AtomicUsize>) {
 fn export_cmd(endpoint: &str, key: &str, out: &Path) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cvarchive"));
     cmd.args(["export", "--endpoint", endpoint, "--out", out.to_str().unwrap(), "--no-predictions", "--no-progress"])
-        .args(["--api-rate", "0"])
+        .args(["--api-rate", "unlimited"])
         .env("VISION_TRAINING_KEY", key)
         .env_remove("VISION_TRAINING_ENDPOINT")
         .stdout(Stdio::piped())

@@ -11,7 +11,9 @@ pub enum Error {
     KeyRefused { op: &'static str, endpoint: String, status: u16, message: String },
 
     /// The endpoint answered, but not as the Custom Vision Training API does.
-    #[error("{op}: {endpoint} does not speak the Custom Vision Training API ({detail}; url {url})")]
+    #[error(
+        "{op}: {endpoint} does not speak the Custom Vision Training API ({detail}; url {url}); {EXPECTED_ENDPOINT}"
+    )]
     NotCustomVision { op: &'static str, endpoint: String, url: String, detail: String },
 
     /// 404 from the gateway in front of the service (`{"error":{"code":"404","message":"Resource
@@ -19,12 +21,13 @@ pub enum Error {
     /// is wrong. It says nothing about whether the thing asked for exists.
     #[error(
         "{op}: HTTP 404 \"{message}\" for {url}: the gateway at {endpoint} routes no such path, which says \
-         nothing about the resource; check that the endpoint is the training resource's own, with no path"
+         nothing about the resource; check that the endpoint is the training resource's own, with no path: \
+         {EXPECTED_ENDPOINT}"
     )]
     NoSuchPath { op: &'static str, endpoint: String, url: String, message: String },
 
     /// The service answered with an error body.
-    #[error("{op} failed: HTTP {status} {code}: {message} (url {url})")]
+    #[error("{op} failed: HTTP {}: {message} (url {url})", status_and_code(*status, code))]
     Service {
         op: &'static str,
         status: u16,
@@ -79,6 +82,21 @@ pub enum Error {
     /// or platform address, or at a loopback or private one while the endpoint is not one.
     #[error("{op}: not fetching {url}: {reason}")]
     LinkRefused { op: &'static str, url: String, reason: &'static str },
+}
+
+/// What an endpoint looks like, for the hints of errors that suggest a wrong one.
+pub const EXPECTED_ENDPOINT: &str = "expected https://NAME.cognitiveservices.azure.com, the training resource's \
+                                     Endpoint in the Azure portal";
+
+/// `404 NotFoundProject`, or `404` alone when the code is empty or the status again (the
+/// gateway's codes are the status itself: "HTTP 404 404" says nothing twice).
+fn status_and_code(status: u16, code: &str) -> String {
+    let code = code.trim();
+    if code.is_empty() || code == status.to_string() {
+        status.to_string()
+    } else {
+        format!("{status} {code}")
+    }
 }
 
 /// The kinds of transient failure that are retried, for counting them.
@@ -238,6 +256,16 @@ mod tests {
             url: "u".into(),
             retry_after: None,
         }
+    }
+
+    #[test]
+    fn a_status_is_said_once() {
+        assert_eq!(service(404, "404").to_string(), "GetProject failed: HTTP 404: m (url u)");
+        assert_eq!(service(429, "").to_string(), "GetProject failed: HTTP 429: m (url u)");
+        assert_eq!(
+            service(404, "NotFoundProject").to_string(),
+            "GetProject failed: HTTP 404 NotFoundProject: m (url u)"
+        );
     }
 
     #[test]

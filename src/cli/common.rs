@@ -91,3 +91,26 @@ pub fn cancel_on_signals_telling(tell: impl Fn(&str) + Send + 'static) -> Cancel
     });
     token
 }
+
+/// `--api-rate`: API calls per second, or no limit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ApiRate(pub Option<f64>);
+
+/// The words of `--api-rate` that mean no limit.
+pub const UNLIMITED: &str = "unlimited";
+
+/// Parses `--api-rate`: a positive, finite number of calls per second, or `unlimited`. Zero,
+/// negative numbers, NaN and infinity are refused rather than taken to mean no limit.
+pub fn parse_api_rate(text: &str) -> Result<ApiRate, String> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case(UNLIMITED) {
+        return Ok(ApiRate(None));
+    }
+    let hint = format!("give API calls per second as a positive number (e.g. 10), or `{UNLIMITED}` for no limit");
+    match text.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(ApiRate(Some(r))),
+        Ok(0.0) => Err(format!("0 calls per second would never call; {hint}")),
+        Ok(_) => Err(format!("`{text}` is not a rate; {hint}")),
+        Err(_) => Err(format!("`{text}` is not a number; {hint}")),
+    }
+}

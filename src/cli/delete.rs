@@ -60,9 +60,9 @@ pub struct DeleteArgs {
     /// must then hold those too. Without it trained iterations keep their copies.
     #[arg(long)]
     all_iterations: bool,
-    /// API calls per second (the S0 tier allows 10).
-    #[arg(long, default_value_t = 10.0, value_name = "RPS")]
-    api_rate: f64,
+    /// API calls per second (the S0 tier allows 10), or `unlimited`.
+    #[arg(long, default_value = "10", value_name = "RPS", value_parser = common::parse_api_rate, allow_negative_numbers = true)]
+    api_rate: common::ApiRate,
     /// Print the plan or the receipt as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -140,7 +140,7 @@ pub async fn run(args: DeleteArgs) -> anyhow::Result<Exit> {
     }
     let key = common::load_key(args.key_file.as_deref())?;
     let mut client_opts = ClientOptions::new(common::endpoint(args.endpoint.clone())?, key);
-    client_opts.api_rate = Some(args.api_rate).filter(|r| *r > 0.0);
+    client_opts.api_rate = args.api_rate.0;
     if !args.json {
         client_opts.on_retry = Some(RetryHook(Arc::new(|kind, wait| {
             eprintln_escaped!("cvarchive: retrying ({}) in {} ms", kind.name(), wait.as_millis())

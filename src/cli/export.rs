@@ -12,7 +12,7 @@ use super::common;
 use super::progress::{human_bytes, Drawer, Mode};
 use super::Exit;
 use crate::api::{Client, ClientOptions, RetryHook};
-use crate::export::{export, ExportOptions, ExportSummary};
+use crate::export::{export, plan, ExportOptions, ExportSummary};
 use crate::progress::{Event, Progress};
 
 /// Arguments of `cvarchive export`.
@@ -34,9 +34,9 @@ pub struct ExportArgs {
     /// Image downloads in flight at once.
     #[arg(long, default_value_t = crate::export::DEFAULT_CONCURRENCY as u16, value_parser = clap::value_parser!(u16).range(1..=512))]
     concurrency: u16,
-    /// API calls per second (the S0 tier allows 10).
-    #[arg(long, default_value_t = 10.0, value_name = "RPS")]
-    api_rate: f64,
+    /// API calls per second (the S0 tier allows 10), or `unlimited`.
+    #[arg(long, default_value = "10", value_name = "RPS", value_parser = common::parse_api_rate, allow_negative_numbers = true)]
+    api_rate: common::ApiRate,
     /// Seconds to wait for a connection, and for an answer to start (or go on), before a request
     /// is retried. A call gives up after 5 minutes in all, or after 3 tries if the endpoint has
     /// never answered.
@@ -68,10 +68,21 @@ pub struct ExportArgs {
     /// Export the bundled demo account from an emulator started in-process.
     #[arg(long, conflicts_with_all = ["endpoint", "key_file"])]
     demo: bool,
+    /// Print the plan (projects, images, estimated bytes, API calls and their time at
+    /// --api-rate, whether the disk at --out has room) from metadata calls only, and write
+    /// nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Export even when the disk at --out seems to lack room for the estimated archive (the
+    /// estimate comes from the images' dimensions; see `--dry-run`).
+    #[arg(long)]
+    skip_space_check: bool,
 }
 
 /// Runs `cvarchive export`.
 pub async fn run(args: ExportArgs) -> anyhow::Result<Exit> {
+    // Arguments first: a wrong --out is refused before any request.
+    plan::check_out(&args.out, args.force)?;
     let mode = Mode::choose(args.json, args.no_progress);
     let drawer = Arc::new(Drawer::new(mode));
     let said = drawer.clone();
@@ -97,7 +108,7 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<Exit> {
         (None, ClientOptions::new(common::endpoint(args.endpoint.clone())?, key))
     };
     if !args.demo {
-        client_opts.api_rate = Some(args.api_rate).filter(|r| *r > 0.0);
+        client_opts.api_rate = args.api_rate.0;
     }
     client_opts.on_retry = Some(hook);
     client_opts.connect_timeout = Duration::from_secs(args.timeout);
@@ -105,6 +116,23 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<Exit> {
     // Calls in flight stop with the export, not after their timeouts.
     client_opts.cancel = cancel.clone();
     let client = Client::new(client_opts)?;
+    let rate = if args.demo { None } else { args.api_rate.0 };
+    if args.dry_run {
+        drawer.finish();
+        return super::projects::dry_run(&client, &args.projects, !args.no_predictions, rate, &args.out, args.json)
+            .await;
+    }
+    if !args.skip_space_check {
+        // Images only (three calls a project): stored predictions are read by the export itself.
+        let checked = match plan::survey(&client, &args.projects, plan::SurveyOptions::default()).await {
+            Ok(surveyed) => plan::check_room(&args.out, surveyed.iter().map(|p| p.estimated_bytes).sum()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = checked {
+            drawer.finish();
+            return Err(e.into());
+        }
+    }
 
     let opts = ExportOptions {
         projects: args.projects.clone(),

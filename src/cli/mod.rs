@@ -17,6 +17,7 @@ mod emulator;
 mod export;
 mod inspect;
 mod progress;
+mod projects;
 mod restore;
 mod verify;
 
@@ -53,6 +54,9 @@ pub struct Cli {
 enum Command {
     /// Export a whole Custom Vision account (or some projects) into one BagIt zip.
     Export(export::ExportArgs),
+    /// List the account's projects with their counts and estimated bytes (no image is
+    /// downloaded).
+    Projects(projects::ProjectsArgs),
     /// Prove an archive is complete and untouched, naming every problem.
     Verify(verify::VerifyArgs),
     /// Delete projects (or one category of them) after checking a verified backup holds them;
@@ -95,6 +99,7 @@ pub fn main() -> ExitCode {
 pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Export(args) => export::run(args).await,
+        Command::Projects(args) => projects::run(args).await,
         Command::Verify(args) => verify::run(args).await,
         Command::Delete(args) => delete::run(args).await,
         Command::Inspect(args) => inspect::run(args).await,

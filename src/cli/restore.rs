@@ -46,9 +46,9 @@ pub struct RestoreArgs {
     /// report says how many.
     #[arg(long)]
     pub iteration_images: bool,
-    /// API calls per second (the S0 tier allows 10).
-    #[arg(long, default_value_t = 10.0, value_name = "RPS")]
-    api_rate: f64,
+    /// API calls per second (the S0 tier allows 10), or `unlimited`.
+    #[arg(long, default_value = "10", value_name = "RPS", value_parser = common::parse_api_rate, allow_negative_numbers = true)]
+    api_rate: common::ApiRate,
     /// JSON lines on stdout: one event per line, then the report.
     #[arg(long)]
     json: bool,
@@ -67,7 +67,7 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<Exit> {
     }));
     let key = common::load_key(args.key_file.as_deref())?;
     let mut client_opts = ClientOptions::new(common::endpoint(args.endpoint.clone())?, key);
-    client_opts.api_rate = Some(args.api_rate).filter(|r| *r > 0.0);
+    client_opts.api_rate = args.api_rate.0;
     client_opts.on_retry = Some(hook);
     let client = Client::new(client_opts)?;
     let report_path = args.report.clone().unwrap_or_else(|| args.archive.with_extension("restore.json"));

@@ -222,6 +222,19 @@ pub(crate) async fn survey(
     for p in plan.projects.iter().filter(|p| p.gone) {
         plan.notes.push(format!("project {} is not at {} (already deleted counts as done)", p.id, plan.endpoint_host));
     }
+    if plan.projects.iter().any(|p| p.gone) {
+        // A mistyped id reads as "already deleted": name the ones that are there.
+        if let Ok(mut there) = client.get_projects().await {
+            there.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()).then(a.id.cmp(&b.id)));
+            let listed: Vec<String> = there.iter().map(|p| format!("{} ({})", p.id, p.name)).collect();
+            plan.notes.push(match listed.is_empty() {
+                true => format!("if an id is mistyped: {} holds no projects", plan.endpoint_host),
+                false => {
+                    format!("if an id is mistyped, the projects at {} are: {}", plan.endpoint_host, listed.join(", "))
+                }
+            });
+        }
+    }
     Ok(plan)
 }
 

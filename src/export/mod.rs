@@ -7,6 +7,7 @@ mod base;
 mod download;
 mod iterations;
 mod models;
+pub mod plan;
 mod predictions;
 mod project;
 pub mod record;
@@ -131,9 +132,23 @@ pub enum Error {
     /// The folder of the target cannot hold the archive.
     #[error("cannot create the archive in {}: {source}", path.display())]
     Output { path: PathBuf, source: std::io::Error },
-    /// A project asked for by id is not in the account.
-    #[error("project {id} does not exist at {endpoint}")]
-    ProjectNotFound { id: Uuid, endpoint: String },
+    /// A project asked for by id is not in the account; `valid` are the ones it holds (id, name).
+    #[error("project {id} does not exist at {endpoint}; {}", plan::describe_valid(valid))]
+    ProjectNotFound { id: Uuid, endpoint: String, valid: Vec<(Uuid, String)> },
+    /// `--out` names a folder; it must name the archive file.
+    #[error("{} is a folder; --out names the archive file to write, e.g. {}", .0.display(), .0.join("backup.zip").display())]
+    OutIsFolder(PathBuf),
+    /// The folder `--out` would be written in does not exist.
+    #[error("cannot write {}: the folder {} does not exist", out.display(), folder.display())]
+    NoFolder { out: PathBuf, folder: PathBuf },
+    /// The disk holding `--out` has less room than the archive is estimated to take.
+    #[error(
+        "not enough room in {}: the archive is estimated at {need} bytes and {free} bytes are free (an estimate from \
+         the images' dimensions; see `cvarchive export --dry-run`); free some space, choose another --out, or pass \
+         --skip-space-check",
+        folder.display()
+    )]
+    NoRoom { folder: PathBuf, need: u64, free: u64 },
     /// The service failed for good.
     #[error(transparent)]
     Api(api::Error),
@@ -189,10 +204,9 @@ pub async fn export(
 ) -> Result<ExportSummary, Error> {
     let started = Instant::now();
     let started_at = chrono::Utc::now();
-    // A link at the target counts as something there, dangling or not.
-    if crate::sidefile::occupied(&opts.out) && !opts.force {
-        return Err(Error::Exists(opts.out.clone()));
-    }
+    // A link at the target counts as something there, dangling or not; a folder is refused
+    // before anything is downloaded, not at the final rename.
+    plan::check_out(&opts.out, opts.force)?;
     let dir = match opts.out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -484,7 +498,8 @@ async fn resolve_projects(client: &Client, ids: &[Uuid]) -> Result<Vec<Project>,
         match client.get_project(*id).await {
             Ok(p) => projects.push(p),
             Err(e) if e.is_gone() => {
-                return Err(Error::ProjectNotFound { id: *id, endpoint: client.host().to_owned() })
+                let all = client.get_projects().await.unwrap_or_default();
+                return Err(plan::not_found(*id, client.host(), &all));
             }
             Err(e) => return Err(e.into()),
         }

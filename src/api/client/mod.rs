@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 use uuid::Uuid;
 
-use super::error::{Error, RetryKind};
+use super::error::{Error, RetryKind, EXPECTED_ENDPOINT};
 use super::model::parse_count;
 use super::retry::{parse_retry_after_message, race, Raced, RateLimiter, RetryPolicy, RetryStats};
 use crate::secret::{redact_url, TrainingKey};
@@ -255,14 +255,33 @@ impl Client {
     /// A client for `opts.endpoint`. Fails only on an endpoint that is not an http(s) URL.
     pub fn new(opts: ClientOptions) -> Result<Client, Error> {
         let op = "Connect";
-        let mut endpoint = Url::parse(opts.endpoint.trim()).map_err(|e| Error::Request {
+        let given = opts.endpoint.trim();
+        // `NAME.cognitiveservices.azure.com` or `localhost:7070` (which parses as a scheme)
+        let no_scheme = || Error::Request {
             op,
-            detail: format!("the endpoint {:?} is not a URL: {e}", redact_url(&opts.endpoint)),
+            detail: format!(
+                "the endpoint {:?} has no scheme: write https://{} ({EXPECTED_ENDPOINT})",
+                redact_url(given),
+                redact_url(given.trim_start_matches('/'))
+            ),
+        };
+        let mut endpoint = Url::parse(given).map_err(|e| match e {
+            url::ParseError::RelativeUrlWithoutBase => no_scheme(),
+            e => Error::Request {
+                op,
+                detail: format!("the endpoint {:?} is not a URL: {e} ({EXPECTED_ENDPOINT})", redact_url(given)),
+            },
         })?;
+        if !given.contains("://") {
+            return Err(no_scheme());
+        }
         if !matches!(endpoint.scheme(), "http" | "https") || endpoint.host_str().is_none() {
             return Err(Error::Request {
                 op,
-                detail: format!("the endpoint {} is not an http(s) URL", redact_url(endpoint.as_str())),
+                detail: format!(
+                    "the endpoint {} is not an http(s) URL ({EXPECTED_ENDPOINT})",
+                    redact_url(endpoint.as_str())
+                ),
             });
         }
         if let Some(cut) = endpoint.path().find("/customvision") {

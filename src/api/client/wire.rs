@@ -31,7 +31,22 @@ pub(super) fn transport(op: &'static str, url: &str, e: reqwest::Error) -> Error
         }
         source = s.source();
     }
+    if url.starts_with("https://") && speaks_plain_http(&detail) {
+        detail.push_str(
+            "; the server answered in plain HTTP, not TLS: if it serves plain HTTP (a local emulator, say), use \
+             http:// in the endpoint",
+        );
+    }
     Error::Transport { op, url: url.to_owned(), detail: redact_url(&detail), timeout }
+}
+
+/// Whether a TLS handshake failed because the server answered in plain HTTP: rustls reads the
+/// answer's first bytes as a record of an unknown content type ("received corrupt message of
+/// type InvalidContentType"); OpenSSL says "wrong version number" or "packet length too long".
+fn speaks_plain_http(detail: &str) -> bool {
+    ["InvalidContentType", "wrong version number", "packet length too long", "http request"]
+        .iter()
+        .any(|m| detail.contains(m))
 }
 
 pub(super) async fn read_limited(
