@@ -16,7 +16,8 @@ use sha2::{Digest, Sha256};
 
 use super::archive::{image_bytes, info, listing_line, write_bag, write_good_bag, IMAGES, PREDICTION, PROJECT};
 use super::support::{emulator_with, run_measured};
-use super::verify::{full, rebag};
+use super::support::bags::rebag;
+use super::verify::full;
 
 const MEMORY_BOUND: u64 = 256 << 20;
 

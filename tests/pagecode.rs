@@ -2,37 +2,10 @@
 //! `app.js` was replaced, or whose data file carries code, is reported by `verify` as
 //! `page_code_differs`: the data stays intact, and the CLI says not to open the page (exit 1).
 
-use std::fs::File;
-use std::io::Read;
-use std::path::Path;
-
-use cvarchive::archive::{layout, BagWriter};
 use cvarchive::verify::{verify, FindingKind, Report, VerifyOptions};
-use sha2::{Digest, Sha256};
 
 use crate::convert::fixture_archive;
-
-/// The payload of `src` (paths below `data/`), edited by `edit`, bagged anew at `dst`: every
-/// manifest agrees with the edited files, as an attacker's re-bagging would.
-fn rebag(src: &Path, dst: &Path, edit: impl FnOnce(&mut Vec<(String, Vec<u8>)>)) {
-    let mut zip = zip::ZipArchive::new(File::open(src).unwrap()).unwrap();
-    let mut payload = Vec::new();
-    for i in 0..zip.len() {
-        let mut f = zip.by_index(i).unwrap();
-        let name = f.name().unwrap().to_string();
-        if let Some(rel) = name.split_once("/data/").map(|(_, rel)| rel.to_string()) {
-            let mut bytes = Vec::new();
-            f.read_to_end(&mut bytes).unwrap();
-            payload.push((rel, bytes));
-        }
-    }
-    edit(&mut payload);
-    let mut w = BagWriter::new(File::create(dst).unwrap(), &layout::bag_name_for(dst)).unwrap();
-    for (name, bytes) in payload {
-        w.add_stored(&name, &bytes, crc32fast::hash(&bytes), Sha256::digest(&bytes).into()).unwrap();
-    }
-    w.finish(&crate::archive::info()).unwrap();
-}
+use crate::support::bags::rebag;
 
 fn replace(payload: &mut [(String, Vec<u8>)], rel: &str, bytes: &[u8]) {
     payload.iter_mut().find(|(n, _)| n == rel).unwrap_or_else(|| panic!("{rel} is in the archive")).1 = bytes.to_vec();

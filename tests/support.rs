@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod bags;
+
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -10,6 +10,7 @@ mod delete_gate;
 mod delete_iterations;
 mod emulator;
 mod export;
+mod findings;
 mod faults;
 mod hostile;
 mod hostile_archives;

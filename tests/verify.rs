@@ -3,17 +3,17 @@
 //! verdict cross-checked with the Python `bagit` library; the CLI's exit codes.
 
 use std::collections::HashSet;
-use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use cvarchive::archive::layout::{self, unsafe_path_reason};
-use cvarchive::archive::{BagReader, BagWriter};
+use cvarchive::archive::BagReader;
 use cvarchive::verify::{inspect, verify, FindingKind, Report, VerifyOptions};
 use sha2::{Digest, Sha256};
 
-use super::archive::{image_bytes, info, write_bag, write_good_bag, IMAGES, PROJECT};
+use super::archive::{image_bytes, write_bag, write_good_bag, IMAGES, PROJECT};
+use crate::support::bags::{rebag, recompute_tagmanifest, rename_raw, replace_entry, rewrite};
 use crate::support::run_measured;
 
 pub fn full(path: &Path) -> Report {
@@ -35,82 +35,6 @@ fn assert_finding(report: &Report, kind: FindingKind, path: &str) {
 
 fn image_path(i: usize) -> String {
     format!("data/{}", layout::image_file(PROJECT, IMAGES[i], layout::sniff_extension(&image_bytes(i))))
-}
-
-/// Every entry of a zip, decompressed, in order (read with the zip crate, not our reader).
-fn entries(path: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut zip = zip::ZipArchive::new(File::open(path).unwrap()).unwrap();
-    (0..zip.len())
-        .map(|i| {
-            let mut f = zip.by_index(i).unwrap();
-            let mut bytes = Vec::new();
-            f.read_to_end(&mut bytes).unwrap();
-            (f.name().unwrap().to_string(), bytes)
-        })
-        .collect()
-}
-
-/// Copies a zip entry by entry after `edit` changes the list (not re-bagged: manifests stay).
-fn rewrite(src: &Path, dst: &Path, edit: impl FnOnce(&mut Vec<(String, Vec<u8>)>)) {
-    let mut list = entries(src);
-    edit(&mut list);
-    let mut zip = zip::ZipWriter::new(File::create(dst).unwrap());
-    for (name, bytes) in list {
-        let method =
-            if name.contains("/images/") { zip::CompressionMethod::Stored } else { zip::CompressionMethod::Deflated };
-        zip.start_file(name, zip::write::SimpleFileOptions::default().compression_method(method)).unwrap();
-        std::io::Write::write_all(&mut zip, &bytes).unwrap();
-    }
-    zip.finish().unwrap();
-}
-
-/// Re-bags the payload after `edit` changes it, so BagIt is consistent and only our own
-/// metadata can disagree.
-pub fn rebag(src: &Path, dst: &Path, edit: impl FnOnce(&mut Vec<(String, Vec<u8>)>)) {
-    let bag = layout::bag_name_for(src);
-    let mut payload: Vec<_> = entries(src)
-        .into_iter()
-        .filter_map(|(n, b)| n.strip_prefix(&format!("{bag}/data/")).map(|n| (n.to_string(), b)))
-        .collect();
-    edit(&mut payload);
-    let mut w = BagWriter::new(File::create(dst).unwrap(), &layout::bag_name_for(dst)).unwrap();
-    for (name, bytes) in payload {
-        w.add_stored(&name, &bytes, crc32fast::hash(&bytes), Sha256::digest(&bytes).into()).unwrap();
-    }
-    w.finish(&info()).unwrap();
-}
-
-/// Renames an entry in place by patching its name in the local and central headers only.
-fn rename_raw(path: &Path, from: &str, to: &str) {
-    assert_eq!(from.len(), to.len());
-    let mut bytes = std::fs::read(path).unwrap();
-    let mut patched = 0;
-    let mut i = 0;
-    while let Some(pos) = bytes[i..].windows(from.len()).position(|w| w == from.as_bytes()).map(|p| p + i) {
-        let local = pos >= 30 && bytes[pos - 30..pos - 26] == *b"PK\x03\x04";
-        let central = pos >= 46 && bytes[pos - 46..pos - 42] == *b"PK\x01\x02";
-        if local || central {
-            bytes[pos..pos + to.len()].copy_from_slice(to.as_bytes());
-            patched += 1;
-        }
-        i = pos + 1;
-    }
-    assert_eq!(patched, 2, "{from} not found in both headers");
-    std::fs::write(path, bytes).unwrap();
-}
-
-fn replace_entry(list: &mut [(String, Vec<u8>)], suffix: &str, f: impl FnOnce(String) -> String) {
-    let e = list.iter_mut().find(|(n, _)| n.ends_with(suffix)).unwrap();
-    e.1 = f(String::from_utf8(e.1.clone()).unwrap()).into_bytes();
-}
-
-fn recompute_tagmanifest(list: &mut [(String, Vec<u8>)]) {
-    let mut text = String::new();
-    for name in ["bagit.txt", "bag-info.txt", "manifest-sha256.txt"] {
-        let (_, bytes) = list.iter().find(|(n, _)| n.ends_with(&format!("/{name}"))).unwrap();
-        text.push_str(&format!("{} {name}\n", hex::encode(Sha256::digest(bytes))));
-    }
-    replace_entry(list, "/tagmanifest-sha256.txt", |_| text);
 }
 
 /// One damaged archive per kind of damage: (case name, path, expected kind, expected finding path,
