@@ -19,8 +19,8 @@ use super::render::{self, Links};
 use super::routes::{AppState, Reply};
 use super::state::{ApiError, ImageRec, Kind, ProjectState, RegionRec};
 use crate::api::model::{
-    ImageCreateResult, ImageCreateSummary, ImageFileCreateBatch, ImageMetadataUpdateEntry, ImageMetadataUpdateSummary,
-    Project, ProjectSettings, Tag, Timestamp,
+    ImageCreateResult, ImageCreateSummary, ImageFileCreateBatch, ImageFileCreateEntry, ImageMetadataUpdateEntry,
+    ImageMetadataUpdateSummary, Project, ProjectSettings, Region, Tag, Timestamp,
 };
 
 /// Most images one CreateImagesFromFiles or UpdateImageMetadata call takes.
@@ -180,6 +180,36 @@ pub(crate) fn images(state: &AppState, project: &str, body: &Bytes, links: &Link
     let id = parse_id(project)?;
     let batch: ImageFileCreateBatch = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request("BadRequestImageBatch", format!("Cannot read the batch: {e}")))?;
+    check_batch(&batch)?;
+    let mut decoded = Vec::with_capacity(batch.images.len());
+    for (n, entry) in batch.images.iter().enumerate() {
+        let bytes = base64::engine::general_purpose::STANDARD.decode(entry.contents.trim()).map_err(|e| {
+            ApiError::bad_request("BadRequestImageBatch", format!("Image {n}: contents is not base64: {e}"))
+        })?;
+        decoded.push(Bytes::from(bytes));
+    }
+    let upload = Upload { state, batch: &batch, now: Utc::now(), links };
+    let (mut results, all_ok) = state.with_account_mut(|a| -> Result<_, ApiError> {
+        let p = a.get_mut(id)?;
+        check_entries(p, &batch)?;
+        let mut results = Vec::with_capacity(batch.images.len());
+        let mut all_ok = true;
+        for (n, (entry, bytes)) in batch.images.iter().zip(&decoded).enumerate() {
+            let result = upload.add(p, n, entry, bytes);
+            all_ok &= result.status == "OK";
+            results.push(result);
+        }
+        Ok((results, all_ok))
+    })?;
+    results.reverse();
+    let null = state.with_faults(|f| f.null_upload_results());
+    let summary = ImageCreateSummary { is_batch_successful: all_ok, images: (!null).then_some(results) };
+    Ok(multi_status(all_ok, &summary))
+}
+
+/// The limits of a whole batch: at least one and at most [`MAX_UPLOAD_BATCH`] images, at most
+/// [`MAX_BATCH_TAGS`] tags named in all, and metadata within its limits.
+fn check_batch(batch: &ImageFileCreateBatch) -> Result<(), ApiError> {
     if batch.images.is_empty() {
         return Err(ApiError::bad_request("BadRequestImageBatch", "The batch holds no images"));
     }
@@ -189,8 +219,7 @@ pub(crate) fn images(state: &AppState, project: &str, body: &Bytes, links: &Link
             format!("A batch holds at most {MAX_UPLOAD_BATCH} images; got {}", batch.images.len()),
         ));
     }
-    let batch_tags = batch.tag_ids.clone().unwrap_or_default();
-    let mut named: std::collections::BTreeSet<Uuid> = batch_tags.iter().copied().collect();
+    let mut named: std::collections::BTreeSet<Uuid> = batch.tag_ids.iter().flatten().copied().collect();
     for entry in &batch.images {
         named.extend(entry.tag_ids.iter().flatten());
         named.extend(entry.regions.iter().flatten().map(|r| r.tag_id));
@@ -204,131 +233,118 @@ pub(crate) fn images(state: &AppState, project: &str, body: &Bytes, links: &Link
     if let Some(m) = &batch.metadata {
         check_metadata(m)?;
     }
-    let mut decoded = Vec::with_capacity(batch.images.len());
+    Ok(())
+}
+
+/// What refuses the whole batch in the project: an unknown tag, a region of an unknown tag or
+/// outside the image, a region on a classification project.
+fn check_entries(p: &ProjectState, batch: &ImageFileCreateBatch) -> Result<(), ApiError> {
+    let known = |t: &Uuid| p.tags.iter().any(|x| x.id == *t);
     for (n, entry) in batch.images.iter().enumerate() {
-        let bytes = base64::engine::general_purpose::STANDARD.decode(entry.contents.trim()).map_err(|e| {
-            ApiError::bad_request("BadRequestImageBatch", format!("Image {n}: contents is not base64: {e}"))
-        })?;
-        decoded.push(Bytes::from(bytes));
-    }
-    let now = Utc::now();
-    let (results, all_ok) = state.with_account_mut(|a| -> Result<_, ApiError> {
-        let p = a.get_mut(id)?;
-        let known = |t: &Uuid| p.tags.iter().any(|x| x.id == *t);
-        for (n, entry) in batch.images.iter().enumerate() {
-            let tags = batch_tags.iter().chain(entry.tag_ids.iter().flatten());
-            if let Some(t) = tags.clone().find(|t| !known(t)) {
-                return Err(ApiError::bad_request("BadRequestImageTags", format!("Image {n}: unknown tag {t}")));
-            }
-            for r in entry.regions.iter().flatten() {
-                if !known(&r.tag_id) {
-                    return Err(ApiError::bad_request(
-                        "BadRequestImageRegions",
-                        format!("Image {n}: region of unknown tag {}", r.tag_id),
-                    ));
-                }
-                let inside = |v: f64| (0.0..=1.0).contains(&v);
-                let fits = [r.left, r.top, r.width, r.height].into_iter().all(inside)
-                    && r.left + r.width <= 1.0 + 1e-9
-                    && r.top + r.height <= 1.0 + 1e-9;
-                if !fits {
-                    return Err(ApiError::bad_request(
-                        "BadRequestImageRegions",
-                        format!("Image {n}: a region lies outside the image"),
-                    ));
-                }
-            }
-            if entry.regions.as_ref().is_some_and(|r| !r.is_empty()) && p.kind == Kind::Classification {
+        let mut tags = batch.tag_ids.iter().flatten().chain(entry.tag_ids.iter().flatten());
+        if let Some(t) = tags.find(|t| !known(t)) {
+            return Err(ApiError::bad_request("BadRequestImageTags", format!("Image {n}: unknown tag {t}")));
+        }
+        for r in entry.regions.iter().flatten() {
+            if !known(&r.tag_id) {
                 return Err(ApiError::bad_request(
                     "BadRequestImageRegions",
-                    format!("Image {n}: regions on a classification project"),
+                    format!("Image {n}: region of unknown tag {}", r.tag_id),
+                ));
+            }
+            let inside = |v: f64| (0.0..=1.0).contains(&v);
+            let fits = [r.left, r.top, r.width, r.height].into_iter().all(inside)
+                && r.left + r.width <= 1.0 + 1e-9
+                && r.top + r.height <= 1.0 + 1e-9;
+            if !fits {
+                return Err(ApiError::bad_request(
+                    "BadRequestImageRegions",
+                    format!("Image {n}: a region lies outside the image"),
                 ));
             }
         }
-        let mut results = Vec::with_capacity(batch.images.len());
-        let mut all_ok = true;
-        for (n, (entry, bytes)) in batch.images.iter().zip(&decoded).enumerate() {
-            let mut tags: Vec<Uuid> = Vec::new();
-            for t in batch_tags.iter().chain(entry.tag_ids.iter().flatten()) {
-                if !tags.contains(t) {
-                    tags.push(*t);
-                }
-            }
-            let regions = entry.regions.clone().unwrap_or_default();
-            let negative =
-                tags.iter().any(|t| p.tags.iter().any(|x| x.id == *t && x.tag_type.as_deref() == Some("Negative")));
-            let status = if bytes.len() > MAX_IMAGE_BYTES {
-                Err("ErrorImageSize")
-            } else if regions.len() > MAX_REGIONS {
-                Err("ErrorRegionLimitExceed")
-            } else if tags.len() > MAX_IMAGE_TAGS {
-                Err("ErrorTagLimitExceed")
-            } else if negative && (tags.len() > 1 || !regions.is_empty()) {
-                Err("ErrorNegativeAndRegularTagOnSameImage")
-            } else {
-                match dimensions(bytes) {
-                    None => Err("ErrorImageFormat"),
-                    Some((w, h)) if w == 0 || h == 0 || w > MAX_SIDE || h > MAX_SIDE => Err("ErrorImageSize"),
-                    Some(dims) => Ok(dims),
-                }
-            };
-            let (width, height) = match status {
-                Ok(dims) => dims,
-                Err(code) => {
-                    all_ok = false;
-                    results.push(ImageCreateResult {
-                        source_url: entry.name.clone(),
-                        status: code.to_owned(),
-                        image: None,
-                    });
-                    continue;
-                }
-            };
-            let digest: [u8; 32] = Sha256::digest(bytes).into();
-            if let Some(existing) = p.digests.get(&digest).and_then(|d| p.find_image(*d)).cloned() {
-                all_ok = false;
-                results.push(ImageCreateResult {
-                    source_url: entry.name.clone(),
-                    status: "OKDuplicate".to_owned(),
-                    image: Some(render::image(p, &existing, links)),
-                });
-                continue;
-            }
-            let image = ImageRec {
-                id: Uuid::new_v4(),
-                created: now + chrono::Duration::microseconds(n as i64),
-                width,
-                height,
-                tags,
-                regions: regions
-                    .iter()
-                    .map(|r| RegionRec {
-                        id: Uuid::new_v4(),
-                        tag: r.tag_id,
-                        left: r.left,
-                        top: r.top,
-                        width: r.width,
-                        height: r.height,
-                    })
-                    .collect(),
-                metadata: batch.metadata.clone().filter(|m| !m.is_empty()).map(Box::new),
-                content: state.store_upload(bytes.clone()),
-            };
-            let image = p.insert(image);
-            p.digests.insert(digest, image.id);
-            results.push(ImageCreateResult {
-                source_url: entry.name.clone(),
-                status: "OK".to_owned(),
-                image: Some(render::image(p, &image, links)),
-            });
+        if entry.regions.as_ref().is_some_and(|r| !r.is_empty()) && p.kind == Kind::Classification {
+            return Err(ApiError::bad_request(
+                "BadRequestImageRegions",
+                format!("Image {n}: regions on a classification project"),
+            ));
         }
-        Ok((results, all_ok))
-    })?;
-    let mut results = results;
-    results.reverse();
-    let null = state.with_faults(|f| f.null_upload_results());
-    let summary = ImageCreateSummary { is_batch_successful: all_ok, images: (!null).then_some(results) };
-    Ok(multi_status(all_ok, &summary))
+    }
+    Ok(())
+}
+
+/// One CreateImagesFromFiles call, adding its images one at a time.
+struct Upload<'a> {
+    state: &'a AppState,
+    batch: &'a ImageFileCreateBatch,
+    now: chrono::DateTime<Utc>,
+    links: &'a Links<'a>,
+}
+
+impl Upload<'_> {
+    /// Adds image `n` of the batch, or says why not (a per-image status; the batch goes on).
+    fn add(&self, p: &mut ProjectState, n: usize, entry: &ImageFileCreateEntry, bytes: &Bytes) -> ImageCreateResult {
+        let mut tags: Vec<Uuid> = Vec::new();
+        for t in self.batch.tag_ids.iter().flatten().chain(entry.tag_ids.iter().flatten()) {
+            if !tags.contains(t) {
+                tags.push(*t);
+            }
+        }
+        let regions = entry.regions.clone().unwrap_or_default();
+        let result = |status: &str, image| ImageCreateResult { source_url: entry.name.clone(), status: status.into(), image };
+        let (width, height) = match image_status(p, &tags, &regions, bytes) {
+            Ok(dims) => dims,
+            Err(code) => return result(code, None),
+        };
+        let digest: [u8; 32] = Sha256::digest(bytes).into();
+        if let Some(existing) = p.digests.get(&digest).and_then(|d| p.find_image(*d)).cloned() {
+            return result("OKDuplicate", Some(render::image(p, &existing, self.links)));
+        }
+        let image = ImageRec {
+            id: Uuid::new_v4(),
+            created: self.now + chrono::Duration::microseconds(n as i64),
+            width,
+            height,
+            tags,
+            regions: regions
+                .iter()
+                .map(|r| RegionRec {
+                    id: Uuid::new_v4(),
+                    tag: r.tag_id,
+                    left: r.left,
+                    top: r.top,
+                    width: r.width,
+                    height: r.height,
+                })
+                .collect(),
+            metadata: self.batch.metadata.clone().filter(|m| !m.is_empty()).map(Box::new),
+            content: self.state.store_upload(bytes.clone()),
+        };
+        let image = p.insert(image);
+        p.digests.insert(digest, image.id);
+        result("OK", Some(render::image(p, &image, self.links)))
+    }
+}
+
+/// The per-image status codes of an image the batch may hold but the service does not take, or
+/// its dimensions.
+fn image_status(p: &ProjectState, tags: &[Uuid], regions: &[Region], bytes: &Bytes) -> Result<(u32, u32), &'static str> {
+    let negative = tags.iter().any(|t| p.tags.iter().any(|x| x.id == *t && x.tag_type.as_deref() == Some("Negative")));
+    if bytes.len() > MAX_IMAGE_BYTES {
+        Err("ErrorImageSize")
+    } else if regions.len() > MAX_REGIONS {
+        Err("ErrorRegionLimitExceed")
+    } else if tags.len() > MAX_IMAGE_TAGS {
+        Err("ErrorTagLimitExceed")
+    } else if negative && (tags.len() > 1 || !regions.is_empty()) {
+        Err("ErrorNegativeAndRegularTagOnSameImage")
+    } else {
+        match dimensions(bytes) {
+            None => Err("ErrorImageFormat"),
+            Some((w, h)) if w == 0 || h == 0 || w > MAX_SIDE || h > MAX_SIDE => Err("ErrorImageSize"),
+            Some(dims) => Ok(dims),
+        }
+    }
 }
 
 /// UpdateImageMetadata: `?imageIds=` (at most 64) and a JSON object of string values, merged

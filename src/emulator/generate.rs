@@ -282,18 +282,7 @@ fn project(spec: &GenerateSpec, p: u64) -> ProjectState {
         base,
         modified,
     );
-    let tags: Vec<Tag> = TAG_NAMES
-        .iter()
-        .enumerate()
-        .map(|(t, name)| Tag {
-            id: uuid(seed, p, t as u64, SALT_TAG),
-            name: (*name).to_owned(),
-            description: Some(format!("Generated tag {}", t + 1)),
-            tag_type: Some("Regular".to_owned()),
-            image_count: None,
-            extra: Default::default(),
-        })
-        .collect();
+    let tags = tags(seed, p);
     let mut state = ProjectState::new(wire, kind, spec.relative_uris, tags.clone(), p);
     let mut images: Vec<ImageRec> = (0..n + extra).map(|i| image_record(seed, p, i, kind, &tags, base)).collect();
     images.sort_unstable_by_key(|i| (i.created, i.id));
@@ -339,39 +328,59 @@ fn project(spec: &GenerateSpec, p: u64) -> ProjectState {
         exports,
     });
     state.predictions = (0..PREDICTIONS_PER_PROJECT)
-        .map(|j| {
-            let h = hash(seed, p, j, SALT_PREDICTION);
-            let first = &tags[(h % tags.len() as u64) as usize];
-            let second = &tags[((h >> 8) % tags.len() as u64) as usize];
-            let bounding = |k: u64| {
-                (kind == Kind::ObjectDetection).then_some(crate::api::model::BoundingBox {
-                    left: 0.1 * k as f64,
-                    top: 0.2,
-                    width: 0.3,
-                    height: 0.4,
-                })
-            };
-            let prediction = |tag: &Tag, probability: f64, k: u64| Prediction {
-                probability: Some(probability),
-                tag_id: Some(tag.id),
-                tag_name: None,
-                bounding_box: bounding(k),
-                tag_type: None,
-                extra: Default::default(),
-            };
-            PredictionRec {
-                id: uuid(seed, p, j, SALT_PREDICTION),
-                iteration: iteration_id,
-                created: trained + Duration::hours(j as i64 + 1),
-                content: Content::Generated { key: (p << 32) | (0x8000_0000 + j), jpeg: j % 2 == 0 },
-                predictions: vec![
-                    prediction(first, 0.5 + (h % 50) as f64 / 100.0, 1),
-                    prediction(second, (h >> 16) as f64 % 30.0 / 100.0, 2),
-                ],
-            }
-        })
+        .map(|j| prediction(seed, p, j, kind, &tags, iteration_id, trained + Duration::hours(j as i64 + 1)))
         .collect();
     state
+}
+
+/// The project's tags, named from [`TAG_NAMES`].
+fn tags(seed: u64, p: u64) -> Vec<Tag> {
+    TAG_NAMES
+        .iter()
+        .enumerate()
+        .map(|(t, name)| Tag {
+            id: uuid(seed, p, t as u64, SALT_TAG),
+            name: (*name).to_owned(),
+            description: Some(format!("Generated tag {}", t + 1)),
+            tag_type: Some("Regular".to_owned()),
+            image_count: None,
+            extra: Default::default(),
+        })
+        .collect()
+}
+
+/// Stored prediction `j` of project `p`: two tags with their probabilities (and boxes in an
+/// object detection project), made by `iteration` at `created`.
+fn prediction(seed: u64, p: u64, j: u64, kind: Kind, tags: &[Tag], iteration: Uuid, created: DateTime<Utc>) -> PredictionRec {
+    let h = hash(seed, p, j, SALT_PREDICTION);
+    let first = &tags[(h % tags.len() as u64) as usize];
+    let second = &tags[((h >> 8) % tags.len() as u64) as usize];
+    let bounding = |k: u64| {
+        (kind == Kind::ObjectDetection).then_some(crate::api::model::BoundingBox {
+            left: 0.1 * k as f64,
+            top: 0.2,
+            width: 0.3,
+            height: 0.4,
+        })
+    };
+    let prediction = |tag: &Tag, probability: f64, k: u64| Prediction {
+        probability: Some(probability),
+        tag_id: Some(tag.id),
+        tag_name: None,
+        bounding_box: bounding(k),
+        tag_type: None,
+        extra: Default::default(),
+    };
+    PredictionRec {
+        id: uuid(seed, p, j, SALT_PREDICTION),
+        iteration,
+        created,
+        content: Content::Generated { key: (p << 32) | (0x8000_0000 + j), jpeg: j % 2 == 0 },
+        predictions: vec![
+            prediction(first, 0.5 + (h % 50) as f64 / 100.0, 1),
+            prediction(second, (h >> 16) as f64 % 30.0 / 100.0, 2),
+        ],
+    }
 }
 
 /// The ids of `count` images spread evenly over `images`.

@@ -320,14 +320,7 @@ pub(crate) async fn run(
     let links = state.links(headers);
     match op {
         Op::GetDomains => Ok(Reply::json(&domains())),
-        Op::GetDomain(d) => {
-            let id = parse_id(d)?;
-            let domain = domains()
-                .into_iter()
-                .find(|x| x.id == id)
-                .ok_or_else(|| ApiError::not_found("NotFoundDomain", format!("Domain not found: {id}")))?;
-            Ok(Reply::json(&domain))
-        }
+        Op::GetDomain(d) => get_domain(d),
         Op::GetProjects => Ok(Reply::json(
             &state.with_account(|a| a.projects.iter().map(|p| render::project(p, &links)).collect::<Vec<_>>()),
         )),
@@ -337,59 +330,17 @@ pub(crate) async fn run(
             state.with_account_mut(|a| a.delete_project(id))?;
             Ok(Reply::Empty(StatusCode::NO_CONTENT))
         }
-        Op::GetArtifact(p) => {
-            let id = parse_id(p)?;
-            let path = q
-                .get("path")
-                .ok_or_else(|| ApiError::bad_request("BadRequestRequiredParamIsNull", "path is required"))?
-                .trim_start_matches('/')
-                .to_owned();
-            state.with_account(|a| a.get(id).map(|_| ()))?;
-            let hex = id.simple().to_string();
-            let own = path
-                .split_once('/')
-                .is_some_and(|(c, _)| c.strip_prefix("i-").or_else(|| c.strip_prefix("m-")) == Some(hex.as_str()));
-            if !own {
-                return Err(ApiError::bad_request(
-                    "BadRequestInvalidArtifactUri",
-                    format!("Not an artifact of project {id}: {path:?}"),
-                ));
-            }
-            let bytes = state
-                .resolve_bytes(&path)
-                .ok_or_else(|| ApiError::not_found("NotFound", format!("Artifact not found: {path:?}")))?;
-            Ok(Reply::Octets(bytes))
-        }
+        Op::GetArtifact(p) => get_artifact(state, p, q),
         Op::GetImages(p) => list(state, p, q, tagging(q.get("taggingStatus"))?, &links),
         Op::GetTaggedImages(p) => list(state, p, q, Tagging::Tagged, &links),
         Op::GetUntaggedImages(p) => list(state, p, q, Tagging::Untagged, &links),
         Op::GetImageCount(p) => count(state, p, q, tagging(q.get("taggingStatus"))?),
         Op::GetTaggedImageCount(p) => count(state, p, q, Tagging::Tagged),
         Op::GetUntaggedImageCount(p) => count(state, p, q, Tagging::Untagged),
-        Op::GetImagesByIds(p) => {
-            let ids = q.ids("imageIds", MAX_BATCH, "BadRequestExceededBatchSize")?;
-            read(state, p, |p| {
-                let found = p.by_ids(&ids, q.iteration(p)?);
-                Ok(Reply::json(&found.iter().map(|i| render::image(p, i, &links)).collect::<Vec<_>>()))
-            })
-        }
+        Op::GetImagesByIds(p) => get_images_by_ids(state, p, q, &links),
         Op::DeleteImages(p) => delete_images(state, p, q),
-        Op::GetTags(p) => read(state, p, |p| {
-            let counts = match q.get("iterationId") {
-                Some(raw) => p.iteration(parse_id(raw)?)?.tag_counts.clone(),
-                None => p.tag_counts(),
-            };
-            let tags: Vec<_> = p.tags.iter().map(|t| render::tag(t, counts.get(&t.id).copied().unwrap_or(0))).collect();
-            Ok(Reply::json(&tags))
-        }),
-        Op::GetTag(p, t) => read(state, p, |p| {
-            let tag = p.tag(parse_id(t)?)?;
-            let count = match q.get("iterationId") {
-                Some(raw) => p.iteration(parse_id(raw)?)?.tag_counts.get(&tag.id).copied().unwrap_or(0),
-                None => p.tag_count(tag.id),
-            };
-            Ok(Reply::json(&render::tag(tag, count)))
-        }),
+        Op::GetTags(p) => get_tags(state, p, q),
+        Op::GetTag(p, t) => get_tag(state, p, t, q),
         Op::DeleteTag(p, t) => write(state, p, |p| p.delete_tag(parse_id(t)?)),
         Op::GetIterations(p) => {
             read(state, p, |p| Ok(Reply::json(&p.iterations.iter().map(|i| &i.iteration).collect::<Vec<_>>())))
@@ -397,45 +348,9 @@ pub(crate) async fn run(
         Op::GetIteration(p, i) => read(state, p, |p| Ok(Reply::json(&p.iteration(parse_id(i)?)?.iteration))),
         Op::DeleteIteration(p, i) => write(state, p, |p| p.delete_iteration(parse_id(i)?)),
         Op::UnpublishIteration(p, i) => write(state, p, |p| p.unpublish(parse_id(i)?)),
-        Op::GetIterationPerformance(p, i) => {
-            for name in ["threshold", "overlapThreshold"] {
-                if let Some(raw) = q.get(name) {
-                    raw.parse::<f64>().map_err(|_| {
-                        ApiError::bad_request("BadRequest", format!("{name} must be a number, not {raw:?}"))
-                    })?;
-                }
-            }
-            read(state, p, |p| {
-                Ok(Reply::json(trained(p, i)?.performance.as_ref().expect("trained iterations have one")))
-            })
-        }
-        Op::GetImagePerformances(p, i) => {
-            let page = q.page()?;
-            let tags = q.ids("tagIds", MAX_TAG_FILTER, "BadRequestExceededBatchSize")?;
-            read(state, p, |p| {
-                let it = trained(p, i)?;
-                let keep = |img: &std::sync::Arc<super::state::ImageRec>| {
-                    tags.is_empty() || tags.iter().any(|t| img.has_tag(t))
-                };
-                let items: Vec<_> = super::state::paged(&it.image_performances, keep, page)
-                    .into_iter()
-                    .map(|img| render::image_performance(p, img, &links))
-                    .collect();
-                Ok(Reply::json(&items))
-            })
-        }
-        Op::GetImagePerformanceCount(p, i) => {
-            let tags = q.ids("tagIds", usize::MAX, "BadRequestExceededBatchSize")?;
-            read(state, p, |p| {
-                let it = trained(p, i)?;
-                Ok(Reply::json(
-                    &it.image_performances
-                        .iter()
-                        .filter(|img| tags.is_empty() || tags.iter().any(|t| img.has_tag(t)))
-                        .count(),
-                ))
-            })
-        }
+        Op::GetIterationPerformance(p, i) => iteration_performance(state, p, i, q),
+        Op::GetImagePerformances(p, i) => image_performances(state, p, i, q, &links),
+        Op::GetImagePerformanceCount(p, i) => image_performance_count(state, p, i, q),
         Op::GetExports(p, i) => read(state, p, |p| {
             let it = p.iteration(parse_id(i)?)?;
             Ok(Reply::json(&it.exports.iter().map(|e| render::export(p, it, e, &links)).collect::<Vec<_>>()))
@@ -445,17 +360,120 @@ pub(crate) async fn run(
         Op::CreateTag(p) => create::tag(state, p, q),
         Op::CreateImagesFromFiles(p) => create::images(state, p, body, &links),
         Op::UpdateImageMetadata(p) => create::metadata(state, p, q, body),
-        Op::DeletePrediction(p) => {
-            let ids = q.ids("ids", MAX_PREDICTION_IDS, "BadRequestPredictionIdsExceededCount")?;
-            if ids.is_empty() {
-                return Err(ApiError::bad_request("BadRequestPredictionIdsMissing", "ids is required"));
-            }
-            write(state, p, |p| {
-                p.delete_predictions(&ids);
-                Ok(())
-            })
+        Op::DeletePrediction(p) => delete_predictions(state, p, q),
+    }
+}
+
+fn get_domain(d: &str) -> Result<Reply, ApiError> {
+    let id = parse_id(d)?;
+    let domain = domains()
+        .into_iter()
+        .find(|x| x.id == id)
+        .ok_or_else(|| ApiError::not_found("NotFoundDomain", format!("Domain not found: {id}")))?;
+    Ok(Reply::json(&domain))
+}
+
+/// GetArtifact: the bytes behind a relative artifact path of the project's own (`i-<project>/`
+/// images, `m-<project>/` models).
+fn get_artifact(state: &AppState, p: &str, q: &Query) -> Result<Reply, ApiError> {
+    let id = parse_id(p)?;
+    let path = q
+        .get("path")
+        .ok_or_else(|| ApiError::bad_request("BadRequestRequiredParamIsNull", "path is required"))?
+        .trim_start_matches('/')
+        .to_owned();
+    state.with_account(|a| a.get(id).map(|_| ()))?;
+    let hex = id.simple().to_string();
+    let own = path
+        .split_once('/')
+        .is_some_and(|(c, _)| c.strip_prefix("i-").or_else(|| c.strip_prefix("m-")) == Some(hex.as_str()));
+    if !own {
+        return Err(ApiError::bad_request(
+            "BadRequestInvalidArtifactUri",
+            format!("Not an artifact of project {id}: {path:?}"),
+        ));
+    }
+    let bytes = state
+        .resolve_bytes(&path)
+        .ok_or_else(|| ApiError::not_found("NotFound", format!("Artifact not found: {path:?}")))?;
+    Ok(Reply::Octets(bytes))
+}
+
+fn get_images_by_ids(state: &AppState, p: &str, q: &Query, links: &Links<'_>) -> Result<Reply, ApiError> {
+    let ids = q.ids("imageIds", MAX_BATCH, "BadRequestExceededBatchSize")?;
+    read(state, p, |p| {
+        let found = p.by_ids(&ids, q.iteration(p)?);
+        Ok(Reply::json(&found.iter().map(|i| render::image(p, i, links)).collect::<Vec<_>>()))
+    })
+}
+
+/// GetTags: image counts of the workspace, or of a trained iteration with `iterationId`.
+fn get_tags(state: &AppState, p: &str, q: &Query) -> Result<Reply, ApiError> {
+    read(state, p, |p| {
+        let counts = match q.get("iterationId") {
+            Some(raw) => p.iteration(parse_id(raw)?)?.tag_counts.clone(),
+            None => p.tag_counts(),
+        };
+        let tags: Vec<_> = p.tags.iter().map(|t| render::tag(t, counts.get(&t.id).copied().unwrap_or(0))).collect();
+        Ok(Reply::json(&tags))
+    })
+}
+
+fn get_tag(state: &AppState, p: &str, t: &str, q: &Query) -> Result<Reply, ApiError> {
+    read(state, p, |p| {
+        let tag = p.tag(parse_id(t)?)?;
+        let count = match q.get("iterationId") {
+            Some(raw) => p.iteration(parse_id(raw)?)?.tag_counts.get(&tag.id).copied().unwrap_or(0),
+            None => p.tag_count(tag.id),
+        };
+        Ok(Reply::json(&render::tag(tag, count)))
+    })
+}
+
+fn iteration_performance(state: &AppState, p: &str, i: &str, q: &Query) -> Result<Reply, ApiError> {
+    for name in ["threshold", "overlapThreshold"] {
+        if let Some(raw) = q.get(name) {
+            raw.parse::<f64>()
+                .map_err(|_| ApiError::bad_request("BadRequest", format!("{name} must be a number, not {raw:?}")))?;
         }
     }
+    read(state, p, |p| Ok(Reply::json(trained(p, i)?.performance.as_ref().expect("trained iterations have one"))))
+}
+
+fn image_performances(state: &AppState, p: &str, i: &str, q: &Query, links: &Links<'_>) -> Result<Reply, ApiError> {
+    let page = q.page()?;
+    let tags = q.ids("tagIds", MAX_TAG_FILTER, "BadRequestExceededBatchSize")?;
+    read(state, p, |p| {
+        let it = trained(p, i)?;
+        let keep =
+            |img: &std::sync::Arc<super::state::ImageRec>| tags.is_empty() || tags.iter().any(|t| img.has_tag(t));
+        let items: Vec<_> = super::state::paged(&it.image_performances, keep, page)
+            .into_iter()
+            .map(|img| render::image_performance(p, img, links))
+            .collect();
+        Ok(Reply::json(&items))
+    })
+}
+
+fn image_performance_count(state: &AppState, p: &str, i: &str, q: &Query) -> Result<Reply, ApiError> {
+    let tags = q.ids("tagIds", usize::MAX, "BadRequestExceededBatchSize")?;
+    read(state, p, |p| {
+        let it = trained(p, i)?;
+        let count =
+            it.image_performances.iter().filter(|img| tags.is_empty() || tags.iter().any(|t| img.has_tag(t))).count();
+        Ok(Reply::json(&count))
+    })
+}
+
+fn delete_predictions(state: &AppState, p: &str, q: &Query) -> Result<Reply, ApiError> {
+    let ids = q.ids("ids", MAX_PREDICTION_IDS, "BadRequestPredictionIdsExceededCount")?;
+    if ids.is_empty() {
+        return Err(ApiError::bad_request("BadRequestPredictionIdsMissing", "ids is required"));
+    }
+    write(state, p, |p| {
+        p.delete_predictions(&ids);
+        Ok(())
+    })
 }
 
 /// Runs a read on one project.
