@@ -16,6 +16,7 @@ mod hostile_archives;
 mod iterations;
 mod listing;
 mod pagecode;
+mod progress;
 mod restore;
 mod robustness;
 mod resume;
