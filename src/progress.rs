@@ -19,6 +19,8 @@ pub enum Phase {
     Verifying,
     /// Deleting from the service.
     Deleting,
+    /// Writing images out in another format (convert).
+    Converting,
     /// Writing what remains after the transfers: records, manifests, the final file.
     Finishing,
 }
@@ -33,6 +35,7 @@ impl Phase {
             Phase::Uploading => "uploading",
             Phase::Verifying => "verifying",
             Phase::Deleting => "deleting",
+            Phase::Converting => "converting",
             Phase::Finishing => "finishing",
         }
     }
@@ -59,7 +62,7 @@ pub enum Event {
     LinkRefreshed,
     /// Something worth telling the user that does not stop the work.
     Warning { message: String },
-    /// A project is done.
+    /// A project is done (for a deletion's plan: surveyed).
     ProjectFinished { project_id: String, images: u64 },
     /// Verification progress: bytes checked so far (a running total).
     Verified { bytes: u64 },

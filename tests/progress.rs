@@ -238,3 +238,46 @@ fn summary_project(out: &std::path::Path) -> String {
     let account = json(&payload(out), "account.json");
     account["projects"][0]["id"].as_str().unwrap().to_owned()
 }
+
+/// `restore` knows its totals before the first upload: every project's count comes first, and
+/// they add up to what is uploaded, project by project.
+#[tokio::test]
+async fn restore_counts_every_project_before_the_first_upload() {
+    use cvarchive::restore::{restore, RestoreOptions};
+    let source = generated_emulator("projects=2,images=30,seed=24,size=1024").await;
+    let (dir, archive) = temp_archive("restore-me.zip");
+    let opts =
+        cvarchive::export::ExportOptions { predictions: false, ..cvarchive::export::ExportOptions::new(&archive) };
+    cvarchive::export::export(&client_for(&source), &opts, &cvarchive::progress::NoProgress, &Default::default())
+        .await
+        .unwrap();
+    let target = emulator_with(cvarchive::emulator::AccountSpec::Empty).await;
+    let opts = RestoreOptions::new(dir.path().join("restore.json"));
+    let recorder = Recorder::default();
+    let report = restore(&client_for(&target), &archive, &opts, &recorder, &Default::default()).await.unwrap();
+    assert!(report.complete);
+    let events = recorder.0.into_inner().unwrap();
+    let first_upload = events.iter().position(|e| matches!(e, Event::BlobArchived { .. })).expect("uploads");
+    let first_project = events.iter().position(|e| matches!(e, Event::ProjectStarted { .. })).unwrap();
+    let counts: Vec<(&str, u64)> = events
+        .iter()
+        .enumerate()
+        .filter_map(|(at, e)| match e {
+            Event::ImagesFound { project_id, total } => {
+                assert!(at < first_project && at < first_upload, "a count after the work began");
+                Some((project_id.as_str(), *total))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(counts.len(), 2, "{counts:?}");
+    let uploads = events.iter().filter(|e| matches!(e, Event::BlobArchived { .. })).count() as u64;
+    assert_eq!(counts.iter().map(|(_, n)| n).sum::<u64>(), uploads);
+    for p in &report.projects {
+        let per: u64 = events
+            .iter()
+            .filter(|e| matches!(e, Event::BlobArchived { project_id, .. } if *project_id == p.old_id.to_string()))
+            .count() as u64;
+        assert!(counts.contains(&(p.old_id.to_string().as_str(), per)), "{counts:?} vs {per} for {}", p.old_id);
+    }
+}

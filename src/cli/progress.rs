@@ -89,7 +89,7 @@ impl Drawer {
                 let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
                 // A spinner and text until something is counted: a bar of 0/0 draws full.
                 let top = multi.add(ProgressBar::new_spinner().with_style(style("{spinner} {wide_msg}")));
-                top.set_message(Phase::Connecting.name());
+                top.set_message(super::status::STARTING);
                 top.enable_steady_tick(Duration::from_millis(200));
                 *lock(&BARS) = Some(multi.clone());
                 (Some(multi), Some(top))
@@ -128,8 +128,9 @@ impl Drawer {
             *lock(&BARS) = None;
         } else if self.mode == Mode::Lines {
             let mut st = self.lock();
-            if st.anything_counted() {
-                self.println(&format!("done: {}", st.counts_text()));
+            let counts = st.counts_text();
+            if st.done > 0 || st.verified > 0 || st.retries > 0 {
+                self.println(&format!("done: {counts}"));
             }
         }
     }
@@ -192,7 +193,7 @@ impl Drawer {
         st.started += 1;
         let bar = self.multi.as_ref().map(|multi| {
             let bar = multi.add(ProgressBar::new_spinner().with_style(style("  {wide_msg}")));
-            bar.set_message(format!("{name}: {}", Phase::Listing.name()));
+            bar.set_message(name.to_owned());
             bar
         });
         st.active.push(ProjectLine::new(id, name, bar));
@@ -211,7 +212,8 @@ impl Drawer {
                     multi.remove(bar);
                 }
             }
-            if self.mode == Mode::Lines {
+            // A project that transferred nothing (a deletion's survey) has no count to tell.
+            if self.mode == Mode::Lines && p.done > 0 {
                 self.println(&format!("project {} ({id}): done, {images} images", p.name));
             }
         }
@@ -222,7 +224,7 @@ impl Drawer {
             None => {
                 st.phase = Some(phase);
                 if phase == Phase::Finishing {
-                    st.active.iter_mut().for_each(|p| p.phase = Phase::Finishing);
+                    st.active.iter_mut().for_each(|p| p.phase = Some(Phase::Finishing));
                 }
                 if self.mode == Mode::Lines {
                     self.println(phase.name());
@@ -230,7 +232,7 @@ impl Drawer {
             }
             Some(id) => {
                 if let Some(p) = st.project(id) {
-                    p.phase = phase;
+                    p.phase = Some(phase);
                     if self.mode == Mode::Lines {
                         let line = format!("project {} ({id}): {}", p.name, phase.name());
                         self.println(&line);

@@ -14,6 +14,8 @@ use crate::progress::Phase;
 pub const RATE_WINDOW: Duration = Duration::from_secs(30);
 /// The rate is sampled at most this often.
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+/// What the status line says before the command names its first phase.
+pub const STARTING: &str = "starting";
 /// Width of a drawn bar, in characters.
 const BAR_WIDTH: usize = 20;
 
@@ -73,8 +75,8 @@ pub struct ProjectLine {
     pub id: String,
     /// The project's name.
     pub name: String,
-    /// What it is doing.
-    pub phase: Phase,
+    /// What it is doing, once it has said.
+    pub phase: Option<Phase>,
     /// Images transferred.
     pub done: u64,
     /// Images expected, once counted.
@@ -86,13 +88,16 @@ pub struct ProjectLine {
 impl ProjectLine {
     /// A project that has just started.
     pub fn new(id: &str, name: &str, bar: Option<ProgressBar>) -> ProjectLine {
-        ProjectLine { id: id.to_owned(), name: name.to_owned(), phase: Phase::Listing, done: 0, expected: 0, bar }
+        ProjectLine { id: id.to_owned(), name: name.to_owned(), phase: None, done: 0, expected: 0, bar }
     }
 
     /// `name (1234abcd): downloading [====>   ] 40/100 images`.
     pub fn text(&self) -> String {
         let short: String = self.id.chars().take(8).collect();
-        let mut text = format!("{} ({short}): {}", self.name, self.phase.name());
+        let mut text = format!("{} ({short})", self.name);
+        if let Some(phase) = self.phase {
+            text.push_str(&format!(": {}", phase.name()));
+        }
         if self.expected > 0 {
             text.push_str(&format!(" {} {}/{} images", bar(self.done, self.expected), self.done, self.expected));
         } else if self.done > 0 {
@@ -197,21 +202,20 @@ impl Status {
 
     /// The phase shown: the command's own (connecting, listing, finishing), or while projects
     /// are at work the most telling of theirs.
-    fn shown_phase(&self) -> Phase {
-        let any = |want: &[Phase]| self.active.iter().map(|p| p.phase).find(|p| want.contains(p));
+    fn shown_phase(&self) -> Option<Phase> {
+        let any = |want: &[Phase]| self.active.iter().filter_map(|p| p.phase).find(|p| want.contains(p));
         if self.phase == Some(Phase::Finishing) {
-            return Phase::Finishing;
+            return self.phase;
         }
         any(&[Phase::Downloading, Phase::Uploading, Phase::Deleting])
             .or_else(|| any(&[Phase::Listing]))
             .or_else(|| any(&[Phase::Finishing]))
             .or(self.phase)
-            .unwrap_or(Phase::Connecting)
     }
 
     /// The status line: the phase, then [`Status::counts_text`].
     pub fn top_text(&mut self) -> String {
-        let phase = self.shown_phase().name();
+        let phase = self.shown_phase().map_or(STARTING, Phase::name);
         match self.counts_text() {
             counts if counts.is_empty() => phase.to_owned(),
             counts => format!("{phase}  {counts}"),
@@ -222,7 +226,7 @@ impl Status {
     /// the end).
     pub fn counts_text(&mut self) -> String {
         self.bytes_rate.sample(Instant::now(), self.bytes);
-        let transfer = matches!(self.shown_phase(), Phase::Downloading | Phase::Uploading);
+        let transfer = matches!(self.shown_phase(), Some(Phase::Downloading | Phase::Uploading));
         let mut parts = Vec::new();
         if self.verified > 0 {
             parts.push(format!("{} checked", human_bytes(self.verified)));
@@ -351,10 +355,12 @@ mod tests {
         let mut st = Status::new();
         st.projects = 2;
         let text = st.top_text();
-        assert!(text.starts_with("connecting") && !text.contains('['), "{text}");
+        assert!(text.starts_with(STARTING) && !text.contains('['), "{text}");
+        st.phase = Some(Phase::Connecting);
+        assert!(st.top_text().starts_with("connecting"));
         st.active.push(ProjectLine::new("a", "one", None));
         st.found("a", 10);
-        st.active[0].phase = Phase::Downloading;
+        st.active[0].phase = Some(Phase::Downloading);
         st.archived("a", 100);
         let text = st.top_text();
         assert!(text.contains("1 images (still counting)") && !text.contains('['), "{text}");

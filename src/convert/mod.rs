@@ -150,6 +150,7 @@ pub fn convert(archive: &Path, opts: &ConvertOptions, progress: &dyn Progress) -
         }
     }
     progress.event(Event::Started { projects: ids.len() });
+    progress.event(Event::Phase { phase: crate::progress::Phase::Converting, project_id: None });
     let mut projects = Vec::with_capacity(ids.len());
     for id in ids {
         let archived = source.project(id)?;

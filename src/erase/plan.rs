@@ -175,6 +175,8 @@ pub(crate) async fn survey(
             }
             other => other?,
         };
+        // Surveyed: its progress line can go.
+        progress.event(Event::ProjectFinished { project_id: id.to_string(), images: p.images.len() as u64 });
         plan.calls += p.calls;
         plan.projects.push(p);
     }

@@ -69,6 +69,7 @@ pub async fn restore(
         let map = report.projects.iter().find(|p| p.old_id == *id);
         progress.event(Event::ImagesFound { project_id: id.to_string(), total: to_upload(&archived, opts, map) });
     }
+    progress.event(Event::Phase { phase: Phase::Uploading, project_id: None });
     for id in ids {
         if cancel.is_cancelled() {
             report.save(&opts.report)?;
