@@ -70,11 +70,14 @@ fn drain(mut master: std::fs::File) -> std::thread::JoinHandle<Vec<u8>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_terminal_shows_the_phases_and_a_line_per_project() {
     let emu = generated_emulator("projects=2,images=150,seed=21,size=4096").await;
-    emu.set_faults(FaultConfig { blob_latency: Duration::from_millis(15), ..FaultConfig::default() });
+    // About two seconds of downloads: many frames with both projects at it.
+    emu.set_faults(FaultConfig { blob_latency: Duration::from_millis(30), ..FaultConfig::default() });
     let (_dir, out) = temp_archive("pty.zip");
     let (master, stderr) = pty(200);
     let reader = drain(master);
-    let args = ["export", "--endpoint", &emu.endpoint(), "--api-rate", "100", "-o", out.to_str().unwrap()];
+    let endpoint = emu.endpoint();
+    let args =
+        ["export", "--endpoint", &endpoint, "--api-rate", "100", "--concurrency", "4", "-o", out.to_str().unwrap()];
     let (o, took) = run(&emu, &args, &[("TERM", "xterm")], stderr).await;
     let screen = text(&reader.join().unwrap());
     assert_eq!(o.status.code(), Some(0), "{}\n{screen}", text(&o.stdout));

@@ -90,6 +90,7 @@ pub fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(run(cli));
+    progress::finish_all();
     match result {
         Ok(exit) => exit.into(),
         Err(err) => {

@@ -3,7 +3,7 @@
 //! but errors with `-q`. The totals, rates and ETA it shows are computed in [`status`].
 
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -68,8 +68,17 @@ const LINE_EVERY: Duration = Duration::from_secs(5);
 /// How often the bars' text is recomputed at most (they are drawn at indicatif's own pace).
 const REDRAW_EVERY: Duration = Duration::from_millis(100);
 
-/// The bars shown on a terminal, and the one [`MultiProgress`] log lines are printed through.
-static BARS: Mutex<Option<MultiProgress>> = Mutex::new(None);
+/// The drawer at work, if any: log lines are printed above its bars, and [`finish_all`] clears
+/// them when a command fails before it could.
+static CURRENT: Mutex<Option<Weak<Drawer>>> = Mutex::new(None);
+
+/// Finishes the drawer at work, if a command left one drawing (it failed before it could).
+pub fn finish_all() {
+    let current = lock(&CURRENT).take().and_then(|d| d.upgrade());
+    if let Some(drawer) = current {
+        drawer.finish();
+    }
+}
 
 /// The CLI's implementation of [`Progress`], shared by every command.
 pub struct Drawer {
@@ -78,6 +87,8 @@ pub struct Drawer {
     multi: Option<MultiProgress>,
     top: Option<ProgressBar>,
     status: Mutex<Status>,
+    /// Set by [`Drawer::finish`]: nothing is drawn after.
+    finished: AtomicBool,
 }
 
 impl Drawer {
@@ -91,12 +102,14 @@ impl Drawer {
                 let top = multi.add(ProgressBar::new_spinner().with_style(style("{spinner} {wide_msg}")));
                 top.set_message(super::status::STARTING);
                 top.enable_steady_tick(Duration::from_millis(200));
-                *lock(&BARS) = Some(multi.clone());
                 (Some(multi), Some(top))
             }
             _ => (None, None),
         };
-        let drawer = Arc::new(Drawer { mode, verbose: verbose(), multi, top, status: Mutex::new(Status::new()) });
+        let status = Mutex::new(Status::new());
+        let drawer =
+            Arc::new(Drawer { mode, verbose: verbose(), multi, top, status, finished: AtomicBool::new(false) });
+        *lock(&CURRENT) = Some(Arc::downgrade(&drawer));
         if matches!(mode, Mode::Bars | Mode::Lines) {
             let weak = Arc::downgrade(&drawer);
             std::thread::spawn(move || tick(weak));
@@ -114,8 +127,11 @@ impl Drawer {
 
     /// Clears the bars before the summary is printed; in a pipe, prints the final counts.
     pub fn finish(&self) {
+        let mut st = self.lock();
+        if self.finished.swap(true, Ordering::SeqCst) {
+            return;
+        }
         if let Some(multi) = &self.multi {
-            let mut st = self.lock();
             for p in st.active.drain(..) {
                 if let Some(bar) = p.bar {
                     bar.finish_and_clear();
@@ -125,9 +141,7 @@ impl Drawer {
                 top.finish_and_clear();
             }
             let _ = multi.clear();
-            *lock(&BARS) = None;
         } else if self.mode == Mode::Lines {
-            let mut st = self.lock();
             let counts = st.counts_text();
             if st.done > 0 || st.verified > 0 || st.retries > 0 {
                 self.println(&format!("done: {counts}"));
@@ -153,6 +167,9 @@ impl Drawer {
 
     /// Recomputes the bars' text, or prints the status lines when they are due (`force`: now).
     fn draw(&self, st: &mut Status, force: bool) {
+        if self.finished.load(Ordering::Relaxed) {
+            return;
+        }
         let now = Instant::now();
         st.rate.sample(now, st.done);
         match self.mode {
@@ -358,7 +375,8 @@ pub struct LogWriter;
 
 impl Write for LogWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let bars = lock(&BARS).clone();
+        let drawer = lock(&CURRENT).as_ref().and_then(Weak::upgrade);
+        let bars = drawer.as_ref().filter(|d| !d.finished.load(Ordering::Relaxed)).and_then(|d| d.multi.as_ref());
         match bars {
             Some(multi) => multi.suspend(|| std::io::stderr().write_all(buf))?,
             None => std::io::stderr().write_all(buf)?,
