@@ -84,6 +84,8 @@ pub fn finish_all() {
 pub struct Drawer {
     mode: Mode,
     verbose: bool,
+    /// Whether stderr is a file or a pipe: every line then starts with a timestamp.
+    stamped: bool,
     multi: Option<MultiProgress>,
     top: Option<ProgressBar>,
     status: Mutex<Status>,
@@ -107,8 +109,15 @@ impl Drawer {
             _ => (None, None),
         };
         let status = Mutex::new(Status::new());
-        let drawer =
-            Arc::new(Drawer { mode, verbose: verbose(), multi, top, status, finished: AtomicBool::new(false) });
+        let drawer = Arc::new(Drawer {
+            mode,
+            verbose: verbose(),
+            stamped: !std::io::stderr().is_terminal(),
+            multi,
+            top,
+            status,
+            finished: AtomicBool::new(false),
+        });
         *lock(&CURRENT) = Some(Arc::downgrade(&drawer));
         if matches!(mode, Mode::Bars | Mode::Lines) {
             let weak = Arc::downgrade(&drawer);
@@ -153,14 +162,14 @@ impl Drawer {
         lock(&self.status)
     }
 
-    /// One line on stderr: above the bars, or with a timestamp in a pipe.
+    /// One line on stderr: above the bars, or with a timestamp when stderr is not a terminal.
     fn println(&self, message: &str) {
         let text = crate::text::escape_control(message);
         match &self.multi {
             Some(multi) => {
                 let _ = multi.println(format!("cvarchive: {text}"));
             }
-            None if self.mode == Mode::Lines => eprintln!("{} cvarchive: {text}", timestamp()),
+            None if self.stamped => eprintln!("{} cvarchive: {text}", timestamp()),
             None => eprintln!("cvarchive: {text}"),
         }
     }
