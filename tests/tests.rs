@@ -18,6 +18,7 @@ mod iterations;
 mod listing;
 mod pagecode;
 mod plan;
+mod progress;
 mod restore;
 mod robustness;
 mod resume;

@@ -12,7 +12,7 @@ mod retry;
 
 pub use client::{
     batch_tags, link_has_expired, upload_timeout, Blob, Client, ClientOptions, DeleteImages, ImageQuery, NewProject,
-    OrderBy, RetryHook, DEFAULT_TIMEOUT, MAX_BATCH_TAGS, MAX_IMAGE_IDS, MAX_PREDICTION_IDS, MAX_TAKE,
+    OrderBy, DEFAULT_TIMEOUT, MAX_BATCH_TAGS, MAX_IMAGE_IDS, MAX_PREDICTION_IDS, MAX_TAKE,
     MAX_UPLOAD_BATCH, MAX_UPLOAD_BATCH_BYTES,
 };
 pub use error::{Error, RetryKind};

@@ -54,14 +54,10 @@ fn warn_if_readable_by_others(path: &Path) {
     }
 }
 
-/// A token cancelled on the first Ctrl-C or SIGTERM, saying so on stderr. A second one exits at
-/// once with status 130, as most command-line tools do, leaving what the first could not finish.
-pub fn cancel_on_signals() -> CancellationToken {
-    cancel_on_signals_telling(|message| eprintln_escaped!("cvarchive: {message}"))
-}
-
-/// [`cancel_on_signals`], saying so through `tell` (a progress bar must print the line itself,
-/// or its next redraw erases it and the first Ctrl-C looks ignored).
+/// A token cancelled on the first Ctrl-C or SIGTERM, saying so through `tell` (the command's
+/// [`Drawer`](super::progress::Drawer): a progress bar must print the line itself, or its next
+/// redraw erases it and the first Ctrl-C looks ignored). A second one exits at once with status
+/// 130, as most command-line tools do, leaving what the first could not finish.
 pub fn cancel_on_signals_telling(tell: impl Fn(&str) + Send + 'static) -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();

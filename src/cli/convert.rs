@@ -48,8 +48,8 @@ pub async fn run(args: ConvertArgs) -> anyhow::Result<Exit> {
     let opts = ConvertOptions { to, out: args.out.clone(), projects: args.projects.clone() };
     let archive = args.archive.clone();
     let report = tokio::task::spawn_blocking(move || {
-        let drawer = Drawer::new(mode);
-        let result = convert(&archive, &opts, &drawer);
+        let drawer = Drawer::start(mode);
+        let result = convert(&archive, &opts, drawer.as_ref());
         drawer.finish();
         result
     })

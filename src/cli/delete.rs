@@ -3,16 +3,15 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
 use uuid::Uuid;
 
 use super::common;
+use super::progress::{Drawer, Mode};
 use super::Exit;
-use crate::api::{Client, ClientOptions, RetryHook};
+use crate::api::{Client, ClientOptions};
 use crate::erase::{erase, Category, EraseOptions, Error, Executed, Outcome, Plan, ProjectPlan, RunOutcome, Targets};
-use crate::progress::{Event, Progress};
 
 /// Arguments of `cvarchive delete`.
 #[derive(Debug, Args)]
@@ -88,33 +87,8 @@ impl From<OnlyArg> for Category {
     }
 }
 
-/// Step lines on stderr (none with `--json`).
-struct Steps {
-    quiet: bool,
-}
-
-impl Progress for Steps {
-    fn event(&self, event: Event) {
-        if self.quiet {
-            return;
-        }
-        match event {
-            Event::BackupVerified { bytes } => eprintln!("cvarchive: backup verified in full ({bytes} bytes)"),
-            Event::ProjectStarted { project_id, name } => {
-                eprintln_escaped!("cvarchive: surveying {name} ({project_id})")
-            }
-            Event::Deleted { project_id, what, count } => {
-                eprintln_escaped!("cvarchive: {project_id}: {what}: {count} done")
-            }
-            Event::Warning { message } => eprintln_escaped!("cvarchive: warning: {message}"),
-            _ => {}
-        }
-    }
-}
-
 /// Runs `cvarchive delete`.
 pub async fn run(args: DeleteArgs) -> anyhow::Result<Exit> {
-    let steps = Steps { quiet: args.json };
     let opts = EraseOptions {
         only: args.only.map(Category::from),
         without_backup: args.without_backup_accept_permanent_loss,
@@ -141,14 +115,15 @@ pub async fn run(args: DeleteArgs) -> anyhow::Result<Exit> {
     let key = common::load_key(args.key_file.as_deref())?;
     let mut client_opts = ClientOptions::new(common::endpoint(args.endpoint.clone())?, key);
     client_opts.api_rate = args.api_rate.0;
-    if !args.json {
-        client_opts.on_retry = Some(RetryHook(Arc::new(|kind, wait| {
-            eprintln_escaped!("cvarchive: retrying ({}) in {} ms", kind.name(), wait.as_millis())
-        })));
-    }
+    // The plan or the receipt is the JSON document: no events beside it.
+    let drawer = Drawer::start(if args.json { Mode::Silent } else { Mode::choose(false, false) });
+    client_opts.progress = drawer.clone();
     let client = Client::new(client_opts)?;
-    let cancel = common::cancel_on_signals();
-    match erase(&client, &opts, &steps, &cancel).await {
+    let said = drawer.clone();
+    let cancel = common::cancel_on_signals_telling(move |message| said.say(message));
+    let outcome = erase(&client, &opts, drawer.as_ref(), &cancel).await;
+    drawer.finish();
+    match outcome {
         Err(e) => refuse(&e, args.json),
         Ok(Outcome::DryRun(plan)) => {
             print_plan(&plan, &opts, args.json)?;

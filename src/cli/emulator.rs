@@ -83,10 +83,6 @@ impl EmulatorArgs {
 
 /// Runs `cvarchive emulator`.
 pub async fn run(args: EmulatorArgs) -> anyhow::Result<Exit> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .try_init();
     let opts = args.options()?;
     let server = emulator::start(args.listen, opts).await.context("cannot start the emulator")?;
     {

@@ -1,7 +1,6 @@
 //! `cvarchive export`: a whole account, or some projects, into one verifiable BagIt zip.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -11,9 +10,8 @@ use uuid::Uuid;
 use super::common;
 use super::progress::{human_bytes, Drawer, Mode};
 use super::Exit;
-use crate::api::{Client, ClientOptions, RetryHook};
+use crate::api::{Client, ClientOptions};
 use crate::export::{export, plan, ExportOptions, ExportSummary};
-use crate::progress::{Event, Progress};
 
 /// Arguments of `cvarchive export`.
 #[derive(Debug, Args)]
@@ -84,13 +82,9 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<Exit> {
     // Arguments first: a wrong --out is refused before any request.
     plan::check_out(&args.out, args.force)?;
     let mode = Mode::choose(args.json, args.no_progress);
-    let drawer = Arc::new(Drawer::new(mode));
+    let drawer = Drawer::start(mode);
     let said = drawer.clone();
     let cancel = common::cancel_on_signals_telling(move |message| said.say(message));
-    let retry_drawer = drawer.clone();
-    let hook = RetryHook(Arc::new(move |kind, wait| {
-        retry_drawer.event(Event::Retry { kind: kind.name().to_owned(), wait_ms: wait.as_millis() as u64 })
-    }));
 
     // The demo's emulator lives until the export is done.
     let (_demo, mut client_opts) = if args.demo {
@@ -99,9 +93,7 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<Exit> {
             .context("cannot start the demo emulator")?;
         let mut o = ClientOptions::new(emu.endpoint(), crate::secret::TrainingKey::new(emu.key()));
         o.api_rate = None;
-        if mode != Mode::Json {
-            eprintln_escaped!("cvarchive: demo: exporting the bundled account from an emulator at {}", emu.endpoint());
-        }
+        drawer.say(&format!("demo: exporting the bundled account from an emulator at {}", emu.endpoint()));
         (Some(emu), o)
     } else {
         let key = common::load_key(args.key_file.as_deref())?;
@@ -110,7 +102,7 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<Exit> {
     if !args.demo {
         client_opts.api_rate = args.api_rate.0;
     }
-    client_opts.on_retry = Some(hook);
+    client_opts.progress = drawer.clone();
     client_opts.connect_timeout = Duration::from_secs(args.timeout);
     client_opts.read_timeout = Duration::from_secs(args.timeout);
     // Calls in flight stop with the export, not after their timeouts.

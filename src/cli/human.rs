@@ -9,8 +9,8 @@ use std::io::{self, Write};
 use crate::text::escape_control;
 
 /// A writer whose formatted lines (`write!`, `writeln!`) are escaped, one call at a time: all
-/// but the trailing newline of a `writeln!`, so that text can never start a line of its own.
-/// Raw bytes (`write_all`, serde's JSON) pass through as they are.
+/// but the trailing newline of a `writeln!`, so that text can never start a line of its own;
+/// with `-q` they are dropped. Raw bytes (`write_all`, serde's JSON) pass through as they are.
 pub struct Escaping<W>(pub W);
 
 impl<W: Write> Write for Escaping<W> {
@@ -23,6 +23,9 @@ impl<W: Write> Write for Escaping<W> {
     }
 
     fn write_fmt(&mut self, args: fmt::Arguments<'_>) -> io::Result<()> {
+        if super::progress::quiet() {
+            return Ok(());
+        }
         let text = fmt::format(args);
         let (body, newline) = match text.strip_suffix('\n') {
             Some(body) => (body, "\n"),
@@ -33,10 +36,14 @@ impl<W: Write> Write for Escaping<W> {
     }
 }
 
-/// `println!` of one human line, its control characters escaped.
+/// `println!` of one human line, its control characters escaped; nothing with `-q`.
 macro_rules! println_escaped {
-    () => { println!() };
-    ($($arg:tt)*) => { println!("{}", $crate::text::escape_control(&format!($($arg)*))) };
+    () => { if !$crate::cli::progress::quiet() { println!() } };
+    ($($arg:tt)*) => {
+        if !$crate::cli::progress::quiet() {
+            println!("{}", $crate::text::escape_control(&format!($($arg)*)))
+        }
+    };
 }
 
 /// `eprintln!` of one human line, its control characters escaped.
@@ -44,9 +51,13 @@ macro_rules! eprintln_escaped {
     ($($arg:tt)*) => { eprintln!("{}", $crate::text::escape_control(&format!($($arg)*))) };
 }
 
-/// `print!` of part of a human line, its control characters escaped.
+/// `print!` of part of a human line, its control characters escaped; nothing with `-q`.
 macro_rules! print_escaped {
-    ($($arg:tt)*) => { print!("{}", $crate::text::escape_control(&format!($($arg)*))) };
+    ($($arg:tt)*) => {
+        if !$crate::cli::progress::quiet() {
+            print!("{}", $crate::text::escape_control(&format!($($arg)*)))
+        }
+    };
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ mod inspect;
 mod progress;
 mod projects;
 mod restore;
+mod status;
 mod verify;
 
 /// The outcome of a command, mapped to the process exit code.
@@ -46,6 +47,14 @@ impl From<Exit> for ExitCode {
 #[derive(Debug, Parser)]
 #[command(name = "cvarchive", version, about, long_about = None)]
 pub struct Cli {
+    /// Print nothing but errors: no progress, warnings or summaries (--json output still goes
+    /// to stdout; the exit code says how it went).
+    #[arg(short, long, global = true, conflicts_with = "verbose", help_heading = "Global options")]
+    quiet: bool,
+    /// Say more: every retry as it happens, and debug logs (-vv: trace logs). RUST_LOG, when
+    /// set, chooses the logs instead (e.g. RUST_LOG=cvarchive=debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = "Global options")]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -75,6 +84,8 @@ enum Command {
 /// Parses the command line, runs the command and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    progress::set_verbosity(if cli.quiet { 0 } else { cli.verbose.saturating_add(1) });
+    init_logs(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -83,6 +94,7 @@ pub fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(run(cli));
+    progress::finish_all();
     match result {
         Ok(exit) => exit.into(),
         Err(err) => {
@@ -107,6 +119,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Convert(args) => convert::run(args).await,
         Command::Restore(args) => restore::run(args).await,
     }
+}
+
+/// Logs (tracing) on stderr, above any progress bars: what RUST_LOG asks for, or by default
+/// warnings (errors only with -q, debug with -v, trace with -vv; the emulator logs its requests
+/// at info).
+fn init_logs(cli: &Cli) {
+    use std::io::IsTerminal;
+    let default = match (cli.quiet, cli.verbose, matches!(cli.command, Command::Emulator(_))) {
+        (true, _, _) => "error",
+        (false, 0, false) => "warn",
+        (false, 0, true) => "info",
+        (false, 1, _) => "cvarchive=debug,warn",
+        (false, _, _) => "cvarchive=trace,debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(|| progress::LogWriter)
+        .try_init();
 }
 
 /// The error and its causes, each said once (many errors already quote their cause).

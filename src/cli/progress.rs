@@ -1,32 +1,58 @@
-//! Drawing progress: bars on a terminal, plain lines in a pipe, JSON lines with `--json`.
+//! Drawing progress, for every command: on a terminal, a status bar with one line under it per
+//! project in flight; in a pipe, plain lines with a timestamp; JSON lines with `--json`; nothing
+//! but errors with `-q`. The totals, rates and ETA it shows are computed in [`status`].
 
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, Once};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::progress::{Event, Progress};
+pub use super::status::human_bytes;
+use super::status::{ProjectLine, Status};
+use crate::progress::{Event, Phase, Progress};
 
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// indicatif bars on stderr.
     Bars,
-    /// A plain line every few seconds on stderr.
+    /// A plain line every few seconds on stderr, each with a timestamp.
     Lines,
     /// One JSON object per event on stdout.
     Json,
-    /// Warnings only.
+    /// Warnings only (`--no-progress`).
     Quiet,
+    /// Nothing (`-q`): errors are the caller's to print.
+    Silent,
+}
+
+/// How much the user asked to be told: `-q` (0), the default (1), `-v` (2), `-vv` (3).
+static VERBOSITY: AtomicU8 = AtomicU8::new(1);
+
+/// Sets the verbosity for the whole process, from the global `-q` and `-v` flags.
+pub fn set_verbosity(level: u8) {
+    VERBOSITY.store(level, Ordering::Relaxed);
+}
+
+/// Whether `-q` was given: nothing but errors is printed, `--json` output aside.
+pub fn quiet() -> bool {
+    VERBOSITY.load(Ordering::Relaxed) == 0
+}
+
+fn verbose() -> bool {
+    VERBOSITY.load(Ordering::Relaxed) >= 2
 }
 
 impl Mode {
-    /// The mode for a command's `--json` and `--no-progress` flags and where stderr goes.
+    /// The mode for a command's `--json` and `--no-progress` flags, the global `-q`, and where
+    /// stderr goes.
     pub fn choose(json: bool, no_progress: bool) -> Mode {
         if json {
             Mode::Json
+        } else if quiet() {
+            Mode::Silent
         } else if no_progress {
             Mode::Quiet
         } else if std::io::stderr().is_terminal() {
@@ -37,167 +63,337 @@ impl Mode {
     }
 }
 
-/// The CLI's implementation of [`Progress`].
+/// How often a status line is printed in a pipe.
+const LINE_EVERY: Duration = Duration::from_secs(5);
+/// How often the bars' text is recomputed at most (they are drawn at indicatif's own pace).
+const REDRAW_EVERY: Duration = Duration::from_millis(100);
+
+/// The drawer at work, if any: log lines are printed above its bars, and [`finish_all`] clears
+/// them when a command fails before it could.
+static CURRENT: Mutex<Option<Weak<Drawer>>> = Mutex::new(None);
+
+/// Finishes the drawer at work, if a command left one drawing (it failed before it could).
+pub fn finish_all() {
+    let current = lock(&CURRENT).take().and_then(|d| d.upgrade());
+    if let Some(drawer) = current {
+        drawer.finish();
+    }
+}
+
+/// The CLI's implementation of [`Progress`], shared by every command.
 pub struct Drawer {
     mode: Mode,
-    bar: Option<ProgressBar>,
-    /// Gives the bar its length, once, at the first count.
-    sized: Once,
-    started: Instant,
-    last_line: Mutex<Instant>,
-    projects: AtomicU64,
-    projects_total: AtomicU64,
-    images: AtomicU64,
-    images_expected: AtomicU64,
-    bytes: AtomicU64,
+    verbose: bool,
+    /// Whether stderr is a file or a pipe: every line then starts with a timestamp.
+    stamped: bool,
+    multi: Option<MultiProgress>,
+    top: Option<ProgressBar>,
+    status: Mutex<Status>,
+    /// Set by [`Drawer::finish`]: nothing is drawn after.
+    finished: AtomicBool,
 }
 
 impl Drawer {
-    /// A drawer in `mode`.
-    pub fn new(mode: Mode) -> Drawer {
-        let bar = (mode == Mode::Bars).then(|| {
-            // No length until the first count: a bar of 0/0 draws full, which looked finished
-            // while the first call was still waiting for an answer.
-            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} {prefix} [{bar:30}] {pos}/{len} images  {msg}  {elapsed_precise} ETA {eta}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            bar.enable_steady_tick(Duration::from_millis(200));
-            bar
-        });
-        Drawer {
+    /// A drawer in `mode`; on a terminal or in a pipe, a thread redraws it (or prints a status
+    /// line) every second while it lives, so that a stall shows as one.
+    pub fn start(mode: Mode) -> Arc<Drawer> {
+        let (multi, top) = match mode {
+            Mode::Bars => {
+                let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+                // A spinner and text until something is counted: a bar of 0/0 draws full.
+                let top = multi.add(ProgressBar::new_spinner().with_style(style("{spinner} {wide_msg}")));
+                top.set_message(super::status::STARTING);
+                top.enable_steady_tick(Duration::from_millis(200));
+                (Some(multi), Some(top))
+            }
+            _ => (None, None),
+        };
+        let status = Mutex::new(Status::new());
+        let drawer = Arc::new(Drawer {
             mode,
-            bar,
-            sized: Once::new(),
-            started: Instant::now(),
-            last_line: Mutex::new(Instant::now()),
-            projects: AtomicU64::new(0),
-            projects_total: AtomicU64::new(0),
-            images: AtomicU64::new(0),
-            images_expected: AtomicU64::new(0),
-            bytes: AtomicU64::new(0),
+            verbose: verbose(),
+            stamped: !std::io::stderr().is_terminal(),
+            multi,
+            top,
+            status,
+            finished: AtomicBool::new(false),
+        });
+        *lock(&CURRENT) = Some(Arc::downgrade(&drawer));
+        if matches!(mode, Mode::Bars | Mode::Lines) {
+            let weak = Arc::downgrade(&drawer);
+            std::thread::spawn(move || tick(weak));
         }
+        drawer
     }
 
-    /// Prints a line of the tool's own (not an event) on stderr, above the bar if there is one,
-    /// so that the bar's next redraw does not erase it.
+    /// Prints a line of the tool's own (not an event) on stderr, above the bars if there are
+    /// any, so that their next redraw does not erase it.
     pub fn say(&self, message: &str) {
-        match &self.bar {
-            Some(bar) => bar.println(format!("cvarchive: {}", crate::text::escape_control(message))),
-            None => eprintln_escaped!("cvarchive: {message}"),
+        if !matches!(self.mode, Mode::Silent) {
+            self.println(message);
         }
     }
 
-    /// Clears the bar before the summary is printed.
+    /// Clears the bars before the summary is printed; in a pipe, prints the final counts.
     pub fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
-    }
-
-    fn rate(&self) -> String {
-        let secs = self.started.elapsed().as_secs_f64().max(0.001);
-        let bytes = self.bytes.load(Ordering::Relaxed);
-        format!("{}  {}/s", human_bytes(bytes), human_bytes((bytes as f64 / secs) as u64))
-    }
-
-    fn line(&self, force: bool) {
-        let mut last = self.last_line.lock().unwrap_or_else(|e| e.into_inner());
-        if !force && last.elapsed() < Duration::from_secs(5) {
+        let mut st = self.lock();
+        if self.finished.swap(true, Ordering::SeqCst) {
             return;
         }
-        *last = Instant::now();
-        eprintln_escaped!(
-            "cvarchive: project {}/{}, {} of ~{} images, {}",
-            self.projects.load(Ordering::Relaxed),
-            self.projects_total.load(Ordering::Relaxed),
-            self.images.load(Ordering::Relaxed),
-            self.images_expected.load(Ordering::Relaxed),
-            self.rate()
-        );
+        if let Some(multi) = &self.multi {
+            for p in st.active.drain(..) {
+                if let Some(bar) = p.bar {
+                    bar.finish_and_clear();
+                }
+            }
+            if let Some(top) = &self.top {
+                top.finish_and_clear();
+            }
+            let _ = multi.clear();
+        } else if self.mode == Mode::Lines {
+            let counts = st.counts_text();
+            if st.done > 0 || st.verified > 0 || st.retries > 0 {
+                self.println(&format!("done: {counts}"));
+            }
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Status> {
+        lock(&self.status)
+    }
+
+    /// One line on stderr: above the bars, or with a timestamp when stderr is not a terminal.
+    fn println(&self, message: &str) {
+        let text = crate::text::escape_control(message);
+        match &self.multi {
+            Some(multi) => {
+                let _ = multi.println(format!("cvarchive: {text}"));
+            }
+            None if self.stamped => eprintln!("{} cvarchive: {text}", timestamp()),
+            None => eprintln!("cvarchive: {text}"),
+        }
+    }
+
+    /// Recomputes the bars' text, or prints the status lines when they are due (`force`: now).
+    fn draw(&self, st: &mut Status, force: bool) {
+        if self.finished.load(Ordering::Relaxed) {
+            return;
+        }
+        let now = Instant::now();
+        st.rate.sample(now, st.done);
+        match self.mode {
+            Mode::Bars => {
+                if !force && now.duration_since(st.last_draw) < REDRAW_EVERY {
+                    return;
+                }
+                st.last_draw = now;
+                if let Some(top) = &self.top {
+                    top.set_message(st.top_text());
+                }
+                for p in &st.active {
+                    if let Some(bar) = &p.bar {
+                        bar.set_message(p.text());
+                    }
+                }
+            }
+            Mode::Lines => {
+                if !force && now.duration_since(st.last_draw) < LINE_EVERY {
+                    return;
+                }
+                st.last_draw = now;
+                if !st.anything_counted() && st.active.is_empty() {
+                    return;
+                }
+                self.println(&st.top_text());
+                if st.active.len() > 1 {
+                    for p in &st.active {
+                        self.println(&format!("  {}", p.text()));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn project_started(&self, st: &mut Status, id: &str, name: &str) {
+        st.started += 1;
+        let bar = self.multi.as_ref().map(|multi| {
+            let bar = multi.add(ProgressBar::new_spinner().with_style(style("  {wide_msg}")));
+            bar.set_message(name.to_owned());
+            bar
+        });
+        st.active.push(ProjectLine::new(id, name, bar));
+        if self.mode == Mode::Lines {
+            self.println(&format!("project {} of {}: {name} ({id})", st.started, st.projects.max(st.started)));
+        }
+    }
+
+    fn project_finished(&self, st: &mut Status, id: &str, images: u64) {
+        st.finished += 1;
+        if let Some(at) = st.active.iter().position(|p| p.id == id) {
+            let p = st.active.remove(at);
+            if let Some(bar) = &p.bar {
+                bar.finish_and_clear();
+                if let Some(multi) = &self.multi {
+                    multi.remove(bar);
+                }
+            }
+            // A project that transferred nothing (a deletion's survey) has no count to tell.
+            if self.mode == Mode::Lines && p.done > 0 {
+                self.println(&format!("project {} ({id}): done, {images} images", p.name));
+            }
+        }
+    }
+
+    fn phase(&self, st: &mut Status, phase: Phase, project: Option<&str>) {
+        match project {
+            None => {
+                st.phase = Some(phase);
+                if phase == Phase::Finishing {
+                    st.active.iter_mut().for_each(|p| p.phase = Some(Phase::Finishing));
+                }
+                if self.mode == Mode::Lines {
+                    self.println(phase.name());
+                }
+            }
+            Some(id) => {
+                if let Some(p) = st.project(id) {
+                    p.phase = Some(phase);
+                    if self.mode == Mode::Lines {
+                        let line = format!("project {} ({id}): {}", p.name, phase.name());
+                        self.println(&line);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A line of its own for what happened, where the mode shows such lines.
+    fn tell(&self, message: &str) {
+        if matches!(self.mode, Mode::Bars | Mode::Lines) {
+            self.println(message);
+        }
     }
 }
 
 impl Progress for Drawer {
     fn event(&self, event: Event) {
-        if self.mode == Mode::Json {
-            if let Ok(line) = serde_json::to_string(&event) {
-                let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "{line}");
+        match self.mode {
+            Mode::Json => {
+                if let Ok(line) = serde_json::to_string(&event) {
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(out, "{line}");
+                }
+                return;
             }
-            return;
+            Mode::Silent => return,
+            Mode::Quiet => {
+                if let Event::Warning { message } = &event {
+                    self.println(&format!("warning: {message}"));
+                }
+                return;
+            }
+            Mode::Bars | Mode::Lines => {}
         }
-        match &event {
+        let mut st = self.lock();
+        let force = match &event {
             Event::Started { projects } => {
-                self.projects_total.store(*projects as u64, Ordering::Relaxed);
+                st.projects = *projects as u64;
+                true
+            }
+            Event::Phase { phase, project_id } => {
+                self.phase(&mut st, *phase, project_id.as_deref());
+                true
             }
             Event::ProjectStarted { project_id, name } => {
-                let n = self.projects.fetch_add(1, Ordering::Relaxed) + 1;
-                let total = self.projects_total.load(Ordering::Relaxed);
-                match &self.bar {
-                    Some(bar) => bar.set_prefix(format!("project {n}/{total}")),
-                    None if self.mode == Mode::Lines => {
-                        eprintln_escaped!("cvarchive: project {n}/{total}: {name} ({project_id})")
-                    }
-                    None => {}
-                }
+                self.project_started(&mut st, project_id, name);
+                true
             }
-            Event::ImagesFound { total } => {
-                self.images_expected.fetch_add(*total, Ordering::Relaxed);
-                if let Some(bar) = &self.bar {
-                    self.sized.call_once(|| bar.set_length(0));
-                    bar.inc_length(*total);
-                }
+            Event::ImagesFound { project_id, total } => {
+                st.found(project_id, *total);
+                true
             }
-            Event::BlobArchived { bytes } => {
-                self.images.fetch_add(1, Ordering::Relaxed);
-                self.bytes.fetch_add(*bytes, Ordering::Relaxed);
-                match &self.bar {
-                    Some(bar) => {
-                        if bar.position() >= bar.length().unwrap_or(0) {
-                            bar.inc_length(1);
-                        }
-                        bar.inc(1);
-                        bar.set_message(self.rate());
-                    }
-                    None if self.mode == Mode::Lines => self.line(false),
-                    None => {}
-                }
+            Event::BlobArchived { project_id, bytes } => {
+                st.archived(project_id, *bytes);
+                false
             }
             Event::Verified { bytes } => {
-                self.bytes.fetch_add(*bytes, Ordering::Relaxed);
-                if self.mode == Mode::Lines {
-                    self.line(false);
-                }
+                st.verified = st.verified.max(*bytes);
+                false
             }
-            Event::Warning { message } => match &self.bar {
-                Some(bar) => bar.println(format!("warning: {}", crate::text::escape_control(message))),
-                None => eprintln_escaped!("cvarchive: warning: {message}"),
-            },
-            Event::Retry { .. }
-            | Event::ProjectFinished { .. }
-            | Event::Deleted { .. }
-            | Event::BackupVerified { .. } => {}
-        }
+            Event::Retry { kind, throttled, wait_ms } => {
+                st.retries += 1;
+                st.throttled += u64::from(*throttled);
+                if self.verbose {
+                    self.tell(&format!("retrying ({kind}) in {wait_ms} ms"));
+                }
+                false
+            }
+            Event::LinkRefreshed => {
+                st.links += 1;
+                false
+            }
+            Event::Warning { message } => {
+                self.println(&format!("warning: {message}"));
+                false
+            }
+            Event::ProjectFinished { project_id, images } => {
+                self.project_finished(&mut st, project_id, *images);
+                true
+            }
+            Event::BackupVerified { bytes } => {
+                self.tell(&format!("backup verified in full ({bytes} bytes)"));
+                false
+            }
+            Event::Deleted { project_id, what, count } => {
+                self.tell(&format!("{project_id}: {what}: {count} done"));
+                false
+            }
+        };
+        // Lines mode prints on its own clock; a phase change shows at once on a terminal only.
+        self.draw(&mut st, force && self.mode == Mode::Bars);
     }
 }
 
-/// `1.2 MB`, in powers of 1000 like most download tools.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1000.0 && unit < UNITS.len() - 1 {
-        v /= 1000.0;
-        unit += 1;
+/// Redraws the drawer every second while it lives, so a stall shows (and the rate falls).
+fn tick(drawer: Weak<Drawer>) {
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let Some(drawer) = drawer.upgrade() else { return };
+        let mut st = drawer.lock();
+        drawer.draw(&mut st, false);
     }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
+}
+
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_spinner())
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Now, in UTC, to the second: the prefix of every line in a pipe.
+fn timestamp() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Where log lines (tracing) go: stderr, above the bars when there are any.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let drawer = lock(&CURRENT).as_ref().and_then(Weak::upgrade);
+        let bars = drawer.as_ref().filter(|d| !d.finished.load(Ordering::Relaxed)).and_then(|d| d.multi.as_ref());
+        match bars {
+            Some(multi) => multi.suspend(|| std::io::stderr().write_all(buf))?,
+            None => std::io::stderr().write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
     }
 }

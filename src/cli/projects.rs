@@ -45,7 +45,7 @@ pub async fn run(args: ProjectsArgs) -> anyhow::Result<Exit> {
     let key = common::load_key(args.key_file.as_deref())?;
     let mut client_opts = ClientOptions::new(common::endpoint(args.endpoint.clone())?, key);
     client_opts.api_rate = args.api_rate.0;
-    client_opts.cancel = common::cancel_on_signals();
+    client_opts.cancel = common::cancel_on_signals_telling(|m| eprintln_escaped!("{m}"));
     let client = Client::new(client_opts)?;
     let opts = SurveyOptions { iterations: true, predictions: true };
     let projects = plan::survey(&client, &args.projects, opts).await?;

@@ -2,7 +2,6 @@
 //! report mapping old ids to new ones that a rerun resumes from.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use clap::Args;
 use uuid::Uuid;
@@ -10,8 +9,7 @@ use uuid::Uuid;
 use super::common;
 use super::progress::{Drawer, Mode};
 use super::Exit;
-use crate::api::{Client, ClientOptions, RetryHook, MAX_UPLOAD_BATCH_BYTES};
-use crate::progress::{Event, Progress};
+use crate::api::{Client, ClientOptions, MAX_UPLOAD_BATCH_BYTES};
 use crate::restore::{restore, Report, RestoreOptions};
 
 /// Arguments of `cvarchive restore`.
@@ -60,15 +58,11 @@ pub struct RestoreArgs {
 /// Runs `cvarchive restore`.
 pub async fn run(args: RestoreArgs) -> anyhow::Result<Exit> {
     let mode = Mode::choose(args.json, args.no_progress);
-    let drawer = Arc::new(Drawer::new(mode));
-    let retry_drawer = drawer.clone();
-    let hook = RetryHook(Arc::new(move |kind, wait| {
-        retry_drawer.event(Event::Retry { kind: kind.name().to_owned(), wait_ms: wait.as_millis() as u64 })
-    }));
+    let drawer = Drawer::start(mode);
     let key = common::load_key(args.key_file.as_deref())?;
     let mut client_opts = ClientOptions::new(common::endpoint(args.endpoint.clone())?, key);
     client_opts.api_rate = args.api_rate.0;
-    client_opts.on_retry = Some(hook);
+    client_opts.progress = drawer.clone();
     let client = Client::new(client_opts)?;
     let report_path = args.report.clone().unwrap_or_else(|| args.archive.with_extension("restore.json"));
     let opts = RestoreOptions {
@@ -78,7 +72,8 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<Exit> {
         iteration_images: args.iteration_images,
         ..RestoreOptions::new(&report_path)
     };
-    let cancel = common::cancel_on_signals();
+    let said = drawer.clone();
+    let cancel = common::cancel_on_signals_telling(move |message| said.say(message));
     let result = restore(&client, &args.archive, &opts, drawer.as_ref(), &cancel).await;
     drawer.finish();
     let report = result?;

@@ -1,15 +1,14 @@
 //! `cvarchive verify`: an adapter from arguments to [`crate::verify::verify`], printing the
 //! report grouped by kind (or as JSON) and choosing the exit code.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
 
+use super::progress::{Drawer, Mode};
 use super::Exit;
-use crate::progress::{Event, NoProgress, Progress};
 use crate::verify::{verify, Report, VerifyOptions};
 
 /// Arguments of `cvarchive verify`.
@@ -28,37 +27,15 @@ pub struct VerifyArgs {
     pub threads: usize,
 }
 
-/// A byte counter on the terminal.
-struct Spinner(indicatif::ProgressBar);
-
-impl Progress for Spinner {
-    fn event(&self, event: Event) {
-        if let Event::Verified { bytes } = event {
-            self.0.set_position(bytes);
-        }
-    }
-}
-
 /// Runs `cvarchive verify`.
 pub async fn run(args: VerifyArgs) -> anyhow::Result<Exit> {
-    let bar = (!args.json && std::io::stderr().is_terminal()).then(|| {
-        let bar = indicatif::ProgressBar::new_spinner();
-        if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} verifying: {bytes} ({bytes_per_sec})") {
-            bar.set_style(style);
-        }
-        bar.enable_steady_tick(std::time::Duration::from_millis(200));
-        bar
-    });
-    let progress: Arc<dyn Progress> = match &bar {
-        Some(bar) => Arc::new(Spinner(bar.clone())),
-        None => Arc::new(NoProgress),
-    };
-    let opts = VerifyOptions { fast: args.fast, threads: args.threads, progress };
+    // The report is the JSON document: no events beside it.
+    let mode = if args.json { Mode::Silent } else { Mode::choose(false, false) };
+    let drawer = Drawer::start(mode);
+    let opts = VerifyOptions { fast: args.fast, threads: args.threads, progress: drawer.clone() };
     let path = args.archive.clone();
     let result = tokio::task::spawn_blocking(move || verify(&path, &opts)).await.context("verify task failed")?;
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
+    drawer.finish();
     let report = match result {
         Ok(report) => report,
         Err(err) => {

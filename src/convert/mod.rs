@@ -150,11 +150,12 @@ pub fn convert(archive: &Path, opts: &ConvertOptions, progress: &dyn Progress) -
         }
     }
     progress.event(Event::Started { projects: ids.len() });
+    progress.event(Event::Phase { phase: crate::progress::Phase::Converting, project_id: None });
     let mut projects = Vec::with_capacity(ids.len());
     for id in ids {
         let archived = source.project(id)?;
         progress.event(Event::ProjectStarted { project_id: id.to_string(), name: archived.project.name.clone() });
-        progress.event(Event::ImagesFound { total: archived.images.len() as u64 });
+        progress.event(Event::ImagesFound { project_id: id.to_string(), total: archived.images.len() as u64 });
         let staging = opts.out.join(format!(".{id}.partial"));
         if std::fs::symlink_metadata(&staging).is_ok() {
             std::fs::remove_dir_all(&staging).map_err(|e| io(&staging, e))?;

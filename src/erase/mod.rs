@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::api::{self, Client};
-use crate::progress::{Event, Progress};
+use crate::progress::{Event, Phase, Progress};
 use crate::verify::Finding;
 pub use backup::{Backup, Lacking};
 pub use content::Difference;
@@ -316,7 +316,10 @@ pub async fn erase(
     cancel: &CancellationToken,
 ) -> Result<Outcome, Error> {
     let backup = match (&opts.backup, opts.without_backup) {
-        (Some(path), _) => Some(open_backup(path, progress).await?),
+        (Some(path), _) => {
+            progress.event(Event::Phase { phase: Phase::Verifying, project_id: None });
+            Some(open_backup(path, progress).await?)
+        }
         (None, true) => None,
         (None, false) => return Err(Error::NoBackup),
     };
@@ -332,6 +335,7 @@ pub async fn erase(
             _ => {}
         }
     }
+    progress.event(Event::Phase { phase: Phase::Connecting, project_id: None });
     let plan = plan::survey(client, opts, progress, cancel).await?;
     if let Some(backup) = &backup {
         let lacking = backup.lacks(&plan);
@@ -350,6 +354,7 @@ pub async fn erase(
     }
     let path = opts.receipt_path();
     let mut receipt = Receipt::start(&path, client.host(), backup.as_ref(), opts, &plan)?;
+    progress.event(Event::Phase { phase: Phase::Deleting, project_id: None });
     let outcome = run::execute(client, opts, &plan, &mut receipt, &path, progress, cancel).await;
     let sha = receipt.finish_run(outcome, &path)?;
     Ok(Outcome::Executed(Box::new(Executed { plan, receipt, receipt_path: path, receipt_sha256: sha, outcome })))

@@ -13,7 +13,7 @@ use super::holdings::{self, IterationImages};
 use super::{Category, EraseOptions, Error, Targets};
 use crate::api::model::PredictionQueryToken;
 use crate::api::{self, paging, Client, ImageQuery, OrderBy, MAX_IMAGE_IDS, MAX_PREDICTION_IDS, MAX_TAKE};
-use crate::progress::{Event, Progress};
+use crate::progress::{Event, Phase, Progress};
 
 /// What a deletion would do.
 #[derive(Debug, Clone, Serialize)]
@@ -153,6 +153,7 @@ pub(crate) async fn survey(
         Targets::AllProjects => client.get_projects().await?.into_iter().map(|p| p.id).collect::<Vec<_>>(),
     };
     progress.event(Event::Started { projects: targets.len() });
+    progress.event(Event::Phase { phase: Phase::Listing, project_id: None });
     let mut plan = Plan {
         endpoint_host: client.host().to_owned(),
         only: opts.only,
@@ -174,6 +175,8 @@ pub(crate) async fn survey(
             }
             other => other?,
         };
+        // Surveyed: its progress line can go.
+        progress.event(Event::ProjectFinished { project_id: id.to_string(), images: p.images.len() as u64 });
         plan.calls += p.calls;
         plan.projects.push(p);
     }
@@ -256,7 +259,7 @@ async fn survey_project(
         let listed = list_images(client, id, None).await?;
         p.images = listed.iter().map(|(id, _)| *id).collect();
         p.image_content = listed.into_iter().collect();
-        progress.event(Event::ImagesFound { total: p.images.len() as u64 });
+        progress.event(Event::ImagesFound { project_id: id.to_string(), total: p.images.len() as u64 });
     }
     if wants(Category::Tags) {
         let tags = client.get_tags(id, None).await?;

@@ -175,7 +175,7 @@ pub(super) async fn archive_only_in_iterations(
     if only.is_empty() {
         return Ok(());
     }
-    ctx.progress.event(Event::ImagesFound { total: only.len() as u64 });
+    ctx.progress.event(Event::ImagesFound { project_id: pid.to_string(), total: only.len() as u64 });
     let refreshers: HashMap<Uuid, Refresher> = only
         .iter()
         .map(|(it, _)| *it)
@@ -245,7 +245,7 @@ pub(super) async fn archive_only_in_iterations(
         if let Some(blob) = new {
             sink.send(Item::Stored { path, bytes: blob.bytes, crc32: blob.crc32, sha256 }).await?;
         }
-        ctx.progress.event(Event::BlobArchived { bytes: size });
+        ctx.progress.event(Event::BlobArchived { project_id: pid.to_string(), bytes: size });
     }
     Ok(())
 }

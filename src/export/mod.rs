@@ -27,7 +27,7 @@ use uuid::Uuid;
 use crate::api::model::Project;
 use crate::api::{self, Client, RetryKind};
 use crate::archive::{self, layout, BagInfo, BagSummary, BagWriter, JournalEntry};
-use crate::progress::{Event, Progress};
+use crate::progress::{Event, Phase, Progress};
 use record::{AccountRecord, Missing, OptionsRecord, ProjectRecord, SourceRecord, ToolRecord};
 pub use sink::SinkError;
 
@@ -220,8 +220,10 @@ pub async fn export(
         }
         None => None,
     };
+    progress.event(Event::Phase { phase: Phase::Connecting, project_id: None });
     let projects = resolve_projects(client, &opts.projects).await?;
     progress.event(Event::Started { projects: projects.len() });
+    progress.event(Event::Phase { phase: Phase::Listing, project_id: None });
 
     let (writer, kept) =
         open_writer(&partial, &layout::bag_name_for(&opts.out), &fingerprint(client, opts), opts.fresh)?;
@@ -380,6 +382,7 @@ async fn run(
         }
     }
 
+    progress.event(Event::Phase { phase: Phase::Finishing, project_id: None });
     let finished_at = chrono::Utc::now();
     let complete = account_missing.is_empty() && records.iter().all(|r| r.missing.is_empty());
     let account = AccountRecord {

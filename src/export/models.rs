@@ -12,7 +12,7 @@ use super::record::{Missing, ProjectRecord};
 use super::sink::{Item, Sink};
 use super::Error;
 use crate::api::model::Export;
-use crate::api::{self, Blob, RetryKind};
+use crate::api::{self, Blob};
 use crate::archive::layout;
 use crate::progress::Event;
 
@@ -58,7 +58,8 @@ pub(super) async fn export_models(
                     annotate(&mut value, &path, &blob.sha256, blob.bytes.len() as u64);
                     record.archived.model_exports += 1;
                     record.archived.model_bytes += blob.bytes.len() as u64;
-                    ctx.progress.event(Event::BlobArchived { bytes: blob.bytes.len() as u64 });
+                    ctx.progress
+                        .event(Event::BlobArchived { project_id: pid.to_string(), bytes: blob.bytes.len() as u64 });
                     sink.send(Item::Stored { path, bytes: blob.bytes, crc32: blob.crc32, sha256: blob.sha256 }).await?;
                 }
                 Err(reason) => record.missing.push(Missing { kind: "model".into(), project: pid, id: it, reason }),
@@ -100,7 +101,7 @@ async fn download_model(ctx: &Ctx<'_>, pid: Uuid, it: Uuid, export: &Export) -> 
 
 /// The link GetExports gives now for the export of the same platform and flavor.
 async fn fresh_link(ctx: &Ctx<'_>, pid: Uuid, it: Uuid, export: &Export) -> Result<String, String> {
-    ctx.client.stats().record(RetryKind::ExpiredLink);
+    ctx.client.link_refreshed();
     let exports =
         ctx.client.get_exports(pid, it).await.map_err(|e| format!("cannot refresh the download link: {e}"))?;
     exports

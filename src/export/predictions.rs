@@ -17,7 +17,7 @@ use super::sink::{Item, Sink};
 use super::spool::Spool;
 use super::Error;
 use crate::api::model::{PredictionQueryToken, StoredImagePrediction};
-use crate::api::{self, paging, Blob, Client, RetryKind};
+use crate::api::{self, paging, Blob, Client};
 use crate::archive::layout;
 use crate::progress::Event;
 
@@ -82,7 +82,7 @@ pub(super) async fn export_predictions(
                 record.archived.predictions += 1;
                 record.archived.prediction_bytes += size;
                 sink.send(Item::Stored { path, bytes: blob.bytes, crc32: blob.crc32, sha256: blob.sha256 }).await?;
-                ctx.progress.event(Event::BlobArchived { bytes: size });
+                ctx.progress.event(Event::BlobArchived { project_id: pid.to_string(), bytes: size });
             }
             Err(Failure::Gone) => {
                 record.notes.push(format!("prediction {} was deleted during the export", prediction.id));
@@ -173,7 +173,7 @@ async fn fetch_prediction(
             Ok(blob) => return Ok(blob),
             Err(api::Error::LinkExpired { .. }) if refreshes < MAX_REFRESHES => {
                 refreshes += 1;
-                client.stats().record(RetryKind::ExpiredLink);
+                client.link_refreshed();
                 uri = match links.fresh_link(id, sent).await {
                     Ok(Some(fresh)) => fresh,
                     Ok(None) => return Err(Failure::Gone),

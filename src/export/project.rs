@@ -24,7 +24,7 @@ use super::{Error, ExportOptions};
 use crate::api::model::{Iteration, Project};
 use crate::api::{self, paging, Client, ImageQuery, OrderBy, MAX_TAKE};
 use crate::archive::{layout, JournalEntry};
-use crate::progress::{Event, Progress};
+use crate::progress::{Event, Phase, Progress};
 
 /// Images the listing may run ahead of the downloads.
 const LISTING_AHEAD: usize = 1024;
@@ -63,6 +63,8 @@ pub async fn export_project(ctx: &Ctx<'_>, sink: &Sink, project: Project) -> Res
     let client = ctx.client;
     let pid = project.id;
     ctx.progress.event(Event::ProjectStarted { project_id: pid.to_string(), name: project.name.clone() });
+    let phase = |phase| ctx.progress.event(Event::Phase { phase, project_id: Some(pid.to_string()) });
+    phase(Phase::Listing);
     let mut record = ProjectRecord {
         id: pid,
         name: project.name.clone(),
@@ -79,7 +81,11 @@ pub async fn export_project(ctx: &Ctx<'_>, sink: &Sink, project: Project) -> Res
     send_json(sink, layout::project_json(pid), &stored_project).await?;
 
     record.reported = counts(client, pid).await?;
-    ctx.progress.event(Event::ImagesFound { total: record.reported.tagged + record.reported.untagged });
+    ctx.progress.event(Event::ImagesFound {
+        project_id: pid.to_string(),
+        total: record.reported.tagged + record.reported.untagged,
+    });
+    phase(Phase::Downloading);
 
     // The images (the long part) start at once; tags, iterations with their performance and
     // exports, and stored predictions are read meanwhile, each into a record of its own that is
@@ -108,6 +114,7 @@ pub async fn export_project(ctx: &Ctx<'_>, sink: &Sink, project: Project) -> Res
     };
     let (evaluated, workspace, ()) =
         tokio::try_join!(metadata, export_images(ctx, sink, pid, &mut record), predictions)?;
+    phase(Phase::Finishing);
     record.archived.predictions = stored.archived.predictions;
     record.archived.prediction_bytes = stored.archived.prediction_bytes;
     record.missing.extend(stored.missing);
@@ -286,7 +293,7 @@ async fn export_images(
                 if let Some(Stored::New(blob)) = blob {
                     sink.send(Item::Stored { path, bytes: blob.bytes, crc32: blob.crc32, sha256 }).await?;
                 }
-                ctx.progress.event(Event::BlobArchived { bytes: size });
+                ctx.progress.event(Event::BlobArchived { project_id: pid.to_string(), bytes: size });
             }
             Err(Failure::Gone) => record.notes.push(format!("image {} was deleted during the export", listed.image.id)),
             Err(failure) => {

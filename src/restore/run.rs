@@ -14,7 +14,7 @@ use super::{Error, RestoreOptions, REPORT_FORMAT};
 use crate::api::model::{ImageCreateResult, ImageCreateSummary, ImageFileCreateBatch, ImageFileCreateEntry, Region};
 use crate::api::{Client, NewProject, MAX_BATCH_TAGS, MAX_UPLOAD_BATCH};
 use crate::archive::source::{ArchivedProject, Source};
-use crate::progress::{Event, Progress};
+use crate::progress::{Event, Phase, Progress};
 
 /// One distinct image content of a project: every archived image with these bytes, and the
 /// union of their tags, regions and metadata.
@@ -62,6 +62,14 @@ pub async fn restore(
         },
     };
     progress.event(Event::Started { projects: ids.len() });
+    // The totals up front, from the archive and the report, before the first upload.
+    progress.event(Event::Phase { phase: Phase::Listing, project_id: None });
+    for id in &ids {
+        let archived = source.project(*id)?;
+        let map = report.projects.iter().find(|p| p.old_id == *id);
+        progress.event(Event::ImagesFound { project_id: id.to_string(), total: to_upload(&archived, opts, map) });
+    }
+    progress.event(Event::Phase { phase: Phase::Uploading, project_id: None });
     for id in ids {
         if cancel.is_cancelled() {
             report.save(&opts.report)?;
@@ -113,6 +121,10 @@ impl Job<'_> {
         &mut self.report.projects[self.at]
     }
 
+    fn phase(&self, project: Uuid, phase: Phase) {
+        self.progress.event(Event::Phase { phase, project_id: Some(project.to_string()) });
+    }
+
     fn save(&mut self) -> Result<(), Error> {
         self.report.save(&self.opts.report)
     }
@@ -131,7 +143,9 @@ impl Job<'_> {
                 self.map().notes.push(note);
             }
         }
+        self.phase(old, Phase::Uploading);
         self.images(archived, &units, new_id).await?;
+        self.phase(old, Phase::Finishing);
         self.metadata(&units, new_id).await?;
         let (tagged, untagged) =
             (self.client.get_tagged_image_count(new_id).await?, self.client.get_untagged_image_count(new_id).await?);
@@ -263,7 +277,6 @@ impl Job<'_> {
         let mut todo: Vec<&Unit> =
             units.iter().filter(|u| !u.old_ids.iter().all(|o| self.map().images.contains_key(o))).collect();
         todo.sort_by_cached_key(|u| u.all_tags());
-        self.progress.event(Event::ImagesFound { total: todo.len() as u64 });
         let mut rest = todo.as_slice();
         while !rest.is_empty() {
             if self.cancel.is_cancelled() {
@@ -332,7 +345,7 @@ impl Job<'_> {
         }
         self.save()?;
         for bytes in uploaded {
-            self.progress.event(Event::BlobArchived { bytes });
+            self.progress.event(Event::BlobArchived { project_id: old.to_string(), bytes });
         }
         match waiting.keys().next() {
             None => Ok(()),
@@ -415,6 +428,22 @@ impl Job<'_> {
         }
         Ok(())
     }
+}
+
+/// How many uploads the project still needs (units of identical images not yet mapped): what
+/// [`Job::images`] sends, counted before any upload so the totals are known from the start.
+fn to_upload(archived: &ArchivedProject, opts: &RestoreOptions, map: Option<&ProjectMap>) -> u64 {
+    let workspace;
+    let archived = match opts.iteration_images {
+        true => archived,
+        false => {
+            let images = archived.images.iter().filter(|i| i.in_workspace()).cloned().collect();
+            workspace = ArchivedProject { images, ..archived.clone() };
+            &workspace
+        }
+    };
+    let mapped = |u: &Unit| map.is_some_and(|m| u.old_ids.iter().all(|o| m.images.contains_key(o)));
+    units(archived).iter().filter(|u| !mapped(u)).count() as u64
 }
 
 /// The project's images grouped by content, in archive order.

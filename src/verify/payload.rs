@@ -11,7 +11,7 @@ use super::pagecode::{is_data_script, DataCall, ScriptVerdicts};
 use super::tags::unreadable;
 use super::{Bag, Finding, FindingKind, Findings, VerifyOptions};
 use crate::archive::{EntryDigest, EntryProblem};
-use crate::progress::Event;
+use crate::progress::{Event, Phase};
 
 /// Read buffer per hashing thread: large, so stored entries are read in few system calls.
 const READ_BUFFER: usize = 1 << 20;
@@ -40,6 +40,7 @@ pub(super) fn hash_all(bag: &Bag<'_>, opts: &VerifyOptions, bytes_hashed: &mut u
         n => n,
     }
     .clamp(1, jobs.len().max(1));
+    opts.progress.event(Event::Phase { phase: Phase::Verifying, project_id: None });
     let next = AtomicUsize::new(0);
     let total = AtomicU64::new(0);
     let results = Mutex::new(Hashed { digests: HashMap::with_capacity(jobs.len()), ..Hashed::default() });

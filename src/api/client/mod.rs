@@ -29,6 +29,7 @@ use uuid::Uuid;
 use super::error::{Error, RetryKind, EXPECTED_ENDPOINT};
 use super::model::parse_count;
 use super::retry::{parse_retry_after_message, race, Raced, RateLimiter, RetryPolicy, RetryStats};
+use crate::progress::{Event, NoProgress, Progress};
 use crate::secret::{redact_url, TrainingKey};
 
 /// The most ids GetImagesByIds and DeleteImages take in one call.
@@ -45,7 +46,7 @@ pub const MAX_TAKE: u32 = 256;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How to reach the service and how hard to push it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClientOptions {
     /// `https://{resource}.cognitiveservices.azure.com` or a region endpoint; a trailing
     /// `/customvision/...` path is tolerated and dropped.
@@ -64,20 +65,24 @@ pub struct ClientOptions {
     pub max_json_bytes: u64,
     /// The path prefix version, `v3.3` unless testing another.
     pub api_version: String,
-    /// Called before every retry wait (for progress reporting).
-    pub on_retry: Option<RetryHook>,
+    /// Told of every retry (before its wait) and every refreshed download link, as
+    /// [`Event::Retry`] and [`Event::LinkRefreshed`]: the same progress the command reports to.
+    pub progress: Arc<dyn Progress>,
     /// Stops the client: once cancelled, every call in flight, retry wait and rate-limiter wait
     /// ends at once with [`Error::Interrupted`], and so does every later call.
     pub cancel: CancellationToken,
 }
 
-/// A callback told of every retry: its kind and how long the client will wait.
-#[derive(Clone)]
-pub struct RetryHook(pub Arc<dyn Fn(RetryKind, Duration) + Send + Sync>);
-
-impl std::fmt::Debug for RetryHook {
+impl std::fmt::Debug for ClientOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RetryHook")
+        f.debug_struct("ClientOptions")
+            .field("endpoint", &self.endpoint)
+            .field("api_rate", &self.api_rate)
+            .field("retry", &self.retry)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("read_timeout", &self.read_timeout)
+            .field("api_version", &self.api_version)
+            .finish_non_exhaustive()
     }
 }
 
@@ -93,7 +98,7 @@ impl ClientOptions {
             read_timeout: DEFAULT_TIMEOUT,
             max_json_bytes: 64 << 20,
             api_version: super::API_VERSION.to_owned(),
-            on_retry: None,
+            progress: Arc::new(NoProgress),
             cancel: CancellationToken::new(),
         }
     }
@@ -176,7 +181,7 @@ struct Inner {
     retry: RetryPolicy,
     stats: Arc<RetryStats>,
     max_json_bytes: u64,
-    on_retry: Option<RetryHook>,
+    progress: Arc<dyn Progress>,
     cancel: CancellationToken,
     /// Whether the endpoint has ever answered; until it has, a refused connection is most
     /// likely a wrong endpoint, so it is not retried for long.
@@ -319,7 +324,7 @@ impl Client {
                 retry: opts.retry,
                 stats: Arc::new(RetryStats::default()),
                 max_json_bytes: opts.max_json_bytes,
-                on_retry: opts.on_retry,
+                progress: opts.progress,
                 cancel: opts.cancel,
                 answered: std::sync::atomic::AtomicBool::new(false),
             }),
@@ -334,6 +339,12 @@ impl Client {
     /// Retry counters of this client and its clones.
     pub fn stats(&self) -> &Arc<RetryStats> {
         &self.inner.stats
+    }
+
+    /// Counts a download link that expired and was fetched afresh, and reports it.
+    pub fn link_refreshed(&self) {
+        self.inner.stats.record(RetryKind::ExpiredLink);
+        self.inner.progress.event(Event::LinkRefreshed);
     }
 
     // ----- plumbing ----------------------------------------------------------------------------
@@ -454,9 +465,11 @@ impl Client {
                 self.inner.limiter.pause(err.retry_after().unwrap_or(Duration::from_secs(1)));
             }
             self.inner.stats.record(kind);
-            if let Some(hook) = &self.inner.on_retry {
-                (hook.0)(kind, wait);
-            }
+            self.inner.progress.event(Event::Retry {
+                kind: kind.name().to_owned(),
+                throttled: kind == RetryKind::Throttled,
+                wait_ms: wait.as_millis() as u64,
+            });
             tracing::debug!(op, kind = kind.name(), wait_ms = wait.as_millis() as u64, error = %err, "retrying");
             self.step(op, tries, started, None, tokio::time::sleep(wait)).await?;
         }
