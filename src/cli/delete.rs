@@ -66,6 +66,8 @@ pub struct DeleteArgs {
     /// Print the plan or the receipt as JSON on stdout.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    tls: common::TlsArgs,
 }
 
 /// The categories of `--only`.
@@ -146,6 +148,7 @@ pub async fn run(args: DeleteArgs) -> anyhow::Result<Exit> {
             eprintln_escaped!("cvarchive: retrying ({}) in {} ms", kind.name(), wait.as_millis())
         })));
     }
+    args.tls.apply(&mut client_opts);
     let client = Client::new(client_opts)?;
     let cancel = common::cancel_on_signals();
     match erase(&client, &opts, &steps, &cancel).await {

@@ -68,6 +68,8 @@ pub struct ExportArgs {
     /// Export the bundled demo account from an emulator started in-process.
     #[arg(long, conflicts_with_all = ["endpoint", "key_file"])]
     demo: bool,
+    #[command(flatten)]
+    tls: common::TlsArgs,
 }
 
 /// Runs `cvarchive export`.
@@ -104,6 +106,7 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<Exit> {
     client_opts.read_timeout = Duration::from_secs(args.timeout);
     // Calls in flight stop with the export, not after their timeouts.
     client_opts.cancel = cancel.clone();
+    args.tls.apply(&mut client_opts);
     let client = Client::new(client_opts)?;
 
     let opts = ExportOptions {

@@ -55,6 +55,8 @@ pub struct RestoreArgs {
     /// No progress display (warnings and the summary only).
     #[arg(long)]
     no_progress: bool,
+    #[command(flatten)]
+    tls: common::TlsArgs,
 }
 
 /// Runs `cvarchive restore`.
@@ -69,6 +71,7 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<Exit> {
     let mut client_opts = ClientOptions::new(common::endpoint(args.endpoint.clone())?, key);
     client_opts.api_rate = Some(args.api_rate).filter(|r| *r > 0.0);
     client_opts.on_retry = Some(hook);
+    args.tls.apply(&mut client_opts);
     let client = Client::new(client_opts)?;
     let report_path = args.report.clone().unwrap_or_else(|| args.archive.with_extension("restore.json"));
     let opts = RestoreOptions {

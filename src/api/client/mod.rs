@@ -6,6 +6,7 @@ mod blob;
 mod create;
 mod links;
 mod operations;
+mod tls;
 mod wire;
 
 pub use blob::{link_has_expired, Blob};
@@ -66,6 +67,10 @@ pub struct ClientOptions {
     pub api_version: String,
     /// Called before every retry wait (for progress reporting).
     pub on_retry: Option<RetryHook>,
+    /// A PEM file of certificate authorities to trust besides the bundled roots and the
+    /// operating system's store (or `SSL_CERT_FILE` / `SSL_CERT_DIR`), e.g. the root of a
+    /// network's TLS inspection.
+    pub ca_cert: Option<std::path::PathBuf>,
     /// Stops the client: once cancelled, every call in flight, retry wait and rate-limiter wait
     /// ends at once with [`Error::Interrupted`], and so does every later call.
     pub cancel: CancellationToken,
@@ -94,6 +99,7 @@ impl ClientOptions {
             max_json_bytes: 64 << 20,
             api_version: super::API_VERSION.to_owned(),
             on_retry: None,
+            ca_cert: None,
             cancel: CancellationToken::new(),
         }
     }
@@ -278,7 +284,8 @@ impl Client {
         let reach = endpoint.host().map_or(Reach::Public, |h| reach(&h));
         let root = endpoint.as_str().trim_end_matches('/').to_owned();
         let base = format!("{root}/customvision/{}/training", opts.api_version);
-        let http = reqwest::Client::builder()
+        let roots = tls::extra_roots(opts.ca_cert.as_deref())?;
+        let http = tls::trusting(reqwest::Client::builder(), &roots)
             .connect_timeout(opts.connect_timeout)
             .read_timeout(opts.read_timeout)
             .user_agent(concat!("cvarchive/", env!("CARGO_PKG_VERSION")))
@@ -286,7 +293,7 @@ impl Client {
             .redirect(links::same_origin_redirects())
             .build()
             .map_err(|e| Error::Request { op, detail: format!("cannot build the HTTP client: {}", e.without_url()) })?;
-        let uploads = create::upload_http(&opts)
+        let uploads = create::upload_http(&opts, &roots)
             .map_err(|e| Error::Request { op, detail: format!("cannot build the HTTP client: {}", e.without_url()) })?;
         Ok(Client {
             inner: Arc::new(Inner {
