@@ -22,4 +22,5 @@ mod resume;
 mod sidefiles;
 mod silent;
 mod spec_examples;
+mod tls;
 mod verify;
