@@ -1,7 +1,8 @@
 //! TLS as enterprises run it: the emulator served over HTTPS (`cvarchive emulator --tls-cert
 //! --tls-key`) with a certificate from a private CA made at test time, as a network that
-//! inspects TLS presents one. An export trusts it through `--ca-cert` or `SSL_CERT_FILE`, and
-//! without either is refused at once, saying what is wrong and how to fix it (exit 2).
+//! inspects TLS presents one. Export, delete and restore trust it through `--ca-cert` or
+//! `SSL_CERT_FILE`, and without either are refused at once, saying what is wrong and how to fix
+//! it (exit 2).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -73,25 +74,40 @@ async fn https_emulator(pki: &Pki) -> (Child, String) {
     (child, endpoint)
 }
 
-/// `cvarchive export` of the emulator into `out`, with these extra arguments and environment;
-/// no trust setting comes from the test's own environment.
-async fn export(endpoint: &str, out: &Path, extra: &[&str], env: &[(&str, &Path)]) -> std::process::Output {
+/// `cvarchive ARGS` with the key of the emulator; no trust setting or proxy comes from the test's
+/// own environment.
+async fn run(args: &[&str], env: &[(&str, &Path)]) -> std::process::Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cvarchive"));
-    cmd.args(["export", "--no-progress", "--api-rate", "1000", "--endpoint", endpoint, "--out"])
-        .arg(out)
-        .args(extra)
-        .env("VISION_TRAINING_KEY", cvarchive::emulator::DEFAULT_KEY)
-        .env_remove("VISION_TRAINING_ENDPOINT")
-        .env_remove("SSL_CERT_FILE")
-        .env_remove("SSL_CERT_DIR")
-        .env_remove("HTTPS_PROXY")
-        .env_remove("https_proxy")
-        .env_remove("ALL_PROXY")
-        .env_remove("all_proxy");
+    cmd.args(args).env("VISION_TRAINING_KEY", cvarchive::emulator::DEFAULT_KEY).env_remove("VISION_TRAINING_ENDPOINT");
+    for var in ["SSL_CERT_FILE", "SSL_CERT_DIR", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"] {
+        cmd.env_remove(var);
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }
     cmd.kill_on_drop(true).output().await.expect("the binary runs")
+}
+
+/// `cvarchive export` of the emulator into `out`, with these extra arguments and environment;
+/// no trust setting comes from the test's own environment.
+async fn export(endpoint: &str, out: &Path, extra: &[&str], env: &[(&str, &Path)]) -> std::process::Output {
+    let out = out.to_str().unwrap();
+    let mut args = vec!["export", "--no-progress", "--api-rate", "1000", "--endpoint", endpoint, "--out", out];
+    args.extend_from_slice(extra);
+    run(&args, env).await
+}
+
+fn text(o: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// The refusal names the problem and both fixes.
+fn assert_refused_with_the_fix(o: &std::process::Output) {
+    assert_eq!(o.status.code(), Some(2), "{}", text(o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    for needed in ["certificate is not trusted", "UnknownIssuer", "--ca-cert FILE", "SSL_CERT_FILE"] {
+        assert!(stderr.contains(needed), "the refusal says {needed:?}: {stderr}");
+    }
 }
 
 #[tokio::test]
@@ -107,9 +123,6 @@ async fn an_emulator_behind_a_private_ca_is_trusted_through_ca_cert_or_ssl_cert_
         export(&endpoint, &with_env, &[], &env_vars),
         export(&endpoint, &without, &[], &[]),
     );
-    let text = |o: &std::process::Output| {
-        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-    };
     assert_eq!(flag.status.code(), Some(0), "--ca-cert: {}", text(&flag));
     assert_eq!(env.status.code(), Some(0), "SSL_CERT_FILE: {}", text(&env));
     for out in [&with_flag, &with_env] {
@@ -118,14 +131,35 @@ async fn an_emulator_behind_a_private_ca_is_trusted_through_ca_cert_or_ssl_cert_
         assert!(names.keys().any(|n| n.contains("/images/")), "{} holds images fetched over HTTPS", out.display());
     }
 
-    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    for needed in ["certificate is not trusted", "UnknownIssuer", "--ca-cert FILE", "SSL_CERT_FILE"] {
-        assert!(stderr.contains(needed), "the refusal says {needed:?}: {stderr}");
-    }
+    assert_refused_with_the_fix(&refused);
     assert!(!without.exists(), "nothing written at --out");
     // Not retried: a certificate does not become trusted by asking again.
     assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
+
+    // delete and restore reach the service the same way.
+    let backup = with_flag.to_str().unwrap();
+    let delete = ["delete", "--endpoint", &endpoint, "--backup", backup, "--all-projects", "--api-rate", "1000"];
+    let plan = run(&[&delete[..], &["--ca-cert", ca]].concat(), &[]).await;
+    assert_eq!(plan.status.code(), Some(0), "delete's dry run with --ca-cert: {}", text(&plan));
+    assert_refused_with_the_fix(&run(&delete, &[]).await);
+    let report = pki.dir.join("restore.json");
+    let restore = [
+        "restore",
+        backup,
+        "--endpoint",
+        &endpoint,
+        "--name-suffix",
+        " (restored)",
+        "--api-rate",
+        "1000",
+        "--no-progress",
+        "--report",
+        report.to_str().unwrap(),
+    ];
+    let restored = run(&restore, &[("SSL_CERT_FILE", pki.ca.as_path())]).await;
+    assert_eq!(restored.status.code(), Some(0), "restore with SSL_CERT_FILE: {}", text(&restored));
+    std::fs::remove_file(&report).unwrap();
+    assert_refused_with_the_fix(&run(&restore, &[]).await);
 }
 
 #[tokio::test]
