@@ -4,6 +4,7 @@ mod support;
 
 mod archive;
 mod browse;
+mod conventions;
 mod convert;
 mod delete;
 mod delete_gate;
@@ -25,4 +26,5 @@ mod resume;
 mod sidefiles;
 mod silent;
 mod spec_examples;
+mod tls;
 mod verify;

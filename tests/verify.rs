@@ -401,7 +401,7 @@ fn inspect_summarises_from_metadata() {
     assert_eq!(p.only_in_iterations, None);
     let (code, text) = cli(&["inspect", good.to_str().unwrap()]);
     assert_eq!(code, 0);
-    assert!(text.contains("images: 2 tagged, 1 untagged (3 files,"), "{text}");
+    assert!(text.contains("images: 2 tagged, 1 untagged; 3 files,"), "{text}");
     let (_, text) = cli(&["inspect", "--json", good.to_str().unwrap()]);
     assert!(!text.contains("onlyInIterations"), "{text}");
 
@@ -434,7 +434,7 @@ async fn inspect_counts_images_only_iterations_hold() {
     }
     let out = crate::support::cvarchive(&["inspect", archive.to_str().unwrap()], &[]).await;
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(text.matches(", 4 held only by iterations (34 files,").count(), 2, "{text}");
+    assert_eq!(text.matches(", 4 held only by iterations; 34 files,").count(), 2, "{text}");
     let out = crate::support::cvarchive(&["inspect", "--json", archive.to_str().unwrap()], &[]).await;
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for p in json["projects"].as_array().unwrap() {

@@ -47,6 +47,13 @@ pub enum Error {
     #[error("{op}: no answer from {url}: {detail}")]
     Transport { op: &'static str, url: String, detail: String, timeout: bool },
 
+    /// The server's TLS certificate was not trusted; not retried, as trying again changes nothing.
+    #[error(
+        "{op}: the server's certificate is not trusted: {problem} (url {url}); if your network inspects \
+         TLS, pass --ca-cert FILE (its root certificate, PEM) or set SSL_CERT_FILE"
+    )]
+    Untrusted { op: &'static str, url: String, problem: String },
+
     /// The answer's body ended early, ran long, or failed its Content-MD5.
     #[error("{op}: damaged body from {url}: {detail}")]
     Integrity { op: &'static str, url: String, detail: String },
@@ -217,6 +224,7 @@ impl Error {
                 clean(url);
             }
             Error::Transport { url, detail, .. }
+            | Error::Untrusted { url, problem: detail, .. }
             | Error::Integrity { url, detail, .. }
             | Error::Decode { url, detail, .. } => {
                 clean(url);

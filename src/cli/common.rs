@@ -1,10 +1,13 @@
-//! What several commands share: the training key and the endpoint, Ctrl-C and SIGTERM handling.
+//! What several commands share: the training key and the endpoint, whom to trust over TLS,
+//! Ctrl-C and SIGTERM handling.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use clap::Args;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::ClientOptions;
 use crate::secret::TrainingKey;
 
 /// The environment variable holding the training key (the name Microsoft's quickstarts use).
@@ -39,6 +42,24 @@ pub fn endpoint(flag: Option<String>) -> anyhow::Result<String> {
         None => bail!(
             "no endpoint: pass --endpoint URL or set {ENDPOINT_ENV} (e.g. https://NAME.cognitiveservices.azure.com)"
         ),
+    }
+}
+
+/// The TLS flags of every command that talks to the service.
+#[derive(Debug, Clone, Args)]
+pub struct TlsArgs {
+    /// Also trust the certificate authorities in this PEM file (it may hold several), e.g. the
+    /// root your network's TLS inspection signs with. The operating system's store is always
+    /// trusted, or instead $SSL_CERT_FILE / $SSL_CERT_DIR when set; proxies come from
+    /// $HTTPS_PROXY and $NO_PROXY.
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// Puts these choices into the client's options.
+    pub fn apply(&self, opts: &mut ClientOptions) {
+        opts.ca_cert = self.ca_cert.clone();
     }
 }
 

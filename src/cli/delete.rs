@@ -65,6 +65,8 @@ pub struct DeleteArgs {
     /// Print the plan or the receipt as JSON on stdout.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    tls: common::TlsArgs,
 }
 
 /// The categories of `--only`.
@@ -118,6 +120,7 @@ pub async fn run(args: DeleteArgs) -> anyhow::Result<Exit> {
     // The plan or the receipt is the JSON document: no events beside it.
     let drawer = Drawer::start(if args.json { Mode::Silent } else { Mode::choose(false, false) });
     client_opts.progress = drawer.clone();
+    args.tls.apply(&mut client_opts);
     let client = Client::new(client_opts)?;
     let said = drawer.clone();
     let cancel = common::cancel_on_signals_telling(move |message| said.say(message));

@@ -47,6 +47,13 @@ pub struct EmulatorArgs {
     /// Delay before every blob answer, in milliseconds.
     #[arg(long, value_name = "N", default_value_t = 0)]
     blob_latency_ms: u64,
+    /// Serve HTTPS with this certificate (PEM: the server's, then any intermediates), e.g. to
+    /// try --ca-cert or SSL_CERT_FILE; needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
     /// Seed of the fault dice.
     #[arg(long, value_name = "N", default_value_t = 0)]
     fault_seed: u64,
@@ -84,13 +91,21 @@ impl EmulatorArgs {
 /// Runs `cvarchive emulator`.
 pub async fn run(args: EmulatorArgs) -> anyhow::Result<Exit> {
     let opts = args.options()?;
-    let server = emulator::start(args.listen, opts).await.context("cannot start the emulator")?;
-    {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "endpoint: {}", server.endpoint())?;
-        writeln!(out, "key: {}", server.key())?;
-        out.flush()?;
+    let server = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let files = emulator::TlsFiles { cert: cert.clone(), key: key.clone() };
+            emulator::start_tls(args.listen, opts, &files).await
+        }
+        _ => emulator::start(args.listen, opts).await,
     }
+    .context("cannot start the emulator")?;
+    // A script that reads the first line and closes the pipe must not stop the server.
+    let banner = format!("endpoint: {}\nkey: {}\n", server.endpoint(), server.key());
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(banner.as_bytes()).and_then(|()| out.flush()) {
+        tracing::warn!("cannot print the endpoint and key: {e}");
+    }
+    drop(out);
     wait_for_stop().await?;
     server.shutdown().await;
     Ok(Exit::Done)

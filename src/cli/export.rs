@@ -75,6 +75,8 @@ pub struct ExportArgs {
     /// estimate comes from the images' dimensions; see `--dry-run`).
     #[arg(long)]
     skip_space_check: bool,
+    #[command(flatten)]
+    tls: common::TlsArgs,
 }
 
 /// Runs `cvarchive export`.
@@ -107,6 +109,7 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<Exit> {
     client_opts.read_timeout = Duration::from_secs(args.timeout);
     // Calls in flight stop with the export, not after their timeouts.
     client_opts.cancel = cancel.clone();
+    args.tls.apply(&mut client_opts);
     let client = Client::new(client_opts)?;
     let rate = if args.demo { None } else { args.api_rate.0 };
     if args.dry_run {

@@ -46,7 +46,7 @@ fn or_unknown(v: &Option<String>) -> &str {
 }
 
 fn print_human(out: &mut impl Write, s: &Summary) -> std::io::Result<()> {
-    writeln!(out, "archive:   {} ({} bytes, {} entries)", s.archive.display(), s.archive_bytes, s.entries)?;
+    writeln!(out, "archive:   {}, {} in {} entries", s.archive.display(), size(s.archive_bytes), grouped(s.entries))?;
     writeln!(out, "source:    {} (API {})", or_unknown(&s.source_host), or_unknown(&s.api_version))?;
     writeln!(
         out,
@@ -62,9 +62,9 @@ fn print_human(out: &mut impl Write, s: &Summary) -> std::io::Result<()> {
         None => "unknown",
     };
     writeln!(out, "complete:  {complete} ({} account-level items missing)", s.missing)?;
-    writeln!(out, "payload:   {} files, {} bytes", s.payload_files, s.payload_bytes)?;
+    writeln!(out, "payload:   {} files, {}", grouped(s.payload_files), size(s.payload_bytes))?;
     for p in &s.projects {
-        let n = |v: Option<u64>| v.map_or("?".to_string(), |v| v.to_string());
+        let n = |v: Option<u64>| v.map_or("?".to_string(), grouped);
         writeln!(
             out,
             "project {} {:?} ({})",
@@ -79,22 +79,72 @@ fn print_human(out: &mut impl Write, s: &Summary) -> std::io::Result<()> {
         };
         writeln!(
             out,
-            "  images: {} tagged, {} untagged{only_in_iterations} ({} files, {} bytes); tags: {}; iterations: {}",
+            "  images: {} tagged, {} untagged{only_in_iterations}; {} files, {}; tags: {}; iterations: {}",
             n(p.tagged),
             n(p.untagged),
-            p.image_files,
-            p.image_bytes,
+            grouped(p.image_files),
+            size(p.image_bytes),
             n(p.tags),
             p.iterations
         )?;
         writeln!(
             out,
-            "  predictions: {} ({} bytes); model exports: {} ({} bytes); missing: {}",
-            p.predictions, p.prediction_bytes, p.model_exports, p.model_bytes, p.missing
+            "  predictions: {}, {}; model exports: {}, {}; missing: {}",
+            grouped(p.predictions),
+            size(p.prediction_bytes),
+            p.model_exports,
+            size(p.model_bytes),
+            p.missing
         )?;
     }
     for note in &s.notes {
         writeln!(out, "note: {note}")?;
     }
     Ok(())
+}
+
+/// A size in binary units with the exact count beside it: `1.2 GiB (1,234,567,890 bytes)`;
+/// under a KiB only the count.
+fn size(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let exact = format!("{} bytes", grouped(bytes));
+    if bytes < 1024 {
+        return exact;
+    }
+    let (mut value, mut unit) = (bytes as f64 / 1024.0, 0);
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {} ({exact})", UNITS[unit])
+}
+
+/// A count with a comma between each group of three digits: `1,234,567`.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_in_binary_units_with_the_exact_count() {
+        assert_eq!(size(0), "0 bytes");
+        assert_eq!(size(1023), "1,023 bytes");
+        assert_eq!(size(1024), "1.0 KiB (1,024 bytes)");
+        assert_eq!(size(1_234_567_890), "1.1 GiB (1,234,567,890 bytes)");
+        assert_eq!(size(u64::MAX), "16.0 EiB (18,446,744,073,709,551,615 bytes)");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(1000), "1,000");
+        assert_eq!(grouped(123_456), "123,456");
+    }
 }

@@ -11,11 +11,13 @@ use clap::{Parser, Subcommand};
 #[macro_use]
 mod human;
 mod common;
+mod completions;
 mod convert;
 mod delete;
 mod emulator;
 mod export;
 mod inspect;
+mod man;
 mod progress;
 mod projects;
 mod restore;
@@ -43,9 +45,13 @@ impl From<Exit> for ExitCode {
     }
 }
 
+/// The version `--version` prints: the package's, with the commit it was built from (see
+/// build.rs), e.g. `0.1.0 (commit 3130cb0)`.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("CVARCHIVE_COMMIT"), ")");
+
 /// cvarchive: complete, verifiable backups of Azure Custom Vision accounts.
 #[derive(Debug, Parser)]
-#[command(name = "cvarchive", version, about, long_about = None)]
+#[command(name = "cvarchive", version = VERSION, about, long_about = None)]
 pub struct Cli {
     /// Print nothing but errors: no progress, warnings or summaries (--json output still goes
     /// to stdout; the exit code says how it went).
@@ -79,6 +85,10 @@ enum Command {
     Convert(convert::ConvertArgs),
     /// Recreate an archive's projects in a Custom Vision resource (resumable).
     Restore(restore::RestoreArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completions(completions::CompletionsArgs),
+    /// Print the manual page (roff), or write one per command into a directory.
+    Man(man::ManArgs),
 }
 
 /// Parses the command line, runs the command and returns the process exit code.
@@ -118,6 +128,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Emulator(args) => emulator::run(args).await,
         Command::Convert(args) => convert::run(args).await,
         Command::Restore(args) => restore::run(args).await,
+        Command::Completions(args) => completions::run(args),
+        Command::Man(args) => man::run(args),
     }
 }
 

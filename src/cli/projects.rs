@@ -38,6 +38,8 @@ pub struct ProjectsArgs {
     /// One JSON object on stdout (camelCase keys).
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    tls: common::TlsArgs,
 }
 
 /// Runs `cvarchive projects`.
@@ -45,6 +47,7 @@ pub async fn run(args: ProjectsArgs) -> anyhow::Result<Exit> {
     let key = common::load_key(args.key_file.as_deref())?;
     let mut client_opts = ClientOptions::new(common::endpoint(args.endpoint.clone())?, key);
     client_opts.api_rate = args.api_rate.0;
+    args.tls.apply(&mut client_opts);
     client_opts.cancel = common::cancel_on_signals_telling(|m| eprintln_escaped!("{m}"));
     let client = Client::new(client_opts)?;
     let opts = SurveyOptions { iterations: true, predictions: true };

@@ -53,6 +53,8 @@ pub struct RestoreArgs {
     /// No progress display (warnings and the summary only).
     #[arg(long)]
     no_progress: bool,
+    #[command(flatten)]
+    tls: common::TlsArgs,
 }
 
 /// Runs `cvarchive restore`.
@@ -63,6 +65,7 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<Exit> {
     let mut client_opts = ClientOptions::new(common::endpoint(args.endpoint.clone())?, key);
     client_opts.api_rate = args.api_rate.0;
     client_opts.progress = drawer.clone();
+    args.tls.apply(&mut client_opts);
     let client = Client::new(client_opts)?;
     let report_path = args.report.clone().unwrap_or_else(|| args.archive.with_extension("restore.json"));
     let opts = RestoreOptions {

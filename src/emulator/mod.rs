@@ -20,6 +20,7 @@
 //! - `generate`: generated accounts and on-the-fly image bytes.
 //! - `faults`: rate limiting and injected failures.
 //! - `record`: the request record.
+//! - `tls`: serving over HTTPS ([`start_tls`]).
 
 mod blob;
 mod create;
@@ -33,6 +34,7 @@ mod record;
 mod render;
 mod routes;
 mod state;
+mod tls;
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -45,6 +47,7 @@ use uuid::Uuid;
 pub use faults::{FaultConfig, Hostile, ListingMutation};
 pub use record::RecordedRequest;
 pub use routes::{app, AppState};
+pub use tls::TlsFiles;
 
 /// The Training-Key the emulator accepts unless told otherwise: a fixed, well-known value (like
 /// Azurite's account key), so scripts can hard-code it. Never a real key.
@@ -73,6 +76,14 @@ pub enum Error {
     BadGenerateSpec {
         /// The text given.
         spec: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The certificate or key to serve HTTPS with could not be used.
+    #[error("cannot serve HTTPS with {}: {reason}", path.display())]
+    Tls {
+        /// The file at fault.
+        path: std::path::PathBuf,
         /// What is wrong with it.
         reason: String,
     },
@@ -197,23 +208,49 @@ pub struct Emulator {
 
 /// Binds `listen` (port 0 picks a free port) and serves the account described by `opts`.
 pub async fn start(listen: SocketAddr, opts: EmulatorOptions) -> Result<Emulator, Error> {
+    start_with(listen, opts, None).await
+}
+
+/// [`start`], served over HTTPS with the certificate and key of `tls` (for testing a client's
+/// trust settings, as behind a network that inspects TLS): the endpoint is `https://...`.
+pub async fn start_tls(listen: SocketAddr, opts: EmulatorOptions, tls: &TlsFiles) -> Result<Emulator, Error> {
+    start_with(listen, opts, Some(tls)).await
+}
+
+async fn start_with(listen: SocketAddr, opts: EmulatorOptions, tls: Option<&TlsFiles>) -> Result<Emulator, Error> {
+    let acceptor = tls.map(TlsFiles::acceptor).transpose()?;
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|source| Error::Bind { addr: listen, source })?;
     let local = listener.local_addr().map_err(|source| Error::Bind { addr: listen, source })?;
-    let endpoint = format!("http://{local}");
+    let scheme = if acceptor.is_some() { "https" } else { "http" };
+    let endpoint = format!("{scheme}://{local}");
     let state = AppState::new(&opts, endpoint.clone())?;
     let router = app(state.clone());
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
+    let task = match acceptor {
+        None => serve(listener, router, stopped),
+        Some(acceptor) => {
+            let listener =
+                tls::TlsListener::new(listener, acceptor).map_err(|source| Error::Bind { addr: listen, source })?;
+            serve(listener, router, stopped)
+        }
+    };
+    tracing::debug!(%endpoint, "emulator listening");
+    Ok(Emulator { endpoint, state, stop: Some(stop), task: Some(task) })
+}
+
+fn serve<L: axum::serve::Listener>(listener: L, router: axum::Router, stopped: oneshot::Receiver<()>) -> JoinHandle<()>
+where
+    L::Addr: std::fmt::Debug,
+{
+    tokio::spawn(async move {
         let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
             let _ = stopped.await;
         });
         if let Err(e) = serve.await {
             tracing::warn!("emulator server stopped with an error: {e}");
         }
-    });
-    tracing::debug!(%endpoint, "emulator listening");
-    Ok(Emulator { endpoint, state, stop: Some(stop), task: Some(task) })
+    })
 }
 
 impl Emulator {

@@ -239,13 +239,22 @@ impl AppState {
         }
     }
 
+    /// `https` when served over TLS (see `emulator::start_tls`), else `http`.
+    fn scheme(&self) -> &'static str {
+        if self.inner.endpoint.starts_with("https://") {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
     /// Links for an answer to a request with these headers.
     pub(crate) fn links(&self, headers: &HeaderMap) -> Links<'_> {
         let base = headers
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
             .filter(|h| !h.is_empty() && !h.contains(['/', ' ']))
-            .map_or_else(|| self.inner.endpoint.clone(), |h| format!("http://{h}"));
+            .map_or_else(|| self.inner.endpoint.clone(), |h| format!("{}://{h}", self.scheme()));
         let ttl = chrono::Duration::from_std(self.inner.sas_ttl).unwrap_or(chrono::Duration::days(1));
         Links { base, signer: &self.inner.signer, expiry: Utc::now() + ttl }
     }

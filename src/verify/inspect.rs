@@ -47,7 +47,7 @@ pub struct Summary {
     pub payload_bytes: u64,
     /// Account-level items the export could not archive.
     pub missing: u64,
-    /// One per project.
+    /// One per project, sorted by name (case aside; nameless ones last, ties by id).
     pub projects: Vec<ProjectSummary>,
     /// What could not be read, in words.
     pub notes: Vec<String>,
@@ -171,6 +171,8 @@ pub fn inspect(path: &Path) -> Result<Summary, Error> {
         None => s.notes.push("no account.json; counts come from the entry listing".into()),
     }
     s.projects = projects.into_values().collect();
+    // By name, as people look for them (case aside); nameless ones last; the id breaks ties.
+    s.projects.sort_by_cached_key(|p| (p.name.is_none(), p.name.as_deref().map(str::to_lowercase), p.id.clone()));
     Ok(s)
 }
 

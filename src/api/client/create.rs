@@ -45,8 +45,8 @@ pub fn batch_tags(batch: &ImageFileCreateBatch) -> BTreeSet<Uuid> {
 
 /// The HTTP client of uploads: like the API client's, without its read timeout (reqwest's read
 /// timeout also runs while a request body is being sent).
-pub(super) fn upload_http(opts: &ClientOptions) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
+pub(super) fn upload_http(opts: &ClientOptions, roots: &[reqwest::Certificate]) -> reqwest::Result<reqwest::Client> {
+    super::tls::trusting(reqwest::Client::builder(), roots)
         .connect_timeout(opts.connect_timeout)
         .user_agent(concat!("cvarchive/", env!("CARGO_PKG_VERSION")))
         .redirect(super::links::same_origin_redirects())

@@ -6,6 +6,7 @@ mod blob;
 mod create;
 mod links;
 mod operations;
+mod tls;
 mod wire;
 
 pub use blob::{link_has_expired, Blob};
@@ -68,6 +69,10 @@ pub struct ClientOptions {
     /// Told of every retry (before its wait) and every refreshed download link, as
     /// [`Event::Retry`] and [`Event::LinkRefreshed`]: the same progress the command reports to.
     pub progress: Arc<dyn Progress>,
+    /// A PEM file of certificate authorities to trust besides the bundled roots and the
+    /// operating system's store (or `SSL_CERT_FILE` / `SSL_CERT_DIR`), e.g. the root of a
+    /// network's TLS inspection.
+    pub ca_cert: Option<std::path::PathBuf>,
     /// Stops the client: once cancelled, every call in flight, retry wait and rate-limiter wait
     /// ends at once with [`Error::Interrupted`], and so does every later call.
     pub cancel: CancellationToken,
@@ -99,6 +104,7 @@ impl ClientOptions {
             max_json_bytes: 64 << 20,
             api_version: super::API_VERSION.to_owned(),
             progress: Arc::new(NoProgress),
+            ca_cert: None,
             cancel: CancellationToken::new(),
         }
     }
@@ -302,7 +308,8 @@ impl Client {
         let reach = endpoint.host().map_or(Reach::Public, |h| reach(&h));
         let root = endpoint.as_str().trim_end_matches('/').to_owned();
         let base = format!("{root}/customvision/{}/training", opts.api_version);
-        let http = reqwest::Client::builder()
+        let roots = tls::extra_roots(opts.ca_cert.as_deref())?;
+        let http = tls::trusting(reqwest::Client::builder(), &roots)
             .connect_timeout(opts.connect_timeout)
             .read_timeout(opts.read_timeout)
             .user_agent(concat!("cvarchive/", env!("CARGO_PKG_VERSION")))
@@ -310,7 +317,7 @@ impl Client {
             .redirect(links::same_origin_redirects())
             .build()
             .map_err(|e| Error::Request { op, detail: format!("cannot build the HTTP client: {}", e.without_url()) })?;
-        let uploads = create::upload_http(&opts)
+        let uploads = create::upload_http(&opts, &roots)
             .map_err(|e| Error::Request { op, detail: format!("cannot build the HTTP client: {}", e.without_url()) })?;
         Ok(Client {
             inner: Arc::new(Inner {

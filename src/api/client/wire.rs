@@ -20,6 +20,9 @@ pub(super) fn transport(op: &'static str, url: &str, e: reqwest::Error) -> Error
         }
         source = s.source();
     }
+    if let Some(problem) = super::tls::certificate_problem(&e) {
+        return Error::Untrusted { op, url: url.to_owned(), problem };
+    }
     let timeout = e.is_timeout();
     let e = e.without_url();
     let mut detail = e.to_string();
