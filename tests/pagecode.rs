@@ -14,7 +14,7 @@ use crate::convert::fixture_archive;
 
 /// The payload of `src` (paths below `data/`), edited by `edit`, bagged anew at `dst`: every
 /// manifest agrees with the edited files, as an attacker's re-bagging would.
-fn rebag(src: &Path, dst: &Path, edit: impl FnOnce(&mut Vec<(String, Vec<u8>)>)) {
+pub(crate) fn rebag(src: &Path, dst: &Path, edit: impl FnOnce(&mut Vec<(String, Vec<u8>)>)) {
     let mut zip = zip::ZipArchive::new(File::open(src).unwrap()).unwrap();
     let mut payload = Vec::new();
     for i in 0..zip.len() {

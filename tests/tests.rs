@@ -4,6 +4,7 @@ mod support;
 
 mod archive;
 mod browse;
+mod complete;
 mod convert;
 mod delete;
 mod delete_gate;
