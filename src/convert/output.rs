@@ -77,19 +77,23 @@ pub fn mark(staging: &Path, id: Uuid, to: Target) -> Result<(), Error> {
 
 /// Puts the finished `staging` folder at `done`. An earlier output there (already checked by
 /// [`check_target`]) is first moved aside to a hidden name, then removed once the new one is in
-/// place, so `done` never holds a mix of the two.
+/// place (or moved back if it cannot be), so `done` never holds a mix of the two. An aside
+/// folder an interrupted run left is removed first: only convert's own output is ever moved
+/// there.
 pub fn put_in_place(out: &Path, staging: &Path, done: &Path, id: Uuid, replace: bool) -> Result<(), Error> {
-    if replace {
-        let aside: PathBuf = out.join(format!(".{id}.replaced"));
-        if std::fs::symlink_metadata(&aside).is_ok() {
-            std::fs::remove_dir_all(&aside).map_err(|e| io(&aside, e))?;
-        }
-        std::fs::rename(done, &aside).map_err(|e| io(done, e))?;
-        std::fs::rename(staging, done).map_err(|e| io(done, e))?;
+    let aside: PathBuf = out.join(format!(".{id}.replaced"));
+    if std::fs::symlink_metadata(&aside).is_ok() {
         std::fs::remove_dir_all(&aside).map_err(|e| io(&aside, e))?;
-        return Ok(());
     }
-    std::fs::rename(staging, done).map_err(|e| io(done, e))
+    if !replace {
+        return std::fs::rename(staging, done).map_err(|e| io(done, e));
+    }
+    std::fs::rename(done, &aside).map_err(|e| io(done, e))?;
+    if let Err(e) = std::fs::rename(staging, done) {
+        let _ = std::fs::rename(&aside, done);
+        return Err(io(done, e));
+    }
+    std::fs::remove_dir_all(&aside).map_err(|e| io(&aside, e))
 }
 
 #[cfg(test)]
