@@ -96,7 +96,8 @@ fn print_human(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
     }
     if report.is_clean() {
         if report.is_complete() {
-            return writeln!(out, "intact: no findings");
+            let scope = if report.not_checked.is_empty() { "" } else { " in what --fast checks" };
+            return writeln!(out, "intact: no findings{scope}");
         }
         writeln!(out, "intact, but INCOMPLETE: no findings, and the export did not archive everything it listed")?;
         return print_missing(out, report);
