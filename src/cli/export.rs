@@ -247,3 +247,38 @@ fn print_summary(s: &ExportSummary, rerun: Option<&str>, mode: Mode) -> anyhow::
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn args(argv: &[&str]) -> ExportArgs {
+        match super::super::Cli::try_parse_from([&["cvarchive", "export"], argv].concat()).unwrap().command {
+            super::super::Command::Export(args) => args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_fetch_the_rest_command_is_one_shell_line_without_secrets() {
+        let key = crate::secret::TrainingKey::new("0123456789abcdef0123456789abcdef");
+        let a = args(&[
+            "--endpoint",
+            "https://user:0123456789abcdef0123456789abcdef@h.example/",
+            "--out",
+            "my backup's.zip",
+            "--project",
+            "00000000-0000-0000-0000-000000000001",
+            "--no-predictions",
+            "--concurrency",
+            "4",
+        ]);
+        let line = fetch_rest_command(&a, &Some(key));
+        assert!(!line.contains("0123456789abcdef"), "{line}");
+        assert!(!line.contains("--concurrency"), "only what makes the job: {line}");
+        assert!(line.ends_with("--project 00000000-0000-0000-0000-000000000001 --no-predictions"), "{line}");
+        assert!(line.contains(r"--out 'my backup'\''s.rest.zip' --base 'my backup'\''s.zip'"), "{line}");
+    }
+}
