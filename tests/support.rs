@@ -143,3 +143,13 @@ pub fn run_measured(args: &[&str]) -> (i32, u64) {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
+
+/// The folder `convert --to folders` wrote for project `id` under `out` (`<name>-<id>`).
+pub fn folder_of(out: &Path, id: impl std::fmt::Display) -> PathBuf {
+    let suffix = format!("-{id}");
+    std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir() && p.file_name().unwrap().to_string_lossy().ends_with(&suffix))
+        .unwrap_or_else(|| panic!("a folder for project {id} in {}", out.display()))
+}

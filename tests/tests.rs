@@ -5,6 +5,7 @@ mod support;
 mod archive;
 mod browse;
 mod conventions;
+mod complete;
 mod convert;
 mod delete;
 mod delete_gate;

@@ -2,7 +2,8 @@
 //! [limits](LIMITS), the one capped [line reader](read_line), the one payload [manifest
 //! reader](read_manifest), the listing line types ([`ListedFile`], [`ArchivedImage`]) with the
 //! rule binding a listed id to its own file ([`bound_file_problem`]), a bounded typed view of
-//! `account.json` ([`AccountView`]) and JSON read streamed under a cap ([`read_json`]).
+//! `account.json` ([`AccountView`]; its missing items in [`super::missing`]) and JSON read
+//! streamed under a cap ([`read_json`]).
 //!
 //! Memory spent on an archive grows with its real entries (the zip directory), never with what a
 //! deflated file expands to: files are streamed, lines longer than [`MAX_LINE_BYTES`] are
@@ -12,7 +13,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::marker::PhantomData;
 
-use serde::de::{DeserializeOwned, IgnoredAny, SeqAccess, Visitor};
+use serde::de::{DeserializeOwned, DeserializeSeed, IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -186,9 +187,30 @@ pub fn json_parses(reader: &BagReader, entry: &Entry) -> Result<(), JsonError> {
 }
 
 fn parse_stream<T: DeserializeOwned>(reader: &BagReader, entry: &Entry) -> Result<T, JsonError> {
+    parse_stream_seeded(reader, entry, PhantomData::<T>)
+}
+
+/// [`read_json`] with a seed: for readers that keep only part of a document as they go (see
+/// [`super::missing`]).
+pub fn read_json_seeded<'de, S: DeserializeSeed<'de>>(
+    reader: &BagReader,
+    entry: &Entry,
+    seed: S,
+) -> Result<S::Value, JsonError> {
+    if entry.size > MAX_JSON_BYTES {
+        return Err(JsonError::Entry(EntryProblem::TooLarge { declared: entry.size, limit: MAX_JSON_BYTES }));
+    }
+    parse_stream_seeded(reader, entry, seed)
+}
+
+fn parse_stream_seeded<'de, S: DeserializeSeed<'de>>(
+    reader: &BagReader,
+    entry: &Entry,
+    seed: S,
+) -> Result<S::Value, JsonError> {
     let input = BufReader::with_capacity(64 << 10, reader.open_entry(entry).map_err(JsonError::Entry)?);
     let mut de = serde_json::Deserializer::from_reader(input);
-    let value = T::deserialize(&mut de).and_then(|v| de.end().map(|_| v));
+    let value = seed.deserialize(&mut de).and_then(|v| de.end().map(|_| v));
     value.map_err(|e| if e.is_io() { JsonError::Entry(problem(std::io::Error::from(e))) } else { JsonError::Json(e) })
 }
 
@@ -363,6 +385,10 @@ pub struct ArchivedView {
     pub tags: Option<u64>,
     /// Iterations.
     pub iterations: Option<u64>,
+    /// Stored predictions.
+    pub predictions: Option<u64>,
+    /// Model exports (packages).
+    pub model_exports: Option<u64>,
 }
 
 /// A JSON array read with at most [`MAX_ACCOUNT_ITEMS`] elements kept; the rest are skipped

@@ -11,6 +11,7 @@ pub mod data;
 mod index;
 pub mod journal;
 pub mod layout;
+pub mod missing;
 mod rawcopy;
 pub mod reader;
 mod resume;

@@ -200,6 +200,11 @@ impl Source {
         Ok(if only.is_empty() { all } else { all.into_iter().filter(|id| only.contains(id)).collect() })
     }
 
+    /// Reads one project's record (`project.json`) alone.
+    pub fn project_record(&self, id: Uuid) -> Result<Project, Error> {
+        self.json(&layout::project_json(id))
+    }
+
     /// Reads one project's record, tags and image list. `images.jsonl` is streamed and checked
     /// against the manifest as it is read: each line must name its own file (the path follows
     /// from its id), present and listed once, and the lines held stay under [`MAX_LISTING_BYTES`].

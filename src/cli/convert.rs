@@ -18,9 +18,14 @@ pub struct ConvertArgs {
     /// The format: `coco` (annotations.json + images/) or `folders` (one folder per tag).
     #[arg(long, value_enum)]
     to: Format,
-    /// The folder that receives one folder per project (named by project id).
+    /// The folder that receives one folder per project: `<projectId>` for coco,
+    /// `<name>-<projectId>` for folders (the name made safe for any file system).
     #[arg(long, short, value_name = "DIR")]
     out: PathBuf,
+    /// Replace a project's folder an earlier convert wrote (a folder convert did not write is
+    /// never replaced).
+    #[arg(long)]
+    force: bool,
     /// Convert only this project (repeatable); default: every project.
     #[arg(long = "project", value_name = "ID")]
     projects: Vec<Uuid>,
@@ -45,7 +50,7 @@ pub async fn run(args: ConvertArgs) -> anyhow::Result<Exit> {
         Format::Coco => Target::Coco,
         Format::Folders => Target::Folders,
     };
-    let opts = ConvertOptions { to, out: args.out.clone(), projects: args.projects.clone() };
+    let opts = ConvertOptions { to, out: args.out.clone(), projects: args.projects.clone(), force: args.force };
     let archive = args.archive.clone();
     let report = tokio::task::spawn_blocking(move || {
         let drawer = Drawer::start(mode);
@@ -57,7 +62,7 @@ pub async fn run(args: ConvertArgs) -> anyhow::Result<Exit> {
     .context("the convert task failed")?
     .with_context(|| format!("cannot convert {}", args.archive.display()))?;
     print(&report, args.json)?;
-    Ok(if report.is_complete() { Exit::Done } else { Exit::Findings })
+    Ok(if report.is_complete() { Exit::Done } else { Exit::Incomplete })
 }
 
 fn print(report: &Report, json: bool) -> anyhow::Result<()> {
@@ -81,6 +86,9 @@ fn print(report: &Report, json: bool) -> anyhow::Result<()> {
             p.annotations,
             p.path.display()
         );
+        if p.replaced {
+            println_escaped!("  (replaced the earlier output of convert there)");
+        }
         for s in &p.skipped {
             println_escaped!("  SKIPPED image {}: {}", s.image_id, s.reason);
         }

@@ -136,8 +136,8 @@ pub async fn run(args: DeleteArgs) -> anyhow::Result<Exit> {
             print_receipt(&done, args.json)?;
             Ok(match done.outcome {
                 RunOutcome::Complete => Exit::Done,
-                RunOutcome::Failures => Exit::Findings,
-                RunOutcome::Interrupted => Exit::Error,
+                RunOutcome::Failures => Exit::Incomplete,
+                RunOutcome::Interrupted => Exit::Interrupted,
             })
         }
     }
@@ -159,7 +159,7 @@ fn refuse(e: &Error, json: bool) -> anyhow::Result<Exit> {
         println!("{doc}");
     }
     eprintln_escaped!("cvarchive: {e}");
-    Ok(Exit::Error)
+    Ok(if matches!(e, Error::Interrupted) { Exit::Interrupted } else { Exit::Error })
 }
 
 fn print_plan(plan: &Plan, opts: &EraseOptions, json: bool) -> anyhow::Result<()> {
@@ -173,6 +173,14 @@ fn print_plan(plan: &Plan, opts: &EraseOptions, json: bool) -> anyhow::Result<()
     }
     writeln!(out, "DRY RUN: nothing was deleted. Run again with --yes to delete.")?;
     writeln!(out, "endpoint: {}", plan.endpoint_host)?;
+    if let Some(other) = &plan.backup_from_other_endpoint {
+        writeln!(
+            out,
+            "WARNING:  the backup is of ANOTHER ENDPOINT ({other}), not {}; accepted because of \
+             --backup-from-other-endpoint",
+            plan.endpoint_host
+        )?;
+    }
     match &opts.backup {
         Some(b) => writeln!(
             out,
@@ -292,6 +300,13 @@ fn print_receipt(done: &Executed, json: bool) -> anyhow::Result<()> {
         RunOutcome::Interrupted => "INTERRUPTED; run the same command again to continue",
     };
     writeln!(out, "{outcome}")?;
+    if let Some(other) = r.backup.as_ref().and_then(|b| b.other_endpoint.as_ref()) {
+        writeln!(
+            out,
+            "the backup is of ANOTHER ENDPOINT ({other}), not {}; accepted because of --backup-from-other-endpoint",
+            r.endpoint_host
+        )?;
+    }
     writeln!(
         out,
         "this run: {} project(s), {} unpublished, {} images, {} tags, {} iterations, {} predictions",

@@ -11,7 +11,7 @@ use super::common;
 use super::progress::{human_bytes, Drawer, Mode};
 use super::Exit;
 use crate::api::{Client, ClientOptions};
-use crate::export::{export, plan, ExportOptions, ExportSummary};
+use crate::export::{export, plan, Error as ExportError, ExportOptions, ExportSummary};
 
 /// Arguments of `cvarchive export`.
 #[derive(Debug, Args)]
@@ -101,6 +101,7 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<Exit> {
         let key = common::load_key(args.key_file.as_deref())?;
         (None, ClientOptions::new(common::endpoint(args.endpoint.clone())?, key))
     };
+    let key_for_redaction = (!args.demo).then(|| client_opts.key.clone());
     if !args.demo {
         client_opts.api_rate = args.api_rate.0;
     }
@@ -141,15 +142,85 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<Exit> {
     };
     let result = export(&client, &opts, drawer.as_ref(), &cancel).await;
     drawer.finish();
-    let summary = result?;
-    print_summary(&summary, mode)?;
-    Ok(if summary.complete { Exit::Done } else { Exit::Findings })
+    let summary = match result {
+        Ok(summary) => summary,
+        Err(e) if interrupted(&e) => {
+            eprintln_escaped!("cvarchive: {}", super::describe(&e.into()));
+            return Ok(Exit::Interrupted);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let rerun = (!summary.complete).then(|| fetch_rest_command(&args, &key_for_redaction));
+    print_summary(&summary, rerun.as_deref(), mode)?;
+    Ok(if summary.complete { Exit::Done } else { Exit::Incomplete })
 }
 
-fn print_summary(s: &ExportSummary, mode: Mode) -> anyhow::Result<()> {
+/// Whether the export stopped because it was asked to (Ctrl-C, SIGTERM).
+fn interrupted(e: &ExportError) -> bool {
+    match e {
+        ExportError::Interrupted => true,
+        ExportError::Resumable { cause, .. } => interrupted(cause),
+        _ => false,
+    }
+}
+
+/// The command that fetches what an incomplete export missed: a new export of the same account
+/// and options with `--base` the archive just written, so that only what it lacks is
+/// downloaded. Never holds a secret: the key stays in the environment or its file, and the
+/// endpoint is printed redacted.
+fn fetch_rest_command(args: &ExportArgs, key: &Option<crate::secret::TrainingKey>) -> String {
+    let mut words: Vec<String> = vec!["cvarchive".into(), "export".into()];
+    let mut push = |flag: &str, value: Option<String>| {
+        words.push(flag.to_owned());
+        if let Some(v) = value {
+            words.push(shell_word(&v));
+        }
+    };
+    if args.demo {
+        push("--demo", None);
+    }
+    if let Some(endpoint) = &args.endpoint {
+        push("--endpoint", Some(crate::secret::redact(endpoint, key.as_ref())));
+    }
+    if let Some(file) = &args.key_file {
+        push("--key-file", Some(file.display().to_string()));
+    }
+    push("--out", Some(next_name(&args.out).display().to_string()));
+    push("--base", Some(args.out.display().to_string()));
+    for p in &args.projects {
+        push("--project", Some(p.to_string()));
+    }
+    if args.include_models {
+        push("--include-models", None);
+    }
+    if args.no_predictions {
+        push("--no-predictions", None);
+    }
+    words.join(" ")
+}
+
+/// `backup.zip` -> `backup.rest.zip`: a new name beside the archive, which stays the base.
+fn next_name(out: &std::path::Path) -> PathBuf {
+    let stem = out.file_stem().map_or_else(|| "archive".into(), |s| s.to_string_lossy().into_owned());
+    out.with_file_name(format!("{stem}.rest.zip"))
+}
+
+/// `word` as one POSIX shell word: as is when it holds only safe characters, else single-quoted.
+fn shell_word(word: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "_./:@%+=,-".contains(c);
+    if !word.is_empty() && word.chars().all(safe) {
+        return word.to_owned();
+    }
+    format!("'{}'", word.replace('\'', "'\\''"))
+}
+
+fn print_summary(s: &ExportSummary, rerun: Option<&str>, mode: Mode) -> anyhow::Result<()> {
     if mode == Mode::Json {
         let mut value = serde_json::to_value(s)?;
         value["event"] = "summary".into();
+        if let Some(rerun) = rerun {
+            value["rerun"] = rerun.into();
+        }
         println!("{value}");
         return Ok(());
     }
@@ -191,5 +262,46 @@ fn print_summary(s: &ExportSummary, mode: Mode) -> anyhow::Result<()> {
             println_escaped!("  {} {} (project {}): {}", m.kind, m.id, m.project, m.reason);
         }
     }
+    if let Some(rerun) = rerun {
+        println_escaped!(
+            "to fetch what is missing, export again with this archive as the base (only what it lacks is downloaded):"
+        );
+        println_escaped!("  {rerun}");
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn args(argv: &[&str]) -> ExportArgs {
+        match super::super::Cli::try_parse_from([&["cvarchive", "export"], argv].concat()).unwrap().command {
+            super::super::Command::Export(args) => args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_fetch_the_rest_command_is_one_shell_line_without_secrets() {
+        let key = crate::secret::TrainingKey::new("0123456789abcdef0123456789abcdef");
+        let a = args(&[
+            "--endpoint",
+            "https://user:0123456789abcdef0123456789abcdef@h.example/",
+            "--out",
+            "my backup's.zip",
+            "--project",
+            "00000000-0000-0000-0000-000000000001",
+            "--no-predictions",
+            "--concurrency",
+            "4",
+        ]);
+        let line = fetch_rest_command(&a, &Some(key));
+        assert!(!line.contains("0123456789abcdef"), "{line}");
+        assert!(!line.contains("--concurrency"), "only what makes the job: {line}");
+        assert!(line.ends_with("--project 00000000-0000-0000-0000-000000000001 --no-predictions"), "{line}");
+        assert!(line.contains(r"--out 'my backup'\''s.rest.zip' --base 'my backup'\''s.zip'"), "{line}");
+    }
 }

@@ -1,8 +1,11 @@
 //! The command line: clap commands (one file each), progress drawing, and the one place that
 //! turns results into exit codes.
 //!
-//! Exit codes, for every command: 0 done; 1 done with findings or missing items (listed);
-//! 2 error or refusal, with nothing written at the final path.
+//! Exit codes are the contract with scripts and schedulers, the same for every command (each
+//! command's `--help` lists the ones it can return; README has the table): 0 done and complete;
+//! 1 findings (verify found damage, or the browse page's code differs); 2 error or refusal,
+//! with nothing written at the final path; 3 done but incomplete (what was not done is listed);
+//! 130 interrupted by Ctrl-C or SIGTERM (what is kept for a rerun is said).
 
 use std::process::ExitCode;
 
@@ -27,27 +30,89 @@ mod verify;
 /// The outcome of a command, mapped to the process exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
-    /// Everything done (exit 0).
+    /// Everything done, nothing missing (exit 0).
     Done,
-    /// Done, but with findings or missing items (exit 1).
+    /// Findings: damage, or a browse page whose code differs (exit 1).
     Findings,
-    /// Error or refusal (exit 2).
+    /// Error or refusal, nothing written at the final path (exit 2).
     Error,
+    /// Done, but not everything: what is missing is listed (exit 3).
+    Incomplete,
+    /// Interrupted by Ctrl-C or SIGTERM (exit 130, as shells report a SIGINT).
+    Interrupted,
+}
+
+impl Exit {
+    /// The process exit code.
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Done => 0,
+            Exit::Findings => 1,
+            Exit::Error => 2,
+            Exit::Incomplete => 3,
+            Exit::Interrupted => INTERRUPTED,
+        }
+    }
 }
 
 impl From<Exit> for ExitCode {
     fn from(e: Exit) -> ExitCode {
-        match e {
-            Exit::Done => ExitCode::from(0),
-            Exit::Findings => ExitCode::from(1),
-            Exit::Error => ExitCode::from(2),
-        }
+        ExitCode::from(e.code())
     }
 }
 
 /// The version `--version` prints: the package's, with the commit it was built from (see
 /// build.rs), e.g. `0.1.0 (commit 3130cb0)`.
 pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("CVARCHIVE_COMMIT"), ")");
+
+/// The exit code of an interrupted command (128 + SIGINT, what shells report).
+pub const INTERRUPTED: u8 = 130;
+
+/// `--help`'s exit codes, one text per command: the codes it can return and what each means.
+mod exit_help {
+    pub const EXPORT: &str = "\
+Exit codes:
+  0    the archive is written and complete
+  2    error or refusal: nothing at --out (a partial archive is kept beside it for a rerun)
+  3    the archive is written but incomplete: the missing items are listed in the summary and
+       in account.json, with the command that fetches them
+  130  interrupted (Ctrl-C, SIGTERM): nothing at --out; run the same command again to resume";
+    pub const VERIFY: &str = "\
+Exit codes:
+  0    intact and complete
+  1    findings: damage, or the browse page's code differs (the data may still be intact)
+  2    cannot be read as an archive at all
+  3    intact but incomplete: the export that wrote it recorded missing items (listed)
+  130  interrupted (Ctrl-C)";
+    pub const DELETE: &str = "\
+Exit codes:
+  0    done, everything planned is gone and confirmed gone (or the dry run's plan was shown)
+  2    refused (no, damaged or incomplete backup, bad arguments) or error; nothing deleted
+  3    done in part: some deletions failed or are unconfirmed (listed in the receipt)
+  130  interrupted (Ctrl-C, SIGTERM): the receipt says what was deleted; run again to go on";
+    pub const INSPECT: &str = "\
+Exit codes:
+  0    summarised
+  2    cannot be read as an archive
+  130  interrupted (Ctrl-C)";
+    pub const CONVERT: &str = "\
+Exit codes:
+  0    every image of every project converted
+  2    error or refusal (an output folder exists and is not convert's, or --force was not given)
+  3    converted, but some images were left out (listed, with why)
+  130  interrupted (Ctrl-C): finished projects stay, the one in progress is left in a hidden
+       .partial folder that the next run removes";
+    pub const RESTORE: &str = "\
+Exit codes:
+  0    every project restored and its counts match
+  2    error or refusal
+  3    restored, but some images were refused or counts differ (listed in the report)
+  130  interrupted (Ctrl-C, SIGTERM): the report keeps what was done; run again to resume";
+    pub const EMULATOR: &str = "\
+Exit codes:
+  0    stopped by Ctrl-C
+  2    error (e.g. the address is in use)";
+}
 
 /// cvarchive: complete, verifiable backups of Azure Custom Vision accounts.
 #[derive(Debug, Parser)]
@@ -68,22 +133,29 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Export a whole Custom Vision account (or some projects) into one BagIt zip.
+    #[command(after_help = exit_help::EXPORT)]
     Export(export::ExportArgs),
     /// List the account's projects with their counts and estimated bytes (no image is
     /// downloaded).
     Projects(projects::ProjectsArgs),
     /// Prove an archive is complete and untouched, naming every problem.
+    #[command(after_help = exit_help::VERIFY)]
     Verify(verify::VerifyArgs),
     /// Delete projects (or one category of them) after checking a verified backup holds them;
     /// a dry run unless --yes.
+    #[command(after_help = exit_help::DELETE)]
     Delete(delete::DeleteArgs),
     /// Summarise an archive from its metadata.
+    #[command(after_help = exit_help::INSPECT)]
     Inspect(inspect::InspectArgs),
     /// Run a local Custom Vision Training service for tests and demos.
+    #[command(after_help = exit_help::EMULATOR)]
     Emulator(emulator::EmulatorArgs),
     /// Turn an archive into COCO datasets or tag folders that other tools load.
+    #[command(after_help = exit_help::CONVERT)]
     Convert(convert::ConvertArgs),
     /// Recreate an archive's projects in a Custom Vision resource (resumable).
+    #[command(after_help = exit_help::RESTORE)]
     Restore(restore::RestoreArgs),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
     Completions(completions::CompletionsArgs),

@@ -10,7 +10,7 @@ use super::common;
 use super::progress::{Drawer, Mode};
 use super::Exit;
 use crate::api::{Client, ClientOptions, MAX_UPLOAD_BATCH_BYTES};
-use crate::restore::{restore, Report, RestoreOptions};
+use crate::restore::{restore, Error as RestoreError, Report, RestoreOptions};
 
 /// Arguments of `cvarchive restore`.
 #[derive(Debug, Args)]
@@ -79,9 +79,16 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<Exit> {
     let cancel = common::cancel_on_signals_telling(move |message| said.say(message));
     let result = restore(&client, &args.archive, &opts, drawer.as_ref(), &cancel).await;
     drawer.finish();
-    let report = result?;
+    let report = match result {
+        Ok(report) => report,
+        Err(e @ RestoreError::Interrupted(_)) => {
+            eprintln_escaped!("cvarchive: {}", super::describe(&e.into()));
+            return Ok(Exit::Interrupted);
+        }
+        Err(e) => return Err(e.into()),
+    };
     print(&report, &report_path, mode)?;
-    Ok(if report.complete { Exit::Done } else { Exit::Findings })
+    Ok(if report.complete { Exit::Done } else { Exit::Incomplete })
 }
 
 fn print(report: &Report, path: &std::path::Path, mode: Mode) -> anyhow::Result<()> {
@@ -117,6 +124,9 @@ fn print(report: &Report, path: &std::path::Path, mode: Mode) -> anyhow::Result<
         }
         for n in &p.notes {
             println_escaped!("  note: {n}");
+        }
+        for n in &p.not_recreated {
+            println_escaped!("  not recreated: {} {}: {}", n.count, n.what, n.why);
         }
     }
     println_escaped!("report: {}", path.display());

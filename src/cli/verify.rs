@@ -50,7 +50,11 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<Exit> {
     } else {
         print_human(&mut out, &report)?;
     }
-    Ok(if report.is_clean() { Exit::Done } else { Exit::Findings })
+    Ok(match (report.is_clean(), report.is_complete()) {
+        (false, _) => Exit::Findings,
+        (true, false) => Exit::Incomplete,
+        (true, true) => Exit::Done,
+    })
 }
 
 fn print_human(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
@@ -64,8 +68,16 @@ fn print_human(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
         report.bytes_hashed,
         report.mode
     )?;
+    for check in &report.not_checked {
+        writeln!(out, "not checked (--fast): {}", check.describe())?;
+    }
     if report.is_clean() {
-        return writeln!(out, "intact: no findings");
+        if report.is_complete() {
+            let scope = if report.not_checked.is_empty() { "" } else { " in what --fast checks" };
+            return writeln!(out, "intact: no findings{scope}");
+        }
+        writeln!(out, "intact, but INCOMPLETE: no findings, and the export did not archive everything it listed")?;
+        return print_missing(out, report);
     }
     if report.data_intact() {
         writeln!(
@@ -85,6 +97,34 @@ fn print_human(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
         if more > 0 {
             writeln!(out, "  and {more} more")?;
         }
+    }
+    if !report.is_complete() {
+        writeln!(out, "INCOMPLETE: the export did not archive everything it listed")?;
+        print_missing(out, report)?;
+    }
+    Ok(())
+}
+
+/// The items `account.json` records as not archived, as many as the report keeps.
+fn print_missing(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
+    writeln!(out, "missing ({}), as recorded in account.json:", report.missing_total)?;
+    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
+    for m in &report.missing {
+        writeln!(
+            out,
+            "  {} {} (project {}): {}",
+            or_dash(&m.kind),
+            or_dash(&m.id),
+            or_dash(&m.project),
+            or_dash(&m.reason)
+        )?;
+    }
+    let more = report.missing_total.saturating_sub(report.missing.len() as u64);
+    if more > 0 {
+        writeln!(out, "  and {more} more")?;
+    }
+    if report.missing_total == 0 {
+        writeln!(out, "  (account.json says \"complete\": false but lists no item)")?;
     }
     Ok(())
 }

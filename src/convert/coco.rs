@@ -104,6 +104,7 @@ pub(super) fn write(
         annotations: doc["annotations"].as_array().map_or(0, Vec::len),
         only_in_iterations,
         skipped,
+        replaced: false,
     })
 }
 

@@ -106,6 +106,7 @@ pub(super) fn write(
         annotations: files,
         only_in_iterations,
         skipped,
+        replaced: false,
     })
 }
 

@@ -10,7 +10,7 @@
 //!   trained iterations holding a copy, `null` when the archive does not record it). Each region becomes an annotation whose `bbox` is `[left * width, top * height,
 //!   region width * width, region height * height]` in pixels, `area` the box's, `iscrowd` 0,
 //!   `segmentation` the box as one polygon, and `custom_vision_region_id`.
-//! - [`Target::Folders`]: `<out>/<projectId>/<tag>/<imageId>.<ext>` for every tag of an image
+//! - [`Target::Folders`]: `<out>/<name>-<projectId>/<tag>/<imageId>.<ext>` for every tag of an image
 //!   (hard links when the file system allows, copies otherwise), `untagged/` for images without
 //!   tags, and `labels.csv` (`image_id,file,tags,width,height,sha256,workspace,iterations`; tags
 //!   and iteration ids `;`-separated; the last two columns only when the archive records which
@@ -28,11 +28,15 @@
 //!
 //! Every archive entry read is checked against the manifest (see [`crate::archive::source`]); a damaged image is
 //! left out and listed, a damaged listing stops the project. Output goes to a hidden staging
-//! folder that is renamed to `<projectId>` when the project is complete, so `--out` never holds a
-//! half-written project; file names come from ids and cleaned tag names only.
+//! folder that is renamed to the project's folder (`<projectId>` for COCO, `<name>-<projectId>`
+//! for tag folders, see [`output::folder_name`]) when the project is complete, so `--out` never
+//! holds a half-written project; file names come from ids and cleaned names only. Each project
+//! folder holds a marker ([`output::MARKER`]); `force` replaces a folder only when its marker
+//! names the same project, so it never removes what convert did not write.
 
 mod coco;
 mod folders;
+pub mod output;
 
 use std::path::{Path, PathBuf};
 
@@ -48,9 +52,12 @@ pub enum Error {
     /// The archive cannot be read as a source (see [`crate::archive::source`]).
     #[error(transparent)]
     Source(#[from] crate::archive::source::Error),
-    /// A project's output folder exists already.
-    #[error("{0} exists already; choose another --out or remove it")]
+    /// A project's output folder exists already (and `force` was not given).
+    #[error("{0} exists already; pass --force to replace it, or choose another --out")]
     Exists(PathBuf),
+    /// `force` was given, but the folder there is not one convert wrote for this project.
+    #[error("{0} exists and is not a folder cvarchive convert wrote for this project (it has no {marker} naming it): not replaced; remove it yourself or choose another --out", marker = output::MARKER)]
+    NotOurs(PathBuf),
     /// Writing the output failed.
     #[error("{path}: {source}")]
     Io {
@@ -63,7 +70,7 @@ pub enum Error {
 }
 
 /// The dataset format to write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Target {
     /// COCO `annotations.json` and `images/`.
@@ -81,6 +88,8 @@ pub struct ConvertOptions {
     pub out: PathBuf,
     /// Only these projects; every one when empty.
     pub projects: Vec<Uuid>,
+    /// Replace a project's folder an earlier convert wrote (never a folder it did not write).
+    pub force: bool,
 }
 
 /// What a conversion wrote.
@@ -120,6 +129,8 @@ pub struct ProjectReport {
     pub only_in_iterations: usize,
     /// Images left out, and why.
     pub skipped: Vec<Skipped>,
+    /// Whether an earlier output of convert for this project was replaced (`--force`).
+    pub replaced: bool,
 }
 
 /// An image left out of the output.
@@ -143,16 +154,18 @@ pub fn convert(archive: &Path, opts: &ConvertOptions, progress: &dyn Progress) -
     let source = Source::open(archive)?;
     let ids = source.selected(&opts.projects)?;
     std::fs::create_dir_all(&opts.out).map_err(|e| io(&opts.out, e))?;
-    for id in &ids {
-        let done = opts.out.join(id.to_string());
-        if std::fs::symlink_metadata(&done).is_ok() {
-            return Err(Error::Exists(done));
-        }
-    }
-    progress.event(Event::Started { projects: ids.len() });
-    progress.event(Event::Phase { phase: crate::progress::Phase::Converting, project_id: None });
-    let mut projects = Vec::with_capacity(ids.len());
+    // Every project's folder is checked before anything is written.
+    let mut targets = Vec::with_capacity(ids.len());
     for id in ids {
+        let name = source.project_record(id)?.name;
+        let done = opts.out.join(output::folder_name(opts.to, id, &name));
+        let replace = output::check_target(&done, id, opts.force)?;
+        targets.push((id, done, replace));
+    }
+    progress.event(Event::Started { projects: targets.len() });
+    progress.event(Event::Phase { phase: crate::progress::Phase::Converting, project_id: None });
+    let mut projects = Vec::with_capacity(targets.len());
+    for (id, done, replace) in targets {
         let archived = source.project(id)?;
         progress.event(Event::ProjectStarted { project_id: id.to_string(), name: archived.project.name.clone() });
         progress.event(Event::ImagesFound { project_id: id.to_string(), total: archived.images.len() as u64 });
@@ -165,9 +178,10 @@ pub fn convert(archive: &Path, opts: &ConvertOptions, progress: &dyn Progress) -
             Target::Coco => coco::write(&source, &archived, &staging, progress)?,
             Target::Folders => folders::write(&source, &archived, &staging, progress)?,
         };
-        let done = opts.out.join(id.to_string());
-        std::fs::rename(&staging, &done).map_err(|e| io(&done, e))?;
+        output::mark(&staging, id, opts.to)?;
+        output::put_in_place(&opts.out, &staging, &done, id, replace)?;
         report.path = done;
+        report.replaced = replace;
         progress.event(Event::ProjectFinished { project_id: id.to_string(), images: report.images as u64 });
         projects.push(report);
     }

@@ -323,20 +323,19 @@ pub async fn erase(
         (None, true) => None,
         (None, false) => return Err(Error::NoBackup),
     };
-    if let Some(backup) = &backup {
-        match backup.other_endpoint(client.host()) {
-            Some(other) if !opts.backup_from_other_endpoint => {
-                return Err(Error::OtherEndpoint {
-                    path: backup.path.clone(),
-                    backup_endpoint: other,
-                    endpoint: client.host().to_owned(),
-                });
-            }
-            _ => {}
+    let other_endpoint = backup.as_ref().and_then(|b| b.other_endpoint(client.host()));
+    if let (Some(backup), Some(other)) = (&backup, &other_endpoint) {
+        if !opts.backup_from_other_endpoint {
+            return Err(Error::OtherEndpoint {
+                path: backup.path.clone(),
+                backup_endpoint: other.clone(),
+                endpoint: client.host().to_owned(),
+            });
         }
     }
     progress.event(Event::Phase { phase: Phase::Connecting, project_id: None });
-    let plan = plan::survey(client, opts, progress, cancel).await?;
+    let mut plan = plan::survey(client, opts, progress, cancel).await?;
+    plan.backup_from_other_endpoint = other_endpoint;
     if let Some(backup) = &backup {
         let lacking = backup.lacks(&plan);
         if !lacking.is_empty() {

@@ -34,6 +34,10 @@ pub struct Plan {
     pub not_deletable: Vec<NotDeletable>,
     /// Things worth knowing before saying yes.
     pub notes: Vec<String>,
+    /// How the backup names its source when that is another endpoint (or none), let through by
+    /// `--backup-from-other-endpoint`; absent when the backup is of this endpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup_from_other_endpoint: Option<String>,
 }
 
 /// What a deletion would do to one project.
@@ -162,6 +166,7 @@ pub(crate) async fn survey(
         calls: 0,
         not_deletable: Vec::new(),
         notes: Vec::new(),
+        backup_from_other_endpoint: None,
     };
     for id in targets {
         if cancel.is_cancelled() {

@@ -77,6 +77,10 @@ pub struct BackupRef {
     pub sha256: String,
     /// `full`: every payload file was re-hashed before anything was deleted.
     pub verified: String,
+    /// How the backup names its source when that is not the endpoint deleted from (accepted
+    /// with `--backup-from-other-endpoint`); absent when it is the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub other_endpoint: Option<String>,
 }
 
 /// Counts per category.
@@ -216,6 +220,7 @@ impl Receipt {
             path: b.path.display().to_string(),
             sha256: b.sha256.clone(),
             verified: "full".into(),
+            other_endpoint: plan.backup_from_other_endpoint.clone(),
         });
         let mut receipt = match Receipt::load(path)? {
             Some(earlier) => {

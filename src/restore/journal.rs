@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::Error;
+use crate::archive::data::ArchivedView;
 
 /// The whole report.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -71,6 +72,58 @@ pub struct ProjectMap {
     pub counts: Option<Counts>,
     /// Things worth knowing (merged duplicates, what cannot be restored).
     pub notes: Vec<String>,
+    /// What the archive holds of the project that this restore did not recreate.
+    #[serde(default)]
+    pub not_recreated: Vec<NotRecreated>,
+}
+
+/// Something the archive holds that a restore does not recreate, how many, and why.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct NotRecreated {
+    /// `iterations`, `modelExports`, `storedPredictions` or `iterationImages`.
+    pub what: String,
+    /// How many the archive holds.
+    pub count: u64,
+    /// Why not, and what to do instead.
+    pub why: String,
+}
+
+impl NotRecreated {
+    /// What a restore leaves out of a project whose `account.json` counts are `archived`:
+    /// trained iterations (their models), model exports and stored predictions, which the
+    /// Training API cannot create; and, without `--iteration-images`, the `only_in_iterations`
+    /// images only trained iterations held.
+    pub fn list(archived: &ArchivedView, only_in_iterations: u64, iteration_images: bool) -> Vec<NotRecreated> {
+        let item = |what: &str, count: Option<u64>, why: &str| {
+            count.filter(|n| *n > 0).map(|count| NotRecreated { what: what.into(), count, why: why.into() })
+        };
+        [
+            item(
+                "iterations",
+                archived.iterations,
+                "trained iterations and their models cannot be uploaded: train the new project again",
+            ),
+            item(
+                "modelExports",
+                archived.model_exports,
+                "exported model packages stay in the archive (models/); the service cannot import them",
+            ),
+            item(
+                "storedPredictions",
+                archived.predictions,
+                "the Training API cannot create stored predictions; they stay in the archive",
+            ),
+            item(
+                "iterationImages",
+                Some(only_in_iterations).filter(|_| !iteration_images),
+                "images only trained iterations held; --iteration-images uploads them into the workspace",
+            ),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
 }
 
 impl ProjectMap {

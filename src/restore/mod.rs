@@ -16,7 +16,7 @@
 //! Images with identical bytes in one project (the service keeps one copy of each content) are
 //! uploaded once with the union of their tags, regions and metadata; the report maps every old
 //! id to that one new id. Iterations, trained models and stored predictions cannot be recreated
-//! through the API and are not restored.
+//! through the API and are not restored: the report lists each project's ([`NotRecreated`]).
 
 mod journal;
 mod run;
@@ -25,7 +25,7 @@ use std::path::PathBuf;
 
 use uuid::Uuid;
 
-pub use journal::{Counts, FailedImage, ProjectMap, ProjectStage, Report};
+pub use journal::{Counts, FailedImage, NotRecreated, ProjectMap, ProjectStage, Report};
 pub use run::restore;
 
 /// The report format written in [`Report::format`].

@@ -9,10 +9,12 @@ use base64::Engine as _;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::journal::{now, Counts, FailedImage, ProjectMap, ProjectStage, Report};
+use super::journal::{now, Counts, FailedImage, NotRecreated, ProjectMap, ProjectStage, Report};
 use super::{Error, RestoreOptions, REPORT_FORMAT};
 use crate::api::model::{ImageCreateResult, ImageCreateSummary, ImageFileCreateBatch, ImageFileCreateEntry, Region};
 use crate::api::{Client, NewProject, MAX_BATCH_TAGS, MAX_UPLOAD_BATCH};
+use crate::archive::data::{AccountView, MAX_JSON_BYTES};
+use crate::archive::layout;
 use crate::archive::source::{ArchivedProject, Source};
 use crate::progress::{Event, Phase, Progress};
 
@@ -61,6 +63,11 @@ pub async fn restore(
             projects: Vec::new(),
         },
     };
+    // What the export counted: how many iterations, model exports and stored predictions each
+    // project had, for the report's list of what is not recreated.
+    let account: AccountView = (source.read(layout::account_json(), MAX_JSON_BYTES).ok())
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default();
     progress.event(Event::Started { projects: ids.len() });
     // The totals up front, from the archive and the report, before the first upload.
     progress.event(Event::Phase { phase: Phase::Listing, project_id: None });
@@ -91,10 +98,18 @@ pub async fn restore(
                     failed: Vec::new(),
                     counts: None,
                     notes: Vec::new(),
+                    not_recreated: Vec::new(),
                 });
                 report.projects.len() - 1
             }
         };
+        let only_in_iterations = archived.images.iter().filter(|i| !i.in_workspace()).count() as u64;
+        let counts = account.projects.iter().flat_map(|p| &p.kept).find(|p| p.id == Some(id.to_string()));
+        report.projects[at].not_recreated = NotRecreated::list(
+            counts.and_then(|p| p.archived.as_ref()).unwrap_or(&Default::default()),
+            only_in_iterations,
+            opts.iteration_images,
+        );
         progress.event(Event::ProjectStarted { project_id: id.to_string(), name: archived.project.name.clone() });
         let mut job = Job { client, source: &source, opts, progress, cancel, report: &mut report, at };
         job.project(&archived).await?;

@@ -125,7 +125,7 @@ impl Finding {
 
 /// Cuts text longer than [`MAX_FINDING_TEXT`] bytes (at a character boundary) and says so, so a
 /// hostile name cannot make a report large.
-fn clip(mut s: String) -> String {
+pub(super) fn clip(mut s: String) -> String {
     if s.len() > MAX_FINDING_TEXT {
         let mut end = MAX_FINDING_TEXT;
         while !s.is_char_boundary(end) {

@@ -4,8 +4,10 @@
 //! ([`zipcheck`]), the BagIt tag files and manifests ([`tags`]), every payload entry re-hashed on
 //! several threads ([`payload`], skipped by `--fast`), and our own metadata: JSON that parses
 //! and image listings that agree with the entries ([`listing`]); last, whether the browse page
-//! is the code this version writes (`pagecode`). [`inspect`] summarises an archive from
-//! metadata alone.
+//! is the code this version writes (`pagecode`). Besides damage, the report says whether the
+//! archive is complete: what `account.json` records the export could not archive (an intact
+//! archive can still lack images the service would not hand over). [`inspect`] summarises an
+//! archive from metadata alone.
 
 mod finding;
 pub mod inspect;
@@ -21,6 +23,9 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::archive::data::MAX_FINDINGS_PER_KIND;
+use crate::archive::layout::account_json;
+use crate::archive::missing::{read_completeness, MissingItem};
 use crate::archive::{self, BagReader, Entry, PayloadOxum};
 use crate::progress::{NoProgress, Progress};
 
@@ -82,6 +87,50 @@ pub struct Report {
     /// Per kind, how many more findings there were than `findings` keeps.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub omitted: Vec<Omitted>,
+    /// `account.json`'s `complete`: whether the export that wrote the archive archived all it
+    /// listed; `None` when `account.json` is absent, unreadable, or does not say.
+    pub complete: Option<bool>,
+    /// What `account.json` records as not archived: the first
+    /// [`MAX_FINDINGS_PER_KIND`](crate::archive::data::MAX_FINDINGS_PER_KIND) items.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<MissingItem>,
+    /// How many items `account.json` records as not archived, in all.
+    #[serde(rename = "missingTotal")]
+    pub missing_total: u64,
+    /// What this mode did not check (`--fast`); empty for the full check.
+    #[serde(rename = "notChecked", skip_serializing_if = "Vec::is_empty")]
+    pub not_checked: Vec<NotChecked>,
+}
+
+/// A check `--fast` leaves out (JSON: its camelCase name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum NotChecked {
+    /// No payload entry is re-hashed: its SHA-256 is not compared with the manifest.
+    PayloadSha256,
+    /// No entry is inflated: its zip CRC-32 and real size are not checked.
+    EntryCrc32,
+    /// JSON and JSONL files other than the image and prediction listings are not parsed.
+    MetadataJson,
+    /// Data scripts of the browse page are not proved pure data calls (its code files are
+    /// compared).
+    PageDataScripts,
+}
+
+impl NotChecked {
+    /// Every check `--fast` leaves out.
+    pub const FAST: [NotChecked; 4] =
+        [NotChecked::PayloadSha256, NotChecked::EntryCrc32, NotChecked::MetadataJson, NotChecked::PageDataScripts];
+
+    /// What it means, in words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            NotChecked::PayloadSha256 => "payload SHA-256 hashes against the manifest (damaged bytes go unnoticed)",
+            NotChecked::EntryCrc32 => "zip CRC-32s and inflated sizes of the entries",
+            NotChecked::MetadataJson => "that every JSON and JSONL metadata file parses (the listings are read)",
+            NotChecked::PageDataScripts => "that the browse page's data scripts are pure data calls",
+        }
+    }
 }
 
 impl Report {
@@ -96,6 +145,12 @@ impl Report {
     pub fn data_intact(&self) -> bool {
         self.findings.iter().all(|f| f.kind == FindingKind::PageCodeDiffers)
             && self.omitted.iter().all(|o| o.kind == FindingKind::PageCodeDiffers)
+    }
+
+    /// Whether `account.json` records nothing missing (an archive without a readable
+    /// `account.json` is not called incomplete here: that is a finding of its own).
+    pub fn is_complete(&self) -> bool {
+        self.complete != Some(false) && self.missing_total == 0
     }
 
     /// How many findings of `kind` were left out of `findings`.
@@ -157,6 +212,10 @@ pub fn verify_reader(reader: &BagReader, opts: &VerifyOptions) -> Report {
         bytes_hashed: 0,
         findings: Vec::new(),
         omitted: Vec::new(),
+        complete: None,
+        missing: Vec::new(),
+        missing_total: 0,
+        not_checked: if opts.fast { NotChecked::FAST.to_vec() } else { Vec::new() },
     };
     let Some(bag) = zipcheck::check(reader, &mut findings) else {
         (report.findings, report.omitted) = findings.into_parts();
@@ -188,6 +247,25 @@ pub fn verify_reader(reader: &BagReader, opts: &VerifyOptions) -> Report {
     }
     listing::check(&bag, &tags, !opts.fast, &unreadable, &mut findings);
     pagecode::check(&bag, hashed.as_ref().map(|h| &h.scripts), &mut findings);
+    completeness(&bag, &unreadable, &mut report);
     (report.findings, report.omitted) = findings.into_parts();
     report
+}
+
+/// Reads what `account.json` says is missing into the report, each text clipped as a finding's
+/// is. An `account.json` that is absent or does not parse is a finding of its own already.
+fn completeness(bag: &Bag<'_>, unreadable: &HashSet<usize>, report: &mut Report) {
+    let path = format!("data/{}", account_json());
+    let Some(entry) = bag.payload.get(&path).filter(|e| !unreadable.contains(&e.index)) else {
+        return;
+    };
+    let Ok(found) = read_completeness(bag.reader, entry, MAX_FINDINGS_PER_KIND) else {
+        return;
+    };
+    let clip = |v: Option<String>| v.map(finding::clip);
+    report.complete = found.complete;
+    report.missing_total = found.total;
+    report.missing = (found.items.into_iter())
+        .map(|m| MissingItem { kind: clip(m.kind), project: clip(m.project), id: clip(m.id), reason: clip(m.reason) })
+        .collect();
 }
