@@ -4,8 +4,12 @@
 use serde::Serialize;
 
 /// One thing that happened. Every string in an event is already free of secrets.
+///
+/// With `--json` each event is one line, its variant in `type` and its fields in camelCase
+/// (`{"type":"projectStarted","projectId":...}`), inside the envelope `cli::json` writes; every
+/// variant and field must be described in `schema/cvarchive-output.schema.json`.
 #[derive(Debug, Clone, Serialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum Event {
     /// Listing began; `projects` is how many projects will be exported.
     Started { projects: usize },

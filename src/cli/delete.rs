@@ -88,14 +88,15 @@ impl From<OnlyArg> for Category {
     }
 }
 
-/// Step lines on stderr (none with `--json`).
+/// Step lines on stderr, or JSON lines on stdout with `--json`.
 struct Steps {
-    quiet: bool,
+    json: bool,
 }
 
 impl Progress for Steps {
     fn event(&self, event: Event) {
-        if self.quiet {
+        if self.json {
+            let _ = super::json::write_event(&event);
             return;
         }
         match event {
@@ -114,7 +115,7 @@ impl Progress for Steps {
 
 /// Runs `cvarchive delete`.
 pub async fn run(args: DeleteArgs) -> anyhow::Result<Exit> {
-    let steps = Steps { quiet: args.json };
+    let steps = Steps { json: args.json };
     let opts = EraseOptions {
         only: args.only.map(Category::from),
         without_backup: args.without_backup_accept_permanent_loss,
@@ -129,11 +130,12 @@ pub async fn run(args: DeleteArgs) -> anyhow::Result<Exit> {
         )
     };
     if opts.all_iterations && opts.only != Some(Category::Images) {
-        eprintln_escaped!(
-            "cvarchive: --all-iterations goes with --only images (deleting projects or iterations destroys the \
-             iterations' copies anyway)"
-        );
-        return Ok(Exit::Error);
+        return Err(common::UsageError(
+            "--all-iterations goes with --only images (deleting projects or iterations destroys the iterations' \
+             copies anyway)"
+                .to_owned(),
+        )
+        .into());
     }
     if opts.backup.is_none() && !opts.without_backup {
         return refuse(&Error::NoBackup, args.json);
@@ -159,26 +161,31 @@ pub async fn run(args: DeleteArgs) -> anyhow::Result<Exit> {
             Ok(match done.outcome {
                 RunOutcome::Complete => Exit::Done,
                 RunOutcome::Failures => Exit::Findings,
-                RunOutcome::Interrupted => Exit::Error,
+                RunOutcome::Interrupted => {
+                    let message = format!(
+                        "interrupted; run the same command again to continue (receipt {})",
+                        done.receipt_path.display()
+                    );
+                    super::json::write_error(&super::json::ErrorLine::new(message, "interrupted", Exit::Error.code()));
+                    Exit::Error
+                }
             })
         }
     }
 }
 
+/// Says why nothing was deleted: on stderr, and with `--json` as the `error` line, with what
+/// the backup lacks or what changed since it was taken when that is the reason.
 fn refuse(e: &Error, json: bool) -> anyhow::Result<Exit> {
     if json {
-        let lacking = match e {
-            Error::BackupLacks { lacking, .. } => serde_json::to_value(lacking)?,
-            _ => serde_json::Value::Array(Vec::new()),
-        };
-        let differences = match e {
-            Error::BackupDiffers { differences, .. } => serde_json::to_value(differences)?,
-            _ => serde_json::Value::Array(Vec::new()),
-        };
-        let doc = serde_json::json!({
-            "refused": true, "error": e.to_string(), "lacking": lacking, "differences": differences
-        });
-        println!("{doc}");
+        let mut line = super::json::ErrorLine::new(e.to_string(), super::json::cause_kind(e), Exit::Error.code());
+        if let Error::BackupLacks { lacking, .. } = e {
+            line.lacking = Some(serde_json::to_value(lacking)?);
+        }
+        if let Error::BackupDiffers { differences, .. } = e {
+            line.differences = Some(serde_json::to_value(differences)?);
+        }
+        super::json::write_error(&line);
     }
     eprintln_escaped!("cvarchive: {e}");
     Ok(Exit::Error)

@@ -78,7 +78,7 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<Exit> {
     let cancel = common::cancel_on_signals_telling(move |message| said.say(message));
     let retry_drawer = drawer.clone();
     let hook = RetryHook(Arc::new(move |kind, wait| {
-        retry_drawer.event(Event::Retry { kind: kind.name().to_owned(), wait_ms: wait.as_millis() as u64 })
+        retry_drawer.event(Event::Retry { kind: kind.key().to_owned(), wait_ms: wait.as_millis() as u64 })
     }));
 
     // The demo's emulator lives until the export is done.
@@ -125,10 +125,7 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<Exit> {
 
 fn print_summary(s: &ExportSummary, mode: Mode) -> anyhow::Result<()> {
     if mode == Mode::Json {
-        let mut value = serde_json::to_value(s)?;
-        value["event"] = "summary".into();
-        println!("{value}");
-        return Ok(());
+        return Ok(super::json::write("exportSummary", s)?);
     }
     println_escaped!(
         "exported {} project(s): {} images ({}), {} stored predictions, {} model exports in {:.1} s",

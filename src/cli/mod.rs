@@ -6,7 +6,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[macro_use]
 mod human;
@@ -16,6 +16,7 @@ mod delete;
 mod emulator;
 mod export;
 mod inspect;
+mod json;
 mod progress;
 mod restore;
 mod verify;
@@ -31,13 +32,20 @@ pub enum Exit {
     Error,
 }
 
+impl Exit {
+    /// The process exit code.
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Done => 0,
+            Exit::Findings => 1,
+            Exit::Error => 2,
+        }
+    }
+}
+
 impl From<Exit> for ExitCode {
     fn from(e: Exit) -> ExitCode {
-        match e {
-            Exit::Done => ExitCode::from(0),
-            Exit::Findings => ExitCode::from(1),
-            Exit::Error => ExitCode::from(2),
-        }
+        ExitCode::from(e.code())
     }
 }
 
@@ -70,7 +78,7 @@ enum Command {
 
 /// Parses the command line, runs the command and returns the process exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -85,8 +93,37 @@ pub fn main() -> ExitCode {
             if is_broken_pipe(&err) {
                 return Exit::Done.into();
             }
-            eprintln_escaped!("cvarchive: {}", describe(&err));
+            let message = describe(&err);
+            json::fail(&err, &message, Exit::Error.code());
+            eprintln_escaped!("cvarchive: {message}");
             Exit::Error.into()
+        }
+    }
+}
+
+/// The parsed command line, noting whether the command was given `--json`. A mistake exits as
+/// clap does (usage on stderr, code 2), after an `error` line on stdout if `--json` was among
+/// the arguments.
+fn parse() -> Cli {
+    let parsed = Cli::command().try_get_matches().and_then(|m| Ok((Cli::from_arg_matches(&m)?, m)));
+    match parsed {
+        Ok((cli, matches)) => {
+            let sub = matches.subcommand().map(|(_, m)| m);
+            if sub.is_some_and(|m| matches!(m.try_get_one::<bool>("json"), Ok(Some(true)))) {
+                json::enable();
+            }
+            cli
+        }
+        Err(err) => {
+            // Help and --version are not failures; a failure's first line is its message.
+            if err.use_stderr() && std::env::args_os().skip(1).any(|a| a == "--json") {
+                json::enable();
+                let text = err.render().to_string();
+                let first = text.lines().next().unwrap_or_default();
+                let message = first.strip_prefix("error: ").unwrap_or(first);
+                json::write_error(&json::ErrorLine::new(message, "usage", err.exit_code() as u8));
+            }
+            err.exit()
         }
     }
 }

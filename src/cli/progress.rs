@@ -1,6 +1,6 @@
 //! Drawing progress: bars on a terminal, plain lines in a pipe, JSON lines with `--json`.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
@@ -125,10 +125,7 @@ impl Drawer {
 impl Progress for Drawer {
     fn event(&self, event: Event) {
         if self.mode == Mode::Json {
-            if let Ok(line) = serde_json::to_string(&event) {
-                let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "{line}");
-            }
+            let _ = super::json::write_event(&event);
             return;
         }
         match &event {

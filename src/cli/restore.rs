@@ -63,7 +63,7 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<Exit> {
     let drawer = Arc::new(Drawer::new(mode));
     let retry_drawer = drawer.clone();
     let hook = RetryHook(Arc::new(move |kind, wait| {
-        retry_drawer.event(Event::Retry { kind: kind.name().to_owned(), wait_ms: wait.as_millis() as u64 })
+        retry_drawer.event(Event::Retry { kind: kind.key().to_owned(), wait_ms: wait.as_millis() as u64 })
     }));
     let key = common::load_key(args.key_file.as_deref())?;
     let mut client_opts = ClientOptions::new(common::endpoint(args.endpoint.clone())?, key);
@@ -88,10 +88,7 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<Exit> {
 
 fn print(report: &Report, path: &std::path::Path, mode: Mode) -> anyhow::Result<()> {
     if mode == Mode::Json {
-        let mut value = serde_json::to_value(report)?;
-        value["event"] = "summary".into();
-        println!("{value}");
-        return Ok(());
+        return Ok(super::json::write("restoreReport", report)?);
     }
     for p in &report.projects {
         let new = p.new_id.map_or_else(|| "-".to_owned(), |id| id.to_string());

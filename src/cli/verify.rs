@@ -59,19 +59,11 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<Exit> {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    let report = match result {
-        Ok(report) => report,
-        Err(err) => {
-            eprintln_escaped!("cvarchive: cannot read {} as an archive: {err}", args.archive.display());
-            return Ok(Exit::Error);
-        }
-    };
-    let mut out = super::human::Escaping(std::io::stdout().lock());
+    let report = result.with_context(|| format!("cannot read {} as an archive", args.archive.display()))?;
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        writeln!(out)?;
+        super::json::write("verifyReport", &report)?;
     } else {
-        print_human(&mut out, &report)?;
+        print_human(&mut super::human::Escaping(std::io::stdout().lock()), &report)?;
     }
     Ok(if report.is_clean() { Exit::Done } else { Exit::Findings })
 }
