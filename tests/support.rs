@@ -141,3 +141,10 @@ pub fn run_measured(args: &[&str]) -> (i32, u64) {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
+
+/// The last line of a command's `--json` output (its result, or its `error` line), parsed.
+pub fn last_json_line(stdout: &[u8]) -> serde_json::Value {
+    let text = String::from_utf8_lossy(stdout);
+    let last = text.lines().last().unwrap_or_else(|| panic!("no --json output"));
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {last}"))
+}

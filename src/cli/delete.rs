@@ -192,14 +192,12 @@ fn refuse(e: &Error, json: bool) -> anyhow::Result<Exit> {
 }
 
 fn print_plan(plan: &Plan, opts: &EraseOptions, json: bool) -> anyhow::Result<()> {
-    let mut out = super::human::Escaping(std::io::stdout().lock());
     if json {
         let mut doc = serde_json::to_value(plan)?;
         doc["dryRun"] = true.into();
-        serde_json::to_writer_pretty(&mut out, &doc)?;
-        writeln!(out)?;
-        return Ok(());
+        return Ok(super::json::write("deletePlan", &doc)?);
     }
+    let mut out = super::human::Escaping(std::io::stdout().lock());
     writeln!(out, "DRY RUN: nothing was deleted. Run again with --yes to delete.")?;
     writeln!(out, "endpoint: {}", plan.endpoint_host)?;
     match &opts.backup {
@@ -300,7 +298,6 @@ fn print_iteration_copies(out: &mut impl Write, p: &ProjectPlan, all_iterations:
 }
 
 fn print_receipt(done: &Executed, json: bool) -> anyhow::Result<()> {
-    let mut out = super::human::Escaping(std::io::stdout().lock());
     if json {
         let doc = serde_json::json!({
             "outcome": done.outcome,
@@ -308,10 +305,9 @@ fn print_receipt(done: &Executed, json: bool) -> anyhow::Result<()> {
             "receiptSha256": done.receipt_sha256,
             "receipt": done.receipt,
         });
-        serde_json::to_writer_pretty(&mut out, &doc)?;
-        writeln!(out)?;
-        return Ok(());
+        return Ok(super::json::write("deleteReceipt", &doc)?);
     }
+    let mut out = super::human::Escaping(std::io::stdout().lock());
     let r = &done.receipt;
     let run = r.runs.last().map(|r| r.deleted).unwrap_or_default();
     let t = r.totals;
