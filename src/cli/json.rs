@@ -205,6 +205,9 @@ mod tests {
         assert!(join(head, "[1]").is_err(), "only objects");
         let event = serde_json::to_value(Event::ProjectStarted { project_id: "p".into(), name: "n".into() }).unwrap();
         assert_eq!(event, serde_json::json!({"type": "projectStarted", "projectId": "p", "name": "n"}));
+        for kind in crate::api::RetryKind::ALL {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.key(), "events and the summary spell kinds alike");
+        }
         let t = now();
         assert!(t.ends_with('Z') && chrono::DateTime::parse_from_rfc3339(&t).is_ok(), "{t}");
     }
