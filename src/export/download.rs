@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::api::model::Image;
-use crate::api::{self, Blob, Client, RetryKind, MAX_IMAGE_IDS};
+use crate::api::{self, Blob, Client, MAX_IMAGE_IDS};
 
 /// How many times one image's (model's, prediction's) link is refreshed before giving up.
 pub(super) const MAX_REFRESHES: u32 = 3;
@@ -69,7 +69,7 @@ pub async fn freshen(
                 match links.get(&listed.image.id) {
                     Some(Some(uri)) => {
                         listed.image.original_image_uri = Some(uri.clone());
-                        client.stats().record(RetryKind::ExpiredLink);
+                        client.link_refreshed();
                     }
                     Some(None) => {}
                     None => listed.gone = true,
@@ -210,7 +210,7 @@ pub async fn fetch_image(
             Ok(blob) => return Ok(blob),
             Err(api::Error::LinkExpired { .. }) if refreshes < MAX_REFRESHES => {
                 refreshes += 1;
-                client.stats().record(RetryKind::ExpiredLink);
+                client.link_refreshed();
                 uri = match refresher.fresh_link(image).await {
                     Ok(Some(fresh)) => fresh,
                     Ok(None) => return Err(Failure::Gone),

@@ -12,7 +12,7 @@ use super::record::{Missing, ProjectRecord};
 use super::sink::{Item, Sink};
 use super::Error;
 use crate::api::model::Export;
-use crate::api::{self, Blob, RetryKind};
+use crate::api::{self, Blob};
 use crate::archive::layout;
 use crate::progress::Event;
 
@@ -100,7 +100,7 @@ async fn download_model(ctx: &Ctx<'_>, pid: Uuid, it: Uuid, export: &Export) -> 
 
 /// The link GetExports gives now for the export of the same platform and flavor.
 async fn fresh_link(ctx: &Ctx<'_>, pid: Uuid, it: Uuid, export: &Export) -> Result<String, String> {
-    ctx.client.stats().record(RetryKind::ExpiredLink);
+    ctx.client.link_refreshed();
     let exports =
         ctx.client.get_exports(pid, it).await.map_err(|e| format!("cannot refresh the download link: {e}"))?;
     exports

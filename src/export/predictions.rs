@@ -17,7 +17,7 @@ use super::sink::{Item, Sink};
 use super::spool::Spool;
 use super::Error;
 use crate::api::model::{PredictionQueryToken, StoredImagePrediction};
-use crate::api::{self, paging, Blob, Client, RetryKind};
+use crate::api::{self, paging, Blob, Client};
 use crate::archive::layout;
 use crate::progress::Event;
 
@@ -173,7 +173,7 @@ async fn fetch_prediction(
             Ok(blob) => return Ok(blob),
             Err(api::Error::LinkExpired { .. }) if refreshes < MAX_REFRESHES => {
                 refreshes += 1;
-                client.stats().record(RetryKind::ExpiredLink);
+                client.link_refreshed();
                 uri = match links.fresh_link(id, sent).await {
                     Ok(Some(fresh)) => fresh,
                     Ok(None) => return Err(Failure::Gone),

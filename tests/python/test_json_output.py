@@ -11,10 +11,9 @@ new event variant or field that is not added to it fails here.
 
 import json
 import os
-import shutil
 import subprocess
 import zipfile
-from pathlib import Path
+from collections import Counter
 
 import jsonschema
 import pytest
@@ -96,15 +95,28 @@ def test_every_command_writes_valid_lines_ending_with_its_result(validator, tmp_
 
 
 def test_retries_are_spelt_the_same_in_events_and_in_the_summary(validator, tmp_path):
-    with run_emulator("--error-rate", "0.3", "--fault-seed", "7") as emu:
+    with run_emulator("--error-rate", "0.15", "--fault-seed", "7") as emu:
         archive = str(tmp_path / "r.zip")
-        code, lines, err = run(validator, "export", "--out", archive, "--json", emulator=emu)
+        args = ["export", "--out", archive, "--project", CLASSIFICATION, "--json"]
+        code, lines, err = run(validator, *args, emulator=emu)
     assert code == 0, err
     events = [line for line in lines if line["type"] == "retry"]
     assert events, "503s were injected: some requests were retried"
     summary = lines[-1]
     assert summary["type"] == "exportSummary"
-    assert summary["retries"].get("serverError", 0) == sum(1 for e in events if e["kind"] == "serverError") > 0
+    assert summary["retries"] == dict(Counter(e["kind"] for e in events)), (summary["retries"], len(events))
+    assert summary["retries"].get("serverError", 0) > 0
+
+
+def test_link_refreshes_are_retry_events_counted_in_the_summary(validator, tmp_path):
+    # Links live 1 s and every API answer takes 1.1 s: listed links expire before their download.
+    with run_emulator("--sas-ttl", "1", "--api-latency-ms", "1100") as emu:
+        archive = str(tmp_path / "l.zip")
+        code, lines, err = run(validator, "export", "--out", archive, "--project", DETECTION, "--json", emulator=emu)
+    assert code == 0, err
+    refreshed = [line for line in lines if line["type"] == "retry" and line["kind"] == "expiredLink"]
+    assert refreshed, types(lines)
+    assert lines[-1]["retries"] == {"expiredLink": len(refreshed)}, lines[-1]
 
 
 def test_a_damaged_archive_reports_findings_in_the_schema(validator, tmp_path):

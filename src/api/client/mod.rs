@@ -317,6 +317,15 @@ impl Client {
         &self.inner.stats
     }
 
+    /// Counts a download link that expired and was refreshed, and reports it as a retry of kind
+    /// [`RetryKind::ExpiredLink`] with no wait, so progress shows what the summary counts.
+    pub fn link_refreshed(&self) {
+        self.inner.stats.record(RetryKind::ExpiredLink);
+        if let Some(hook) = &self.inner.on_retry {
+            (hook.0)(RetryKind::ExpiredLink, Duration::ZERO);
+        }
+    }
+
     // ----- plumbing ----------------------------------------------------------------------------
 
     fn api_url(&self, path: &str) -> Url {
