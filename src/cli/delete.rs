@@ -141,13 +141,15 @@ pub async fn run(args: DeleteArgs) -> anyhow::Result<Exit> {
         return refuse(&Error::NoBackup, args.json);
     }
     let key = common::load_key(args.key_file.as_deref())?;
+    let json = args.json;
     let mut client_opts = ClientOptions::new(common::endpoint(args.endpoint.clone())?, key);
     client_opts.api_rate = Some(args.api_rate).filter(|r| *r > 0.0);
-    if !args.json {
-        client_opts.on_retry = Some(RetryHook(Arc::new(|kind, wait| {
-            eprintln_escaped!("cvarchive: retrying ({}) in {} ms", kind.name(), wait.as_millis())
-        })));
-    }
+    client_opts.on_retry = Some(RetryHook(Arc::new(move |kind, wait| match json {
+        true => {
+            let _ = super::json::write_event(&Event::Retry { kind: kind.key().to_owned(), wait_ms: wait.as_millis() as u64 });
+        }
+        false => eprintln_escaped!("cvarchive: retrying ({}) in {} ms", kind.name(), wait.as_millis()),
+    })));
     let client = Client::new(client_opts)?;
     let cancel = common::cancel_on_signals();
     match erase(&client, &opts, &steps, &cancel).await {

@@ -11,6 +11,7 @@ new event variant or field that is not added to it fails here.
 
 import json
 import os
+import signal
 import subprocess
 import zipfile
 from collections import Counter
@@ -171,6 +172,24 @@ def test_every_failure_ends_with_an_error_line(validator, tmp_path):
             assert (last["exitCode"], last["kind"]) == (code, kind), f"{name}: {last}"
             assert last["message"] and last["message"].splitlines()[0] in err, f"{name}: {last}\n{err}"
             assert types(lines).count("error") == 1, name
+
+
+def test_an_interrupted_export_ends_with_an_error_line(validator, tmp_path):
+    with run_emulator("--api-latency-ms", "300") as emu:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VISION_TRAINING_")}
+        env["VISION_TRAINING_ENDPOINT"], env["VISION_TRAINING_KEY"] = emu
+        args = [str(emulator_bin()), "export", "--out", str(tmp_path / "i.zip"), "--json"]
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, stdin=subprocess.DEVNULL)
+        first = proc.stdout.readline()
+        assert first, proc.stderr.read().decode(errors="replace")
+        proc.send_signal(signal.SIGINT)
+        rest, err = proc.communicate(timeout=RUN_SECONDS)
+    lines = [json.loads(raw) for raw in (first + rest).decode().splitlines()]
+    for line in lines:
+        assert validator.is_valid(line), line
+    last = lines[-1]
+    assert (last["type"], last["kind"], last["exitCode"]) == ("error", "interrupted", proc.returncode), (last, err)
+    assert proc.returncode != 0
 
 
 def test_a_refusal_names_what_the_backup_lacks(validator, tmp_path):
