@@ -21,6 +21,9 @@ pub const SCHEMA: &str = "cvarchive/1";
 /// Whether the running command was given `--json` (set once, by [`super::main`]).
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
+/// Whether an `error` line was written.
+static ERROR_WRITTEN: AtomicBool = AtomicBool::new(false);
+
 /// Says the running command writes JSON lines: failures are then reported on stdout too.
 pub fn enable() {
     ENABLED.store(true, Ordering::Relaxed);
@@ -100,9 +103,14 @@ impl ErrorLine {
 /// Writes `error` when the command writes JSON lines; a failure to write is ignored (the same
 /// message goes to stderr, and the exit code says it).
 pub fn write_error(error: &ErrorLine) {
-    if enabled() {
+    if enabled() && !ERROR_WRITTEN.swap(true, Ordering::Relaxed) {
         let _ = write("error", error);
     }
+}
+
+/// Whether the `error` line was written (there is at most one).
+pub fn error_written() -> bool {
+    ERROR_WRITTEN.load(Ordering::Relaxed)
 }
 
 /// Writes the `error` line for a command's failure `err`.

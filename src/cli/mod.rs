@@ -82,12 +82,19 @@ pub fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln_escaped!("cvarchive: cannot start the async runtime: {e}");
+            let message = format!("cannot start the async runtime: {e}");
+            json::write_error(&json::ErrorLine::new(message.as_str(), "internal", Exit::Error.code()));
+            eprintln_escaped!("cvarchive: {message}");
             return Exit::Error.into();
         }
     };
     let result = runtime.block_on(run(cli));
     match result {
+        Ok(Exit::Error) if !json::error_written() => {
+            // A command that said why on stderr only: the JSON reader learns at least that.
+            json::write_error(&json::ErrorLine::new("failed (see stderr)", "other", Exit::Error.code()));
+            Exit::Error.into()
+        }
         Ok(exit) => exit.into(),
         Err(err) => {
             if is_broken_pipe(&err) {
