@@ -219,4 +219,58 @@ mod tests {
         let t = now();
         assert!(t.ends_with('Z') && chrono::DateTime::parse_from_rfc3339(&t).is_ok(), "{t}");
     }
+
+    /// One of each [`Event`] variant. The match has no wildcard: a new variant does not compile
+    /// here until it has a sample, which the test below then checks against the schema.
+    fn samples() -> Vec<Event> {
+        let id = "e532f7f9-9827-476d-9159-4b592bf2ea6f".to_owned();
+        let all = vec![
+            Event::Started { projects: 2 },
+            Event::ProjectStarted { project_id: id.clone(), name: "n".into() },
+            Event::ImagesFound { total: 3 },
+            Event::BlobArchived { bytes: 4 },
+            Event::Retry { kind: crate::api::RetryKind::ServerError.key().into(), wait_ms: 5 },
+            Event::Warning { message: "w".into() },
+            Event::ProjectFinished { project_id: id.clone(), images: 6 },
+            Event::Verified { bytes: 7 },
+            Event::BackupVerified { bytes: 8 },
+            Event::Deleted { project_id: id, what: "images".into(), count: 9 },
+        ];
+        let index = |e: &Event| match e {
+            Event::Started { .. } => 0,
+            Event::ProjectStarted { .. } => 1,
+            Event::ImagesFound { .. } => 2,
+            Event::BlobArchived { .. } => 3,
+            Event::Retry { .. } => 4,
+            Event::Warning { .. } => 5,
+            Event::ProjectFinished { .. } => 6,
+            Event::Verified { .. } => 7,
+            Event::BackupVerified { .. } => 8,
+            Event::Deleted { .. } => 9,
+        };
+        assert!(all.iter().enumerate().all(|(i, e)| index(e) == i), "one sample per variant, in order");
+        all
+    }
+
+    #[test]
+    fn every_event_variant_and_field_is_in_the_shipped_schema() {
+        let schema: serde_json::Value =
+            serde_json::from_str(include_str!("../../schema/cvarchive-output.schema.json")).unwrap();
+        let types = schema["properties"]["type"]["enum"].as_array().unwrap();
+        for event in samples() {
+            let value = serde_json::to_value(&event).unwrap();
+            let kind = value["type"].as_str().unwrap();
+            assert!(types.iter().any(|t| t == kind), "{kind} is not a type of the schema");
+            let def = &schema["$defs"][kind];
+            assert_eq!(def["additionalProperties"], false, "{kind} is strict");
+            for key in value.as_object().unwrap().keys() {
+                assert!(def["properties"].get(key).is_some(), "{kind}.{key} is not in the schema");
+            }
+            for key in def["required"].as_array().unwrap() {
+                let key = key.as_str().unwrap();
+                let envelope = ["schema", "time"].contains(&key);
+                assert!(envelope || value.get(key).is_some(), "{kind} lacks the required {key}");
+            }
+        }
+    }
 }
