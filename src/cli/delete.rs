@@ -146,7 +146,10 @@ pub async fn run(args: DeleteArgs) -> anyhow::Result<Exit> {
     client_opts.api_rate = Some(args.api_rate).filter(|r| *r > 0.0);
     client_opts.on_retry = Some(RetryHook(Arc::new(move |kind, wait| match json {
         true => {
-            let _ = super::json::write_event(&Event::Retry { kind: kind.key().to_owned(), wait_ms: wait.as_millis() as u64 });
+            let _ = super::json::write_event(&Event::Retry {
+                kind: kind.key().to_owned(),
+                wait_ms: wait.as_millis() as u64,
+            });
         }
         false => eprintln_escaped!("cvarchive: retrying ({}) in {} ms", kind.name(), wait.as_millis()),
     })));
