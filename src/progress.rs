@@ -5,7 +5,7 @@ use serde::Serialize;
 
 /// A stage of a command's work, as the user would name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "camelCase")]
 pub enum Phase {
     /// The first call to the service, before anything has answered.
     Connecting,
@@ -42,8 +42,12 @@ impl Phase {
 }
 
 /// One thing that happened. Every string in an event is already free of secrets.
+///
+/// With `--json` each event is one line, its variant in `type` and its fields in camelCase
+/// (`{"type":"projectStarted","projectId":...}`), inside the envelope `cli::json` writes; every
+/// variant and field must be described in `schema/cvarchive-output.schema.json`.
 #[derive(Debug, Clone, Serialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum Event {
     /// Listing began; `projects` is how many projects will be exported.
     Started { projects: usize },

@@ -63,8 +63,8 @@ async fn a_dry_run_makes_no_mutating_request() {
     assert!(out.contains("exported models") && out.contains("account keys"), "{out}");
     let o = delete_cli(&emu, &["--backup", backup.to_str().unwrap(), "--all-projects", "--json"]).await;
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-    let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(plan["dryRun"], true);
+    let plan = crate::support::last_json_line(&o.stdout);
+    assert_eq!((&plan["type"], &plan["dryRun"]), (&"deletePlan".into(), &true.into()));
     assert_eq!(plan["projects"].as_array().unwrap().len(), before.len());
     assert!(plan["calls"].as_u64().unwrap() > 10);
 

@@ -139,7 +139,8 @@ async fn an_image_whose_metadata_changed_after_the_backup_is_not_deleted() {
     assert!(err.contains(&format!("image {image} of project {project}: metadata changed")), "{err}");
     assert_eq!(mutating(&emu), Vec::<String>::new(), "nothing deleted");
     let o = delete_cli(&emu, &["--backup", backup.to_str().unwrap(), "--project", CLASSIFICATION, "--json"]).await;
-    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let doc = crate::support::last_json_line(&o.stdout);
+    assert_eq!((&doc["type"], &doc["kind"]), (&"error".into(), &"refused".into()), "{doc}");
     assert_eq!(doc["differences"][0]["id"], image.to_string(), "{doc}");
     assert_eq!(doc["differences"][0]["what"], serde_json::json!(["metadata"]), "{doc}");
 

@@ -107,7 +107,7 @@ async fn only_images_keeps_the_iterations_copies_unless_all_iterations_is_asked(
         "{out}"
     );
     let o = delete_cli(&emu, &["--backup", backup_arg, "--project", &pid, "--only", "images", "--json"]).await;
-    let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let plan = crate::support::last_json_line(&o.stdout);
     assert_eq!(plan["allIterations"], false);
     assert_eq!(ids(&plan["projects"][0]["keptInIterations"]), kept);
 

@@ -325,7 +325,8 @@ async fn the_key_and_signatures_appear_nowhere() {
     let stdout = String::from_utf8(o.stdout).unwrap();
     let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let last = lines.last().unwrap();
-    assert_eq!(last["event"], "summary");
+    assert_eq!(last["type"], "exportSummary");
+    assert!(lines.iter().all(|l| l["schema"] == "cvarchive/1" && l["time"].is_string()), "{stdout}");
     assert_eq!(last["complete"], true);
     assert_eq!(last["sha256"].as_str().unwrap(), hex::encode(Sha256::digest(std::fs::read(&out).unwrap())));
 }

@@ -164,7 +164,7 @@ fn a_manifest_bomb_is_read_in_bounded_memory_with_capped_findings() {
     assert!(json.len() < 4 << 20, "--json is bounded: {} bytes", json.len());
     let report: serde_json::Value = serde_json::from_slice(&json).unwrap();
     let omitted = report["omitted"].as_array().unwrap();
-    let bad_lines = omitted.iter().find(|o| o["kind"] == "invalid_manifest_line").expect("counted past the cap");
+    let bad_lines = omitted.iter().find(|o| o["kind"] == "invalidManifestLine").expect("counted past the cap");
     assert_eq!(bad_lines["count"].as_u64().unwrap(), 2_000_000 + 3000 - MAX_FINDINGS_PER_KIND as u64);
     let (_, text, _) = cli_stdout(&["verify", "--fast", p]);
     let text = String::from_utf8(text).unwrap();

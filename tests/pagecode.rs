@@ -1,6 +1,6 @@
 //! Issue 14 item 9: the browse page's code. A re-bagged archive (consistent manifests) whose
 //! `app.js` was replaced, or whose data file carries code, is reported by `verify` as
-//! `page_code_differs`: the data stays intact, and the CLI says not to open the page (exit 1).
+//! `pageCodeDiffers`: the data stays intact, and the CLI says not to open the page (exit 1).
 
 use cvarchive::verify::{verify, FindingKind, Report, VerifyOptions};
 
@@ -40,7 +40,7 @@ async fn a_rebagged_archive_with_another_app_js_is_reported() {
         text.contains("intact data; the browse page's code differs") && !text.contains("intact: no findings"),
         "{text}"
     );
-    assert!(text.contains("page_code_differs (1):") && text.contains("data/browse/app.js"), "{text}");
+    assert!(text.contains("pageCodeDiffers (1):") && text.contains("data/browse/app.js"), "{text}");
 }
 
 #[tokio::test]

@@ -153,3 +153,10 @@ pub fn folder_of(out: &Path, id: impl std::fmt::Display) -> PathBuf {
         .find(|p| p.is_dir() && p.file_name().unwrap().to_string_lossy().ends_with(&suffix))
         .unwrap_or_else(|| panic!("a folder for project {id} in {}", out.display()))
 }
+
+/// The last line of a command's `--json` output (its result, or its `error` line), parsed.
+pub fn last_json_line(stdout: &[u8]) -> serde_json::Value {
+    let text = String::from_utf8_lossy(stdout);
+    let last = text.lines().last().unwrap_or_else(|| panic!("no --json output"));
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {last}"))
+}

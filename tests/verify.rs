@@ -372,10 +372,10 @@ fn the_cli_exit_codes_and_json() {
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     let kinds: Vec<_> =
         json["findings"].as_array().unwrap().iter().map(|f| f["kind"].as_str().unwrap().to_string()).collect();
-    assert!(kinds.contains(&"missing_payload_file".to_string()), "{kinds:?}");
+    assert!(kinds.contains(&"missingPayloadFile".to_string()), "{kinds:?}");
     let (code, text) = cli(&["verify", damaged.to_str().unwrap()]);
     assert_eq!(code, 1);
-    assert!(text.contains("missing_payload_file (1):"), "{text}");
+    assert!(text.contains("missingPayloadFile (1):"), "{text}");
 
     let noise = dir.path().join("noise.zip");
     std::fs::write(&noise, vec![0x42u8; 5000]).unwrap();

@@ -107,8 +107,10 @@ fn status_and_code(status: u16, code: &str) -> String {
 }
 
 /// The kinds of transient failure that are retried, for counting them.
+/// In JSON (`retry` events, the export summary's `retries`) a kind is camelCase: `throttled`,
+/// `serverError`, `connection`, `timeout`, `damaged`, `expiredLink` ([`RetryKind::key`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "camelCase")]
 pub enum RetryKind {
     /// 429 Too Many Requests.
     Throttled,
@@ -134,6 +136,18 @@ impl RetryKind {
         RetryKind::Damaged,
         RetryKind::ExpiredLink,
     ];
+
+    /// The name in JSON: `serverError`, `expiredLink`...
+    pub fn key(self) -> &'static str {
+        match self {
+            RetryKind::Throttled => "throttled",
+            RetryKind::ServerError => "serverError",
+            RetryKind::Connection => "connection",
+            RetryKind::Timeout => "timeout",
+            RetryKind::Damaged => "damaged",
+            RetryKind::ExpiredLink => "expiredLink",
+        }
+    }
 
     /// A short name for summaries.
     pub fn name(self) -> &'static str {

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
@@ -15,6 +15,12 @@ pub const KEY_ENV: &str = "VISION_TRAINING_KEY";
 /// The environment variable holding the endpoint.
 pub const ENDPOINT_ENV: &str = "VISION_TRAINING_ENDPOINT";
 
+/// A mistake in the arguments or the environment, found before any work: `usage` in the
+/// `--json` error line.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
 /// The training key, from `--key-file` or the environment; never from the command line.
 pub fn load_key(key_file: Option<&Path>) -> anyhow::Result<TrainingKey> {
     if let Some(path) = key_file {
@@ -23,15 +29,16 @@ pub fn load_key(key_file: Option<&Path>) -> anyhow::Result<TrainingKey> {
             std::fs::read_to_string(path).with_context(|| format!("cannot read the key file {}", path.display()))?;
         let key = TrainingKey::new(text);
         if key.is_empty() {
-            bail!("the key file {} is empty", path.display());
+            return Err(UsageError(format!("the key file {} is empty", path.display())).into());
         }
         return Ok(key);
     }
     match std::env::var(KEY_ENV) {
         Ok(k) if !k.trim().is_empty() => Ok(TrainingKey::new(k)),
-        _ => {
-            bail!("no training key: set {KEY_ENV} or pass --key-file PATH (the key is never taken on the command line)")
-        }
+        _ => Err(UsageError(format!(
+            "no training key: set {KEY_ENV} or pass --key-file PATH (the key is never taken on the command line)"
+        ))
+        .into()),
     }
 }
 
@@ -39,9 +46,10 @@ pub fn load_key(key_file: Option<&Path>) -> anyhow::Result<TrainingKey> {
 pub fn endpoint(flag: Option<String>) -> anyhow::Result<String> {
     match flag.or_else(|| std::env::var(ENDPOINT_ENV).ok()).filter(|e| !e.trim().is_empty()) {
         Some(e) => Ok(e),
-        None => bail!(
+        None => Err(UsageError(format!(
             "no endpoint: pass --endpoint URL or set {ENDPOINT_ENV} (e.g. https://NAME.cognitiveservices.azure.com)"
-        ),
+        ))
+        .into()),
     }
 }
 
@@ -104,6 +112,7 @@ pub fn cancel_on_signals_telling(tell: impl Fn(&str) + Send + 'static) -> Cancel
             _ = tokio::signal::ctrl_c() => {}
             _ = terminate() => {}
         }
+        super::json::write_error(&super::json::ErrorLine::new("stopped at once (a second Ctrl-C)", "interrupted", 130));
         std::process::exit(130);
     });
     token

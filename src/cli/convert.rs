@@ -67,10 +67,7 @@ pub async fn run(args: ConvertArgs) -> anyhow::Result<Exit> {
 
 fn print(report: &Report, json: bool) -> anyhow::Result<()> {
     if json {
-        let mut value = serde_json::to_value(report)?;
-        value["event"] = "summary".into();
-        println!("{value}");
-        return Ok(());
+        return Ok(super::json::write("convertReport", report)?);
     }
     for p in &report.projects {
         let only = match p.only_in_iterations {

@@ -105,11 +105,12 @@ pub async fn run(args: DeleteArgs) -> anyhow::Result<Exit> {
         )
     };
     if opts.all_iterations && opts.only != Some(Category::Images) {
-        eprintln_escaped!(
-            "cvarchive: --all-iterations goes with --only images (deleting projects or iterations destroys the \
-             iterations' copies anyway)"
-        );
-        return Ok(Exit::Error);
+        return Err(common::UsageError(
+            "--all-iterations goes with --only images (deleting projects or iterations destroys the iterations' \
+             copies anyway)"
+                .to_owned(),
+        )
+        .into());
     }
     if opts.backup.is_none() && !opts.without_backup {
         return refuse(&Error::NoBackup, args.json);
@@ -117,8 +118,8 @@ pub async fn run(args: DeleteArgs) -> anyhow::Result<Exit> {
     let key = common::load_key(args.key_file.as_deref())?;
     let mut client_opts = ClientOptions::new(common::endpoint(args.endpoint.clone())?, key);
     client_opts.api_rate = args.api_rate.0;
-    // The plan or the receipt is the JSON document: no events beside it.
-    let drawer = Drawer::start(if args.json { Mode::Silent } else { Mode::choose(false, false) });
+    // With --json the events come first, then the plan or the receipt, as every command does.
+    let drawer = Drawer::start(Mode::choose(args.json, false));
     client_opts.progress = drawer.clone();
     args.tls.apply(&mut client_opts);
     let client = Client::new(client_opts)?;
@@ -137,40 +138,45 @@ pub async fn run(args: DeleteArgs) -> anyhow::Result<Exit> {
             Ok(match done.outcome {
                 RunOutcome::Complete => Exit::Done,
                 RunOutcome::Failures => Exit::Incomplete,
-                RunOutcome::Interrupted => Exit::Interrupted,
+                RunOutcome::Interrupted => {
+                    let message = format!(
+                        "interrupted; run the same command again to continue (receipt {})",
+                        done.receipt_path.display()
+                    );
+                    if args.json {
+                        super::json::write_error(&super::json::ErrorLine::new(message, "interrupted", Exit::Interrupted.code()));
+                    }
+                    Exit::Interrupted
+                }
             })
         }
     }
 }
 
+/// Says why nothing was deleted: on stderr, and with `--json` as the `error` line, with what
+/// the backup lacks or what changed since it was taken when that is the reason.
 fn refuse(e: &Error, json: bool) -> anyhow::Result<Exit> {
     if json {
-        let lacking = match e {
-            Error::BackupLacks { lacking, .. } => serde_json::to_value(lacking)?,
-            _ => serde_json::Value::Array(Vec::new()),
-        };
-        let differences = match e {
-            Error::BackupDiffers { differences, .. } => serde_json::to_value(differences)?,
-            _ => serde_json::Value::Array(Vec::new()),
-        };
-        let doc = serde_json::json!({
-            "refused": true, "error": e.to_string(), "lacking": lacking, "differences": differences
-        });
-        println!("{doc}");
+        let mut line = super::json::ErrorLine::new(e.to_string(), super::json::cause_kind(e), Exit::Error.code());
+        if let Error::BackupLacks { lacking, .. } = e {
+            line.lacking = Some(serde_json::to_value(lacking)?);
+        }
+        if let Error::BackupDiffers { differences, .. } = e {
+            line.differences = Some(serde_json::to_value(differences)?);
+        }
+        super::json::write_error(&line);
     }
     eprintln_escaped!("cvarchive: {e}");
     Ok(if matches!(e, Error::Interrupted) { Exit::Interrupted } else { Exit::Error })
 }
 
 fn print_plan(plan: &Plan, opts: &EraseOptions, json: bool) -> anyhow::Result<()> {
-    let mut out = super::human::Escaping(std::io::stdout().lock());
     if json {
         let mut doc = serde_json::to_value(plan)?;
         doc["dryRun"] = true.into();
-        serde_json::to_writer_pretty(&mut out, &doc)?;
-        writeln!(out)?;
-        return Ok(());
+        return Ok(super::json::write("deletePlan", &doc)?);
     }
+    let mut out = super::human::Escaping(std::io::stdout().lock());
     writeln!(out, "DRY RUN: nothing was deleted. Run again with --yes to delete.")?;
     writeln!(out, "endpoint: {}", plan.endpoint_host)?;
     if let Some(other) = &plan.backup_from_other_endpoint {
@@ -279,7 +285,6 @@ fn print_iteration_copies(out: &mut impl Write, p: &ProjectPlan, all_iterations:
 }
 
 fn print_receipt(done: &Executed, json: bool) -> anyhow::Result<()> {
-    let mut out = super::human::Escaping(std::io::stdout().lock());
     if json {
         let doc = serde_json::json!({
             "outcome": done.outcome,
@@ -287,10 +292,9 @@ fn print_receipt(done: &Executed, json: bool) -> anyhow::Result<()> {
             "receiptSha256": done.receipt_sha256,
             "receipt": done.receipt,
         });
-        serde_json::to_writer_pretty(&mut out, &doc)?;
-        writeln!(out)?;
-        return Ok(());
+        return Ok(super::json::write("deleteReceipt", &doc)?);
     }
+    let mut out = super::human::Escaping(std::io::stdout().lock());
     let r = &done.receipt;
     let run = r.runs.last().map(|r| r.deleted).unwrap_or_default();
     let t = r.totals;

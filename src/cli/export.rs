@@ -217,12 +217,10 @@ fn shell_word(word: &str) -> String {
 fn print_summary(s: &ExportSummary, rerun: Option<&str>, mode: Mode) -> anyhow::Result<()> {
     if mode == Mode::Json {
         let mut value = serde_json::to_value(s)?;
-        value["event"] = "summary".into();
         if let Some(rerun) = rerun {
             value["rerun"] = rerun.into();
         }
-        println!("{value}");
-        return Ok(());
+        return Ok(super::json::write("exportSummary", &value)?);
     }
     println_escaped!(
         "exported {} project(s): {} images ({}), {} stored predictions, {} model exports in {:.1} s",

@@ -24,19 +24,11 @@ pub struct InspectArgs {
 pub async fn run(args: InspectArgs) -> anyhow::Result<Exit> {
     let path = args.archive.clone();
     let result = tokio::task::spawn_blocking(move || inspect(&path)).await.context("inspect task failed")?;
-    let summary = match result {
-        Ok(s) => s,
-        Err(err) => {
-            eprintln_escaped!("cvarchive: cannot read {} as an archive: {err}", args.archive.display());
-            return Ok(Exit::Error);
-        }
-    };
-    let mut out = super::human::Escaping(std::io::stdout().lock());
+    let summary = result.with_context(|| format!("cannot read {} as an archive", args.archive.display()))?;
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &summary)?;
-        writeln!(out)?;
+        super::json::write("inspectSummary", &summary)?;
     } else {
-        print_human(&mut out, &summary)?;
+        print_human(&mut super::human::Escaping(std::io::stdout().lock()), &summary)?;
     }
     Ok(Exit::Done)
 }

@@ -9,7 +9,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[macro_use]
 mod human;
@@ -21,6 +21,7 @@ mod emulator;
 mod export;
 mod inspect;
 mod man;
+mod json;
 mod progress;
 mod projects;
 mod restore;
@@ -165,26 +166,67 @@ enum Command {
 
 /// Parses the command line, runs the command and returns the process exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse();
     progress::set_verbosity(if cli.quiet { 0 } else { cli.verbose.saturating_add(1) });
     init_logs(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln_escaped!("cvarchive: cannot start the async runtime: {e}");
+            let message = format!("cannot start the async runtime: {e}");
+            json::write_error(&json::ErrorLine::new(message.as_str(), "internal", Exit::Error.code()));
+            eprintln_escaped!("cvarchive: {message}");
             return Exit::Error.into();
         }
     };
     let result = runtime.block_on(run(cli));
     progress::finish_all();
     match result {
+        Ok(Exit::Error) if !json::error_written() => {
+            // A command that said why on stderr only: the JSON reader learns at least that.
+            json::write_error(&json::ErrorLine::new("failed (see stderr)", "other", Exit::Error.code()));
+            Exit::Error.into()
+        }
+        Ok(Exit::Interrupted) if !json::error_written() => {
+            let message = "interrupted; run the same command again to continue";
+            json::write_error(&json::ErrorLine::new(message, "interrupted", Exit::Interrupted.code()));
+            Exit::Interrupted.into()
+        }
         Ok(exit) => exit.into(),
         Err(err) => {
             if is_broken_pipe(&err) {
                 return Exit::Done.into();
             }
-            eprintln_escaped!("cvarchive: {}", describe(&err));
+            let message = describe(&err);
+            json::fail(&err, &message, Exit::Error.code());
+            eprintln_escaped!("cvarchive: {message}");
             Exit::Error.into()
+        }
+    }
+}
+
+/// The parsed command line, noting whether the command was given `--json`. A mistake exits as
+/// clap does (usage on stderr, code 2), after an `error` line on stdout if `--json` was among
+/// the arguments.
+fn parse() -> Cli {
+    let parsed = Cli::command().try_get_matches().and_then(|m| Ok((Cli::from_arg_matches(&m)?, m)));
+    match parsed {
+        Ok((cli, matches)) => {
+            let sub = matches.subcommand().map(|(_, m)| m);
+            if sub.is_some_and(|m| matches!(m.try_get_one::<bool>("json"), Ok(Some(true)))) {
+                json::enable();
+            }
+            cli
+        }
+        Err(err) => {
+            // Help and --version are not failures; a failure's first line is its message.
+            if err.use_stderr() && std::env::args_os().skip(1).any(|a| a == "--json") {
+                json::enable();
+                let text = err.render().to_string();
+                let first = text.lines().next().unwrap_or_default();
+                let message = first.strip_prefix("error: ").unwrap_or(first);
+                json::write_error(&json::ErrorLine::new(message, "usage", err.exit_code() as u8));
+            }
+            err.exit()
         }
     }
 }

@@ -280,10 +280,7 @@ impl Progress for Drawer {
     fn event(&self, event: Event) {
         match self.mode {
             Mode::Json => {
-                if let Ok(line) = serde_json::to_string(&event) {
-                    let mut out = std::io::stdout().lock();
-                    let _ = writeln!(out, "{line}");
-                }
+                let _ = super::json::write_event(&event);
                 return;
             }
             Mode::Silent => return,

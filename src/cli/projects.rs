@@ -66,8 +66,8 @@ pub async fn run(args: ProjectsArgs) -> anyhow::Result<Exit> {
             },
             "estimate": ESTIMATE,
         });
-        serde_json::to_writer(&mut out, &doc)?;
-        writeln!(out)?;
+        drop(out);
+        super::json::write("projectList", &doc)?;
         return Ok(Exit::Done);
     }
     writeln!(out, "endpoint: {}", client.host())?;
@@ -129,23 +129,23 @@ pub async fn dry_run(
     let mut out = Escaping(std::io::stdout().lock());
     if json {
         let mut doc = serde_json::to_value(&plan)?;
-        doc["event"] = "plan".into();
         doc["dryRun"] = true.into();
         doc["endpoint"] = client.host().into();
         doc["estimate"] = ESTIMATE.into();
-        serde_json::to_writer(&mut out, &doc)?;
-        writeln!(out)?;
+        super::json::write("exportPlan", &doc)?;
     } else {
         print_plan(&mut out, &plan, client.host(), predictions)?;
     }
     drop(out);
     if exit == Exit::Error {
-        eprintln_escaped!(
-            "cvarchive: not enough room at {}: about {} needed, {} free; the export would be refused",
+        let message = format!(
+            "not enough room at {}: about {} needed, {} free; the export would be refused",
             plan::folder_of(out_path).display(),
             human_bytes(plan.estimated_bytes),
             human_bytes(plan.free_bytes.unwrap_or(0))
         );
+        super::json::write_error(&super::json::ErrorLine::new(message.as_str(), "refused", Exit::Error.code()));
+        eprintln_escaped!("cvarchive: {message}");
     }
     Ok(exit)
 }

@@ -93,10 +93,7 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<Exit> {
 
 fn print(report: &Report, path: &std::path::Path, mode: Mode) -> anyhow::Result<()> {
     if mode == Mode::Json {
-        let mut value = serde_json::to_value(report)?;
-        value["event"] = "summary".into();
-        println!("{value}");
-        return Ok(());
+        return Ok(super::json::write("restoreReport", report)?);
     }
     for p in &report.projects {
         let new = p.new_id.map_or_else(|| "-".to_owned(), |id| id.to_string());

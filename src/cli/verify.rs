@@ -36,19 +36,11 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<Exit> {
     let path = args.archive.clone();
     let result = tokio::task::spawn_blocking(move || verify(&path, &opts)).await.context("verify task failed")?;
     drawer.finish();
-    let report = match result {
-        Ok(report) => report,
-        Err(err) => {
-            eprintln_escaped!("cvarchive: cannot read {} as an archive: {err}", args.archive.display());
-            return Ok(Exit::Error);
-        }
-    };
-    let mut out = super::human::Escaping(std::io::stdout().lock());
+    let report = result.with_context(|| format!("cannot read {} as an archive", args.archive.display()))?;
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        writeln!(out)?;
+        super::json::write("verifyReport", &report)?;
     } else {
-        print_human(&mut out, &report)?;
+        print_human(&mut super::human::Escaping(std::io::stdout().lock()), &report)?;
     }
     Ok(match (report.is_clean(), report.is_complete()) {
         (false, _) => Exit::Findings,

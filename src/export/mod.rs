@@ -117,10 +117,17 @@ pub struct ExportSummary {
     pub missing: Vec<Missing>,
     /// What changed during the export, and count differences.
     pub notes: Vec<String>,
-    /// Retries by kind.
+    /// Retries by kind; in JSON one object, `{"throttled": 3, "serverError": 1}`, the kinds
+    /// spelt as in `retry` events.
+    #[serde(serialize_with = "retries_as_object")]
     pub retries: Vec<(RetryKind, u64)>,
     /// Whether nothing is missing.
     pub complete: bool,
+}
+
+/// Retry counts as one object of kind -> count (see [`ExportSummary::retries`]).
+fn retries_as_object<S: serde::Serializer>(retries: &[(RetryKind, u64)], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(retries.iter().map(|(k, n)| (k, n)))
 }
 
 /// Why an export stopped.

@@ -7,10 +7,11 @@ use serde::Serialize;
 
 use crate::archive::data::{MAX_FINDINGS_PER_KIND, MAX_FINDING_TEXT};
 
-/// The kinds of damage verify reports (snake_case in JSON). Ordered roughly from the outside of
-/// the archive inwards; human output groups findings in this order.
+/// The kinds of damage verify reports (camelCase in JSON and in human output, like every name
+/// in `--json` output). Ordered roughly from the outside of the archive inwards; human output
+/// groups findings in this order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "camelCase")]
 pub enum FindingKind {
     /// The zip's end was missing or unusable; entries were recovered from local headers.
     Truncated,
@@ -73,7 +74,7 @@ pub enum FindingKind {
 }
 
 impl FindingKind {
-    /// The snake_case name, as in JSON.
+    /// The camelCase name, as in JSON.
     pub fn as_str(self) -> String {
         serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
     }

@@ -64,8 +64,9 @@ impl std::fmt::Debug for VerifyOptions {
     }
 }
 
-/// Every finding about one archive, plus what was looked at.
+/// Every finding about one archive, plus what was looked at (camelCase in JSON).
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Report {
     /// The archive file.
     pub archive: PathBuf,

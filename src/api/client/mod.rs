@@ -473,7 +473,7 @@ impl Client {
             }
             self.inner.stats.record(kind);
             self.inner.progress.event(Event::Retry {
-                kind: kind.name().to_owned(),
+                kind: kind.key().to_owned(),
                 throttled: kind == RetryKind::Throttled,
                 wait_ms: wait.as_millis() as u64,
             });
