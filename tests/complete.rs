@@ -33,8 +33,9 @@ async fn incomplete_archive(dir: &Path) -> (PathBuf, Vec<String>) {
     (out, summary.missing.iter().map(|m| m.id.to_string()).collect())
 }
 
+/// The command's result: the last line of its `--json` output.
 fn stdout_json(o: &std::process::Output) -> Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o.stdout)))
+    crate::support::last_json_line(&o.stdout)
 }
 
 #[tokio::test]

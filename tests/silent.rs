@@ -110,7 +110,7 @@ async fn ctrl_c_stops_an_export_waiting_on_a_silent_server() {
     let err = String::from_utf8_lossy(&o.stderr);
     eprintln!("Ctrl-C on a silent server: stopped in {took:?}");
     assert!(took < STOPS_WITHIN, "took {took:?}: {err}");
-    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(o.status.code(), Some(130), "{err}");
     assert!(err.contains("interrupted"), "{err}");
 }
 
@@ -143,7 +143,7 @@ async fn sigterm_stops_an_export_whose_last_call_hangs_and_the_next_run_resumes(
     let err = String::from_utf8_lossy(&o.stderr);
     eprintln!("SIGTERM with GetIterations hung: stopped in {took:?}");
     assert!(took < STOPS_WITHIN, "took {took:?}: {err}");
-    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(o.status.code(), Some(130), "{err}");
     assert!(err.contains("interrupted") && err.contains("run the same command again"), "{err}");
     assert!(!out.exists(), "the final path never holds a partial archive");
     assert!(partial(&out).exists(), "the resumable state is kept");

@@ -158,7 +158,7 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<Exit> {
 /// Whether the export stopped because it was asked to (Ctrl-C, SIGTERM).
 fn interrupted(e: &ExportError) -> bool {
     match e {
-        ExportError::Interrupted => true,
+        ExportError::Interrupted | ExportError::Api(crate::api::Error::Interrupted { .. }) => true,
         ExportError::Resumable { cause, .. } => interrupted(cause),
         _ => false,
     }

@@ -197,9 +197,11 @@ pub fn main() -> ExitCode {
                 return Exit::Done.into();
             }
             let message = describe(&err);
-            json::fail(&err, &message, Exit::Error.code());
+            // However it surfaced, a stop the user asked for is exit 130, as the contract says.
+            let exit = if json::error_kind(&err) == "interrupted" { Exit::Interrupted } else { Exit::Error };
+            json::fail(&err, &message, exit.code());
             eprintln_escaped!("cvarchive: {message}");
-            Exit::Error.into()
+            exit.into()
         }
     }
 }

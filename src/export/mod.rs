@@ -169,7 +169,7 @@ pub enum Error {
     #[error("interrupted")]
     Interrupted,
     /// The export stopped after it began writing; what it wrote is kept for the next run.
-    #[error("{}\n  nothing was written at the target; what was archived so far is kept in {}: run the same command again to resume", chain(cause.as_ref()), partial.display())]
+    #[error("{}; nothing was written at the target; what was archived so far is kept in {}: run the same command again to resume", chain(cause.as_ref()), partial.display())]
     Resumable { partial: PathBuf, cause: Box<Error> },
     /// A partial archive is there that this export cannot continue.
     #[error("cannot resume {}: {reason}; run the same command as before, or pass --fresh to discard it and start over", path.display())]
