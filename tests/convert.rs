@@ -392,7 +392,7 @@ fn tags_whose_names_collide_get_folders_of_their_own() {
     // `dog`, a tag literally named `dog-<id prefix of the next>`, and the next, also `dog`,
     // whose clash suffix would make it that name; then the same three in the other order.
     let third = tag(3).simple().to_string();
-    let tags = vec![(tag(1), "dog".to_owned()), (tag(2), format!("dog-{}", &third[..8])), (tag(3), "dog".to_owned())];
+    let tags = [(tag(1), "dog".to_owned()), (tag(2), format!("dog-{}", &third[..8])), (tag(3), "dog".to_owned())];
     let images: Vec<(Uuid, Vec<Uuid>)> = vec![
         (Uuid::from_u128(0xa1), vec![tag(2), tag(3)]),
         (Uuid::from_u128(0xa2), vec![tag(1)]),

@@ -88,7 +88,9 @@ fn missing_bag_info() {
 #[test]
 fn invalid_bag_info() {
     let report = verify_rewritten("no_oxum", |l| {
-        replace_entry(l, "/bag-info.txt", |s| s.lines().filter(|l| !l.starts_with("Payload-Oxum:")).map(|l| format!("{l}\n")).collect());
+        replace_entry(l, "/bag-info.txt", |s| {
+            s.lines().filter(|l| !l.starts_with("Payload-Oxum:")).map(|l| format!("{l}\n")).collect()
+        });
         recompute_tagmanifest(l);
     });
     assert_finding(&report, FindingKind::InvalidBagInfo, "bag-info.txt");

@@ -15,8 +15,8 @@ use cvarchive::verify::{verify, FindingKind, VerifyOptions};
 use sha2::{Digest, Sha256};
 
 use super::archive::{image_bytes, info, listing_line, write_bag, write_good_bag, IMAGES, PREDICTION, PROJECT};
-use super::support::{emulator_with, run_measured};
 use super::support::bags::rebag;
+use super::support::{emulator_with, run_measured};
 use super::verify::full;
 
 const MEMORY_BOUND: u64 = 256 << 20;

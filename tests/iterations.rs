@@ -53,7 +53,8 @@ async fn images_only_iterations_hold_are_archived_byte_for_byte_and_marked() {
         let held: HashSet<Uuid> = emu.iteration_image_ids(project, iteration).into_iter().collect();
         for (id, line) in &lines {
             assert_eq!(line["workspace"], workspace.contains(id), "{id}");
-            let holders: Vec<&str> = line["iterations"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+            let holders: Vec<&str> =
+                line["iterations"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
             assert_eq!(holders.contains(&iteration.to_string().as_str()), held.contains(id), "{id}");
         }
         for id in &only {

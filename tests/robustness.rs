@@ -98,7 +98,6 @@ fn exit_code(verdict: &Result<Report, cvarchive::verify::Error>) -> i32 {
     }
 }
 
-
 macro_rules! check {
     ($cond:expr, $($fmt:tt)*) => {
         if !$cond {

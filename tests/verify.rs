@@ -258,7 +258,6 @@ fn random_bytes_are_not_an_archive() {
     assert!(inspect(&path).is_err());
 }
 
-
 #[test]
 fn a_high_ratio_entry_is_verified_in_bounded_memory() {
     const BOMB: u64 = 256 << 20;

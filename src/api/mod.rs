@@ -12,8 +12,8 @@ mod retry;
 
 pub use client::{
     batch_tags, link_has_expired, upload_timeout, Blob, Client, ClientOptions, DeleteImages, ImageQuery, NewProject,
-    OrderBy, DEFAULT_TIMEOUT, MAX_BATCH_TAGS, MAX_IMAGE_IDS, MAX_PREDICTION_IDS, MAX_TAKE,
-    MAX_UPLOAD_BATCH, MAX_UPLOAD_BATCH_BYTES,
+    OrderBy, DEFAULT_TIMEOUT, MAX_BATCH_TAGS, MAX_IMAGE_IDS, MAX_PREDICTION_IDS, MAX_TAKE, MAX_UPLOAD_BATCH,
+    MAX_UPLOAD_BATCH_BYTES,
 };
 pub use error::{Error, RetryKind};
 pub use retry::{parse_retry_after, parse_retry_after_message, RateLimiter, RetryPolicy, RetryStats};

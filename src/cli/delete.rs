@@ -144,7 +144,11 @@ pub async fn run(args: DeleteArgs) -> anyhow::Result<Exit> {
                         done.receipt_path.display()
                     );
                     if args.json {
-                        super::json::write_error(&super::json::ErrorLine::new(message, "interrupted", Exit::Interrupted.code()));
+                        super::json::write_error(&super::json::ErrorLine::new(
+                            message,
+                            "interrupted",
+                            Exit::Interrupted.code(),
+                        ));
                     }
                     Exit::Interrupted
                 }

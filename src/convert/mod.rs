@@ -43,8 +43,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::progress::{Event, Progress};
 pub use crate::archive::source::{ArchivedImage, ArchivedProject, Source};
+use crate::progress::{Event, Progress};
 
 /// What can stop a conversion.
 #[derive(Debug, thiserror::Error)]

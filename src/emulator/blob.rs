@@ -231,6 +231,28 @@ fn xml_escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
+/// A body that never ends: chunked, no Content-Length, zeros forever (until the client stops).
+pub(crate) fn endless(request_id: &str) -> Response<Body> {
+    let chunk = Bytes::from(vec![0u8; 64 << 10]);
+    let stream = futures::stream::repeat_with(move || Ok::<Bytes, io::Error>(chunk.clone()));
+    storage_headers(Response::builder(), request_id)
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "image/jpeg")
+        .body(Body::from_stream(stream))
+        .expect("static headers are valid")
+}
+
+/// Headers announcing a body that never comes: a server that stopped sending.
+pub(crate) fn stalled(request_id: &str) -> Response<Body> {
+    let stream = futures::stream::pending::<Result<Bytes, io::Error>>();
+    storage_headers(Response::builder(), request_id)
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "image/jpeg")
+        .header(header::CONTENT_LENGTH, 1000)
+        .body(Body::from_stream(stream))
+        .expect("static headers are valid")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,26 +295,4 @@ mod tests {
         assert_eq!(ByteRange::parse("bytes=-5"), None);
         assert_eq!(ByteRange::parse("items=0-1"), None);
     }
-}
-
-/// A body that never ends: chunked, no Content-Length, zeros forever (until the client stops).
-pub(crate) fn endless(request_id: &str) -> Response<Body> {
-    let chunk = Bytes::from(vec![0u8; 64 << 10]);
-    let stream = futures::stream::repeat_with(move || Ok::<Bytes, io::Error>(chunk.clone()));
-    storage_headers(Response::builder(), request_id)
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "image/jpeg")
-        .body(Body::from_stream(stream))
-        .expect("static headers are valid")
-}
-
-/// Headers announcing a body that never comes: a server that stopped sending.
-pub(crate) fn stalled(request_id: &str) -> Response<Body> {
-    let stream = futures::stream::pending::<Result<Bytes, io::Error>>();
-    storage_headers(Response::builder(), request_id)
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "image/jpeg")
-        .header(header::CONTENT_LENGTH, 1000)
-        .body(Body::from_stream(stream))
-        .expect("static headers are valid")
 }

@@ -291,7 +291,8 @@ impl Upload<'_> {
             }
         }
         let regions = entry.regions.clone().unwrap_or_default();
-        let result = |status: &str, image| ImageCreateResult { source_url: entry.name.clone(), status: status.into(), image };
+        let result =
+            |status: &str, image| ImageCreateResult { source_url: entry.name.clone(), status: status.into(), image };
         let (width, height) = match image_status(p, &tags, &regions, bytes) {
             Ok(dims) => dims,
             Err(code) => return result(code, None),
@@ -328,7 +329,12 @@ impl Upload<'_> {
 
 /// The per-image status codes of an image the batch may hold but the service does not take, or
 /// its dimensions.
-fn image_status(p: &ProjectState, tags: &[Uuid], regions: &[Region], bytes: &Bytes) -> Result<(u32, u32), &'static str> {
+fn image_status(
+    p: &ProjectState,
+    tags: &[Uuid],
+    regions: &[Region],
+    bytes: &Bytes,
+) -> Result<(u32, u32), &'static str> {
     let negative = tags.iter().any(|t| p.tags.iter().any(|x| x.id == *t && x.tag_type.as_deref() == Some("Negative")));
     if bytes.len() > MAX_IMAGE_BYTES {
         Err("ErrorImageSize")

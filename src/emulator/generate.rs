@@ -351,7 +351,15 @@ fn tags(seed: u64, p: u64) -> Vec<Tag> {
 
 /// Stored prediction `j` of project `p`: two tags with their probabilities (and boxes in an
 /// object detection project), made by `iteration` at `created`.
-fn prediction(seed: u64, p: u64, j: u64, kind: Kind, tags: &[Tag], iteration: Uuid, created: DateTime<Utc>) -> PredictionRec {
+fn prediction(
+    seed: u64,
+    p: u64,
+    j: u64,
+    kind: Kind,
+    tags: &[Tag],
+    iteration: Uuid,
+    created: DateTime<Utc>,
+) -> PredictionRec {
     let h = hash(seed, p, j, SALT_PREDICTION);
     let first = &tags[(h % tags.len() as u64) as usize];
     let second = &tags[((h >> 8) % tags.len() as u64) as usize];
@@ -375,7 +383,7 @@ fn prediction(seed: u64, p: u64, j: u64, kind: Kind, tags: &[Tag], iteration: Uu
         id: uuid(seed, p, j, SALT_PREDICTION),
         iteration,
         created,
-        content: Content::Generated { key: (p << 32) | (0x8000_0000 + j), jpeg: j % 2 == 0 },
+        content: Content::Generated { key: (p << 32) | (0x8000_0000 + j), jpeg: j.is_multiple_of(2) },
         predictions: vec![
             prediction(first, 0.5 + (h % 50) as f64 / 100.0, 1),
             prediction(second, (h >> 16) as f64 % 30.0 / 100.0, 2),
@@ -410,14 +418,14 @@ fn image_record(seed: u64, p: u64, i: u64, kind: Kind, tags: &[Tag], base: DateT
     let jitter_ticks = hash(seed, p, slot, SALT_TIME) % 10_000_000;
     let created = base + Duration::milliseconds(1500 * slot as i64) + Duration::nanoseconds(100 * jitter_ticks as i64);
     let h = hash(seed, p, i, SALT_TAGGING);
-    let tagged = h % 10 != 0;
+    let tagged = !h.is_multiple_of(10);
     let tag = |k: u64| tags[((h >> (8 * k)) % tags.len() as u64) as usize].id;
     let (mut image_tags, mut regions) = (Vec::new(), Vec::new());
     if tagged {
         match kind {
             Kind::Classification => {
                 image_tags.push(tag(1));
-                if (h >> 40) % 3 == 0 && tag(2) != tag(1) {
+                if (h >> 40).is_multiple_of(3) && tag(2) != tag(1) {
                     image_tags.push(tag(2));
                 }
             }
@@ -437,7 +445,7 @@ fn image_record(seed: u64, p: u64, i: u64, kind: Kind, tags: &[Tag], base: DateT
             }
         }
     }
-    let metadata = (i % 7 == 0).then(|| {
+    let metadata = i.is_multiple_of(7).then(|| {
         Box::new(BTreeMap::from([("source".to_owned(), "generator".to_owned()), ("index".to_owned(), i.to_string())]))
     });
     let (width, height) = BASE_SIZE;

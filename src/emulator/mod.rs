@@ -184,7 +184,9 @@ impl FromStr for GenerateSpec {
                     }
                 }
                 other => {
-                    return Err(bad(format!("unknown key {other:?} (known: projects, images, seed, size, relative, iteration_only)")))
+                    return Err(bad(format!(
+                        "unknown key {other:?} (known: projects, images, seed, size, relative, iteration_only)"
+                    )))
                 }
             }
         }

@@ -160,22 +160,19 @@ impl AppState {
     /// every core, as Azure Storage does at upload; serving them later then costs no hashing.
     pub(crate) fn store_md5s(&self) {
         let keys: Vec<(u64, bool)> = self.with_account(|a| {
-            let contents = a
-                .projects
-                .iter()
-                .flat_map(|p| {
-                    let only_in_iterations = p
-                        .iterations
-                        .iter()
-                        .flat_map(|it| it.training.images())
-                        .filter(|i| !p.holds(i.id))
-                        .map(|i| i.content);
-                    p.images
-                        .iter()
-                        .map(|i| i.content)
-                        .chain(only_in_iterations)
-                        .chain(p.predictions.iter().map(|r| r.content))
-                });
+            let contents = a.projects.iter().flat_map(|p| {
+                let only_in_iterations = p
+                    .iterations
+                    .iter()
+                    .flat_map(|it| it.training.images())
+                    .filter(|i| !p.holds(i.id))
+                    .map(|i| i.content);
+                p.images
+                    .iter()
+                    .map(|i| i.content)
+                    .chain(only_in_iterations)
+                    .chain(p.predictions.iter().map(|r| r.content))
+            });
             contents
                 .filter_map(|c| match c {
                     Content::Generated { key, jpeg } => Some((key, jpeg)),

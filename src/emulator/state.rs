@@ -392,9 +392,7 @@ impl ProjectState {
 
     /// An image of the workspace, or one an iteration still holds.
     pub fn find_image(&self, id: Uuid) -> Option<&Arc<ImageRec>> {
-        self.index
-            .get(&id)
-            .or_else(|| self.iterations.iter().find_map(|i| i.training.get(&id)))
+        self.index.get(&id).or_else(|| self.iterations.iter().find_map(|i| i.training.get(&id)))
     }
 
     /// An iteration, or NotFoundIteration.

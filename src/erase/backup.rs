@@ -22,7 +22,6 @@ use crate::archive::zipdir::read_at;
 use crate::archive::{layout, BagReader};
 use crate::verify::{verify_reader, VerifyOptions};
 
-
 /// A verified backup, indexed.
 #[derive(Debug, Clone)]
 pub struct Backup {

@@ -144,7 +144,13 @@ async fn list_all(client: &Client, project: Uuid, iteration: Uuid) -> Result<(Ve
     for tagged in [true, false] {
         let pages = paging::offset_pages(MAX_TAKE, |skip, take| {
             calls += 1;
-            let q = ImageQuery { order_by: OrderBy::Oldest, take, skip, iteration_id: Some(iteration), ..Default::default() };
+            let q = ImageQuery {
+                order_by: OrderBy::Oldest,
+                take,
+                skip,
+                iteration_id: Some(iteration),
+                ..Default::default()
+            };
             async move {
                 match tagged {
                     true => client.get_tagged_images(project, &q).await,
@@ -228,14 +234,17 @@ pub(super) async fn archive_only_in_iterations(
             Err(failure) => {
                 let reason = failure.reason();
                 ctx.progress.event(Event::Warning {
-                    message: format!("image {} of project {pid} (held only by iterations) not archived: {reason}", image.id),
+                    message: format!(
+                        "image {} of project {pid} (held only by iterations) not archived: {reason}",
+                        image.id
+                    ),
                 });
                 record.missing.push(Missing { kind: "image".into(), project: pid, id: image.id, reason });
                 continue;
             }
         };
-        let tagged = image.tags.as_ref().is_some_and(|t| !t.is_empty())
-            || image.regions.as_ref().is_some_and(|r| !r.is_empty());
+        let tagged =
+            image.tags.as_ref().is_some_and(|t| !t.is_empty()) || image.regions.as_ref().is_some_and(|r| !r.is_empty());
         let mut value = serde_json::to_value(image.without_uris()).expect("wire types serialise");
         annotate(&mut value, &path, &sha256, size);
         value["taggingStatus"] = Value::from(if tagged { "Tagged" } else { "Untagged" });

@@ -15,10 +15,10 @@ use uuid::Uuid;
 
 use super::base::{Base, BlobKind};
 use super::download::{fetch_image, freshen, Failure, Listed, Refresher};
+use super::iterations::{self, Evaluated};
 use super::record::{ArchivedCounts, ImageCounts, Missing, ProjectRecord};
 use super::resume::Kept;
 use super::sink::{Item, Sink};
-use super::iterations::{self, Evaluated};
 use super::spool::{Rewrite, Spool};
 use super::{Error, ExportOptions};
 use crate::api::model::{Iteration, Project};
@@ -458,7 +458,12 @@ async fn list_images(
 
 /// Copies the blob from the base archive into this one, if it holds a usable copy, and returns
 /// the entry written; an unusable one is reported and left to a download.
-pub(super) async fn copy_from_base(ctx: &Ctx<'_>, sink: &Sink, kind: BlobKind, id: Uuid) -> Result<Option<JournalEntry>, Error> {
+pub(super) async fn copy_from_base(
+    ctx: &Ctx<'_>,
+    sink: &Sink,
+    kind: BlobKind,
+    id: Uuid,
+) -> Result<Option<JournalEntry>, Error> {
     let Some(found) = ctx.base.and_then(|base| base.locate(kind, id)) else { return Ok(None) };
     let refused = match found {
         Ok(held) => {

@@ -78,7 +78,7 @@ impl Read for SpoolReader {
             let mut off = first_off;
             let mut len = 0usize;
             while let Some(&(_, o, l)) = self.index.get(self.next) {
-                if o != off + len as u64 && len > 0 || len + l as usize > (256 << 10) && len > 0 {
+                if len > 0 && (o != off + len as u64 || len + l as usize > (256 << 10)) {
                     break;
                 }
                 if len == 0 {

@@ -233,7 +233,13 @@ pub fn verify_reader(reader: &BagReader, opts: &VerifyOptions) -> Report {
     report.payload_bytes = bag
         .payload
         .values()
-        .map(|e| hashed.as_ref().and_then(|h| h.digests.get(&e.index)).and_then(|r| r.as_ref().ok()).map_or(e.size, |d| d.size))
+        .map(|e| {
+            hashed
+                .as_ref()
+                .and_then(|h| h.digests.get(&e.index))
+                .and_then(|r| r.as_ref().ok())
+                .map_or(e.size, |d| d.size)
+        })
         // Declared sizes are untrusted: saturate rather than overflow (the Oxum check then fails).
         .fold(0u64, u64::saturating_add);
     if let Some(expected) = tags.oxum {

@@ -23,7 +23,8 @@ pub(super) type ScriptVerdicts = HashMap<usize, String>;
 /// Whether the payload file at `path` is a script that must be a pure data call: a `.js` file
 /// other than the page's own code.
 pub(super) fn is_data_script(path: &str) -> bool {
-    path.to_ascii_lowercase().ends_with(".js") && !page_code().iter().any(|(rel, _)| path.strip_prefix("data/") == Some(rel))
+    path.to_ascii_lowercase().ends_with(".js")
+        && !page_code().iter().any(|(rel, _)| path.strip_prefix("data/") == Some(rel))
 }
 
 /// Checks the page's code files and, with `scripts` (the verdicts the full check's hashing pass
