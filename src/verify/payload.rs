@@ -97,14 +97,14 @@ pub(super) fn compare(
     findings: &mut Findings,
 ) -> HashSet<usize> {
     // Manifest lines naming no entry were reported as the manifest was read (it keeps no others).
+    // Findings are gathered unordered and sorted by path at the end: sorting every payload path
+    // (all of them, on an intact archive) cost more than the comparisons.
     let mut unreadable_entries = HashSet::new();
-    let mut paths: Vec<_> = bag.payload.keys().collect();
-    paths.sort();
-    for path in paths {
-        let entry = bag.payload[path];
+    let mut found: Vec<(&String, Finding)> = Vec::new();
+    for (path, entry) in &bag.payload {
         let listed = manifest.get(path);
         if listed.is_none() {
-            findings.push(Finding::new(FindingKind::UnlistedPayloadFile, path.clone()));
+            found.push((path, Finding::new(FindingKind::UnlistedPayloadFile, path.clone())));
         }
         let Some(result) = hashed.and_then(|h| h.digests.get(&entry.index)) else {
             continue;
@@ -112,25 +112,32 @@ pub(super) fn compare(
         match result {
             Err(p) => {
                 unreadable_entries.insert(entry.index);
-                findings.push(unreadable(path, p));
+                found.push((path, unreadable(path, p)));
             }
             Ok(d) => {
                 if d.crc32 != entry.crc32 {
-                    findings.push(
+                    found.push((
+                        path,
                         Finding::new(FindingKind::CrcMismatch, path.clone())
                             .expected(format!("{:08x}", entry.crc32))
                             .actual(format!("{:08x}", d.crc32)),
-                    );
+                    ));
                 }
                 if let Some(sha) = listed.filter(|sha| **sha != d.sha256) {
-                    findings.push(
+                    found.push((
+                        path,
                         Finding::new(FindingKind::HashMismatch, path.clone())
                             .expected(hex::encode(sha))
                             .actual(hex::encode(d.sha256)),
-                    );
+                    ));
                 }
             }
         }
+    }
+    // Stable: one path's findings keep the order they were found in.
+    found.sort_by(|a, b| a.0.cmp(b.0));
+    for (_, finding) in found {
+        findings.push(finding);
     }
     unreadable_entries
 }
