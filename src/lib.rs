@@ -2,21 +2,24 @@
 //!
 //! # Layout
 //!
-//! Data flows one way: [`api`] -> [`export`] -> [`archive`]; [`verify`], [`convert`] and [`restore`] read archives; `cli`
-//! (in the binary's reach only through [`cli::run`]) is the only edge that parses arguments,
-//! draws progress and chooses exit codes.
+//! Data flows one way: [`api`] -> [`export`] -> [`archive`]; [`verify`], [`convert`] and
+//! [`restore`] read archives. [`cli`] is the only edge: the binary's `main` calls [`cli::main`],
+//! which parses arguments, draws progress, writes `--json` lines and chooses exit codes.
 //!
 //! - [`api`]: typed Training API v3.3 client: wire types shared with the emulator, auth, typed
 //!   errors with secrets stripped, paging as a `Stream`, blob and artifact downloads.
 //! - [`emulator`]: a local Custom Vision Training service on a real socket: account state,
 //!   routes, signed expiring blob URLs, generated accounts, fault injection, a request record.
 //! - [`export`]: the pipeline: list every category -> download images (bounded) -> hash -> hand
-//!   to the single archive writer.
+//!   to the single archive writer; `export::plan`, the account surveyed from metadata alone
+//!   (`projects`, `--dry-run`, the disk-room check).
 //! - [`archive`]: the BagIt-in-a-zip format: path layout, the writer (hash while writing,
 //!   manifests last) and the reader; `archive::data`, what every reader of untrusted archives
 //!   shares (one table of limits, capped lines, the manifest and listing readers), and
-//!   `archive::source`, an archive's projects as `convert` and `restore` read them.
-//! - [`verify`]: an archive -> a [`verify::Report`] of every finding.
+//!   `archive::source`, an archive's projects as `convert` and `restore` read them, and
+//!   `archive::missing`, what an archive records as not archived.
+//! - [`verify`]: an archive -> a [`verify::Report`] of every finding, and whether the archive is
+//!   complete.
 //! - [`erase`]: the erasure request: a plan checked against a verified backup, deletes in the
 //!   service's order and batch sizes, confirmation, and a receipt.
 //! - [`convert`]: an archive -> COCO datasets or tag folders that other tools load.
@@ -27,7 +30,10 @@
 //! - [`secret`]: the training key type that never prints, and redaction of credentials in text.
 //! - [`text`]: escaping control characters of outside text before it is printed.
 //! - [`sidefile`]: files created beside a path the user chose, never through a planted link.
-//! - [`cli`]: clap commands, one file each.
+//! - [`cli`]: clap commands, one file each; `cli::json`, the one writer of `--json` lines (the
+//!   schema in `schema/cvarchive-output.schema.json`); `cli::progress` and `cli::status`, the one
+//!   drawer every command reports to; `cli::completions` and `cli::man`, generated from the same
+//!   clap definitions.
 
 pub mod api;
 pub mod archive;

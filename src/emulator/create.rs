@@ -14,7 +14,8 @@ use chrono::Utc;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::ops::{domains, parse_id, Query};
+use super::ops::domains;
+use super::query::{parse_id, Query};
 use super::render::{self, Links};
 use super::routes::{AppState, Reply};
 use super::state::{ApiError, ImageRec, Kind, ProjectState, RegionRec};

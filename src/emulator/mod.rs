@@ -30,6 +30,7 @@ mod fixture;
 mod generate;
 mod iteration;
 mod ops;
+mod query;
 mod record;
 mod render;
 mod routes;

@@ -372,7 +372,7 @@ async fn serve_api(
             return (name, mutating, Reply::Json(page).into_response(request_id));
         }
     }
-    let query = ops::Query::parse(uri.query());
+    let query = super::query::Query::parse(uri.query());
     let response = match ops::run(state, op, &query, headers, &body).await {
         Ok(reply) => match (reply, config.hostile) {
             (Reply::Json(bytes), Some(Hostile::ForeignLinks { metadata, file })) => {
