@@ -6,12 +6,15 @@ mod blob;
 mod create;
 mod links;
 mod operations;
+mod query;
 mod tls;
 mod wire;
 
 pub use blob::{link_has_expired, Blob};
 pub use create::{batch_tags, upload_timeout, NewProject, MAX_BATCH_TAGS, MAX_UPLOAD_BATCH, MAX_UPLOAD_BATCH_BYTES};
 pub use links::{link_refusal, reach, Reach};
+use query::page_query;
+pub use query::{DeleteImages, ImageQuery, OrderBy};
 use wire::{describe_body, header_retry_after, parse_error_body, read_limited, snippet, transport};
 
 use std::fmt::Write as _;
@@ -108,61 +111,6 @@ impl ClientOptions {
             cancel: CancellationToken::new(),
         }
     }
-}
-
-/// Sort order of the list operations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OrderBy {
-    /// Newest first (the service's default).
-    #[default]
-    Newest,
-    /// Oldest first: stable while images are being added.
-    Oldest,
-}
-
-impl OrderBy {
-    fn as_str(self) -> &'static str {
-        match self {
-            OrderBy::Newest => "Newest",
-            OrderBy::Oldest => "Oldest",
-        }
-    }
-}
-
-/// The query of one page of a list operation.
-#[derive(Debug, Clone, Default)]
-pub struct ImageQuery {
-    /// Sort order.
-    pub order_by: OrderBy,
-    /// Page size, at most 256.
-    pub take: u32,
-    /// Items to skip.
-    pub skip: u32,
-    /// The iteration to read; the workspace when `None`.
-    pub iteration_id: Option<Uuid>,
-    /// Only images with these tags (at most 20).
-    pub tag_ids: Vec<Uuid>,
-}
-
-/// What DeleteImages deletes, and whether trained iterations' copies go too.
-///
-/// `all_iterations` is `allIterations` ([spec] DeleteImages: "Removes these images from all
-/// iterations, not just the current workspace"): without it every trained iteration keeps its
-/// copy of the images. The choice is a field of each variant so that every call site states it.
-#[derive(Debug, Clone)]
-pub enum DeleteImages {
-    /// These images (at most 256).
-    Ids {
-        /// The images.
-        ids: Vec<Uuid>,
-        /// Send `allIterations=true`: trained iterations' copies go too.
-        all_iterations: bool,
-    },
-    /// Every image of the project; the service answers 202 and finishes later.
-    All {
-        /// Send `allIterations=true`: trained iterations' copies go too.
-        all_iterations: bool,
-    },
 }
 
 /// A client of one Custom Vision training resource. Cheap to clone; clones share the rate
@@ -561,23 +509,6 @@ impl Client {
         }
         Error::Decode { op, url: url.to_owned(), detail: err.to_string() }
     }
-}
-
-fn page_query(call: Call, q: &ImageQuery, with_iteration: bool) -> Result<Call, Error> {
-    if q.take > MAX_TAKE {
-        return Err(Error::Request {
-            op: call.op,
-            detail: format!("take={} is over the service's limit of {MAX_TAKE}", q.take),
-        });
-    }
-    let mut call = call;
-    if with_iteration {
-        call = call.with_opt("iterationId", q.iteration_id);
-    }
-    if !q.tag_ids.is_empty() {
-        call = call.with("tagIds", csv(&q.tag_ids));
-    }
-    Ok(call.with("orderBy", q.order_by.as_str()).with("take", q.take).with("skip", q.skip))
 }
 
 #[cfg(test)]
