@@ -247,7 +247,7 @@ pub async fn export(
     let kept = resume::Kept::new(kept);
     let counters = project::Counters::default();
     let shared = Shared { kept: &kept, base: base.as_ref(), counters: &counters };
-    let result = run(client, opts, progress, cancel, &dir, sink, shared, projects, started_at).await;
+    let result = Run { client, opts, progress, cancel, dir: &dir, shared, started_at }.run(sink, projects).await;
     let stopped = |cause: Error| Error::Resumable { partial: partial.clone(), cause: Box::new(cause) };
     let (account, bag) = match result {
         Ok(done) => done,
@@ -309,124 +309,143 @@ struct Shared<'a> {
     counters: &'a project::Counters,
 }
 
-/// The export proper, once the archive is open. On failure it hands the sink back so the caller
-/// can close it cleanly.
-#[allow(clippy::too_many_arguments)]
-async fn run(
-    client: &Client,
-    opts: &ExportOptions,
-    progress: &dyn Progress,
-    cancel: &CancellationToken,
-    dir: &Path,
-    sink: sink::Sink,
-    shared: Shared<'_>,
-    projects: Vec<Project>,
+/// The export proper, once the archive is open: what every step reads.
+struct Run<'a> {
+    client: &'a Client,
+    opts: &'a ExportOptions,
+    progress: &'a dyn Progress,
+    cancel: &'a CancellationToken,
+    /// Where spooled metadata goes (the archive's folder).
+    dir: &'a Path,
+    shared: Shared<'a>,
     started_at: chrono::DateTime<chrono::Utc>,
-) -> Result<(AccountRecord, BagSummary), (Error, Option<sink::Sink>)> {
-    // Metadata is read afresh every run; only downloaded blobs carry over.
-    let kept = shared.kept;
-    for path in kept.metadata_paths() {
-        if let Err(e) = sink.send(sink::Item::Forget { path }).await {
-            return Err((e.into(), Some(sink)));
-        }
-    }
-    // Domain types (Classification, ObjectDetection) name what each project is; not essential.
-    let domains = match client.get_domains().await {
-        Ok(d) => d.into_iter().filter_map(|d| Some((d.id, d.domain_type?))).collect(),
-        Err(_) => std::collections::HashMap::new(),
-    };
-    let downloads = tokio::sync::Semaphore::new(opts.concurrency.max(1));
-    let ctx = project::Ctx {
-        downloads: &downloads,
-        domains: &domains,
-        client,
-        opts,
-        progress,
-        cancel,
-        spool_dir: dir,
-        kept,
-        base: shared.base,
-        counters: shared.counters,
-    };
-    // Two projects at once: one's metadata calls overlap the other's downloads. Records come
-    // back in project order.
-    let mut records: Vec<ProjectRecord> = Vec::with_capacity(projects.len());
-    let mut account_missing = Vec::new();
-    let sink_ref = &sink;
-    let ctx_ref = &ctx;
-    let mut exports = futures::stream::iter(projects)
-        .map(|p| async move {
-            let id = p.id;
-            (id, project::export_project(ctx_ref, sink_ref, p).await)
-        })
-        .buffered(PROJECTS_IN_FLIGHT);
-    let mut failed = None;
-    while let Some((id, result)) = exports.next().await {
-        match result {
-            Ok(record) => records.push(record),
-            Err(Error::Api(e)) if e.code() == Some("NotFoundProject") => {
-                let reason = format!("the project vanished during the export: {e}");
-                progress.event(Event::Warning { message: format!("project {id}: {reason}") });
-                account_missing.push(Missing { kind: "project".into(), project: id, id, reason });
-            }
-            Err(e) => {
-                failed = Some(e);
-                break;
+}
+
+/// A failed run: the error, and the sink when it is still there to be closed cleanly.
+type Failed = (Error, Option<sink::Sink>);
+
+impl Run<'_> {
+    /// Exports every project, then writes `account.json`, the page and the bag's end. On failure
+    /// it hands the sink back so the caller can close it cleanly.
+    async fn run(&self, sink: sink::Sink, projects: Vec<Project>) -> Result<(AccountRecord, BagSummary), Failed> {
+        // Metadata is read afresh every run; only downloaded blobs carry over.
+        let kept = self.shared.kept;
+        for path in kept.metadata_paths() {
+            if let Err(e) = sink.send(sink::Item::Forget { path }).await {
+                return Err((e.into(), Some(sink)));
             }
         }
-    }
-    drop(exports);
-    if let Some(e) = failed {
-        return Err((e, Some(sink)));
-    }
-    if cancel.is_cancelled() {
-        return Err((Error::Interrupted, Some(sink)));
-    }
-    // Blobs kept from an earlier run that this run did not meet (deleted since) are left out.
-    for path in kept.unclaimed_paths() {
-        if let Err(e) = sink.send(sink::Item::Forget { path }).await {
-            return Err((e.into(), Some(sink)));
+        let (records, account_missing) = match self.projects(&sink, projects).await {
+            Ok(done) => done,
+            Err(e) => return Err((e, Some(sink))),
+        };
+        if self.cancel.is_cancelled() {
+            return Err((Error::Interrupted, Some(sink)));
         }
+        // Blobs kept from an earlier run that this run did not meet (deleted since) are left out.
+        for path in kept.unclaimed_paths() {
+            if let Err(e) = sink.send(sink::Item::Forget { path }).await {
+                return Err((e.into(), Some(sink)));
+            }
+        }
+        self.finish(sink, records, account_missing).await
     }
 
-    progress.event(Event::Phase { phase: Phase::Finishing, project_id: None });
-    let finished_at = chrono::Utc::now();
-    let complete = account_missing.is_empty() && records.iter().all(|r| r.missing.is_empty());
-    let account = AccountRecord {
-        format: FORMAT.into(),
-        tool: ToolRecord { name: "cvarchive".into(), version: env!("CARGO_PKG_VERSION").into() },
-        source: SourceRecord { endpoint_host: client.host().to_owned(), api_version: api::API_VERSION.into() },
-        started: started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        finished: finished_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        complete,
-        options: OptionsRecord {
-            projects: (!opts.projects.is_empty()).then(|| opts.projects.clone()),
-            predictions: opts.predictions,
-            include_models: opts.include_models,
-        },
-        projects: records,
-        missing: account_missing,
-    };
-    let bytes = serde_json::to_vec_pretty(&account).expect("records serialise");
-    if let Err(e) = sink.send(sink::Item::Deflated { path: layout::account_json().to_owned(), bytes }).await {
-        return Err((e.into(), Some(sink)));
+    /// Every project's export, two at a time: one's metadata calls overlap the other's
+    /// downloads. Records come back in project order, with the projects that vanished meanwhile.
+    async fn projects(
+        &self,
+        sink: &sink::Sink,
+        projects: Vec<Project>,
+    ) -> Result<(Vec<ProjectRecord>, Vec<Missing>), Error> {
+        // Domain types (Classification, ObjectDetection) name what each project is; not essential.
+        let domains = match self.client.get_domains().await {
+            Ok(d) => d.into_iter().filter_map(|d| Some((d.id, d.domain_type?))).collect(),
+            Err(_) => std::collections::HashMap::new(),
+        };
+        let downloads = tokio::sync::Semaphore::new(self.opts.concurrency.max(1));
+        let ctx = project::Ctx {
+            downloads: &downloads,
+            domains: &domains,
+            client: self.client,
+            opts: self.opts,
+            progress: self.progress,
+            cancel: self.cancel,
+            spool_dir: self.dir,
+            kept: self.shared.kept,
+            base: self.shared.base,
+            counters: self.shared.counters,
+        };
+        let mut records: Vec<ProjectRecord> = Vec::with_capacity(projects.len());
+        let mut account_missing = Vec::new();
+        let ctx_ref = &ctx;
+        let mut exports = futures::stream::iter(projects)
+            .map(|p| async move {
+                let id = p.id;
+                (id, project::export_project(ctx_ref, sink, p).await)
+            })
+            .buffered(PROJECTS_IN_FLIGHT);
+        while let Some((id, result)) = exports.next().await {
+            match result {
+                Ok(record) => records.push(record),
+                Err(Error::Api(e)) if e.code() == Some("NotFoundProject") => {
+                    let reason = format!("the project vanished during the export: {e}");
+                    self.progress.event(Event::Warning { message: format!("project {id}: {reason}") });
+                    account_missing.push(Missing { kind: "project".into(), project: id, id, reason });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((records, account_missing))
     }
-    if let Err(e) = sink.send(sink::Item::RenderPage).await {
-        return Err((e.into(), Some(sink)));
-    }
-    if cancel.is_cancelled() {
-        return Err((Error::Interrupted, Some(sink)));
-    }
-    let info = BagInfo {
-        source_host: client.host().to_owned(),
-        api_version: api::API_VERSION.into(),
-        tool_version: env!("CARGO_PKG_VERSION").into(),
-        bagging_date: finished_at.date_naive(),
-        extra: Vec::new(),
-    };
-    match sink.finish(info).await {
-        Ok(summary) => Ok((account, summary)),
-        Err(e) => Err((e.into(), None)),
+
+    /// `account.json`, the browse page and the bag's end.
+    async fn finish(
+        &self,
+        sink: sink::Sink,
+        records: Vec<ProjectRecord>,
+        account_missing: Vec<Missing>,
+    ) -> Result<(AccountRecord, BagSummary), Failed> {
+        let (client, opts) = (self.client, self.opts);
+        self.progress.event(Event::Phase { phase: Phase::Finishing, project_id: None });
+        let finished_at = chrono::Utc::now();
+        let complete = account_missing.is_empty() && records.iter().all(|r| r.missing.is_empty());
+        let account = AccountRecord {
+            format: FORMAT.into(),
+            tool: ToolRecord { name: "cvarchive".into(), version: env!("CARGO_PKG_VERSION").into() },
+            source: SourceRecord { endpoint_host: client.host().to_owned(), api_version: api::API_VERSION.into() },
+            started: self.started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            finished: finished_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            complete,
+            options: OptionsRecord {
+                projects: (!opts.projects.is_empty()).then(|| opts.projects.clone()),
+                predictions: opts.predictions,
+                include_models: opts.include_models,
+            },
+            projects: records,
+            missing: account_missing,
+        };
+        let bytes = serde_json::to_vec_pretty(&account).expect("records serialise");
+        if let Err(e) = sink.send(sink::Item::Deflated { path: layout::account_json().to_owned(), bytes }).await {
+            return Err((e.into(), Some(sink)));
+        }
+        if let Err(e) = sink.send(sink::Item::RenderPage).await {
+            return Err((e.into(), Some(sink)));
+        }
+        if self.cancel.is_cancelled() {
+            return Err((Error::Interrupted, Some(sink)));
+        }
+        let info = BagInfo {
+            source_host: client.host().to_owned(),
+            api_version: api::API_VERSION.into(),
+            tool_version: env!("CARGO_PKG_VERSION").into(),
+            bagging_date: finished_at.date_naive(),
+            extra: Vec::new(),
+        };
+        match sink.finish(info).await {
+            Ok(summary) => Ok((account, summary)),
+            Err(e) => Err((e.into(), None)),
+        }
     }
 }
 

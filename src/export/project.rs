@@ -264,52 +264,74 @@ async fn export_images(
             next = downloads.next() => next,
         };
         let Some(result) = next else { break };
-        let (mut listed, fetched) = result?;
-        match fetched {
-            Ok(blob) => {
-                let in_archive = match &blob {
-                    Some(Stored::Kept(copied)) => Some(copied.clone()),
-                    _ => listed.kept.take(),
-                };
-                let (path, sha256, size) = match (&blob, in_archive) {
-                    (_, Some(entry)) => (entry.data_path, entry.sha256, entry.size),
-                    (Some(Stored::New(b)), None) => (
-                        layout::image_file(pid, listed.image.id, layout::sniff_extension(&b.bytes)),
-                        b.sha256,
-                        b.bytes.len() as u64,
-                    ),
-                    (_, None) => unreachable!("a listed image is kept, copied or downloaded"),
-                };
-                let mut value = serde_json::to_value(listed.image.without_uris()).expect("wire types serialise");
-                annotate(&mut value, &path, &sha256, size);
-                value["taggingStatus"] = Value::from(if listed.tagged { "Tagged" } else { "Untagged" });
-                spool.push(listed.seq, &serde_json::to_vec(&value).expect("serialise")).map_err(Error::Spool)?;
-                if listed.tagged {
-                    record.archived.tagged += 1;
-                } else {
-                    record.archived.untagged += 1;
-                }
-                record.archived.image_bytes += size;
-                if let Some(Stored::New(blob)) = blob {
-                    sink.send(Item::Stored { path, bytes: blob.bytes, crc32: blob.crc32, sha256 }).await?;
-                }
-                ctx.progress.event(Event::BlobArchived { project_id: pid.to_string(), bytes: size });
-            }
-            Err(Failure::Gone) => record.notes.push(format!("image {} was deleted during the export", listed.image.id)),
-            Err(failure) => {
-                let reason = failure.reason();
-                ctx.progress.event(Event::Warning {
-                    message: format!("image {} of project {pid} not archived: {reason}", listed.image.id),
-                });
-                record.missing.push(Missing { kind: "image".into(), project: pid, id: listed.image.id, reason });
-            }
-        }
+        let (listed, fetched) = result?;
+        archive_listed(ctx, sink, pid, record, &mut spool, listed, fetched).await?;
     }
     let listing = match lister.await {
         Ok(Ok(listing)) => listing,
         Ok(Err(e)) => return Err(e),
         Err(e) => return Err(Error::Internal(format!("the image listing task failed: {e}"))),
     };
+    note_listing(record, pid, &listing);
+    Ok(WorkspaceImages { spool, ids: listing.ids, next_seq: listing.next_seq })
+}
+
+/// Puts one listed image in the archive (or records why it is not there): its `images.jsonl`
+/// line into `spool`, its bytes to the writer when newly downloaded, and the project's counts.
+async fn archive_listed(
+    ctx: &Ctx<'_>,
+    sink: &Sink,
+    pid: Uuid,
+    record: &mut ProjectRecord,
+    spool: &mut Spool,
+    mut listed: Listed,
+    fetched: Result<Option<Stored>, Failure>,
+) -> Result<(), Error> {
+    match fetched {
+        Ok(blob) => {
+            let in_archive = match &blob {
+                Some(Stored::Kept(copied)) => Some(copied.clone()),
+                _ => listed.kept.take(),
+            };
+            let (path, sha256, size) = match (&blob, in_archive) {
+                (_, Some(entry)) => (entry.data_path, entry.sha256, entry.size),
+                (Some(Stored::New(b)), None) => (
+                    layout::image_file(pid, listed.image.id, layout::sniff_extension(&b.bytes)),
+                    b.sha256,
+                    b.bytes.len() as u64,
+                ),
+                (_, None) => unreachable!("a listed image is kept, copied or downloaded"),
+            };
+            let mut value = serde_json::to_value(listed.image.without_uris()).expect("wire types serialise");
+            annotate(&mut value, &path, &sha256, size);
+            value["taggingStatus"] = Value::from(if listed.tagged { "Tagged" } else { "Untagged" });
+            spool.push(listed.seq, &serde_json::to_vec(&value).expect("serialise")).map_err(Error::Spool)?;
+            if listed.tagged {
+                record.archived.tagged += 1;
+            } else {
+                record.archived.untagged += 1;
+            }
+            record.archived.image_bytes += size;
+            if let Some(Stored::New(blob)) = blob {
+                sink.send(Item::Stored { path, bytes: blob.bytes, crc32: blob.crc32, sha256 }).await?;
+            }
+            ctx.progress.event(Event::BlobArchived { project_id: pid.to_string(), bytes: size });
+        }
+        Err(Failure::Gone) => record.notes.push(format!("image {} was deleted during the export", listed.image.id)),
+        Err(failure) => {
+            let reason = failure.reason();
+            ctx.progress.event(Event::Warning {
+                message: format!("image {} of project {pid} not archived: {reason}", listed.image.id),
+            });
+            record.missing.push(Missing { kind: "image".into(), project: pid, id: listed.image.id, reason });
+        }
+    }
+    Ok(())
+}
+
+/// What the listing itself says of the workspace: the counts after it, whether it changed while
+/// it was listed, and what a listing that never settled may have missed.
+fn note_listing(record: &mut ProjectRecord, pid: Uuid, listing: &Listing) {
     record.reported_after = listing.after;
     if listing.passes > 1 {
         record.notes.push(format!(
@@ -331,7 +353,6 @@ async fn export_images(
             ),
         });
     }
-    Ok(WorkspaceImages { spool, ids: listing.ids, next_seq: listing.next_seq })
 }
 
 /// The workspace's part of `images.jsonl`, not yet written: the images in it, and the next
