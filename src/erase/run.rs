@@ -102,58 +102,19 @@ pub(crate) async fn execute(
     }
 }
 
+/// One project's deletion in the service's order: unpublish, images, tags, iterations, stored
+/// predictions, the project itself; then the confirmation that what went is gone.
 async fn project(ctx: &Ctx<'_>, p: &ProjectPlan, receipt: &mut Receipt) -> Result<(), Interrupted> {
     let client = ctx.client;
     let pid = p.id;
     let failures_before = receipt.failures.len();
 
     // Published iterations first: neither they nor their project can be deleted while published.
-    let mut still_published = HashSet::new();
-    for it in &p.iterations {
-        let Some(publication) = &it.published else { continue };
-        ctx.check()?;
-        match client.unpublish_iteration(pid, it.id).await {
-            Ok(()) => {}
-            Err(e) if already_gone(&e) || e.code() == Some("BadRequestIterationNotPublished") => {}
-            Err(e) => {
-                receipt.fail(failure(pid, "unpublish", &[it.id], &e));
-                still_published.insert(it.id);
-                continue;
-            }
-        }
-        receipt.unpublished(pid, publication.clone());
-        ctx.done(pid, "unpublished", 1);
-    }
+    let still_published = unpublish(ctx, p, receipt).await?;
 
     let before_images = receipt.failures.len();
     images(ctx, p, receipt).await?;
-    // Deleting a tag takes it off every image: while images this run should have deleted remain,
-    // they keep their tags, so a rerun still finds them as the backup holds them.
-    let images_failed = receipt.failures.len() > before_images;
-    if images_failed && !p.tags.is_empty() {
-        receipt.fail(Failure {
-            project: pid,
-            step: "tags".into(),
-            ids: p.tags.clone(),
-            error: "not deleted: images of the project failed to delete first (listed); run the command again".into(),
-        });
-    }
-    let tags: &[Uuid] = if images_failed { &[] } else { &p.tags };
-
-    for &tag in tags {
-        ctx.check()?;
-        ctx.intend(pid, Category::Tags, &[tag]);
-        match client.delete_tag(pid, tag).await {
-            Ok(()) => {}
-            Err(e) if already_gone(&e) => {}
-            Err(e) => {
-                receipt.fail(failure(pid, "tags", &[tag], &e));
-                continue;
-            }
-        }
-        ctx.deleted(receipt, pid, Category::Tags, &[tag]);
-        ctx.done(pid, "tags", 1);
-    }
+    tags(ctx, p, receipt, receipt.failures.len() > before_images).await?;
 
     for it in &p.iterations {
         if still_published.contains(&it.id) {
@@ -191,29 +152,7 @@ async fn project(ctx: &Ctx<'_>, p: &ProjectPlan, receipt: &mut Receipt) -> Resul
 
     if p.delete_project {
         ctx.check()?;
-        if receipt.failures.len() > failures_before {
-            receipt.fail(Failure {
-                project: pid,
-                step: "project".into(),
-                ids: vec![pid],
-                error: "not deleted: earlier steps failed (listed); run the command again".into(),
-            });
-        } else if let Some(reason) = leftovers(client, pid).await {
-            receipt.fail(Failure { project: pid, step: "project".into(), ids: vec![pid], error: reason });
-        } else {
-            match client.delete_project(pid).await {
-                Ok(()) => {
-                    receipt.project_deleted(pid);
-                    receipt.destroyed_with_iterations(pid, p.only_in_iterations.iter().copied());
-                    ctx.done(pid, "project", 1);
-                }
-                Err(e) if already_gone(&e) => {
-                    receipt.project_deleted(pid);
-                    receipt.destroyed_with_iterations(pid, p.only_in_iterations.iter().copied());
-                }
-                Err(e) => receipt.fail(failure(pid, "project", &[pid], &e)),
-            }
-        }
+        delete_project(ctx, p, receipt, failures_before).await;
     }
 
     ctx.check()?;
@@ -222,6 +161,90 @@ async fn project(ctx: &Ctx<'_>, p: &ProjectPlan, receipt: &mut Receipt) -> Resul
     }
     confirm(ctx, p, receipt).await;
     Ok(())
+}
+
+/// Unpublishes the plan's published iterations; returns those that stay published (their
+/// failure is recorded, and deleting them would only be refused).
+async fn unpublish(ctx: &Ctx<'_>, p: &ProjectPlan, receipt: &mut Receipt) -> Result<HashSet<Uuid>, Interrupted> {
+    let (client, pid) = (ctx.client, p.id);
+    let mut still_published = HashSet::new();
+    for it in &p.iterations {
+        let Some(publication) = &it.published else { continue };
+        ctx.check()?;
+        match client.unpublish_iteration(pid, it.id).await {
+            Ok(()) => {}
+            Err(e) if already_gone(&e) || e.code() == Some("BadRequestIterationNotPublished") => {}
+            Err(e) => {
+                receipt.fail(failure(pid, "unpublish", &[it.id], &e));
+                still_published.insert(it.id);
+                continue;
+            }
+        }
+        receipt.unpublished(pid, publication.clone());
+        ctx.done(pid, "unpublished", 1);
+    }
+    Ok(still_published)
+}
+
+/// The tags step, one call a tag; skipped (and recorded as not done) when `images_failed`.
+async fn tags(ctx: &Ctx<'_>, p: &ProjectPlan, receipt: &mut Receipt, images_failed: bool) -> Result<(), Interrupted> {
+    let (client, pid) = (ctx.client, p.id);
+    // Deleting a tag takes it off every image: while images this run should have deleted remain,
+    // they keep their tags, so a rerun still finds them as the backup holds them.
+    if images_failed && !p.tags.is_empty() {
+        receipt.fail(Failure {
+            project: pid,
+            step: "tags".into(),
+            ids: p.tags.clone(),
+            error: "not deleted: images of the project failed to delete first (listed); run the command again".into(),
+        });
+    }
+    let tags: &[Uuid] = if images_failed { &[] } else { &p.tags };
+
+    for &tag in tags {
+        ctx.check()?;
+        ctx.intend(pid, Category::Tags, &[tag]);
+        match client.delete_tag(pid, tag).await {
+            Ok(()) => {}
+            Err(e) if already_gone(&e) => {}
+            Err(e) => {
+                receipt.fail(failure(pid, "tags", &[tag], &e));
+                continue;
+            }
+        }
+        ctx.deleted(receipt, pid, Category::Tags, &[tag]);
+        ctx.done(pid, "tags", 1);
+    }
+    Ok(())
+}
+
+/// The project itself, once every earlier step succeeded and nothing the plan did not know of
+/// is left in it.
+async fn delete_project(ctx: &Ctx<'_>, p: &ProjectPlan, receipt: &mut Receipt, failures_before: usize) {
+    let (client, pid) = (ctx.client, p.id);
+    if receipt.failures.len() > failures_before {
+        receipt.fail(Failure {
+            project: pid,
+            step: "project".into(),
+            ids: vec![pid],
+            error: "not deleted: earlier steps failed (listed); run the command again".into(),
+        });
+    } else if let Some(reason) = leftovers(client, pid).await {
+        receipt.fail(Failure { project: pid, step: "project".into(), ids: vec![pid], error: reason });
+    } else {
+        match client.delete_project(pid).await {
+            Ok(()) => {
+                receipt.project_deleted(pid);
+                receipt.destroyed_with_iterations(pid, p.only_in_iterations.iter().copied());
+                ctx.done(pid, "project", 1);
+            }
+            Err(e) if already_gone(&e) => {
+                receipt.project_deleted(pid);
+                receipt.destroyed_with_iterations(pid, p.only_in_iterations.iter().copied());
+            }
+            Err(e) => receipt.fail(failure(pid, "project", &[pid], &e)),
+        }
+    }
 }
 
 /// The images step: batches of ids (or one `allImages` call), each sent with `allIterations`
