@@ -121,16 +121,7 @@ async fn the_fixture_renders_every_project_image_and_tag_count() {
         {
             assert_eq!((&row["id"], &row["name"], &row["listed"]), (&it["id"], &it["name"], &json!(true)));
         }
-        // Tag counts: the service's, and the archive's own from images.jsonl.
-        let tags = json(&payload, &format!("projects/{p}/tags.json"));
-        for (i, t) in tags.as_array().unwrap().iter().enumerate() {
-            let row = &project["tags"][i];
-            assert_eq!(row["id"], t["id"]);
-            assert_eq!(row["imageCount"], t["imageCount"]);
-            let carrying = lines.iter().filter(|l| carries(l, t["id"].as_str().unwrap())).count();
-            assert_eq!(row["archived"], carrying, "tag {}", t["name"]);
-            assert_eq!(index["tags"][i].as_array().unwrap().len(), carrying);
-        }
+        check_tag_counts(p, &payload, &lines, &project, &index);
         let untagged = lines.iter().filter(|l| l["taggingStatus"] == "Untagged").count();
         assert_eq!(index["untagged"].as_array().unwrap().len(), untagged);
         let predictions = jsonl(&payload, &format!("projects/{p}/predictions.jsonl"));
@@ -409,46 +400,8 @@ async fn the_page_works_in_headless_chromium() {
             assert_eq!(tile["regions"].as_array().unwrap().len(), regions, "{p}: regions of {}", line["id"]);
             drawn += regions;
         }
-        // Each tag filter shows exactly the images carrying the tag; untagged likewise.
-        for (value, tiles) in view["filters"].as_object().unwrap() {
-            let got: Vec<&str> = tiles.as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
-            let want: Vec<&str> = lines
-                .iter()
-                .filter(|l| match value.as_str() {
-                    "untagged" => l["taggingStatus"] == "Untagged",
-                    "tagged" => l["taggingStatus"] == "Tagged",
-                    "iteration-only" => l["workspace"] == false,
-                    "workspace" => l["workspace"] != false,
-                    v => carries(
-                        l,
-                        tags[v.strip_prefix("tag:").unwrap().parse::<usize>().unwrap()]["id"].as_str().unwrap(),
-                    ),
-                })
-                .map(|l| l["id"].as_str().unwrap())
-                .collect();
-            assert_eq!(got, want, "{p}: filter {value}");
-            filtered += usize::from(value.starts_with("tag:") && !want.is_empty());
-        }
-        let only = lines.iter().filter(|l| l["workspace"] == false).count();
-        assert_eq!(view["filters"].get("iteration-only").is_some(), only > 0, "{p}: the filter when there are any");
-        // Each image's details say whether the workspace holds it and name its iterations.
-        let iterations = json(&payload, &format!("projects/{p}/iterations.json"));
-        let names: HashMap<&str, &str> = iterations
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| (i["id"].as_str().unwrap(), i["name"].as_str().unwrap()))
-            .collect();
-        assert_eq!(view["membership"].as_array().map_or(0, Vec::len), lines.len().min(12), "{p}: details opened");
-        for (seen, line) in view["membership"].as_array().into_iter().flatten().zip(&lines) {
-            assert_eq!(seen["id"], line["id"]);
-            let workspace = seen["workspace"].as_str().unwrap();
-            assert_eq!(workspace == "yes", line["workspace"] != false, "{p}: {workspace}");
-            let held: Vec<&str> =
-                line["iterations"].as_array().unwrap().iter().map(|i| names[i.as_str().unwrap()]).collect();
-            let want = if held.is_empty() { "none".to_owned() } else { held.join(", ") };
-            assert_eq!(seen["iterations"], want.as_str(), "{p}: {}", line["id"]);
-        }
+        filtered += check_filters(p, view, &lines, &tags);
+        check_membership(p, view, &lines, &payload);
         if let Some(d) = view.get("detail") {
             let line = lines.iter().find(|l| l["id"] == d["id"]).unwrap();
             let regions = line["regions"].as_array().map_or(0, Vec::len);
@@ -475,4 +428,65 @@ async fn the_page_works_in_headless_chromium() {
     assert!(marked > 0, "the fixture's image only an iteration holds is marked");
     let png = std::fs::read(&shot).expect("a screenshot");
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000, "a real screenshot at {}", shot.display());
+}
+
+/// Each tag filter of the page shows exactly the images carrying the tag (untagged, tagged and
+/// the iteration filters likewise); returns how many tag filters showed any.
+fn check_filters(p: Uuid, view: &Value, lines: &[Value], tags: &Value) -> usize {
+    let mut filtered = 0;
+    for (value, tiles) in view["filters"].as_object().unwrap() {
+        let got: Vec<&str> = tiles.as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
+        let want: Vec<&str> = lines
+            .iter()
+            .filter(|l| match value.as_str() {
+                "untagged" => l["taggingStatus"] == "Untagged",
+                "tagged" => l["taggingStatus"] == "Tagged",
+                "iteration-only" => l["workspace"] == false,
+                "workspace" => l["workspace"] != false,
+                v => {
+                    carries(l, tags[v.strip_prefix("tag:").unwrap().parse::<usize>().unwrap()]["id"].as_str().unwrap())
+                }
+            })
+            .map(|l| l["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(got, want, "{p}: filter {value}");
+        filtered += usize::from(value.starts_with("tag:") && !want.is_empty());
+    }
+    let only = lines.iter().filter(|l| l["workspace"] == false).count();
+    assert_eq!(view["filters"].get("iteration-only").is_some(), only > 0, "{p}: the filter when there are any");
+    filtered
+}
+
+/// Each image's details say whether the workspace holds it and name its iterations.
+fn check_membership(p: Uuid, view: &Value, lines: &[Value], payload: &BTreeMap<String, Vec<u8>>) {
+    let iterations = json(payload, &format!("projects/{p}/iterations.json"));
+    let names: HashMap<&str, &str> = iterations
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["id"].as_str().unwrap(), i["name"].as_str().unwrap()))
+        .collect();
+    assert_eq!(view["membership"].as_array().map_or(0, Vec::len), lines.len().min(12), "{p}: details opened");
+    for (seen, line) in view["membership"].as_array().into_iter().flatten().zip(lines) {
+        assert_eq!(seen["id"], line["id"]);
+        let workspace = seen["workspace"].as_str().unwrap();
+        assert_eq!(workspace == "yes", line["workspace"] != false, "{p}: {workspace}");
+        let held: Vec<&str> =
+            line["iterations"].as_array().unwrap().iter().map(|i| names[i.as_str().unwrap()]).collect();
+        let want = if held.is_empty() { "none".to_owned() } else { held.join(", ") };
+        assert_eq!(seen["iterations"], want.as_str(), "{p}: {}", line["id"]);
+    }
+}
+
+/// Tag counts on the page: the service's, and the archive's own from images.jsonl.
+fn check_tag_counts(p: Uuid, payload: &BTreeMap<String, Vec<u8>>, lines: &[Value], project: &Value, index: &Value) {
+    let tags = json(payload, &format!("projects/{p}/tags.json"));
+    for (i, t) in tags.as_array().unwrap().iter().enumerate() {
+        let row = &project["tags"][i];
+        assert_eq!(row["id"], t["id"]);
+        assert_eq!(row["imageCount"], t["imageCount"]);
+        let carrying = lines.iter().filter(|l| carries(l, t["id"].as_str().unwrap())).count();
+        assert_eq!(row["archived"], carrying, "tag {}", t["name"]);
+        assert_eq!(index["tags"][i].as_array().unwrap().len(), carrying);
+    }
 }

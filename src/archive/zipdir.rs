@@ -141,7 +141,35 @@ pub fn read_directory(file: &File, len: u64) -> Result<Directory, String> {
     }
 }
 
+/// The entries the central directory lists, as its end record (ZIP64 when needed) places it.
 fn read_central(file: &File, len: u64) -> Result<Vec<Entry>, String> {
+    let CentralEnd { total, cd_size, cd_offset, cd_end_limit } = read_end(file, len)?;
+    if cd_offset.checked_add(cd_size).is_none_or(|end| end > cd_end_limit) {
+        return Err(format!("central directory ({cd_size} bytes at {cd_offset}) lies outside the file"));
+    }
+    if total > MAX_ENTRIES {
+        return Err(format!("{total} entries declared, more than the {MAX_ENTRIES} we handle"));
+    }
+    if total.saturating_mul(CENTRAL_HEADER_LEN as u64) > cd_size {
+        return Err(format!("{total} entries cannot fit in a {cd_size}-byte central directory"));
+    }
+    read_central_headers(file, total, cd_offset, cd_size)
+}
+
+/// Where the central directory is, as the end record says.
+struct CentralEnd {
+    /// Entries it declares.
+    total: u64,
+    cd_size: u64,
+    cd_offset: u64,
+    /// Where the directory must end by (the end record, or the ZIP64 end record).
+    cd_end_limit: u64,
+}
+
+/// Finds the end-of-central-directory record (the one whose comment reaches exactly the end of
+/// the file, else the last one found) and follows it to the ZIP64 end record when its fields
+/// say so.
+fn read_end(file: &File, len: u64) -> Result<CentralEnd, String> {
     let tail_len = len.min((EOCD_LEN + 0xFFFF) as u64) as usize;
     if tail_len < EOCD_LEN {
         return Err(format!("file is {len} bytes, too short for a zip end record"));
@@ -191,15 +219,11 @@ fn read_central(file: &File, len: u64) -> Result<Vec<Entry>, String> {
         cd_offset = u64_at(&z, 48);
         cd_end_limit = z_off;
     }
-    if cd_offset.checked_add(cd_size).is_none_or(|end| end > cd_end_limit) {
-        return Err(format!("central directory ({cd_size} bytes at {cd_offset}) lies outside the file"));
-    }
-    if total > MAX_ENTRIES {
-        return Err(format!("{total} entries declared, more than the {MAX_ENTRIES} we handle"));
-    }
-    if total.saturating_mul(CENTRAL_HEADER_LEN as u64) > cd_size {
-        return Err(format!("{total} entries cannot fit in a {cd_size}-byte central directory"));
-    }
+    Ok(CentralEnd { total, cd_size, cd_offset, cd_end_limit })
+}
+
+/// Reads `total` central headers from the `cd_size` bytes at `cd_offset`, a window at a time.
+fn read_central_headers(file: &File, total: u64, cd_offset: u64, cd_size: u64) -> Result<Vec<Entry>, String> {
     let mut entries = Vec::with_capacity(total as usize);
     let mut chunk = Vec::new();
     let mut pos = cd_offset;

@@ -218,18 +218,7 @@ fn render_project<E>(src: &dyn DataSource, out: &mut Emitter<'_, E>, p: Uuid, en
             prediction_record(line, p, &mut table)
         })?;
 
-    let mut its = Vec::new();
-    for it in iterations.as_array().into_iter().flatten() {
-        let id = it.get("id").and_then(Value::as_str).and_then(|s| s.parse::<Uuid>().ok());
-        let (performance, exports) = match id {
-            Some(i) => (
-                read_json(src, &layout::performance_json(p, i), &mut problems),
-                read_json(src, &layout::exports_json(p, i), &mut problems),
-            ),
-            None => (Value::Null, Value::Null),
-        };
-        its.push(json!({"iteration": it, "performance": performance, "exports": exports}));
-    }
+    let its = iteration_docs(src, p, &iterations, &mut problems);
     if bad_images > 0 {
         problems.push(format!("{bad_images} line(s) of images.jsonl could not be read"));
     }
@@ -272,6 +261,23 @@ fn render_project<E>(src: &dyn DataSource, out: &mut Emitter<'_, E>, p: Uuid, en
         "iterations": its.len(),
         "problems": doc["problems"].as_array().map_or(0, Vec::len),
     }))
+}
+
+/// Each iteration of `iterations.json` with its performance and model exports.
+fn iteration_docs(src: &dyn DataSource, p: Uuid, iterations: &Value, problems: &mut Vec<String>) -> Vec<Value> {
+    let mut its = Vec::new();
+    for it in iterations.as_array().into_iter().flatten() {
+        let id = it.get("id").and_then(Value::as_str).and_then(|s| s.parse::<Uuid>().ok());
+        let (performance, exports) = match id {
+            Some(i) => (
+                read_json(src, &layout::performance_json(p, i), problems),
+                read_json(src, &layout::exports_json(p, i), problems),
+            ),
+            None => (Value::Null, Value::Null),
+        };
+        its.push(json!({"iteration": it, "performance": performance, "exports": exports}));
+    }
+    its
 }
 
 fn short(v: &Value) -> String {

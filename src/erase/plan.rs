@@ -185,40 +185,7 @@ pub(crate) async fn survey(
         plan.calls += p.calls;
         plan.projects.push(p);
     }
-    let exports: u64 = plan.projects.iter().map(|p| p.model_exports).sum();
-    if opts.only.is_none() || opts.only == Some(Category::Iterations) {
-        plan.not_deletable.push(NotDeletable {
-            what: "exported models".into(),
-            count: Some(exports),
-            why: "model packages exported from iterations (CoreML, TensorFlow, ONNX, Docker...) are removed only \
-                  when the whole Custom Vision resource is deleted (in the Azure portal); copies already \
-                  downloaded are out of the service's reach"
-                .into(),
-        });
-    }
-    plan.not_deletable.push(NotDeletable {
-        what: "account keys".into(),
-        count: None,
-        why: "training and prediction keys belong to the Azure resource; regenerate or delete them in the Azure \
-              portal"
-            .into(),
-    });
-    let kept: u64 = plan
-        .projects
-        .iter()
-        .filter(|p| !p.iteration_copies_go)
-        .map(|p| (p.kept_in_iterations.len() + p.only_in_iterations.len()) as u64)
-        .sum();
-    if kept > 0 {
-        plan.not_deletable.push(NotDeletable {
-            what: "image copies in trained iterations".into(),
-            count: Some(kept),
-            why: "trained iterations keep their own copies of the images they were trained on: DeleteImages is \
-                  sent without allIterations, so these images stay in the service; they go with those \
-                  iterations or the project, or with --only images --all-iterations"
-                .into(),
-        });
-    }
+    plan.not_deletable = not_deletable(&plan.projects, opts);
     for p in &plan.projects {
         for it in p.iteration_images.iter().filter(|i| i.is_short()) {
             plan.notes.push(format!(
@@ -244,6 +211,46 @@ pub(crate) async fn survey(
         }
     }
     Ok(plan)
+}
+
+/// What the plan cannot delete, and why: exported models, the account keys, and the images
+/// trained iterations keep when DeleteImages goes without `allIterations`.
+fn not_deletable(projects: &[ProjectPlan], opts: &EraseOptions) -> Vec<NotDeletable> {
+    let mut out = Vec::new();
+    let exports: u64 = projects.iter().map(|p| p.model_exports).sum();
+    if opts.only.is_none() || opts.only == Some(Category::Iterations) {
+        out.push(NotDeletable {
+            what: "exported models".into(),
+            count: Some(exports),
+            why: "model packages exported from iterations (CoreML, TensorFlow, ONNX, Docker...) are removed only \
+                  when the whole Custom Vision resource is deleted (in the Azure portal); copies already \
+                  downloaded are out of the service's reach"
+                .into(),
+        });
+    }
+    out.push(NotDeletable {
+        what: "account keys".into(),
+        count: None,
+        why: "training and prediction keys belong to the Azure resource; regenerate or delete them in the Azure \
+              portal"
+            .into(),
+    });
+    let kept: u64 = projects
+        .iter()
+        .filter(|p| !p.iteration_copies_go)
+        .map(|p| (p.kept_in_iterations.len() + p.only_in_iterations.len()) as u64)
+        .sum();
+    if kept > 0 {
+        out.push(NotDeletable {
+            what: "image copies in trained iterations".into(),
+            count: Some(kept),
+            why: "trained iterations keep their own copies of the images they were trained on: DeleteImages is \
+                  sent without allIterations, so these images stay in the service; they go with those \
+                  iterations or the project, or with --only images --all-iterations"
+                .into(),
+        });
+    }
+    out
 }
 
 async fn survey_project(
