@@ -20,7 +20,7 @@
 //!   `archive::missing`, what an archive records as not archived.
 //! - [`verify`]: an archive -> a [`verify::Report`] of every finding, and whether the archive is
 //!   complete.
-//! - [`erase`]: the erasure request: a plan checked against a verified backup, deletes in the
+//! - [`delete`]: the deletion request: a plan checked against a verified backup, deletes in the
 //!   service's order and batch sizes, confirmation, and a receipt.
 //! - [`convert`]: an archive -> COCO datasets or tag folders that other tools load.
 //! - [`restore`]: an archive -> its projects recreated in a Custom Vision resource, resumable.
@@ -40,8 +40,8 @@ pub mod archive;
 pub mod browse;
 pub mod cli;
 pub mod convert;
+pub mod delete;
 pub mod emulator;
-pub mod erase;
 pub mod export;
 pub mod progress;
 pub mod restore;

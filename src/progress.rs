@@ -58,8 +58,9 @@ pub enum Event {
     /// This many more images of the project are to be transferred (added to any earlier count
     /// of the same project).
     ImagesFound { project_id: String, total: u64 },
-    /// An image (or other blob) of the project was written to the archive (or uploaded).
-    BlobArchived { project_id: String, bytes: u64 },
+    /// An image (or other blob) of the project went where the command puts it: into the archive
+    /// (export), into the converted output (convert), or to the service (restore).
+    Transferred { project_id: String, bytes: u64 },
     /// A request will be tried again after `wait_ms`; `throttled` when the service answered 429.
     Retry { kind: String, throttled: bool, wait_ms: u64 },
     /// A download link had expired and a fresh one was fetched.

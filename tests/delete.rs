@@ -6,8 +6,8 @@ use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use cvarchive::delete::{delete, Category, DeleteOptions, Outcome, RunOutcome, Targets};
 use cvarchive::emulator::{Emulator, FaultConfig, Hostile};
-use cvarchive::erase::{erase, Category, EraseOptions, Outcome, RunOutcome, Targets};
 use cvarchive::export::{export, ExportOptions};
 use cvarchive::progress::{Event, NoProgress, Progress};
 use sha2::{Digest, Sha256};
@@ -240,13 +240,13 @@ async fn bulk_images_polls_the_counts_to_zero() {
     let backup = backup_of(&emu, dir.path()).await;
     let project: Uuid = CLASSIFICATION.parse().unwrap();
     let images = emu.image_ids(project).len();
-    let mut opts = EraseOptions::new(Targets::Projects(vec![project]), Some(backup));
+    let mut opts = DeleteOptions::new(Targets::Projects(vec![project]), Some(backup));
     opts.only = Some(Category::Images);
     opts.execute = true;
     opts.bulk_images = true;
     opts.poll_interval = std::time::Duration::from_millis(50);
     let client = client_for(&emu);
-    let Outcome::Executed(done) = erase(&client, &opts, &NoProgress, &CancellationToken::new()).await.unwrap() else {
+    let Outcome::Executed(done) = delete(&client, &opts, &NoProgress, &CancellationToken::new()).await.unwrap() else {
         panic!("executed")
     };
     assert_eq!(done.outcome, RunOutcome::Complete, "{:?}", done.receipt.failures);
@@ -282,14 +282,14 @@ async fn an_interrupted_deletion_rerun_finishes_with_one_receipt_for_both_runs()
     let backup = backup_of(&emu, dir.path()).await;
     let project = emu.projects()[0];
     let images: HashSet<Uuid> = emu.image_ids(project).into_iter().collect();
-    let mut opts = EraseOptions::new(Targets::Projects(vec![project]), Some(backup));
+    let mut opts = DeleteOptions::new(Targets::Projects(vec![project]), Some(backup));
     opts.execute = true;
     let client = client_for(&emu);
 
     // First run: stopped after the unpublish and the first batch of images.
     let token = CancellationToken::new();
     let stop = CancelAfter { token: token.clone(), after: 2, seen: AtomicUsize::new(0) };
-    let Outcome::Executed(first) = erase(&client, &opts, &stop, &token).await.unwrap() else { panic!("executed") };
+    let Outcome::Executed(first) = delete(&client, &opts, &stop, &token).await.unwrap() else { panic!("executed") };
     assert_eq!(first.outcome, RunOutcome::Interrupted);
     assert!(emu.projects().contains(&project), "the project survives the interruption");
     let left = emu.image_ids(project).len();
@@ -299,7 +299,8 @@ async fn an_interrupted_deletion_rerun_finishes_with_one_receipt_for_both_runs()
     assert_eq!(saved["complete"], false);
 
     // The rerun continues from what is left.
-    let Outcome::Executed(second) = erase(&client, &opts, &NoProgress, &CancellationToken::new()).await.unwrap() else {
+    let Outcome::Executed(second) = delete(&client, &opts, &NoProgress, &CancellationToken::new()).await.unwrap()
+    else {
         panic!("executed")
     };
     assert_eq!(second.outcome, RunOutcome::Complete, "{:?}", second.receipt.failures);
@@ -321,7 +322,7 @@ async fn an_interrupted_deletion_rerun_finishes_with_one_receipt_for_both_runs()
     assert_eq!(hex::encode(Sha256::digest(std::fs::read(&second.receipt_path).unwrap())), second.receipt_sha256);
 
     // A third run finds the project gone and counts that as done.
-    let Outcome::Executed(third) = erase(&client, &opts, &NoProgress, &CancellationToken::new()).await.unwrap() else {
+    let Outcome::Executed(third) = delete(&client, &opts, &NoProgress, &CancellationToken::new()).await.unwrap() else {
         panic!("executed")
     };
     assert_eq!(third.outcome, RunOutcome::Complete);
@@ -355,7 +356,7 @@ async fn failed_steps_keep_the_project_and_a_rerun_finishes() {
     let dir = tempfile::tempdir().unwrap();
     let backup = backup_of(&emu, dir.path()).await;
     let project: Uuid = CLASSIFICATION.parse().unwrap();
-    let mut opts = EraseOptions::new(Targets::Projects(vec![project]), Some(backup));
+    let mut opts = DeleteOptions::new(Targets::Projects(vec![project]), Some(backup));
     opts.execute = true;
     let mut client_opts =
         cvarchive::api::ClientOptions::new(emu.endpoint(), cvarchive::secret::TrainingKey::new(emu.key()));
@@ -368,7 +369,7 @@ async fn failed_steps_keep_the_project_and_a_rerun_finishes() {
     let breaker = AfterFirstDelete::new(|| {
         emu.set_faults(cvarchive::emulator::FaultConfig { error_rate: 1.0, ..Default::default() })
     });
-    let Outcome::Executed(first) = erase(&client, &opts, &breaker, &CancellationToken::new()).await.unwrap() else {
+    let Outcome::Executed(first) = delete(&client, &opts, &breaker, &CancellationToken::new()).await.unwrap() else {
         panic!("executed")
     };
     assert_eq!(first.outcome, RunOutcome::Failures);
@@ -381,7 +382,8 @@ async fn failed_steps_keep_the_project_and_a_rerun_finishes() {
     assert_eq!(first.receipt.totals.unpublished, 1);
 
     emu.set_faults(cvarchive::emulator::FaultConfig::default());
-    let Outcome::Executed(second) = erase(&client, &opts, &NoProgress, &CancellationToken::new()).await.unwrap() else {
+    let Outcome::Executed(second) = delete(&client, &opts, &NoProgress, &CancellationToken::new()).await.unwrap()
+    else {
         panic!("executed")
     };
     assert_eq!(second.outcome, RunOutcome::Complete, "{:?}", second.receipt.failures);
@@ -538,10 +540,10 @@ async fn a_gateway_404_while_checking_the_project_is_empty_keeps_the_project() {
     let dir = tempfile::tempdir().unwrap();
     let backup = backup_of(&emu, dir.path()).await;
     let project: Uuid = CLASSIFICATION.parse().unwrap();
-    let mut opts = EraseOptions::new(Targets::Projects(vec![project]), Some(backup));
+    let mut opts = DeleteOptions::new(Targets::Projects(vec![project]), Some(backup));
     opts.execute = true;
     let breaker = AfterFirstDelete::new(|| gateway_404_on(&emu, "GetTaggedImageCount"));
-    let Outcome::Executed(done) = erase(&client_for(&emu), &opts, &breaker, &CancellationToken::new()).await.unwrap()
+    let Outcome::Executed(done) = delete(&client_for(&emu), &opts, &breaker, &CancellationToken::new()).await.unwrap()
     else {
         panic!("executed")
     };

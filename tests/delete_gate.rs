@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use cvarchive::erase::{erase, EraseOptions, Error, Outcome, RunOutcome, Targets};
+use cvarchive::delete::{delete, DeleteOptions, Error, Outcome, RunOutcome, Targets};
 use cvarchive::progress::{Event, NoProgress, Progress};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
@@ -68,12 +68,12 @@ async fn a_backup_replaced_after_it_was_verified_is_refused() {
     let other = dir.path().join("other.zip");
     damaged_copy(&emu, &backup, &other);
     let project: Uuid = CLASSIFICATION.parse().unwrap();
-    let mut opts = EraseOptions::new(Targets::Projects(vec![project]), Some(backup.clone()));
+    let mut opts = DeleteOptions::new(Targets::Projects(vec![project]), Some(backup.clone()));
     opts.execute = true;
     let swap = SwapAt { verified: Some((other, backup.clone())), started: None, swapped: Mutex::new(Vec::new()) };
     emu.clear_requests();
 
-    let result = erase(&client_for(&emu), &opts, &swap, &CancellationToken::new()).await;
+    let result = delete(&client_for(&emu), &opts, &swap, &CancellationToken::new()).await;
     assert_eq!(*swap.swapped.lock().unwrap(), ["verified"], "the hook ran");
     match result {
         Err(e @ Error::BackupChanged { .. }) => {
@@ -101,7 +101,7 @@ async fn the_receipt_hashes_the_bytes_that_were_verified() {
     damaged_copy(&emu, &backup, &other);
     let other_sha = sha256_of(&other);
     let project: Uuid = CLASSIFICATION.parse().unwrap();
-    let mut opts = EraseOptions::new(Targets::Projects(vec![project]), Some(backup.clone()));
+    let mut opts = DeleteOptions::new(Targets::Projects(vec![project]), Some(backup.clone()));
     opts.execute = true;
     let swap = SwapAt {
         verified: Some((other, backup.clone())),
@@ -109,7 +109,7 @@ async fn the_receipt_hashes_the_bytes_that_were_verified() {
         swapped: Mutex::new(Vec::new()),
     };
 
-    let outcome = erase(&client_for(&emu), &opts, &swap, &CancellationToken::new()).await.expect("deleted");
+    let outcome = delete(&client_for(&emu), &opts, &swap, &CancellationToken::new()).await.expect("deleted");
     assert_eq!(*swap.swapped.lock().unwrap(), ["verified", "started"], "both hooks ran");
     let Outcome::Executed(done) = outcome else { panic!("executed") };
     assert_eq!(done.outcome, RunOutcome::Complete);
@@ -211,7 +211,7 @@ async fn failed_image_batches_keep_the_tags_so_a_rerun_passes_the_gate() {
     let dir = tempfile::tempdir().unwrap();
     let backup = backup_of(&emu, dir.path()).await;
     let project: Uuid = CLASSIFICATION.parse().unwrap();
-    let mut opts = EraseOptions::new(Targets::Projects(vec![project]), Some(backup));
+    let mut opts = DeleteOptions::new(Targets::Projects(vec![project]), Some(backup));
     opts.execute = true;
     let client = client_for(&emu);
     emu.set_faults(cvarchive::emulator::FaultConfig {
@@ -220,7 +220,7 @@ async fn failed_image_batches_keep_the_tags_so_a_rerun_passes_the_gate() {
     });
     emu.clear_requests();
 
-    let Outcome::Executed(first) = erase(&client, &opts, &NoProgress, &CancellationToken::new()).await.unwrap() else {
+    let Outcome::Executed(first) = delete(&client, &opts, &NoProgress, &CancellationToken::new()).await.unwrap() else {
         panic!("executed")
     };
     assert_eq!(first.outcome, RunOutcome::Failures);
@@ -229,7 +229,7 @@ async fn failed_image_batches_keep_the_tags_so_a_rerun_passes_the_gate() {
 
     emu.set_faults(cvarchive::emulator::FaultConfig::default());
     let second =
-        erase(&client, &opts, &NoProgress, &CancellationToken::new()).await.expect("the rerun passes the gate");
+        delete(&client, &opts, &NoProgress, &CancellationToken::new()).await.expect("the rerun passes the gate");
     let Outcome::Executed(second) = second else { panic!("executed") };
     assert_eq!(second.outcome, RunOutcome::Complete, "{:?}", second.receipt.failures);
     assert!(!emu.projects().contains(&project));

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeSet;
 
+use cvarchive::delete::{delete, Category, DeleteOptions, Outcome, RunOutcome, Targets};
 use cvarchive::emulator::{Emulator, FaultConfig, Hostile};
-use cvarchive::erase::{erase, Category, EraseOptions, Outcome, RunOutcome, Targets};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -175,7 +175,7 @@ async fn only_images_keeps_the_iterations_copies_unless_all_iterations_is_asked(
 
 async fn bulk(emu: &Emulator, backup: std::path::PathBuf, only: Option<Category>, all_iterations: bool) -> String {
     let project: Uuid = CLASSIFICATION.parse().unwrap();
-    let mut opts = EraseOptions::new(Targets::Projects(vec![project]), Some(backup));
+    let mut opts = DeleteOptions::new(Targets::Projects(vec![project]), Some(backup));
     opts.only = only;
     opts.execute = true;
     opts.bulk_images = true;
@@ -183,7 +183,7 @@ async fn bulk(emu: &Emulator, backup: std::path::PathBuf, only: Option<Category>
     opts.poll_interval = std::time::Duration::from_millis(50);
     emu.clear_requests();
     let progress = cvarchive::progress::NoProgress;
-    let Outcome::Executed(done) = erase(&client_for(emu), &opts, &progress, &CancellationToken::new()).await.unwrap()
+    let Outcome::Executed(done) = delete(&client_for(emu), &opts, &progress, &CancellationToken::new()).await.unwrap()
     else {
         panic!("executed")
     };

@@ -389,7 +389,7 @@ fn assert_listing_finding(path: &Path, listing: &str, detail: &str) {
         "expected InvalidListing at {listing} saying {detail:?}, got {:#?}",
         report.findings
     );
-    let backup = cvarchive::erase::Backup::open(path);
+    let backup = cvarchive::delete::Backup::open(path);
     assert!(backup.is_err(), "the delete gate refuses a backup whose listing is not bound to its files");
 }
 

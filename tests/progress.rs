@@ -232,7 +232,7 @@ async fn the_client_reports_retries_as_progress_events() {
         assert!(phases.contains(&(want, true)), "{phases:?}");
     }
     let project = summary_project(&out);
-    assert!(events.iter().any(|e| matches!(e, Event::BlobArchived { project_id, .. } if *project_id == project)));
+    assert!(events.iter().any(|e| matches!(e, Event::Transferred { project_id, .. } if *project_id == project)));
     assert!(events.iter().any(|e| matches!(e, Event::ImagesFound { project_id, total: 40 } if *project_id == project)));
 }
 
@@ -260,7 +260,7 @@ async fn restore_counts_every_project_before_the_first_upload() {
     let report = restore(&client_for(&target), &archive, &opts, &recorder, &Default::default()).await.unwrap();
     assert!(report.complete);
     let events = recorder.0.into_inner().unwrap();
-    let first_upload = events.iter().position(|e| matches!(e, Event::BlobArchived { .. })).expect("uploads");
+    let first_upload = events.iter().position(|e| matches!(e, Event::Transferred { .. })).expect("uploads");
     let first_project = events.iter().position(|e| matches!(e, Event::ProjectStarted { .. })).unwrap();
     let counts: Vec<(&str, u64)> = events
         .iter()
@@ -274,12 +274,12 @@ async fn restore_counts_every_project_before_the_first_upload() {
         })
         .collect();
     assert_eq!(counts.len(), 2, "{counts:?}");
-    let uploads = events.iter().filter(|e| matches!(e, Event::BlobArchived { .. })).count() as u64;
+    let uploads = events.iter().filter(|e| matches!(e, Event::Transferred { .. })).count() as u64;
     assert_eq!(counts.iter().map(|(_, n)| n).sum::<u64>(), uploads);
     for p in &report.projects {
         let per: u64 = events
             .iter()
-            .filter(|e| matches!(e, Event::BlobArchived { project_id, .. } if *project_id == p.old_id.to_string()))
+            .filter(|e| matches!(e, Event::Transferred { project_id, .. } if *project_id == p.old_id.to_string()))
             .count() as u64;
         assert!(counts.contains(&(p.old_id.to_string().as_str(), per)), "{counts:?} vs {per} for {}", p.old_id);
     }

@@ -136,7 +136,7 @@ struct StopAfterFirstBatch(CancellationToken, AtomicUsize);
 
 impl Progress for StopAfterFirstBatch {
     fn event(&self, event: Event) {
-        if let Event::BlobArchived { .. } = event {
+        if let Event::Transferred { .. } = event {
             self.1.fetch_add(1, Ordering::SeqCst);
             self.0.cancel();
         }

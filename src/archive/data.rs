@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::bagit::parse_manifest_line;
-use super::reader::problem;
+use super::reader::entry_problem;
 use super::{BagReader, Entry, EntryProblem};
 use crate::api::model::Image;
 
@@ -135,7 +135,7 @@ pub fn for_each_line(
     let mut number = 0usize;
     loop {
         number += 1;
-        match read_line(&mut input, &mut line, MAX_LINE_BYTES).map_err(problem)? {
+        match read_line(&mut input, &mut line, MAX_LINE_BYTES).map_err(entry_problem)? {
             Line::End => break,
             Line::TooLong => each(number, Err(format!("line longer than {MAX_LINE_BYTES} bytes"))),
             Line::Text if line.iter().all(u8::is_ascii_whitespace) => {}
@@ -211,7 +211,9 @@ fn parse_stream_seeded<'de, S: DeserializeSeed<'de>>(
     let input = BufReader::with_capacity(64 << 10, reader.open_entry(entry).map_err(JsonError::Entry)?);
     let mut de = serde_json::Deserializer::from_reader(input);
     let value = seed.deserialize(&mut de).and_then(|v| de.end().map(|_| v));
-    value.map_err(|e| if e.is_io() { JsonError::Entry(problem(std::io::Error::from(e))) } else { JsonError::Json(e) })
+    value.map_err(
+        |e| if e.is_io() { JsonError::Entry(entry_problem(std::io::Error::from(e))) } else { JsonError::Json(e) },
+    )
 }
 
 /// Why a JSON document could not be read.

@@ -13,7 +13,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::PathBuf;
 
-use super::journal::JournalEntry;
+use super::journal::WrittenEntry;
 use super::zipdir::{read_exact_at, Compression};
 use super::zipwrite::write_all_at;
 
@@ -60,13 +60,13 @@ impl EntryIndex {
     }
 
     /// The live entry at `data_path`, if any.
-    pub fn get(&self, data_path: &str) -> std::io::Result<Option<JournalEntry>> {
+    pub fn get(&self, data_path: &str) -> std::io::Result<Option<WrittenEntry>> {
         Ok(self.find(data_path)?.map(|(_, e)| e))
     }
 
     /// Records a new entry; its path must not be live (the writer checks with [`Self::get`]).
     /// On an error nothing is recorded.
-    pub fn insert(&mut self, e: &JournalEntry) -> std::io::Result<()> {
+    pub fn insert(&mut self, e: &WrittenEntry) -> std::io::Result<()> {
         let pos = self.written + self.pending.len() as u64;
         let start = self.pending.len();
         encode(&mut self.pending, e);
@@ -91,7 +91,7 @@ impl EntryIndex {
 
     /// Drops the live entry at `data_path` and returns it, if there was one. Its record stays in
     /// the file, no longer live.
-    pub fn remove(&mut self, data_path: &str) -> std::io::Result<Option<JournalEntry>> {
+    pub fn remove(&mut self, data_path: &str) -> std::io::Result<Option<WrittenEntry>> {
         let Some((pos, e)) = self.find(data_path)? else { return Ok(None) };
         let h = path_hash(data_path);
         if self.by_hash.get(&h) == Some(&pos) {
@@ -120,7 +120,7 @@ impl EntryIndex {
         Ok(Live { index, reader, pos: 0 })
     }
 
-    fn find(&self, data_path: &str) -> std::io::Result<Option<(u64, JournalEntry)>> {
+    fn find(&self, data_path: &str) -> std::io::Result<Option<(u64, WrittenEntry)>> {
         if let Some(&pos) = self.by_hash.get(&path_hash(data_path)) {
             let e = self.read_at(pos)?;
             if e.data_path == data_path {
@@ -137,7 +137,7 @@ impl EntryIndex {
         self.by_hash.get(&path_hash(data_path)) == Some(&pos) || self.collided.get(data_path) == Some(&pos)
     }
 
-    fn read_at(&self, pos: u64) -> std::io::Result<JournalEntry> {
+    fn read_at(&self, pos: u64) -> std::io::Result<WrittenEntry> {
         if pos >= self.written {
             let mut rest = &self.pending[(pos - self.written) as usize..];
             return decode(&mut rest);
@@ -181,7 +181,7 @@ pub(super) struct Live<'a> {
 }
 
 impl Iterator for Live<'_> {
-    type Item = std::io::Result<JournalEntry>;
+    type Item = std::io::Result<WrittenEntry>;
 
     fn next(&mut self) -> Option<Self::Item> {
         let reader = self.reader.as_mut()?;
@@ -206,7 +206,7 @@ fn path_hash(data_path: &str) -> u64 {
     h.finish()
 }
 
-fn encode(out: &mut Vec<u8>, e: &JournalEntry) {
+fn encode(out: &mut Vec<u8>, e: &WrittenEntry) {
     out.extend_from_slice(&e.offset.to_le_bytes());
     out.extend_from_slice(&e.compressed_size.to_le_bytes());
     out.extend_from_slice(&e.size.to_le_bytes());
@@ -218,7 +218,7 @@ fn encode(out: &mut Vec<u8>, e: &JournalEntry) {
     out.extend_from_slice(e.data_path.as_bytes());
 }
 
-fn decode(read: &mut impl Read) -> std::io::Result<JournalEntry> {
+fn decode(read: &mut impl Read) -> std::io::Result<WrittenEntry> {
     let mut f = [0u8; FIXED];
     read.read_exact(&mut f)?;
     let u64_at = |at: usize| u64::from_le_bytes(f[at..at + 8].try_into().expect("8 bytes"));
@@ -226,7 +226,7 @@ fn decode(read: &mut impl Read) -> std::io::Result<JournalEntry> {
     let mut path = vec![0u8; path_len];
     read.read_exact(&mut path)?;
     let data_path = String::from_utf8(path).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-    Ok(JournalEntry {
+    Ok(WrittenEntry {
         data_path,
         offset: u64_at(0),
         compressed_size: u64_at(8),
@@ -242,8 +242,8 @@ fn decode(read: &mut impl Read) -> std::io::Result<JournalEntry> {
 mod tests {
     use super::*;
 
-    fn entry(path: &str, offset: u64, size: u64) -> JournalEntry {
-        JournalEntry {
+    fn entry(path: &str, offset: u64, size: u64) -> WrittenEntry {
+        WrittenEntry {
             data_path: path.to_string(),
             offset,
             compressed_size: size,
@@ -263,7 +263,7 @@ mod tests {
     fn entries_round_trip_through_the_file_and_stay_in_order() {
         let mut index = EntryIndex::new(None);
         // Enough records that most are written out and some are still pending.
-        let all: Vec<JournalEntry> = (0..3000).map(|i| entry(&format!("images/ü-{i}.jpg"), i * 10, i + 1)).collect();
+        let all: Vec<WrittenEntry> = (0..3000).map(|i| entry(&format!("images/ü-{i}.jpg"), i * 10, i + 1)).collect();
         for e in &all {
             assert!(index.get(&e.data_path).unwrap().is_none());
             index.insert(e).unwrap();
@@ -274,7 +274,7 @@ mod tests {
         for e in [&all[0], &all[1500], &all[2999]] {
             assert_eq!(index.get(&e.data_path).unwrap().as_ref(), Some(e));
         }
-        let back: Vec<JournalEntry> = index.live().unwrap().map(Result::unwrap).collect();
+        let back: Vec<WrittenEntry> = index.live().unwrap().map(Result::unwrap).collect();
         assert_eq!(back, all);
     }
 

@@ -31,7 +31,7 @@ const MAX_LINE: u64 = 1 << 20;
 
 /// One entry written to a partial archive, as its journal records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JournalEntry {
+pub struct WrittenEntry {
     /// The path below `data/` (for tag files: their name in the bag folder).
     pub data_path: String,
     /// Offset of the entry's local header in the archive.
@@ -50,7 +50,7 @@ pub struct JournalEntry {
     pub zip64: bool,
 }
 
-impl JournalEntry {
+impl WrittenEntry {
     /// The method number in the zip headers.
     pub(super) fn method(&self) -> u16 {
         match self.compression {
@@ -91,7 +91,7 @@ pub(super) enum Line {
 impl Line {
     /// The `add` line for an entry (writers use the faster `JournalWriter::push_add`).
     #[cfg(test)]
-    pub fn add(e: &JournalEntry, tag: bool) -> Line {
+    pub fn add(e: &WrittenEntry, tag: bool) -> Line {
         Line::Add {
             path: e.data_path.clone(),
             tag,
@@ -107,7 +107,7 @@ impl Line {
 
     /// The entry an `add` line describes, and whether it is a tag file; `None` for other lines
     /// or a malformed hash or method.
-    pub fn entry(&self) -> Option<(JournalEntry, bool)> {
+    pub fn entry(&self) -> Option<(WrittenEntry, bool)> {
         let Line::Add { path, tag, offset, csize, size, crc32, sha256, method, zip64 } = self else {
             return None;
         };
@@ -118,7 +118,7 @@ impl Line {
             DEFLATED => Compression::Deflated,
             _ => return None,
         };
-        let entry = JournalEntry {
+        let entry = WrittenEntry {
             data_path: path.clone(),
             offset: *offset,
             compressed_size: *csize,
@@ -178,7 +178,7 @@ impl JournalWriter {
     }
 
     /// Queues the `add` line of an entry (rendered by hand: this runs once per entry).
-    pub fn push_add(&mut self, e: &JournalEntry, tag: bool) {
+    pub fn push_add(&mut self, e: &WrittenEntry, tag: bool) {
         render_add(&mut self.pending, e, tag);
         self.queued();
     }
@@ -222,7 +222,7 @@ impl JournalWriter {
 }
 
 /// Renders exactly what serde renders for [`Line::add`], without the intermediate `Line`.
-fn render_add(out: &mut Vec<u8>, e: &JournalEntry, tag: bool) {
+fn render_add(out: &mut Vec<u8>, e: &WrittenEntry, tag: bool) {
     out.extend_from_slice(br#"{"op":"add","path":""#);
     for c in e.data_path.chars() {
         match c {
@@ -298,8 +298,8 @@ impl JournalReader {
 mod tests {
     use super::*;
 
-    fn entry() -> JournalEntry {
-        JournalEntry {
+    fn entry() -> WrittenEntry {
+        WrittenEntry {
             data_path: "projects/p/images/a.jpg".into(),
             offset: 120,
             compressed_size: 10,
@@ -315,7 +315,7 @@ mod tests {
     fn hand_rendered_add_lines_are_serdes() {
         for path in ["plain/a.jpg", "odd \"quoted\" \\ back\nslash\u{1}\u{8}\u{c}\t\r\u{7f} é ☃"] {
             for tag in [false, true] {
-                let e = JournalEntry { data_path: path.into(), zip64: tag, ..entry() };
+                let e = WrittenEntry { data_path: path.into(), zip64: tag, ..entry() };
                 let (mut fast, mut serde) = (Vec::new(), Vec::new());
                 render_add(&mut fast, &e, tag);
                 Line::add(&e, tag).render(&mut serde);

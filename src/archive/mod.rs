@@ -23,7 +23,7 @@ pub mod zipwrite;
 use std::path::PathBuf;
 
 pub use bagit::{BagInfo, PayloadOxum};
-pub use journal::JournalEntry;
+pub use journal::WrittenEntry;
 pub use reader::{BagReader, EntryDigest};
 pub use writer::{journal_path, BagSummary, BagWriter};
 pub use zipdir::{Compression, Entry};

@@ -151,7 +151,7 @@ impl BagReader {
             return Err(EntryProblem::TooLarge { declared: entry.size, limit });
         }
         let mut out = Vec::with_capacity(entry.size as usize);
-        self.open_entry(entry)?.read_to_end(&mut out).map_err(problem)?;
+        self.open_entry(entry)?.read_to_end(&mut out).map_err(entry_problem)?;
         Ok(out)
     }
 
@@ -177,7 +177,7 @@ impl BagReader {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(problem(e)),
+                Err(e) => return Err(entry_problem(e)),
             };
             sha.update(&buf[..n]);
             crc.update(&buf[..n]);
@@ -189,7 +189,7 @@ impl BagReader {
 }
 
 /// Turns an io error from [`EntryRead`] back into the problem it carries.
-pub fn problem(e: std::io::Error) -> EntryProblem {
+pub fn entry_problem(e: std::io::Error) -> EntryProblem {
     if e.get_ref().is_some_and(|inner| inner.is::<EntryProblem>()) {
         let inner = e.into_inner().expect("checked");
         return *inner.downcast::<EntryProblem>().expect("checked");

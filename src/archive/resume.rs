@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::bagit::BAGIT_TXT_NAME;
 use super::index::EntryIndex;
-use super::journal::{JournalEntry, JournalReader, JournalWriter, Line, JOURNAL_FORMAT};
+use super::journal::{JournalReader, JournalWriter, Line, WrittenEntry, JOURNAL_FORMAT};
 use super::reader::RangeRead;
 use super::writer::{check_bag_name, index_dir, journal_path, lock, BagWriter};
 use super::zipdir::{read_local_header, Compression};
@@ -25,7 +25,7 @@ impl BagWriter {
     /// Returns the writer and every payload entry the partial file holds intact (not forgotten),
     /// in file order. A torn last journal line is dropped; entries from the first one that
     /// disagrees with the file on are dropped too, and the file is cut after the last good one.
-    pub fn resume(partial: &Path, bag_name: &str, fingerprint: &str) -> Result<(BagWriter, Vec<JournalEntry>), Error> {
+    pub fn resume(partial: &Path, bag_name: &str, fingerprint: &str) -> Result<(BagWriter, Vec<WrittenEntry>), Error> {
         check_bag_name(bag_name)?;
         let io = |source| Error::Io { path: partial.to_path_buf(), source };
         let file = crate::sidefile::open(partial, false).map_err(io)?;
@@ -107,7 +107,7 @@ impl BagWriter {
         jfile.seek(SeekFrom::Start(cut)).map_err(jio)?;
         let journal = JournalWriter::append(jfile, &jpath, cut);
         let mut writer = BagWriter::assemble(file, end, partial.to_path_buf(), bag_name, Some(journal));
-        let found: Vec<JournalEntry>;
+        let found: Vec<WrittenEntry>;
         if fresh {
             found = Vec::new();
             writer.write_bagit()?;
@@ -136,12 +136,12 @@ struct Replay<'a> {
     /// Where the last good entry ends.
     end: u64,
     entries: EntryIndex,
-    tags: Vec<JournalEntry>,
+    tags: Vec<WrittenEntry>,
 }
 
 impl Replay<'_> {
     /// Takes one journaled entry once it checks out against the file.
-    fn add(&mut self, e: JournalEntry, tag: bool, deep: bool) -> Result<(), Stop> {
+    fn add(&mut self, e: WrittenEntry, tag: bool, deep: bool) -> Result<(), Stop> {
         if !tag && self.entries.get(&e.data_path).map_err(Stop::Index)?.is_some() {
             return Err(Stop::Disagrees(format!("data/{} journaled twice", e.data_path)));
         }
@@ -155,7 +155,7 @@ impl Replay<'_> {
     }
 
     /// Checks one journaled entry against the file (`deep`: its data too); returns where it ends.
-    fn check(&self, e: &JournalEntry, tag: bool, deep: bool) -> Result<u64, String> {
+    fn check(&self, e: &WrittenEntry, tag: bool, deep: bool) -> Result<u64, String> {
         let name = if tag {
             if e.data_path != BAGIT_TXT_NAME || !self.tags.is_empty() {
                 return Err(format!("unexpected tag entry {:?}", e.data_path));
@@ -194,7 +194,7 @@ impl Replay<'_> {
 }
 
 /// CRC-32, SHA-256 and size of an entry's content read back from `file`.
-fn data_digest(file: &File, data_offset: u64, e: &JournalEntry) -> std::io::Result<(u32, [u8; 32], u64)> {
+fn data_digest(file: &File, data_offset: u64, e: &WrittenEntry) -> std::io::Result<(u32, [u8; 32], u64)> {
     let raw = RangeRead::new(file, data_offset, e.compressed_size);
     let mut buf = vec![0u8; 64 << 10];
     match e.compression {

@@ -19,7 +19,7 @@ use super::bagit::{
     MANIFEST_NAME, TAGMANIFEST_NAME,
 };
 use super::index::EntryIndex;
-use super::journal::{JournalEntry, JournalWriter, Line};
+use super::journal::{JournalWriter, Line, WrittenEntry};
 use super::layout::unsafe_path_reason;
 use super::zipdir::Compression;
 use super::zipwrite::{self, Header, Out, Zip64Limits, DEFLATED, STORED};
@@ -60,7 +60,7 @@ pub struct BagWriter {
     /// archive so memory does not grow with their number.
     pub(super) entries: EntryIndex,
     /// Tag files written so far, in order.
-    pub(super) tags: Vec<JournalEntry>,
+    pub(super) tags: Vec<WrittenEntry>,
     pub(super) limits: Zip64Limits,
     scratch: Vec<u8>,
     deflated: Vec<u8>,
@@ -161,7 +161,7 @@ impl BagWriter {
     }
 
     /// The payload entry already written at `data_path` (and not forgotten), if any.
-    pub fn contains(&self, data_path: &str) -> Result<Option<JournalEntry>, Error> {
+    pub fn contains(&self, data_path: &str) -> Result<Option<WrittenEntry>, Error> {
         self.entries.get(data_path).map_err(|e| self.index_error(e))
     }
 
@@ -173,7 +173,7 @@ impl BagWriter {
     /// Leaves an already written payload entry out of the central directory and the manifest
     /// (its bytes stay in the file as dead space), e.g. an image deleted since the last run.
     /// The path may then be written again. Returns the entry, if there was one.
-    pub fn forget(&mut self, data_path: &str) -> Result<Option<JournalEntry>, Error> {
+    pub fn forget(&mut self, data_path: &str) -> Result<Option<WrittenEntry>, Error> {
         self.usable()?;
         let gone = self.entries.remove(data_path).map_err(|e| self.index_error(e))?;
         if let (Some(_), Some(j)) = (&gone, &mut self.journal) {
@@ -488,8 +488,8 @@ impl Drop for BagWriter {
     }
 }
 
-pub(super) fn journal_entry(data_path: &str, offset: u64, h: &Header, sha256: [u8; 32]) -> JournalEntry {
-    JournalEntry {
+pub(super) fn journal_entry(data_path: &str, offset: u64, h: &Header, sha256: [u8; 32]) -> WrittenEntry {
+    WrittenEntry {
         data_path: data_path.to_string(),
         offset,
         compressed_size: h.compressed_size,

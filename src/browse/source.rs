@@ -59,7 +59,7 @@ impl DataSource for ArchiveSource<'_> {
                 Ok(_) => Some(line),
                 Err(e) => {
                     failed = true;
-                    self.note(&path, reader::problem(e));
+                    self.note(&path, reader::entry_problem(e));
                     None
                 }
             }
@@ -97,7 +97,7 @@ pub fn materialize(archive: &Path, dir: &Path) -> Result<(PathBuf, Option<Render
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(entry_error(reader::problem(e))),
+                Err(e) => return Err(entry_error(reader::entry_problem(e))),
             };
             file.write_all(&buf[..n]).map_err(write_error)?;
         }

@@ -1,4 +1,4 @@
-//! `cvarchive delete`: an adapter from arguments to [`crate::erase::erase`]: prints the plan (a
+//! `cvarchive delete`: an adapter from arguments to [`crate::delete::delete`]: prints the plan (a
 //! dry run unless `--yes`), or the receipt's summary and SHA-256, and chooses the exit code.
 
 use std::io::Write;
@@ -11,7 +11,9 @@ use super::common;
 use super::progress::{Drawer, Mode};
 use super::Exit;
 use crate::api::{Client, ClientOptions};
-use crate::erase::{erase, Category, EraseOptions, Error, Executed, Outcome, Plan, ProjectPlan, RunOutcome, Targets};
+use crate::delete::{
+    delete, Category, DeleteOptions, Error, Executed, Outcome, Plan, ProjectPlan, RunOutcome, Targets,
+};
 
 /// Arguments of `cvarchive delete`.
 #[derive(Debug, Args)]
@@ -91,7 +93,7 @@ impl From<OnlyArg> for Category {
 
 /// Runs `cvarchive delete`.
 pub async fn run(args: DeleteArgs) -> anyhow::Result<Exit> {
-    let opts = EraseOptions {
+    let opts = DeleteOptions {
         only: args.only.map(Category::from),
         without_backup: args.without_backup_accept_permanent_loss,
         backup_from_other_endpoint: args.backup_from_other_endpoint,
@@ -99,7 +101,7 @@ pub async fn run(args: DeleteArgs) -> anyhow::Result<Exit> {
         receipt: args.receipt.clone(),
         bulk_images: args.bulk_images,
         all_iterations: args.all_iterations,
-        ..EraseOptions::new(
+        ..DeleteOptions::new(
             if args.all_projects { Targets::AllProjects } else { Targets::Projects(args.projects.clone()) },
             args.backup.clone(),
         )
@@ -125,7 +127,7 @@ pub async fn run(args: DeleteArgs) -> anyhow::Result<Exit> {
     let client = Client::new(client_opts)?;
     let said = drawer.clone();
     let cancel = common::cancel_on_signals_telling(move |message| said.say(message));
-    let outcome = erase(&client, &opts, drawer.as_ref(), &cancel).await;
+    let outcome = delete(&client, &opts, drawer.as_ref(), &cancel).await;
     drawer.finish();
     match outcome {
         Err(e) => refuse(&e, args.json),
@@ -174,7 +176,7 @@ fn refuse(e: &Error, json: bool) -> anyhow::Result<Exit> {
     Ok(if matches!(e, Error::Interrupted) { Exit::Interrupted } else { Exit::Error })
 }
 
-fn print_plan(plan: &Plan, opts: &EraseOptions, json: bool) -> anyhow::Result<()> {
+fn print_plan(plan: &Plan, opts: &DeleteOptions, json: bool) -> anyhow::Result<()> {
     if json {
         let mut doc = serde_json::to_value(plan)?;
         doc["dryRun"] = true.into();

@@ -134,7 +134,7 @@ pub fn cause_kind(err: &(dyn std::error::Error + 'static)) -> &'static str {
 }
 
 fn known_kind(cause: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
-    use crate::{convert, erase, export, restore, verify};
+    use crate::{convert, delete, export, restore, verify};
     if cause.is::<super::common::UsageError>() || cause.is::<clap::Error>() {
         return Some("usage");
     }
@@ -144,12 +144,12 @@ fn known_kind(cause: &(dyn std::error::Error + 'static)) -> Option<&'static str>
     if let Some(e) = cause.downcast_ref::<export::Error>() {
         return Some(export_kind(e));
     }
-    if let Some(e) = cause.downcast_ref::<erase::Error>() {
+    if let Some(e) = cause.downcast_ref::<delete::Error>() {
         return Some(match e {
-            erase::Error::Api(e) => api_kind(e),
-            erase::Error::Interrupted => "interrupted",
-            erase::Error::BackupUnreadable { .. } => "archive",
-            erase::Error::Receipt { .. } => "io",
+            delete::Error::Api(e) => api_kind(e),
+            delete::Error::Interrupted => "interrupted",
+            delete::Error::BackupUnreadable { .. } => "archive",
+            delete::Error::Receipt { .. } => "io",
             _ => "refused",
         });
     }
@@ -229,7 +229,7 @@ mod tests {
             Event::Phase { phase: crate::progress::Phase::Listing, project_id: Some(id.clone()) },
             Event::ProjectStarted { project_id: id.clone(), name: "n".into() },
             Event::ImagesFound { project_id: id.clone(), total: 3 },
-            Event::BlobArchived { project_id: id.clone(), bytes: 4 },
+            Event::Transferred { project_id: id.clone(), bytes: 4 },
             Event::Retry { kind: crate::api::RetryKind::ServerError.key().into(), throttled: false, wait_ms: 5 },
             Event::LinkRefreshed,
             Event::Warning { message: "w".into() },
@@ -243,7 +243,7 @@ mod tests {
             Event::Phase { .. } => 1,
             Event::ProjectStarted { .. } => 2,
             Event::ImagesFound { .. } => 3,
-            Event::BlobArchived { .. } => 4,
+            Event::Transferred { .. } => 4,
             Event::Retry { .. } => 5,
             Event::LinkRefreshed => 6,
             Event::Warning { .. } => 7,

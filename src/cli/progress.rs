@@ -310,7 +310,7 @@ impl Progress for Drawer {
                 st.found(project_id, *total);
                 true
             }
-            Event::BlobArchived { project_id, bytes } => {
+            Event::Transferred { project_id, bytes } => {
                 st.archived(project_id, *bytes);
                 false
             }

@@ -45,7 +45,7 @@ pub(super) fn write(
         written.insert(image.id);
         let file_name = format!("{}.{}", image.id, extension(a));
         write_new(&images_dir.join(&file_name), &bytes)?;
-        progress.event(Event::BlobArchived { project_id: archived.project.id.to_string(), bytes: bytes.len() as u64 });
+        progress.event(Event::Transferred { project_id: archived.project.id.to_string(), bytes: bytes.len() as u64 });
         let coco_id = images.len() as u64 + 1;
         let regions = image.regions.as_deref().unwrap_or_default();
         let class_tags: Vec<u64> = image

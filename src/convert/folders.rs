@@ -75,7 +75,7 @@ pub(super) fn write(
             first.get_or_insert(path);
             files += 1;
         }
-        progress.event(Event::BlobArchived { project_id: archived.project.id.to_string(), bytes: bytes.len() as u64 });
+        progress.event(Event::Transferred { project_id: archived.project.id.to_string(), bytes: bytes.len() as u64 });
         images += 1;
         let names: Vec<String> =
             tag_ids.iter().filter_map(|t| archived.tags.iter().find(|x| x.id == *t).map(|x| inert(&x.name))).collect();

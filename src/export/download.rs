@@ -30,7 +30,7 @@ pub struct Listed {
     /// Set when a link refresh found the image deleted.
     pub gone: bool,
     /// The archive entry an earlier, interrupted run already wrote for it.
-    pub kept: Option<crate::archive::JournalEntry>,
+    pub kept: Option<crate::archive::WrittenEntry>,
 }
 
 type ListedResult = Result<Listed, api::Error>;

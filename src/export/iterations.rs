@@ -254,7 +254,7 @@ pub(super) async fn archive_only_in_iterations(
         if let Some(blob) = new {
             sink.send(Item::Stored { path, bytes: blob.bytes, crc32: blob.crc32, sha256 }).await?;
         }
-        ctx.progress.event(Event::BlobArchived { project_id: pid.to_string(), bytes: size });
+        ctx.progress.event(Event::Transferred { project_id: pid.to_string(), bytes: size });
     }
     Ok(())
 }

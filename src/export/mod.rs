@@ -26,7 +26,7 @@ use uuid::Uuid;
 
 use crate::api::model::Project;
 use crate::api::{self, Client, RetryKind};
-use crate::archive::{self, layout, BagInfo, BagSummary, BagWriter, JournalEntry};
+use crate::archive::{self, layout, BagInfo, BagSummary, BagWriter, WrittenEntry};
 use crate::progress::{Event, Phase, Progress};
 use record::{AccountRecord, Missing, OptionsRecord, ProjectRecord, SourceRecord, ToolRecord};
 pub use sink::SinkError;
@@ -491,7 +491,7 @@ fn open_writer(
     bag_name: &str,
     fingerprint: &str,
     fresh: bool,
-) -> Result<(BagWriter, Vec<JournalEntry>), Error> {
+) -> Result<(BagWriter, Vec<WrittenEntry>), Error> {
     // A link planted at the partial path is "there": resuming refuses it and names it, rather
     // than a fresh start creating the file it points to.
     let exists = crate::sidefile::occupied(partial);

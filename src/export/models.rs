@@ -59,7 +59,7 @@ pub(super) async fn export_models(
                     record.archived.model_exports += 1;
                     record.archived.model_bytes += blob.bytes.len() as u64;
                     ctx.progress
-                        .event(Event::BlobArchived { project_id: pid.to_string(), bytes: blob.bytes.len() as u64 });
+                        .event(Event::Transferred { project_id: pid.to_string(), bytes: blob.bytes.len() as u64 });
                     sink.send(Item::Stored { path, bytes: blob.bytes, crc32: blob.crc32, sha256: blob.sha256 }).await?;
                 }
                 Err(reason) => record.missing.push(Missing { kind: "model".into(), project: pid, id: it, reason }),

@@ -82,7 +82,7 @@ pub(super) async fn export_predictions(
                 record.archived.predictions += 1;
                 record.archived.prediction_bytes += size;
                 sink.send(Item::Stored { path, bytes: blob.bytes, crc32: blob.crc32, sha256: blob.sha256 }).await?;
-                ctx.progress.event(Event::BlobArchived { project_id: pid.to_string(), bytes: size });
+                ctx.progress.event(Event::Transferred { project_id: pid.to_string(), bytes: size });
             }
             Err(Failure::Gone) => {
                 record.notes.push(format!("prediction {} was deleted during the export", prediction.id));

@@ -23,7 +23,7 @@ use super::spool::{Rewrite, Spool};
 use super::{Error, ExportOptions};
 use crate::api::model::{Iteration, Project};
 use crate::api::{self, paging, Client, ImageQuery, OrderBy, MAX_TAKE};
-use crate::archive::{layout, JournalEntry};
+use crate::archive::{layout, WrittenEntry};
 use crate::progress::{Event, Phase, Progress};
 
 /// Images the listing may run ahead of the downloads.
@@ -315,7 +315,7 @@ async fn archive_listed(
             if let Some(Stored::New(blob)) = blob {
                 sink.send(Item::Stored { path, bytes: blob.bytes, crc32: blob.crc32, sha256 }).await?;
             }
-            ctx.progress.event(Event::BlobArchived { project_id: pid.to_string(), bytes: size });
+            ctx.progress.event(Event::Transferred { project_id: pid.to_string(), bytes: size });
         }
         Err(Failure::Gone) => record.notes.push(format!("image {} was deleted during the export", listed.image.id)),
         Err(failure) => {
@@ -484,7 +484,7 @@ pub(super) async fn copy_from_base(
     sink: &Sink,
     kind: BlobKind,
     id: Uuid,
-) -> Result<Option<JournalEntry>, Error> {
+) -> Result<Option<WrittenEntry>, Error> {
     let Some(found) = ctx.base.and_then(|base| base.locate(kind, id)) else { return Ok(None) };
     let refused = match found {
         Ok(held) => {
@@ -514,7 +514,7 @@ pub(super) enum Stored {
     /// Downloaded now.
     New(api::Blob),
     /// Already in the archive.
-    Kept(JournalEntry),
+    Kept(WrittenEntry),
 }
 
 /// Notes why the counts the service reported differ from what was archived.

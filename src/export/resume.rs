@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use uuid::Uuid;
 
-use crate::archive::JournalEntry;
+use crate::archive::WrittenEntry;
 
 /// Blobs an earlier run of the same export wrote, claimed one by one as this run meets them.
 #[derive(Clone, Default)]
@@ -14,9 +14,9 @@ pub struct Kept(Arc<Mutex<Inner>>);
 
 #[derive(Default)]
 struct Inner {
-    images: HashMap<Uuid, JournalEntry>,
-    predictions: HashMap<Uuid, JournalEntry>,
-    models: Vec<JournalEntry>,
+    images: HashMap<Uuid, WrittenEntry>,
+    predictions: HashMap<Uuid, WrittenEntry>,
+    models: Vec<WrittenEntry>,
     metadata: Vec<String>,
 }
 
@@ -41,7 +41,7 @@ fn kind(path: &str) -> Kind {
 
 impl Kept {
     /// Sorts the journal of a resumed archive into reusable blobs and stale metadata.
-    pub fn new(entries: Vec<JournalEntry>) -> Kept {
+    pub fn new(entries: Vec<WrittenEntry>) -> Kept {
         let mut inner = Inner::default();
         for e in entries {
             match kind(&e.data_path) {
@@ -68,17 +68,17 @@ impl Kept {
     }
 
     /// The image, if an earlier run archived it.
-    pub fn take_image(&self, id: Uuid) -> Option<JournalEntry> {
+    pub fn take_image(&self, id: Uuid) -> Option<WrittenEntry> {
         self.lock().images.remove(&id)
     }
 
     /// The prediction's image, if an earlier run archived it.
-    pub fn take_prediction(&self, id: Uuid) -> Option<JournalEntry> {
+    pub fn take_prediction(&self, id: Uuid) -> Option<WrittenEntry> {
         self.lock().predictions.remove(&id)
     }
 
     /// A model package whose path starts with `prefix` (its extension came from its content).
-    pub fn take_model(&self, prefix: &str) -> Option<JournalEntry> {
+    pub fn take_model(&self, prefix: &str) -> Option<WrittenEntry> {
         let mut inner = self.lock();
         let at = inner.models.iter().position(|m| m.data_path.starts_with(prefix))?;
         Some(inner.models.swap_remove(at))

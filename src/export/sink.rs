@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::archive::{BagInfo, BagReader, BagSummary, BagWriter, Entry, JournalEntry};
+use crate::archive::{BagInfo, BagReader, BagSummary, BagWriter, Entry, WrittenEntry};
 
 /// One payload file for the archive.
 pub enum Item {
@@ -22,7 +22,7 @@ pub enum Item {
         source: Arc<BagReader>,
         entry: Entry,
         sha256: [u8; 32],
-        reply: oneshot::Sender<Result<JournalEntry, String>>,
+        reply: oneshot::Sender<Result<WrittenEntry, String>>,
     },
     /// Deflated (JSON).
     Deflated { path: String, bytes: Vec<u8> },

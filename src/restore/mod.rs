@@ -18,14 +18,14 @@
 //! id to that one new id. Iterations, trained models and stored predictions cannot be recreated
 //! through the API and are not restored: the report lists each project's ([`NotRecreated`]).
 
-mod journal;
+mod report;
 mod run;
 
 use std::path::PathBuf;
 
 use uuid::Uuid;
 
-pub use journal::{Counts, FailedImage, NotRecreated, ProjectMap, ProjectStage, Report};
+pub use report::{Counts, FailedImage, NotRecreated, ProjectMap, ProjectStage, Report};
 pub use run::restore;
 
 /// The report format written in [`Report::format`].

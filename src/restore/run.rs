@@ -9,7 +9,7 @@ use base64::Engine as _;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::journal::{now, Counts, FailedImage, NotRecreated, ProjectMap, ProjectStage, Report};
+use super::report::{now, Counts, FailedImage, NotRecreated, ProjectMap, ProjectStage, Report};
 use super::{Error, RestoreOptions, REPORT_FORMAT};
 use crate::api::model::{ImageCreateResult, ImageCreateSummary, ImageFileCreateBatch, ImageFileCreateEntry, Region};
 use crate::api::{Client, NewProject, MAX_BATCH_TAGS, MAX_UPLOAD_BATCH};
@@ -360,7 +360,7 @@ impl Job<'_> {
         }
         self.save()?;
         for bytes in uploaded {
-            self.progress.event(Event::BlobArchived { project_id: old.to_string(), bytes });
+            self.progress.event(Event::Transferred { project_id: old.to_string(), bytes });
         }
         match waiting.keys().next() {
             None => Ok(()),

@@ -72,10 +72,10 @@ def test_every_command_writes_valid_lines_ending_with_its_result(validator, tmp_
         code, lines, err = run(validator, "export", "--out", archive, "--json", emulator=emu)
         assert code == 0, err
         assert "started" in types(lines) and types(lines)[-1] == "exportSummary", types(lines)
-        assert {"phase", "projectStarted", "imagesFound", "blobArchived", "projectFinished"} <= set(types(lines))
-        per_project = [line for line in lines if line["type"] in ("imagesFound", "blobArchived")]
+        assert {"phase", "projectStarted", "imagesFound", "transferred", "projectFinished"} <= set(types(lines))
+        per_project = [line for line in lines if line["type"] in ("imagesFound", "transferred")]
         assert all(line["projectId"] for line in per_project)
-        assert {"projectStarted", "imagesFound", "blobArchived", "projectFinished"} <= set(types(lines))
+        assert {"projectStarted", "imagesFound", "transferred", "projectFinished"} <= set(types(lines))
         assert lines[-1]["complete"] is True and lines[-1]["retries"] == {}
         assert all(line["schema"] == "cvarchive/1" for line in lines)
 

@@ -2,7 +2,7 @@
 //! and payload merged in archive order, the payload read back from the writer's index) and the
 //! end-of-central-directory records (zip64 when needed).
 
-use super::super::journal::JournalEntry;
+use super::super::journal::WrittenEntry;
 use super::super::zipwrite::{self, Header};
 use super::{BagWriter, Error};
 
@@ -30,8 +30,8 @@ impl BagWriter {
     /// Writes one central header per entry, tags and payload merged by offset; returns how many.
     fn write_central_headers(
         &mut self,
-        tags: &[JournalEntry],
-        payload: impl Iterator<Item = std::io::Result<JournalEntry>>,
+        tags: &[WrittenEntry],
+        payload: impl Iterator<Item = std::io::Result<WrittenEntry>>,
     ) -> Result<u64, Error> {
         let mut record = Vec::with_capacity(512);
         let (mut count, mut tags) = (0u64, tags.iter().peekable());
@@ -51,7 +51,7 @@ impl BagWriter {
         Ok(count)
     }
 
-    fn put_central_header(&mut self, record: &mut Vec<u8>, name: &str, e: &JournalEntry) -> Result<(), Error> {
+    fn put_central_header(&mut self, record: &mut Vec<u8>, name: &str, e: &WrittenEntry) -> Result<(), Error> {
         let h = Header {
             method: e.method(),
             crc32: e.crc32,

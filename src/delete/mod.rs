@@ -1,4 +1,4 @@
-//! Erasure: the other half of the user's data rights. A dry run unless told to execute; a
+//! Deletion: the other half of the user's data rights. A dry run unless told to execute; a
 //! verified backup that holds everything about to go; deletes in the service's order and batch
 //! sizes; a confirmation that what should be gone is gone; and a receipt of every decision.
 //!
@@ -75,7 +75,7 @@ pub enum Targets {
 
 /// What to delete and how carefully.
 #[derive(Debug, Clone)]
-pub struct EraseOptions {
+pub struct DeleteOptions {
     /// The projects.
     pub targets: Targets,
     /// Only this category of each project; the whole project (and everything in it) when `None`.
@@ -105,10 +105,10 @@ pub struct EraseOptions {
     pub poll_timeout: Duration,
 }
 
-impl EraseOptions {
+impl DeleteOptions {
     /// A dry run over `targets` against the backup at `backup`.
-    pub fn new(targets: Targets, backup: Option<PathBuf>) -> EraseOptions {
-        EraseOptions {
+    pub fn new(targets: Targets, backup: Option<PathBuf>) -> DeleteOptions {
+        DeleteOptions {
             targets,
             only: None,
             backup,
@@ -145,7 +145,7 @@ impl EraseOptions {
     }
 }
 
-/// What [`erase`] did.
+/// What [`delete`] did.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase", tag = "kind")]
 pub enum Outcome {
@@ -309,9 +309,9 @@ fn list_more<T: std::fmt::Display>(items: &[T], total: u64) -> String {
 /// the backup does not verify in full, names another endpoint (unless
 /// `backup_from_other_endpoint`), lacks anything the plan would delete or holds it with other
 /// content than the service now, or when its path was replaced or written after it was verified.
-pub async fn erase(
+pub async fn delete(
     client: &Client,
-    opts: &EraseOptions,
+    opts: &DeleteOptions,
     progress: &dyn Progress,
     cancel: &CancellationToken,
 ) -> Result<Outcome, Error> {

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::plan::{list_predictions, ProjectPlan};
 use super::receipt::{Failure, Receipt, RunOutcome};
-use super::{Category, EraseOptions};
+use super::{Category, DeleteOptions};
 use crate::api::{self, Client, DeleteImages, MAX_IMAGE_IDS, MAX_PREDICTION_IDS};
 use crate::progress::{Event, Progress};
 
@@ -22,7 +22,7 @@ struct Interrupted;
 /// What one project's steps share.
 struct Ctx<'a> {
     client: &'a Client,
-    opts: &'a EraseOptions,
+    opts: &'a DeleteOptions,
     progress: &'a dyn Progress,
     cancel: &'a CancellationToken,
     /// Where the receipt is kept.
@@ -74,7 +74,7 @@ fn failure(project: Uuid, step: &str, ids: &[Uuid], e: &api::Error) -> Failure {
 /// of deletes is logged beside it as it happens).
 pub(crate) async fn execute(
     client: &Client,
-    opts: &EraseOptions,
+    opts: &DeleteOptions,
     plan: &super::Plan,
     receipt: &mut Receipt,
     path: &Path,

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::content::{ImageContent, RecordContent};
 use super::holdings::{self, IterationImages};
-use super::{Category, EraseOptions, Error, Targets};
+use super::{Category, DeleteOptions, Error, Targets};
 use crate::api::model::PredictionQueryToken;
 use crate::api::{self, paging, Client, ImageQuery, OrderBy, MAX_IMAGE_IDS, MAX_PREDICTION_IDS, MAX_TAKE};
 use crate::progress::{Event, Phase, Progress};
@@ -145,7 +145,7 @@ impl ProjectPlan {
 /// Reads the service (never writes) and builds the plan.
 pub(crate) async fn survey(
     client: &Client,
-    opts: &EraseOptions,
+    opts: &DeleteOptions,
     progress: &dyn Progress,
     cancel: &CancellationToken,
 ) -> Result<Plan, Error> {
@@ -215,7 +215,7 @@ pub(crate) async fn survey(
 
 /// What the plan cannot delete, and why: exported models, the account keys, and the images
 /// trained iterations keep when DeleteImages goes without `allIterations`.
-fn not_deletable(projects: &[ProjectPlan], opts: &EraseOptions) -> Vec<NotDeletable> {
+fn not_deletable(projects: &[ProjectPlan], opts: &DeleteOptions) -> Vec<NotDeletable> {
     let mut out = Vec::new();
     let exports: u64 = projects.iter().map(|p| p.model_exports).sum();
     if opts.only.is_none() || opts.only == Some(Category::Iterations) {
@@ -255,7 +255,7 @@ fn not_deletable(projects: &[ProjectPlan], opts: &EraseOptions) -> Vec<NotDeleta
 
 async fn survey_project(
     client: &Client,
-    opts: &EraseOptions,
+    opts: &DeleteOptions,
     id: Uuid,
     progress: &dyn Progress,
 ) -> Result<ProjectPlan, Error> {
@@ -310,7 +310,7 @@ async fn survey_project(
 /// they hold (whole projects, `--only iterations`, `--all-iterations`), or leaves their copies.
 async fn survey_holdings(
     client: &Client,
-    opts: &EraseOptions,
+    opts: &DeleteOptions,
     p: &mut ProjectPlan,
     iterations: &[api::model::Iteration],
 ) -> Result<(), Error> {

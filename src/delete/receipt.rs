@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::backup::Backup;
 use super::plan::{NotDeletable, Plan, Published};
-use super::{Category, EraseOptions, Error};
+use super::{Category, DeleteOptions, Error};
 
 /// The `format` of a receipt.
 pub const RECEIPT_FORMAT: &str = "cvarchive-delete-receipt/1";
@@ -213,7 +213,7 @@ impl Receipt {
         path: &Path,
         endpoint_host: &str,
         backup: Option<&Backup>,
-        opts: &EraseOptions,
+        opts: &DeleteOptions,
         plan: &Plan,
     ) -> Result<Receipt, Error> {
         let backup = backup.map(|b| BackupRef {
