@@ -9,7 +9,7 @@
 //! - [`api`]: typed Training API v3.3 client: wire types shared with the emulator, auth, typed
 //!   errors with secrets stripped, paging as a `Stream`, blob and artifact downloads.
 //! - [`emulator`]: a local Custom Vision Training service on a real socket: account state,
-//!   routes, signed expiring blob URLs, generated accounts, fault injection, a request record.
+//!   routes, signed expiring blob URLs, generated accounts, fault injection, a request log.
 //! - [`export`]: the pipeline: list every category -> download images (bounded) -> hash -> hand
 //!   to the single archive writer; `export::plan`, the account surveyed from metadata alone
 //!   (`projects`, `--dry-run`, the disk-room check).

@@ -19,7 +19,7 @@
 //! - `fixture`: the bundled fixture account (`fixtures/account.json` and images).
 //! - `generate`: generated accounts and on-the-fly image bytes.
 //! - `faults`: rate limiting and injected failures.
-//! - `record`: the request record.
+//! - `requests`: the request log.
 //! - `tls`: serving over HTTPS ([`start_tls`]).
 
 mod blob;
@@ -31,7 +31,7 @@ mod generate;
 mod iteration;
 mod ops;
 mod query;
-mod record;
+mod requests;
 mod render;
 mod routes;
 mod state;
@@ -46,7 +46,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 pub use faults::{FaultConfig, Hostile, ListingMutation};
-pub use record::RecordedRequest;
+pub use requests::RecordedRequest;
 pub use routes::{app, AppState};
 pub use tls::TlsFiles;
 
@@ -274,12 +274,12 @@ impl Emulator {
 
     /// Every request served, oldest first (the most recent 200,000 at most).
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.state.recorder().all()
+        self.state.request_log().all()
     }
 
     /// Forgets the recorded requests.
     pub fn clear_requests(&self) {
-        self.state.recorder().clear();
+        self.state.request_log().clear();
     }
 
     /// The ids of the projects, in GetProjects order.

@@ -1,5 +1,5 @@
 //! The HTTP edge: [`app`], the shared [`AppState`], routing by path shape, authentication,
-//! faults, response headers and the request record. The operations themselves are in `ops`.
+//! faults, response headers and the request log. The operations themselves are in `ops`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::blob::{self, Signer};
 use super::faults::{ApiFault, BlobFault, Faults};
 use super::ops::{self, Op};
-use super::record::{RecordedRequest, Recorder};
+use super::requests::{RecordedRequest, RequestLog};
 use super::render::Links;
 use super::state::{Account, ApiError, Content, Resolved};
 use super::{fixture, generate, AccountSpec, EmulatorOptions, Error, FaultConfig, Hostile};
@@ -31,7 +31,7 @@ const MAX_BODY_BYTES: usize = 520 << 20;
 
 const MESSAGE_401: &str = "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource.";
 
-/// The emulator's shared state: the account, the key, the signer, faults and the record.
+/// The emulator's shared state: the account, the key, the signer, faults and the request log.
 #[derive(Clone)]
 pub struct AppState {
     inner: Arc<Inner>,
@@ -44,7 +44,7 @@ struct Inner {
     signer: Signer,
     account: Mutex<Account>,
     faults: Mutex<Faults>,
-    recorder: Recorder,
+    request_log: RequestLog,
     /// The bytes of images uploaded through CreateImagesFromFiles ([`Content::Uploaded`]).
     uploads: Mutex<Vec<Bytes>>,
     /// Content-MD5 of generated images by (key, jpeg, thumbnail): Azure Storage keeps a blob's
@@ -82,7 +82,7 @@ impl AppState {
                 signer: Signer::new(),
                 account: Mutex::new(account),
                 faults: Mutex::new(Faults::new(opts.faults.clone())),
-                recorder: Recorder::default(),
+                request_log: RequestLog::default(),
                 uploads: Mutex::new(Vec::new()),
                 md5s: Mutex::new(HashMap::new()),
             }),
@@ -107,8 +107,8 @@ impl AppState {
         self.inner.faults.lock().unwrap_or_else(|e| e.into_inner()).config().clone()
     }
 
-    pub(crate) fn recorder(&self) -> &Recorder {
-        &self.inner.recorder
+    pub(crate) fn request_log(&self) -> &RequestLog {
+        &self.inner.request_log
     }
 
     /// Runs `f` on the account under its lock.
@@ -282,7 +282,7 @@ async fn handle(
     let path =
         crate::secret::redact_url(&uri.path_and_query().map_or_else(|| uri.path().to_owned(), |p| p.to_string()));
     tracing::debug!(%method, %path, operation, status, "emulator request");
-    state.recorder().push(RecordedRequest {
+    state.request_log().push(RecordedRequest {
         method: method.to_string(),
         path,
         operation: operation.to_owned(),

@@ -1,10 +1,10 @@
-//! The request record: what the emulator served, in order, for tests to assert on.
+//! The request log: what the emulator served, in order, for tests to assert on.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::Instant;
 
-/// How many requests the record keeps; older ones are forgotten, so a long-running emulator
+/// How many requests the log keeps; older ones are forgotten, so a long-running emulator
 /// does not grow without bound.
 pub const MAX_RECORDED: usize = 200_000;
 
@@ -30,13 +30,13 @@ pub struct RecordedRequest {
     pub response_bytes: u64,
 }
 
-/// The bounded, ordered record shared by the server and the handle.
+/// The bounded, ordered log shared by the server and the handle.
 #[derive(Debug, Default)]
-pub(crate) struct Recorder {
+pub(crate) struct RequestLog {
     entries: Mutex<VecDeque<RecordedRequest>>,
 }
 
-impl Recorder {
+impl RequestLog {
     /// Appends one request, dropping the oldest beyond [`MAX_RECORDED`].
     pub fn push(&self, entry: RecordedRequest) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
