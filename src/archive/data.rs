@@ -319,7 +319,7 @@ impl ArchivedImage {
 
 /// `account.json` as readers of untrusted archives see it: every field optional, arrays kept to
 /// [`MAX_ACCOUNT_ITEMS`] and counted beyond (see [`Capped`]); unknown fields skipped unread. The
-/// export writes it with `export::record::AccountRecord`.
+/// export writes it with `export::account::AccountFile`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct AccountView {

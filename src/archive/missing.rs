@@ -3,7 +3,7 @@
 //! project's, in order) with the first few kept and the rest only counted, across all lists, so
 //! however many items an archive records, memory holds at most `keep` of them.
 //!
-//! The export writes these fields with `export::record::{AccountRecord, Missing}`; the other
+//! The export writes these fields with `export::account::{AccountFile, Missing}`; the other
 //! readers of `account.json` use [`AccountView`](super::data::AccountView).
 
 use std::cell::RefCell;

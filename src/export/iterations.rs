@@ -24,10 +24,10 @@ use uuid::Uuid;
 use futures::StreamExt;
 use serde_json::Value;
 
+use super::account::{AccountProject, IterationImages, Missing};
 use super::base::BlobKind;
 use super::download::{fetch_image, Failure, Refresher};
 use super::project::{annotate, copy_from_base, Ctx, Stored};
-use super::record::{IterationImages, Missing, ProjectRecord};
 use super::sink::{Item, Sink};
 use super::spool::Spool;
 use super::Error;
@@ -173,7 +173,7 @@ pub(super) async fn archive_only_in_iterations(
     ctx: &Ctx<'_>,
     sink: &Sink,
     pid: Uuid,
-    record: &mut ProjectRecord,
+    record: &mut AccountProject,
     spool: &mut Spool,
     first_seq: u64,
     only: Vec<(Uuid, Image)>,

@@ -3,6 +3,7 @@
 //! writer. The archive is written under a temporary name beside the target and renamed only
 //! when complete.
 
+pub mod account;
 mod base;
 mod download;
 mod iterations;
@@ -10,7 +11,6 @@ mod models;
 pub mod plan;
 mod predictions;
 mod project;
-pub mod record;
 mod resume;
 mod sink;
 mod spool;
@@ -28,7 +28,7 @@ use crate::api::model::Project;
 use crate::api::{self, Client, RetryKind};
 use crate::archive::{self, layout, BagInfo, BagSummary, BagWriter, WrittenEntry};
 use crate::progress::{Event, Phase, Progress};
-use record::{AccountRecord, Missing, OptionsRecord, ProjectRecord, SourceRecord, ToolRecord};
+use account::{AccountFile, AccountOptions, AccountProject, AccountSource, AccountTool, Missing};
 pub use sink::SinkError;
 
 /// The archive format written into `account.json`.
@@ -327,7 +327,7 @@ type Failed = (Error, Option<sink::Sink>);
 impl Run<'_> {
     /// Exports every project, then writes `account.json`, the page and the bag's end. On failure
     /// it hands the sink back so the caller can close it cleanly.
-    async fn run(&self, sink: sink::Sink, projects: Vec<Project>) -> Result<(AccountRecord, BagSummary), Failed> {
+    async fn run(&self, sink: sink::Sink, projects: Vec<Project>) -> Result<(AccountFile, BagSummary), Failed> {
         // Metadata is read afresh every run; only downloaded blobs carry over.
         let kept = self.shared.kept;
         for path in kept.metadata_paths() {
@@ -357,7 +357,7 @@ impl Run<'_> {
         &self,
         sink: &sink::Sink,
         projects: Vec<Project>,
-    ) -> Result<(Vec<ProjectRecord>, Vec<Missing>), Error> {
+    ) -> Result<(Vec<AccountProject>, Vec<Missing>), Error> {
         // Domain types (Classification, ObjectDetection) name what each project is; not essential.
         let domains = match self.client.get_domains().await {
             Ok(d) => d.into_iter().filter_map(|d| Some((d.id, d.domain_type?))).collect(),
@@ -376,7 +376,7 @@ impl Run<'_> {
             base: self.shared.base,
             counters: self.shared.counters,
         };
-        let mut records: Vec<ProjectRecord> = Vec::with_capacity(projects.len());
+        let mut records: Vec<AccountProject> = Vec::with_capacity(projects.len());
         let mut account_missing = Vec::new();
         let ctx_ref = &ctx;
         let mut exports = futures::stream::iter(projects)
@@ -403,21 +403,21 @@ impl Run<'_> {
     async fn finish(
         &self,
         sink: sink::Sink,
-        records: Vec<ProjectRecord>,
+        records: Vec<AccountProject>,
         account_missing: Vec<Missing>,
-    ) -> Result<(AccountRecord, BagSummary), Failed> {
+    ) -> Result<(AccountFile, BagSummary), Failed> {
         let (client, opts) = (self.client, self.opts);
         self.progress.event(Event::Phase { phase: Phase::Finishing, project_id: None });
         let finished_at = chrono::Utc::now();
         let complete = account_missing.is_empty() && records.iter().all(|r| r.missing.is_empty());
-        let account = AccountRecord {
+        let account = AccountFile {
             format: FORMAT.into(),
-            tool: ToolRecord { name: "cvarchive".into(), version: env!("CARGO_PKG_VERSION").into() },
-            source: SourceRecord { endpoint_host: client.host().to_owned(), api_version: api::API_VERSION.into() },
+            tool: AccountTool { name: "cvarchive".into(), version: env!("CARGO_PKG_VERSION").into() },
+            source: AccountSource { endpoint_host: client.host().to_owned(), api_version: api::API_VERSION.into() },
             started: self.started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             finished: finished_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             complete,
-            options: OptionsRecord {
+            options: AccountOptions {
                 projects: (!opts.projects.is_empty()).then(|| opts.projects.clone()),
                 predictions: opts.predictions,
                 include_models: opts.include_models,

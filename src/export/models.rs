@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+use super::account::{AccountProject, Missing};
 use super::download::{expires_within, MAX_REFRESHES};
 use super::project::{annotate, is_project_gone, send_json, Ctx};
-use super::record::{Missing, ProjectRecord};
 use super::sink::{Item, Sink};
 use super::Error;
 use crate::api::model::Export;
@@ -23,7 +23,7 @@ pub(super) async fn export_models(
     sink: &Sink,
     pid: Uuid,
     it: Uuid,
-    record: &mut ProjectRecord,
+    record: &mut AccountProject,
 ) -> Result<(), Error> {
     let exports = match ctx.client.get_exports(pid, it).await {
         Ok(exports) => exports,

@@ -9,10 +9,10 @@ use std::time::Duration;
 use futures::TryStreamExt;
 use uuid::Uuid;
 
+use super::account::{AccountProject, Missing};
 use super::base::BlobKind;
 use super::download::{expires_within, Failure, MAX_REFRESHES};
 use super::project::{annotate, copy_from_base, send_spool, Ctx, Stored};
-use super::record::{Missing, ProjectRecord};
 use super::sink::{Item, Sink};
 use super::spool::Spool;
 use super::Error;
@@ -32,7 +32,7 @@ pub(super) async fn export_predictions(
     ctx: &Ctx<'_>,
     sink: &Sink,
     pid: Uuid,
-    record: &mut ProjectRecord,
+    record: &mut AccountProject,
 ) -> Result<(), Error> {
     let client = ctx.client;
     let first = PredictionQueryToken { order_by: Some("Oldest".into()), ..Default::default() };

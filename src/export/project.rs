@@ -13,10 +13,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use uuid::Uuid;
 
+use super::account::{AccountProject, ArchivedCounts, ImageCounts, Missing};
 use super::base::{Base, BlobKind};
 use super::download::{fetch_image, freshen, Failure, Listed, Refresher};
 use super::iterations::{self, Evaluated};
-use super::record::{ArchivedCounts, ImageCounts, Missing, ProjectRecord};
 use super::resume::Kept;
 use super::sink::{Item, Sink};
 use super::spool::{Rewrite, Spool};
@@ -59,13 +59,13 @@ pub struct Counters {
 }
 
 /// Exports one project into the sink and returns its record for `account.json`.
-pub async fn export_project(ctx: &Ctx<'_>, sink: &Sink, project: Project) -> Result<ProjectRecord, Error> {
+pub async fn export_project(ctx: &Ctx<'_>, sink: &Sink, project: Project) -> Result<AccountProject, Error> {
     let client = ctx.client;
     let pid = project.id;
     ctx.progress.event(Event::ProjectStarted { project_id: pid.to_string(), name: project.name.clone() });
     let phase = |phase| ctx.progress.event(Event::Phase { phase, project_id: Some(pid.to_string()) });
     phase(Phase::Listing);
-    let mut record = ProjectRecord {
+    let mut record = AccountProject {
         id: pid,
         name: project.name.clone(),
         domain_type: project.settings.as_ref().and_then(|s| s.domain_id).and_then(|d| ctx.domains.get(&d).cloned()),
@@ -154,7 +154,7 @@ async fn export_iteration(
     sink: &Sink,
     pid: Uuid,
     iteration: &Iteration,
-    record: &mut ProjectRecord,
+    record: &mut AccountProject,
     evaluated: &mut Vec<Evaluated>,
 ) -> Result<(), Error> {
     let client = ctx.client;
@@ -206,7 +206,7 @@ async fn export_images(
     ctx: &Ctx<'_>,
     sink: &Sink,
     pid: Uuid,
-    record: &mut ProjectRecord,
+    record: &mut AccountProject,
 ) -> Result<WorkspaceImages, Error> {
     let (tx, listed_rx) = mpsc::channel::<Result<Listed, api::Error>>(LISTING_AHEAD);
     let lister = tokio::spawn(list_workspace(
@@ -282,7 +282,7 @@ async fn archive_listed(
     ctx: &Ctx<'_>,
     sink: &Sink,
     pid: Uuid,
-    record: &mut ProjectRecord,
+    record: &mut AccountProject,
     spool: &mut Spool,
     mut listed: Listed,
     fetched: Result<Option<Stored>, Failure>,
@@ -331,7 +331,7 @@ async fn archive_listed(
 
 /// What the listing itself says of the workspace: the counts after it, whether it changed while
 /// it was listed, and what a listing that never settled may have missed.
-fn note_listing(record: &mut ProjectRecord, pid: Uuid, listing: &Listing) {
+fn note_listing(record: &mut AccountProject, pid: Uuid, listing: &Listing) {
     record.reported_after = listing.after;
     if listing.passes > 1 {
         record.notes.push(format!(
@@ -518,7 +518,7 @@ pub(super) enum Stored {
 }
 
 /// Notes why the counts the service reported differ from what was archived.
-fn reconcile(record: &mut ProjectRecord) {
+fn reconcile(record: &mut AccountProject) {
     let archived = ImageCounts { tagged: record.archived.tagged, untagged: record.archived.untagged };
     let (before, after) = (record.reported, record.reported_after);
     let missing_images = record.missing.iter().filter(|m| m.kind == "image").count() as u64;

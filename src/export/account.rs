@@ -6,13 +6,13 @@ use uuid::Uuid;
 /// The top of `data/account.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct AccountRecord {
+pub struct AccountFile {
     /// `cvarchive/1`.
     pub format: String,
     /// The tool that wrote the archive.
-    pub tool: ToolRecord,
+    pub tool: AccountTool,
     /// Where the data came from; never a key.
-    pub source: SourceRecord,
+    pub source: AccountSource,
     /// When the export started (RFC 3339, UTC).
     pub started: String,
     /// When it finished.
@@ -20,9 +20,9 @@ pub struct AccountRecord {
     /// Whether everything that was listed was archived.
     pub complete: bool,
     /// What the export was asked to include.
-    pub options: OptionsRecord,
+    pub options: AccountOptions,
     /// One entry per project.
-    pub projects: Vec<ProjectRecord>,
+    pub projects: Vec<AccountProject>,
     /// Account-level items that could not be archived.
     pub missing: Vec<Missing>,
 }
@@ -30,7 +30,7 @@ pub struct AccountRecord {
 /// The tool's name and version.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ToolRecord {
+pub struct AccountTool {
     pub name: String,
     pub version: String,
 }
@@ -38,7 +38,7 @@ pub struct ToolRecord {
 /// The service the archive was taken from.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct SourceRecord {
+pub struct AccountSource {
     /// The endpoint's host (and port), which names the Custom Vision resource.
     pub endpoint_host: String,
     /// The API version used.
@@ -48,7 +48,7 @@ pub struct SourceRecord {
 /// What the export included.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct OptionsRecord {
+pub struct AccountOptions {
     /// Only these projects, or all of them when `None`.
     pub projects: Option<Vec<Uuid>>,
     /// Whether stored predictions were exported.
@@ -60,7 +60,7 @@ pub struct OptionsRecord {
 /// One project's counts: what the service reported and what the archive holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ProjectRecord {
+pub struct AccountProject {
     pub id: Uuid,
     pub name: String,
     /// Classification or ObjectDetection, when the project's domain says.
