@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use cvarchive::browse::{self, records::is_media_path, DataSource, IMAGES_PER_CHUNK};
+use cvarchive::browse::{self, rows::is_media_path, DataSource, IMAGES_PER_CHUNK};
 use cvarchive::export::{export, ExportOptions};
 use cvarchive::progress::NoProgress;
 use serde_json::{json, Value};

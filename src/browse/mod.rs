@@ -5,7 +5,7 @@
 //! - [`render`] reads the payload through a [`DataSource`] and hands each produced file to a
 //!   callback as soon as it is complete, so memory stays bounded however many images a project
 //!   holds (images are streamed from `images.jsonl` into chunks of [`IMAGES_PER_CHUNK`]).
-//! - [`records`] turns the service's objects into the compact records the page reads, and checks
+//! - [`rows`] turns the service's objects into the compact rows the page reads, and checks
 //!   every path the page will link to.
 //! - [`source`]: [`ArchiveSource`], a [`DataSource`] over an existing archive, and
 //!   [`materialize`], which lays an archive out in a folder as if it had been unzipped, rendering
@@ -16,8 +16,8 @@
 //! URL to any host; its Content-Security-Policy forbids every request but local scripts, styles
 //! and images.
 
-pub mod records;
 mod render;
+pub mod rows;
 pub mod source;
 
 pub use render::{page_code, render, Emit, RenderSummary, DATA_CALL_PREFIX};

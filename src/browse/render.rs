@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::records::{image_record, prediction_record, IterationTable, TagTable};
+use super::rows::{image_row, prediction_row, IterationTable, TagTable};
 use super::{DataSource, BROWSE_DIR, IMAGES_PER_CHUNK, INDEX_HTML, PREDICTIONS_PER_CHUNK};
 use crate::archive::layout;
 
@@ -187,7 +187,7 @@ fn render_project<E>(src: &dyn DataSource, out: &mut Emitter<'_, E>, p: Uuid, en
     let mut regions = 0u64;
     let (images, image_chunks, bad_images) =
         chunked(src, out, &layout::images_jsonl(p), "images", p, IMAGES_PER_CHUNK, |line, ordinal| {
-            let rec = image_record(line, p, &mut table, &mut holders)?;
+            let rec = image_row(line, p, &mut table, &mut holders)?;
             regions += rec.json["regions"].as_array().map_or(0, |r| r.len() as u64);
             if per_tag.len() < table.tags().len() {
                 per_tag.resize_with(table.tags().len(), Vec::new);
@@ -215,7 +215,7 @@ fn render_project<E>(src: &dyn DataSource, out: &mut Emitter<'_, E>, p: Uuid, en
 
     let (predictions, prediction_chunks, bad_predictions) =
         chunked(src, out, &layout::predictions_jsonl(p), "predictions", p, PREDICTIONS_PER_CHUNK, |line, _| {
-            prediction_record(line, p, &mut table)
+            prediction_row(line, p, &mut table)
         })?;
 
     let its = iteration_docs(src, p, &iterations, &mut problems);

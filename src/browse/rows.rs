@@ -1,4 +1,4 @@
-//! The compact records the page reads: one image or stored prediction reduced to what is shown,
+//! The compact rows the page reads: one image or stored prediction reduced to what is shown,
 //! tags and iterations referred to by their position in the project's tag and iteration tables,
 //! and every file path checked
 //! before the page may link to it (an untrusted archive must not make the page load anything
@@ -13,7 +13,7 @@ use uuid::Uuid;
 pub const MAX_PREDICTED_TAGS: usize = 50;
 
 /// A project's tags: those of `tags.json` in its order, then any tag met only on an image or a
-/// prediction. Records refer to tags by their index here.
+/// prediction. Rows refer to tags by their index here.
 #[derive(Debug, Default)]
 pub struct TagTable {
     tags: Vec<TagEntry>,
@@ -92,7 +92,7 @@ impl TagTable {
 }
 
 /// A project's iterations, as images refer to them: those of `iterations.json` in its order,
-/// then any met only on an image (named by id). Records refer to iterations by their index here.
+/// then any met only on an image (named by id). Rows refer to iterations by their index here.
 #[derive(Debug, Default)]
 pub struct IterationTable {
     iterations: Vec<IterationEntry>,
@@ -158,8 +158,8 @@ impl IterationTable {
 
 /// One image reduced for the page, with what the project index needs.
 #[derive(Debug)]
-pub struct ImageRecord {
-    /// The record the page reads.
+pub struct ImageRow {
+    /// The row the page reads.
     pub json: Value,
     /// Indices of its tags (image tags and region tags), sorted, without repeats.
     pub tags: Vec<usize>,
@@ -173,12 +173,7 @@ pub struct ImageRecord {
 /// Reduces one `images.jsonl` line; `None` when it is not an object with an id. Its
 /// `iterations` become indices into `holders`, or `null` when the line does not say (older
 /// archives: unknown, not none).
-pub fn image_record(
-    line: &Value,
-    project: Uuid,
-    table: &mut TagTable,
-    holders: &mut IterationTable,
-) -> Option<ImageRecord> {
+pub fn image_row(line: &Value, project: Uuid, table: &mut TagTable, holders: &mut IterationTable) -> Option<ImageRow> {
     let obj = line.as_object()?;
     let id = obj.get("id")?.as_str()?;
     let mut tags = Vec::new();
@@ -230,11 +225,11 @@ pub fn image_record(
         "workspace": workspace,
         "iterations": iterations,
     });
-    Some(ImageRecord { json, tags, tagged, workspace })
+    Some(ImageRow { json, tags, tagged, workspace })
 }
 
 /// Reduces one `predictions.jsonl` line; `None` when it is not an object with an id.
-pub fn prediction_record(line: &Value, project: Uuid, table: &mut TagTable) -> Option<Value> {
+pub fn prediction_row(line: &Value, project: Uuid, table: &mut TagTable) -> Option<Value> {
     let obj = line.as_object()?;
     let id = obj.get("id")?.as_str()?;
     let mut preds: Vec<(f64, Value)> = Vec::new();
