@@ -61,7 +61,7 @@ pub const LIMITS: [(&str, u64); 9] = [
 
 /// The outcome of reading one line with [`read_line`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Line {
+pub enum LineRead {
     /// A line (without its `\n`) was read into the buffer.
     Text,
     /// The line exceeded the cap; the rest of it was skipped and the buffer is empty.
@@ -71,20 +71,20 @@ pub enum Line {
 }
 
 /// Reads one LF-terminated line into `buf` (cleared first), keeping at most `cap` bytes of it: a
-/// longer line is consumed to its end without being held and reported as [`Line::TooLong`].
-pub fn read_line(reader: &mut impl BufRead, buf: &mut Vec<u8>, cap: usize) -> std::io::Result<Line> {
+/// longer line is consumed to its end without being held and reported as [`LineRead::TooLong`].
+pub fn read_line(reader: &mut impl BufRead, buf: &mut Vec<u8>, cap: usize) -> std::io::Result<LineRead> {
     buf.clear();
     // `read_until` finds the newline with the standard library's optimised search.
     let n = reader.by_ref().take(cap as u64 + 1).read_until(b'\n', buf)?;
     if n == 0 {
-        return Ok(Line::End);
+        return Ok(LineRead::End);
     }
     if buf.last() == Some(&b'\n') {
         buf.pop();
-        return Ok(Line::Text);
+        return Ok(LineRead::Text);
     }
     if buf.len() <= cap {
-        return Ok(Line::Text); // the last line, without a newline
+        return Ok(LineRead::Text); // the last line, without a newline
     }
     // Too long: skip to the end of the line in bounded steps, holding nothing.
     loop {
@@ -92,7 +92,7 @@ pub fn read_line(reader: &mut impl BufRead, buf: &mut Vec<u8>, cap: usize) -> st
         let n = reader.by_ref().take(64 << 10).read_until(b'\n', buf)?;
         if n == 0 || buf.last() == Some(&b'\n') {
             buf.clear();
-            return Ok(Line::TooLong);
+            return Ok(LineRead::TooLong);
         }
     }
 }
@@ -136,10 +136,10 @@ pub fn for_each_line(
     loop {
         number += 1;
         match read_line(&mut input, &mut line, MAX_LINE_BYTES).map_err(entry_problem)? {
-            Line::End => break,
-            Line::TooLong => each(number, Err(format!("line longer than {MAX_LINE_BYTES} bytes"))),
-            Line::Text if line.iter().all(u8::is_ascii_whitespace) => {}
-            Line::Text => each(number, Ok(&line)),
+            LineRead::End => break,
+            LineRead::TooLong => each(number, Err(format!("line longer than {MAX_LINE_BYTES} bytes"))),
+            LineRead::Text if line.iter().all(u8::is_ascii_whitespace) => {}
+            LineRead::Text => each(number, Ok(&line)),
         }
     }
     Ok(input.into_inner().finish())
@@ -451,9 +451,9 @@ mod tests {
         let mut buf = Vec::new();
         loop {
             match read_line(&mut input, &mut buf, 8).unwrap() {
-                Line::End => break,
-                Line::TooLong => got.push("<long>".to_owned()),
-                Line::Text => got.push(String::from_utf8(buf.clone()).unwrap()),
+                LineRead::End => break,
+                LineRead::TooLong => got.push("<long>".to_owned()),
+                LineRead::Text => got.push(String::from_utf8(buf.clone()).unwrap()),
             }
         }
         assert_eq!(got, ["{\"a\":1}", "", "<long>", "last"]);

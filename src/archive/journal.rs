@@ -64,7 +64,7 @@ impl WrittenEntry {
 /// One journal line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
-pub(super) enum Line {
+pub(super) enum JournalLine {
     Begin {
         format: String,
         bag: String,
@@ -88,11 +88,11 @@ pub(super) enum Line {
     Checkpoint,
 }
 
-impl Line {
+impl JournalLine {
     /// The `add` line for an entry (writers use the faster `JournalWriter::push_add`).
     #[cfg(test)]
-    pub fn add(e: &WrittenEntry, tag: bool) -> Line {
-        Line::Add {
+    pub fn add(e: &WrittenEntry, tag: bool) -> JournalLine {
+        JournalLine::Add {
             path: e.data_path.clone(),
             tag,
             offset: e.offset,
@@ -108,7 +108,7 @@ impl Line {
     /// The entry an `add` line describes, and whether it is a tag file; `None` for other lines
     /// or a malformed hash or method.
     pub fn entry(&self) -> Option<(WrittenEntry, bool)> {
-        let Line::Add { path, tag, offset, csize, size, crc32, sha256, method, zip64 } = self else {
+        let JournalLine::Add { path, tag, offset, csize, size, crc32, sha256, method, zip64 } = self else {
             return None;
         };
         let mut sha = [0u8; 32];
@@ -156,7 +156,7 @@ impl JournalWriter {
         let file = crate::sidefile::open(path, true)?;
         file.set_len(0)?;
         let mut j = JournalWriter::append(file, path, 0);
-        j.push(&Line::Begin { format: JOURNAL_FORMAT.into(), bag: bag.into(), fingerprint: fingerprint.into() });
+        j.push(&JournalLine::Begin { format: JOURNAL_FORMAT.into(), bag: bag.into(), fingerprint: fingerprint.into() });
         j.write_pending()?;
         Ok(j)
     }
@@ -172,7 +172,7 @@ impl JournalWriter {
     }
 
     /// Queues a line.
-    pub fn push(&mut self, line: &Line) {
+    pub fn push(&mut self, line: &JournalLine) {
         line.render(&mut self.pending);
         self.queued();
     }
@@ -221,7 +221,8 @@ impl JournalWriter {
     }
 }
 
-/// Renders exactly what serde renders for [`Line::add`], without the intermediate `Line`.
+/// Renders exactly what serde renders for [`JournalLine::add`], without the intermediate
+/// `JournalLine`.
 fn render_add(out: &mut Vec<u8>, e: &WrittenEntry, tag: bool) {
     out.extend_from_slice(br#"{"op":"add","path":""#);
     for c in e.data_path.chars() {
@@ -274,13 +275,13 @@ impl JournalReader {
     /// The next line and the offset it starts at; `None` at the end or at the first line that is
     /// torn (no newline), too long or unparseable. [`JournalReader::valid_len`] then says where
     /// the good part of the journal ends.
-    pub fn next_line(&mut self) -> std::io::Result<Option<(Line, u64)>> {
+    pub fn next_line(&mut self) -> std::io::Result<Option<(JournalLine, u64)>> {
         self.line.clear();
         let n = (&mut self.reader).take(MAX_LINE).read_until(b'\n', &mut self.line)?;
         if n == 0 || self.line.last() != Some(&b'\n') {
             return Ok(None);
         }
-        let Ok(line) = serde_json::from_slice::<Line>(&self.line) else {
+        let Ok(line) = serde_json::from_slice::<JournalLine>(&self.line) else {
             return Ok(None);
         };
         let start = self.pos;
@@ -318,7 +319,7 @@ mod tests {
                 let e = WrittenEntry { data_path: path.into(), zip64: tag, ..entry() };
                 let (mut fast, mut serde) = (Vec::new(), Vec::new());
                 render_add(&mut fast, &e, tag);
-                Line::add(&e, tag).render(&mut serde);
+                JournalLine::add(&e, tag).render(&mut serde);
                 assert_eq!(String::from_utf8(fast).unwrap(), String::from_utf8(serde).unwrap());
             }
         }
@@ -326,12 +327,12 @@ mod tests {
 
     #[test]
     fn add_lines_round_trip() {
-        let line = Line::add(&entry(), false);
+        let line = JournalLine::add(&entry(), false);
         let mut bytes = Vec::new();
         line.render(&mut bytes);
         let text = String::from_utf8(bytes.clone()).unwrap();
         assert!(text.starts_with(r#"{"op":"add","path":"projects/p/images/a.jpg","offset":120"#), "{text}");
-        let parsed: Line = serde_json::from_slice(&bytes).unwrap();
+        let parsed: JournalLine = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(parsed.entry(), Some((entry(), false)));
     }
 
@@ -340,8 +341,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j");
         let mut j = JournalWriter::create(&path, "bag", "fp").unwrap();
-        j.push(&Line::add(&entry(), false));
-        j.push(&Line::Checkpoint);
+        j.push(&JournalLine::add(&entry(), false));
+        j.push(&JournalLine::Checkpoint);
         j.write_pending().unwrap();
         let whole = std::fs::metadata(&path).unwrap().len();
         for tail in [&b"{\"op\":\"add\",\"pa"[..], b"\0\0\0\0\n{\"op\":\"checkpoint\"}\n"] {
@@ -355,7 +356,7 @@ mod tests {
                 lines.push(line);
             }
             assert_eq!(lines.len(), 3);
-            assert_eq!(lines[2], Line::Checkpoint);
+            assert_eq!(lines[2], JournalLine::Checkpoint);
             assert_eq!(r.valid_len(), whole);
         }
     }

@@ -11,7 +11,7 @@ use super::reader::{BagReader, RangeRead};
 use super::resume::hash_stream;
 use super::writer::BagWriter;
 use super::zipdir::{Compression, Entry};
-use super::zipwrite::{self, Header, Out, DEFLATED, STORED};
+use super::zipwrite::{self, ArchiveFile, Header, DEFLATED, STORED};
 use super::Error;
 
 /// Buffer for hashing what is copied.
@@ -89,7 +89,7 @@ impl BagWriter {
 /// Reads the source entry's stored bytes and writes each one to the archive as it passes.
 struct Tee<'a> {
     inner: RangeRead<'a>,
-    out: &'a mut Out,
+    out: &'a mut ArchiveFile,
     copied: u64,
     /// A failure writing our own archive (kept apart from failures reading the source).
     write_error: Option<std::io::Error>,

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::bagit::BAGIT_TXT_NAME;
 use super::index::EntryIndex;
-use super::journal::{JournalReader, JournalWriter, Line, WrittenEntry, JOURNAL_FORMAT};
+use super::journal::{JournalLine, JournalReader, JournalWriter, WrittenEntry, JOURNAL_FORMAT};
 use super::reader::RangeRead;
 use super::writer::{check_bag_name, index_dir, journal_path, lock, BagWriter};
 use super::zipdir::{read_local_header, Compression};
@@ -45,7 +45,7 @@ impl BagWriter {
         // Pass 1: the header, and where the last checkpoint is.
         let mut reader = JournalReader::new(jfile.try_clone().map_err(jio)?);
         let begin_len = match reader.next_line().map_err(jio)? {
-            Some((Line::Begin { format, bag, fingerprint: found }, _)) => {
+            Some((JournalLine::Begin { format, bag, fingerprint: found }, _)) => {
                 if format != JOURNAL_FORMAT {
                     return Err(refuse(format!("its journal is in format {format:?}, not {JOURNAL_FORMAT:?}")));
                 }
@@ -63,7 +63,7 @@ impl BagWriter {
         };
         let mut last_checkpoint = begin_len;
         while let Some((line, start)) = reader.next_line().map_err(jio)? {
-            if line == Line::Checkpoint {
+            if line == JournalLine::Checkpoint {
                 last_checkpoint = start;
             }
         }
@@ -79,13 +79,13 @@ impl BagWriter {
                 break reader.valid_len();
             };
             let ok = match &line {
-                Line::Begin { .. } => Err(Stop::Disagrees("a second begin line".to_string())),
-                Line::Add { .. } => match line.entry() {
+                JournalLine::Begin { .. } => Err(Stop::Disagrees("a second begin line".to_string())),
+                JournalLine::Add { .. } => match line.entry() {
                     Some((entry, tag)) => replay.add(entry, tag, start > last_checkpoint),
                     None => Err(Stop::Disagrees("a malformed add line".to_string())),
                 },
-                Line::Forget { path } => replay.entries.remove(path).map(drop).map_err(Stop::Index),
-                Line::Checkpoint => Ok(()),
+                JournalLine::Forget { path } => replay.entries.remove(path).map(drop).map_err(Stop::Index),
+                JournalLine::Checkpoint => Ok(()),
             };
             if let Err(stop) = ok {
                 let why = match stop {

@@ -19,10 +19,10 @@ use super::bagit::{
     MANIFEST_NAME, TAGMANIFEST_NAME,
 };
 use super::index::EntryIndex;
-use super::journal::{JournalWriter, Line, WrittenEntry};
+use super::journal::{JournalLine, JournalWriter, WrittenEntry};
 use super::layout::unsafe_path_reason;
 use super::zipdir::Compression;
-use super::zipwrite::{self, Header, Out, Zip64Limits, DEFLATED, STORED};
+use super::zipwrite::{self, ArchiveFile, Header, Zip64Limits, DEFLATED, STORED};
 use super::Error;
 
 mod central;
@@ -52,7 +52,7 @@ pub struct BagSummary {
 
 /// Writes one bag into a zip file. See the module docs.
 pub struct BagWriter {
-    pub(super) out: Out,
+    pub(super) out: ArchiveFile,
     pub(super) path: PathBuf,
     pub(super) bag_name: String,
     pub(super) journal: Option<JournalWriter>,
@@ -128,7 +128,7 @@ impl BagWriter {
         journal: Option<JournalWriter>,
     ) -> BagWriter {
         BagWriter {
-            out: Out::new(file, at, WRITE_BUFFER),
+            out: ArchiveFile::new(file, at, WRITE_BUFFER),
             entries: EntryIndex::new(index_dir(&path)),
             path,
             bag_name: bag_name.to_string(),
@@ -177,7 +177,7 @@ impl BagWriter {
         self.usable()?;
         let gone = self.entries.remove(data_path).map_err(|e| self.index_error(e))?;
         if let (Some(_), Some(j)) = (&gone, &mut self.journal) {
-            j.push(&Line::Forget { path: data_path.to_string() });
+            j.push(&JournalLine::Forget { path: data_path.to_string() });
         }
         Ok(gone)
     }
@@ -220,7 +220,7 @@ impl BagWriter {
         self.usable()?;
         self.out.sync().map_err(|e| self.io_error(e))?;
         if let Some(j) = &mut self.journal {
-            j.push(&Line::Checkpoint);
+            j.push(&JournalLine::Checkpoint);
             j.sync().map_err(|source| Error::Io { path: j.path().to_path_buf(), source })?;
         }
         Ok(())

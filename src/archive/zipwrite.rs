@@ -1,7 +1,8 @@
 //! The zip encoding the writer needs and nothing more: local headers (sizes and CRC-32 known up
 //! front, or reserved as ZIP64 fields and patched in place), central directory records, the end
-//! records (ZIP64 when needed), and [`Out`], one large sequential write buffer over the archive
-//! file that knows its offset, can patch bytes it already wrote and can roll back a failed entry.
+//! records (ZIP64 when needed), and [`ArchiveFile`], one large sequential write buffer over the
+//! archive file that knows its offset, can patch bytes it already wrote and can roll back a failed
+//! entry.
 //!
 //! No data descriptors (bit 3) are ever written: every local header carries the entry's real
 //! sizes and CRC-32, so a partial archive can be checked and resumed from its local headers.
@@ -190,7 +191,7 @@ fn put64(out: &mut Vec<u8>, v: u64) {
     out.extend_from_slice(&v.to_le_bytes());
 }
 
-/// From this size on, [`Out::put_direct`] writes bytes without buffering them: few enough
+/// From this size on, [`ArchiveFile::put_direct`] writes bytes without buffering them: few enough
 /// writes still, and big ones.
 const DIRECT: usize = 64 << 10;
 
@@ -203,39 +204,49 @@ const DIRECT: usize = 64 << 10;
 /// nothing hashed was changed: a rollback into the file, or a patch of hashed bytes, drops it,
 /// and the caller hashes the file instead. An entry whose header is patched once its data is
 /// written (a streamed entry larger than the buffer) holds the hash at its header
-/// ([`Out::hold_hash`]) and releases it after the patch, which hashes only that entry again.
+/// ([`ArchiveFile::hold_hash`]) and releases it after the patch, which hashes only that entry
+/// again.
 ///
-/// Large data written whole skips the buffer ([`Out::put_direct`]), and every 32 MiB the OS is
-/// asked to start writing the file back ([`Out::start_writeback`]).
-pub(super) struct Out {
+/// Large data written whole skips the buffer ([`ArchiveFile::put_direct`]), and every 32 MiB the
+/// OS is asked to start writing the file back ([`ArchiveFile::start_writeback`]).
+pub(super) struct ArchiveFile {
     file: File,
     buf: Vec<u8>,
     cap: usize,
     flushed: u64,
     hash: Option<Sha256>,
-    /// Bytes from here on are not hashed as they reach the file (see [`Out::hold_hash`]).
+    /// Bytes from here on are not hashed as they reach the file (see [`ArchiveFile::hold_hash`]).
     hold: Option<u64>,
-    /// Bytes up to which the OS was asked to start writing back (see [`Out::start_writeback`]).
+    /// Bytes up to which the OS was asked to start writing back (see
+    /// [`ArchiveFile::start_writeback`]).
     hinted: u64,
 }
 
 /// How many written bytes at most wait in the page cache before the OS is asked to write them.
 const WRITEBACK_STEP: u64 = 32 << 20;
 
-impl std::fmt::Debug for Out {
+impl std::fmt::Debug for ArchiveFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Out")
+        f.debug_struct("ArchiveFile")
             .field("flushed", &self.flushed)
             .field("hashing", &self.hash.is_some())
             .finish_non_exhaustive()
     }
 }
 
-impl Out {
+impl ArchiveFile {
     /// Writes into `file` from `at` on (the file's cursor must be there).
-    pub fn new(file: File, at: u64, capacity: usize) -> Out {
+    pub fn new(file: File, at: u64, capacity: usize) -> ArchiveFile {
         let hash = (at == 0).then(Sha256::new);
-        Out { file, buf: Vec::with_capacity(capacity), cap: capacity, flushed: at, hash, hold: None, hinted: at }
+        ArchiveFile {
+            file,
+            buf: Vec::with_capacity(capacity),
+            cap: capacity,
+            flushed: at,
+            hash,
+            hold: None,
+            hinted: at,
+        }
     }
 
     /// The SHA-256 of everything written, if it still holds (see the type's docs). Call once the
@@ -314,7 +325,7 @@ impl Out {
     }
 
     /// Stops hashing at the current position: what is written from here on may be patched until
-    /// [`Out::release_hash`]. One hold at a time.
+    /// [`ArchiveFile::release_hash`]. One hold at a time.
     pub fn hold_hash(&mut self) {
         debug_assert!(self.hold.is_none(), "one hold at a time");
         if self.hash.is_some() {
@@ -403,7 +414,7 @@ impl Out {
     }
 }
 
-impl Write for Out {
+impl Write for ArchiveFile {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
         self.put(bytes)?;
         Ok(bytes.len())
@@ -463,7 +474,7 @@ mod tests {
     fn patches_reach_both_the_file_and_the_buffer() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out");
-        let mut out = Out::new(File::create(&path).unwrap(), 0, 16);
+        let mut out = ArchiveFile::new(File::create(&path).unwrap(), 0, 16);
         out.put(b"abcdef").unwrap();
         out.put(b"ghijklmnopq").unwrap(); // flushes "abcdef", then bypasses the buffer
         out.put(b"rs").unwrap(); // buffered
@@ -486,7 +497,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out");
         let big = vec![7u8; DIRECT + 1];
-        let mut out = Out::new(File::create(&path).unwrap(), 0, 1 << 20);
+        let mut out = ArchiveFile::new(File::create(&path).unwrap(), 0, 1 << 20);
         out.put(b"head").unwrap();
         out.put_direct(&big).unwrap(); // the buffered head goes first
         out.put_direct(b"small").unwrap(); // buffered
@@ -505,7 +516,7 @@ mod tests {
     fn a_held_hash_survives_patches_after_the_hold_and_not_before() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out");
-        let mut out = Out::new(read_write(&path), 0, 16);
+        let mut out = ArchiveFile::new(read_write(&path), 0, 16);
         out.put(b"before").unwrap();
         out.hold_hash();
         out.put(b"HEADER").unwrap();
@@ -518,7 +529,7 @@ mod tests {
         assert_eq!(&written[..12], b"beforeheader");
         assert_eq!(out.take_digest(), Some(Sha256::digest(&written).into()));
 
-        let mut out = Out::new(read_write(&path), 0, 16);
+        let mut out = ArchiveFile::new(read_write(&path), 0, 16);
         out.put(&[1u8; 40]).unwrap();
         out.hold_hash();
         out.put(&[2u8; 40]).unwrap();
@@ -527,7 +538,7 @@ mod tests {
         out.flush_buffer().unwrap();
         assert_eq!(out.take_digest(), None, "a patch of hashed bytes drops the hash");
 
-        let mut out = Out::new(read_write(&path), 0, 16);
+        let mut out = ArchiveFile::new(read_write(&path), 0, 16);
         out.put(&[1u8; 40]).unwrap();
         out.hold_hash();
         out.put(&[2u8; 40]).unwrap();
@@ -541,7 +552,7 @@ mod tests {
     fn writeback_is_asked_for_past_its_step_and_changes_nothing_written() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out");
-        let mut out = Out::new(File::create(&path).unwrap(), 0, 1 << 20);
+        let mut out = ArchiveFile::new(File::create(&path).unwrap(), 0, 1 << 20);
         out.put_direct(&vec![1u8; DIRECT]).unwrap();
         assert_eq!(out.hinted, 0, "not before a whole step was written");
         let big = vec![2u8; WRITEBACK_STEP as usize];

@@ -10,7 +10,7 @@ use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::{render, DataSource, Error, RenderSummary, INDEX_HTML};
-use crate::archive::data::{read_line, Line, MAX_JSON_BYTES, MAX_LINE_BYTES};
+use crate::archive::data::{read_line, LineRead, MAX_JSON_BYTES, MAX_LINE_BYTES};
 use crate::archive::{reader, BagReader};
 
 /// A [`DataSource`] over an archive's bag. Problems met while reading are kept, not fatal.
@@ -55,7 +55,7 @@ impl DataSource for ArchiveSource<'_> {
             let mut line = Vec::new();
             // A line over the cap is handed on empty, and so counted unreadable.
             match read_line(&mut input, &mut line, MAX_LINE_BYTES) {
-                Ok(Line::End) => None,
+                Ok(LineRead::End) => None,
                 Ok(_) => Some(line),
                 Err(e) => {
                     failed = true;
