@@ -123,8 +123,9 @@ impl std::fmt::Display for Lacking {
     }
 }
 
+/// One line of a project's `images.jsonl` or `predictions.jsonl`: what the backup check reads.
 #[derive(Deserialize)]
-struct Listed {
+struct ListingLine {
     id: Uuid,
     file: Option<String>,
     sha256: Option<String>,
@@ -356,7 +357,7 @@ fn listed(reader: &BagReader, project: Uuid, kind: ListingKind) -> Result<HashMa
         if failure.is_some() {
             return;
         }
-        let parsed = line.and_then(|l| serde_json::from_slice::<Listed>(l).map_err(|e| e.to_string()));
+        let parsed = line.and_then(|l| serde_json::from_slice::<ListingLine>(l).map_err(|e| e.to_string()));
         let line = match parsed {
             Ok(line) => line,
             Err(why) => return failure = Some(bad(format!("{path} line {number}: {why}"))),

@@ -451,7 +451,7 @@ impl Receipt {
     /// longer has (`plan` is what it has now).
     fn replay_pending(&mut self, path: &Path, plan: &Plan) -> Result<(), Error> {
         #[derive(serde::Deserialize)]
-        struct Line {
+        struct PendingLine {
             project: Uuid,
             what: Category,
             ids: Vec<Uuid>,
@@ -463,7 +463,7 @@ impl Receipt {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(Error::Receipt { path: pending_path(path), detail: e.to_string() }),
         };
-        for line in text.lines().filter_map(|l| serde_json::from_str::<Line>(l).ok()) {
+        for line in text.lines().filter_map(|l| serde_json::from_str::<PendingLine>(l).ok()) {
             if !line.intent {
                 self.deleted(line.project, line.what, &line.ids);
                 continue;
