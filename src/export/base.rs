@@ -52,11 +52,11 @@ impl Base {
 
     /// Where the previous archive holds the blob with this id: `None` when it does not,
     /// `Some(Err(reason))` when its manifest lists it but the entry is missing.
-    pub fn locate(&self, kind: BlobKind, id: Uuid) -> Option<Result<Held, String>> {
+    pub fn locate(&self, kind: BlobKind, id: Uuid) -> Option<Result<BaseBlob, String>> {
         let (rel, sha256) = self.blobs.get(&(kind, id))?;
         let found = match self.reader.bag_entry(&format!("data/{rel}")) {
             Some(entry) => {
-                Ok(Held { source: self.reader.clone(), entry: entry.clone(), path: rel.clone(), sha256: *sha256 })
+                Ok(BaseBlob { source: self.reader.clone(), entry: entry.clone(), path: rel.clone(), sha256: *sha256 })
             }
             None => Err(format!("{}: data/{rel} is listed but absent", self.path.display())),
         };
@@ -66,7 +66,7 @@ impl Base {
 
 /// A blob the previous archive holds: its entry there, its path below `data/` (the same in the
 /// new archive) and the SHA-256 its manifest gives.
-pub struct Held {
+pub struct BaseBlob {
     /// The previous archive.
     pub source: Arc<BagReader>,
     /// The blob's entry in it.

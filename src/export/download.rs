@@ -20,7 +20,7 @@ const GATHER: Duration = Duration::from_millis(25);
 const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
 
 /// A listed image and where it stands in the listing.
-pub struct Listed {
+pub struct ListedImage {
     /// Its position in the listing: `images.jsonl` is written in this order.
     pub seq: u64,
     /// The service's record, with its download links.
@@ -33,7 +33,7 @@ pub struct Listed {
     pub kept: Option<crate::archive::WrittenEntry>,
 }
 
-type ListedResult = Result<Listed, api::Error>;
+type ListedImageResult = Result<ListedImage, api::Error>;
 
 /// Passes listed images on to the downloads, first refreshing, 256 per GetImagesByIds call, the
 /// links of every queued image once the next one's link is about to expire. Links expire
@@ -42,8 +42,8 @@ type ListedResult = Result<Listed, api::Error>;
 pub async fn freshen(
     client: Client,
     project: Uuid,
-    mut rx: mpsc::Receiver<ListedResult>,
-    tx: mpsc::Sender<ListedResult>,
+    mut rx: mpsc::Receiver<ListedImageResult>,
+    tx: mpsc::Sender<ListedImageResult>,
 ) {
     while let Some(first) = rx.recv().await {
         let needs = matches!(&first, Ok(l) if l.kept.is_none() && expires_within(l.image.original_image_uri.as_deref(), EXPIRY_MARGIN));

@@ -195,10 +195,10 @@ pub(super) async fn archive_only_in_iterations(
             let refresher = refreshers[&iteration].clone();
             async move {
                 if let Some(entry) = ctx.kept.take_image(image.id) {
-                    return Ok((n as u64, image, Ok(Stored::Kept(entry))));
+                    return Ok((n as u64, image, Ok(Stored::InArchive(entry))));
                 }
                 if let Some(copied) = copy_from_base(ctx, sink, BlobKind::Image, image.id).await? {
-                    return Ok((n as u64, image, Ok(Stored::Kept(copied))));
+                    return Ok((n as u64, image, Ok(Stored::InArchive(copied))));
                 }
                 let _permit = ctx.downloads.acquire().await.expect("the download semaphore is never closed");
                 let uri = image.original_image_uri.as_deref();
@@ -222,7 +222,7 @@ pub(super) async fn archive_only_in_iterations(
         let Some(result) = next else { break };
         let (n, image, fetched) = result?;
         let (path, sha256, size, new) = match fetched {
-            Ok(Stored::Kept(entry)) => (entry.data_path, entry.sha256, entry.size, None),
+            Ok(Stored::InArchive(entry)) => (entry.data_path, entry.sha256, entry.size, None),
             Ok(Stored::New(blob)) => {
                 let path = layout::image_file(pid, image.id, layout::sniff_extension(&blob.bytes));
                 (path, blob.sha256, blob.bytes.len() as u64, Some(blob))

@@ -244,10 +244,10 @@ pub async fn export(
         });
     }
     let sink = sink::Sink::start(writer, opts.concurrency.max(1) * 2, opts.out.clone())?;
-    let kept = resume::Kept::new(kept);
+    let kept = resume::ResumedBlobs::new(kept);
     let counters = project::Counters::default();
-    let shared = Shared { kept: &kept, base: base.as_ref(), counters: &counters };
-    let result = Run { client, opts, progress, cancel, dir: &dir, shared, started_at }.run(sink, projects).await;
+    let across = AcrossProjects { kept: &kept, base: base.as_ref(), counters: &counters };
+    let result = Run { client, opts, progress, cancel, dir: &dir, across, started_at }.run(sink, projects).await;
     let stopped = |cause: Error| Error::Resumable { partial: partial.clone(), cause: Box::new(cause) };
     let (account, bag) = match result {
         Ok(done) => done,
@@ -302,9 +302,10 @@ pub async fn export(
     })
 }
 
-/// What the projects' exports share besides the client and options.
-struct Shared<'a> {
-    kept: &'a resume::Kept,
+/// What every project's export shares besides the client and options: the blobs an interrupted run
+/// left, the base archive and the counters.
+struct AcrossProjects<'a> {
+    kept: &'a resume::ResumedBlobs,
     base: Option<&'a base::Base>,
     counters: &'a project::Counters,
 }
@@ -317,7 +318,7 @@ struct Run<'a> {
     cancel: &'a CancellationToken,
     /// Where spooled metadata goes (the archive's folder).
     dir: &'a Path,
-    shared: Shared<'a>,
+    across: AcrossProjects<'a>,
     started_at: chrono::DateTime<chrono::Utc>,
 }
 
@@ -329,7 +330,7 @@ impl Run<'_> {
     /// it hands the sink back so the caller can close it cleanly.
     async fn run(&self, sink: sink::Sink, projects: Vec<Project>) -> Result<(AccountFile, BagSummary), Failed> {
         // Metadata is read afresh every run; only downloaded blobs carry over.
-        let kept = self.shared.kept;
+        let kept = self.across.kept;
         for path in kept.metadata_paths() {
             if let Err(e) = sink.send(sink::Item::Forget { path }).await {
                 return Err((e.into(), Some(sink)));
@@ -372,9 +373,9 @@ impl Run<'_> {
             progress: self.progress,
             cancel: self.cancel,
             spool_dir: self.dir,
-            kept: self.shared.kept,
-            base: self.shared.base,
-            counters: self.shared.counters,
+            kept: self.across.kept,
+            base: self.across.base,
+            counters: self.across.counters,
         };
         let mut records: Vec<AccountProject> = Vec::with_capacity(projects.len());
         let mut account_missing = Vec::new();

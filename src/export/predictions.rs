@@ -45,10 +45,10 @@ pub(super) async fn export_predictions(
         .map_err(Error::from)
         .map_ok(|(seq, sent, p)| async move {
             if let Some(entry) = ctx.kept.take_prediction(p.id) {
-                return Ok((seq, p, Ok(Stored::Kept(entry))));
+                return Ok((seq, p, Ok(Stored::InArchive(entry))));
             }
             if let Some(copied) = copy_from_base(ctx, sink, BlobKind::Prediction, p.id).await? {
-                return Ok((seq, p, Ok(Stored::Kept(copied))));
+                return Ok((seq, p, Ok(Stored::InArchive(copied))));
             }
             let _permit = ctx.downloads.acquire().await.expect("the download semaphore is never closed");
             let uri = p.original_image_uri.as_deref();
@@ -70,7 +70,7 @@ pub(super) async fn export_predictions(
         let Some((seq, prediction, fetched)) = next else { break };
         let mut value = serde_json::to_value(prediction.without_uris()).expect("wire types serialise");
         match fetched {
-            Ok(Stored::Kept(entry)) => {
+            Ok(Stored::InArchive(entry)) => {
                 annotate(&mut value, &entry.data_path, &entry.sha256, entry.size);
                 record.archived.predictions += 1;
                 record.archived.prediction_bytes += entry.size;

@@ -15,9 +15,9 @@ use uuid::Uuid;
 
 use super::account::{AccountProject, ArchivedCounts, ImageCounts, Missing};
 use super::base::{Base, BlobKind};
-use super::download::{fetch_image, freshen, Failure, Listed, Refresher};
+use super::download::{fetch_image, freshen, Failure, ListedImage, Refresher};
 use super::iterations::{self, Evaluated};
-use super::resume::Kept;
+use super::resume::ResumedBlobs;
 use super::sink::{Item, Sink};
 use super::spool::{Rewrite, Spool};
 use super::{Error, ExportOptions};
@@ -38,7 +38,7 @@ pub struct Ctx<'a> {
     /// Where spool files go (beside the archive, so they share its disk).
     pub spool_dir: &'a Path,
     /// Blobs an interrupted run already archived.
-    pub kept: &'a Kept,
+    pub kept: &'a ResumedBlobs,
     /// The previous archive of an incremental export.
     pub base: Option<&'a Base>,
     /// Image and prediction bytes fetched over the network, and blobs copied from the base.
@@ -208,7 +208,7 @@ async fn export_images(
     pid: Uuid,
     record: &mut AccountProject,
 ) -> Result<WorkspaceImages, Error> {
-    let (tx, listed_rx) = mpsc::channel::<Result<Listed, api::Error>>(LISTING_AHEAD);
+    let (tx, listed_rx) = mpsc::channel::<Result<ListedImage, api::Error>>(LISTING_AHEAD);
     let lister = tokio::spawn(list_workspace(
         ctx.client.clone(),
         pid,
@@ -217,7 +217,7 @@ async fn export_images(
         ctx.cancel.clone(),
         ctx.kept.clone(),
     ));
-    let (fresh_tx, rx) = mpsc::channel::<Result<Listed, api::Error>>(ctx.opts.concurrency.max(1) * 2);
+    let (fresh_tx, rx) = mpsc::channel::<Result<ListedImage, api::Error>>(ctx.opts.concurrency.max(1) * 2);
     let freshener = tokio::spawn(freshen(ctx.client.clone(), pid, listed_rx, fresh_tx));
     let client = ctx.client;
     let max = ctx.opts.max_image_bytes;
@@ -233,7 +233,7 @@ async fn export_images(
                 return Ok((listed, Ok(None)));
             }
             if let Some(copied) = copy_from_base(ctx, sink, BlobKind::Image, listed.image.id).await? {
-                return Ok((listed, Ok(Some(Stored::Kept(copied)))));
+                return Ok((listed, Ok(Some(Stored::InArchive(copied)))));
             }
             let uri = listed.image.original_image_uri.clone();
             // Each download runs as its own task, so that receiving and hashing bodies spreads
@@ -284,13 +284,13 @@ async fn archive_listed(
     pid: Uuid,
     record: &mut AccountProject,
     spool: &mut Spool,
-    mut listed: Listed,
+    mut listed: ListedImage,
     fetched: Result<Option<Stored>, Failure>,
 ) -> Result<(), Error> {
     match fetched {
         Ok(blob) => {
             let in_archive = match &blob {
-                Some(Stored::Kept(copied)) => Some(copied.clone()),
+                Some(Stored::InArchive(copied)) => Some(copied.clone()),
                 _ => listed.kept.take(),
             };
             let (path, sha256, size) = match (&blob, in_archive) {
@@ -390,9 +390,9 @@ async fn list_workspace(
     client: Client,
     pid: Uuid,
     mut before: ImageCounts,
-    tx: mpsc::Sender<Result<Listed, api::Error>>,
+    tx: mpsc::Sender<Result<ListedImage, api::Error>>,
     cancel: CancellationToken,
-    kept: Kept,
+    kept: ResumedBlobs,
 ) -> Result<Listing, Error> {
     let mut listing = Listing {
         ids: HashSet::new(),
@@ -423,9 +423,9 @@ async fn list_workspace(
 async fn list_images(
     client: &Client,
     pid: Uuid,
-    tx: &mpsc::Sender<Result<Listed, api::Error>>,
+    tx: &mpsc::Sender<Result<ListedImage, api::Error>>,
     cancel: &CancellationToken,
-    kept: &Kept,
+    kept: &ResumedBlobs,
     listing: &mut Listing,
 ) -> Option<ImageCounts> {
     let mut this_pass = HashSet::new();
@@ -466,7 +466,7 @@ async fn list_images(
                     continue;
                 }
                 let kept = kept.take_image(image.id);
-                let listed = Listed { seq: listing.next_seq, image, tagged, gone: false, kept };
+                let listed = ListedImage { seq: listing.next_seq, image, tagged, gone: false, kept };
                 listing.next_seq += 1;
                 if tx.send(Ok(listed)).await.is_err() {
                     return None;
@@ -514,7 +514,7 @@ pub(super) enum Stored {
     /// Downloaded now.
     New(api::Blob),
     /// Already in the archive.
-    Kept(WrittenEntry),
+    InArchive(WrittenEntry),
 }
 
 /// Notes why the counts the service reported differ from what was archived.

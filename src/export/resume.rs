@@ -10,7 +10,7 @@ use crate::archive::WrittenEntry;
 
 /// Blobs an earlier run of the same export wrote, claimed one by one as this run meets them.
 #[derive(Clone, Default)]
-pub struct Kept(Arc<Mutex<Inner>>);
+pub struct ResumedBlobs(Arc<Mutex<Inner>>);
 
 #[derive(Default)]
 struct Inner {
@@ -39,9 +39,9 @@ fn kind(path: &str) -> Kind {
     }
 }
 
-impl Kept {
+impl ResumedBlobs {
     /// Sorts the journal of a resumed archive into reusable blobs and stale metadata.
-    pub fn new(entries: Vec<WrittenEntry>) -> Kept {
+    pub fn new(entries: Vec<WrittenEntry>) -> ResumedBlobs {
         let mut inner = Inner::default();
         for e in entries {
             match kind(&e.data_path) {
@@ -55,7 +55,7 @@ impl Kept {
                 Kind::Metadata => inner.metadata.push(e.data_path),
             }
         }
-        Kept(Arc::new(Mutex::new(inner)))
+        ResumedBlobs(Arc::new(Mutex::new(inner)))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {

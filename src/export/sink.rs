@@ -80,7 +80,7 @@ impl Sink {
         let thread = std::thread::Builder::new()
             .name("archive-writer".into())
             .spawn(move || {
-                let staged = Staged(staging.path().to_path_buf());
+                let staged = StagingDir(staging.path().to_path_buf());
                 while let Some(item) = rx.blocking_recv() {
                     match item {
                         Item::Stored { path, bytes, crc32, sha256 } => {
@@ -187,9 +187,9 @@ fn io_error(path: &std::path::Path, source: std::io::Error) -> crate::archive::E
 }
 
 /// The staging folder: a plain copy of every metadata file, which the page is rendered from.
-struct Staged(PathBuf);
+struct StagingDir(PathBuf);
 
-impl Staged {
+impl StagingDir {
     fn file(&self, data_path: &str) -> Result<std::fs::File, crate::archive::Error> {
         let path = self.0.join(data_path);
         if let Some(dir) = path.parent() {
@@ -209,7 +209,7 @@ impl Staged {
     }
 }
 
-impl crate::browse::DataSource for Staged {
+impl crate::browse::DataSource for StagingDir {
     fn read(&self, path: &str) -> Option<Vec<u8>> {
         std::fs::read(self.0.join(path)).ok()
     }
