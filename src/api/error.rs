@@ -70,6 +70,11 @@ pub enum Error {
     #[error("{op}: {detail}")]
     Request { op: &'static str, detail: String },
 
+    /// The caller's arguments break one of the API's limits (more ids than one call takes, a page
+    /// larger than the service serves): refused before anything is sent, not by the service.
+    #[error("{op}: {detail}")]
+    Argument { op: &'static str, detail: String },
+
     /// The call, its retries and their waits together reached the overall bound
     /// ([`RetryPolicy::max_total`](super::RetryPolicy)) without an answer.
     #[error("{op}: no answer from {endpoint} within {} s ({attempts} attempt(s))", after.as_secs())]
@@ -245,7 +250,7 @@ impl Error {
                 clean(detail);
             }
             Error::LinkExpired { url, .. } | Error::TooLarge { url, .. } | Error::LinkRefused { url, .. } => clean(url),
-            Error::Request { detail, .. } => clean(detail),
+            Error::Request { detail, .. } | Error::Argument { detail, .. } => clean(detail),
             Error::Deadline { endpoint, .. } => clean(endpoint),
             Error::CrossOriginRedirect { from, to, .. } => {
                 clean(from);

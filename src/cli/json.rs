@@ -194,6 +194,7 @@ fn api_kind(e: &crate::api::Error) -> &'static str {
     use crate::api::Error;
     match e {
         Error::KeyRefused { .. } => "auth",
+        Error::Argument { .. } => "usage",
         Error::NotCustomVision { .. } | Error::NoSuchPath { .. } | Error::Request { .. } => "endpoint",
         Error::Transport { .. } | Error::Deadline { .. } | Error::Untrusted { .. } => "network",
         Error::Interrupted { .. } => "interrupted",
@@ -204,6 +205,14 @@ fn api_kind(e: &crate::api::Error) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_argument_mistake_is_usage_and_a_bad_endpoint_is_endpoint() {
+        let argument = crate::api::Error::Argument { op: "GetImagesByIds", detail: "257 ids".into() };
+        assert_eq!(api_kind(&argument), "usage");
+        let request = crate::api::Error::Request { op: "Connect", detail: "no scheme".into() };
+        assert_eq!(api_kind(&request), "endpoint");
+    }
 
     #[test]
     fn the_envelope_opens_every_line_and_the_payload_follows() {

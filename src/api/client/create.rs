@@ -115,7 +115,7 @@ impl Client {
     ) -> Result<ImageCreateSummary, Error> {
         let op = "CreateImagesFromFiles";
         if batch.images.len() > MAX_UPLOAD_BATCH {
-            return Err(Error::Request {
+            return Err(Error::Argument {
                 op,
                 detail: format!(
                     "{} images in one batch; the service takes at most {MAX_UPLOAD_BATCH}",
@@ -145,7 +145,7 @@ impl Client {
     ) -> Result<ImageMetadataUpdateSummary, Error> {
         let op = "UpdateImageMetadata";
         if ids.len() > MAX_UPLOAD_BATCH {
-            return Err(Error::Request {
+            return Err(Error::Argument {
                 op,
                 detail: format!("{} ids in one call; the service takes at most {MAX_UPLOAD_BATCH}", ids.len()),
             });

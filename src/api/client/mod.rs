@@ -530,6 +530,19 @@ mod tests {
         assert!(Client::new(ClientOptions::new("westus", TrainingKey::new("k"))).is_err());
     }
 
+    /// A caller's argument over the API's limits is `Argument`, refused before anything is sent
+    /// (nothing listens on port 1, so a sent call would fail as `Transport`); a bad endpoint stays
+    /// `Request`.
+    #[tokio::test]
+    async fn arguments_over_the_limits_are_refused_as_arguments() {
+        let c = Client::new(ClientOptions::new("http://127.0.0.1:1", TrainingKey::new("k"))).unwrap();
+        let ids = vec![Uuid::nil(); MAX_IMAGE_IDS + 1];
+        let e = c.get_images_by_ids(Uuid::nil(), &ids).await.unwrap_err();
+        assert!(matches!(e, Error::Argument { op: "GetImagesByIds", .. }), "{e:?}");
+        let e = Client::new(ClientOptions::new("westus", TrainingKey::new("k"))).err().unwrap();
+        assert!(matches!(e, Error::Request { op: "Connect", .. }), "{e:?}");
+    }
+
     #[test]
     fn error_bodies_of_both_layers() {
         let e = parse_error_body(br#"{"code":"NotFoundProject","message":"no"}"#).unwrap();

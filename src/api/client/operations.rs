@@ -131,7 +131,7 @@ impl Client {
     ) -> Result<Vec<Image>, Error> {
         let op = "GetImagesByIds";
         if ids.len() > MAX_IMAGE_IDS {
-            return Err(Error::Request {
+            return Err(Error::Argument {
                 op,
                 detail: format!("{} ids asked for; the service takes at most {MAX_IMAGE_IDS}", ids.len()),
             });
@@ -178,7 +178,7 @@ impl Client {
         };
         let call = match what {
             DeleteImages::Ids { ids, .. } if ids.len() > MAX_IMAGE_IDS => {
-                return Err(Error::Request {
+                return Err(Error::Argument {
                     op,
                     detail: format!("{} ids in one call; the service takes at most {MAX_IMAGE_IDS}", ids.len()),
                 })
@@ -217,7 +217,7 @@ impl Client {
     pub async fn delete_predictions(&self, project: Uuid, ids: &[Uuid]) -> Result<(), Error> {
         let op = "DeletePrediction";
         if ids.len() > MAX_PREDICTION_IDS {
-            return Err(Error::Request {
+            return Err(Error::Argument {
                 op,
                 detail: format!("{} ids in one call; the service takes at most {MAX_PREDICTION_IDS}", ids.len()),
             });

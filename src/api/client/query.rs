@@ -64,7 +64,7 @@ pub enum DeleteImages {
 /// `call` with the query of one page of a list operation.
 pub(super) fn page_query(call: Call, q: &ImageQuery, with_iteration: bool) -> Result<Call, Error> {
     if q.take > MAX_TAKE {
-        return Err(Error::Request {
+        return Err(Error::Argument {
             op: call.op,
             detail: format!("take={} is over the service's limit of {MAX_TAKE}", q.take),
         });
