@@ -194,10 +194,10 @@ async fn images_only_iterations_hold_are_marked_and_named() {
     assert_eq!(project["onlyInIterations"], 5);
     assert_eq!(project["holders"][0]["onlyHere"], 5);
 
-    let old = crate::archive::write_good_bag(dir.path(), "old");
+    let old = crate::support::fixtures::write_good_bag(dir.path(), "old");
     let reader = cvarchive::archive::BagReader::open(&old).unwrap();
     let (files, _) = render_all(&browse::ArchiveSource::new(&reader));
-    let p = crate::archive::PROJECT;
+    let p = crate::support::fixtures::PROJECT;
     let (_, chunk) = pushed(&files[&format!("browse/{p}/images-0000.js")]);
     for rec in chunk.as_array().unwrap() {
         assert_eq!((&rec["workspace"], &rec["iterations"]), (&json!(true), &Value::Null), "unknown, not none");
@@ -332,10 +332,8 @@ fn a_hundred_thousand_images_render_in_bounded_chunks() {
 async fn the_page_works_in_headless_chromium() {
     let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     let ready = Path::new("/usr/bin/chromium").exists() && browser_dir.join("node_modules/playwright-core").exists();
-    if !ready {
-        let required = std::env::var_os("CI").is_some() || std::env::var_os("CVARCHIVE_BROWSER_TEST").is_some();
-        assert!(!required, "Chromium or playwright-core is missing: run scripts/ci-browser-deps");
-        eprintln!("skipped: Chromium or tests/browser/node_modules missing (run scripts/ci-browser-deps)");
+    let fix = "run scripts/ci-browser-deps";
+    if !crate::support::tools::require("Chromium or tests/browser/node_modules/playwright-core", ready, fix) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

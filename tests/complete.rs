@@ -13,7 +13,8 @@ use cvarchive::progress::NoProgress;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::delete::{backup_of, delete_cli, text, CLASSIFICATION};
+use crate::support::delete::{backup_of, delete_cli};
+use crate::support::fixtures::{fixture_archive, CLASSIFICATION};
 use crate::support::*;
 
 async fn emulator_faulty(spec: &str, faults: FaultConfig) -> Emulator {
@@ -79,7 +80,7 @@ async fn verify_calls_an_intact_archive_with_missing_items_incomplete_and_exits_
 #[tokio::test]
 async fn missing_items_are_capped_like_findings() {
     let dir = tempfile::tempdir().unwrap();
-    let good = crate::archive::write_good_bag(dir.path(), "good");
+    let good = crate::support::fixtures::write_good_bag(dir.path(), "good");
     let o = cvarchive(&["verify", good.to_str().unwrap(), "--json"], &[]).await;
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stdout));
     let report = stdout_json(&o);
@@ -90,7 +91,7 @@ async fn missing_items_are_capped_like_findings() {
         let at = payload.iter().position(|(n, _)| n == "account.json").unwrap();
         let mut account: Value = serde_json::from_slice(&payload[at].1).unwrap();
         let item = |n: u128| {
-            serde_json::json!({"kind": "image", "project": crate::archive::PROJECT,
+            serde_json::json!({"kind": "image", "project": crate::support::fixtures::PROJECT,
                 "id": uuid::Uuid::from_u128(n), "reason": "HTTP 500"})
         };
         account["complete"] = false.into();
@@ -173,7 +174,7 @@ async fn every_exit_code_is_in_help_and_in_the_readme() {
 /// `account.json` gives, in the report and on the terminal.
 #[tokio::test]
 async fn restore_lists_what_it_did_not_recreate() {
-    let (dir, archive) = crate::convert::fixture_archive().await;
+    let (dir, archive) = fixture_archive().await;
     let account = json(&payload(&archive), "account.json");
     let target = emulator_with(AccountSpec::Empty).await;
     let endpoint = target.endpoint();
@@ -234,7 +235,7 @@ async fn delete_says_when_the_backup_is_of_another_endpoint() {
 /// (nothing of it is left), and never a folder convert did not write.
 #[tokio::test]
 async fn convert_force_replaces_only_its_own_output_and_folders_carry_names() {
-    let (dir, archive) = crate::convert::fixture_archive().await;
+    let (dir, archive) = fixture_archive().await;
     let out = dir.path().join("folders");
     let run = |force: bool| {
         let mut args = vec!["convert", archive.to_str().unwrap(), "--to", "folders", "--out", out.to_str().unwrap()];

@@ -4,8 +4,8 @@
 //! service, and `inspect`'s sizes in human units beside the exact count, projects by name.
 //!
 //! The tools they need (bash, zsh, fish, man, groff) are installed in CI by
-//! `scripts/ci-shell-deps`: a missing one fails the test under `CI=true` and skips only that
-//! check elsewhere.
+//! `scripts/ci-shell-deps`: a missing one fails the test under CI and skips only that check
+//! elsewhere, saying so (the policy of `support::tools`).
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -30,15 +30,9 @@ fn subcommands() -> Vec<String> {
     names
 }
 
-/// Whether `tool` can be run; under CI its absence is a failure, not a skip.
+/// Whether `tool` can be run, under the one skip policy (`support::tools`).
 fn have(tool: &str) -> bool {
-    let found =
-        Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(std::env::var("CI").is_err(), "{tool} is missing under CI: scripts/ci-shell-deps installs it");
-        eprintln!("skipping the {tool} check: {tool} is not installed");
-    }
-    found
+    crate::support::tools::require_command(tool, "scripts/ci-shell-deps installs it")
 }
 
 /// Runs `shell` with `args`, asserting it exits 0.

@@ -5,31 +5,19 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use cvarchive::convert::{convert, ConvertOptions, Target};
-use cvarchive::export::{export, ExportOptions};
 use cvarchive::progress::NoProgress;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::support::fixtures::{fixture_archive, CLASSIFICATION};
 use crate::support::*;
 
-const CLASSIFICATION: &str = "e532f7f9-9827-476d-9159-4b592bf2ea6f";
 const DETECTION: &str = "dc77de6a-c75e-4bb4-be00-87e8d4320d4d";
 /// The fixture's image that only the classification project's trained iteration holds.
 const ONLY_IN_ITERATION: &str = "0c7e2a51-8f3b-4d6e-9a1c-5b2f7d9e4a60";
 /// That iteration.
 const ITERATION: &str = "661c64d6-e4ab-46a0-96c9-b06934fac218";
-
-/// The fixture account exported into a fresh archive.
-pub async fn fixture_archive() -> (tempfile::TempDir, PathBuf) {
-    let emu = fixture_emulator().await;
-    let (dir, out) = temp_archive("demo.zip");
-    export(&client_for(&emu), &ExportOptions::new(&out), &NoProgress, &CancellationToken::new())
-        .await
-        .expect("export succeeds");
-    (dir, out)
-}
 
 fn read_json(path: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
@@ -286,7 +274,7 @@ async fn images_only_iterations_hold_are_converted_and_marked() {
 #[test]
 fn an_archive_without_membership_converts_as_before() {
     let dir = tempfile::tempdir().unwrap();
-    let old = crate::archive::write_good_bag(dir.path(), "old");
+    let old = crate::support::fixtures::write_good_bag(dir.path(), "old");
     let out = dir.path().join("coco");
     let report = convert(
         &old,
@@ -296,7 +284,7 @@ fn an_archive_without_membership_converts_as_before() {
     .unwrap();
     assert!(report.is_complete());
     assert_eq!(report.projects[0].only_in_iterations, 0);
-    let doc = read_json(&out.join(crate::archive::PROJECT.to_string()).join("annotations.json"));
+    let doc = read_json(&out.join(crate::support::fixtures::PROJECT.to_string()).join("annotations.json"));
     let images = doc["images"].as_array().unwrap();
     assert_eq!(images.len(), 3);
     for image in images {
@@ -310,7 +298,8 @@ fn an_archive_without_membership_converts_as_before() {
         &NoProgress,
     )
     .unwrap();
-    let labels = std::fs::read_to_string(folder_of(&out, crate::archive::PROJECT).join("labels.csv")).unwrap();
+    let labels =
+        std::fs::read_to_string(folder_of(&out, crate::support::fixtures::PROJECT).join("labels.csv")).unwrap();
     assert!(labels.starts_with("image_id,file,tags,width,height,sha256\n"), "{labels}");
     assert!(labels.lines().all(|l| l.split(',').count() == 6), "{labels}");
 }
@@ -323,7 +312,7 @@ fn tagged_bag(dir: &Path, tags: &[(Uuid, String)], images: &[(Uuid, Vec<Uuid>)],
     let path = dir.join("hostile.zip");
     let file = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path).unwrap();
     let mut w = BagWriter::new(file, &layout::bag_name_for(&path)).unwrap();
-    let p = crate::archive::PROJECT;
+    let p = crate::support::fixtures::PROJECT;
     w.add_deflated(&layout::project_json(p), serde_json::json!({"id": p, "name": "hostile"}).to_string().as_bytes())
         .unwrap();
     let tag_list: Vec<Value> =
@@ -331,7 +320,7 @@ fn tagged_bag(dir: &Path, tags: &[(Uuid, String)], images: &[(Uuid, Vec<Uuid>)],
     w.add_deflated(&layout::tags_json(p), Value::from(tag_list).to_string().as_bytes()).unwrap();
     let mut listing = String::new();
     for (i, (id, tag_ids)) in images.iter().enumerate() {
-        let bytes = crate::archive::image_bytes(i);
+        let bytes = crate::support::fixtures::image_bytes(i);
         let file = layout::image_file(p, *id, sniff_extension(&bytes));
         w.add_stored(&file, &bytes, crc32fast::hash(&bytes), Sha256::digest(&bytes).into()).unwrap();
         let tags: Vec<Value> = tag_ids
@@ -355,7 +344,7 @@ fn tagged_bag(dir: &Path, tags: &[(Uuid, String)], images: &[(Uuid, Vec<Uuid>)],
         "missing": []
     });
     w.add_deflated(layout::account_json(), account.to_string().as_bytes()).unwrap();
-    w.finish(&crate::archive::info()).unwrap();
+    w.finish(&crate::support::fixtures::info()).unwrap();
     path
 }
 
@@ -365,7 +354,7 @@ fn tag(n: u128) -> Uuid {
 
 /// Folder name -> the image ids (file stems) it holds, for the project converted into `out`.
 fn folders_of(out: &Path) -> BTreeMap<String, Vec<String>> {
-    let project = folder_of(out, crate::archive::PROJECT);
+    let project = folder_of(out, crate::support::fixtures::PROJECT);
     let mut folders = BTreeMap::new();
     for entry in std::fs::read_dir(&project).unwrap() {
         let entry = entry.unwrap();
@@ -427,13 +416,14 @@ fn a_repeated_id_is_converted_once() {
     let out = dir.path().join("folders");
     let report = convert_folders(&archive, &out);
     assert_eq!(report.projects[0].images, 2);
-    let labels = std::fs::read_to_string(folder_of(&out, crate::archive::PROJECT).join("labels.csv")).unwrap();
+    let labels =
+        std::fs::read_to_string(folder_of(&out, crate::support::fixtures::PROJECT).join("labels.csv")).unwrap();
     assert_eq!(labels.matches(&Uuid::from_u128(0xa1).to_string()).count(), 2, "one line (id and file): {labels}");
     let coco = dir.path().join("coco");
     let opts = ConvertOptions { to: Target::Coco, out: coco.clone(), projects: vec![], force: false };
     let report = convert(&archive, &opts, &NoProgress).unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(report.projects[0].images, 2);
-    let doc = read_json(&coco.join(crate::archive::PROJECT.to_string()).join("annotations.json"));
+    let doc = read_json(&coco.join(crate::support::fixtures::PROJECT.to_string()).join("annotations.json"));
     assert_eq!(doc["images"].as_array().unwrap().len(), 2);
 }
 
@@ -469,7 +459,8 @@ fn a_tag_name_that_is_a_formula_stays_text_in_labels_csv() {
     let archive = tagged_bag(dir.path(), &tags, &images, false);
     let out = dir.path().join("folders");
     convert_folders(&archive, &out);
-    let labels = std::fs::read_to_string(folder_of(&out, crate::archive::PROJECT).join("labels.csv")).unwrap();
+    let labels =
+        std::fs::read_to_string(folder_of(&out, crate::support::fixtures::PROJECT).join("labels.csv")).unwrap();
     let mut rows = csv_rows(&labels);
     rows.remove(0);
     assert_eq!(rows.len(), 2);

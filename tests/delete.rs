@@ -3,48 +3,22 @@
 //! gone is gone, and an interrupted run continues into one receipt.
 
 use std::collections::{BTreeSet, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cvarchive::delete::{delete, Category, DeleteOptions, Outcome, RunOutcome, Targets};
 use cvarchive::emulator::{Emulator, FaultConfig, Hostile};
-use cvarchive::export::{export, ExportOptions};
 use cvarchive::progress::{Event, NoProgress, Progress};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::support::delete::{backup_of, delete_cli};
+use crate::support::fixtures::CLASSIFICATION;
 use crate::support::*;
-
-/// The fixture's classification project: a published iteration, tagged and untagged images,
-/// stored predictions.
-pub(crate) const CLASSIFICATION: &str = "e532f7f9-9827-476d-9159-4b592bf2ea6f";
-
-pub(crate) async fn backup_of(emu: &Emulator, dir: &Path) -> PathBuf {
-    let out = dir.join("backup.zip");
-    export(&client_for(emu), &ExportOptions::new(&out), &NoProgress, &CancellationToken::new())
-        .await
-        .expect("export succeeds");
-    out
-}
-
-pub(crate) async fn delete_cli(emu: &Emulator, args: &[&str]) -> std::process::Output {
-    let endpoint = emu.endpoint();
-    let mut all = vec!["delete", "--endpoint", endpoint.as_str(), "--api-rate", "unlimited"];
-    all.extend_from_slice(args);
-    cvarchive(&all, &[("VISION_TRAINING_KEY", emu.key())]).await
-}
 
 fn mutating(emu: &Emulator) -> Vec<String> {
     emu.requests().into_iter().filter(|r| r.mutating).map(|r| format!("{} {}", r.operation, r.path)).collect()
-}
-
-pub(crate) fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-pub(crate) fn ids(v: &serde_json::Value) -> BTreeSet<Uuid> {
-    v.as_array().unwrap().iter().map(|x| x.as_str().unwrap().parse().unwrap()).collect()
 }
 
 #[tokio::test]

@@ -13,7 +13,8 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::delete::{backup_of, delete_cli, text, CLASSIFICATION};
+use crate::support::delete::{backup_of, delete_cli};
+use crate::support::fixtures::CLASSIFICATION;
 use crate::support::*;
 
 fn sha256_of(path: &Path) -> String {

@@ -9,7 +9,8 @@ use cvarchive::emulator::{Emulator, FaultConfig, Hostile};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::delete::{backup_of, delete_cli, ids, text, CLASSIFICATION};
+use crate::support::delete::{backup_of, delete_cli};
+use crate::support::fixtures::CLASSIFICATION;
 use crate::support::*;
 
 fn receipt_at(path: &std::path::Path) -> serde_json::Value {

@@ -120,7 +120,7 @@ async fn the_extracted_demo_archive_passes_python_bagit() {
         bag = bagit.Bag(sys.argv[2] + '/demo')\n\
         bag.validate()\n\
         print('valid', len(bag.payload_entries()))\n";
-    let o = std::process::Command::new(crate::verify::python())
+    let o = std::process::Command::new(crate::support::tools::python())
         .args(["-c", script, out.to_str().unwrap(), dir.path().join("x").to_str().unwrap()])
         .output()
         .unwrap();

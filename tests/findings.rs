@@ -8,8 +8,8 @@ use cvarchive::archive::data::MAX_LINE_BYTES;
 use cvarchive::archive::layout;
 use cvarchive::verify::{verify, FindingKind, Report, VerifyOptions};
 
-use crate::archive::{write_good_bag, IMAGES, PROJECT};
 use crate::support::bags::{grow_central_size, rebag, recompute_tagmanifest, replace_entry, rewrite};
+use crate::support::fixtures::{write_good_bag, IMAGES, PROJECT};
 
 /// The good bag edited by `edit` (entry by entry, manifests kept) and verified in full.
 fn verify_rewritten(name: &str, edit: impl FnOnce(&mut Vec<(String, Vec<u8>)>)) -> Report {

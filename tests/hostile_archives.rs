@@ -14,10 +14,11 @@ use cvarchive::emulator::AccountSpec;
 use cvarchive::verify::{verify, FindingKind, VerifyOptions};
 use sha2::{Digest, Sha256};
 
-use super::archive::{image_bytes, info, listing_line, write_bag, write_good_bag, IMAGES, PREDICTION, PROJECT};
-use super::support::bags::rebag;
-use super::support::{emulator_with, run_measured};
-use super::verify::full;
+use crate::support::bags::rebag;
+use crate::support::fixtures::{
+    image_bytes, info, listing_line, write_bag, write_good_bag, IMAGES, PREDICTION, PROJECT,
+};
+use crate::support::{emulator_with, full, run_measured};
 
 const MEMORY_BOUND: u64 = 256 << 20;
 

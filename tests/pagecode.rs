@@ -4,8 +4,8 @@
 
 use cvarchive::verify::{verify, FindingKind, Report, VerifyOptions};
 
-use crate::convert::fixture_archive;
 use crate::support::bags::rebag;
+use crate::support::fixtures::fixture_archive;
 
 fn replace(payload: &mut [(String, Vec<u8>)], rel: &str, bytes: &[u8]) {
     payload.iter_mut().find(|(n, _)| n == rel).unwrap_or_else(|| panic!("{rel} is in the archive")).1 = bytes.to_vec();

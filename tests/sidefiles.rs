@@ -10,8 +10,8 @@ use cvarchive::export::{export, partial_path, ExportOptions};
 use cvarchive::progress::NoProgress;
 use tokio_util::sync::CancellationToken;
 
-use crate::convert::fixture_archive;
-use crate::delete::{backup_of, delete_cli, text, CLASSIFICATION};
+use crate::support::delete::{backup_of, delete_cli};
+use crate::support::fixtures::{fixture_archive, CLASSIFICATION};
 use crate::support::*;
 
 const PRECIOUS: &[u8] = b"the victim's own bytes\n";

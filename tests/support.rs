@@ -1,11 +1,17 @@
 //! Shared helpers of the integration tests: an emulator on a real socket, a client for it, the
-//! CLI binary, and reading archives back.
+//! CLI binary, and reading archives back. Test modules import shared builders from here, never
+//! from each other: [`fixtures`] (the small good bag, the fixture account's archive), [`bags`]
+//! (editing zips), [`delete`] (a backup and the delete command), [`tools`] (outside programs a
+//! test needs, and the one skip policy).
 
 #![allow(dead_code)]
 
 pub mod bags;
+pub mod delete;
+pub mod fixtures;
+pub mod tools;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -13,6 +19,7 @@ use std::process::Output;
 use cvarchive::api::{Client, ClientOptions};
 use cvarchive::emulator::{self, AccountSpec, Emulator, EmulatorOptions};
 use cvarchive::secret::TrainingKey;
+use cvarchive::verify::{verify, Report, VerifyOptions};
 
 /// An emulator on 127.0.0.1, port 0, holding `account`.
 pub async fn emulator_with(account: AccountSpec) -> Emulator {
@@ -159,4 +166,19 @@ pub fn last_json_line(stdout: &[u8]) -> serde_json::Value {
     let text = String::from_utf8_lossy(stdout);
     let last = text.lines().last().unwrap_or_else(|| panic!("no --json output"));
     serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {last}"))
+}
+
+/// Bytes (a command's output) as text, invalid UTF-8 replaced.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A JSON array of ids as a set.
+pub fn ids(v: &serde_json::Value) -> BTreeSet<uuid::Uuid> {
+    v.as_array().unwrap().iter().map(|x| x.as_str().unwrap().parse().unwrap()).collect()
+}
+
+/// The full verification (every byte read and hashed) of the archive at `path`.
+pub fn full(path: &Path) -> Report {
+    verify(path, &VerifyOptions::default()).unwrap()
 }

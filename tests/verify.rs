@@ -12,13 +12,10 @@ use cvarchive::archive::BagReader;
 use cvarchive::verify::{inspect, verify, FindingKind, Report, VerifyOptions};
 use sha2::{Digest, Sha256};
 
-use super::archive::{image_bytes, write_bag, write_good_bag, IMAGES, PROJECT};
 use crate::support::bags::{rebag, recompute_tagmanifest, rename_raw, replace_entry, rewrite};
-use crate::support::run_measured;
-
-pub fn full(path: &Path) -> Report {
-    verify(path, &VerifyOptions::default()).unwrap()
-}
+use crate::support::fixtures::{image_bytes, write_bag, write_good_bag, IMAGES, PROJECT};
+use crate::support::tools::python;
+use crate::support::{full, run_measured};
 
 fn fast(path: &Path) -> Report {
     verify(path, &VerifyOptions { fast: true, ..VerifyOptions::default() }).unwrap()
@@ -290,19 +287,6 @@ fn a_lying_declared_size_is_a_finding_not_an_allocation() {
     let report = full(&path);
     assert_finding(&report, FindingKind::SizeMismatch, &format!("data/{}", layout::project_json(PROJECT)));
     assert_finding(&fast(&path), FindingKind::PayloadOxumMismatch, "bag-info.txt");
-}
-
-/// The Python interpreter with `bagit` installed; a missing one fails the test.
-pub fn python() -> PathBuf {
-    let path = std::env::var_os("CVARCHIVE_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
-    assert!(
-        path.exists(),
-        "no Python with bagit at {}: run scripts/test (or set CVARCHIVE_PYTHON) to set it up",
-        path.display()
-    );
-    path
 }
 
 /// Extracts with our own safe code: skips unsafe names, duplicates and unreadable entries.

@@ -7,9 +7,9 @@
 //!   holds (images are streamed from `images.jsonl` into chunks of [`IMAGES_PER_CHUNK`]).
 //! - [`rows`] turns the service's objects into the compact rows the page reads, and checks
 //!   every path the page will link to.
-//! - [`source`]: [`ArchiveSource`], a [`DataSource`] over an existing archive, and
-//!   [`materialize`], which lays an archive out in a folder as if it had been unzipped, rendering
-//!   the page when the archive lacks one.
+//! - `source` (only with the `testing` feature, which the tests turn on): `ArchiveSource`, a
+//!   [`DataSource`] over an existing archive, and `materialize`, which lays an archive out in a
+//!   folder as if it had been unzipped, rendering the page when the archive lacks one.
 //!
 //! The page's data are JavaScript files calling `window.__cv_push(key, json)`, loaded by
 //! `<script>` tags, because browsers refuse `fetch()` of local files. The page holds no key and no
@@ -18,9 +18,11 @@
 
 mod render;
 pub mod rows;
+#[cfg(any(test, feature = "testing"))]
 pub mod source;
 
 pub use render::{page_code, render, Emit, RenderSummary, DATA_CALL_PREFIX};
+#[cfg(any(test, feature = "testing"))]
 pub use source::{materialize, ArchiveSource};
 
 /// Images per `browse/<project>/images-NNNN.js` chunk.

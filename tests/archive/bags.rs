@@ -9,7 +9,7 @@ use cvarchive::archive::{BagWriter, Error};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::{image_bytes, info, listing_line, ITERATION, PROJECT};
+use crate::support::fixtures::{image_bytes, info, listing_line, ITERATION, PROJECT};
 
 /// The bag folder every writer test uses.
 pub const BAG: &str = "bag";
@@ -145,7 +145,8 @@ with zipfile.ZipFile(sys.argv[1]) as z:
     for i in z.infolist():
         print(repr((i.filename, hashlib.sha256(z.read(i)).hexdigest(), i.date_time[0], bool(i.flag_bits & 0x800))))
 "#;
-    let out = std::process::Command::new(crate::verify::python()).args(["-c", script]).arg(path).output().unwrap();
+    let out =
+        std::process::Command::new(crate::support::tools::python()).args(["-c", script]).arg(path).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "python zipfile: {stdout} {}", String::from_utf8_lossy(&out.stderr));
     stdout
@@ -159,9 +160,13 @@ with zipfile.ZipFile(sys.argv[1]) as z:
         .collect()
 }
 
-/// `unzip -t` on the archive, if `unzip` is installed: `Some(passed)`.
+/// `unzip -t` on the archive, if `unzip` is installed: `Some(passed)`; a missing `unzip` is
+/// under the skip policy (`support::tools`).
 pub fn unzip_test(path: &Path) -> Option<bool> {
-    let out = std::process::Command::new("unzip").arg("-tq").arg(path).output().ok()?;
+    if !crate::support::tools::require_command("unzip", "install unzip (Debian: apt-get install unzip)") {
+        return None;
+    }
+    let out = std::process::Command::new("unzip").arg("-tq").arg(path).output().unwrap();
     if !out.status.success() {
         eprintln!("unzip -t {}: {}", path.display(), String::from_utf8_lossy(&out.stdout));
     }

@@ -202,7 +202,7 @@ fn child_fills_a_small_filesystem() {
     }
     let bytes = blob(999);
     w.add_stored("last.bin", &bytes, crc32fast::hash(&bytes), Sha256::digest(&bytes).into()).unwrap();
-    w.finish(&super::info()).unwrap();
+    w.finish(&crate::support::fixtures::info()).unwrap();
     std::fs::rename(&partial, &final_path).unwrap();
     let reader = BagReader::open(&final_path).unwrap();
     assert!(reader.recovered().is_none());
@@ -218,9 +218,7 @@ fn child_fills_a_small_filesystem() {
 #[test]
 fn a_full_disk_is_an_error_naming_the_archive_and_the_state_resumes() {
     // A real full file system needs a mount: root, in a private mount namespace.
-    let can_mount = Command::new("unshare").args(["-m", "true"]).status().is_ok_and(|s| s.success());
-    if !can_mount {
-        eprintln!("SKIPPED: mounting a small tmpfs needs root and unshare(1)");
+    if !crate::support::tools::require_unshare() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -267,7 +267,7 @@ fn the_archive_hash_is_taken_while_writing_or_left_to_the_caller() {
     let jpeg = b"\xff\xd8\xffabc";
     w.add_stored("projects/p/images/a.jpg", jpeg, crc32fast::hash(jpeg), Sha256::digest(jpeg).into()).unwrap();
     w.add_deflated_from("projects/p/images.jsonl", &mut &b"{\"id\":1}\n"[..]).unwrap();
-    let summary = w.finish(&super::info()).unwrap();
+    let summary = w.finish(&crate::support::fixtures::info()).unwrap();
     let bytes = std::fs::read(&path).unwrap();
     assert_eq!(summary.archive_sha256, Some(<[u8; 32]>::from(Sha256::digest(&bytes))));
     assert_eq!(summary.archive_bytes, bytes.len() as u64);
@@ -280,7 +280,7 @@ fn the_archive_hash_is_taken_while_writing_or_left_to_the_caller() {
     let mut noise: Vec<u8> = (0..12u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     w.add_deflated_from("projects/p/images.jsonl", &mut &noise[..]).unwrap();
     noise.clear();
-    let summary = w.finish(&super::info()).unwrap();
+    let summary = w.finish(&crate::support::fixtures::info()).unwrap();
     let bytes = std::fs::read(&path).unwrap();
     assert_eq!(summary.archive_sha256, Some(<[u8; 32]>::from(Sha256::digest(&bytes))));
 }

@@ -2,7 +2,8 @@
 
 `$CVARCHIVE_BIN emulator --listen 127.0.0.1:0 ...` prints `endpoint: URL` and `key: KEY` first
 on stdout, then serves until SIGTERM. A missing binary or spec is a failure, never a skip: this
-suite is how we know the emulator speaks the real API.
+suite is how we know the emulator speaks the real API. The Rust tests' skip policy holds here too
+(tests/support/tools.rs): under `CI` or `CVARCHIVE_REQUIRE_TOOLS` any skipped test is a failure.
 """
 
 import json
@@ -20,6 +21,17 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 STARTUP_SECONDS = 60
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under CI (or `CVARCHIVE_REQUIRE_TOOLS`) a skip is a failure: nothing passes unrun there."""
+    outcome = yield
+    report = outcome.get_result()
+    required = os.environ.get("CI") or os.environ.get("CVARCHIVE_REQUIRE_TOOLS")
+    if required and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI, which is a failure: {report.longrepr}"
 
 
 @dataclass(frozen=True)

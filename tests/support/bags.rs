@@ -9,7 +9,7 @@ use std::path::Path;
 use cvarchive::archive::{layout, BagWriter};
 use sha2::{Digest, Sha256};
 
-use crate::archive::info;
+use super::fixtures::info;
 
 /// Every entry of a zip, decompressed, in order (read with the zip crate, not our reader).
 pub fn entries(path: &Path) -> Vec<(String, Vec<u8>)> {
