@@ -107,7 +107,7 @@ fn a_full_disk_is_an_error_naming_the_archive() {
         w.add_stored("big.bin", &big, crc32fast::hash(&big), Sha256::digest(&big).into())?;
         w.finish(&info()).map(|_| ())
     });
-    let err = result.unwrap_err().to_string();
+    let err = cvarchive::text::error_chain(&result.unwrap_err());
     assert!(err.contains("No space left") || err.contains("os error 28"), "{err}");
     assert!(err.contains("/dev/full"), "{err}");
 }

@@ -101,7 +101,7 @@ async fn a_huge_json_page_is_refused_with_bounded_memory() {
     let emu = start("projects=1,images=10,seed=1", Duration::from_secs(3600), faults).await;
     let client = client(&emu, |o| o.max_json_bytes = 1 << 20);
     let (_dir, out) = temp_archive("huge.zip");
-    let err = run_export(&client, &out).await.unwrap_err().to_string();
+    let err = cvarchive::text::error_chain(&run_export(&client, &out).await.unwrap_err());
     assert!(err.contains("larger than 1048576 bytes") && err.contains("GetTaggedImages"), "{err}");
     assert!(!out.exists(), "nothing at the target");
     assert!(err.contains("run the same command again to resume"), "{err}");

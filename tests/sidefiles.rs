@@ -34,7 +34,7 @@ async fn export_error(out: &Path, fresh: bool) -> String {
     let err = export(&client_for(&emu), &opts, &NoProgress, &CancellationToken::new())
         .await
         .expect_err("the export refuses the planted link");
-    format!("{err:#}")
+    cvarchive::text::error_chain(&err)
 }
 
 #[tokio::test]

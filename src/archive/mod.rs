@@ -33,7 +33,7 @@ pub use zipwrite::Zip64Limits;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Reading or writing the archive file failed (a full disk shows up here).
-    #[error("archive {path}: {source}")]
+    #[error("archive {path}")]
     Io {
         /// The archive file (or the bag name when the writer was not told the path).
         path: PathBuf,
@@ -56,7 +56,7 @@ pub enum Error {
         reason: String,
     },
     /// Reading the content of a payload file from its source failed (nothing was added).
-    #[error("reading the content for data/{data_path}: {source}")]
+    #[error("reading the content for data/{data_path}")]
     Source {
         /// The payload path being written.
         data_path: String,

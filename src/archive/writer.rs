@@ -142,13 +142,6 @@ impl BagWriter {
         }
     }
 
-    /// Names the archive file in errors (by default the path it was created at, or the path the
-    /// OS reports for the file, else the bag name).
-    pub fn with_display_path(mut self, path: impl Into<PathBuf>) -> BagWriter {
-        self.path = path.into();
-        self
-    }
-
     /// Lowers the ZIP64 limits so tests can exercise ZIP64 without writing 4 GiB.
     #[doc(hidden)]
     pub fn set_zip64_limits(&mut self, limits: Zip64Limits) {

@@ -63,7 +63,7 @@ pub enum Error {
         problem: crate::archive::EntryProblem,
     },
     /// Writing into the target folder failed.
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Write {
         /// The file or folder being written.
         path: std::path::PathBuf,

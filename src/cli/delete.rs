@@ -162,8 +162,9 @@ pub async fn run(args: DeleteArgs) -> anyhow::Result<Exit> {
 /// Says why nothing was deleted: on stderr, and with `--json` as the `error` line, with what
 /// the backup lacks or what changed since it was taken when that is the reason.
 fn refuse(e: &Error, json: bool) -> anyhow::Result<Exit> {
+    let message = crate::text::error_chain(e);
     if json {
-        let mut line = super::json::ErrorLine::new(e.to_string(), super::json::cause_kind(e), Exit::Error.code());
+        let mut line = super::json::ErrorLine::new(message.as_str(), super::json::cause_kind(e), Exit::Error.code());
         if let Error::BackupLacks { lacking, .. } = e {
             line.lacking = Some(serde_json::to_value(lacking)?);
         }
@@ -172,7 +173,7 @@ fn refuse(e: &Error, json: bool) -> anyhow::Result<Exit> {
         }
         super::json::write_error(&line);
     }
-    eprintln_escaped!("cvarchive: {e}");
+    eprintln_escaped!("cvarchive: {message}");
     Ok(if matches!(e, Error::Interrupted) { Exit::Interrupted } else { Exit::Error })
 }
 

@@ -145,7 +145,7 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<Exit> {
     let summary = match result {
         Ok(summary) => summary,
         Err(e) if interrupted(&e) => {
-            eprintln_escaped!("cvarchive: {}", super::describe(&e.into()));
+            eprintln_escaped!("cvarchive: {}", crate::text::error_chain(&e));
             return Ok(Exit::Interrupted);
         }
         Err(e) => return Err(e.into()),

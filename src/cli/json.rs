@@ -113,7 +113,8 @@ pub fn error_written() -> bool {
     ERROR_WRITTEN.load(Ordering::Relaxed)
 }
 
-/// Writes the `error` line for a command's failure `err`.
+/// Writes the `error` line for a command's failure `err`; `message` is the same full line stderr
+/// gets, [`crate::text::error_chain`] of `err`.
 pub fn fail(err: &anyhow::Error, message: &str, exit_code: u8) {
     write_error(&ErrorLine::new(message, error_kind(err), exit_code));
 }

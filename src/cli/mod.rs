@@ -196,7 +196,7 @@ pub fn main() -> ExitCode {
             if is_broken_pipe(&err) {
                 return Exit::Done.into();
             }
-            let message = describe(&err);
+            let message = crate::text::error_chain(err.as_ref());
             // However it surfaced, a stop the user asked for is exit 130, as the contract says.
             let exit = if json::error_kind(&err) == "interrupted" { Exit::Interrupted } else { Exit::Error };
             json::fail(&err, &message, exit.code());
@@ -267,21 +267,6 @@ fn init_logs(cli: &Cli) {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(|| progress::LogWriter)
         .try_init();
-}
-
-/// The error and its causes, each said once (many errors already quote their cause).
-fn describe(err: &anyhow::Error) -> String {
-    let mut text = String::new();
-    for cause in err.chain() {
-        let more = cause.to_string();
-        if !text.contains(&more) {
-            if !text.is_empty() {
-                text.push_str(": ");
-            }
-            text.push_str(&more);
-        }
-    }
-    text
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {

@@ -82,7 +82,7 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<Exit> {
     let report = match result {
         Ok(report) => report,
         Err(e @ RestoreError::Interrupted(_)) => {
-            eprintln_escaped!("cvarchive: {}", super::describe(&e.into()));
+            eprintln_escaped!("cvarchive: {}", crate::text::error_chain(&e));
             return Ok(Exit::Interrupted);
         }
         Err(e) => return Err(e.into()),

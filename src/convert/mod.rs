@@ -59,7 +59,7 @@ pub enum Error {
     #[error("{0} exists and is not a folder cvarchive convert wrote for this project (it has no {marker} naming it): not replaced; remove it yourself or choose another --out", marker = output::MARKER)]
     NotOurs(PathBuf),
     /// Writing the output failed.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The file or folder.
         path: PathBuf,

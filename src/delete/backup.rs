@@ -158,7 +158,7 @@ impl Backup {
         let unreadable = |detail: String| Error::BackupUnreadable { path: path.to_path_buf(), detail };
         let file = File::open(path).map_err(|e| unreadable(e.to_string()))?;
         let identity = Identity::of(&file.metadata().map_err(|e| unreadable(e.to_string()))?);
-        let reader = BagReader::from_file(file, path).map_err(|e| unreadable(e.to_string()))?;
+        let reader = BagReader::from_file(file, path).map_err(|e| unreadable(crate::text::error_chain(&e)))?;
         let report = verify_reader(&reader, &VerifyOptions::default());
         // The browse page's code is no part of what the backup holds (an older version's differs).
         if !report.data_intact() {

@@ -35,7 +35,7 @@ impl Base {
     /// Opens `path` and reads its manifest.
     pub fn open(path: &Path) -> Result<Base, BaseError> {
         let fail = |reason: String| BaseError { path: path.to_path_buf(), reason };
-        let reader = BagReader::open(path).map_err(|e| fail(e.to_string()))?;
+        let reader = BagReader::open(path).map_err(|e| fail(crate::text::error_chain(&e)))?;
         let entry = reader.bag_entry(MANIFEST_NAME).ok_or_else(|| fail(format!("it has no {MANIFEST_NAME}")))?;
         // Streamed; only lines naming an image or prediction entry the archive holds are kept.
         let mut blobs = HashMap::new();

@@ -137,7 +137,7 @@ pub enum Error {
     #[error("{} already exists; pass --force to replace it", .0.display())]
     Exists(PathBuf),
     /// The folder of the target cannot hold the archive.
-    #[error("cannot create the archive in {}: {source}", path.display())]
+    #[error("cannot create the archive in {}", path.display())]
     Output { path: PathBuf, source: std::io::Error },
     /// A project asked for by id is not in the account; `valid` are the ones it holds (id, name).
     #[error("project {id} does not exist at {endpoint}; {}", plan::describe_valid(valid))]
@@ -163,14 +163,18 @@ pub enum Error {
     #[error(transparent)]
     Sink(#[from] SinkError),
     /// A spool file beside the archive could not be written.
-    #[error("cannot write a temporary file beside the archive: {0}")]
-    Spool(std::io::Error),
+    #[error("cannot write a temporary file beside the archive")]
+    Spool(#[source] std::io::Error),
     /// Ctrl-C or SIGTERM.
     #[error("interrupted")]
     Interrupted,
     /// The export stopped after it began writing; what it wrote is kept for the next run.
-    #[error("{}; nothing was written at the target; what was archived so far is kept in {}: run the same command again to resume", chain(cause.as_ref()), partial.display())]
-    Resumable { partial: PathBuf, cause: Box<Error> },
+    #[error("the export stopped, keeping what was archived so far in {} (nothing was written at the target; run the same command again to resume)", partial.display())]
+    Resumable {
+        partial: PathBuf,
+        #[source]
+        cause: Box<Error>,
+    },
     /// A partial archive is there that this export cannot continue.
     #[error("cannot resume {}: {reason}; run the same command as before, or pass --fresh to discard it and start over", path.display())]
     CannotResume { path: PathBuf, reason: String },
@@ -450,21 +454,6 @@ impl Run<'_> {
     }
 }
 
-/// An error and its causes on one line, each cause said once.
-fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let more = cause.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 /// `<out>.partial`: where the archive is written until it is complete.
 pub fn partial_path(out: &Path) -> PathBuf {
     let mut name = out.as_os_str().to_owned();
@@ -514,7 +503,7 @@ fn open_writer(
         archive::Error::Resume { path, reason } => Error::CannotResume { path, reason },
         archive::Error::Locked { path } => Error::Busy(path),
         archive::Error::Io { path, source } => Error::Output { path, source },
-        source => Error::Output { path: partial.to_path_buf(), source: std::io::Error::other(source.to_string()) },
+        source => Error::Output { path: partial.to_path_buf(), source: std::io::Error::other(source) },
     })
 }
 

@@ -38,7 +38,7 @@ pub enum Item {
 
 /// Why the archive could not be written.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot write the archive {}: {}", path.display(), cause(source))]
+#[error("cannot write the archive {}", path.display())]
 pub struct SinkError {
     /// The archive being written (its final path).
     pub path: PathBuf,
@@ -47,27 +47,22 @@ pub struct SinkError {
     pub source: crate::archive::Error,
 }
 
-/// What failed, without the archive's path when the error already names it (an io error).
-fn cause(source: &crate::archive::Error) -> String {
-    match source {
-        crate::archive::Error::Io { source, .. } => source.to_string(),
-        other => other.to_string(),
-    }
-}
-
 /// The sending side of the writer thread.
 pub struct Sink {
     tx: Option<mpsc::Sender<Item>>,
     thread: Option<std::thread::JoinHandle<Result<BagWriter, crate::archive::Error>>>,
     path: PathBuf,
+    /// The file the writer writes (the partial archive), which the writer's errors name.
+    file: PathBuf,
 }
 
 impl Sink {
     /// Starts the writer thread on `writer`; `capacity` items may wait in the queue. `path` is
-    /// the name errors give for the archive. Metadata is also staged, as plain files in a
-    /// temporary folder beside the archive, for the browsable page rendered at the end.
-    pub fn start(writer: BagWriter, capacity: usize, path: PathBuf) -> Result<Sink, SinkError> {
-        let mut writer = writer.with_display_path(&path);
+    /// the name errors give for the archive (their cause names the file written). Metadata is
+    /// also staged, as plain files in a temporary folder beside the archive, for the browsable
+    /// page rendered at the end.
+    pub fn start(mut writer: BagWriter, capacity: usize, path: PathBuf) -> Result<Sink, SinkError> {
+        let file = writer.path().to_path_buf();
         let parent = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
@@ -120,8 +115,8 @@ impl Sink {
                 writer.checkpoint()?;
                 Ok(writer)
             })
-            .map_err(|e| SinkError { path: path.clone(), source: io_error(&path, e) })?;
-        Ok(Sink { tx: Some(tx), thread: Some(thread), path })
+            .map_err(|e| SinkError { path: path.clone(), source: io_error(&file, e) })?;
+        Ok(Sink { tx: Some(tx), thread: Some(thread), path, file })
     }
 
     /// Queues one item; waits while the queue is full. Fails if the writer has stopped; its
@@ -130,7 +125,7 @@ impl Sink {
         let tx = self.tx.as_ref().expect("the sink is open until finish");
         tx.send(item).await.map_err(|_| SinkError {
             path: self.path.clone(),
-            source: io_error(&self.path, std::io::Error::other("the archive writer stopped")),
+            source: io_error(&self.file, std::io::Error::other("the archive writer stopped")),
         })
     }
 
@@ -140,7 +135,7 @@ impl Sink {
             Err(e) => e,
             Ok(_) => SinkError {
                 path: self.path.clone(),
-                source: io_error(&self.path, std::io::Error::other("the archive writer stopped")),
+                source: io_error(&self.file, std::io::Error::other("the archive writer stopped")),
             },
         }
     }
@@ -149,11 +144,12 @@ impl Sink {
     pub async fn finish(mut self, info: BagInfo) -> Result<BagSummary, SinkError> {
         let writer = self.join().await?;
         let path = self.path.clone();
+        let file = self.file.clone();
         tokio::task::spawn_blocking(move || writer.finish(&info))
             .await
             .map_err(|e| SinkError {
                 path: path.clone(),
-                source: io_error(&path, std::io::Error::other(e.to_string())),
+                source: io_error(&file, std::io::Error::other(e.to_string())),
             })?
             .map_err(|source| SinkError { path, source })
     }
@@ -170,7 +166,10 @@ impl Sink {
         let joined = tokio::task::spawn_blocking(move || thread.join()).await;
         match joined {
             Ok(Ok(result)) => result.map_err(|source| SinkError { path, source }),
-            _ => Err(SinkError { source: io_error(&path, std::io::Error::other("the archive writer panicked")), path }),
+            _ => Err(SinkError {
+                source: io_error(&self.file, std::io::Error::other("the archive writer panicked")),
+                path,
+            }),
         }
     }
 }

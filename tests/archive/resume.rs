@@ -187,7 +187,7 @@ fn child_fills_a_small_filesystem() {
             checkpointed = added;
         }
     };
-    let msg = err.to_string();
+    let msg = cvarchive::text::error_chain(&err);
     assert!(matches!(err, Error::Io { .. }), "{err:?}");
     assert!(msg.contains("full.zip.partial") && msg.contains("No space left"), "{msg}");
     drop(w);

@@ -245,7 +245,8 @@ fn entries_that_fail_part_way_leave_nothing_behind() {
     let final_path = dir.path().join("r.zip");
     let mut w = BagWriter::create(&partial_for(&final_path), BAG, FP).unwrap();
     let err = w.add_deflated_from("broken.jsonl", &mut Failing(3)).unwrap_err();
-    assert!(err.to_string().contains("data/broken.jsonl") && err.to_string().contains("the spool broke"), "{err}");
+    let msg = cvarchive::text::error_chain(&err);
+    assert!(msg.contains("data/broken.jsonl") && msg.contains("the spool broke"), "{msg}");
     assert!(w.contains("broken.jsonl").unwrap().is_none());
     w.add_deflated_from("broken.jsonl", &mut &b"{}\n"[..]).unwrap();
     finish_to(w, &final_path);
