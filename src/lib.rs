@@ -28,7 +28,8 @@
 //!   from the bag's data files.
 //! - [`progress`]: the progress trait the library reports through, drawn by the CLI.
 //! - [`secret`]: the training key type that never prints, and redaction of credentials in text.
-//! - [`text`]: escaping control characters of outside text before it is printed.
+//! - [`text`]: escaping control characters of outside text before it is printed, and an error
+//!   with its causes on one line.
 //! - [`sidefile`]: files created beside a path the user chose, never through a planted link.
 //! - [`cli`]: clap commands, one file each; `cli::json`, the one writer of `--json` lines (the
 //!   schema in `schema/cvarchive-output.schema.json`); `cli::progress` and `cli::status`, the one
