@@ -9,6 +9,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use uuid::Uuid;
@@ -223,7 +224,7 @@ async fn export_images(
     let max = ctx.opts.max_image_bytes;
     let refresher = Refresher::start(client.clone(), pid);
     let refresher = &refresher;
-    let downloads = tokio_stream_from(rx)
+    let downloads = ReceiverStream::new(rx)
         .map(|listed| async move {
             let listed = listed?;
             if listed.gone {
@@ -572,8 +573,4 @@ fn check(cancel: &CancellationToken) -> Result<(), Error> {
     } else {
         Ok(())
     }
-}
-
-fn tokio_stream_from<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> impl futures::Stream<Item = T> {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
