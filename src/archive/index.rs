@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use super::journal::WrittenEntry;
 use super::zipdir::{read_exact_at, Compression};
-use super::zipwrite::write_all_at;
+use crate::platform::write_all_at;
 
 /// Records are written out once this many bytes of them are pending.
 const PENDING: usize = 64 << 10;

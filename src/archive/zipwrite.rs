@@ -11,7 +11,7 @@ use std::io::{Seek, SeekFrom, Write};
 
 use sha2::{Digest, Sha256};
 
-use super::zipdir::read_exact_at;
+use crate::platform::{read_exact_at, write_all_at};
 
 /// Local file header signature.
 const LOCAL_SIG: u32 = 0x0403_4b50;
@@ -348,13 +348,7 @@ impl Out {
         if self.flushed < self.hinted + WRITEBACK_STEP {
             return;
         }
-        #[cfg(target_os = "linux")]
-        {
-            use std::os::fd::AsRawFd;
-            let (from, len) = (self.hinted as libc::off64_t, (self.flushed - self.hinted) as libc::off64_t);
-            // SAFETY: a plain syscall on a file descriptor we own, with no pointers.
-            let _ = unsafe { libc::sync_file_range(self.file.as_raw_fd(), from, len, libc::SYNC_FILE_RANGE_WRITE) };
-        }
+        crate::platform::start_writeback(&self.file, self.hinted, self.flushed - self.hinted);
         self.hinted = self.flushed;
     }
 
@@ -433,26 +427,6 @@ fn write_counted(file: &mut File, bytes: &[u8], done: &mut usize) -> std::io::Re
         }
     }
     Ok(())
-}
-
-/// Writes all of `bytes` at `at`, leaving the file's cursor alone.
-pub(super) fn write_all_at(file: &File, bytes: &[u8], at: u64) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        std::os::unix::fs::FileExt::write_all_at(file, bytes, at)
-    }
-    #[cfg(windows)]
-    {
-        let mut done = 0;
-        while done < bytes.len() {
-            let n = std::os::windows::fs::FileExt::seek_write(file, &bytes[done..], at + done as u64)?;
-            if n == 0 {
-                return Err(std::io::ErrorKind::WriteZero.into());
-            }
-            done += n;
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

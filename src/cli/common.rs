@@ -72,9 +72,8 @@ impl TlsArgs {
 }
 
 fn warn_if_readable_by_others(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
     if let Ok(meta) = std::fs::metadata(path) {
-        if meta.permissions().mode() & 0o077 != 0 {
+        if crate::platform::mode(&meta) & 0o077 != 0 {
             eprintln_escaped!(
                 "cvarchive: warning: the key file {} can be read by other users; `chmod 600` it",
                 path.display()

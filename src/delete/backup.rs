@@ -65,13 +65,7 @@ struct Identity {
 
 impl Identity {
     fn of(m: &Metadata) -> Identity {
-        #[cfg(unix)]
-        let file = {
-            use std::os::unix::fs::MetadataExt;
-            Some((m.dev(), m.ino()))
-        };
-        #[cfg(not(unix))]
-        let file = None;
+        let file = crate::platform::file_identity(m);
         Identity { file, len: m.len(), modified: m.modified().ok() }
     }
 }

@@ -563,11 +563,7 @@ fn publish(partial: &Path, out: &Path, force: bool) -> Result<(), Error> {
     if crate::sidefile::occupied(out) && !force {
         return Err(Error::Exists(out.to_path_buf()));
     }
-    std::fs::rename(partial, out).map_err(|e| Error::Output { path: out.to_path_buf(), source: e })?;
-    if let Some(dir) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
+    let failed = |source| Error::Output { path: out.to_path_buf(), source };
+    std::fs::rename(partial, out).map_err(failed)?;
+    crate::platform::sync_parent(out).map_err(failed)
 }
