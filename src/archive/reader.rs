@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use flate2::read::DeflateDecoder;
 use sha2::{Digest, Sha256};
 
-use super::zipdir::{self, read_at, Compression, Entry};
+use super::zipconst::Compression;
+use super::zipdir::{self, read_at, Entry};
 use super::{EntryProblem, Error};
 
 /// An entry's actual content digest, size and CRC-32, as read.

@@ -15,7 +15,8 @@ use super::index::EntryIndex;
 use super::journal::{JournalReader, JournalWriter, Line, WrittenEntry, JOURNAL_FORMAT};
 use super::reader::RangeRead;
 use super::writer::{check_bag_name, index_dir, journal_path, lock, BagWriter};
-use super::zipdir::{read_local_header, Compression};
+use super::zipconst::Compression;
+use super::zipdir::read_local_header;
 use super::zipwrite::local_header_len;
 use super::Error;
 

@@ -21,8 +21,8 @@ use super::bagit::{
 use super::index::EntryIndex;
 use super::journal::{JournalWriter, Line, WrittenEntry};
 use super::layout::unsafe_path_reason;
-use super::zipdir::Compression;
-use super::zipwrite::{self, Header, Out, Zip64Limits, DEFLATED, STORED};
+use super::zipconst::{Compression, DEFLATED, STORED};
+use super::zipwrite::{self, Header, Out, Zip64Limits};
 use super::Error;
 
 mod central;
@@ -496,7 +496,7 @@ pub(super) fn journal_entry(data_path: &str, offset: u64, h: &Header, sha256: [u
         size: h.size,
         crc32: h.crc32,
         sha256,
-        compression: if h.method == STORED { Compression::Stored } else { Compression::Deflated },
+        compression: Compression::from_method(h.method),
         zip64: h.zip64,
     }
 }

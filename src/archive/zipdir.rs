@@ -5,40 +5,16 @@
 
 use std::fs::File;
 
+use super::zipconst::{
+    Compression, CENTRAL_SIG, EOCD_SIG, LOCAL_HEADER_LEN, LOCAL_SIG, ZIP64_EOCD_SIG, ZIP64_LOCATOR_SIG,
+};
+
 /// The most entries we hold; a bag with more is refused as a whole.
 pub const MAX_ENTRIES: u64 = 5_000_000;
 
-const EOCD_SIG: u32 = 0x0605_4b50;
-const ZIP64_LOCATOR_SIG: u32 = 0x0706_4b50;
-const ZIP64_EOCD_SIG: u32 = 0x0606_4b50;
-const CENTRAL_SIG: u32 = 0x0201_4b50;
-const LOCAL_SIG: u32 = 0x0403_4b50;
-/// Size of the fixed part of a local header.
-pub const LOCAL_HEADER_LEN: u64 = 30;
 const CENTRAL_HEADER_LEN: usize = 46;
 const EOCD_LEN: usize = 22;
 const CD_READ_CHUNK: usize = 1 << 20;
-
-/// How an entry's bytes are stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    /// Method 0.
-    Stored,
-    /// Method 8.
-    Deflated,
-    /// Any other method (we cannot read it).
-    Other(u16),
-}
-
-impl Compression {
-    pub(super) fn from_method(m: u16) -> Compression {
-        match m {
-            0 => Compression::Stored,
-            8 => Compression::Deflated,
-            m => Compression::Other(m),
-        }
-    }
-}
 
 /// One entry as the directory (or the recovery scan) declares it. Nothing here is trusted.
 #[derive(Debug, Clone, PartialEq, Eq)]

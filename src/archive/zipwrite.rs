@@ -11,15 +11,9 @@ use std::io::{Seek, SeekFrom, Write};
 
 use sha2::{Digest, Sha256};
 
+use super::zipconst::{CENTRAL_SIG, EOCD_SIG, LOCAL_HEADER_LEN, LOCAL_SIG, ZIP64_EOCD_SIG, ZIP64_LOCATOR_SIG};
 use crate::platform::{read_exact_at, write_all_at};
 
-/// Local file header signature.
-const LOCAL_SIG: u32 = 0x0403_4b50;
-/// Central directory header signature.
-const CENTRAL_SIG: u32 = 0x0201_4b50;
-const EOCD_SIG: u32 = 0x0605_4b50;
-const ZIP64_EOCD_SIG: u32 = 0x0606_4b50;
-const ZIP64_LOCATOR_SIG: u32 = 0x0706_4b50;
 /// Bit 11: names are UTF-8.
 const FLAG_UTF8: u16 = 1 << 11;
 /// MS-DOS date of 1980-01-01 (the earliest a zip can say), time 00:00: output is deterministic.
@@ -31,17 +25,10 @@ const MADE_BY: u16 = (3 << 8) | 45;
 const EXTERNAL_ATTRS: u32 = 0o100644 << 16;
 /// A 32-bit field that says "see the ZIP64 extra field".
 const MARK32: u32 = 0xFFFF_FFFF;
-/// Size of the fixed part of a local header.
-pub(super) const LOCAL_FIXED: u64 = 30;
 /// Size of a local header's ZIP64 extra field (header + both sizes).
 const LOCAL_ZIP64_EXTRA: u16 = 20;
 /// Offset of the CRC-32 inside a local header.
 const LOCAL_CRC_AT: u64 = 14;
-
-/// Compression method numbers.
-pub(super) const STORED: u16 = 0;
-/// Compression method numbers.
-pub(super) const DEFLATED: u16 = 8;
 
 /// Where ZIP64 starts. The real limits are the format's; tests lower them to exercise ZIP64
 /// without writing 4 GiB.
@@ -72,7 +59,7 @@ pub(super) struct Header {
 
 /// The length of a local header for a name of `name_len` bytes.
 pub(super) fn local_header_len(name_len: usize, zip64: bool) -> u64 {
-    LOCAL_FIXED + name_len as u64 + if zip64 { LOCAL_ZIP64_EXTRA as u64 } else { 0 }
+    LOCAL_HEADER_LEN + name_len as u64 + if zip64 { LOCAL_ZIP64_EXTRA as u64 } else { 0 }
 }
 
 /// Appends a local header to `out`.
@@ -108,7 +95,7 @@ pub(super) fn local_header_patch(name_len: usize, crc32: u32, compressed: u64, s
     let mut sizes = Vec::with_capacity(16);
     put64(&mut sizes, size);
     put64(&mut sizes, compressed);
-    [(LOCAL_CRC_AT, crc32.to_le_bytes().to_vec()), (LOCAL_FIXED + name_len as u64 + 4, sizes)]
+    [(LOCAL_CRC_AT, crc32.to_le_bytes().to_vec()), (LOCAL_HEADER_LEN + name_len as u64 + 4, sizes)]
 }
 
 /// Appends a central directory record to `out`. Sizes go to ZIP64 exactly when the local
@@ -432,6 +419,7 @@ fn write_counted(file: &mut File, bytes: &[u8], done: &mut usize) -> std::io::Re
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::archive::zipconst::DEFLATED;
 
     #[test]
     fn patches_reach_both_the_file_and_the_buffer() {
