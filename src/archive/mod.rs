@@ -8,6 +8,7 @@
 
 pub mod bagit;
 pub mod data;
+pub mod digest;
 mod index;
 pub mod journal;
 pub mod layout;

@@ -15,12 +15,10 @@ mod resume;
 mod sink;
 mod spool;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use futures::StreamExt;
-use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -539,23 +537,9 @@ async fn resolve_projects(client: &Client, ids: &[Uuid]) -> Result<Vec<Project>,
 /// SHA-256 and size of the finished archive.
 async fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
     let path = path.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let mut f = std::fs::File::open(&path)?;
-        let mut sha = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut total = 0u64;
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            sha.update(&buf[..n]);
-            total += n as u64;
-        }
-        Ok((hex::encode(sha.finalize()), total))
-    })
-    .await
-    .map_err(std::io::Error::other)?
+    tokio::task::spawn_blocking(move || crate::archive::digest::hash_file(&std::fs::File::open(&path)?))
+        .await
+        .map_err(std::io::Error::other)?
 }
 
 /// Moves the finished archive to its final name, atomically, and makes the rename durable.
