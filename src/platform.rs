@@ -1,7 +1,7 @@
 //! Everything that differs by operating system, in one place: positioned reads and writes,
 //! fsyncing a directory, the write-back hint, the path an open file was opened at, opening
-//! without following a link, a file's identity and link count, a file's permission bits, and
-//! the free space of a file system.
+//! without following a link, a file's identity and link count, a file's permission bits, the
+//! free space of a file system, and SIGTERM.
 //!
 //! cvarchive builds on Unix (Linux and macOS); the Linux-only calls (`sync_file_range`,
 //! `/proc/self/fd`) have a stated fallback for other Unixes. Other systems are refused at
@@ -91,6 +91,11 @@ pub fn file_identity(meta: &Metadata) -> Option<(u64, u64)> {
 /// The file's permission bits (`0o777` and the like).
 pub fn mode(meta: &Metadata) -> u32 {
     meta.permissions().mode()
+}
+
+/// A stream of the SIGTERMs this process receives (a service manager's or `kill`'s polite stop).
+pub fn sigterm() -> io::Result<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
 }
 
 /// Bytes free to an unprivileged user on the file system holding `dir` (`statvfs`).
