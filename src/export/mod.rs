@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 use crate::api::model::Project;
 use crate::api::{self, Client, RetryKind};
-use crate::archive::{self, layout, BagInfo, BagSummary, BagWriter, WrittenEntry};
+use crate::archive::{self, digest, layout, BagInfo, BagSummary, BagWriter, WrittenEntry};
 use crate::progress::{Event, Phase, Progress};
 use record::{AccountRecord, Missing, OptionsRecord, ProjectRecord, SourceRecord, ToolRecord};
 pub use sink::SinkError;
@@ -266,7 +266,9 @@ pub async fn export(
     // The writer hashed the archive as it wrote it; only when it could not is the file read again.
     let (sha256, archive_bytes) = match bag.archive_sha256 {
         Some(sha) => (hex::encode(sha), bag.archive_bytes),
-        None => hash_file(&partial).await.map_err(|e| stopped(Error::Output { path: partial.clone(), source: e }))?,
+        None => {
+            hash_archive(&partial).await.map_err(|e| stopped(Error::Output { path: partial.clone(), source: e }))?
+        }
     };
     publish(&partial, &opts.out, opts.force).map_err(stopped)?;
 
@@ -534,10 +536,10 @@ async fn resolve_projects(client: &Client, ids: &[Uuid]) -> Result<Vec<Project>,
     Ok(projects)
 }
 
-/// SHA-256 and size of the finished archive.
-async fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
+/// SHA-256 and size of the finished archive, hashed by [`digest::hash_file`] off the async threads.
+async fn hash_archive(path: &Path) -> std::io::Result<(String, u64)> {
     let path = path.to_path_buf();
-    tokio::task::spawn_blocking(move || crate::archive::digest::hash_file(&std::fs::File::open(&path)?))
+    tokio::task::spawn_blocking(move || digest::hash_file(&std::fs::File::open(&path)?))
         .await
         .map_err(std::io::Error::other)?
 }
