@@ -44,6 +44,7 @@ pub mod convert;
 pub mod delete;
 pub mod emulator;
 pub mod export;
+pub mod platform;
 pub mod progress;
 pub mod restore;
 pub mod secret;

@@ -9,6 +9,8 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::Path;
 
+use crate::platform;
+
 /// Creates `path`, which must not exist (not even as a dangling link), for reading and writing.
 pub fn create_new(path: &Path) -> io::Result<File> {
     let mut o = OpenOptions::new();
@@ -56,12 +58,12 @@ pub fn occupied(path: &Path) -> bool {
 }
 
 fn open_checked(path: &Path, o: &mut OpenOptions) -> io::Result<File> {
-    // Where O_NOFOLLOW is missing, the check before opening is the best we can do.
+    // The check before opening names the problem; O_NOFOLLOW closes the race after it.
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         plain(&meta)?;
     }
-    no_follow(o);
-    let file = o.open(path).map_err(|e| if is_link_refusal(&e) { link_error() } else { e })?;
+    platform::no_follow(o);
+    let file = o.open(path).map_err(|e| if platform::is_link_refusal(&e) { link_error() } else { e })?;
     plain(&file.metadata()?)?;
     Ok(file)
 }
@@ -75,41 +77,17 @@ fn plain(meta: &std::fs::Metadata) -> io::Result<()> {
     if !meta.is_file() {
         return Err(io::Error::other("refusing to write through something that is not a plain file"));
     }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt as _;
-        if meta.nlink() > 1 {
-            return Err(io::Error::other(format!(
-                "refusing to write through a file with {} hard links (it has other names)",
-                meta.nlink()
-            )));
-        }
+    let links = platform::link_count(meta);
+    if links > 1 {
+        return Err(io::Error::other(format!(
+            "refusing to write through a file with {links} hard links (it has other names)"
+        )));
     }
     Ok(())
 }
 
 fn link_error() -> io::Error {
     io::Error::other("refusing to write through a symbolic link (someone may have planted it there)")
-}
-
-#[cfg(unix)]
-fn no_follow(o: &mut OpenOptions) {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    o.custom_flags(libc::O_NOFOLLOW);
-}
-
-#[cfg(not(unix))]
-fn no_follow(_: &mut OpenOptions) {}
-
-/// `O_NOFOLLOW` on a link fails with `ELOOP`.
-#[cfg(unix)]
-fn is_link_refusal(e: &io::Error) -> bool {
-    e.raw_os_error() == Some(libc::ELOOP)
-}
-
-#[cfg(not(unix))]
-fn is_link_refusal(_: &io::Error) -> bool {
-    false
 }
 
 #[cfg(all(test, unix))]

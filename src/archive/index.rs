@@ -14,8 +14,9 @@ use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::PathBuf;
 
 use super::journal::WrittenEntry;
-use super::zipdir::{read_exact_at, Compression};
-use super::zipwrite::write_all_at;
+use super::zipconst::Compression;
+use super::zipdir::read_exact_at;
+use crate::platform::write_all_at;
 
 /// Records are written out once this many bytes of them are pending.
 const PENDING: usize = 64 << 10;

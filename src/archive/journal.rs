@@ -15,8 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::zipdir::Compression;
-use super::zipwrite::{DEFLATED, STORED};
+use super::zipconst::Compression;
 
 /// The journal format this code writes and reads.
 pub const JOURNAL_FORMAT: &str = "cvarchive-journal/1";
@@ -53,11 +52,7 @@ pub struct WrittenEntry {
 impl WrittenEntry {
     /// The method number in the zip headers.
     pub(super) fn method(&self) -> u16 {
-        match self.compression {
-            Compression::Stored => STORED,
-            Compression::Deflated => DEFLATED,
-            Compression::Other(m) => m,
-        }
+        self.compression.method()
     }
 }
 
@@ -113,10 +108,9 @@ impl JournalLine {
         };
         let mut sha = [0u8; 32];
         hex::decode_to_slice(sha256, &mut sha).ok()?;
-        let compression = match *method {
-            STORED => Compression::Stored,
-            DEFLATED => Compression::Deflated,
-            _ => return None,
+        let compression = match Compression::from_method(*method) {
+            Compression::Other(_) => return None,
+            known => known,
         };
         let entry = WrittenEntry {
             data_path: path.clone(),

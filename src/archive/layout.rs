@@ -5,6 +5,8 @@ use std::path::Path;
 
 use uuid::Uuid;
 
+use super::zipconst::{EOCD_SIG, LOCAL_SIG};
+
 /// The longest bag (top-level folder) name we produce; longer file stems are cut.
 const MAX_BAG_NAME: usize = 120;
 
@@ -111,7 +113,7 @@ pub fn sniff_extension(bytes: &[u8]) -> &'static str {
         "gif"
     } else if bytes.starts_with(b"BM") && bytes.len() >= 14 {
         "bmp"
-    } else if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06") {
+    } else if bytes.starts_with(&LOCAL_SIG.to_le_bytes()) || bytes.starts_with(&EOCD_SIG.to_le_bytes()) {
         "zip"
     } else {
         "bin"

@@ -8,6 +8,7 @@
 
 pub mod bagit;
 pub mod data;
+pub mod digest;
 mod index;
 pub mod journal;
 pub mod layout;
@@ -17,6 +18,7 @@ pub mod reader;
 mod resume;
 pub mod source;
 pub mod writer;
+pub mod zipconst;
 pub mod zipdir;
 pub mod zipwrite;
 
@@ -26,7 +28,8 @@ pub use bagit::{BagInfo, PayloadOxum};
 pub use journal::WrittenEntry;
 pub use reader::{BagReader, EntryDigest};
 pub use writer::{journal_path, BagSummary, BagWriter};
-pub use zipdir::{Compression, Entry};
+pub use zipconst::Compression;
+pub use zipdir::Entry;
 pub use zipwrite::Zip64Limits;
 
 /// What can go wrong writing or reading an archive. Every variant names the archive or entry.

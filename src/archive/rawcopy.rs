@@ -10,8 +10,9 @@ use flate2::read::DeflateDecoder;
 use super::reader::{BagReader, RangeRead};
 use super::resume::hash_stream;
 use super::writer::BagWriter;
-use super::zipdir::{Compression, Entry};
-use super::zipwrite::{self, ArchiveFile, Header, DEFLATED, STORED};
+use super::zipconst::{Compression, STORED};
+use super::zipdir::Entry;
+use super::zipwrite::{self, ArchiveFile, Header};
 use super::Error;
 
 /// Buffer for hashing what is copied.
@@ -33,9 +34,8 @@ impl BagWriter {
         let refuse =
             |reason: String| Error::RawCopy { path: src.path().to_path_buf(), entry: entry.name.clone(), reason };
         let method = match entry.compression {
-            Compression::Stored => STORED,
-            Compression::Deflated => DEFLATED,
             Compression::Other(m) => return Err(refuse(format!("unsupported compression method {m}"))),
+            known => known.method(),
         };
         let raw = src.raw_data(entry).map_err(|p| refuse(p.to_string()))?;
         let (size, csize) = (entry.size, entry.compressed_size);

@@ -9,9 +9,10 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use flate2::read::DeflateDecoder;
-use sha2::{Digest, Sha256};
 
-use super::zipdir::{self, read_at, Compression, Entry};
+use super::digest;
+use super::zipconst::Compression;
+use super::zipdir::{self, read_at, Entry};
 use super::{EntryProblem, Error};
 
 /// An entry's actual content digest, size and CRC-32, as read.
@@ -169,22 +170,11 @@ impl BagReader {
         mut each: impl FnMut(&[u8]),
     ) -> Result<EntryDigest, EntryProblem> {
         let mut reader = self.open_entry(entry)?;
-        let mut sha = Sha256::new();
-        let mut crc = crc32fast::Hasher::new();
-        let mut size = 0u64;
-        loop {
-            let n = match reader.read(buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(entry_problem(e)),
-            };
-            sha.update(&buf[..n]);
-            crc.update(&buf[..n]);
-            size += n as u64;
-            each(&buf[..n]);
-        }
-        Ok(EntryDigest { sha256: sha.finalize().into(), crc32: crc.finalize(), size })
+        digest::hash_reader(&mut reader, buf, |_, chunk| {
+            each(chunk);
+            Ok(())
+        })
+        .map_err(entry_problem)
     }
 }
 

@@ -8,14 +8,15 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 use flate2::read::DeflateDecoder;
-use sha2::{Digest, Sha256};
 
 use super::bagit::BAGIT_TXT_NAME;
+use super::digest;
 use super::index::EntryIndex;
 use super::journal::{JournalLine, JournalReader, JournalWriter, WrittenEntry, JOURNAL_FORMAT};
 use super::reader::RangeRead;
 use super::writer::{check_bag_name, index_dir, journal_path, lock, BagWriter};
-use super::zipdir::{read_local_header, Compression};
+use super::zipconst::Compression;
+use super::zipdir::read_local_header;
 use super::zipwrite::local_header_len;
 use super::Error;
 
@@ -206,25 +207,14 @@ fn data_digest(file: &File, data_offset: u64, e: &WrittenEntry) -> std::io::Resu
 /// Hashes what `read` yields, failing once it goes past `declared` bytes (so a lying or hostile
 /// deflate stream costs at most one buffer more). Returns CRC-32, SHA-256 and size.
 pub(super) fn hash_stream(read: &mut dyn Read, declared: u64, buf: &mut [u8]) -> std::io::Result<(u32, [u8; 32], u64)> {
-    let mut sha = Sha256::new();
-    let mut crc = crc32fast::Hasher::new();
-    let mut size = 0u64;
-    loop {
-        let n = match read.read(buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        size += n as u64;
+    let digest = digest::hash_reader(read, buf, |size, _| {
         if size > declared {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
                 format!("more than the declared {declared} bytes"),
             ));
         }
-        sha.update(&buf[..n]);
-        crc.update(&buf[..n]);
-    }
-    Ok((crc.finalize(), sha.finalize().into(), size))
+        Ok(())
+    })?;
+    Ok((digest.crc32, digest.sha256, digest.size))
 }

@@ -21,8 +21,8 @@ use super::bagit::{
 use super::index::EntryIndex;
 use super::journal::{JournalLine, JournalWriter, WrittenEntry};
 use super::layout::unsafe_path_reason;
-use super::zipdir::Compression;
-use super::zipwrite::{self, ArchiveFile, Header, Zip64Limits, DEFLATED, STORED};
+use super::zipconst::{Compression, DEFLATED, STORED};
+use super::zipwrite::{self, ArchiveFile, Header, Zip64Limits};
 use super::Error;
 
 mod central;
@@ -94,7 +94,7 @@ impl BagWriter {
     /// entry outgrows the buffer (it is read back once its header is patched).
     pub fn new(file: File, bag_name: &str) -> Result<BagWriter, Error> {
         check_bag_name(bag_name)?;
-        let path = file_path(&file).unwrap_or_else(|| PathBuf::from(bag_name));
+        let path = crate::platform::opened_path(&file).unwrap_or_else(|| PathBuf::from(bag_name));
         let mut w = BagWriter::assemble(file, 0, path, bag_name, None);
         w.write_bagit()?;
         Ok(w)
@@ -116,7 +116,7 @@ impl BagWriter {
         let mut w = BagWriter::assemble(file, 0, partial.to_path_buf(), bag_name, Some(journal));
         w.write_bagit()?;
         w.checkpoint()?;
-        sync_parent(partial).map_err(io)?;
+        crate::platform::sync_parent(partial).map_err(io)?;
         Ok(w)
     }
 
@@ -277,7 +277,7 @@ impl BagWriter {
             let jpath = j.path().to_path_buf();
             drop(j);
             std::fs::remove_file(&jpath).map_err(|source| Error::Io { path: jpath.clone(), source })?;
-            sync_parent(&jpath).map_err(|source| Error::Io { path: jpath, source })?;
+            crate::platform::sync_parent(&jpath).map_err(|source| Error::Io { path: jpath, source })?;
         }
         self.finished = true;
         Ok(summary)
@@ -489,7 +489,7 @@ pub(super) fn journal_entry(data_path: &str, offset: u64, h: &Header, sha256: [u
         size: h.size,
         crc32: h.crc32,
         sha256,
-        compression: if h.method == STORED { Compression::Stored } else { Compression::Deflated },
+        compression: Compression::from_method(h.method),
         zip64: h.zip64,
     }
 }
@@ -518,33 +518,5 @@ pub(super) fn lock(file: &File, path: &Path) -> Result<(), Error> {
         Ok(()) => Ok(()),
         Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked { path: path.to_path_buf() }),
         Err(std::fs::TryLockError::Error(source)) => Err(Error::Io { path: path.to_path_buf(), source }),
-    }
-}
-
-/// Fsyncs the directory holding `path`, so a file created or removed there stays so.
-pub(super) fn sync_parent(path: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        File::open(parent)?.sync_all()
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = path;
-        Ok(())
-    }
-}
-
-/// The path an open file was opened at, where the OS tells (Linux), so errors can name it.
-fn file_path(file: &File) -> Option<PathBuf> {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = file;
-        None
     }
 }

@@ -5,40 +5,16 @@
 
 use std::fs::File;
 
+use super::zipconst::{
+    Compression, CENTRAL_SIG, EOCD_SIG, LOCAL_HEADER_LEN, LOCAL_SIG, ZIP64_EOCD_SIG, ZIP64_LOCATOR_SIG,
+};
+
 /// The most entries we hold; a bag with more is refused as a whole.
 pub const MAX_ENTRIES: u64 = 5_000_000;
 
-const EOCD_SIG: u32 = 0x0605_4b50;
-const ZIP64_LOCATOR_SIG: u32 = 0x0706_4b50;
-const ZIP64_EOCD_SIG: u32 = 0x0606_4b50;
-const CENTRAL_SIG: u32 = 0x0201_4b50;
-const LOCAL_SIG: u32 = 0x0403_4b50;
-/// Size of the fixed part of a local header.
-pub const LOCAL_HEADER_LEN: u64 = 30;
 const CENTRAL_HEADER_LEN: usize = 46;
 const EOCD_LEN: usize = 22;
 const CD_READ_CHUNK: usize = 1 << 20;
-
-/// How an entry's bytes are stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    /// Method 0.
-    Stored,
-    /// Method 8.
-    Deflated,
-    /// Any other method (we cannot read it).
-    Other(u16),
-}
-
-impl Compression {
-    pub(super) fn from_method(m: u16) -> Compression {
-        match m {
-            0 => Compression::Stored,
-            8 => Compression::Deflated,
-            m => Compression::Other(m),
-        }
-    }
-}
 
 /// One entry as the directory (or the recovery scan) declares it. Nothing here is trusted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,37 +66,7 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }
 
-/// Reads exactly `buf.len()` bytes at `offset`.
-pub fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
-    }
-    #[cfg(windows)]
-    {
-        let mut done = 0;
-        while done < buf.len() {
-            let n = std::os::windows::fs::FileExt::seek_read(file, &mut buf[done..], offset + done as u64)?;
-            if n == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-            done += n;
-        }
-        Ok(())
-    }
-}
-
-/// Reads some bytes at `offset`, returning how many.
-pub fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
-    #[cfg(unix)]
-    {
-        std::os::unix::fs::FileExt::read_at(file, buf, offset)
-    }
-    #[cfg(windows)]
-    {
-        std::os::windows::fs::FileExt::seek_read(file, buf, offset)
-    }
-}
+pub use crate::platform::{read_at, read_exact_at};
 
 /// Reads the directory of `file` (of length `len`). `Err` means nothing zip-like was found.
 pub fn read_directory(file: &File, len: u64) -> Result<Directory, String> {

@@ -12,15 +12,9 @@ use std::io::{Seek, SeekFrom, Write};
 
 use sha2::{Digest, Sha256};
 
-use super::zipdir::read_exact_at;
+use super::zipconst::{CENTRAL_SIG, EOCD_SIG, LOCAL_HEADER_LEN, LOCAL_SIG, ZIP64_EOCD_SIG, ZIP64_LOCATOR_SIG};
+use crate::platform::{read_exact_at, write_all_at};
 
-/// Local file header signature.
-const LOCAL_SIG: u32 = 0x0403_4b50;
-/// Central directory header signature.
-const CENTRAL_SIG: u32 = 0x0201_4b50;
-const EOCD_SIG: u32 = 0x0605_4b50;
-const ZIP64_EOCD_SIG: u32 = 0x0606_4b50;
-const ZIP64_LOCATOR_SIG: u32 = 0x0706_4b50;
 /// Bit 11: names are UTF-8.
 const FLAG_UTF8: u16 = 1 << 11;
 /// MS-DOS date of 1980-01-01 (the earliest a zip can say), time 00:00: output is deterministic.
@@ -32,17 +26,10 @@ const MADE_BY: u16 = (3 << 8) | 45;
 const EXTERNAL_ATTRS: u32 = 0o100644 << 16;
 /// A 32-bit field that says "see the ZIP64 extra field".
 const MARK32: u32 = 0xFFFF_FFFF;
-/// Size of the fixed part of a local header.
-pub(super) const LOCAL_FIXED: u64 = 30;
 /// Size of a local header's ZIP64 extra field (header + both sizes).
 const LOCAL_ZIP64_EXTRA: u16 = 20;
 /// Offset of the CRC-32 inside a local header.
 const LOCAL_CRC_AT: u64 = 14;
-
-/// Compression method numbers.
-pub(super) const STORED: u16 = 0;
-/// Compression method numbers.
-pub(super) const DEFLATED: u16 = 8;
 
 /// Where ZIP64 starts. The real limits are the format's; tests lower them to exercise ZIP64
 /// without writing 4 GiB.
@@ -73,7 +60,7 @@ pub(super) struct Header {
 
 /// The length of a local header for a name of `name_len` bytes.
 pub(super) fn local_header_len(name_len: usize, zip64: bool) -> u64 {
-    LOCAL_FIXED + name_len as u64 + if zip64 { LOCAL_ZIP64_EXTRA as u64 } else { 0 }
+    LOCAL_HEADER_LEN + name_len as u64 + if zip64 { LOCAL_ZIP64_EXTRA as u64 } else { 0 }
 }
 
 /// Appends a local header to `out`.
@@ -109,7 +96,7 @@ pub(super) fn local_header_patch(name_len: usize, crc32: u32, compressed: u64, s
     let mut sizes = Vec::with_capacity(16);
     put64(&mut sizes, size);
     put64(&mut sizes, compressed);
-    [(LOCAL_CRC_AT, crc32.to_le_bytes().to_vec()), (LOCAL_FIXED + name_len as u64 + 4, sizes)]
+    [(LOCAL_CRC_AT, crc32.to_le_bytes().to_vec()), (LOCAL_HEADER_LEN + name_len as u64 + 4, sizes)]
 }
 
 /// Appends a central directory record to `out`. Sizes go to ZIP64 exactly when the local
@@ -359,13 +346,7 @@ impl ArchiveFile {
         if self.flushed < self.hinted + WRITEBACK_STEP {
             return;
         }
-        #[cfg(target_os = "linux")]
-        {
-            use std::os::fd::AsRawFd;
-            let (from, len) = (self.hinted as libc::off64_t, (self.flushed - self.hinted) as libc::off64_t);
-            // SAFETY: a plain syscall on a file descriptor we own, with no pointers.
-            let _ = unsafe { libc::sync_file_range(self.file.as_raw_fd(), from, len, libc::SYNC_FILE_RANGE_WRITE) };
-        }
+        crate::platform::start_writeback(&self.file, self.hinted, self.flushed - self.hinted);
         self.hinted = self.flushed;
     }
 
@@ -446,29 +427,10 @@ fn write_counted(file: &mut File, bytes: &[u8], done: &mut usize) -> std::io::Re
     Ok(())
 }
 
-/// Writes all of `bytes` at `at`, leaving the file's cursor alone.
-pub(super) fn write_all_at(file: &File, bytes: &[u8], at: u64) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        std::os::unix::fs::FileExt::write_all_at(file, bytes, at)
-    }
-    #[cfg(windows)]
-    {
-        let mut done = 0;
-        while done < bytes.len() {
-            let n = std::os::windows::fs::FileExt::seek_write(file, &bytes[done..], at + done as u64)?;
-            if n == 0 {
-                return Err(std::io::ErrorKind::WriteZero.into());
-            }
-            done += n;
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::archive::zipconst::DEFLATED;
 
     #[test]
     fn patches_reach_both_the_file_and_the_buffer() {

@@ -72,9 +72,8 @@ impl TlsArgs {
 }
 
 fn warn_if_readable_by_others(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
     if let Ok(meta) = std::fs::metadata(path) {
-        if meta.permissions().mode() & 0o077 != 0 {
+        if crate::platform::mode(&meta) & 0o077 != 0 {
             eprintln_escaped!(
                 "cvarchive: warning: the key file {} can be read by other users; `chmod 600` it",
                 path.display()
@@ -91,17 +90,13 @@ pub fn cancel_on_signals_telling(tell: impl Fn(&str) + Send + 'static) -> Cancel
     let token = CancellationToken::new();
     let t = token.clone();
     tokio::spawn(async move {
-        #[cfg(unix)]
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        #[cfg(unix)]
+        let mut term = crate::platform::sigterm().ok();
         let mut terminate = async move || match term.as_mut() {
             Some(s) => {
                 s.recv().await;
             }
             None => std::future::pending::<()>().await,
         };
-        #[cfg(not(unix))]
-        let mut terminate = async || std::future::pending::<()>().await;
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = terminate() => {}

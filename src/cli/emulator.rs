@@ -111,18 +111,12 @@ pub async fn run(args: EmulatorArgs) -> anyhow::Result<Exit> {
     Ok(Exit::Done)
 }
 
-/// Waits for Ctrl-C, or SIGTERM on Unix.
+/// Waits for Ctrl-C or SIGTERM.
 async fn wait_for_stop() -> anyhow::Result<()> {
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("cannot watch SIGTERM")?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r.context("cannot watch Ctrl-C")?,
-            _ = term.recv() => {}
-        }
+    let mut term = crate::platform::sigterm().context("cannot watch SIGTERM")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("cannot watch Ctrl-C")?,
+        _ = term.recv() => {}
     }
-    #[cfg(not(unix))]
-    tokio::signal::ctrl_c().await.context("cannot watch Ctrl-C")?;
     Ok(())
 }

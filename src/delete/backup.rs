@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::content::{Difference, Differences, ImageContent, RecordContent};
@@ -18,7 +17,7 @@ use super::Error;
 use crate::api::model::{ImageRegion, ImageTag, Iteration, Tag};
 use crate::archive::bagit::{parse_tag_file, tag_value, BAG_INFO_NAME};
 use crate::archive::data::{self, bound_file_problem, ListingKind, MAX_JSON_BYTES};
-use crate::archive::zipdir::read_at;
+use crate::archive::digest;
 use crate::archive::{layout, BagReader};
 use crate::verify::{verify_reader, VerifyOptions};
 
@@ -65,13 +64,7 @@ struct Identity {
 
 impl Identity {
     fn of(m: &Metadata) -> Identity {
-        #[cfg(unix)]
-        let file = {
-            use std::os::unix::fs::MetadataExt;
-            Some((m.dev(), m.ino()))
-        };
-        #[cfg(not(unix))]
-        let file = None;
+        let file = crate::platform::file_identity(m);
         Identity { file, len: m.len(), modified: m.modified().ok() }
     }
 }
@@ -172,7 +165,7 @@ impl Backup {
         let Verified { reader, identity } = verified;
         let path = reader.path().to_path_buf();
         let unreadable = |detail: String| Error::BackupUnreadable { path: path.clone(), detail };
-        let sha256 = hash_open_file(reader.file()).map_err(|e| unreadable(e.to_string()))?;
+        let (sha256, _) = digest::hash_file(reader.file()).map_err(|e| unreadable(e.to_string()))?;
         let account: AccountHead = serde_json::from_slice(&read(&reader, layout::account_json())?)
             .map_err(|e| unreadable(format!("account.json: {e}")))?;
         let bag_info = read_tag(&reader, BAG_INFO_NAME)?;
@@ -392,24 +385,4 @@ fn read_tag(reader: &BagReader, name: &str) -> Result<Vec<u8>, Error> {
     let bad = |detail: String| Error::BackupUnreadable { path: reader.path().to_path_buf(), detail };
     let entry = reader.bag_entry(name).ok_or_else(|| bad(format!("{name} is not in the archive")))?;
     reader.read_entry(entry, MAX_JSON_BYTES).map_err(|e| bad(format!("{name}: {e}")))
-}
-
-/// The SHA-256 of a whole open file, hex, read positionally from its start (the file's cursor
-/// is left alone).
-fn hash_open_file(file: &File) -> std::io::Result<String> {
-    let mut sha = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut at = 0u64;
-    loop {
-        match read_at(file, &mut buf, at) {
-            Ok(0) => break,
-            Ok(n) => {
-                sha.update(&buf[..n]);
-                at += n as u64;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(hex::encode(sha.finalize()))
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use super::project::Ctx;
 use crate::api::model::Image;
 use crate::api::{self, Blob, Client, MAX_IMAGE_IDS};
 
@@ -194,7 +195,7 @@ async fn refresh_task(
     }
 }
 
-/// Downloads a training image's original bytes.
+/// Downloads a training image's original bytes, its link refreshed through `refresher`.
 pub async fn fetch_image(
     client: &Client,
     refresher: &Refresher,
@@ -203,6 +204,23 @@ pub async fn fetch_image(
     uri: Option<&str>,
     max_bytes: u64,
 ) -> Result<Blob, Failure> {
+    fetch_blob(client, project, uri, max_bytes, || refresher.fresh_link(image)).await
+}
+
+/// Downloads one blob (an image's or a stored prediction's) from `uri`, asking `fresh_link` for
+/// a new link when blob storage says it expired (up to [`MAX_REFRESHES`] times), and, on a 404,
+/// whether the thing itself is gone (`Ok(None)`).
+pub(super) async fn fetch_blob<F, Fut>(
+    client: &Client,
+    project: Uuid,
+    uri: Option<&str>,
+    max_bytes: u64,
+    fresh_link: F,
+) -> Result<Blob, Failure>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<String>, String>>,
+{
     let mut uri = uri.map(str::to_owned).ok_or(Failure::NoLink)?;
     let mut refreshes = 0;
     loop {
@@ -211,15 +229,15 @@ pub async fn fetch_image(
             Err(api::Error::LinkExpired { .. }) if refreshes < MAX_REFRESHES => {
                 refreshes += 1;
                 client.link_refreshed();
-                uri = match refresher.fresh_link(image).await {
+                uri = match fresh_link().await {
                     Ok(Some(fresh)) => fresh,
                     Ok(None) => return Err(Failure::Gone),
                     Err(reason) => return Err(Failure::Failed(reason)),
                 };
             }
             Err(e) if e.is_not_found() => {
-                // A 404 from the blob store or GetArtifact: is the image itself gone?
-                return match refresher.fresh_link(image).await {
+                // A 404 from the blob store or GetArtifact: is the image or prediction itself gone?
+                return match fresh_link().await {
                     Ok(None) => Err(Failure::Gone),
                     _ => Err(Failure::Failed(e.to_string())),
                 };
@@ -227,6 +245,21 @@ pub async fn fetch_image(
             Err(e) => return Err(Failure::Failed(e.to_string())),
         }
     }
+}
+
+/// Runs one blob download under the export's limits: it waits for one of the `concurrency`
+/// download permits, is handed the size limit (`max_image_bytes`), and what it brings is
+/// counted in `downloaded_bytes`. Images and predictions both download through here.
+pub(super) async fn limited<Fut>(ctx: &Ctx<'_>, fetch: impl FnOnce(u64) -> Fut) -> Result<Blob, Failure>
+where
+    Fut: std::future::Future<Output = Result<Blob, Failure>>,
+{
+    let _permit = ctx.downloads.acquire().await.expect("the download semaphore is never closed");
+    let result = fetch(ctx.opts.max_image_bytes).await;
+    if let Ok(blob) = &result {
+        ctx.counters.downloaded_bytes.fetch_add(blob.bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+    result
 }
 
 #[cfg(test)]

@@ -15,18 +15,16 @@ mod resume;
 mod sink;
 mod spool;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use futures::StreamExt;
-use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::api::model::Project;
 use crate::api::{self, Client, RetryKind};
-use crate::archive::{self, layout, BagInfo, BagSummary, BagWriter, WrittenEntry};
+use crate::archive::{self, digest, layout, BagInfo, BagSummary, BagWriter, WrittenEntry};
 use crate::progress::{Event, Phase, Progress};
 use account::{AccountFile, AccountOptions, AccountProject, AccountSource, AccountTool, Missing};
 pub use sink::SinkError;
@@ -272,7 +270,9 @@ pub async fn export(
     // The writer hashed the archive as it wrote it; only when it could not is the file read again.
     let (sha256, archive_bytes) = match bag.archive_sha256 {
         Some(sha) => (hex::encode(sha), bag.archive_bytes),
-        None => hash_file(&partial).await.map_err(|e| stopped(Error::Output { path: partial.clone(), source: e }))?,
+        None => {
+            hash_archive(&partial).await.map_err(|e| stopped(Error::Output { path: partial.clone(), source: e }))?
+        }
     };
     publish(&partial, &opts.out, opts.force).map_err(stopped)?;
 
@@ -526,26 +526,12 @@ async fn resolve_projects(client: &Client, ids: &[Uuid]) -> Result<Vec<Project>,
     Ok(projects)
 }
 
-/// SHA-256 and size of the finished archive.
-async fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
+/// SHA-256 and size of the finished archive, hashed by [`digest::hash_file`] off the async threads.
+async fn hash_archive(path: &Path) -> std::io::Result<(String, u64)> {
     let path = path.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let mut f = std::fs::File::open(&path)?;
-        let mut sha = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut total = 0u64;
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            sha.update(&buf[..n]);
-            total += n as u64;
-        }
-        Ok((hex::encode(sha.finalize()), total))
-    })
-    .await
-    .map_err(std::io::Error::other)?
+    tokio::task::spawn_blocking(move || digest::hash_file(&std::fs::File::open(&path)?))
+        .await
+        .map_err(std::io::Error::other)?
 }
 
 /// Moves the finished archive to its final name, atomically, and makes the rename durable.
@@ -553,11 +539,7 @@ fn publish(partial: &Path, out: &Path, force: bool) -> Result<(), Error> {
     if crate::sidefile::occupied(out) && !force {
         return Err(Error::Exists(out.to_path_buf()));
     }
-    std::fs::rename(partial, out).map_err(|e| Error::Output { path: out.to_path_buf(), source: e })?;
-    if let Some(dir) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
+    let failed = |source| Error::Output { path: out.to_path_buf(), source };
+    std::fs::rename(partial, out).map_err(failed)?;
+    crate::platform::sync_parent(out).map_err(failed)
 }

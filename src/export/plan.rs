@@ -351,25 +351,7 @@ pub fn free_bytes(dir: &Path) -> std::io::Result<u64> {
     if let Some(n) = std::env::var("CVARCHIVE_ASSUME_FREE_BYTES").ok().and_then(|v| v.parse().ok()) {
         return Ok(n);
     }
-    statvfs_free(dir)
-}
-
-#[cfg(unix)]
-fn statvfs_free(dir: &Path) -> std::io::Result<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `path` is a NUL-terminated string and `stat` a valid, writable statvfs.
-    if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    #[allow(clippy::unnecessary_cast)]
-    Ok(stat.f_bavail as u64 * stat.f_frsize as u64)
-}
-
-#[cfg(not(unix))]
-fn statvfs_free(_dir: &Path) -> std::io::Result<u64> {
-    Err(std::io::Error::other("free space is known on unix only"))
+    crate::platform::free_space(dir)
 }
 
 #[cfg(test)]
@@ -397,6 +379,6 @@ mod tests {
 
     #[test]
     fn free_space_is_read() {
-        assert!(statvfs_free(Path::new(".")).unwrap() > 0);
+        assert!(crate::platform::free_space(Path::new(".")).unwrap() > 0);
     }
 }

@@ -11,13 +11,13 @@ use uuid::Uuid;
 
 use super::account::{AccountProject, Missing};
 use super::base::BlobKind;
-use super::download::{expires_within, Failure, MAX_REFRESHES};
+use super::download::{expires_within, fetch_blob, limited, Failure};
 use super::project::{annotate, copy_from_base, send_spool, Ctx, Stored};
 use super::sink::{Item, Sink};
 use super::spool::Spool;
 use super::Error;
 use crate::api::model::{PredictionQueryToken, StoredImagePrediction};
-use crate::api::{self, paging, Blob, Client};
+use crate::api::{self, paging, Client};
 use crate::archive::layout;
 use crate::progress::Event;
 
@@ -40,7 +40,6 @@ pub(super) async fn export_predictions(
     let links = &links;
     let cut = Arc::new(Mutex::new(Cut::default()));
     let listed = list_predictions(client, pid, first, cut.clone());
-    let max = ctx.opts.max_image_bytes;
     let downloads = listed
         .map_err(Error::from)
         .map_ok(|(seq, sent, p)| async move {
@@ -50,13 +49,10 @@ pub(super) async fn export_predictions(
             if let Some(copied) = copy_from_base(ctx, sink, BlobKind::Prediction, p.id).await? {
                 return Ok((seq, p, Ok(Stored::InArchive(copied))));
             }
-            let _permit = ctx.downloads.acquire().await.expect("the download semaphore is never closed");
             let uri = p.original_image_uri.as_deref();
-            let result = fetch_prediction(client, links, pid, p.id, uri, &sent, max).await.map(Stored::New);
-            if let Ok(Stored::New(blob)) = &result {
-                ctx.counters.downloaded_bytes.fetch_add(blob.bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
-            }
-            Ok((seq, p, result))
+            let fresh_link = || links.fresh_link(p.id, &sent);
+            let result = limited(ctx, |max| fetch_blob(client, pid, uri, max, fresh_link)).await;
+            Ok((seq, p, result.map(Stored::New)))
         })
         .try_buffer_unordered(ctx.opts.concurrency.max(1));
     futures::pin_mut!(downloads);
@@ -154,42 +150,6 @@ fn list_predictions(
             seq += 1;
             (seq, sent, p)
         })
-}
-
-/// Downloads a stored prediction's image, refreshing its link when it has expired.
-async fn fetch_prediction(
-    client: &Client,
-    links: &PredictionLinks,
-    pid: Uuid,
-    id: Uuid,
-    uri: Option<&str>,
-    sent: &PredictionQueryToken,
-    max_bytes: u64,
-) -> Result<Blob, Failure> {
-    let mut uri = uri.map(str::to_owned).ok_or(Failure::NoLink)?;
-    let mut refreshes = 0;
-    loop {
-        match client.download(pid, &uri, max_bytes).await {
-            Ok(blob) => return Ok(blob),
-            Err(api::Error::LinkExpired { .. }) if refreshes < MAX_REFRESHES => {
-                refreshes += 1;
-                client.link_refreshed();
-                uri = match links.fresh_link(id, sent).await {
-                    Ok(Some(fresh)) => fresh,
-                    Ok(None) => return Err(Failure::Gone),
-                    Err(reason) => return Err(Failure::Failed(reason)),
-                };
-            }
-            Err(e) if e.is_not_found() => {
-                // A 404 from the blob store or GetArtifact: is the prediction itself gone?
-                return match links.fresh_link(id, sent).await {
-                    Ok(None) => Err(Failure::Gone),
-                    _ => Err(Failure::Failed(e.to_string())),
-                };
-            }
-            Err(e) => return Err(Failure::Failed(e.to_string())),
-        }
-    }
 }
 
 /// Fresh links for stored predictions. The spec has no QueryPredictions by id (the query token

@@ -9,13 +9,14 @@ use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use uuid::Uuid;
 
 use super::account::{AccountProject, ArchivedCounts, ImageCounts, Missing};
 use super::base::{Base, BlobKind};
-use super::download::{fetch_image, freshen, Failure, ListedImage, Refresher};
+use super::download::{fetch_image, freshen, limited, Failure, ListedImage, Refresher};
 use super::iterations::{self, Evaluated};
 use super::resume::ResumedBlobs;
 use super::sink::{Item, Sink};
@@ -220,10 +221,9 @@ async fn export_images(
     let (fresh_tx, rx) = mpsc::channel::<Result<ListedImage, api::Error>>(ctx.opts.concurrency.max(1) * 2);
     let freshener = tokio::spawn(freshen(ctx.client.clone(), pid, listed_rx, fresh_tx));
     let client = ctx.client;
-    let max = ctx.opts.max_image_bytes;
     let refresher = Refresher::start(client.clone(), pid);
     let refresher = &refresher;
-    let downloads = tokio_stream_from(rx)
+    let downloads = ReceiverStream::new(rx)
         .map(|listed| async move {
             let listed = listed?;
             if listed.gone {
@@ -238,16 +238,15 @@ async fn export_images(
             let uri = listed.image.original_image_uri.clone();
             // Each download runs as its own task, so that receiving and hashing bodies spreads
             // over every core instead of sharing the export's one task.
-            let _permit = ctx.downloads.acquire().await.expect("the download semaphore is never closed");
             let (client, refresher, id) = (client.clone(), refresher.clone(), listed.image.id);
-            let task =
-                tokio::spawn(async move { fetch_image(&client, &refresher, pid, id, uri.as_deref(), max).await });
-            let result = AbortOnDropHandle::new(task)
-                .await
-                .unwrap_or_else(|e| Err(Failure::Failed(format!("the download task failed: {e}"))));
-            if let Ok(blob) = &result {
-                ctx.counters.downloaded_bytes.fetch_add(blob.bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
-            }
+            let result = limited(ctx, |max| async move {
+                let task =
+                    tokio::spawn(async move { fetch_image(&client, &refresher, pid, id, uri.as_deref(), max).await });
+                AbortOnDropHandle::new(task)
+                    .await
+                    .unwrap_or_else(|e| Err(Failure::Failed(format!("the download task failed: {e}"))))
+            })
+            .await;
             Ok::<_, Error>((listed, result.map(|blob| Some(Stored::New(blob)))))
         })
         .buffer_unordered(ctx.opts.concurrency.max(1));
@@ -572,8 +571,4 @@ fn check(cancel: &CancellationToken) -> Result<(), Error> {
     } else {
         Ok(())
     }
-}
-
-fn tokio_stream_from<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> impl futures::Stream<Item = T> {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }

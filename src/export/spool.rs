@@ -4,7 +4,6 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 /// Lines written with a sequence number, read back sorted by it.
@@ -88,7 +87,7 @@ impl Read for SpoolReader {
                 self.next += 1;
             }
             self.buf.resize(len, 0);
-            self.file.read_exact_at(&mut self.buf, off)?;
+            crate::platform::read_exact_at(&self.file, &mut self.buf, off)?;
             if let Some(rewrite) = self.rewrite.as_mut() {
                 let raw = std::mem::take(&mut self.buf);
                 for line in raw.split_inclusive(|b| *b == b'\n') {

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use super::{Bag, Finding, FindingKind, Findings};
 use crate::archive::layout::unsafe_path_reason;
-use crate::archive::zipdir::LOCAL_HEADER_LEN;
+use crate::archive::zipconst::LOCAL_HEADER_LEN;
 use crate::archive::BagReader;
 
 /// Runs the zip-level checks; `None` when there is no bag folder to go on (a finding says why).
