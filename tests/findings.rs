@@ -8,6 +8,7 @@ use cvarchive::archive::data::MAX_LINE_BYTES;
 use cvarchive::archive::layout;
 use cvarchive::verify::{verify, FindingKind, Report, VerifyOptions};
 
+use crate::support::assert_finding;
 use crate::support::bags::{grow_central_size, rebag, recompute_tagmanifest, replace_entry, rewrite};
 use crate::support::fixtures::{write_good_bag, IMAGES, PROJECT};
 
@@ -27,16 +28,6 @@ fn verify_rebagged(name: &str, edit: impl FnOnce(&mut Vec<(String, Vec<u8>)>)) -
     let damaged = dir.path().join(format!("{name}.zip"));
     rebag(&good, &damaged, edit);
     verify(&damaged, &VerifyOptions::default()).unwrap()
-}
-
-#[track_caller]
-fn assert_finding(report: &Report, kind: FindingKind, path: &str) {
-    assert!(
-        report.findings.iter().any(|f| f.kind == kind && f.path == path),
-        "expected {kind:?} at {path}, got {:#?}",
-        report.findings
-    );
-    assert!(!report.is_clean());
 }
 
 fn drop_entry(list: &mut Vec<(String, Vec<u8>)>, suffix: &str) {

@@ -19,7 +19,7 @@ use std::process::Output;
 use cvarchive::api::{Client, ClientOptions};
 use cvarchive::emulator::{self, AccountSpec, Emulator, EmulatorOptions};
 use cvarchive::secret::TrainingKey;
-use cvarchive::verify::{verify, Report, VerifyOptions};
+use cvarchive::verify::{verify, FindingKind, Report, VerifyOptions};
 
 /// An emulator on 127.0.0.1, port 0, holding `account`.
 pub async fn emulator_with(account: AccountSpec) -> Emulator {
@@ -181,4 +181,15 @@ pub fn ids(v: &serde_json::Value) -> BTreeSet<uuid::Uuid> {
 /// The full verification (every byte read and hashed) of the archive at `path`.
 pub fn full(path: &Path) -> Report {
     verify(path, &VerifyOptions::default()).unwrap()
+}
+
+/// The report holds a finding of `kind` at `path` (and so is not clean).
+#[track_caller]
+pub fn assert_finding(report: &Report, kind: FindingKind, path: &str) {
+    assert!(
+        report.findings.iter().any(|f| f.kind == kind && f.path == path),
+        "expected {kind:?} at {path}, got {:#?}",
+        report.findings
+    );
+    assert!(!report.is_clean());
 }

@@ -15,19 +15,10 @@ use sha2::{Digest, Sha256};
 use crate::support::bags::{rebag, recompute_tagmanifest, rename_raw, replace_entry, rewrite};
 use crate::support::fixtures::{image_bytes, write_bag, write_good_bag, IMAGES, PROJECT};
 use crate::support::tools::python;
-use crate::support::{full, run_measured};
+use crate::support::{assert_finding, full, run_measured};
 
 fn fast(path: &Path) -> Report {
     verify(path, &VerifyOptions { fast: true, ..VerifyOptions::default() }).unwrap()
-}
-
-#[track_caller]
-fn assert_finding(report: &Report, kind: FindingKind, path: &str) {
-    assert!(
-        report.findings.iter().any(|f| f.kind == kind && f.path == path),
-        "expected {kind:?} at {path}, got {:#?}",
-        report.findings
-    );
 }
 
 fn image_path(i: usize) -> String {

@@ -53,6 +53,36 @@ pub fn endpoint(flag: Option<String>) -> anyhow::Result<String> {
     }
 }
 
+/// Where the training resource is and how to reach it: the options every command that talks to
+/// the service shares (export, projects, delete, restore).
+#[derive(Debug, Clone, Args)]
+pub struct ServiceArgs {
+    /// The training resource's endpoint, e.g. https://NAME.cognitiveservices.azure.com
+    /// (default: $VISION_TRAINING_ENDPOINT). The key comes from $VISION_TRAINING_KEY or --key-file.
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// Read the training key from this file instead of $VISION_TRAINING_KEY.
+    #[arg(long, value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
+    /// API calls per second (the S0 tier allows 10), or `unlimited`.
+    #[arg(long, default_value = "10", value_name = "RPS", value_parser = parse_api_rate, allow_negative_numbers = true)]
+    pub api_rate: ApiRate,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+impl ServiceArgs {
+    /// The client's options for this endpoint and key (from the environment or --key-file), with
+    /// the rate and the TLS choices applied.
+    pub fn client_options(&self) -> anyhow::Result<ClientOptions> {
+        let key = load_key(self.key_file.as_deref())?;
+        let mut opts = ClientOptions::new(endpoint(self.endpoint.clone())?, key);
+        opts.api_rate = self.api_rate.0;
+        self.tls.apply(&mut opts);
+        Ok(opts)
+    }
+}
+
 /// The TLS flags of every command that talks to the service.
 #[derive(Debug, Clone, Args)]
 pub struct TlsArgs {

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::common;
 use super::progress::{Drawer, Mode};
 use super::Exit;
-use crate::api::{Client, ClientOptions};
+use crate::api::Client;
 use crate::delete::{
     delete, Category, DeleteOptions, Error, Executed, Outcome, Plan, ProjectPlan, RunOutcome, Targets,
 };
@@ -19,13 +19,8 @@ use crate::delete::{
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("targets").required(true).args(["projects", "all_projects"])))]
 pub struct DeleteArgs {
-    /// The training resource's endpoint (default: $VISION_TRAINING_ENDPOINT). The key comes from
-    /// $VISION_TRAINING_KEY or --key-file.
-    #[arg(long, value_name = "URL")]
-    endpoint: Option<String>,
-    /// Read the training key from this file instead of $VISION_TRAINING_KEY.
-    #[arg(long, value_name = "PATH")]
-    key_file: Option<PathBuf>,
+    #[command(flatten)]
+    service: common::ServiceArgs,
     /// A cvarchive export of these projects. It must verify in full, come from this endpoint
     /// and hold everything that would be deleted as the service holds it now (tags, regions,
     /// metadata...), or nothing is deleted.
@@ -61,14 +56,9 @@ pub struct DeleteArgs {
     /// must then hold those too. Without it trained iterations keep their copies.
     #[arg(long)]
     all_iterations: bool,
-    /// API calls per second (the S0 tier allows 10), or `unlimited`.
-    #[arg(long, default_value = "10", value_name = "RPS", value_parser = common::parse_api_rate, allow_negative_numbers = true)]
-    api_rate: common::ApiRate,
     /// Print the plan or the receipt as JSON on stdout.
     #[arg(long)]
     json: bool,
-    #[command(flatten)]
-    tls: common::TlsArgs,
 }
 
 /// The categories of `--only`.
@@ -117,13 +107,10 @@ pub async fn run(args: DeleteArgs) -> anyhow::Result<Exit> {
     if opts.backup.is_none() && !opts.without_backup {
         return refuse(&Error::NoBackup, args.json);
     }
-    let key = common::load_key(args.key_file.as_deref())?;
-    let mut client_opts = ClientOptions::new(common::endpoint(args.endpoint.clone())?, key);
-    client_opts.api_rate = args.api_rate.0;
+    let mut client_opts = args.service.client_options()?;
     // With --json the events come first, then the plan or the receipt, as every command does.
     let drawer = Drawer::start(Mode::choose(args.json, false));
     client_opts.progress = drawer.clone();
-    args.tls.apply(&mut client_opts);
     let client = Client::new(client_opts)?;
     let said = drawer.clone();
     let cancel = common::cancel_on_signals_telling(move |message| said.say(message));

@@ -16,13 +16,8 @@ use crate::export::{export, plan, Error as ExportError, ExportOptions, ExportSum
 /// Arguments of `cvarchive export`.
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// The training resource's endpoint, e.g. https://NAME.cognitiveservices.azure.com
-    /// (default: $VISION_TRAINING_ENDPOINT). The key comes from $VISION_TRAINING_KEY or --key-file.
-    #[arg(long, value_name = "URL")]
-    endpoint: Option<String>,
-    /// Read the training key from this file instead of $VISION_TRAINING_KEY.
-    #[arg(long, value_name = "PATH")]
-    key_file: Option<PathBuf>,
+    #[command(flatten)]
+    service: common::ServiceArgs,
     /// The archive to write (a .zip).
     #[arg(long, short, value_name = "PATH")]
     out: PathBuf,
@@ -32,9 +27,6 @@ pub struct ExportArgs {
     /// Image downloads in flight at once.
     #[arg(long, default_value_t = crate::export::DEFAULT_CONCURRENCY as u16, value_parser = clap::value_parser!(u16).range(1..=512))]
     concurrency: u16,
-    /// API calls per second (the S0 tier allows 10), or `unlimited`.
-    #[arg(long, default_value = "10", value_name = "RPS", value_parser = common::parse_api_rate, allow_negative_numbers = true)]
-    api_rate: common::ApiRate,
     /// Seconds to wait for a connection, and for an answer to start (or go on), before a request
     /// is retried. A call gives up after 5 minutes in all, or after 3 tries if the endpoint has
     /// never answered.
@@ -75,8 +67,6 @@ pub struct ExportArgs {
     /// estimate comes from the images' dimensions; see `--dry-run`).
     #[arg(long)]
     skip_space_check: bool,
-    #[command(flatten)]
-    tls: common::TlsArgs,
 }
 
 /// Runs `cvarchive export`.
@@ -98,21 +88,16 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<Exit> {
         drawer.say(&format!("demo: exporting the bundled account from an emulator at {}", emu.endpoint()));
         (Some(emu), o)
     } else {
-        let key = common::load_key(args.key_file.as_deref())?;
-        (None, ClientOptions::new(common::endpoint(args.endpoint.clone())?, key))
+        (None, args.service.client_options()?)
     };
     let key_for_redaction = (!args.demo).then(|| client_opts.key.clone());
-    if !args.demo {
-        client_opts.api_rate = args.api_rate.0;
-    }
     client_opts.progress = drawer.clone();
     client_opts.connect_timeout = Duration::from_secs(args.timeout);
     client_opts.read_timeout = Duration::from_secs(args.timeout);
     // Calls in flight stop with the export, not after their timeouts.
     client_opts.cancel = cancel.clone();
-    args.tls.apply(&mut client_opts);
     let client = Client::new(client_opts)?;
-    let rate = if args.demo { None } else { args.api_rate.0 };
+    let rate = if args.demo { None } else { args.service.api_rate.0 };
     if args.dry_run {
         drawer.finish();
         return super::projects::dry_run(&client, &args.projects, !args.no_predictions, rate, &args.out, args.json)
@@ -179,10 +164,10 @@ fn fetch_rest_command(args: &ExportArgs, key: &Option<crate::secret::TrainingKey
     if args.demo {
         push("--demo", None);
     }
-    if let Some(endpoint) = &args.endpoint {
+    if let Some(endpoint) = &args.service.endpoint {
         push("--endpoint", Some(crate::secret::redact(endpoint, key.as_ref())));
     }
-    if let Some(file) = &args.key_file {
+    if let Some(file) = &args.service.key_file {
         push("--key-file", Some(file.display().to_string()));
     }
     push("--out", Some(next_name(&args.out).display().to_string()));

@@ -3,7 +3,7 @@
 //! survey ([`crate::export::plan`]).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use clap::Args;
 use uuid::Uuid;
@@ -12,7 +12,7 @@ use super::common;
 use super::human::Escaping;
 use super::progress::human_bytes;
 use super::Exit;
-use crate::api::{Client, ClientOptions};
+use crate::api::Client;
 use crate::export::plan::{self, ExportPlan, ProjectSurvey, SurveyOptions};
 
 /// How the byte estimate is made, said beside every estimate.
@@ -22,32 +22,19 @@ const ESTIMATE: &str = "estimated from the images' width and height (a sample of
 /// Arguments of `cvarchive projects`.
 #[derive(Debug, Args)]
 pub struct ProjectsArgs {
-    /// The training resource's endpoint, e.g. https://NAME.cognitiveservices.azure.com
-    /// (default: $VISION_TRAINING_ENDPOINT). The key comes from $VISION_TRAINING_KEY or --key-file.
-    #[arg(long, value_name = "URL")]
-    endpoint: Option<String>,
-    /// Read the training key from this file instead of $VISION_TRAINING_KEY.
-    #[arg(long, value_name = "PATH")]
-    key_file: Option<PathBuf>,
+    #[command(flatten)]
+    service: common::ServiceArgs,
     /// Only this project (repeatable); default: every project.
     #[arg(long = "project", value_name = "ID")]
     projects: Vec<Uuid>,
-    /// API calls per second (the S0 tier allows 10), or `unlimited`.
-    #[arg(long, default_value = "10", value_name = "RPS", value_parser = common::parse_api_rate, allow_negative_numbers = true)]
-    api_rate: common::ApiRate,
     /// One JSON object on stdout (camelCase keys).
     #[arg(long)]
     json: bool,
-    #[command(flatten)]
-    tls: common::TlsArgs,
 }
 
 /// Runs `cvarchive projects`.
 pub async fn run(args: ProjectsArgs) -> anyhow::Result<Exit> {
-    let key = common::load_key(args.key_file.as_deref())?;
-    let mut client_opts = ClientOptions::new(common::endpoint(args.endpoint.clone())?, key);
-    client_opts.api_rate = args.api_rate.0;
-    args.tls.apply(&mut client_opts);
+    let mut client_opts = args.service.client_options()?;
     client_opts.cancel = common::cancel_on_signals_telling(|m| eprintln_escaped!("{m}"));
     let client = Client::new(client_opts)?;
     let opts = SurveyOptions { iterations: true, predictions: true };

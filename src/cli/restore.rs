@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::common;
 use super::progress::{Drawer, Mode};
 use super::Exit;
-use crate::api::{Client, ClientOptions, MAX_UPLOAD_BATCH_BYTES};
+use crate::api::{Client, MAX_UPLOAD_BATCH_BYTES};
 use crate::restore::{restore, Error as RestoreError, Report, RestoreOptions};
 
 /// Arguments of `cvarchive restore`.
@@ -17,13 +17,8 @@ use crate::restore::{restore, Error as RestoreError, Report, RestoreOptions};
 pub struct RestoreArgs {
     /// The archive to restore.
     archive: PathBuf,
-    /// The training resource to restore into (default: $VISION_TRAINING_ENDPOINT). The key comes
-    /// from $VISION_TRAINING_KEY or --key-file.
-    #[arg(long, value_name = "URL")]
-    endpoint: Option<String>,
-    /// Read the training key from this file instead of $VISION_TRAINING_KEY.
-    #[arg(long, value_name = "PATH")]
-    key_file: Option<PathBuf>,
+    #[command(flatten)]
+    service: common::ServiceArgs,
     /// Restore only this project (repeatable); default: every project.
     #[arg(long = "project", value_name = "ID")]
     projects: Vec<Uuid>,
@@ -44,28 +39,20 @@ pub struct RestoreArgs {
     /// report says how many.
     #[arg(long)]
     pub iteration_images: bool,
-    /// API calls per second (the S0 tier allows 10), or `unlimited`.
-    #[arg(long, default_value = "10", value_name = "RPS", value_parser = common::parse_api_rate, allow_negative_numbers = true)]
-    api_rate: common::ApiRate,
     /// JSON lines on stdout: one event per line, then the report.
     #[arg(long)]
     json: bool,
     /// No progress display (warnings and the summary only).
     #[arg(long)]
     no_progress: bool,
-    #[command(flatten)]
-    tls: common::TlsArgs,
 }
 
 /// Runs `cvarchive restore`.
 pub async fn run(args: RestoreArgs) -> anyhow::Result<Exit> {
     let mode = Mode::choose(args.json, args.no_progress);
     let drawer = Drawer::start(mode);
-    let key = common::load_key(args.key_file.as_deref())?;
-    let mut client_opts = ClientOptions::new(common::endpoint(args.endpoint.clone())?, key);
-    client_opts.api_rate = args.api_rate.0;
+    let mut client_opts = args.service.client_options()?;
     client_opts.progress = drawer.clone();
-    args.tls.apply(&mut client_opts);
     let client = Client::new(client_opts)?;
     let report_path = args.report.clone().unwrap_or_else(|| args.archive.with_extension("restore.json"));
     let opts = RestoreOptions {
