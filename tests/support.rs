@@ -9,6 +9,9 @@
 pub mod bags;
 pub mod delete;
 pub mod fixtures;
+/// The benchmarks' reader of a child's peak memory, so tests measure it the same way.
+#[path = "../benches/common/peak.rs"]
+pub mod peak;
 pub mod tools;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -132,23 +135,7 @@ pub fn run_measured(args: &[&str]) -> (i32, u64) {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let status_path = format!("/proc/{}/status", child.id());
-    let mut peak = 0u64;
-    loop {
-        if let Ok(status) = std::fs::read_to_string(&status_path) {
-            let hwm = status
-                .lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok());
-            if let Some(kb) = hwm {
-                peak = peak.max(kb * 1024);
-            }
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            return (status.code().unwrap_or(-1), peak);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    peak::wait_sampling_peak(&mut child)
 }
 
 /// The folder `convert --to folders` wrote for project `id` under `out` (`<name>-<id>`).

@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+pub mod peak;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -133,23 +134,7 @@ pub fn run_measured(args: &[&str], env: &[(&str, &str)]) -> Measured {
     }
     let started = Instant::now();
     let mut child = cmd.spawn().expect("the binary runs");
-    let status_path = format!("/proc/{}/status", child.id());
-    let mut peak = 0u64;
-    let code = loop {
-        if let Ok(status) = std::fs::read_to_string(&status_path) {
-            let hwm = status
-                .lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok());
-            if let Some(kb) = hwm {
-                peak = peak.max(kb * 1024);
-            }
-        }
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status.code().unwrap_or(-1);
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let (code, peak) = peak::wait_sampling_peak(&mut child);
     let seconds = started.elapsed().as_secs_f64();
     let read = |mut f: std::fs::File| {
         use std::io::{Read, Seek};
