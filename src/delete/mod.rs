@@ -7,6 +7,8 @@
 //! - [`backup`]: the backup relied on: opened once, verified in full, hashed, indexed by id and
 //!   content, all from that one open file.
 //! - [`content`]: what the gate compares beyond ids (tags, regions, metadata...), as digests.
+//! - [`held`]: the backup's index of each project's images, in a temporary file, read back one
+//!   project at a time.
 //! - [`holdings`]: what each trained iteration holds, beside the workspace.
 //! - [`plan`]: a read-only survey of the service: what would be deleted, in how many calls, and
 //!   what the API cannot delete.
@@ -17,6 +19,7 @@
 
 pub mod backup;
 pub mod content;
+pub mod held;
 pub mod holdings;
 pub mod plan;
 pub mod receipt;
@@ -337,11 +340,11 @@ pub async fn delete(
     let mut plan = plan::survey(client, opts, progress, cancel).await?;
     plan.backup_from_other_endpoint = other_endpoint;
     if let Some(backup) = &backup {
-        let lacking = backup.lacks(&plan);
+        let lacking = backup.lacks(&plan)?;
         if !lacking.is_empty() {
             return Err(Error::BackupLacks { path: backup.path.clone(), lacking });
         }
-        let differs = backup.differs(&plan);
+        let differs = backup.differs(&plan)?;
         if !differs.is_empty() {
             let total = differs.total();
             return Err(Error::BackupDiffers { path: backup.path.clone(), differences: differs.kept, total });
