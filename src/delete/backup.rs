@@ -246,7 +246,8 @@ impl Backup {
             let images = self.load(held.images)?;
             for (&id, now) in planned_images(plan, p) {
                 if let Some(then) = images.get(&id) {
-                    let what = then.differs(now);
+                    // Without the service's content (never, the two are listed together) it fails closed.
+                    let what = now.map_or_else(|| vec!["tags", "regions", "metadata"], |now| then.differs(now));
                     if !what.is_empty() {
                         out.push(Difference { kind: "image", project: p.id, id, what });
                     }
@@ -315,10 +316,12 @@ impl Backup {
 /// each: the planned images (with `allIterations` these include the ones only trained
 /// iterations hold), then, when the iterations' copies go with them, those only trained
 /// iterations hold.
-fn planned_images<'a>(plan: &Plan, p: &'a ProjectPlan) -> impl Iterator<Item = (&'a Uuid, &'a ImageContent)> {
-    let only =
-        (p.iteration_copies_go && !plan.all_iterations).then(|| p.only_in_iterations.iter().zip(&p.only_content));
-    p.images.iter().zip(&p.image_content).chain(only.into_iter().flatten())
+fn planned_images<'a>(plan: &Plan, p: &'a ProjectPlan) -> impl Iterator<Item = (&'a Uuid, Option<&'a ImageContent>)> {
+    // Every id, whatever the contents beside it: a content missing cannot hide an id.
+    let with =
+        |ids: &'a [Uuid], contents: &'a [ImageContent]| ids.iter().enumerate().map(|(i, id)| (id, contents.get(i)));
+    let only = (p.iteration_copies_go && !plan.all_iterations).then(|| with(&p.only_in_iterations, &p.only_content));
+    with(&p.images, &p.image_content).chain(only.into_iter().flatten())
 }
 
 /// The first trained iteration holding each image that only trained iterations hold.
