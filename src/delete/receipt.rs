@@ -467,22 +467,29 @@ impl Receipt {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(Error::Receipt { path: pending_path(path), detail: e.to_string() }),
         };
+        // What the service still has of one project and category, built once for the run of
+        // lines about it (a project's lines come together), not once a line.
+        let mut still_there: Option<((Uuid, Category), std::collections::HashSet<Uuid>)> = None;
         for line in text.lines().filter_map(|l| serde_json::from_str::<PendingLine>(l).ok()) {
             if !line.intent {
                 self.deleted(line.project, line.what, &line.ids);
                 continue;
             }
-            let still_there: std::collections::HashSet<Uuid> = match plan.projects.iter().find(|p| p.id == line.project)
-            {
-                Some(p) if !p.gone => match line.what {
-                    Category::Images => p.images.iter().copied().collect(),
-                    Category::Tags => p.tags.iter().copied().collect(),
-                    Category::Iterations => p.iterations.iter().map(|i| i.id).collect(),
-                    Category::Predictions => p.predictions.iter().copied().collect(),
-                },
-                _ => std::collections::HashSet::new(),
-            };
-            let gone: Vec<Uuid> = line.ids.into_iter().filter(|id| !still_there.contains(id)).collect();
+            let key = (line.project, line.what);
+            if still_there.as_ref().is_none_or(|(k, _)| *k != key) {
+                let ids = match plan.projects.iter().find(|p| p.id == line.project) {
+                    Some(p) if !p.gone => match line.what {
+                        Category::Images => p.images.iter().copied().collect(),
+                        Category::Tags => p.tags.iter().copied().collect(),
+                        Category::Iterations => p.iterations.iter().map(|i| i.id).collect(),
+                        Category::Predictions => p.predictions.iter().copied().collect(),
+                    },
+                    _ => std::collections::HashSet::new(),
+                };
+                still_there = Some((key, ids));
+            }
+            let there = &still_there.as_ref().expect("just set").1;
+            let gone: Vec<Uuid> = line.ids.into_iter().filter(|id| !there.contains(id)).collect();
             self.deleted(line.project, line.what, &gone);
         }
         Ok(())
