@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use super::content::{Difference, Differences, ImageContent, RecordContent};
 use super::held::{Block, HeldFile, HeldImages};
-use super::plan::{Plan, ProjectPlan};
+use super::plan::ProjectPlan;
 use super::Error;
 use crate::api::model::{ImageRegion, ImageTag, Iteration, Tag};
 use crate::archive::bagit::{parse_tag_file, tag_value, BAG_INFO_NAME};
@@ -96,6 +96,16 @@ pub struct BackupProject {
     /// Stored predictions in `predictions.jsonl` whose image is in the archive: where they are
     /// in the backup's temporary index.
     pub predictions: Block,
+}
+
+/// What the gate found, project by project: what the backup lacks, and what it holds with other
+/// content than the service.
+#[derive(Debug, Clone, Default)]
+pub struct Findings {
+    /// Everything the plan would delete that the backup does not hold, in plan order.
+    pub lacking: Vec<Lacking>,
+    /// Everything about to be deleted that the backup holds with other content.
+    pub differences: Differences,
 }
 
 /// Something a deletion would remove that the backup does not hold.
@@ -236,71 +246,65 @@ impl Backup {
         })
     }
 
-    /// Everything about to be deleted that the backup holds with other content than the
-    /// service holds now, in plan order: images (tags, regions, metadata), tags and iterations.
-    pub fn differs(&self, plan: &Plan) -> Result<Differences, Error> {
-        let empty = BackupProject::default();
-        let mut out = Differences::default();
-        for p in plan.projects.iter().filter(|p| !p.gone) {
-            let held = self.projects.get(&p.id).unwrap_or(&empty);
-            let images = self.load(held.images)?;
-            for (&id, now) in planned_images(plan, p) {
-                if let Some(then) = images.get(&id) {
-                    // Without the service's content (never, the two are listed together) it fails closed.
-                    let what = now.map_or_else(|| vec!["tags", "regions", "metadata"], |now| then.differs(now));
-                    if !what.is_empty() {
-                        out.push(Difference { kind: "image", project: p.id, id, what });
-                    }
-                }
-            }
-            let tags = p.tags.iter().copied();
-            record_differences(&mut out, p.id, "tag", "name, description or type", tags, &held.tags, &p.tag_content);
-            let iterations = p.iterations.iter().map(|i| i.id);
-            let what = "name, status or training time";
-            record_differences(&mut out, p.id, "iteration", what, iterations, &held.iterations, &p.iteration_content);
+    /// Checks one surveyed project of a plan against the backup (its index read back once),
+    /// adding to `out` what the backup lacks of what would be deleted, and what it holds with
+    /// other content than the service holds now: images (tags, regions, metadata), tags and
+    /// iterations, in plan order. `all_iterations`: the plan's [`super::Plan::all_iterations`].
+    pub fn check(&self, all_iterations: bool, p: &ProjectPlan, out: &mut Findings) -> Result<(), Error> {
+        if p.gone {
+            return Ok(());
         }
-        Ok(out)
-    }
-
-    /// Everything the plan would delete that this backup does not hold, in plan order.
-    pub fn lacks(&self, plan: &Plan) -> Result<Vec<Lacking>, Error> {
         let empty = BackupProject::default();
-        let mut out = Vec::new();
-        for p in plan.projects.iter().filter(|p| !p.gone) {
-            let held = self.projects.get(&p.id).unwrap_or(&empty);
-            if p.delete_project && !held.project_json {
-                out.push(Lacking { kind: "project", project: p.id, id: p.id, only_in_iteration: None });
-            }
-            // Images only trained iterations hold go with those iterations (or with allIterations);
-            // which iteration holds them is looked up only when some are lacking.
-            let images = self.load(held.images)?;
-            let lacking: Vec<Uuid> =
-                planned_images(plan, p).filter(|(id, _)| !images.contains(id)).map(|(&id, _)| id).collect();
-            drop(images);
-            if !lacking.is_empty() {
-                let holder = first_holders(p);
-                out.extend(lacking.into_iter().map(|id| Lacking {
-                    kind: "image",
-                    project: p.id,
-                    id,
-                    only_in_iteration: holder.get(&id).copied(),
-                }));
-            }
-            let mut check = |kind: &'static str, ids: &[Uuid], have: &dyn Fn(&Uuid) -> bool| {
-                out.extend(ids.iter().filter(|id| !have(id)).map(|&id| Lacking {
-                    kind,
-                    project: p.id,
-                    id,
-                    only_in_iteration: None,
-                }));
+        let held = self.projects.get(&p.id).unwrap_or(&empty);
+        if p.delete_project && !held.project_json {
+            out.lacking.push(Lacking { kind: "project", project: p.id, id: p.id, only_in_iteration: None });
+        }
+        let images = self.load(held.images)?;
+        let mut lacking = Vec::new();
+        for (&id, now) in planned_images(all_iterations, p) {
+            let Some(then) = images.get(&id) else {
+                lacking.push(id);
+                continue;
             };
-            check("tag", &p.tags, &|id| held.tags.contains_key(id));
-            let iterations: Vec<Uuid> = p.iterations.iter().map(|i| i.id).collect();
-            check("iteration", &iterations, &|id| held.iterations.contains_key(id));
-            let predictions = self.load(held.predictions)?;
-            check("prediction", &p.predictions, &|id| predictions.contains(id));
+            // Without the service's content (never: the two are listed together) it fails closed.
+            let what = now.map_or_else(|| vec!["tags", "regions", "metadata"], |now| then.differs(now));
+            if !what.is_empty() {
+                out.differences.push(Difference { kind: "image", project: p.id, id, what });
+            }
         }
-        Ok(out)
+        drop(images);
+        // Images only trained iterations hold go with those iterations (or with allIterations);
+        // which iteration holds them is looked up only when some are lacking.
+        if !lacking.is_empty() {
+            let holder = first_holders(p);
+            out.lacking.extend(lacking.into_iter().map(|id| Lacking {
+                kind: "image",
+                project: p.id,
+                id,
+                only_in_iteration: holder.get(&id).copied(),
+            }));
+        }
+        let mut check = |kind: &'static str, ids: &[Uuid], have: &dyn Fn(&Uuid) -> bool| {
+            out.lacking.extend(ids.iter().filter(|id| !have(id)).map(|&id| Lacking {
+                kind,
+                project: p.id,
+                id,
+                only_in_iteration: None,
+            }));
+        };
+        check("tag", &p.tags, &|id| held.tags.contains_key(id));
+        let iterations: Vec<Uuid> = p.iterations.iter().map(|i| i.id).collect();
+        check("iteration", &iterations, &|id| held.iterations.contains_key(id));
+        let predictions = self.load(held.predictions)?;
+        check("prediction", &p.predictions, &|id| predictions.contains(id));
+
+        let differences = &mut out.differences;
+        let tags = p.tags.iter().copied();
+        record_differences(differences, p.id, "tag", "name, description or type", tags, &held.tags, &p.tag_content);
+        let iterations = p.iterations.iter().map(|i| i.id);
+        let what = "name, status or training time";
+        record_differences(differences, p.id, "iteration", what, iterations, &held.iterations, &p.iteration_content);
+        Ok(())
     }
 
     /// One project's images or stored predictions, read back from the temporary index.
@@ -316,11 +320,14 @@ impl Backup {
 /// each: the planned images (with `allIterations` these include the ones only trained
 /// iterations hold), then, when the iterations' copies go with them, those only trained
 /// iterations hold.
-fn planned_images<'a>(plan: &Plan, p: &'a ProjectPlan) -> impl Iterator<Item = (&'a Uuid, Option<&'a ImageContent>)> {
+fn planned_images<'a>(
+    all_iterations: bool,
+    p: &'a ProjectPlan,
+) -> impl Iterator<Item = (&'a Uuid, Option<&'a ImageContent>)> {
     // Every id, whatever the contents beside it: a content missing cannot hide an id.
     let with =
         |ids: &'a [Uuid], contents: &'a [ImageContent]| ids.iter().enumerate().map(|(i, id)| (id, contents.get(i)));
-    let only = (p.iteration_copies_go && !plan.all_iterations).then(|| with(&p.only_in_iterations, &p.only_content));
+    let only = (p.iteration_copies_go && !all_iterations).then(|| with(&p.only_in_iterations, &p.only_content));
     with(&p.images, &p.image_content).chain(only.into_iter().flatten())
 }
 

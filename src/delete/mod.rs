@@ -35,7 +35,7 @@ use uuid::Uuid;
 use crate::api::{self, Client};
 use crate::progress::{Event, Phase, Progress};
 use crate::verify::Finding;
-pub use backup::{Backup, Lacking};
+pub use backup::{Backup, Findings, Lacking};
 pub use content::Difference;
 pub use plan::{Plan, ProjectPlan};
 pub use receipt::{Receipt, RunOutcome};
@@ -337,14 +337,21 @@ pub async fn delete(
         }
     }
     progress.event(Event::Phase { phase: Phase::Connecting, project_id: None });
-    let mut plan = plan::survey(client, opts, progress, cancel).await?;
+    // Each project is checked against the backup as soon as it is surveyed, so that the plan
+    // need not keep what the service holds of every image (see plan::ProjectPlan::image_content).
+    let mut findings = Findings::default();
+    let all_iterations = opts.sends_all_iterations();
+    let mut gate = |p: &ProjectPlan| match &backup {
+        Some(backup) => backup.check(all_iterations, p, &mut findings),
+        None => Ok(()),
+    };
+    let mut plan = plan::survey(client, opts, progress, cancel, &mut gate).await?;
     plan.backup_from_other_endpoint = other_endpoint;
     if let Some(backup) = &backup {
-        let lacking = backup.lacks(&plan)?;
-        if !lacking.is_empty() {
-            return Err(Error::BackupLacks { path: backup.path.clone(), lacking });
+        if !findings.lacking.is_empty() {
+            return Err(Error::BackupLacks { path: backup.path.clone(), lacking: findings.lacking });
         }
-        let differs = backup.differs(&plan)?;
+        let differs = findings.differences;
         if !differs.is_empty() {
             let total = differs.total();
             return Err(Error::BackupDiffers { path: backup.path.clone(), differences: differs.kept, total });

@@ -81,11 +81,12 @@ pub struct ProjectPlan {
     /// Mutating calls for this project.
     pub calls: u64,
     /// What the service holds now of each image of [`Self::images`], in the same order, to
-    /// compare with the backup's.
+    /// compare with the backup's: filled while the project is surveyed, emptied once the gate
+    /// has checked it (the run needs only the ids).
     #[serde(skip)]
     pub image_content: Vec<ImageContent>,
     /// What the service holds now of each image of [`Self::only_in_iterations`], in the same
-    /// order, as the first holding iteration lists it.
+    /// order, as the first holding iteration lists it; emptied like [`Self::image_content`].
     #[serde(skip)]
     pub only_content: Vec<ImageContent>,
     /// What the service holds now of each tag to delete.
@@ -145,12 +146,17 @@ impl ProjectPlan {
     }
 }
 
-/// Reads the service (never writes) and builds the plan.
+/// What checks each project as soon as it is surveyed (the backup gate), before what the
+/// service holds of its images is dropped.
+pub(crate) type Gate<'a> = dyn FnMut(&ProjectPlan) -> Result<(), Error> + Send + 'a;
+
+/// Reads the service (never writes) and builds the plan, handing each project to `gate`.
 pub(crate) async fn survey(
     client: &Client,
     opts: &DeleteOptions,
     progress: &dyn Progress,
     cancel: &CancellationToken,
+    gate: &mut Gate<'_>,
 ) -> Result<Plan, Error> {
     let targets = match &opts.targets {
         Targets::Projects(ids) => {
@@ -183,6 +189,10 @@ pub(crate) async fn survey(
             }
             other => other?,
         };
+        gate(&p)?;
+        let mut p = p;
+        p.image_content = Vec::new();
+        p.only_content = Vec::new();
         // Surveyed: its progress line can go.
         progress.event(Event::ProjectFinished { project_id: id.to_string(), images: p.images.len() as u64 });
         plan.calls += p.calls;
