@@ -1,5 +1,11 @@
 //! The plan: a read-only survey of what a deletion would remove, project by project, how many
 //! mutating calls it takes, and what the API cannot delete at all.
+//!
+//! Memory per image: its 16-byte id, which the run deletes by and the receipt records. While one
+//! project is surveyed, also the 22-byte digest of what the service holds of each of its images
+//! ([`ImageContent`], beside the ids), a set of the ids seen (listings shift while paged) and,
+//! for trained iterations, a sorted copy of the workspace's ids: one project's worth, dropped
+//! once the backup gate has checked it.
 
 use std::collections::{HashMap, HashSet};
 
