@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use serde::de::IgnoredAny;
 
 use super::tags::{unreadable, Tags};
-use super::{entries, Bag, Finding, FindingKind, Findings, PAYLOAD};
+use super::{Bag, Finding, FindingKind, Findings, PAYLOAD};
 use crate::archive::data::{self, bound_file_problem, JsonError, ListedFile, ListingKind, MAX_PATH_BYTES};
 use crate::archive::layout::{account_json, unsafe_path_reason};
 use crate::archive::Entry;
@@ -82,7 +82,7 @@ pub(super) fn check(
 
 /// Reports every payload file in a listing's folder that no line lists, in directory order.
 fn unlisted(bag: &Bag<'_>, first_line: &[u32], absent: &HashSet<(&str, ListingKind)>, findings: &mut Findings) {
-    for e in entries(bag.reader).map_while(Result::ok) {
+    for e in bag.reader.entries().map_while(Result::ok) {
         if !bag.is(e.index, PAYLOAD) || first_line[e.index] != 0 {
             continue;
         }

@@ -227,7 +227,7 @@ impl<'a> Bag<'a> {
 
     /// Entry `index`, read back from the zip directory.
     fn entry(&self, index: usize) -> Result<Entry, EntryProblem> {
-        entry_at(self.reader, index).map_err(|e| EntryProblem::Io(crate::text::error_chain(&e)))
+        self.reader.entry_at(index).map_err(|e| EntryProblem::Io(crate::text::error_chain(&e)))
     }
 
     /// Entry `index`'s path relative to the bag folder (its raw name if outside), for a finding.
@@ -251,24 +251,6 @@ impl<'a> Bag<'a> {
     }
 }
 
-/// How many entries the zip directory lists.
-fn entry_count(reader: &BagReader) -> usize {
-    reader.entries().len()
-}
-
-/// Every entry in directory order, as the reader reads them back.
-fn entries(reader: &BagReader) -> impl Iterator<Item = Result<Entry, archive::Error>> + '_ {
-    reader.entries().iter().cloned().map(Ok)
-}
-
-/// Entry `index`, as the reader reads it back.
-fn entry_at(reader: &BagReader, index: usize) -> Result<Entry, archive::Error> {
-    reader.entries().get(index).cloned().ok_or_else(|| archive::Error::NotZip {
-        path: reader.path().to_path_buf(),
-        reason: format!("no entry {index}"),
-    })
-}
-
 /// Verifies the archive at `path`; `Err` only when it cannot be read as an archive at all.
 pub fn verify(path: &Path, opts: &VerifyOptions) -> Result<Report, Error> {
     Ok(verify_reader(&BagReader::open(path)?, opts))
@@ -283,7 +265,7 @@ pub fn verify_reader(reader: &BagReader, opts: &VerifyOptions) -> Report {
         archive: path.to_path_buf(),
         mode: if opts.fast { "fast" } else { "full" },
         bag_name: reader.bag_name().map(str::to_string),
-        entries: entry_count(reader) as u64,
+        entries: reader.entry_count() as u64,
         payload_files: 0,
         payload_bytes: 0,
         bytes_hashed: 0,

@@ -16,7 +16,7 @@ use super::finding::Ranked;
 use super::names::Bits;
 use super::pagecode::{is_data_script, script_finding, DataCall};
 use super::tags::{unreadable, Tags};
-use super::{entries, Bag, Finding, FindingKind, Findings, VerifyOptions, OVERLAPPING, PAYLOAD};
+use super::{Bag, Finding, FindingKind, Findings, VerifyOptions, OVERLAPPING, PAYLOAD};
 use crate::archive::{Entry, EntryDigest, EntryProblem};
 use crate::progress::{Event, Phase};
 
@@ -71,7 +71,7 @@ pub(super) fn hash_all(bag: &Bag<'_>, tags: &Tags, opts: &VerifyOptions) -> Hash
             scope.spawn(|| hash_jobs(bag, tags, opts, &rx, &total, &shared));
         }
         let mut overlapping = 0u128;
-        for e in entries(bag.reader).map_while(Result::ok) {
+        for e in bag.reader.entries().map_while(Result::ok) {
             if !bag.is(e.index, PAYLOAD) {
                 continue;
             }

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use super::names::Names;
-use super::{entries, entry_count, Bag, Finding, FindingKind, Findings, FILE, OVERLAPPING, PAYLOAD};
+use super::{Bag, Finding, FindingKind, Findings, FILE, OVERLAPPING, PAYLOAD};
 use crate::archive::data::ListingKind;
 use crate::archive::layout::unsafe_path_reason;
 use crate::archive::zipconst::LOCAL_HEADER_LEN;
@@ -18,7 +18,7 @@ use crate::archive::{BagReader, Entry};
 
 /// Runs the zip-level checks; `None` when there is no bag folder to go on (a finding says why).
 pub(super) fn check<'a>(reader: &'a BagReader, findings: &mut Findings) -> Option<Bag<'a>> {
-    let count = entry_count(reader);
+    let count = reader.entry_count();
     if let Some(why) = reader.recovered() {
         findings.push(
             Finding::new(FindingKind::Truncated, reader.path().display().to_string())
@@ -36,13 +36,14 @@ pub(super) fn check<'a>(reader: &'a BagReader, findings: &mut Findings) -> Optio
         json_files: Vec::new(),
     };
     let mut sweep = Sweep::new();
-    for e in entries(reader) {
+    for e in reader.entries() {
         let e = match e {
             Ok(e) if e.index < count => e,
             Ok(_) => continue,
             Err(err) => {
+                // Reading the directory back fails only when the file changed since it was opened.
                 findings.push(
-                    Finding::new(FindingKind::UnreadableEntry, reader.path().display().to_string())
+                    Finding::new(FindingKind::Truncated, reader.path().display().to_string())
                         .detail(crate::text::error_chain(&err)),
                 );
                 break;
@@ -182,7 +183,7 @@ impl Sweep {
 fn overlaps(bag: &mut Bag<'_>, mut sweep: Sweep, findings: &mut Findings) {
     if !sweep.in_order {
         let mut triples: Vec<(u64, u64, u32)> = Vec::with_capacity(bag.kinds.len());
-        for e in entries(bag.reader).map_while(Result::ok) {
+        for e in bag.reader.entries().map_while(Result::ok) {
             triples.push((e.header_offset, min_end(&e), e.index as u32));
         }
         triples.sort_unstable_by_key(|&(offset, _, index)| (offset, index));
