@@ -131,7 +131,7 @@ fn for_each_line(
     findings: &mut Findings,
     mut each: impl FnMut(&mut Findings, usize, &[u8]),
 ) {
-    let result = data::for_each_line(bag.reader, entry, |number, line| match line {
+    let result = data::for_each_line_unhashed(bag.reader, entry, |number, line| match line {
         Ok(line) => each(findings, number, line),
         Err(why) => findings.push_with(FindingKind::TooLarge, || {
             Finding::new(FindingKind::TooLarge, path).detail(format!("line {number}: {why}"))
@@ -156,6 +156,7 @@ fn check_listing(
     let listing_path = listing_path(project, kind);
     let listing = kind.listing_name();
     let mut listed = 0usize;
+    let mut hint = 0;
     for_each_line(bag, &listing_path, entry, findings, |findings, number, line| {
         let item: ListedFile = match serde_json::from_slice(line) {
             Ok(item) => item,
@@ -177,7 +178,9 @@ fn check_listing(
             return findings.push(bad(why));
         }
         let data_path = format!("data/{file}");
-        let Some(target) = bag.find_payload(&data_path) else {
+        let found = bag.find_payload_near(&data_path, hint);
+        hint = found.map_or(hint, |i| i + 1);
+        let Some(target) = found else {
             return findings.push_with(FindingKind::ListedFileMissing, || {
                 Finding::new(FindingKind::ListedFileMissing, data_path.clone())
                     .detail(format!("listed in {listing_path} line {number}"))

@@ -217,12 +217,17 @@ impl<'a> Bag<'a> {
 
     /// The index of the file `<bag>/<rel>` (the first entry of that name), if there is one.
     fn find(&self, rel: &str) -> Option<usize> {
-        self.names.find(&[&self.name, "/", rel]).find(|&i| self.is(i, FILE))
+        self.names.find(&[&self.name, "/", rel], 0, |i| self.is(i, FILE))
     }
 
     /// The index of the payload file `rel` (`data/...`), if there is one.
     fn find_payload(&self, rel: &str) -> Option<usize> {
-        self.find(rel).filter(|&i| self.is(i, PAYLOAD))
+        self.find_payload_near(rel, 0)
+    }
+
+    /// [`Bag::find_payload`] trying the entries from `hint` on first (see [`Names::find`]).
+    fn find_payload_near(&self, rel: &str, hint: usize) -> Option<usize> {
+        self.names.find(&[&self.name, "/", rel], hint, |i| self.is(i, FILE | PAYLOAD))
     }
 
     /// Entry `index`, read back from the zip directory.

@@ -143,6 +143,7 @@ fn read_manifest(
     findings: &mut Findings,
 ) -> Result<[u8; 32], EntryProblem> {
     let account = format!("data/{}", account_json());
+    let mut hint = 0;
     data::read_manifest(bag.reader, entry, |number, line| {
         let bad = |findings: &mut Findings, why: &dyn Fn() -> String| {
             findings.push_with(FindingKind::InvalidManifestLine, || {
@@ -155,7 +156,9 @@ fn read_manifest(
             Ok((_, path)) if !path.starts_with("data/") => bad(findings, &|| format!("{path:?} is not under data/")),
             Ok((sha, path)) => {
                 tags.account_listed |= path == account;
-                match bag.find_payload(&path) {
+                let found = bag.find_payload_near(&path, hint);
+                hint = found.map_or(hint, |i| i + 1);
+                match found {
                     None => findings.push_with(FindingKind::MissingPayloadFile, || {
                         Finding::new(FindingKind::MissingPayloadFile, path).expected(hex::encode(sha))
                     }),

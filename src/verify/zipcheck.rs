@@ -49,7 +49,7 @@ pub(super) fn check<'a>(reader: &'a BagReader, findings: &mut Findings) -> Optio
                 break;
             }
         };
-        bag.names.push(&e.name, e.index);
+        bag.names.push(&e.name);
         bag.sizes[e.index] = e.size;
         sweep.feed(e.header_offset, min_end(&e), e.index);
         if bag_name.is_some() {
