@@ -198,13 +198,16 @@ impl Findings {
     }
 }
 
+/// Kept findings of one kind by (entry index, order of arrival).
+type KeptByEntry = BTreeMap<(usize, u64), Finding>;
+
 /// Findings made out of order (by the hashing threads), kept as [`Findings`] would keep them had
 /// they come in entry order: per kind those of the [`MAX_FINDINGS_PER_KIND`] lowest entry
 /// indices, the rest counted. Memory is bounded by the cap, however many entries are damaged.
 #[derive(Debug, Default)]
 pub(crate) struct Ranked {
     /// Per kind: how many in all, and the kept ones by (entry index, arrival).
-    kinds: BTreeMap<FindingKind, (u64, BTreeMap<(usize, u64), Finding>)>,
+    kinds: BTreeMap<FindingKind, (u64, KeptByEntry)>,
     arrivals: u64,
 }
 
