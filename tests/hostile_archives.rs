@@ -250,7 +250,7 @@ fn convert_streams_a_listing_bomb_and_names_the_copied_line() {
     let (code, _, stderr) = cli_stdout(&args);
     assert_eq!(code, 2);
     assert!(stderr.contains("listed again"), "{stderr}");
-    assert_bounded(&["verify", "--fast", path.to_str().unwrap()], &[1]);
+    assert_bounded(&["verify", path.to_str().unwrap()], &[1]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

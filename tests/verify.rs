@@ -9,7 +9,7 @@ use std::process::Command;
 
 use cvarchive::archive::layout::{self, unsafe_path_reason};
 use cvarchive::archive::BagReader;
-use cvarchive::verify::{inspect, verify, FindingKind, Report, VerifyOptions};
+use cvarchive::verify::{inspect, verify, FindingKind, NotChecked, Report, VerifyOptions};
 use sha2::{Digest, Sha256};
 
 use crate::support::bags::{rebag, recompute_tagmanifest, rename_raw, replace_entry, rewrite};
@@ -201,7 +201,10 @@ fn listings_must_agree_with_the_images() {
         let size = image_bytes(2).len();
         e.1 = text.replace(&format!("\"size\":{size}"), &format!("\"size\":{}", size + 1)).into_bytes();
     });
-    assert_finding(&fast(&wrong_size), FindingKind::ListedFileMismatch, &image_path(2));
+    assert_finding(&full(&wrong_size), FindingKind::ListedFileMismatch, &image_path(2));
+    let quick = fast(&wrong_size);
+    assert!(quick.is_clean(), "--fast reads no listing: {:#?}", quick.findings);
+    assert!(quick.not_checked.contains(&NotChecked::Listings), "and says so");
 
     let gone = dir.path().join("gone.zip");
     rebag(&good, &gone, |l| l.retain(|(n, _)| format!("data/{n}") != image_path(1)));

@@ -126,20 +126,31 @@ pub enum NotChecked {
     /// Data scripts of the browse page are not proved pure data calls (its code files are
     /// compared).
     PageDataScripts,
+    /// The image and prediction listings are not read: whether each file is listed once, with
+    /// its size and hash, and each listed file exists.
+    Listings,
 }
 
 impl NotChecked {
     /// Every check `--fast` leaves out.
-    pub const FAST: [NotChecked; 4] =
-        [NotChecked::PayloadSha256, NotChecked::EntryCrc32, NotChecked::MetadataJson, NotChecked::PageDataScripts];
+    pub const FAST: [NotChecked; 5] = [
+        NotChecked::PayloadSha256,
+        NotChecked::EntryCrc32,
+        NotChecked::MetadataJson,
+        NotChecked::PageDataScripts,
+        NotChecked::Listings,
+    ];
 
     /// What it means, in words.
     pub fn describe(self) -> &'static str {
         match self {
             NotChecked::PayloadSha256 => "payload SHA-256 hashes against the manifest (damaged bytes go unnoticed)",
             NotChecked::EntryCrc32 => "zip CRC-32s and inflated sizes of the entries",
-            NotChecked::MetadataJson => "that every JSON and JSONL metadata file parses (the listings are read)",
+            NotChecked::MetadataJson => "that every JSON and JSONL metadata file parses",
             NotChecked::PageDataScripts => "that the browse page's data scripts are pure data calls",
+            NotChecked::Listings => {
+                "that images.jsonl and predictions.jsonl list every file once, with its size and hash"
+            }
         }
     }
 }
