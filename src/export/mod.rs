@@ -6,6 +6,7 @@
 pub mod account;
 mod base;
 mod download;
+mod ids;
 mod iterations;
 mod models;
 pub mod plan;
