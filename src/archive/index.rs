@@ -201,6 +201,21 @@ impl Iterator for Live<'_> {
     }
 }
 
+impl WrittenEntry {
+    /// The entry as bytes (the index's record), for a spill file ([`WrittenEntry::from_record`]
+    /// reads it back).
+    pub(crate) fn to_record(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(FIXED + self.data_path.len());
+        encode(&mut out, self);
+        out
+    }
+
+    /// An entry from [`WrittenEntry::to_record`]'s bytes.
+    pub(crate) fn from_record(mut record: &[u8]) -> std::io::Result<WrittenEntry> {
+        decode(&mut record)
+    }
+}
+
 fn path_hash(data_path: &str) -> u64 {
     let mut h = DefaultHasher::new();
     data_path.hash(&mut h);

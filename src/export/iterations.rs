@@ -233,7 +233,7 @@ pub(super) async fn archive_only_in_iterations(
         .map(|(iteration, n, image)| {
             let refresher = refreshers[&iteration].clone();
             async move {
-                if let Some(entry) = ctx.kept.take_image(image.id) {
+                if let Some(entry) = ctx.kept.take_image(image.id).map_err(Error::Spool)? {
                     return Ok((n, image, Ok(Stored::InArchive(entry))));
                 }
                 if let Some(copied) = copy_from_base(ctx, sink, BlobKind::Image, image.id).await? {

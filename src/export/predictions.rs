@@ -45,7 +45,7 @@ pub(super) async fn export_predictions(
     let downloads = listed
         .map_err(Error::from)
         .map_ok(|(seq, sent, p)| async move {
-            if let Some(entry) = ctx.kept.take_prediction(p.id) {
+            if let Some(entry) = ctx.kept.take_prediction(p.id).map_err(Error::Spool)? {
                 return Ok((seq, p, Ok(Stored::InArchive(entry))));
             }
             if let Some(copied) = copy_from_base(ctx, sink, BlobKind::Prediction, p.id).await? {

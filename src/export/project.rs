@@ -475,7 +475,7 @@ async fn list_images(
                 if !new {
                     continue;
                 }
-                let kept = kept.take_image(image.id);
+                let kept = kept.take_image(image.id).map_err(Error::Spool)?;
                 let listed = ListedImage { seq, image, tagged, gone: false, kept };
                 if tx.send(Ok(listed)).await.is_err() {
                     return Ok(None);
