@@ -64,6 +64,9 @@ pub struct ExportOptions {
     pub max_image_bytes: u64,
     /// The largest model package accepted.
     pub max_model_bytes: u64,
+    /// What a survey just read (the room check's): the projects, domains and image counts are
+    /// then not read again at the start.
+    pub surveyed: Option<plan::Surveyed>,
 }
 
 impl ExportOptions {
@@ -80,6 +83,7 @@ impl ExportOptions {
             base: None,
             max_image_bytes: 64 << 20,
             max_model_bytes: 8 << 30,
+            surveyed: None,
         }
     }
 }
@@ -231,7 +235,10 @@ pub async fn export(
         None => None,
     };
     progress.event(Event::Phase { phase: Phase::Connecting, project_id: None });
-    let projects = resolve_projects(client, &opts.projects).await?;
+    let projects = match &opts.surveyed {
+        Some(surveyed) => surveyed.projects.clone(),
+        None => resolve_projects(client, &opts.projects).await?,
+    };
     progress.event(Event::Started { projects: projects.len() });
     progress.event(Event::Phase { phase: Phase::Listing, project_id: None });
 
@@ -364,9 +371,12 @@ impl Run<'_> {
         projects: Vec<Project>,
     ) -> Result<(Vec<AccountProject>, Vec<Missing>), Error> {
         // Domain types (Classification, ObjectDetection) name what each project is; not essential.
-        let domains = match self.client.get_domains().await {
-            Ok(d) => d.into_iter().filter_map(|d| Some((d.id, d.domain_type?))).collect(),
-            Err(_) => std::collections::HashMap::new(),
+        let domains = match &self.opts.surveyed {
+            Some(surveyed) => surveyed.domains.clone(),
+            None => match self.client.get_domains().await {
+                Ok(d) => d.into_iter().filter_map(|d| Some((d.id, d.domain_type?))).collect(),
+                Err(_) => std::collections::HashMap::new(),
+            },
         };
         let downloads = tokio::sync::Semaphore::new(self.opts.concurrency.max(1));
         let ctx = project::Ctx {

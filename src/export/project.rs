@@ -81,7 +81,11 @@ pub async fn export_project(ctx: &Ctx<'_>, sink: &Sink, project: Project) -> Res
     let stored_project = Project { thumbnail_uri: None, ..project.clone() };
     send_json(sink, layout::project_json(pid), &stored_project).await?;
 
-    record.reported = counts(client, pid).await?;
+    // The room check's counts, when it just read them, are the counts at the start.
+    record.reported = match ctx.opts.surveyed.as_ref().and_then(|s| s.counts.get(&pid)) {
+        Some(counted) => *counted,
+        None => counts(client, pid).await?,
+    };
     ctx.progress.event(Event::ImagesFound {
         project_id: pid.to_string(),
         total: record.reported.tagged + record.reported.untagged,
