@@ -12,7 +12,7 @@
 //! archive's order.
 
 use std::fs::File;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::PathBuf;
 
@@ -166,9 +166,7 @@ impl EntryIndex {
         if self.one_tag {
             return 5;
         }
-        let mut h = self.keys.build_hasher();
-        data_path.hash(&mut h);
-        h.finish() >> 40
+        self.keys.hash_one(data_path) >> 40
     }
 
     fn read_at(&self, pos: u64) -> std::io::Result<WrittenEntry> {

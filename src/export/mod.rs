@@ -2,6 +2,12 @@
 //! with bounded concurrency, hash it as it streams, and hand everything to the single archive
 //! writer. The archive is written under a temporary name beside the target and renamed only
 //! when complete.
+//!
+//! Memory stays a fixed budget plus a few bytes per image: per project being exported (two at
+//! once), an `ids::IdSet` of its image ids (about 12 bytes an image) and a bit per image for each
+//! listing pass and each trained iteration; for the whole archive, the writer's index (about 10-20
+//! bytes an entry, `archive::index`). Every line of metadata, every id list and every record of
+//! `--base` or of a resumed archive waits in temporary files beside the archive.
 
 pub mod account;
 mod base;

@@ -3,6 +3,9 @@
 //! plan of an export (API calls and the time they take at a rate), and the checks of `--out`
 //! (a file in an existing folder, on a disk with room) made before any download.
 //!
+//! Memory per image: none (a sample page a project; the counts); what the room check read is
+//! handed to the export ([`Surveyed`]) so it is not read twice.
+//!
 //! The byte estimate cannot come from the images themselves without downloading them, and the
 //! API gives no image sizes. It is made from what the listing does give, each image's width and
 //! height, on a sample: one page of a project's images (its oldest [`SAMPLE`]), each taken as a
@@ -294,12 +297,7 @@ pub fn project_calls(p: &ProjectSurvey, predictions: bool) -> u64 {
 
 /// The plan of exporting `projects` (surveyed with iterations and, when `predictions`,
 /// predictions) into `out`, at `api_rate` calls per second.
-pub fn plan(
-    projects: Vec<ProjectSurvey>,
-    predictions: bool,
-    api_rate: Option<f64>,
-    out: &Path,
-) -> ExportPlan {
+pub fn plan(projects: Vec<ProjectSurvey>, predictions: bool, api_rate: Option<f64>, out: &Path) -> ExportPlan {
     let images: u64 = projects.iter().map(|p| p.tagged + p.untagged).sum();
     let stored: u64 = if predictions { projects.iter().map(|p| p.predictions.unwrap_or(0)).sum() } else { 0 };
     let estimated_bytes = projects

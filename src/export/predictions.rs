@@ -1,6 +1,9 @@
 //! Stored predictions: QueryPredictions followed by its continuation token to the end, each
 //! prediction's image downloaded `concurrency` at a time (its expired link refreshed by querying
 //! again), and `predictions.jsonl` in listing order.
+//!
+//! Memory per prediction: its id in an [`IdSet`] (about 12 bytes: the listing may repeat a
+//! prediction, and each is archived once); its line waits in a spool on disk.
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -1,6 +1,12 @@
 //! One project's export: its metadata, iterations, images and stored predictions, in that
-//! order (model exports are in `models`, stored predictions in `predictions`). Listing runs ahead in its own task; downloads run `concurrency` at a time; everything
-//! goes to the single archive sink.
+//! order (model exports are in `models`, stored predictions in `predictions`). Listing runs
+//! ahead in its own task; downloads run `concurrency` at a time; everything goes to the single
+//! archive sink.
+//!
+//! Memory per image of the project: its id in an [`IdSet`] (about 12 bytes), because listing by
+//! `skip` repeats images when the workspace changes and each must be archived once, and its
+//! ordinal there is its `images.jsonl` line number; one bit for the listing pass (to count what
+//! each pass saw). Its `images.jsonl` line waits in a [`Spool`] on disk.
 
 use std::path::Path;
 
@@ -403,13 +409,7 @@ async fn list_workspace(
     kept: ResumedBlobs,
     ids: IdSet,
 ) -> Result<Listing, Error> {
-    let mut listing = Listing {
-        ids,
-        after: before,
-        last_pass: ImageCounts::default(),
-        passes: 0,
-        settled: false,
-    };
+    let mut listing = Listing { ids, after: before, last_pass: ImageCounts::default(), passes: 0, settled: false };
     // The images a pass listed, by ordinal: one bit an image.
     let mut this_pass = Bits::default();
     while listing.passes < MAX_LISTING_PASSES && !cancel.is_cancelled() {
