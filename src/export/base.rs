@@ -43,17 +43,28 @@ impl Base {
     pub fn open(path: &Path, dir: &Path) -> Result<Base, BaseError> {
         let fail = |reason: String| BaseError { path: path.to_path_buf(), reason };
         let reader = BagReader::open(path).map_err(|e| fail(crate::text::error_chain(&e)))?;
-        let entry = reader.bag_entry(MANIFEST_NAME).ok_or_else(|| fail(format!("it has no {MANIFEST_NAME}")))?;
+        let entry = reader
+            .bag_entry(MANIFEST_NAME)
+            .map_err(|e| fail(crate::text::error_chain(&e)))?
+            .ok_or_else(|| fail(format!("it has no {MANIFEST_NAME}")))?;
         let spooled = |e: std::io::Error| fail(format!("cannot write a temporary file in {}: {e}", dir.display()));
         let mut ids = [IdSet::new_in(dir), IdSet::new_in(dir)];
         let mut spools = [Spool::new_in(dir).map_err(spooled)?, Spool::new_in(dir).map_err(spooled)?];
         // Streamed; only lines naming an image or prediction entry the archive holds are kept,
         // the first of each id.
-        let mut failed = None;
-        data::read_manifest(&reader, entry, |_, line| {
+        let (mut failed, mut unreadable) = (None, None);
+        data::read_manifest(&reader, &entry, |_, line| {
             let Ok((sha, full)) = line else { return };
             let Some(rel) = full.strip_prefix("data/") else { return };
-            let Some((kind, id)) = blob_key(rel).filter(|_| reader.bag_entry(&full).is_some()) else { return };
+            let Some((kind, id)) = blob_key(rel) else { return };
+            match reader.bag_entry(&full) {
+                Ok(Some(_)) => {}
+                Ok(None) => return,
+                Err(e) => {
+                    unreadable.get_or_insert(e);
+                    return;
+                }
+            }
             let k = kind as usize;
             let kept = ids[k].insert(id).and_then(|(n, new)| match new {
                 true => spools[k].push(n, format!("{} {rel}", hex::encode(sha)).as_bytes()),
@@ -64,6 +75,9 @@ impl Base {
             }
         })
         .map_err(|e| fail(format!("{MANIFEST_NAME}: {e}")))?;
+        if let Some(e) = unreadable {
+            return Err(fail(crate::text::error_chain(&e)));
+        }
         if let Some(e) = failed {
             return Err(spooled(e));
         }
@@ -89,8 +103,9 @@ impl Base {
             Err(e) => return Some(Err(e)),
         };
         let found = match self.reader.bag_entry(&format!("data/{rel}")) {
-            Some(entry) => Ok(BaseBlob { source: self.reader.clone(), entry: entry.clone(), path: rel, sha256 }),
-            None => Err(format!("{}: data/{rel} is listed but absent", self.path.display())),
+            Ok(Some(entry)) => Ok(BaseBlob { source: self.reader.clone(), entry, path: rel, sha256 }),
+            Ok(None) => Err(format!("{}: data/{rel} is listed but absent", self.path.display())),
+            Err(e) => Err(crate::text::error_chain(&e)),
         };
         Some(found)
     }
