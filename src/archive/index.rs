@@ -7,7 +7,10 @@
 //! and a control byte, at most 7/8 full, so 10-21 bytes an entry, never the 17-39 of a
 //! `HashMap<u64, u64>`). A lookup reads back the records whose 24-bit hash matches, to compare
 //! the path, so equal hashes are told apart exactly, at the cost of a read. Whether a record is
-//! live needs no read: its hash and position are the table's element. The manifest and the
+//! live needs no read: its hash and position are the table's element. The table is cut into
+//! [`SHARDS`] by the tag's top bits, each growing on its own: a growing table briefly holds its
+//! old and new slots (half as much again), and so that moment costs a sixteenth of that at a
+//! time, not half of the whole index at once. The manifest and the
 //! central directory stream the live records back in the order they were written, which is the
 //! archive's order.
 
@@ -25,6 +28,8 @@ use crate::platform::write_all_at;
 
 /// Records are written out once this many bytes of them are pending.
 const PENDING: usize = 64 << 10;
+/// Tables the live entries are spread over (by the tag's top 4 bits).
+const SHARDS: usize = 16;
 /// Record positions this large and over do not fit an element (a terabyte of records).
 const MAX_POS: u64 = 1 << 40;
 /// The fixed part of a record: offset, compressed size, size (u64), CRC-32 (u32), SHA-256,
@@ -43,7 +48,7 @@ pub(super) struct EntryIndex {
     /// Records not yet written out; they follow `written`.
     pending: Vec<u8>,
     /// Per live entry: its path's hash tag (top 24 bits) and its record's position (low 40).
-    live: HashTable<u64>,
+    live: [HashTable<u64>; SHARDS],
     /// Keys the path hash, so that paths chosen to collide cannot be prepared.
     keys: std::collections::hash_map::RandomState,
     files: u64,
@@ -91,7 +96,7 @@ impl EntryIndex {
             }
         }
         let tag = self.tag(&e.data_path);
-        self.live.insert_unique(spread(tag), tag << 40 | pos, |&el| spread(el >> 40));
+        self.live[shard(tag)].insert_unique(spread(tag), tag << 40 | pos, |&el| spread(el >> 40));
         self.files += 1;
         self.bytes += e.size;
         Ok(())
@@ -102,7 +107,7 @@ impl EntryIndex {
     pub fn remove(&mut self, data_path: &str) -> std::io::Result<Option<WrittenEntry>> {
         let Some((pos, e)) = self.find(data_path)? else { return Ok(None) };
         let tag = self.tag(data_path);
-        if let Ok(found) = self.live.find_entry(spread(tag), |&el| el == tag << 40 | pos) {
+        if let Ok(found) = self.live[shard(tag)].find_entry(spread(tag), |&el| el == tag << 40 | pos) {
             found.remove();
         }
         self.files -= 1;
@@ -132,7 +137,7 @@ impl EntryIndex {
         let tag = self.tag(data_path);
         let mut found = None;
         let mut failed = None;
-        self.live.find(spread(tag), |&el| {
+        self.live[shard(tag)].find(spread(tag), |&el| {
             if el >> 40 != tag {
                 return false;
             }
@@ -157,7 +162,7 @@ impl EntryIndex {
 
     fn is_live(&self, pos: u64, data_path: &str) -> bool {
         let tag = self.tag(data_path);
-        self.live.find(spread(tag), |&el| el == tag << 40 | pos).is_some()
+        self.live[shard(tag)].find(spread(tag), |&el| el == tag << 40 | pos).is_some()
     }
 
     /// The top 24 bits of the keyed hash of a path.
@@ -247,10 +252,15 @@ impl WrittenEntry {
     }
 }
 
-/// The table's hash of a 24-bit tag: spread over the bits `hashbrown` takes for the bucket (low)
-/// and for its control byte (top 7).
+/// The table of the live entries that holds those with this tag.
+fn shard(tag: u64) -> usize {
+    (tag >> 20) as usize % SHARDS
+}
+
+/// The table's hash of a 24-bit tag: its low 20 bits (the top 4 choose the shard) both low, for
+/// the bucket `hashbrown` starts at, and top, where it takes its control byte from.
 fn spread(tag: u64) -> u64 {
-    tag << 40 | tag << 16 | tag
+    (tag << 44) | (tag & 0xf_ffff)
 }
 
 fn encode(out: &mut Vec<u8>, e: &WrittenEntry) {
