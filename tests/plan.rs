@@ -118,6 +118,28 @@ async fn a_dry_run_plans_from_counts_writes_nothing_and_foresees_the_export_call
     assert!(stdout.contains(&format!("images: {images} and {predictions} stored predictions")), "{stdout}");
 }
 
+/// The room check before the downloads reads the projects, domains and workspace counts once;
+/// the export takes them over instead of reading them again.
+#[tokio::test]
+async fn the_export_reuses_what_the_room_check_read() {
+    let emu = generated_emulator("projects=2,images=60,seed=17").await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("reused.zip");
+    let (code, _, err) =
+        run(&emu, &["export", "--out", out.to_str().unwrap(), "--no-progress", "--api-rate", "unlimited"]).await;
+    assert_eq!(code, Some(0), "{err}");
+    let requests = emu.requests();
+    let calls = |op: &str, workspace: bool| {
+        requests.iter().filter(|r| r.operation == op && r.path.contains("iterationId") != workspace).count()
+    };
+    assert_eq!(calls("GetProjects", true), 1);
+    assert_eq!(calls("GetDomains", true), 1);
+    // Per project: the room check's count, and the one after the (single, still) listing.
+    for op in ["GetTaggedImageCount", "GetUntaggedImageCount"] {
+        assert_eq!(calls(op, true), 2 * 2, "{op}");
+    }
+}
+
 /// The refusals that need no service: each exits 2, says why, and sends no request.
 #[tokio::test]
 async fn bad_arguments_are_refused_before_any_request() {

@@ -27,6 +27,23 @@ impl BagWriter {
     /// in file order. A torn last journal line is dropped; entries from the first one that
     /// disagrees with the file on are dropped too, and the file is cut after the last good one.
     pub fn resume(partial: &Path, bag_name: &str, fingerprint: &str) -> Result<(BagWriter, Vec<WrittenEntry>), Error> {
+        let mut found = Vec::new();
+        let writer = BagWriter::resume_each(partial, bag_name, fingerprint, |e| {
+            found.push(e);
+            Ok(())
+        })?;
+        Ok((writer, found))
+    }
+
+    /// Like [`BagWriter::resume`], but hands each entry kept to `each` as it is read back from
+    /// the writer's index, in file order, instead of holding them all (a few hundred bytes an
+    /// entry). An error from `each` stops the resume.
+    pub fn resume_each(
+        partial: &Path,
+        bag_name: &str,
+        fingerprint: &str,
+        mut each: impl FnMut(WrittenEntry) -> std::io::Result<()>,
+    ) -> Result<BagWriter, Error> {
         check_bag_name(bag_name)?;
         let io = |source| Error::Io { path: partial.to_path_buf(), source };
         let file = crate::sidefile::open(partial, false).map_err(io)?;
@@ -108,17 +125,17 @@ impl BagWriter {
         jfile.seek(SeekFrom::Start(cut)).map_err(jio)?;
         let journal = JournalWriter::append(jfile, &jpath, cut);
         let mut writer = BagWriter::assemble(file, end, partial.to_path_buf(), bag_name, Some(journal));
-        let found: Vec<WrittenEntry>;
         if fresh {
-            found = Vec::new();
             writer.write_bagit()?;
         } else {
-            found = entries.live().and_then(Iterator::collect).map_err(io)?;
+            for e in entries.live().map_err(io)? {
+                each(e.map_err(io)?).map_err(io)?;
+            }
             writer.entries = entries;
             writer.tags = tags;
         }
         writer.checkpoint()?;
-        Ok((writer, found))
+        Ok(writer)
     }
 }
 

@@ -103,10 +103,15 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<Exit> {
         return super::projects::dry_run(&client, &args.projects, !args.no_predictions, rate, &args.out, args.json)
             .await;
     }
+    // The room check reads the projects, domains and image counts (three calls a project, images
+    // only: stored predictions are read by the export itself); the export takes them over.
+    let mut surveyed = None;
     if !args.skip_space_check {
-        // Images only (three calls a project): stored predictions are read by the export itself.
-        let checked = match plan::survey(&client, &args.projects, plan::SurveyOptions::default()).await {
-            Ok(surveyed) => plan::check_room(&args.out, surveyed.iter().map(|p| p.estimated_bytes).sum()),
+        let checked = match plan::survey_for_export(&client, &args.projects, plan::SurveyOptions::default()).await {
+            Ok((projects, read)) => {
+                surveyed = Some(read);
+                plan::check_room(&args.out, projects.iter().map(|p| p.estimated_bytes).sum())
+            }
             Err(e) => Err(e),
         };
         if let Err(e) = checked {
@@ -123,6 +128,7 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<Exit> {
         force: args.force,
         fresh: args.fresh,
         base: args.base.clone(),
+        surveyed,
         ..ExportOptions::new(&args.out)
     };
     let result = export(&client, &opts, drawer.as_ref(), &cancel).await;

@@ -111,7 +111,7 @@ pub async fn dry_run(
 ) -> anyhow::Result<Exit> {
     let opts = SurveyOptions { iterations: true, predictions };
     let projects = plan::survey(client, ids, opts).await?;
-    let plan = plan::plan(projects, ids.len(), predictions, api_rate, out_path);
+    let plan = plan::plan(projects, predictions, api_rate, out_path);
     let exit = if plan.room == Some(false) { Exit::Error } else { Exit::Done };
     let mut out = Escaping(std::io::stdout().lock());
     if json {

@@ -1,4 +1,8 @@
 //! `account.json`: what an export read, what it archived, and what it could not.
+//!
+//! Memory per image: none, except a [`Missing`] record (about 150 bytes) for each image that
+//! could not be archived; those are written into `account.json`, which is one JSON document,
+//! and a failing service is bounded by the retries, not by this record.
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;

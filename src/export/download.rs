@@ -1,6 +1,9 @@
 //! Downloading one image: follow its link, refresh expired links through GetImagesByIds (many
 //! images per call), and tell an image deleted during the export from one that failed. Model
 //! export and prediction links are refreshed the same way, in `models` and `predictions`.
+//!
+//! Memory per image: none beyond the images in flight (a refresh batch and the downloads under
+//! way, bounded by `--concurrency`).
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -2,10 +2,17 @@
 //! with bounded concurrency, hash it as it streams, and hand everything to the single archive
 //! writer. The archive is written under a temporary name beside the target and renamed only
 //! when complete.
+//!
+//! Memory stays a fixed budget plus a few bytes per image: per project being exported (two at
+//! once), an `ids::IdSet` of its image ids (about 12 bytes an image) and a bit per image for each
+//! listing pass and each trained iteration; for the whole archive, the writer's index (about 10-20
+//! bytes an entry, `archive::index`). Every line of metadata, every id list and every record of
+//! `--base` or of a resumed archive waits in temporary files beside the archive.
 
 pub mod account;
 mod base;
 mod download;
+mod ids;
 mod iterations;
 mod models;
 pub mod plan;
@@ -24,7 +31,7 @@ use uuid::Uuid;
 
 use crate::api::model::Project;
 use crate::api::{self, Client, RetryKind};
-use crate::archive::{self, digest, layout, BagInfo, BagSummary, BagWriter, WrittenEntry};
+use crate::archive::{self, digest, layout, BagInfo, BagSummary, BagWriter};
 use crate::progress::{Event, Phase, Progress};
 use account::{AccountFile, AccountOptions, AccountProject, AccountSource, AccountTool, Missing};
 pub use sink::SinkError;
@@ -63,6 +70,9 @@ pub struct ExportOptions {
     pub max_image_bytes: u64,
     /// The largest model package accepted.
     pub max_model_bytes: u64,
+    /// What a survey just read (the room check's): the projects, domains and image counts are
+    /// then not read again at the start.
+    pub surveyed: Option<plan::Surveyed>,
 }
 
 impl ExportOptions {
@@ -79,6 +89,7 @@ impl ExportOptions {
             base: None,
             max_image_bytes: 64 << 20,
             max_model_bytes: 8 << 30,
+            surveyed: None,
         }
     }
 }
@@ -223,30 +234,28 @@ pub async fn export(
     let partial = partial_path(&opts.out);
     let base = match &opts.base {
         Some(path) => {
-            let path = path.clone();
-            let opened = tokio::task::spawn_blocking(move || base::Base::open(&path)).await;
+            let (path, dir) = (path.clone(), dir.clone());
+            let opened = tokio::task::spawn_blocking(move || base::Base::open(&path, &dir)).await;
             Some(opened.map_err(|e| Error::Internal(e.to_string()))?.map_err(Error::Base)?)
         }
         None => None,
     };
     progress.event(Event::Phase { phase: Phase::Connecting, project_id: None });
-    let projects = resolve_projects(client, &opts.projects).await?;
+    let projects = match &opts.surveyed {
+        Some(surveyed) => surveyed.projects.clone(),
+        None => resolve_projects(client, &opts.projects).await?,
+    };
     progress.event(Event::Started { projects: projects.len() });
     progress.event(Event::Phase { phase: Phase::Listing, project_id: None });
 
-    let (writer, kept) =
-        open_writer(&partial, &layout::bag_name_for(&opts.out), &fingerprint(client, opts), opts.fresh)?;
-    if !kept.is_empty() {
+    let (writer, kept, kept_files) =
+        open_writer(&partial, &layout::bag_name_for(&opts.out), &fingerprint(client, opts), opts.fresh, &dir)?;
+    if kept_files > 0 {
         progress.event(Event::Warning {
-            message: format!(
-                "resuming: {} files kept from the interrupted export in {}",
-                kept.len(),
-                partial.display()
-            ),
+            message: format!("resuming: {kept_files} files kept from the interrupted export in {}", partial.display()),
         });
     }
     let sink = sink::Sink::start(writer, opts.concurrency.max(1) * 2, opts.out.clone())?;
-    let kept = resume::ResumedBlobs::new(kept);
     let counters = project::Counters::default();
     let across = AcrossProjects { kept: &kept, base: base.as_ref(), counters: &counters };
     let result = Run { client, opts, progress, cancel, dir: &dir, across, started_at }.run(sink, projects).await;
@@ -348,7 +357,11 @@ impl Run<'_> {
             return Err((Error::Interrupted, Some(sink)));
         }
         // Blobs kept from an earlier run that this run did not meet (deleted since) are left out.
-        for path in kept.unclaimed_paths() {
+        let unclaimed = match kept.unclaimed_paths() {
+            Ok(paths) => paths,
+            Err(e) => return Err((Error::Spool(e), Some(sink))),
+        };
+        for path in unclaimed {
             if let Err(e) = sink.send(sink::Item::Forget { path }).await {
                 return Err((e.into(), Some(sink)));
             }
@@ -364,9 +377,12 @@ impl Run<'_> {
         projects: Vec<Project>,
     ) -> Result<(Vec<AccountProject>, Vec<Missing>), Error> {
         // Domain types (Classification, ObjectDetection) name what each project is; not essential.
-        let domains = match self.client.get_domains().await {
-            Ok(d) => d.into_iter().filter_map(|d| Some((d.id, d.domain_type?))).collect(),
-            Err(_) => std::collections::HashMap::new(),
+        let domains = match &self.opts.surveyed {
+            Some(surveyed) => surveyed.domains.clone(),
+            None => match self.client.get_domains().await {
+                Ok(d) => d.into_iter().filter_map(|d| Some((d.id, d.domain_type?))).collect(),
+                Err(_) => std::collections::HashMap::new(),
+            },
         };
         let downloads = tokio::sync::Semaphore::new(self.opts.concurrency.max(1));
         let ctx = project::Ctx {
@@ -476,19 +492,27 @@ fn fingerprint(client: &Client, opts: &ExportOptions) -> String {
 }
 
 /// Opens the partial archive: resumes it when one is there (unless `fresh`), else starts one.
+/// Returns the writer, the blobs it kept (sorted into spill files in `dir`) and how many files
+/// it kept.
 fn open_writer(
     partial: &Path,
     bag_name: &str,
     fingerprint: &str,
     fresh: bool,
-) -> Result<(BagWriter, Vec<WrittenEntry>), Error> {
+    dir: &Path,
+) -> Result<(BagWriter, resume::ResumedBlobs, u64), Error> {
     // A link planted at the partial path is "there": resuming refuses it and names it, rather
     // than a fresh start creating the file it points to.
     let exists = crate::sidefile::occupied(partial);
     let result = if exists && !fresh {
-        BagWriter::resume(partial, bag_name, fingerprint)
+        let mut sorting = resume::Sorting::new_in(dir).map_err(Error::Spool)?;
+        BagWriter::resume_each(partial, bag_name, fingerprint, |e| sorting.add(e)).and_then(|w| {
+            let kept = sorting.len();
+            let blobs = sorting.finish().map_err(|source| archive::Error::Io { path: dir.to_path_buf(), source })?;
+            Ok((w, blobs, kept))
+        })
     } else {
-        BagWriter::create(partial, bag_name, fingerprint).map(|w| (w, Vec::new()))
+        BagWriter::create(partial, bag_name, fingerprint).map(|w| (w, resume::ResumedBlobs::default(), 0))
     };
     result.map_err(|e| match e {
         archive::Error::Resume { path, reason } if reason.contains("journal") && reason.contains("missing") => {

@@ -1,6 +1,8 @@
 //! One iteration's model exports: the GetExports list (`exports.json`, links stripped) and, with
 //! `--include-models`, the finished packages themselves, following links that expire (at the
 //! next UTC midnight, API-NOTES §5) by asking GetExports again.
+//!
+//! Memory per image: none (per iteration: its exports list).
 
 use std::time::Duration;
 

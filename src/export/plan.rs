@@ -3,6 +3,9 @@
 //! plan of an export (API calls and the time they take at a rate), and the checks of `--out`
 //! (a file in an existing folder, on a disk with room) made before any download.
 //!
+//! Memory per image: none (a sample page a project; the counts); what the room check read is
+//! handed to the export ([`Surveyed`]) so it is not read twice.
+//!
 //! The byte estimate cannot come from the images themselves without downloading them, and the
 //! API gives no image sizes. It is made from what the listing does give, each image's width and
 //! height, on a sample: one page of a project's images (its oldest [`SAMPLE`]), each taken as a
@@ -18,6 +21,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use uuid::Uuid;
 
+use super::account::ImageCounts;
 use super::Error;
 use crate::api::model::{Image, PredictionQueryToken, Project};
 use crate::api::{paging, Client, ImageQuery, OrderBy, MAX_TAKE};
@@ -84,6 +88,27 @@ pub struct SurveyOptions {
 /// Surveys the projects `ids` (every project when empty), sorted by name. An id the account
 /// does not hold is refused, naming the ones it does.
 pub async fn survey(client: &Client, ids: &[Uuid], opts: SurveyOptions) -> Result<Vec<ProjectSurvey>, Error> {
+    Ok(survey_for_export(client, ids, opts).await?.0)
+}
+
+/// What a survey read that the export would otherwise read again at its start: the projects
+/// (in the export's order), the domain types, and each project's image counts.
+#[derive(Debug, Clone)]
+pub struct Surveyed {
+    /// The projects chosen, as GetProjects gave them.
+    pub projects: Vec<Project>,
+    /// Domain id -> Classification or ObjectDetection (GetDomains).
+    pub domains: std::collections::HashMap<Uuid, String>,
+    /// Project id -> its image counts (GetTaggedImageCount, GetUntaggedImageCount).
+    pub counts: std::collections::HashMap<Uuid, ImageCounts>,
+}
+
+/// [`survey`], and what of it the export can take over ([`super::ExportOptions::surveyed`]).
+pub async fn survey_for_export(
+    client: &Client,
+    ids: &[Uuid],
+    opts: SurveyOptions,
+) -> Result<(Vec<ProjectSurvey>, Surveyed), Error> {
     let all = client.get_projects().await?;
     let chosen = choose(all, ids, client.host())?;
     // Domain types name what each project is; not essential.
@@ -91,14 +116,14 @@ pub async fn survey(client: &Client, ids: &[Uuid], opts: SurveyOptions) -> Resul
         Ok(d) => d.into_iter().filter_map(|d| Some((d.id, d.domain_type?))).collect(),
         Err(_) => Default::default(),
     };
-    let domains = &domains;
-    let mut surveyed: Vec<ProjectSurvey> = futures::stream::iter(chosen)
-        .map(|p| survey_project(client, p, domains, opts))
+    let mut surveyed: Vec<ProjectSurvey> = futures::stream::iter(chosen.clone())
+        .map(|p| survey_project(client, p, &domains, opts))
         .buffered(PROJECTS_IN_FLIGHT)
         .try_collect()
         .await?;
     sort_by_name(&mut surveyed);
-    Ok(surveyed)
+    let counts = surveyed.iter().map(|p| (p.id, ImageCounts { tagged: p.tagged, untagged: p.untagged })).collect();
+    Ok((surveyed, Surveyed { projects: chosen, domains, counts }))
 }
 
 /// Sorts by name (case-insensitively), then id.
@@ -248,8 +273,8 @@ fn pages(n: u64) -> u64 {
     n / u64::from(MAX_TAKE) + 1
 }
 
-/// The API calls an export of `p` makes, counted from the export's steps: the counts before
-/// and after listing (4), the tagged and untagged pages, GetTags, GetIterations; for each
+/// The API calls an export of `p` makes, counted from the export's steps: the counts after
+/// listing (2; those before are the room check's), the tagged and untagged pages, GetTags, GetIterations; for each
 /// iteration GetExports, and for each trained one its performance, its image performances
 /// (taken to hold the workspace's images) and its own two counts; the stored predictions'
 /// pages; the room check's counts and sample (3); each download when they go through the API.
@@ -259,7 +284,7 @@ pub fn project_calls(p: &ProjectSurvey, predictions: bool) -> u64 {
     let stored = if predictions { p.predictions.unwrap_or(0) } else { 0 };
     let iterations = p.iterations.unwrap_or(0);
     let trained = p.trained_iterations.unwrap_or(0);
-    let mut calls = 3 + 4 + pages(p.tagged) + pages(p.untagged) + 2 + iterations;
+    let mut calls = 3 + 2 + pages(p.tagged) + pages(p.untagged) + 2 + iterations;
     calls += trained * (1 + pages(images) + 2);
     if predictions {
         calls += pages(stored);
@@ -271,15 +296,8 @@ pub fn project_calls(p: &ProjectSurvey, predictions: bool) -> u64 {
 }
 
 /// The plan of exporting `projects` (surveyed with iterations and, when `predictions`,
-/// predictions) into `out`, at `api_rate` calls per second. `named` is how many projects were
-/// named with `--project` (each is read with GetProject; none means one GetProjects).
-pub fn plan(
-    projects: Vec<ProjectSurvey>,
-    named: usize,
-    predictions: bool,
-    api_rate: Option<f64>,
-    out: &Path,
-) -> ExportPlan {
+/// predictions) into `out`, at `api_rate` calls per second.
+pub fn plan(projects: Vec<ProjectSurvey>, predictions: bool, api_rate: Option<f64>, out: &Path) -> ExportPlan {
     let images: u64 = projects.iter().map(|p| p.tagged + p.untagged).sum();
     let stored: u64 = if predictions { projects.iter().map(|p| p.predictions.unwrap_or(0)).sum() } else { 0 };
     let estimated_bytes = projects
@@ -289,9 +307,8 @@ pub fn plan(
                 * p.estimated_bytes_per_image
         })
         .sum();
-    // GetProjects and GetDomains for the room check; GetProjects (or one GetProject per id) and
-    // GetDomains for the export.
-    let api_calls = 2 + named.max(1) as u64 + 1 + projects.iter().map(|p| project_calls(p, predictions)).sum::<u64>();
+    // GetProjects and GetDomains for the room check, which the export takes over.
+    let api_calls = 2 + projects.iter().map(|p| project_calls(p, predictions)).sum::<u64>();
     let free_bytes = free_bytes(&folder_of(out)).ok();
     ExportPlan {
         images,

@@ -1,8 +1,12 @@
 //! Stored predictions: QueryPredictions followed by its continuation token to the end, each
 //! prediction's image downloaded `concurrency` at a time (its expired link refreshed by querying
 //! again), and `predictions.jsonl` in listing order.
+//!
+//! Memory per prediction: its id in an [`IdSet`] (about 12 bytes: the listing may repeat a
+//! prediction, and each is archived once); its line waits in a spool on disk.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,6 +16,7 @@ use uuid::Uuid;
 use super::account::{AccountProject, Missing};
 use super::base::BlobKind;
 use super::download::{expires_within, fetch_blob, limited, Failure};
+use super::ids::IdSet;
 use super::project::{annotate, copy_from_base, send_spool, Ctx, Stored};
 use super::sink::{Item, Sink};
 use super::spool::Spool;
@@ -39,11 +44,11 @@ pub(super) async fn export_predictions(
     let links = PredictionLinks::new(client, pid, first.clone());
     let links = &links;
     let cut = Arc::new(Mutex::new(Cut::default()));
-    let listed = list_predictions(client, pid, first, cut.clone());
+    let listed = list_predictions(client, pid, first, cut.clone(), ctx.spool_dir);
     let downloads = listed
         .map_err(Error::from)
         .map_ok(|(seq, sent, p)| async move {
-            if let Some(entry) = ctx.kept.take_prediction(p.id) {
+            if let Some(entry) = ctx.kept.take_prediction(p.id).map_err(Error::Spool)? {
                 return Ok((seq, p, Ok(Stored::InArchive(entry))));
             }
             if let Some(copied) = copy_from_base(ctx, sink, BlobKind::Prediction, p.id).await? {
@@ -127,14 +132,15 @@ impl Cut {
 
 /// Every stored prediction once, numbered in listing order, with the token of its page; `cut`
 /// follows where the listing is.
-fn list_predictions(
-    client: &Client,
+fn list_predictions<'a>(
+    client: &'a Client,
     pid: Uuid,
     first: PredictionQueryToken,
     cut: Arc<Mutex<Cut>>,
-) -> impl futures::Stream<Item = Result<(u64, Arc<PredictionQueryToken>, StoredImagePrediction), api::Error>> + '_ {
-    let mut seen = HashSet::new();
-    let mut seq = 0u64;
+    dir: &Path,
+) -> impl futures::Stream<Item = Result<(u64, Arc<PredictionQueryToken>, StoredImagePrediction), api::Error>> + 'a {
+    // About 12 bytes a prediction (see `ids`); a prediction's ordinal is its line's number.
+    let mut seen = IdSet::new_in(dir);
     paging::prediction_pages(client, pid, first)
         .inspect_ok(move |page| {
             let mut cut = cut.lock().unwrap_or_else(|e| e.into_inner());
@@ -145,10 +151,12 @@ fn list_predictions(
             futures::stream::iter(page.page.results.into_iter().map(move |p| Ok::<_, api::Error>((sent.clone(), p))))
         })
         .try_flatten()
-        .try_filter(move |(_, p)| futures::future::ready(seen.insert(p.id)))
-        .map_ok(move |(sent, p)| {
-            seq += 1;
-            (seq, sent, p)
+        .try_filter_map(move |(sent, p)| {
+            futures::future::ready(match seen.insert(p.id) {
+                Ok((seq, true)) => Ok(Some((seq, sent, p))),
+                Ok((_, false)) => Ok(None),
+                Err(e) => Err(api::Error::Request { op: "Spool", detail: e.to_string() }),
+            })
         })
 }
 

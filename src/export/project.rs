@@ -1,8 +1,13 @@
 //! One project's export: its metadata, iterations, images and stored predictions, in that
-//! order (model exports are in `models`, stored predictions in `predictions`). Listing runs ahead in its own task; downloads run `concurrency` at a time; everything
-//! goes to the single archive sink.
+//! order (model exports are in `models`, stored predictions in `predictions`). Listing runs
+//! ahead in its own task; downloads run `concurrency` at a time; everything goes to the single
+//! archive sink.
+//!
+//! Memory per image of the project: its id in an [`IdSet`] (about 12 bytes), because listing by
+//! `skip` repeats images when the workspace changes and each must be archived once, and its
+//! ordinal there is its `images.jsonl` line number; one bit for the listing pass (to count what
+//! each pass saw). Its `images.jsonl` line waits in a [`Spool`] on disk.
 
-use std::collections::HashSet;
 use std::path::Path;
 
 use futures::{StreamExt, TryStreamExt};
@@ -17,6 +22,7 @@ use uuid::Uuid;
 use super::account::{AccountProject, ArchivedCounts, ImageCounts, Missing};
 use super::base::{Base, BlobKind};
 use super::download::{fetch_image, freshen, limited, Failure, ListedImage, Refresher};
+use super::ids::{Bits, IdList, IdSet};
 use super::iterations::{self, Evaluated};
 use super::resume::ResumedBlobs;
 use super::sink::{Item, Sink};
@@ -81,7 +87,11 @@ pub async fn export_project(ctx: &Ctx<'_>, sink: &Sink, project: Project) -> Res
     let stored_project = Project { thumbnail_uri: None, ..project.clone() };
     send_json(sink, layout::project_json(pid), &stored_project).await?;
 
-    record.reported = counts(client, pid).await?;
+    // The room check's counts, when it just read them, are the counts at the start.
+    record.reported = match ctx.opts.surveyed.as_ref().and_then(|s| s.counts.get(&pid)) {
+        Some(counted) => *counted,
+        None => counts(client, pid).await?,
+    };
     ctx.progress.event(Event::ImagesFound {
         project_id: pid.to_string(),
         total: record.reported.tagged + record.reported.untagged,
@@ -124,14 +134,19 @@ pub async fn export_project(ctx: &Ctx<'_>, sink: &Sink, project: Project) -> Res
     record.archived.model_exports = meta.archived.model_exports;
     record.archived.model_bytes = meta.archived.model_bytes;
     record.missing.splice(0..0, meta.missing);
-    let found = iterations::find(client, pid, evaluated, &workspace.ids).await?;
+    // The workspace's images have ordinals (and `images.jsonl` numbers) below `workspace_end`;
+    // the images only iterations hold get theirs from `find`, after.
+    let mut ids = workspace.ids;
+    let workspace_end = ids.len();
+    let found = iterations::find(client, pid, evaluated, &mut ids, workspace_end).await?;
+    drop(ids);
     record.iterations = found.iterations.clone();
     record.missing.extend(found.missing.iter().cloned());
     let mut spool = workspace.spool;
-    iterations::archive_only_in_iterations(ctx, sink, pid, &mut record, &mut spool, workspace.next_seq, found.only)
-        .await?;
-    let (ids, holders) = (workspace.ids, found.holders);
-    let rewrite: Rewrite = Box::new(move |line, out| iterations::membership(line, &ids, &holders, out));
+    iterations::archive_only_in_iterations(ctx, sink, pid, &mut record, &mut spool, found.only).await?;
+    let holders = found.holders;
+    let rewrite: Rewrite =
+        Box::new(move |seq, line, out| iterations::membership(seq, line, seq < workspace_end, &holders, out));
     let reader = spool.into_reader_rewriting(rewrite).map_err(Error::Spool)?;
     sink.send(Item::DeflatedReader { path: layout::images_jsonl(pid), reader: Box::new(reader) }).await?;
     reconcile(&mut record);
@@ -175,14 +190,15 @@ async fn export_iteration(
         });
         let mut spool = Spool::new_in(ctx.spool_dir).map_err(Error::Spool)?;
         let mut seq = 0u64;
-        let mut ids = Vec::new();
+        let mut ids = IdList::new_in(ctx.spool_dir).map_err(Error::Spool)?;
         let listed: Result<(), api::Error> = async {
+            let spooled = |e: std::io::Error| api::Error::Request { op: "Spool", detail: e.to_string() };
             futures::pin_mut!(pages);
             while let Some(page) = pages.try_next().await? {
                 for p in page {
-                    ids.push(p.id);
+                    ids.push(p.id).map_err(spooled)?;
                     let line = serde_json::to_vec(&p.without_uris()).expect("wire types serialise");
-                    spool.push(seq, &line).map_err(|e| api::Error::Request { op: "Spool", detail: e.to_string() })?;
+                    spool.push(seq, &line).map_err(spooled)?;
                     seq += 1;
                 }
             }
@@ -217,6 +233,7 @@ async fn export_images(
         tx,
         ctx.cancel.clone(),
         ctx.kept.clone(),
+        IdSet::new_in(ctx.spool_dir),
     ));
     let (fresh_tx, rx) = mpsc::channel::<Result<ListedImage, api::Error>>(ctx.opts.concurrency.max(1) * 2);
     let freshener = tokio::spawn(freshen(ctx.client.clone(), pid, listed_rx, fresh_tx));
@@ -272,7 +289,7 @@ async fn export_images(
         Err(e) => return Err(Error::Internal(format!("the image listing task failed: {e}"))),
     };
     note_listing(record, pid, &listing);
-    Ok(WorkspaceImages { spool, ids: listing.ids, next_seq: listing.next_seq })
+    Ok(WorkspaceImages { spool, ids: listing.ids })
 }
 
 /// Puts one listed image in the archive (or records why it is not there): its `images.jsonl`
@@ -354,12 +371,11 @@ fn note_listing(record: &mut AccountProject, pid: Uuid, listing: &Listing) {
     }
 }
 
-/// The workspace's part of `images.jsonl`, not yet written: the images in it, and the next
-/// line's place.
+/// The workspace's part of `images.jsonl`, not yet written: the images in it (an image's
+/// ordinal is its line's number).
 struct WorkspaceImages {
     spool: Spool,
-    ids: HashSet<Uuid>,
-    next_seq: u64,
+    ids: IdSet,
 }
 
 /// How often the workspace is listed again when it changed while it was listed.
@@ -367,9 +383,8 @@ const MAX_LISTING_PASSES: u32 = 3;
 
 /// What listing the workspace found.
 struct Listing {
-    /// Every image listed, in any pass.
-    ids: HashSet<Uuid>,
-    next_seq: u64,
+    /// Every image listed, in any pass; an image's ordinal is its `images.jsonl` line's number.
+    ids: IdSet,
     /// The counts after the last pass.
     after: ImageCounts,
     /// The distinct images the last pass listed, per list.
@@ -392,18 +407,17 @@ async fn list_workspace(
     tx: mpsc::Sender<Result<ListedImage, api::Error>>,
     cancel: CancellationToken,
     kept: ResumedBlobs,
+    ids: IdSet,
 ) -> Result<Listing, Error> {
-    let mut listing = Listing {
-        ids: HashSet::new(),
-        next_seq: 0,
-        after: before,
-        last_pass: ImageCounts::default(),
-        passes: 0,
-        settled: false,
-    };
+    let mut listing = Listing { ids, after: before, last_pass: ImageCounts::default(), passes: 0, settled: false };
+    // The images a pass listed, by ordinal: one bit an image.
+    let mut this_pass = Bits::default();
     while listing.passes < MAX_LISTING_PASSES && !cancel.is_cancelled() {
         listing.passes += 1;
-        let Some(pass) = list_images(&client, pid, &tx, &cancel, &kept, &mut listing).await else { break };
+        this_pass.clear();
+        let Some(pass) = list_images(&client, pid, &tx, &cancel, &kept, &mut listing, &mut this_pass).await? else {
+            break;
+        };
         // Counted again as soon as the pass ends, while the downloads go on.
         listing.after = counts(&client, pid).await?;
         listing.last_pass = pass;
@@ -418,7 +432,7 @@ async fn list_workspace(
 
 /// One pass over the tagged then the untagged images: sends the images not listed before on,
 /// and returns how many distinct images each list held; `None` when it stopped (an error, sent
-/// on; the receiver gone; cancelled).
+/// on; the receiver gone; cancelled). `this_pass` comes empty and leaves with the pass's images.
 async fn list_images(
     client: &Client,
     pid: Uuid,
@@ -426,8 +440,8 @@ async fn list_images(
     cancel: &CancellationToken,
     kept: &ResumedBlobs,
     listing: &mut Listing,
-) -> Option<ImageCounts> {
-    let mut this_pass = HashSet::new();
+    this_pass: &mut Bits,
+) -> Result<Option<ImageCounts>, Error> {
     let mut found = ImageCounts::default();
     for tagged in [true, false] {
         let pages = paging::offset_pages(MAX_TAKE, |skip, take| {
@@ -443,37 +457,37 @@ async fn list_images(
         futures::pin_mut!(pages);
         loop {
             if cancel.is_cancelled() {
-                return None;
+                return Ok(None);
             }
             let page = match pages.try_next().await {
                 Ok(Some(page)) => page,
                 Ok(None) => break,
                 Err(e) => {
                     let _ = tx.send(Err(e)).await;
-                    return None;
+                    return Ok(None);
                 }
             };
             for image in page {
-                if !this_pass.insert(image.id) {
+                let (seq, new) = listing.ids.insert(image.id).map_err(Error::Spool)?;
+                if !this_pass.insert(seq) {
                     continue;
                 }
                 match tagged {
                     true => found.tagged += 1,
                     false => found.untagged += 1,
                 }
-                if !listing.ids.insert(image.id) {
+                if !new {
                     continue;
                 }
-                let kept = kept.take_image(image.id);
-                let listed = ListedImage { seq: listing.next_seq, image, tagged, gone: false, kept };
-                listing.next_seq += 1;
+                let kept = kept.take_image(image.id).map_err(Error::Spool)?;
+                let listed = ListedImage { seq, image, tagged, gone: false, kept };
                 if tx.send(Ok(listed)).await.is_err() {
-                    return None;
+                    return Ok(None);
                 }
             }
         }
     }
-    Some(found)
+    Ok(Some(found))
 }
 
 /// Copies the blob from the base archive into this one, if it holds a usable copy, and returns

@@ -1,5 +1,8 @@
 //! The archive sink: the single owner of the zip writer, a dedicated thread fed through a
 //! bounded channel, so a slow disk slows the downloads instead of filling memory.
+//!
+//! Memory per image: none here (the queue is bounded; metadata is staged on disk for the
+//! browse page); the writer's index of entries is `archive::index`, about 10-20 bytes an entry.
 
 use std::io::Read;
 use std::path::PathBuf;
