@@ -262,7 +262,8 @@ impl Source {
     pub fn project(&self, id: Uuid) -> Result<ArchivedProject, Error> {
         let project: Project = self.json(&layout::project_json(id))?;
         let tags: Vec<Tag> = self.json(&layout::tags_json(id))?;
-        let mut archived = ArchivedProject { project, tags, images: 0, only_in_iterations: 0, records_iterations: false };
+        let mut archived =
+            ArchivedProject { project, tags, images: 0, only_in_iterations: 0, records_iterations: false };
         for image in self.listing(id)? {
             let image = image?;
             archived.images += 1;

@@ -26,8 +26,8 @@ use std::path::PathBuf;
 
 use uuid::Uuid;
 
-pub use report::{Counts, FailedImage, NotRecreated, ProjectMap, ProjectStage, Report};
 pub use plan::{plan, Plan, ProjectPlan};
+pub use report::{Counts, FailedImage, NotRecreated, ProjectMap, ProjectStage, Report};
 pub use run::restore;
 
 /// The report format written in [`Report::format`].

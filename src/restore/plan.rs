@@ -103,7 +103,8 @@ pub fn plan(archive: &Path, opts: &RestoreOptions) -> Result<Plan, Error> {
     for id in source.selected(&opts.projects)? {
         let archived = source.project(id)?;
         let p = project_plan(&source, &archived, &account, opts, None)?;
-        (plan.images, plan.uploads, plan.bytes) = (plan.images + p.images, plan.uploads + p.uploads, plan.bytes + p.bytes);
+        (plan.images, plan.uploads, plan.bytes) =
+            (plan.images + p.images, plan.uploads + p.uploads, plan.bytes + p.bytes);
         plan.projects.push(p);
     }
     Ok(plan)

@@ -359,7 +359,9 @@ impl Job<'_> {
         let contents = tokio::task::spawn_blocking(move || {
             files
                 .iter()
-                .map(|(file, sha)| source.read_file(file, sha).map(|b| base64::engine::general_purpose::STANDARD.encode(b)))
+                .map(|(file, sha)| {
+                    source.read_file(file, sha).map(|b| base64::engine::general_purpose::STANDARD.encode(b))
+                })
                 .collect::<Result<Vec<_>, _>>()
         })
         .await

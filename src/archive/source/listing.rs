@@ -12,12 +12,12 @@ use std::io::BufReader;
 use uuid::Uuid;
 
 use super::{Error, Source, MAX_REPEATED_LINES};
+use crate::archive::data::ArchivedImage;
 use crate::archive::data::{
     bound_file_problem, read_line, HashingRead, LineRead, ListingKind, MAX_LINE_BYTES, MAX_LISTING_IMAGES,
 };
 use crate::archive::reader::{entry_problem, EntryRead};
 use crate::archive::{layout, Entry};
-use crate::archive::data::ArchivedImage;
 
 /// The images of one project's listing, in archive order, each id once (see the module docs).
 /// The first error ends the stream: a damaged listing is not used past it.
