@@ -112,7 +112,7 @@ impl Source {
         let reader = BagReader::open(path).map_err(|source| Error::Archive { source })?;
         let entry = bag_entry(&reader, "manifest-sha256.txt")?.ok_or_else(|| Error::NoManifest(path.to_path_buf()))?;
         let spill = |e| Error::Spill(path.to_path_buf(), e);
-        let mut manifest = ManifestTable::new(path, reader.entries().len()).map_err(spill)?;
+        let mut manifest = ManifestTable::new(path, reader.entry_count()).map_err(spill)?;
         let mut projects = Vec::new();
         let mut bad: Option<String> = None;
         let mut failed: Option<Error> = None;
@@ -287,8 +287,7 @@ impl Source {
     }
 }
 
-/// The first entry named `<bag>/<rel>`, owned: the one place this module asks the reader by
-/// name.
+/// The first entry named `<bag>/<rel>`: the one place this module asks the reader by name.
 fn bag_entry(reader: &BagReader, rel: &str) -> Result<Option<Entry>, Error> {
-    Ok(reader.bag_entry(rel).cloned())
+    Ok(reader.bag_entry(rel)?)
 }
