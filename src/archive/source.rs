@@ -14,6 +14,7 @@
 mod listing;
 mod manifest;
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -113,6 +114,7 @@ impl Source {
         let entry = bag_entry(&reader, "manifest-sha256.txt")?.ok_or_else(|| Error::NoManifest(path.to_path_buf()))?;
         let spill = |e| Error::Spill(path.to_path_buf(), e);
         let mut manifest = ManifestTable::new(path, reader.entry_count()).map_err(spill)?;
+        let mut cursor = Cursor::new(&reader)?;
         let mut projects = Vec::new();
         let mut bad: Option<String> = None;
         let mut failed: Option<Error> = None;
@@ -122,9 +124,9 @@ impl Source {
             }
             Ok((sha, path)) if failed.is_none() => {
                 let Some(rel) = path.strip_prefix("data/") else { return };
-                match bag_entry(&reader, &path) {
-                    Ok(Some(entry)) => {
-                        if let Err(e) = manifest.insert(entry.index, &sha) {
+                match cursor.find(&path) {
+                    Ok(Some(index)) => {
+                        if let Err(e) = manifest.insert(index, &sha) {
                             failed = Some(spill(e));
                         }
                         let project = rel.strip_prefix("projects/").and_then(|p| p.strip_suffix("/project.json"));
@@ -146,6 +148,7 @@ impl Source {
         manifest.finish().map_err(spill)?;
         projects.sort();
         projects.dedup();
+        drop(cursor);
         Ok(Source { reader, manifest, projects, manifest_sha256: hex::encode(sha) })
     }
 
@@ -264,7 +267,7 @@ impl Source {
         let tags: Vec<Tag> = self.json(&layout::tags_json(id))?;
         let mut archived =
             ArchivedProject { project, tags, images: 0, only_in_iterations: 0, records_iterations: false };
-        for image in self.listing(id)? {
+        for image in self.listing(id, true)? {
             let image = image?;
             archived.images += 1;
             archived.only_in_iterations += u64::from(!image.in_workspace());
@@ -275,15 +278,65 @@ impl Source {
 
     /// The images of a project [`Source::project`] has checked, streamed from `images.jsonl` in
     /// archive order, each id once. The listing is checked again as it is read (an archive
-    /// changed in between stops the stream with an error).
+    /// changed in between stops the stream with an error at its end), but for the one lookup
+    /// per line that put each file in the manifest: reading the file makes it again.
     pub fn images(&self, archived: &ArchivedProject) -> Result<Images<'_>, Error> {
-        self.listing(archived.project.id)
+        self.listing(archived.project.id, false)
     }
 
-    fn listing(&self, id: Uuid) -> Result<Images<'_>, Error> {
+    /// The listing's pass; `look_up` checks that each line's file is an entry the manifest lists.
+    fn listing(&self, id: Uuid, look_up: bool) -> Result<Images<'_>, Error> {
         let rel = layout::images_jsonl(id);
         let (entry, expected) = self.listed(&rel)?;
-        Images::open(self, id, &rel, &entry, expected)
+        Images::open(self, (id, &rel), &entry, expected, look_up)
+    }
+}
+
+/// Finds manifest paths' entries by walking the zip directory alongside the manifest, which
+/// lists payload files in the directory's order in the archives cvarchive writes: a path that
+/// is the directory's next entry costs no lookup. Any other path is looked up by name, and the
+/// walk resumes after the entry found. A name more than one entry has is always looked up, so
+/// the answer is the reader's own (its first entry by that name).
+struct Cursor<'r> {
+    reader: &'r BagReader,
+    entries: Box<dyn Iterator<Item = Result<Entry, crate::archive::Error>> + 'r>,
+    next: Option<Entry>,
+    /// Names more than one entry has.
+    duplicated: HashSet<Vec<u8>>,
+}
+
+impl<'r> Cursor<'r> {
+    fn new(reader: &'r BagReader) -> Result<Cursor<'r>, Error> {
+        let mut duplicated = HashSet::new();
+        reader.for_each_duplicate(|e, _| {
+            duplicated.insert(e.raw_name.clone());
+        })?;
+        let mut cursor = Cursor { reader, entries: Box::new(reader.entries()), next: None, duplicated };
+        cursor.advance()?;
+        Ok(cursor)
+    }
+
+    fn advance(&mut self) -> Result<(), Error> {
+        self.next = self.entries.next().transpose()?;
+        Ok(())
+    }
+
+    /// The index of the first entry named `<bag>/<rel>`, if any.
+    fn find(&mut self, rel: &str) -> Result<Option<usize>, Error> {
+        let Some(bag) = self.reader.bag_name() else { return Ok(None) };
+        let name = format!("{bag}/{rel}");
+        if let Some(next) = &self.next {
+            if next.raw_name == name.as_bytes() && !self.duplicated.contains(next.raw_name.as_slice()) {
+                let index = next.index;
+                self.advance()?;
+                return Ok(Some(index));
+            }
+        }
+        let Some(found) = self.reader.entry(&name)? else { return Ok(None) };
+        while self.next.as_ref().is_some_and(|n| n.index <= found.index) {
+            self.advance()?;
+        }
+        Ok(Some(found.index))
     }
 }
 
