@@ -303,6 +303,36 @@ async fn the_cli_restores_the_demo_archive_and_writes_its_report() {
     assert!(target.requests().iter().all(|r| !r.mutating), "nothing created twice");
 }
 
+/// `restore --dry-run` reads the archive alone: no endpoint, no key, no report written; its
+/// plan's uploads and images per project are what the real restore then sends.
+#[tokio::test]
+async fn a_dry_run_plans_from_the_archive_alone_and_the_restore_agrees() {
+    let (dir, archive) = fixture_archive().await;
+    let o = cvarchive(&["restore", archive.to_str().unwrap(), "--dry-run", "--json"], &[]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let plan: Value = serde_json::from_slice(&o.stdout).expect("one JSON line");
+    assert_eq!((plan["type"].as_str(), plan["dryRun"].as_bool()), (Some("restorePlan"), Some(true)));
+    assert!(!dir.path().join("demo.restore.json").exists(), "a dry run writes no report");
+    let o = cvarchive(&["restore", archive.to_str().unwrap(), "--dry-run"], &[]).await;
+    assert!(String::from_utf8_lossy(&o.stdout).contains("nothing was sent"));
+
+    let target = emulator_with(AccountSpec::Empty).await;
+    let opts = RestoreOptions { batch_images: 1, ..RestoreOptions::new(dir.path().join("r.json")) };
+    let report = restore(&client_for(&target), &archive, &opts, &NoProgress, &CancellationToken::new()).await.unwrap();
+    assert!(report.complete);
+    let planned = plan["projects"].as_array().unwrap();
+    assert_eq!(planned.len(), report.projects.len());
+    for p in &report.projects {
+        let planned = planned.iter().find(|x| x["id"] == p.old_id.to_string()).expect("every project planned");
+        let distinct = p.images.values().collect::<BTreeSet<_>>().len() as u64;
+        assert_eq!(planned["uploads"].as_u64(), Some(distinct), "{}", p.name);
+        assert_eq!(planned["images"].as_u64(), Some(p.images.len() as u64), "{}", p.name);
+        assert_eq!(planned["tags"].as_u64(), Some(p.tags.len() as u64), "{}", p.name);
+        assert_eq!(planned["bytes"].as_u64().unwrap() > 0, distinct > 0, "{}", p.name);
+    }
+    assert_eq!(plan["uploads"].as_u64(), Some(uploads(&target) as u64), "one upload a unit (batches of 1)");
+}
+
 /// The CreateImagesFromFiles calls `emu` has answered.
 fn uploads(emu: &cvarchive::emulator::Emulator) -> usize {
     emu.requests().iter().filter(|r| r.operation == "CreateImagesFromFiles").count()

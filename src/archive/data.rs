@@ -40,8 +40,10 @@ pub const MAX_IMAGE_BYTES: u64 = 64 << 20;
 pub const MAX_FINDINGS_PER_KIND: usize = 1000;
 /// The longest text (path, detail) a finding keeps; longer text is cut and marked.
 pub const MAX_FINDING_TEXT: usize = 1024;
-/// The most bytes of listing lines (`images.jsonl`) `convert` and `restore` hold for a project.
-pub const MAX_LISTING_BYTES: u64 = 256 << 20;
+/// The most distinct images one project's `images.jsonl` may name for `convert` and `restore`
+/// (ten times the service's 100,000 a project): the bound on the set of ids they keep while
+/// streaming a listing (about 24 bytes an image).
+pub const MAX_LISTING_IMAGES: u64 = 1_000_000;
 /// The most elements kept of an array in `account.json` (projects, missing items); more are
 /// counted only.
 pub const MAX_ACCOUNT_ITEMS: usize = 10_000;
@@ -55,7 +57,7 @@ pub const LIMITS: [(&str, u64); 9] = [
     ("image", MAX_IMAGE_BYTES),
     ("findings per kind", MAX_FINDINGS_PER_KIND as u64),
     ("finding text", MAX_FINDING_TEXT as u64),
-    ("listing bytes held per project", MAX_LISTING_BYTES),
+    ("images per project listing", MAX_LISTING_IMAGES),
     ("account.json array items", MAX_ACCOUNT_ITEMS as u64),
 ];
 

@@ -1,20 +1,33 @@
 //! An archive as a source of projects, tags and images, shared by `convert` and `restore`: every
 //! entry is read under the limits of [`crate::archive::data`] and checked against
-//! `manifest-sha256.txt` as it is read, so nothing unlisted or altered is ever used. The manifest and the listings are
-//! streamed; only lines naming a real entry are kept, so memory follows the archive's entries.
+//! `manifest-sha256.txt` as it is read, so nothing unlisted or altered is ever used.
+//!
+//! Memory is bounded by design, whatever the number of images:
+//! - the manifest is streamed once into a [`ManifestTable`](manifest::ManifestTable): one bit
+//!   per archive entry in memory, the hashes in a temporary file;
+//! - a project's `images.jsonl` is never held: [`Source::project`] streams it once to check it
+//!   (digest, every line, counts), then [`Source::images`] streams it again, line by line, for
+//!   the caller. The one set a listing pass keeps is the image ids seen so far in that project
+//!   (16 bytes an image, about 24 with the set's overhead; at most [`MAX_LISTING_IMAGES`]),
+//!   dropped when the pass ends, so that a listing that repeats an id yields it once.
 
-use std::collections::{HashMap, HashSet};
+mod listing;
+mod manifest;
+
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::api::model::{Project, Tag};
-use crate::archive::data::{self, bound_file_problem, ListingKind, MAX_JSON_BYTES, MAX_LISTING_BYTES};
-pub use crate::archive::data::{ArchivedImage, MAX_IMAGE_BYTES};
-use crate::archive::{layout, BagReader};
+use crate::archive::data::{self, MAX_JSON_BYTES};
+pub use crate::archive::data::{ArchivedImage, MAX_IMAGE_BYTES, MAX_LISTING_IMAGES};
+use crate::archive::{layout, BagReader, Entry};
+pub use listing::Images;
+use manifest::ManifestTable;
 
-/// Lines of a listing that may repeat an earlier line's file before the listing is refused.
+/// Lines of a listing that may repeat an earlier line's image before the listing is refused.
 const MAX_REPEATED_LINES: u64 = 1000;
 
 /// Why an archive cannot serve as a source (for `convert` or `restore`).
@@ -30,6 +43,9 @@ pub enum Error {
     /// The bag has no `manifest-sha256.txt`, so nothing in it can be checked.
     #[error("{0}: no manifest-sha256.txt; run `cvarchive verify` on it")]
     NoManifest(PathBuf),
+    /// The temporary file that holds the manifest's hashes cannot be written or read.
+    #[error("the temporary file holding {0}'s manifest")]
+    Spill(PathBuf, #[source] std::io::Error),
     /// An entry cannot be read.
     #[error("archive entry {entry}: {problem}")]
     Entry {
@@ -68,53 +84,72 @@ pub enum Error {
 #[derive(Debug)]
 pub struct Source {
     reader: BagReader,
-    manifest: HashMap<String, [u8; 32]>,
+    manifest: ManifestTable,
+    /// The projects with a `project.json` the manifest lists, sorted.
+    projects: Vec<Uuid>,
     manifest_sha256: String,
 }
 
-/// One archived project: its record, its tags and its images.
+/// One archived project: its record, its tags, and what its `images.jsonl` holds, counted by a
+/// pass that checked every line (the images themselves come from [`Source::images`]).
 #[derive(Debug, Clone)]
 pub struct ArchivedProject {
     /// `project.json`.
     pub project: Project,
     /// `tags.json`.
     pub tags: Vec<Tag>,
-    /// `images.jsonl`, in archive order.
-    pub images: Vec<ArchivedImage>,
+    /// Distinct images the listing names (a repeated id counts once).
+    pub images: u64,
+    /// Of those, the images only trained iterations held (see [`ArchivedImage::in_workspace`]).
+    pub only_in_iterations: u64,
+    /// Whether any line records which iterations hold it (archives written before this was
+    /// recorded have none).
+    pub records_iterations: bool,
 }
 
 impl Source {
     /// Opens an archive and reads its manifest (streamed; lines naming no entry are not kept).
     pub fn open(path: &Path) -> Result<Source, Error> {
         let reader = BagReader::open(path).map_err(|source| Error::Archive { source })?;
-        let entry = reader.bag_entry("manifest-sha256.txt")?.ok_or_else(|| Error::NoManifest(path.to_path_buf()))?;
-        let mut manifest = HashMap::new();
-        let mut bad = None;
-        let mut failed = None;
+        let entry = bag_entry(&reader, "manifest-sha256.txt")?.ok_or_else(|| Error::NoManifest(path.to_path_buf()))?;
+        let spill = |e| Error::Spill(path.to_path_buf(), e);
+        let mut manifest = ManifestTable::new(path, reader.entry_count()).map_err(spill)?;
+        let mut cursor = Cursor::new(&reader)?;
+        let mut projects = Vec::new();
+        let mut bad: Option<String> = None;
+        let mut failed: Option<Error> = None;
         let sha = data::read_manifest(&reader, &entry, |number, line| match line {
             Err(why) => {
                 bad.get_or_insert(format!("line {number}: {why}"));
             }
-            Ok((sha, path)) => match reader.bag_entry(&path) {
-                Ok(Some(_)) => {
-                    if let Some(rel) = path.strip_prefix("data/") {
-                        manifest.insert(rel.to_owned(), sha);
+            Ok((sha, path)) if failed.is_none() => {
+                let Some(rel) = path.strip_prefix("data/") else { return };
+                match cursor.find(&path) {
+                    Ok(Some(index)) => {
+                        if let Err(e) = manifest.insert(index, &sha) {
+                            failed = Some(spill(e));
+                        }
+                        let project = rel.strip_prefix("projects/").and_then(|p| p.strip_suffix("/project.json"));
+                        projects.extend(project.and_then(|id| Uuid::try_parse(id).ok()));
                     }
+                    Ok(None) => {}
+                    Err(e) => failed = Some(e),
                 }
-                Ok(None) => {}
-                Err(e) => {
-                    failed.get_or_insert(e);
-                }
-            },
+            }
+            Ok(_) => {}
         })
         .map_err(|problem| Error::Entry { entry: "manifest-sha256.txt".into(), problem: problem.to_string() })?;
         if let Some(e) = failed {
-            return Err(e.into());
+            return Err(e);
         }
         if let Some(problem) = bad {
             return Err(Error::Entry { entry: "manifest-sha256.txt".into(), problem });
         }
-        Ok(Source { reader, manifest, manifest_sha256: hex::encode(sha) })
+        manifest.finish().map_err(spill)?;
+        projects.sort();
+        projects.dedup();
+        drop(cursor);
+        Ok(Source { reader, manifest, projects, manifest_sha256: hex::encode(sha) })
     }
 
     /// The archive file.
@@ -127,23 +162,39 @@ impl Source {
         &self.manifest_sha256
     }
 
+    /// The entry of payload file `rel` (below `data/`) and the manifest's hash for it; an entry
+    /// absent or unlisted is [`Error::NotInManifest`].
+    fn listed(&self, rel: &str) -> Result<(Entry, [u8; 32]), Error> {
+        let name = format!("data/{rel}");
+        if let Some(reason) = layout::unsafe_path_reason(rel) {
+            return Err(Error::Entry { entry: name, problem: reason.to_owned() });
+        }
+        let Some(entry) = bag_entry(&self.reader, &name)? else { return Err(Error::NotInManifest(name)) };
+        match self.manifest.get(entry.index).map_err(|e| Error::Spill(self.path().to_path_buf(), e))? {
+            Some(sha) => Ok((entry, sha)),
+            None => Err(Error::NotInManifest(name)),
+        }
+    }
+
+    /// Whether payload file `rel` is an entry the manifest lists.
+    fn is_listed(&self, rel: &str) -> Result<bool, Error> {
+        match self.listed(rel) {
+            Ok(_) => Ok(true),
+            Err(Error::NotInManifest(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Reads a payload file (path below `data/`) of at most `limit` bytes, checked against the
     /// manifest.
     pub fn read(&self, rel: &str, limit: u64) -> Result<Vec<u8>, Error> {
-        if let Some(reason) = layout::unsafe_path_reason(rel) {
-            return Err(Error::Entry { entry: format!("data/{rel}"), problem: reason.to_owned() });
-        }
-        let expected = self.manifest.get(rel).ok_or_else(|| Error::NotInManifest(format!("data/{rel}")))?;
-        let entry = self
-            .reader
-            .bag_entry(&format!("data/{rel}"))?
-            .ok_or_else(|| Error::Entry { entry: format!("data/{rel}"), problem: "listed but absent".into() })?;
+        let (entry, expected) = self.listed(rel)?;
         let bytes = self
             .reader
             .read_entry(&entry, limit)
             .map_err(|problem| Error::Entry { entry: format!("data/{rel}"), problem: problem.to_string() })?;
         let actual: [u8; 32] = Sha256::digest(&bytes).into();
-        if &actual != expected {
+        if actual != expected {
             return Err(Error::Digest {
                 entry: format!("data/{rel}"),
                 expected: hex::encode(expected),
@@ -170,14 +221,16 @@ impl Source {
 
     /// Reads an image's bytes, checked against the manifest and its own record.
     pub fn read_image(&self, image: &ArchivedImage) -> Result<Vec<u8>, Error> {
-        let bytes = self.read(&image.file, MAX_IMAGE_BYTES)?;
+        self.read_file(&image.file, &image.sha256)
+    }
+
+    /// Reads a listed file (`file` below `data/`), checked against the manifest and against
+    /// `sha256`, the hex hash its listing line gives.
+    pub fn read_file(&self, file: &str, sha256: &str) -> Result<Vec<u8>, Error> {
+        let bytes = self.read(file, MAX_IMAGE_BYTES)?;
         let actual = hex::encode(Sha256::digest(&bytes));
-        if !actual.eq_ignore_ascii_case(&image.sha256) {
-            return Err(Error::Digest {
-                entry: format!("data/{}", image.file),
-                expected: image.sha256.clone(),
-                actual,
-            });
+        if !actual.eq_ignore_ascii_case(sha256) {
+            return Err(Error::Digest { entry: format!("data/{file}"), expected: sha256.to_owned(), actual });
         }
         Ok(bytes)
     }
@@ -189,14 +242,7 @@ impl Source {
 
     /// The ids of the archived projects (those with a `project.json`), sorted.
     pub fn project_ids(&self) -> Vec<Uuid> {
-        let mut ids: Vec<Uuid> = self
-            .manifest
-            .keys()
-            .filter_map(|p| p.strip_prefix("projects/")?.strip_suffix("/project.json"))
-            .filter_map(|id| Uuid::try_parse(id).ok())
-            .collect();
-        ids.sort();
-        ids
+        self.projects.clone()
     }
 
     /// The projects asked for (every one when `only` is empty); an id not archived is an error.
@@ -213,82 +259,88 @@ impl Source {
         self.json(&layout::project_json(id))
     }
 
-    /// Reads one project's record, tags and image list. `images.jsonl` is streamed and checked
-    /// against the manifest as it is read: each line must name its own file (the path follows
-    /// from its id), present and listed once, and the lines held stay under [`MAX_LISTING_BYTES`].
+    /// Reads one project's record and tags, and checks its `images.jsonl` in one streamed pass
+    /// (see [`Images`]): its digest against the manifest, and every line, counted. An error
+    /// here means nothing of the project should be used.
     pub fn project(&self, id: Uuid) -> Result<ArchivedProject, Error> {
         let project: Project = self.json(&layout::project_json(id))?;
         let tags: Vec<Tag> = self.json(&layout::tags_json(id))?;
-        let images = self.images(id)?;
-        Ok(ArchivedProject { project, tags, images })
+        let mut archived =
+            ArchivedProject { project, tags, images: 0, only_in_iterations: 0, records_iterations: false };
+        for image in self.listing(id, true)? {
+            let image = image?;
+            archived.images += 1;
+            archived.only_in_iterations += u64::from(!image.in_workspace());
+            archived.records_iterations |= image.iterations.is_some();
+        }
+        Ok(archived)
     }
 
-    fn images(&self, id: Uuid) -> Result<Vec<ArchivedImage>, Error> {
-        let rel = layout::images_jsonl(id);
-        let entry_name = format!("data/{rel}");
-        let expected = self.manifest.get(&rel).ok_or_else(|| Error::NotInManifest(entry_name.clone()))?;
-        let entry = self
-            .reader
-            .bag_entry(&entry_name)?
-            .ok_or_else(|| Error::Entry { entry: entry_name.clone(), problem: "listed but absent".into() })?;
-        let fail = |detail: String| Error::Json { entry: entry_name.clone(), detail };
-        let project = id.to_string();
-        let mut images = Vec::new();
-        let mut files = HashSet::new();
-        let mut held = 0u64;
-        let mut repeats = 0u64;
-        let mut first_error = None;
-        let actual = data::for_each_line(&self.reader, &entry, |n, line| {
-            if first_error.is_some() {
-                return;
-            }
-            let parsed = line.and_then(|line| {
-                held += line.len() as u64;
-                if held > MAX_LISTING_BYTES {
-                    return Err(format!("the listing holds more than {MAX_LISTING_BYTES} bytes of lines"));
-                }
-                let image: ArchivedImage = serde_json::from_slice(line).map_err(|e| e.to_string())?;
-                if let Some(reason) = layout::unsafe_path_reason(&image.file) {
-                    return Err(format!("file {:?}: {reason}", image.file));
-                }
-                if let Some(why) = bound_file_problem(ListingKind::Images, &project, image.image.id, &image.file) {
-                    return Err(why);
-                }
-                if !self.manifest.contains_key(&image.file) {
-                    return Err(format!("file {:?} is not in the archive's manifest", image.file));
-                }
-                // The file follows from the id, so a file listed again is the same image listed
-                // again: it is read once (verify reports the repetition as a finding). A listing
-                // made mostly of repeats is not a listing: past a cap it is refused.
-                if !files.insert(image.file.clone()) {
-                    repeats += 1;
-                    if repeats > MAX_REPEATED_LINES {
-                        return Err(format!(
-                            "file {:?} is listed again: more than {MAX_REPEATED_LINES} lines repeat others",
-                            image.file
-                        ));
-                    }
-                    return Ok(None);
-                }
-                Ok(Some(image))
-            });
-            match parsed {
-                Ok(Some(image)) => images.push(image),
-                Ok(None) => {}
-                Err(why) => first_error = Some(fail(format!("line {n}: {why}"))),
-            }
-        })
-        .map_err(|problem| Error::Entry { entry: entry_name.clone(), problem: problem.to_string() })?;
-        if &actual != expected {
-            return Err(Error::Digest {
-                entry: entry_name,
-                expected: hex::encode(expected),
-                actual: hex::encode(actual),
-            });
-        }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(images),
-        }
+    /// The images of a project [`Source::project`] has checked, streamed from `images.jsonl` in
+    /// archive order, each id once. The listing is checked again as it is read (an archive
+    /// changed in between stops the stream with an error at its end), but for the one lookup
+    /// per line that put each file in the manifest: reading the file makes it again.
+    pub fn images(&self, archived: &ArchivedProject) -> Result<Images<'_>, Error> {
+        self.listing(archived.project.id, false)
     }
+
+    /// The listing's pass; `look_up` checks that each line's file is an entry the manifest lists.
+    fn listing(&self, id: Uuid, look_up: bool) -> Result<Images<'_>, Error> {
+        let rel = layout::images_jsonl(id);
+        let (entry, expected) = self.listed(&rel)?;
+        Images::open(self, (id, &rel), &entry, expected, look_up)
+    }
+}
+
+/// Finds manifest paths' entries by walking the zip directory alongside the manifest, which
+/// lists payload files in the directory's order in the archives cvarchive writes: a path that
+/// is the directory's next entry costs no lookup. Any other path is looked up by name, and the
+/// walk resumes after the entry found. A name more than one entry has is always looked up, so
+/// the answer is the reader's own (its first entry by that name).
+struct Cursor<'r> {
+    reader: &'r BagReader,
+    entries: Box<dyn Iterator<Item = Result<Entry, crate::archive::Error>> + 'r>,
+    next: Option<Entry>,
+    /// Names more than one entry has.
+    duplicated: HashSet<Vec<u8>>,
+}
+
+impl<'r> Cursor<'r> {
+    fn new(reader: &'r BagReader) -> Result<Cursor<'r>, Error> {
+        let mut duplicated = HashSet::new();
+        reader.for_each_duplicate(|e, _| {
+            duplicated.insert(e.raw_name.clone());
+        })?;
+        let mut cursor = Cursor { reader, entries: Box::new(reader.entries()), next: None, duplicated };
+        cursor.advance()?;
+        Ok(cursor)
+    }
+
+    fn advance(&mut self) -> Result<(), Error> {
+        self.next = self.entries.next().transpose()?;
+        Ok(())
+    }
+
+    /// The index of the first entry named `<bag>/<rel>`, if any.
+    fn find(&mut self, rel: &str) -> Result<Option<usize>, Error> {
+        let Some(bag) = self.reader.bag_name() else { return Ok(None) };
+        let name = format!("{bag}/{rel}");
+        if let Some(next) = &self.next {
+            if next.raw_name == name.as_bytes() && !self.duplicated.contains(next.raw_name.as_slice()) {
+                let index = next.index;
+                self.advance()?;
+                return Ok(Some(index));
+            }
+        }
+        let Some(found) = self.reader.entry(&name)? else { return Ok(None) };
+        while self.next.as_ref().is_some_and(|n| n.index <= found.index) {
+            self.advance()?;
+        }
+        Ok(Some(found.index))
+    }
+}
+
+/// The first entry named `<bag>/<rel>`: the one place this module asks the reader by name.
+fn bag_entry(reader: &BagReader, rel: &str) -> Result<Option<Entry>, Error> {
+    Ok(reader.bag_entry(rel)?)
 }

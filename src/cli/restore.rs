@@ -3,14 +3,15 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context as _;
 use clap::Args;
 use uuid::Uuid;
 
 use super::common;
-use super::progress::{Drawer, Mode};
+use super::progress::{human_bytes, Drawer, Mode};
 use super::Exit;
 use crate::api::{Client, MAX_UPLOAD_BATCH_BYTES};
-use crate::restore::{restore, Error as RestoreError, Report, RestoreOptions};
+use crate::restore::{plan, restore, Error as RestoreError, Report, RestoreOptions};
 
 /// Arguments of `cvarchive restore`.
 #[derive(Debug, Args)]
@@ -39,7 +40,11 @@ pub struct RestoreArgs {
     /// report says how many.
     #[arg(long)]
     pub iteration_images: bool,
-    /// JSON lines on stdout: one event per line, then the report.
+    /// Print the plan (per project: images, uploads, bytes, what would not be recreated) from
+    /// the archive alone, and send nothing: no endpoint or key is needed.
+    #[arg(long)]
+    dry_run: bool,
+    /// JSON lines on stdout: one event per line, then the report (with --dry-run, the plan).
     #[arg(long)]
     json: bool,
     /// No progress display (warnings and the summary only).
@@ -49,6 +54,9 @@ pub struct RestoreArgs {
 
 /// Runs `cvarchive restore`.
 pub async fn run(args: RestoreArgs) -> anyhow::Result<Exit> {
+    if args.dry_run {
+        return dry_run(&args).await;
+    }
     let mode = Mode::choose(args.json, args.no_progress);
     let drawer = Drawer::start(mode);
     let mut client_opts = args.service.client_options()?;
@@ -76,6 +84,47 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<Exit> {
     };
     print(&report, &report_path, mode)?;
     Ok(if report.complete { Exit::Done } else { Exit::Incomplete })
+}
+
+/// `restore --dry-run`: the plan, read from the archive off the async threads; no client.
+async fn dry_run(args: &RestoreArgs) -> anyhow::Result<Exit> {
+    let opts = RestoreOptions {
+        projects: args.projects.clone(),
+        iteration_images: args.iteration_images,
+        ..RestoreOptions::new(PathBuf::new())
+    };
+    let archive = args.archive.clone();
+    let plan = tokio::task::spawn_blocking(move || plan(&archive, &opts))
+        .await
+        .context("the restore plan task failed")?
+        .with_context(|| format!("cannot plan a restore of {}", args.archive.display()))?;
+    if args.json {
+        super::json::write("restorePlan", &plan)?;
+        return Ok(Exit::Done);
+    }
+    for p in &plan.projects {
+        println_escaped!(
+            "{} ({}): {} of {} images in {} uploads, {}, {} tags",
+            p.name,
+            p.id,
+            p.images,
+            p.archived_images,
+            p.uploads,
+            human_bytes(p.bytes),
+            p.tags
+        );
+        for n in &p.not_recreated {
+            println_escaped!("  not recreated: {} {}: {}", n.count, n.what, n.why);
+        }
+    }
+    println_escaped!(
+        "dry run: {} project(s), {} images in {} uploads, {}; nothing was sent",
+        plan.projects.len(),
+        plan.images,
+        plan.uploads,
+        human_bytes(plan.bytes)
+    );
+    Ok(Exit::Done)
 }
 
 fn print(report: &Report, path: &std::path::Path, mode: Mode) -> anyhow::Result<()> {

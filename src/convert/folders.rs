@@ -1,12 +1,17 @@
 //! One project as folders: one per tag, `untagged/`, and `labels.csv` (see [`super`]). Images
 //! only trained iterations hold go where their tags put them; `labels.csv` marks them.
+//!
+//! Images are streamed from the listing and `labels.csv` is written a row at a time, so memory
+//! holds the tags' folder names and one image, nothing per image.
 
 use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use uuid::Uuid;
 
-use super::{extension, io, write_new, ArchivedProject, Error, ProjectReport, Skipped, Source};
+use super::{extension, io, write_new, ArchivedImage, ArchivedProject, Error, ProjectReport, Skipped, Source};
 use crate::api::model::Image;
 use crate::progress::{Event, Progress};
 
@@ -34,20 +39,13 @@ pub(super) fn write(
 ) -> Result<ProjectReport, Error> {
     let folders = folder_names(archived);
     let mut created: HashSet<String> = HashSet::new();
-    // Archives written before iteration-only images were archived do not say which iterations
-    // hold an image; their labels.csv keeps its old columns rather than claim "none".
-    let membership = archived.images.iter().any(|a| a.iterations.is_some());
-    let mut csv = String::from("image_id,file,tags,width,height,sha256");
-    csv.push_str(if membership { ",workspace,iterations\n" } else { "\n" });
+    let labels = dir.join("labels.csv");
+    let mut csv = Labels::create(&labels, archived.records_iterations).map_err(|e| io(&labels, e))?;
     let (mut images, mut files, mut skipped) = (0usize, 0usize, Vec::new());
     let mut only_in_iterations = 0usize;
-    let mut written: HashSet<Uuid> = HashSet::new();
-    for a in &archived.images {
+    for a in source.images(archived)? {
+        let a = a?;
         let image = &a.image;
-        // A listing that repeats an id gets its image once, as the first line says.
-        if written.contains(&image.id) {
-            continue;
-        }
         let tag_ids = tag_ids(&a.image);
         let targets: Vec<&str> = if tag_ids.is_empty() {
             vec![UNTAGGED]
@@ -58,9 +56,8 @@ pub(super) fn write(
             skipped.push(Skipped { image_id: image.id, reason: "its tags are not in tags.json".into() });
             continue;
         }
-        let Some(bytes) = source.read_image_or_skip(a, &mut skipped) else { continue };
-        written.insert(image.id);
-        let file_name = format!("{}.{}", image.id, extension(a));
+        let Some(bytes) = source.read_image_or_skip(&a, &mut skipped) else { continue };
+        let file_name = format!("{}.{}", image.id, extension(&a));
         let mut first: Option<PathBuf> = None;
         for folder in &targets {
             let folder_path = dir.join(folder);
@@ -79,24 +76,10 @@ pub(super) fn write(
         images += 1;
         let names: Vec<String> =
             tag_ids.iter().filter_map(|t| archived.tags.iter().find(|x| x.id == *t).map(|x| inert(&x.name))).collect();
-        let cell = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
-        csv.push_str(&format!(
-            "{},{},{},{},{},{}",
-            image.id,
-            csv_field(&format!("{}/{file_name}", targets[0])),
-            csv_field(&names.join(";")),
-            cell(image.width),
-            cell(image.height),
-            a.sha256
-        ));
-        if membership {
-            let holders: Vec<String> = a.iterations.iter().flatten().map(Uuid::to_string).collect();
-            csv.push_str(&format!(",{},{}", a.in_workspace(), holders.join(";")));
-        }
-        csv.push('\n');
+        csv.row(&a, &format!("{}/{file_name}", targets[0]), &names).map_err(|e| io(&labels, e))?;
         only_in_iterations += usize::from(!a.in_workspace());
     }
-    write_new(&dir.join("labels.csv"), csv.as_bytes())?;
+    csv.finish().map_err(|e| io(&labels, e))?;
     Ok(ProjectReport {
         id: archived.project.id,
         name: archived.project.name.clone(),
@@ -108,6 +91,50 @@ pub(super) fn write(
         skipped,
         replaced: false,
     })
+}
+
+/// `labels.csv`, written a row at a time as each image is written.
+struct Labels {
+    out: BufWriter<File>,
+    /// Whether the `workspace,iterations` columns are written.
+    membership: bool,
+}
+
+impl Labels {
+    /// Creates the file and writes its header. Archives written before iteration-only images
+    /// were archived do not say which iterations hold an image (`membership` false): their
+    /// labels.csv keeps its old columns rather than claim "none".
+    fn create(path: &Path, membership: bool) -> std::io::Result<Labels> {
+        let mut out = BufWriter::with_capacity(256 << 10, crate::sidefile::create_new(path)?);
+        out.write_all(b"image_id,file,tags,width,height,sha256")?;
+        out.write_all(if membership { b",workspace,iterations\n" } else { b"\n" })?;
+        Ok(Labels { out, membership })
+    }
+
+    /// One image's row: its first file and its tag names (already made [`inert`]).
+    fn row(&mut self, a: &ArchivedImage, file: &str, names: &[String]) -> std::io::Result<()> {
+        let image = &a.image;
+        let cell = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
+        write!(
+            self.out,
+            "{},{},{},{},{},{}",
+            image.id,
+            csv_field(file),
+            csv_field(&names.join(";")),
+            cell(image.width),
+            cell(image.height),
+            a.sha256
+        )?;
+        if self.membership {
+            let holders: Vec<String> = a.iterations.iter().flatten().map(Uuid::to_string).collect();
+            write!(self.out, ",{},{}", a.in_workspace(), holders.join(";"))?;
+        }
+        self.out.write_all(b"\n")
+    }
+
+    fn finish(mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
 }
 
 /// The image's tags and its regions' tags, each once, in that order.

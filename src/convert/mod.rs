@@ -26,6 +26,11 @@
 //!
 //! A listing that repeats an image id yields the image once.
 //!
+//! Memory does not grow with the number of images: the listing is streamed (see
+//! [`crate::archive::source`], which keeps the ids seen in the current project, about 24 bytes
+//! an image), COCO's `annotations.json` and `labels.csv` are written as the images are, and one
+//! image's bytes are held at a time.
+//!
 //! Every archive entry read is checked against the manifest (see [`crate::archive::source`]); a damaged image is
 //! left out and listed, a damaged listing stops the project. Output goes to a hidden staging
 //! folder that is renamed to the project's folder (`<projectId>` for COCO, `<name>-<projectId>`
@@ -168,16 +173,19 @@ pub fn convert(archive: &Path, opts: &ConvertOptions, progress: &dyn Progress) -
     for (id, done, replace) in targets {
         let archived = source.project(id)?;
         progress.event(Event::ProjectStarted { project_id: id.to_string(), name: archived.project.name.clone() });
-        progress.event(Event::ImagesFound { project_id: id.to_string(), total: archived.images.len() as u64 });
+        progress.event(Event::ImagesFound { project_id: id.to_string(), total: archived.images });
         let staging = opts.out.join(format!(".{id}.partial"));
         if std::fs::symlink_metadata(&staging).is_ok() {
             std::fs::remove_dir_all(&staging).map_err(|e| io(&staging, e))?;
         }
         std::fs::create_dir(&staging).map_err(|e| io(&staging, e))?;
-        let mut report = match opts.to {
-            Target::Coco => coco::write(&source, &archived, &staging, progress)?,
-            Target::Folders => folders::write(&source, &archived, &staging, progress)?,
+        let written = match opts.to {
+            Target::Coco => coco::write(&source, &archived, &staging, progress),
+            Target::Folders => folders::write(&source, &archived, &staging, progress),
         };
+        // A listing found damaged midway (the archive changed since it was checked) leaves no
+        // half-written folder behind.
+        let mut report = written.inspect_err(|_| drop(std::fs::remove_dir_all(&staging)))?;
         output::mark(&staging, id, opts.to)?;
         output::put_in_place(&opts.out, &staging, &done, id, replace)?;
         report.path = done;

@@ -18,6 +18,7 @@
 //! id to that one new id. Iterations, trained models and stored predictions cannot be recreated
 //! through the API and are not restored: the report lists each project's ([`NotRecreated`]).
 
+mod plan;
 mod report;
 mod run;
 
@@ -25,6 +26,7 @@ use std::path::PathBuf;
 
 use uuid::Uuid;
 
+pub use plan::{plan, Plan, ProjectPlan};
 pub use report::{Counts, FailedImage, NotRecreated, ProjectMap, ProjectStage, Report};
 pub use run::restore;
 

@@ -9,27 +9,13 @@ use base64::Engine as _;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::report::{now, Counts, FailedImage, NotRecreated, ProjectMap, ProjectStage, Report};
+use super::plan::{self, Unit};
+use super::report::{now, Counts, FailedImage, ProjectMap, ProjectStage, Report};
 use super::{Error, RestoreOptions, REPORT_FORMAT};
 use crate::api::model::{ImageCreateResult, ImageCreateSummary, ImageFileCreateBatch, ImageFileCreateEntry, Region};
 use crate::api::{Client, NewProject, MAX_BATCH_TAGS, MAX_UPLOAD_BATCH};
-use crate::archive::data::{AccountView, MAX_JSON_BYTES};
-use crate::archive::layout;
 use crate::archive::source::{ArchivedProject, Source};
 use crate::progress::{Event, Phase, Progress};
-
-/// One distinct image content of a project: every archived image with these bytes, and the
-/// union of their tags, regions and metadata.
-#[derive(Debug, Clone)]
-struct Unit {
-    /// Index of the first such image in the project's list.
-    first: usize,
-    old_ids: Vec<Uuid>,
-    tags: Vec<Uuid>,
-    regions: Vec<Region>,
-    metadata: BTreeMap<String, String>,
-    size: u64,
-}
 
 /// Restores the archive at `archive` into the resource `client` talks to, resuming from
 /// `opts.report` if it exists. Returns the final report (also written to `opts.report`).
@@ -63,21 +49,20 @@ pub async fn restore(
             projects: Vec::new(),
         },
     };
-    // What the export counted: how many iterations, model exports and stored predictions each
-    // project had, for the report's list of what is not recreated.
-    let account: AccountView = (source.read(layout::account_json(), MAX_JSON_BYTES).ok())
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or_default();
+    let account = plan::account(&source);
     progress.event(Event::Started { projects: ids.len() });
     // The totals up front, from the archive and the report, before the first upload.
     progress.event(Event::Phase { phase: Phase::Listing, project_id: None });
+    let mut not_recreated = Vec::with_capacity(ids.len());
     for id in &ids {
         let archived = source.project(*id)?;
         let map = report.projects.iter().find(|p| p.old_id == *id);
-        progress.event(Event::ImagesFound { project_id: id.to_string(), total: to_upload(&archived, opts, map) });
+        let plan = plan::project_plan(&source, &archived, &account, opts, map)?;
+        progress.event(Event::ImagesFound { project_id: id.to_string(), total: plan.uploads });
+        not_recreated.push(plan.not_recreated);
     }
     progress.event(Event::Phase { phase: Phase::Uploading, project_id: None });
-    for id in ids {
+    for (id, not_recreated) in ids.into_iter().zip(not_recreated) {
         if cancel.is_cancelled() {
             report.save(&opts.report)?;
             return Err(Error::Interrupted(opts.report.clone()));
@@ -103,13 +88,7 @@ pub async fn restore(
                 report.projects.len() - 1
             }
         };
-        let only_in_iterations = archived.images.iter().filter(|i| !i.in_workspace()).count() as u64;
-        let counts = account.projects.iter().flat_map(|p| &p.kept).find(|p| p.id == Some(id.to_string()));
-        report.projects[at].not_recreated = NotRecreated::list(
-            counts.and_then(|p| p.archived.as_ref()).unwrap_or(&Default::default()),
-            only_in_iterations,
-            opts.iteration_images,
-        );
+        report.projects[at].not_recreated = not_recreated;
         progress.event(Event::ProjectStarted { project_id: id.to_string(), name: archived.project.name.clone() });
         let mut job = Job { client, source: &source, opts, progress, cancel, report: &mut report, at };
         job.project(&archived).await?;
@@ -148,9 +127,8 @@ impl Job<'_> {
         let old = archived.project.id;
         let new_id = self.create_project(archived).await?;
         self.tags(archived, new_id).await?;
-        let selected = self.iteration_images(archived);
-        let archived = selected.as_ref().unwrap_or(archived);
-        let units = units(archived);
+        self.note_iteration_images(archived);
+        let units = plan::units(self.source, archived, self.opts)?;
         let merged: usize = units.iter().map(|u| u.old_ids.len() - 1).sum();
         if merged > 0 {
             let note = format!("{merged} image(s) have the same bytes as another and were merged into it");
@@ -166,7 +144,7 @@ impl Job<'_> {
             (self.client.get_tagged_image_count(new_id).await?, self.client.get_untagged_image_count(new_id).await?);
         let service_tags = self.client.get_tags(new_id, None).await?.len() as u64;
         let counts = Counts {
-            archived_images: archived.images.len() as u64,
+            archived_images: units.iter().map(|u| u.old_ids.len() as u64).sum(),
             archived_distinct: units.len() as u64,
             archived_tags: archived.tags.len() as u64,
             service_images: tagged + untagged,
@@ -186,36 +164,26 @@ impl Job<'_> {
         self.save()
     }
 
-    /// The project without the images only trained iterations held, unless they are asked for
-    /// (`None`: nothing to leave out); notes either way what happens to them.
-    fn iteration_images(&mut self, archived: &ArchivedProject) -> Option<ArchivedProject> {
-        let only = archived.images.iter().filter(|i| !i.in_workspace()).count();
+    /// Notes what happens to the images only trained iterations held, if there are any: left
+    /// out (by [`plan::units`]) unless they are asked for.
+    fn note_iteration_images(&mut self, archived: &ArchivedProject) {
+        let only = archived.only_in_iterations;
         if only == 0 {
-            return None;
+            return;
         }
-        let (note, selected) = match self.opts.iteration_images {
-            true => (
-                format!(
-                    "{only} image(s) only trained iterations held (deleted from the workspace) were uploaded \
-                     into the workspace (--iteration-images)"
-                ),
-                None,
+        let note = match self.opts.iteration_images {
+            true => format!(
+                "{only} image(s) only trained iterations held (deleted from the workspace) were uploaded \
+                 into the workspace (--iteration-images)"
             ),
-            false => (
-                format!(
-                    "{only} image(s) only trained iterations held (deleted from the workspace) were not restored: \
-                     the new project has no trained iterations; --iteration-images uploads them into its workspace"
-                ),
-                Some(ArchivedProject {
-                    images: archived.images.iter().filter(|i| i.in_workspace()).cloned().collect(),
-                    ..archived.clone()
-                }),
+            false => format!(
+                "{only} image(s) only trained iterations held (deleted from the workspace) were not restored: \
+                 the new project has no trained iterations; --iteration-images uploads them into its workspace"
             ),
         };
         if !self.map().notes.contains(&note) {
             self.map().notes.push(note);
         }
-        selected
     }
 
     /// The new project: created, or found again after an interrupted CreateProject.
@@ -387,11 +355,13 @@ impl Job<'_> {
                 .ok_or_else(|| Error::Refused { project: old, detail: format!("tag {t} has no new id") })
         };
         let source = Arc::clone(self.source);
-        let files: Vec<_> = batch.iter().map(|u| archived.images[u.first].clone()).collect();
+        let files: Vec<(String, String)> = batch.iter().map(|u| (u.file.clone(), u.sha256.clone())).collect();
         let contents = tokio::task::spawn_blocking(move || {
             files
                 .iter()
-                .map(|f| source.read_image(f).map(|b| base64::engine::general_purpose::STANDARD.encode(b)))
+                .map(|(file, sha)| {
+                    source.read_file(file, sha).map(|b| base64::engine::general_purpose::STANDARD.encode(b))
+                })
                 .collect::<Result<Vec<_>, _>>()
         })
         .await
@@ -442,71 +412,6 @@ impl Job<'_> {
             }
         }
         Ok(())
-    }
-}
-
-/// How many uploads the project still needs (units of identical images not yet mapped): what
-/// [`Job::images`] sends, counted before any upload so the totals are known from the start.
-fn to_upload(archived: &ArchivedProject, opts: &RestoreOptions, map: Option<&ProjectMap>) -> u64 {
-    let workspace;
-    let archived = match opts.iteration_images {
-        true => archived,
-        false => {
-            let images = archived.images.iter().filter(|i| i.in_workspace()).cloned().collect();
-            workspace = ArchivedProject { images, ..archived.clone() };
-            &workspace
-        }
-    };
-    let mapped = |u: &Unit| map.is_some_and(|m| u.old_ids.iter().all(|o| m.images.contains_key(o)));
-    units(archived).iter().filter(|u| !mapped(u)).count() as u64
-}
-
-/// The project's images grouped by content, in archive order.
-fn units(archived: &ArchivedProject) -> Vec<Unit> {
-    let mut by_sha: BTreeMap<String, usize> = BTreeMap::new();
-    let mut units: Vec<Unit> = Vec::new();
-    for (n, a) in archived.images.iter().enumerate() {
-        let image = &a.image;
-        let regions: Vec<Region> = image
-            .regions
-            .iter()
-            .flatten()
-            .map(|r| Region { tag_id: r.tag_id, left: r.left, top: r.top, width: r.width, height: r.height })
-            .collect();
-        // Tags carried by a region come back with it; only the others are sent as image tags.
-        let tags: Vec<Uuid> =
-            image.tags.iter().flatten().map(|t| t.tag_id).filter(|t| !regions.iter().any(|r| r.tag_id == *t)).collect();
-        let metadata = image.metadata.clone().unwrap_or_default();
-        let key = a.sha256.to_ascii_lowercase();
-        match by_sha.get(&key) {
-            Some(&u) => {
-                let unit = &mut units[u];
-                unit.old_ids.push(image.id);
-                for t in tags {
-                    if !unit.tags.contains(&t) {
-                        unit.tags.push(t);
-                    }
-                }
-                for r in regions {
-                    if !unit.regions.contains(&r) {
-                        unit.regions.push(r);
-                    }
-                }
-                unit.metadata.extend(metadata);
-            }
-            None => {
-                by_sha.insert(key, units.len());
-                units.push(Unit { first: n, old_ids: vec![image.id], tags, regions, metadata, size: a.size });
-            }
-        }
-    }
-    units
-}
-
-impl Unit {
-    /// Every tag the unit names, its own and its regions': what a batch's tag limit counts.
-    fn all_tags(&self) -> BTreeSet<Uuid> {
-        self.tags.iter().copied().chain(self.regions.iter().map(|r| r.tag_id)).collect()
     }
 }
 

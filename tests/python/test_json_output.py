@@ -99,6 +99,8 @@ def test_every_command_writes_valid_lines_ending_with_its_result(validator, tmp_
         assert (code, types(lines)[-1], lines[-1]["outcome"]) == (0, "deleteReceipt", "complete"), err
         assert "deleted" in types(lines)
 
+        code, lines, err = run(validator, "restore", archive, "--project", DETECTION, "--dry-run", "--json")
+        assert (code, types(lines), lines[-1]["dryRun"]) == (0, ["restorePlan"], True), err
         code, lines, err = run(validator, "restore", archive, "--project", DETECTION, "--json", emulator=emu)
         assert (code, types(lines)[-1], lines[-1]["complete"]) == (0, "restoreReport", True), err
         assert "projectStarted" in types(lines)
