@@ -48,8 +48,8 @@ fn overlapping_entries() {
     let good = write_good_bag(dir.path(), "good");
     let first = format!("good/data/{}", layout::image_file(PROJECT, IMAGES[0], "jpg"));
     let reader = cvarchive::archive::BagReader::open(&good).unwrap();
-    let next = (reader.entries().iter())
-        .filter(|e| e.header_offset > reader.entry(&first).unwrap().header_offset)
+    let next = (crate::support::entries(&reader).iter())
+        .filter(|e| e.header_offset > reader.entry(&first).unwrap().unwrap().header_offset)
         .min_by_key(|e| e.header_offset)
         .unwrap()
         .name

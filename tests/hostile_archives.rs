@@ -358,8 +358,8 @@ fn a_quoted_overlap_bomb_is_reported_not_hashed() {
 
     // The construction works: the first entry really inflates to every later header and the kernel.
     let reader = cvarchive::archive::BagReader::open(&path).unwrap();
-    let first = reader.entry(&names[0]).unwrap();
-    let digest = reader.hash_entry(first, &mut vec![0u8; 1 << 20]).unwrap();
+    let first = reader.entry(&names[0]).unwrap().unwrap();
+    let digest = reader.hash_entry(&first, &mut vec![0u8; 1 << 20]).unwrap();
     assert_eq!(digest.size, sizes[0].1);
 
     let report = verify(&path, &VerifyOptions::default()).unwrap();

@@ -82,8 +82,8 @@ fn export_fixture(dir: &Path) -> PathBuf {
 fn read_back(path: &Path) -> Option<BTreeMap<String, Vec<u8>>> {
     let reader = BagReader::open(path).ok()?;
     let mut out = BTreeMap::new();
-    for e in reader.entries() {
-        let bytes = reader.read_entry(e, READ_BACK_LIMIT).ok()?;
+    for e in crate::support::entries(&reader) {
+        let bytes = reader.read_entry(&e, READ_BACK_LIMIT).ok()?;
         out.entry(e.name.clone()).or_insert(bytes);
     }
     Some(out)

@@ -139,7 +139,7 @@ pub fn run_measured(args: &[&str]) -> (i32, u64) {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    peak::wait_sampling_peak(&mut child)
+    peak::wait_with_peak(&mut child)
 }
 
 /// The folder `convert --to folders` wrote for project `id` under `out` (`<name>-<id>`).
@@ -183,4 +183,9 @@ pub fn assert_finding(report: &Report, kind: FindingKind, path: &str) {
         report.findings
     );
     assert!(!report.is_clean());
+}
+
+/// Every entry of `reader`, in directory order (the reader reads them back from the file).
+pub fn entries(reader: &cvarchive::archive::BagReader) -> Vec<cvarchive::archive::Entry> {
+    reader.entries().collect::<Result<_, _>>().expect("the directory reads back")
 }

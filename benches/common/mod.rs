@@ -92,10 +92,11 @@ pub fn sha256_rate_of_images(archive: &Path) -> (f64, u64) {
     let mut hashed = 0u64;
     let mut busy = Duration::ZERO;
     for entry in reader.entries() {
+        let entry = entry.expect("the directory reads back");
         if !entry.name.contains("/images/") {
             continue;
         }
-        let bytes = reader.read_entry(entry, 1 << 30).expect("an image entry reads");
+        let bytes = reader.read_entry(&entry, 1 << 30).expect("an image entry reads");
         let t = Instant::now();
         let digest = Sha256::digest(&bytes);
         busy += t.elapsed();
@@ -135,7 +136,7 @@ pub fn run_measured(args: &[&str], env: &[(&str, &str)]) -> Measured {
     }
     let started = Instant::now();
     let mut child = cmd.spawn().expect("the binary runs");
-    let (code, peak) = peak::wait_sampling_peak(&mut child);
+    let (code, peak) = peak::wait_with_peak(&mut child);
     let seconds = started.elapsed().as_secs_f64();
     let read = |mut f: std::fs::File| {
         use std::io::{Read, Seek};

@@ -1,28 +1,28 @@
-//! A child process's peak memory: its own high-water mark (`VmHWM`, which starts afresh at
-//! exec), sampled from `/proc/<pid>/status` until it exits. Shared by the benchmarks and the
-//! tests (`tests/support.rs` includes this file), so both measure memory the same way.
+//! A child process's peak memory: the kernel's own account of its largest resident set
+//! (`ru_maxrss` from `wait4`), read when it is reaped. Exact however short the child lives (a
+//! sampler of `/proc/<pid>/status` misses a child that exits between two samples). Shared by the
+//! benchmarks and the tests (`tests/support.rs` includes this file), so both measure memory the
+//! same way.
 
 use std::process::Child;
-use std::time::Duration;
 
-/// Waits for `child`, sampling its `VmHWM` every 5 ms; returns its exit code (-1 when killed by
-/// a signal) and its peak resident memory in bytes.
-pub fn wait_sampling_peak(child: &mut Child) -> (i32, u64) {
-    let status_path = format!("/proc/{}/status", child.id());
-    let mut peak = 0u64;
+/// Waits for `child`; returns its exit code (-1 when killed by a signal) and its peak resident
+/// memory in bytes. The child is reaped here: do not wait for it again.
+pub fn wait_with_peak(child: &mut Child) -> (i32, u64) {
+    let pid = child.id() as libc::pid_t;
+    let mut status: libc::c_int = 0;
+    // SAFETY: an all-zero rusage is valid; wait4 fills it in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     loop {
-        if let Ok(status) = std::fs::read_to_string(&status_path) {
-            let hwm = status
-                .lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok());
-            if let Some(kb) = hwm {
-                peak = peak.max(kb * 1024);
-            }
+        // SAFETY: plain FFI call with pointers to live locals.
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if r == pid {
+            break;
         }
-        if let Some(status) = child.try_wait().expect("wait for the child") {
-            return (status.code().unwrap_or(-1), peak);
-        }
-        std::thread::sleep(Duration::from_millis(5));
+        let err = std::io::Error::last_os_error();
+        assert_eq!(err.kind(), std::io::ErrorKind::Interrupted, "wait4 for child {pid}: {err}");
     }
+    let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
+    // Linux reports ru_maxrss in kilobytes.
+    (code, (usage.ru_maxrss as u64) * 1024)
 }

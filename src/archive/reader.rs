@@ -2,9 +2,17 @@
 //! top-level folder, and one entry's bytes either streamed (hashing, line-by-line JSONL) or read
 //! into memory under a limit. Never writes, never resolves entry names against the file system,
 //! never inflates past an entry's declared size.
+//!
+//! Memory per entry: 16 bytes, whatever the names. The directory keeps where each entry's record
+//! is (8 bytes) and the name index one 64-bit key per entry: the top 38 bits of a keyed hash of
+//! the name and the entry's 26-bit position, sorted. An entry is parsed again from the file when
+//! asked for, and a lookup by name reads back the entries whose key matches to compare the name
+//! itself, so a collision costs one read, never a wrong answer; the hash's key is random per
+//! process, so no archive can be made to collide on purpose.
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::hash::{BuildHasher, RandomState};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -12,8 +20,11 @@ use flate2::read::DeflateDecoder;
 
 use super::digest;
 use super::zipconst::Compression;
-use super::zipdir::{self, read_at, Entry};
+use super::zipdir::{self, read_at, Directory, Entry};
 use super::{EntryProblem, Error};
+
+/// Bits of a name key that hold the entry's position ([`zipdir::MAX_ENTRIES`] is `1 << 26`).
+const INDEX_BITS: u32 = 26;
 
 /// An entry's actual content digest, size and CRC-32, as read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,10 +43,37 @@ pub struct BagReader {
     path: PathBuf,
     file: File,
     len: u64,
-    entries: Vec<Entry>,
-    recovered: Option<String>,
-    by_name: HashMap<String, usize>,
+    dir: Directory,
+    /// Name keys (hash bits above the position bits), sorted. See the module docs.
+    names: Vec<u64>,
+    hasher: RandomState,
     bag_name: Option<String>,
+}
+
+/// What opening sees of each entry: its name key, and how many entries each top-level folder
+/// holds (by a hash of the folder's name, with its first entry, so no name is kept).
+struct Survey<'h> {
+    hasher: &'h RandomState,
+    names: Vec<u64>,
+    tops: HashMap<u64, (u64, usize)>,
+}
+
+impl zipdir::Visit for Survey<'_> {
+    fn entry(&mut self, e: &Entry) {
+        self.names.push(name_key(self.hasher, e.name.as_bytes(), e.index));
+        if let Some((top, _)) = e.name.split_once('/') {
+            self.tops.entry(self.hasher.hash_one(top.as_bytes())).or_insert((0, e.index)).0 += 1;
+        }
+    }
+
+    fn restart(&mut self) {
+        self.names.clear();
+        self.tops.clear();
+    }
+}
+
+fn name_key(hasher: &RandomState, name: &[u8], index: usize) -> u64 {
+    (hasher.hash_one(name) << INDEX_BITS) | index as u64
 }
 
 impl BagReader {
@@ -50,27 +88,25 @@ impl BagReader {
     /// that a caller can check, hash and read the very bytes it opened, whatever happens to the
     /// path meanwhile.
     pub fn from_file(file: File, path: &Path) -> Result<BagReader, Error> {
+        let not_zip = |reason| Error::NotZip { path: path.to_path_buf(), reason };
         let len = file.metadata().map_err(|source| Error::Io { path: path.to_path_buf(), source })?.len();
-        let dir =
-            zipdir::read_directory(&file, len).map_err(|reason| Error::NotZip { path: path.to_path_buf(), reason })?;
-        let mut by_name = HashMap::with_capacity(dir.entries.len());
-        let mut tops: HashMap<&str, usize> = HashMap::new();
-        for e in &dir.entries {
-            by_name.entry(e.name.clone()).or_insert(e.index);
-            if let Some((top, _)) = e.name.split_once('/') {
-                *tops.entry(top).or_default() += 1;
+        let hasher = RandomState::new();
+        let mut survey = Survey { hasher: &hasher, names: Vec::new(), tops: HashMap::new() };
+        let dir = zipdir::read_directory(&file, len, &mut survey).map_err(not_zip)?;
+        let Survey { mut names, tops, .. } = survey;
+        names.sort_unstable();
+        names.shrink_to_fit();
+        // The bag is the folder most entries live in; a tie goes to the name that sorts first.
+        let most = tops.values().map(|(n, _)| *n).max();
+        let mut bag_name: Option<String> = None;
+        for (_, first) in tops.values().filter(|(n, _)| Some(*n) == most) {
+            let entry = dir.entry_at(&file, len, *first).map_err(not_zip)?;
+            let top = entry.name.split_once('/').map_or(entry.name.as_str(), |(t, _)| t);
+            if bag_name.as_deref().is_none_or(|b| top < b) {
+                bag_name = Some(top.to_string());
             }
         }
-        let bag_name = tops.into_iter().max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0))).map(|(t, _)| t.to_string());
-        Ok(BagReader {
-            path: path.to_path_buf(),
-            file,
-            len,
-            entries: dir.entries,
-            recovered: dir.recovered,
-            by_name,
-            bag_name,
-        })
+        Ok(BagReader { path: path.to_path_buf(), file, len, dir, names, hasher, bag_name })
     }
 
     /// The archive file's path.
@@ -89,14 +125,29 @@ impl BagReader {
         self.len
     }
 
-    /// Every entry, in directory order (duplicates included).
-    pub fn entries(&self) -> &[Entry] {
-        &self.entries
+    /// How many entries the directory lists (duplicates included).
+    pub fn entry_count(&self) -> usize {
+        self.dir.len()
+    }
+
+    /// Every entry, in directory order (duplicates included), read back from the file as the
+    /// iteration goes. An `Err` means the file changed since it was opened.
+    pub fn entries(&self) -> impl Iterator<Item = Result<Entry, Error>> + '_ {
+        self.dir.iter(&self.file, self.len).map(|r| r.map_err(|why| self.changed(why)))
+    }
+
+    /// The entry at `index` (directory order).
+    pub fn entry_at(&self, index: usize) -> Result<Entry, Error> {
+        self.dir.entry_at(&self.file, self.len, index).map_err(|why| self.changed(why))
+    }
+
+    fn changed(&self, why: String) -> Error {
+        Error::NotZip { path: self.path.clone(), reason: format!("the file changed while it was read: {why}") }
     }
 
     /// If the central directory was unusable and entries were recovered from local headers: why.
     pub fn recovered(&self) -> Option<&str> {
-        self.recovered.as_deref()
+        self.dir.recovered.as_deref()
     }
 
     /// The top-level folder most entries live in (the bag), if any entry has a folder.
@@ -104,14 +155,62 @@ impl BagReader {
         self.bag_name.as_deref()
     }
 
+    /// The positions of the entries whose name key matches `name`'s, lowest first: a superset
+    /// of the entries named `name` (a key is part of a hash).
+    fn candidates(&self, name: &[u8]) -> impl Iterator<Item = usize> + '_ {
+        let hash = self.hasher.hash_one(name) << INDEX_BITS;
+        let start = self.names.partition_point(|k| *k < hash);
+        let mask = (1u64 << INDEX_BITS) - 1;
+        self.names[start..].iter().take_while(move |k| *k & !mask == hash).map(move |k| (*k & mask) as usize)
+    }
+
     /// The first entry with exactly this name.
-    pub fn entry(&self, name: &str) -> Option<&Entry> {
-        self.by_name.get(name).map(|&i| &self.entries[i])
+    pub fn entry(&self, name: &str) -> Result<Option<Entry>, Error> {
+        for index in self.candidates(name.as_bytes()) {
+            let entry = self.entry_at(index)?;
+            if entry.name == name {
+                return Ok(Some(entry));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether an entry has exactly this name.
+    pub fn contains(&self, name: &str) -> Result<bool, Error> {
+        Ok(self.entry(name)?.is_some())
     }
 
     /// The first entry named `<bag>/<rel>`.
-    pub fn bag_entry(&self, rel: &str) -> Option<&Entry> {
-        self.entry(&format!("{}/{rel}", self.bag_name.as_deref()?))
+    pub fn bag_entry(&self, rel: &str) -> Result<Option<Entry>, Error> {
+        match self.bag_name.as_deref() {
+            Some(bag) => self.entry(&format!("{bag}/{rel}")),
+            None => Ok(None),
+        }
+    }
+
+    /// Calls `each` with every name that more than one entry has, and how many have it, in no
+    /// particular order. Reads back only entries whose name key another entry shares.
+    pub fn for_each_duplicate(&self, mut each: impl FnMut(&Entry, usize)) -> Result<(), Error> {
+        let mask = (1u64 << INDEX_BITS) - 1;
+        let mut at = 0;
+        while at < self.names.len() {
+            let hash = self.names[at] & !mask;
+            let run = self.names[at..].iter().take_while(|k| *k & !mask == hash).count();
+            if run > 1 {
+                let mut group: Vec<Entry> = Vec::with_capacity(run);
+                for k in &self.names[at..at + run] {
+                    group.push(self.entry_at((*k & mask) as usize)?);
+                }
+                group.sort_by(|a, b| a.raw_name.cmp(&b.raw_name).then(a.index.cmp(&b.index)));
+                for same in group.chunk_by(|a, b| a.raw_name == b.raw_name) {
+                    if same.len() > 1 {
+                        each(&same[0], same.len());
+                    }
+                }
+            }
+            at += run;
+        }
+        Ok(())
     }
 
     /// Opens an entry's uncompressed bytes as a stream that fails (with an [`EntryProblem`]
@@ -256,5 +355,67 @@ impl Read for EntryRead<'_> {
             ));
         }
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::{BagInfo, BagWriter};
+
+    /// A bag with a few payload files, and its reader.
+    fn bag(dir: &Path) -> BagReader {
+        let path = dir.join("b.zip");
+        let mut w = BagWriter::new(File::create(&path).unwrap(), "b").unwrap();
+        for (name, body) in [("a.json", "{}"), ("b.json", "[]"), ("c/d.json", "1")] {
+            w.add_deflated(name, body.as_bytes()).unwrap();
+        }
+        let info = BagInfo {
+            source_host: "h".into(),
+            api_version: "v3.3".into(),
+            tool_version: "0".into(),
+            bagging_date: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+            extra: Vec::new(),
+        };
+        w.finish(&info).unwrap();
+        BagReader::open(&path).unwrap()
+    }
+
+    #[test]
+    fn a_lookup_compares_names_so_keys_that_all_collide_still_find_the_right_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut reader = bag(dir.path());
+        let all: Vec<Entry> = reader.entries().map(Result::unwrap).collect();
+        let mask = (1u64 << INDEX_BITS) - 1;
+        for wanted in &all {
+            // Every entry's key now carries the hash of the name looked up.
+            let same = reader.hasher.hash_one(wanted.name.as_bytes()) << INDEX_BITS;
+            for k in &mut reader.names {
+                *k = same | (*k & mask);
+            }
+            reader.names.sort_unstable();
+            assert_eq!(reader.candidates(wanted.name.as_bytes()).count(), all.len(), "every key collides");
+            assert_eq!(reader.entry(&wanted.name).unwrap().as_ref(), Some(wanted));
+            let mut duplicates = 0;
+            reader.for_each_duplicate(|_, _| duplicates += 1).unwrap();
+            assert_eq!(duplicates, 0, "colliding keys are not duplicate names");
+        }
+        assert!(reader.entry("b/data/none.json").unwrap().is_none());
+    }
+
+    #[test]
+    fn entry_finds_each_name_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let reader = bag(dir.path());
+        assert_eq!(reader.bag_name(), Some("b"));
+        assert_eq!(reader.entries().count(), reader.entry_count());
+        for e in reader.entries() {
+            let e = e.unwrap();
+            assert_eq!(reader.entry(&e.name).unwrap().as_ref(), Some(&e));
+            assert_eq!(reader.entry_at(e.index).unwrap(), e);
+        }
+        assert!(reader.bag_entry("data/a.json").unwrap().is_some());
+        assert!(reader.bag_entry("data/zzz.json").unwrap().is_none());
+        assert!(reader.entry("b/data/a.jso").unwrap().is_none());
     }
 }

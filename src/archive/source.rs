@@ -87,22 +87,30 @@ impl Source {
     /// Opens an archive and reads its manifest (streamed; lines naming no entry are not kept).
     pub fn open(path: &Path) -> Result<Source, Error> {
         let reader = BagReader::open(path).map_err(|source| Error::Archive { source })?;
-        let entry = reader.bag_entry("manifest-sha256.txt").ok_or_else(|| Error::NoManifest(path.to_path_buf()))?;
+        let entry = reader.bag_entry("manifest-sha256.txt")?.ok_or_else(|| Error::NoManifest(path.to_path_buf()))?;
         let mut manifest = HashMap::new();
         let mut bad = None;
-        let sha = data::read_manifest(&reader, entry, |number, line| match line {
+        let mut failed = None;
+        let sha = data::read_manifest(&reader, &entry, |number, line| match line {
             Err(why) => {
                 bad.get_or_insert(format!("line {number}: {why}"));
             }
-            Ok((sha, path)) => {
-                if reader.bag_entry(&path).is_some() {
+            Ok((sha, path)) => match reader.bag_entry(&path) {
+                Ok(Some(_)) => {
                     if let Some(rel) = path.strip_prefix("data/") {
                         manifest.insert(rel.to_owned(), sha);
                     }
                 }
-            }
+                Ok(None) => {}
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            },
         })
         .map_err(|problem| Error::Entry { entry: "manifest-sha256.txt".into(), problem: problem.to_string() })?;
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
         if let Some(problem) = bad {
             return Err(Error::Entry { entry: "manifest-sha256.txt".into(), problem });
         }
@@ -128,11 +136,11 @@ impl Source {
         let expected = self.manifest.get(rel).ok_or_else(|| Error::NotInManifest(format!("data/{rel}")))?;
         let entry = self
             .reader
-            .bag_entry(&format!("data/{rel}"))
+            .bag_entry(&format!("data/{rel}"))?
             .ok_or_else(|| Error::Entry { entry: format!("data/{rel}"), problem: "listed but absent".into() })?;
         let bytes = self
             .reader
-            .read_entry(entry, limit)
+            .read_entry(&entry, limit)
             .map_err(|problem| Error::Entry { entry: format!("data/{rel}"), problem: problem.to_string() })?;
         let actual: [u8; 32] = Sha256::digest(&bytes).into();
         if &actual != expected {
@@ -221,7 +229,7 @@ impl Source {
         let expected = self.manifest.get(&rel).ok_or_else(|| Error::NotInManifest(entry_name.clone()))?;
         let entry = self
             .reader
-            .bag_entry(&entry_name)
+            .bag_entry(&entry_name)?
             .ok_or_else(|| Error::Entry { entry: entry_name.clone(), problem: "listed but absent".into() })?;
         let fail = |detail: String| Error::Json { entry: entry_name.clone(), detail };
         let project = id.to_string();
@@ -230,7 +238,7 @@ impl Source {
         let mut held = 0u64;
         let mut repeats = 0u64;
         let mut first_error = None;
-        let actual = data::for_each_line(&self.reader, entry, |n, line| {
+        let actual = data::for_each_line(&self.reader, &entry, |n, line| {
             if first_error.is_some() {
                 return;
             }

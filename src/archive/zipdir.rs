@@ -9,12 +9,16 @@ use super::zipconst::{
     Compression, CENTRAL_SIG, EOCD_SIG, LOCAL_HEADER_LEN, LOCAL_SIG, ZIP64_EOCD_SIG, ZIP64_LOCATOR_SIG,
 };
 
-/// The most entries we hold; a bag with more is refused as a whole.
-pub const MAX_ENTRIES: u64 = 5_000_000;
+/// The most entries we read; a bag with more is refused as a whole. An entry costs a reader
+/// 16 bytes of memory (its record's offset here, its name's key in the reader's index), so this
+/// many cost 1 GiB; ten million images make about ten million entries.
+pub const MAX_ENTRIES: u64 = 1 << 26;
 
 const CENTRAL_HEADER_LEN: usize = 46;
 const EOCD_LEN: usize = 22;
 const CD_READ_CHUNK: usize = 1 << 20;
+/// The most a central header can take: the fixed part and three fields of up to 64 KiB.
+const MAX_CENTRAL_RECORD: usize = CENTRAL_HEADER_LEN + 3 * 0xFFFF;
 
 /// One entry as the directory (or the recovery scan) declares it. Nothing here is trusted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,14 +50,122 @@ impl Entry {
     }
 }
 
-/// The directory of a zip file.
+/// The directory of a zip file, in bounded memory: where each entry's record is, not the
+/// entries. An entry is parsed again from the file whenever it is asked for (8 bytes an entry
+/// held, instead of its name and fields).
 #[derive(Debug, Default)]
 pub struct Directory {
-    /// Every entry, in directory order.
-    pub entries: Vec<Entry>,
+    /// Where each entry's record starts, in directory order: its central header, or, when
+    /// `recovered`, its local header.
+    records: Vec<u64>,
     /// Set when the central directory could not be used and entries were recovered by scanning
     /// local headers: what was wrong.
     pub recovered: Option<String>,
+}
+
+/// Sees each entry once as the directory is read, to build what it needs (the reader's name
+/// index). A central directory that turns out unusable half-way is read again from local
+/// headers: `restart` says to forget what was seen.
+pub trait Visit {
+    /// One more entry, in directory order.
+    fn entry(&mut self, entry: &Entry);
+    /// Forget every entry seen so far.
+    fn restart(&mut self);
+}
+
+impl Directory {
+    /// How many entries.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// The entry at `index`, read again from `file` (of length `len`). `Err` when its record no
+    /// longer parses: the file changed since the directory was read.
+    pub fn entry_at(&self, file: &File, len: u64, index: usize) -> Result<Entry, String> {
+        let offset = *self.records.get(index).ok_or_else(|| format!("no entry {index}"))?;
+        let mut entry = if self.recovered.is_some() {
+            read_local_header(file, offset, len)?.0
+        } else {
+            let mut fixed = [0u8; CENTRAL_HEADER_LEN];
+            read_exact_at(file, &mut fixed, offset).map_err(|e| format!("reading entry {index}: {e}"))?;
+            let var = u16_at(&fixed, 28) as usize + u16_at(&fixed, 30) as usize;
+            let mut record = vec![0u8; CENTRAL_HEADER_LEN + var];
+            record[..CENTRAL_HEADER_LEN].copy_from_slice(&fixed);
+            read_exact_at(file, &mut record[CENTRAL_HEADER_LEN..], offset + CENTRAL_HEADER_LEN as u64)
+                .map_err(|e| format!("reading entry {index}: {e}"))?;
+            parse_central(&record, index, false)?.0
+        };
+        entry.index = index;
+        Ok(entry)
+    }
+
+    /// Every entry in directory order, read back through a window of `file` a megabyte at a
+    /// time (one read per megabyte of directory, not one per entry).
+    pub fn iter<'a>(&'a self, file: &'a File, len: u64) -> Entries<'a> {
+        Entries { dir: self, file, len, next: 0, window: Vec::new(), window_start: 0 }
+    }
+}
+
+/// The entries of a [`Directory`], in order; see [`Directory::iter`].
+pub struct Entries<'a> {
+    dir: &'a Directory,
+    file: &'a File,
+    len: u64,
+    next: usize,
+    window: Vec<u8>,
+    window_start: u64,
+}
+
+impl Entries<'_> {
+    /// The central record at `offset`, from the window (refilled from `offset` when the record
+    /// may reach past it).
+    fn central(&mut self, offset: u64, index: usize) -> Result<Entry, String> {
+        let in_window = |w: &Vec<u8>, start: u64| {
+            offset >= start && {
+                let at = (offset - start) as usize;
+                at + CENTRAL_HEADER_LEN <= w.len() && {
+                    let h = &w[at..];
+                    let var = u16_at(h, 28) as usize + u16_at(h, 30) as usize + u16_at(h, 32) as usize;
+                    at + CENTRAL_HEADER_LEN + var <= w.len()
+                }
+            }
+        };
+        if !in_window(&self.window, self.window_start) {
+            let want = (CD_READ_CHUNK.max(MAX_CENTRAL_RECORD) as u64).min(self.len.saturating_sub(offset)) as usize;
+            self.window.resize(want, 0);
+            read_exact_at(self.file, &mut self.window, offset).map_err(|e| format!("reading entry {index}: {e}"))?;
+            self.window_start = offset;
+        }
+        let at = (offset - self.window_start) as usize;
+        Ok(parse_central(&self.window[at..], index, false)?.0)
+    }
+}
+
+impl Iterator for Entries<'_> {
+    type Item = Result<Entry, String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let index = self.next;
+        let offset = *self.dir.records.get(index)?;
+        self.next += 1;
+        if self.dir.recovered.is_some() {
+            return Some(read_local_header(self.file, offset, self.len).map(|(mut e, _)| {
+                e.index = index;
+                e
+            }));
+        }
+        Some(self.central(offset, index))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.dir.records.len() - self.next;
+        (left, Some(left))
+    }
 }
 
 fn u16_at(b: &[u8], at: usize) -> u16 {
@@ -68,13 +180,15 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 
 pub use crate::platform::{read_at, read_exact_at};
 
-/// Reads the directory of `file` (of length `len`). `Err` means nothing zip-like was found.
-pub fn read_directory(file: &File, len: u64) -> Result<Directory, String> {
-    match read_central(file, len) {
-        Ok(entries) => Ok(Directory { entries, recovered: None }),
+/// Reads the directory of `file` (of length `len`), showing each entry to `visit` once. `Err`
+/// means nothing zip-like was found.
+pub fn read_directory(file: &File, len: u64, visit: &mut dyn Visit) -> Result<Directory, String> {
+    match read_central(file, len, visit) {
+        Ok(records) => Ok(Directory { records, recovered: None }),
         Err(why) => {
-            let (entries, stop) = scan_local_headers(file, len).map_err(|e| format!("{why}; {e}"))?;
-            if entries.is_empty() {
+            visit.restart();
+            let (records, stop) = scan_local_headers(file, len, visit).map_err(|e| format!("{why}; {e}"))?;
+            if records.is_empty() {
                 return Err(why);
             }
             let mut recovered = why;
@@ -82,13 +196,14 @@ pub fn read_directory(file: &File, len: u64) -> Result<Directory, String> {
                 recovered.push_str("; ");
                 recovered.push_str(&stop);
             }
-            Ok(Directory { entries, recovered: Some(recovered) })
+            Ok(Directory { records, recovered: Some(recovered) })
         }
     }
 }
 
-/// The entries the central directory lists, as its end record (ZIP64 when needed) places it.
-fn read_central(file: &File, len: u64) -> Result<Vec<Entry>, String> {
+/// Where each entry the central directory lists starts, as its end record (ZIP64 when needed)
+/// places it.
+fn read_central(file: &File, len: u64, visit: &mut dyn Visit) -> Result<Vec<u64>, String> {
     let CentralEnd { total, cd_size, cd_offset, cd_end_limit } = read_end(file, len)?;
     if cd_offset.checked_add(cd_size).is_none_or(|end| end > cd_end_limit) {
         return Err(format!("central directory ({cd_size} bytes at {cd_offset}) lies outside the file"));
@@ -99,7 +214,7 @@ fn read_central(file: &File, len: u64) -> Result<Vec<Entry>, String> {
     if total.saturating_mul(CENTRAL_HEADER_LEN as u64) > cd_size {
         return Err(format!("{total} entries cannot fit in a {cd_size}-byte central directory"));
     }
-    read_central_headers(file, total, cd_offset, cd_size)
+    read_central_headers(file, total, cd_offset, cd_size, visit)
 }
 
 /// Where the central directory is, as the end record says.
@@ -169,16 +284,25 @@ fn read_end(file: &File, len: u64) -> Result<CentralEnd, String> {
 }
 
 /// Reads `total` central headers from the `cd_size` bytes at `cd_offset`, a window at a time.
-fn read_central_headers(file: &File, total: u64, cd_offset: u64, cd_size: u64) -> Result<Vec<Entry>, String> {
-    let mut entries = Vec::with_capacity(total as usize);
+fn read_central_headers(
+    file: &File,
+    total: u64,
+    cd_offset: u64,
+    cd_size: u64,
+    visit: &mut dyn Visit,
+) -> Result<Vec<u64>, String> {
+    let mut records = Vec::with_capacity(total as usize);
     let mut chunk = Vec::new();
     let mut pos = cd_offset;
     let cd_end = cd_offset + cd_size;
+    // The file offset of chunk[0], and where the next record starts in chunk.
+    let mut chunk_start = cd_offset;
     let mut at = 0usize;
-    while (entries.len() as u64) < total {
+    while (records.len() as u64) < total {
         // Keep at least one full header (fixed part + three u16-sized fields) in the window.
-        if chunk.len() - at < CENTRAL_HEADER_LEN + 3 * 0xFFFF && pos < cd_end {
+        if chunk.len() - at < MAX_CENTRAL_RECORD && pos < cd_end {
             chunk.drain(..at);
+            chunk_start += at as u64;
             at = 0;
             let n = ((cd_end - pos) as usize).min(CD_READ_CHUNK);
             let old = chunk.len();
@@ -186,35 +310,44 @@ fn read_central_headers(file: &File, total: u64, cd_offset: u64, cd_size: u64) -
             read_exact_at(file, &mut chunk[old..], pos).map_err(|e| format!("reading the central directory: {e}"))?;
             pos += n as u64;
         }
-        let h = &chunk[at..];
-        if h.len() < CENTRAL_HEADER_LEN || u32_at(h, 0) != CENTRAL_SIG {
-            return Err(format!("central directory entry {} is malformed", entries.len()));
-        }
-        let (nlen, xlen, clen) = (u16_at(h, 28) as usize, u16_at(h, 30) as usize, u16_at(h, 32) as usize);
-        let rec_len = CENTRAL_HEADER_LEN + nlen + xlen + clen;
-        if h.len() < rec_len {
-            return Err(format!("central directory entry {} runs past the directory", entries.len()));
-        }
-        let raw_name = h[CENTRAL_HEADER_LEN..CENTRAL_HEADER_LEN + nlen].to_vec();
-        let extra = &h[CENTRAL_HEADER_LEN + nlen..CENTRAL_HEADER_LEN + nlen + xlen];
-        let mut size = u32_at(h, 24) as u64;
-        let mut compressed_size = u32_at(h, 20) as u64;
-        let mut header_offset = u32_at(h, 42) as u64;
-        apply_zip64_extra(extra, &mut size, &mut compressed_size, Some(&mut header_offset));
-        entries.push(Entry {
-            index: entries.len(),
-            name: String::from_utf8_lossy(&raw_name).into_owned(),
-            raw_name,
-            compression: Compression::from_method(u16_at(h, 10)),
-            flags: u16_at(h, 8),
-            crc32: u32_at(h, 16),
-            compressed_size,
-            size,
-            header_offset,
-        });
+        let (entry, rec_len) = parse_central(&chunk[at..], records.len(), true)?;
+        visit.entry(&entry);
+        records.push(chunk_start + at as u64);
         at += rec_len;
     }
-    Ok(entries)
+    Ok(records)
+}
+
+/// Parses the central header at the start of `h` as entry `index`: the entry and the record's
+/// length. `whole` asks for the comment to be inside `h` too (when `h` is the rest of the
+/// directory, not one record read back without its comment).
+fn parse_central(h: &[u8], index: usize, whole: bool) -> Result<(Entry, usize), String> {
+    if h.len() < CENTRAL_HEADER_LEN || u32_at(h, 0) != CENTRAL_SIG {
+        return Err(format!("central directory entry {index} is malformed"));
+    }
+    let (nlen, xlen, clen) = (u16_at(h, 28) as usize, u16_at(h, 30) as usize, u16_at(h, 32) as usize);
+    let rec_len = CENTRAL_HEADER_LEN + nlen + xlen + clen;
+    if h.len() < rec_len - if whole { 0 } else { clen } {
+        return Err(format!("central directory entry {index} runs past the directory"));
+    }
+    let raw_name = h[CENTRAL_HEADER_LEN..CENTRAL_HEADER_LEN + nlen].to_vec();
+    let extra = &h[CENTRAL_HEADER_LEN + nlen..CENTRAL_HEADER_LEN + nlen + xlen];
+    let mut size = u32_at(h, 24) as u64;
+    let mut compressed_size = u32_at(h, 20) as u64;
+    let mut header_offset = u32_at(h, 42) as u64;
+    apply_zip64_extra(extra, &mut size, &mut compressed_size, Some(&mut header_offset));
+    let entry = Entry {
+        index,
+        name: String::from_utf8_lossy(&raw_name).into_owned(),
+        raw_name,
+        compression: Compression::from_method(u16_at(h, 10)),
+        flags: u16_at(h, 8),
+        crc32: u32_at(h, 16),
+        compressed_size,
+        size,
+        header_offset,
+    };
+    Ok((entry, rec_len))
 }
 
 /// Replaces 32-bit fields that are all ones with their ZIP64 extra-field values, in the
@@ -277,37 +410,38 @@ pub fn read_local_header(file: &File, offset: u64, len: u64) -> Result<(Entry, u
     Ok((entry, data_offset))
 }
 
-/// Walks local headers from the start of the file, as far as they are whole. Returns the entries
-/// and, if the walk stopped early, why.
-fn scan_local_headers(file: &File, len: u64) -> Result<(Vec<Entry>, Option<String>), String> {
-    let mut entries = Vec::new();
+/// Walks local headers from the start of the file, as far as they are whole. Returns where each
+/// entry's local header is and, if the walk stopped early, why.
+fn scan_local_headers(file: &File, len: u64, visit: &mut dyn Visit) -> Result<(Vec<u64>, Option<String>), String> {
+    let mut records = Vec::new();
     let mut offset = 0u64;
     loop {
         if offset + 4 > len {
-            return Ok((entries, None));
+            return Ok((records, None));
         }
         let mut sig = [0u8; 4];
         read_exact_at(file, &mut sig, offset).map_err(|e| e.to_string())?;
         if u32::from_le_bytes(sig) != LOCAL_SIG {
             let stop = (u32::from_le_bytes(sig) != CENTRAL_SIG).then(|| format!("no entry header at offset {offset}"));
-            return Ok((entries, stop));
+            return Ok((records, stop));
         }
         let (mut entry, data_offset) = match read_local_header(file, offset, len) {
             Ok(x) => x,
-            Err(e) => return Ok((entries, Some(format!("entry at offset {offset} is cut off: {e}")))),
+            Err(e) => return Ok((records, Some(format!("entry at offset {offset} is cut off: {e}")))),
         };
         if entry.flags & 0x8 != 0 && entry.compressed_size == 0 {
-            return Ok((entries, Some(format!("entry {} has no sizes in its local header; scan stopped", entry.name))));
+            return Ok((records, Some(format!("entry {} has no sizes in its local header; scan stopped", entry.name))));
         }
         let end = data_offset.saturating_add(entry.compressed_size);
         if end > len {
-            return Ok((entries, Some(format!("entry {} is cut off", entry.name))));
+            return Ok((records, Some(format!("entry {} is cut off", entry.name))));
         }
-        if entries.len() as u64 >= MAX_ENTRIES {
+        if records.len() as u64 >= MAX_ENTRIES {
             return Err(format!("more than {MAX_ENTRIES} entries"));
         }
-        entry.index = entries.len();
-        entries.push(entry);
+        entry.index = records.len();
+        visit.entry(&entry);
+        records.push(offset);
         offset = end;
     }
 }

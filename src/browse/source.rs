@@ -31,6 +31,14 @@ impl<'a> ArchiveSource<'a> {
         self.problems.borrow().clone()
     }
 
+    /// The entry `data/<path>`; a directory that cannot be read back is noted like a bad entry.
+    fn entry(&self, path: &str) -> Option<crate::archive::Entry> {
+        self.reader
+            .bag_entry(&format!("data/{path}"))
+            .map_err(|e| self.note(path, crate::text::error_chain(&e)))
+            .ok()?
+    }
+
     fn note(&self, path: &str, problem: impl std::fmt::Display) {
         self.problems.borrow_mut().push(format!("data/{path}: {problem}"));
     }
@@ -38,13 +46,13 @@ impl<'a> ArchiveSource<'a> {
 
 impl DataSource for ArchiveSource<'_> {
     fn read(&self, path: &str) -> Option<Vec<u8>> {
-        let entry = self.reader.bag_entry(&format!("data/{path}"))?;
-        self.reader.read_entry(entry, MAX_JSON_BYTES).map_err(|e| self.note(path, e)).ok()
+        let entry = self.entry(path)?;
+        self.reader.read_entry(&entry, MAX_JSON_BYTES).map_err(|e| self.note(path, e)).ok()
     }
 
     fn lines(&self, path: &str) -> Option<Box<dyn Iterator<Item = Vec<u8>> + '_>> {
-        let entry = self.reader.bag_entry(&format!("data/{path}"))?;
-        let read = self.reader.open_entry(entry).map_err(|e| self.note(path, e)).ok()?;
+        let entry = self.entry(path)?;
+        let read = self.reader.open_entry(&entry).map_err(|e| self.note(path, e)).ok()?;
         let mut input = BufReader::with_capacity(64 << 10, read);
         let mut failed = false;
         let path = path.to_owned();
@@ -79,13 +87,14 @@ pub fn materialize(archive: &Path, dir: &Path) -> Result<(PathBuf, Option<Render
     let prefix = format!("{bag}/data/");
     let mut buf = vec![0u8; 256 << 10];
     for entry in reader.entries() {
+        let entry = entry?;
         let Some(rel) = entry.name.strip_prefix(&prefix) else { continue };
         if entry.is_dir() || !plain_relative(rel) {
             continue;
         }
         let target = data_dir.join(rel);
         let entry_error = |problem| Error::Entry { archive: archive.to_path_buf(), entry: entry.name.clone(), problem };
-        let mut input = reader.open_entry(entry).map_err(entry_error)?;
+        let mut input = reader.open_entry(&entry).map_err(entry_error)?;
         let write_error = |source| Error::Write { path: target.clone(), source };
         if let Some(parent) = target.parent() {
             fs::create_dir_all(parent).map_err(write_error)?;
@@ -103,7 +112,7 @@ pub fn materialize(archive: &Path, dir: &Path) -> Result<(PathBuf, Option<Render
         }
     }
     let index = data_dir.join(INDEX_HTML);
-    if reader.bag_entry(&format!("data/{INDEX_HTML}")).is_some() {
+    if reader.bag_entry(&format!("data/{INDEX_HTML}"))?.is_some() {
         return Ok((index, None));
     }
     let source = ArchiveSource::new(&reader);

@@ -180,11 +180,13 @@ impl Backup {
         };
         let bag = reader.bag_name().unwrap_or_default().to_owned();
         let prefix = format!("{bag}/data/projects/");
-        let ids: HashSet<Uuid> = reader
-            .entries()
-            .iter()
-            .filter_map(|e| e.name.strip_prefix(&prefix)?.split_once('/')?.0.parse().ok())
-            .collect();
+        let mut ids: HashSet<Uuid> = HashSet::new();
+        for e in reader.entries() {
+            let e = e.map_err(|e| unreadable(crate::text::error_chain(&e)))?;
+            if let Some(id) = e.name.strip_prefix(&prefix).and_then(|r| r.split_once('/')?.0.parse().ok()) {
+                ids.insert(id);
+            }
+        }
         for id in ids {
             backup.projects.insert(id, index_project(&reader, id)?);
         }
@@ -314,7 +316,7 @@ fn record_differences(
 
 fn index_project(reader: &BagReader, id: Uuid) -> Result<BackupProject, Error> {
     let mut held = BackupProject {
-        project_json: reader.bag_entry(&format!("data/{}", layout::project_json(id))).is_some(),
+        project_json: bag_entry(reader, &format!("data/{}", layout::project_json(id)))?.is_some(),
         ..BackupProject::default()
     };
     let tags: Vec<Tag> = json_list(reader, &layout::tags_json(id))?;
@@ -328,7 +330,7 @@ fn index_project(reader: &BagReader, id: Uuid) -> Result<BackupProject, Error> {
 
 /// A JSON array of the bag, or none when the file is not there.
 fn json_list<T: serde::de::DeserializeOwned>(reader: &BagReader, path: &str) -> Result<Vec<T>, Error> {
-    if reader.bag_entry(&format!("data/{path}")).is_none() {
+    if bag_entry(reader, &format!("data/{path}"))?.is_none() {
         return Ok(Vec::new());
     }
     serde_json::from_slice(&read(reader, path)?)
@@ -343,10 +345,10 @@ fn listed(reader: &BagReader, project: Uuid, kind: ListingKind) -> Result<HashMa
     let bad = |detail: String| Error::BackupUnreadable { path: reader.path().to_path_buf(), detail };
     let mut ids = HashMap::new();
     let mut files = HashSet::new();
-    let Some(entry) = reader.bag_entry(&format!("data/{path}")) else { return Ok(ids) };
+    let Some(entry) = bag_entry(reader, &format!("data/{path}"))? else { return Ok(ids) };
     let mut failure = None;
     let folder = project.to_string();
-    data::for_each_line(reader, entry, |number, line| {
+    data::for_each_line(reader, &entry, |number, line| {
         if failure.is_some() {
             return;
         }
@@ -360,7 +362,11 @@ fn listed(reader: &BagReader, project: Uuid, kind: ListingKind) -> Result<HashMa
         // A line holds its image only when it names the image's own file, present, listed once
         // (as verify checks): a forged line copying another's file holds nothing.
         let own = bound_file_problem(kind, &folder, line.id, &file).is_none();
-        let present = own && reader.bag_entry(&format!("data/{file}")).is_some();
+        let present = match own.then(|| bag_entry(reader, &format!("data/{file}"))) {
+            Some(Ok(found)) => found.is_some(),
+            Some(Err(e)) => return failure = Some(e),
+            None => false,
+        };
         if hashed && present && files.insert(file) {
             let content = ImageContent::of(line.tags.as_deref(), line.regions.as_deref(), line.metadata.as_ref());
             ids.insert(line.id, content);
@@ -373,16 +379,25 @@ fn listed(reader: &BagReader, project: Uuid, kind: ListingKind) -> Result<HashMa
     }
 }
 
+/// The entry named `<bag>/<rel>`; reading the directory back failing makes the backup unreadable.
+fn bag_entry(reader: &BagReader, rel: &str) -> Result<Option<crate::archive::Entry>, Error> {
+    reader.bag_entry(rel).map_err(|e| unreadable_archive(reader, e))
+}
+
+fn unreadable_archive(reader: &BagReader, e: crate::archive::Error) -> Error {
+    Error::BackupUnreadable { path: reader.path().to_path_buf(), detail: crate::text::error_chain(&e) }
+}
+
 fn read(reader: &BagReader, path: &str) -> Result<Vec<u8>, Error> {
     let bad = |detail: String| Error::BackupUnreadable { path: reader.path().to_path_buf(), detail };
     let entry =
-        reader.bag_entry(&format!("data/{path}")).ok_or_else(|| bad(format!("{path} is not in the archive")))?;
-    reader.read_entry(entry, MAX_JSON_BYTES).map_err(|e| bad(format!("{path}: {e}")))
+        bag_entry(reader, &format!("data/{path}"))?.ok_or_else(|| bad(format!("{path} is not in the archive")))?;
+    reader.read_entry(&entry, MAX_JSON_BYTES).map_err(|e| bad(format!("{path}: {e}")))
 }
 
 /// A tag file of the bag (beside `data/`), read into memory under the same limit.
 fn read_tag(reader: &BagReader, name: &str) -> Result<Vec<u8>, Error> {
     let bad = |detail: String| Error::BackupUnreadable { path: reader.path().to_path_buf(), detail };
-    let entry = reader.bag_entry(name).ok_or_else(|| bad(format!("{name} is not in the archive")))?;
-    reader.read_entry(entry, MAX_JSON_BYTES).map_err(|e| bad(format!("{name}: {e}")))
+    let entry = bag_entry(reader, name)?.ok_or_else(|| bad(format!("{name} is not in the archive")))?;
+    reader.read_entry(&entry, MAX_JSON_BYTES).map_err(|e| bad(format!("{name}: {e}")))
 }

@@ -36,17 +36,31 @@ impl Base {
     pub fn open(path: &Path) -> Result<Base, BaseError> {
         let fail = |reason: String| BaseError { path: path.to_path_buf(), reason };
         let reader = BagReader::open(path).map_err(|e| fail(crate::text::error_chain(&e)))?;
-        let entry = reader.bag_entry(MANIFEST_NAME).ok_or_else(|| fail(format!("it has no {MANIFEST_NAME}")))?;
+        let entry = reader
+            .bag_entry(MANIFEST_NAME)
+            .map_err(|e| fail(crate::text::error_chain(&e)))?
+            .ok_or_else(|| fail(format!("it has no {MANIFEST_NAME}")))?;
         // Streamed; only lines naming an image or prediction entry the archive holds are kept.
         let mut blobs = HashMap::new();
-        data::read_manifest(&reader, entry, |_, line| {
+        let mut failed = None;
+        data::read_manifest(&reader, &entry, |_, line| {
             let Ok((sha, full)) = line else { return };
             let Some(rel) = full.strip_prefix("data/") else { return };
-            if let Some(key) = blob_key(rel).filter(|_| reader.bag_entry(&full).is_some()) {
-                blobs.insert(key, (rel.to_owned(), sha));
+            let Some(key) = blob_key(rel) else { return };
+            match reader.contains(&full) {
+                Ok(true) => {
+                    blobs.insert(key, (rel.to_owned(), sha));
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
             }
         })
         .map_err(|e| fail(format!("{MANIFEST_NAME}: {e}")))?;
+        if let Some(e) = failed {
+            return Err(fail(crate::text::error_chain(&e)));
+        }
         Ok(Base { reader: Arc::new(reader), path: path.to_path_buf(), blobs })
     }
 
@@ -55,10 +69,9 @@ impl Base {
     pub fn locate(&self, kind: BlobKind, id: Uuid) -> Option<Result<BaseBlob, String>> {
         let (rel, sha256) = self.blobs.get(&(kind, id))?;
         let found = match self.reader.bag_entry(&format!("data/{rel}")) {
-            Some(entry) => {
-                Ok(BaseBlob { source: self.reader.clone(), entry: entry.clone(), path: rel.clone(), sha256: *sha256 })
-            }
-            None => Err(format!("{}: data/{rel} is listed but absent", self.path.display())),
+            Ok(Some(entry)) => Ok(BaseBlob { source: self.reader.clone(), entry, path: rel.clone(), sha256: *sha256 }),
+            Ok(None) => Err(format!("{}: data/{rel} is listed but absent", self.path.display())),
+            Err(e) => Err(crate::text::error_chain(&e)),
         };
         Some(found)
     }

@@ -99,7 +99,7 @@ pub fn inspect(path: &Path) -> Result<Summary, Error> {
         archive: path.to_path_buf(),
         archive_bytes: reader.archive_len(),
         bag_name: reader.bag_name().map(str::to_string),
-        entries: reader.entries().len() as u64,
+        entries: reader.entry_count() as u64,
         ..Summary::default()
     };
     if let Some(why) = reader.recovered() {
@@ -108,7 +108,11 @@ pub fn inspect(path: &Path) -> Result<Summary, Error> {
     let prefix = format!("{}/data/", s.bag_name.as_deref().unwrap_or(""));
     let mut projects: BTreeMap<String, ProjectSummary> = BTreeMap::new();
     let mut iterations: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
-    for e in reader.entries().iter().filter(|e| !e.is_dir()) {
+    for e in reader.entries() {
+        let e = e?;
+        if e.is_dir() {
+            continue;
+        }
         let Some(rel) = e.name.strip_prefix(&prefix) else {
             continue;
         };
@@ -147,7 +151,7 @@ pub fn inspect(path: &Path) -> Result<Summary, Error> {
         }
     }
 
-    match reader.bag_entry(BAG_INFO_NAME).map(|e| reader.read_entry(e, MAX_TAG_FILE_BYTES)) {
+    match reader.bag_entry(BAG_INFO_NAME)?.map(|e| reader.read_entry(&e, MAX_TAG_FILE_BYTES)) {
         Some(Ok(bytes)) => {
             let (pairs, _) = parse_tag_file(&String::from_utf8_lossy(&bytes));
             let get = |l: &str| tag_value(&pairs, l).map(str::to_string);
@@ -163,7 +167,7 @@ pub fn inspect(path: &Path) -> Result<Summary, Error> {
     }
 
     let account =
-        reader.bag_entry(&format!("data/{}", account_json())).map(|e| data::read_json::<AccountView>(&reader, e));
+        reader.bag_entry(&format!("data/{}", account_json()))?.map(|e| data::read_json::<AccountView>(&reader, &e));
     match account {
         Some(Ok(v)) => apply_account(v, &mut s, &mut projects),
         Some(Err(data::JsonError::Json(e))) => s.notes.push(format!("account.json does not parse: {e}")),

@@ -49,7 +49,7 @@ pub(super) fn check(
         let mut paths: Vec<_> = bag.payload.keys().filter(|p| p.ends_with(".json") || p.ends_with(".jsonl")).collect();
         paths.sort();
         for path in &paths {
-            let entry = bag.payload[*path];
+            let entry = &bag.payload[*path];
             if unreadable_entries.contains(&entry.index) || listings.contains(*path) {
                 continue;
             }

@@ -179,9 +179,9 @@ pub(crate) struct Bag<'a> {
     /// The bag folder name.
     name: String,
     /// Payload entries by path relative to the bag (`data/...`), first occurrence only.
-    payload: HashMap<String, &'a Entry>,
+    payload: HashMap<String, Entry>,
     /// Tag-level entries (in the bag folder, outside `data/`), by relative path.
-    tag_entries: HashMap<String, &'a Entry>,
+    tag_entries: HashMap<String, Entry>,
     /// Indices of entries whose data overlaps another's: reported once, never read (a quoted
     /// zip bomb makes each of them inflate the same bytes again).
     overlapping: HashSet<usize>,
@@ -207,7 +207,7 @@ pub fn verify_reader(reader: &BagReader, opts: &VerifyOptions) -> Report {
         archive: path.to_path_buf(),
         mode: if opts.fast { "fast" } else { "full" },
         bag_name: reader.bag_name().map(str::to_string),
-        entries: reader.entries().len() as u64,
+        entries: reader.entry_count() as u64,
         payload_files: 0,
         payload_bytes: 0,
         bytes_hashed: 0,

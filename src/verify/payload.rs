@@ -32,7 +32,7 @@ pub(super) fn hash_all(bag: &Bag<'_>, opts: &VerifyOptions, bytes_hashed: &mut u
         .payload
         .iter()
         .filter(|(_, e)| !bag.overlapping.contains(&e.index))
-        .map(|(path, e)| (*e, is_data_script(path)))
+        .map(|(path, e)| (e, is_data_script(path)))
         .collect();
     jobs.sort_by_key(|(e, _)| e.header_offset);
     let threads = match opts.threads {

@@ -63,7 +63,7 @@ impl Base {
             let name =
                 String::from_utf8(bytes[at + CENTRAL_FIXED..at + CENTRAL_FIXED + u16_at(&bytes, at + 28)].to_vec())
                     .unwrap();
-            let e = &reader.entries()[entries.len()];
+            let e = &crate::support::entries(&reader)[entries.len()];
             assert_eq!(e.name, name);
             let local = e.header_offset as usize;
             let start = local + LOCAL_FIXED + u16_at(&bytes, local + 26) + u16_at(&bytes, local + 28);
