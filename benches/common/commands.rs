@@ -1,7 +1,7 @@
 //! Every command whose memory issue 16 bounds, as one list that the million-image benchmark
 //! (`benches/million.rs`) and the CI memory test (`tests/scale_memory.rs`, which includes this
 //! file) both run, each as a child process of the binary measured for wall time and its own peak
-//! resident memory (`VmHWM`, see [`super::peak`]).
+//! resident memory (the kernel's `ru_maxrss`, see [`super::peak`]).
 //!
 //! The list: export (which makes the archive the others read), verify, verify --fast, inspect,
 //! convert to COCO and to folders, delete's dry run with the archive as its backup (against the
@@ -66,7 +66,10 @@ pub fn every_command(archive: &Path, scratch: &Path, endpoint: &str) -> Vec<Step
         step("inspect", plain(&["inspect", "-q", &archive])),
         convert("coco", "convert --to coco"),
         convert("folders", "convert --to folders"),
-        step("delete --all-projects --backup (dry run)", with(service("delete"), &["--all-projects", "--backup", &archive])),
+        step(
+            "delete --all-projects --backup (dry run)",
+            with(service("delete"), &["--all-projects", "--backup", &archive]),
+        ),
         Step {
             name: "restore --dry-run",
             args: with(service("restore"), &["--dry-run", &archive]),
@@ -84,7 +87,7 @@ pub fn available(binary: &Path, step: &Step) -> bool {
 }
 
 /// Runs `step` with the emulator's key in the environment (and none of the caller's service
-/// variables), sampling its peak memory until it exits; removes its output folder afterwards.
+/// variables), reading its peak memory when it exits; removes its output folder afterwards.
 pub fn run(binary: &Path, step: &Step, key: &str) -> Outcome {
     let err = tempfile::tempfile().expect("a stderr file");
     let mut child = Command::new(binary)
@@ -97,7 +100,7 @@ pub fn run(binary: &Path, step: &Step, key: &str) -> Outcome {
         .spawn()
         .expect("the binary runs");
     let started = Instant::now();
-    let (code, peak) = super::peak::wait_sampling_peak(&mut child);
+    let (code, peak) = super::peak::wait_with_peak(&mut child);
     let seconds = started.elapsed().as_secs_f64();
     if let Some(out) = &step.output {
         let _ = std::fs::remove_dir_all(out);
