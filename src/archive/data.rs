@@ -128,21 +128,35 @@ impl<R: Read> Read for HashingRead<R> {
 pub fn for_each_line(
     reader: &BagReader,
     entry: &Entry,
-    mut each: impl FnMut(usize, Result<&[u8], String>),
+    each: impl FnMut(usize, Result<&[u8], String>),
 ) -> Result<[u8; 32], EntryProblem> {
     let mut input = BufReader::with_capacity(256 << 10, HashingRead::new(reader.open_entry(entry)?));
+    lines(&mut input, each)?;
+    Ok(input.into_inner().finish())
+}
+
+/// [`for_each_line`] for a reader that has no use for the entry's hash (hashing costs about as
+/// much as inflating).
+pub fn for_each_line_unhashed(
+    reader: &BagReader,
+    entry: &Entry,
+    each: impl FnMut(usize, Result<&[u8], String>),
+) -> Result<(), EntryProblem> {
+    lines(&mut BufReader::with_capacity(256 << 10, reader.open_entry(entry)?), each)
+}
+
+fn lines(input: &mut impl BufRead, mut each: impl FnMut(usize, Result<&[u8], String>)) -> Result<(), EntryProblem> {
     let mut line = Vec::new();
     let mut number = 0usize;
     loop {
         number += 1;
-        match read_line(&mut input, &mut line, MAX_LINE_BYTES).map_err(entry_problem)? {
-            LineRead::End => break,
+        match read_line(input, &mut line, MAX_LINE_BYTES).map_err(entry_problem)? {
+            LineRead::End => return Ok(()),
             LineRead::TooLong => each(number, Err(format!("line longer than {MAX_LINE_BYTES} bytes"))),
             LineRead::Text if line.iter().all(u8::is_ascii_whitespace) => {}
             LineRead::Text => each(number, Ok(&line)),
         }
     }
-    Ok(input.into_inner().finish())
 }
 
 /// Streams the payload manifest `entry`, calling `each(line_number, parsed)` for every non-blank
@@ -391,6 +405,12 @@ pub struct ArchivedView {
     pub predictions: Option<u64>,
     /// Model exports (packages).
     pub model_exports: Option<u64>,
+    /// Bytes of image files.
+    pub image_bytes: Option<u64>,
+    /// Bytes of stored prediction images.
+    pub prediction_bytes: Option<u64>,
+    /// Bytes of model files.
+    pub model_bytes: Option<u64>,
 }
 
 /// A JSON array read with at most [`MAX_ACCOUNT_ITEMS`] elements kept; the rest are skipped

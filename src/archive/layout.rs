@@ -137,6 +137,9 @@ pub fn encode_manifest_path(path: &str) -> String {
 /// Decodes a manifest path (the inverse of [`encode_manifest_path`]); other `%xx` stay as is,
 /// as the RFC only defines those three.
 pub fn decode_manifest_path(path: &str) -> String {
+    if !path.contains('%') {
+        return path.to_owned();
+    }
     path.replace("%0D", "\r").replace("%0d", "\r").replace("%0A", "\n").replace("%0a", "\n").replace("%25", "%")
 }
 

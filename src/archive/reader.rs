@@ -175,11 +175,6 @@ impl BagReader {
         Ok(None)
     }
 
-    /// Whether an entry has exactly this name.
-    pub fn contains(&self, name: &str) -> Result<bool, Error> {
-        Ok(self.entry(name)?.is_some())
-    }
-
     /// The first entry named `<bag>/<rel>`.
     pub fn bag_entry(&self, rel: &str) -> Result<Option<Entry>, Error> {
         match self.bag_name.as_deref() {

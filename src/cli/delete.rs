@@ -166,9 +166,16 @@ fn refuse(e: &Error, json: bool) -> anyhow::Result<Exit> {
 
 fn print_plan(plan: &Plan, opts: &DeleteOptions, json: bool) -> anyhow::Result<()> {
     if json {
-        let mut doc = serde_json::to_value(plan)?;
-        doc["dryRun"] = true.into();
-        return Ok(super::json::write("deletePlan", &doc)?);
+        // Serialised as it is, not through a `serde_json::Value` of every id (a hundred bytes
+        // an image).
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct DryRun<'a> {
+            #[serde(flatten)]
+            plan: &'a Plan,
+            dry_run: bool,
+        }
+        return Ok(super::json::write("deletePlan", &DryRun { plan, dry_run: true })?);
     }
     let mut out = super::human::Escaping(std::io::stdout().lock());
     writeln!(out, "DRY RUN: nothing was deleted. Run again with --yes to delete.")?;

@@ -2,17 +2,26 @@
 //! payload file re-hashed), hashed as a whole for the receipt, and indexed by id and content so
 //! the plan can be checked against it item by item. Replacing the path meanwhile changes nothing
 //! read, and is noticed before anything is deleted.
+//!
+//! Memory per image: none account-wide. Each project's images and stored predictions are
+//! indexed (id and [`ImageContent`], sorted by id) into a temporary file ([`super::held`]) and
+//! read back one project at a time to check the plan: 38 bytes an image of that one project.
+//! Nothing else of a listing line is kept: a line can only name its own file (the path follows
+//! from the id), so one record per id is one per file, and no set of file names is needed.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+
 use std::fs::{File, Metadata};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::content::{Difference, Differences, ImageContent, RecordContent};
-use super::plan::Plan;
+use super::held::{Block, HeldFile, HeldImages};
+use super::plan::ProjectPlan;
 use super::Error;
 use crate::api::model::{ImageRegion, ImageTag, Iteration, Tag};
 use crate::archive::bagit::{parse_tag_file, tag_value, BAG_INFO_NAME};
@@ -34,6 +43,8 @@ pub struct Backup {
     pub bag_endpoint_host: Option<String>,
     /// What it holds, per project.
     pub projects: HashMap<Uuid, BackupProject>,
+    /// Each project's images and stored predictions, in a temporary file.
+    held: Arc<HeldFile>,
     /// The file as it was opened, to notice a replacement or a write before deleting.
     identity: Identity,
 }
@@ -76,14 +87,25 @@ pub struct BackupProject {
     pub project_json: bool,
     /// Images listed in `images.jsonl` whose file (and hash) is in the archive: the workspace's
     /// and those only trained iterations held (`"workspace": false`), alike; with their tags,
-    /// regions and metadata.
-    pub images: HashMap<Uuid, ImageContent>,
+    /// regions and metadata: where they are in the backup's temporary index.
+    pub images: Block,
     /// Tags in `tags.json`.
     pub tags: HashMap<Uuid, RecordContent>,
     /// Iterations in `iterations.json`.
     pub iterations: HashMap<Uuid, RecordContent>,
-    /// Stored predictions in `predictions.jsonl` whose image is in the archive.
-    pub predictions: HashSet<Uuid>,
+    /// Stored predictions in `predictions.jsonl` whose image is in the archive: where they are
+    /// in the backup's temporary index.
+    pub predictions: Block,
+}
+
+/// What the gate found, project by project: what the backup lacks, and what it holds with other
+/// content than the service.
+#[derive(Debug, Clone, Default)]
+pub struct Findings {
+    /// Everything the plan would delete that the backup does not hold, in plan order.
+    pub lacking: Vec<Lacking>,
+    /// Everything about to be deleted that the backup holds with other content.
+    pub differences: Differences,
 }
 
 /// Something a deletion would remove that the backup does not hold.
@@ -176,8 +198,12 @@ impl Backup {
             endpoint_host: account.source.and_then(|s| s.endpoint_host),
             bag_endpoint_host: tag_value(&pairs, "Source-Endpoint-Host").map(str::to_owned),
             projects: HashMap::new(),
+            held: Arc::new(HeldFile::new(None)),
             identity,
         };
+        // Beside the backup: its folder has room for an index of it (a relative path's parent is "").
+        let dir = path.parent().map(|d| if d.as_os_str().is_empty() { Path::new(".") } else { d });
+        let mut held = HeldFile::new(dir);
         let bag = reader.bag_name().unwrap_or_default().to_owned();
         let prefix = format!("{bag}/data/projects/");
         let mut ids: HashSet<Uuid> = HashSet::new();
@@ -188,8 +214,9 @@ impl Backup {
             }
         }
         for id in ids {
-            backup.projects.insert(id, index_project(&reader, id)?);
+            backup.projects.insert(id, index_project(&reader, id, &mut held)?);
         }
+        backup.held = Arc::new(held);
         Ok(backup)
     }
 
@@ -221,77 +248,94 @@ impl Backup {
         })
     }
 
-    /// Everything about to be deleted that the backup holds with other content than the
-    /// service holds now, in plan order: images (tags, regions, metadata), tags and iterations.
-    pub fn differs(&self, plan: &Plan) -> Differences {
-        let empty = BackupProject::default();
-        let mut out = Differences::default();
-        for p in plan.projects.iter().filter(|p| !p.gone) {
-            let held = self.projects.get(&p.id).unwrap_or(&empty);
-            let mut images: Vec<Uuid> = p.images.clone();
-            if p.iteration_copies_go {
-                images.extend(p.only_in_iterations.iter());
-            }
-            let mut seen = HashSet::new();
-            for id in images.into_iter().filter(|id| seen.insert(*id)) {
-                if let (Some(then), Some(now)) = (held.images.get(&id), p.image_content.get(&id)) {
-                    let what = then.differs(now);
-                    if !what.is_empty() {
-                        out.push(Difference { kind: "image", project: p.id, id, what });
-                    }
-                }
-            }
-            let tags = p.tags.iter().copied();
-            record_differences(&mut out, p.id, "tag", "name, description or type", tags, &held.tags, &p.tag_content);
-            let iterations = p.iterations.iter().map(|i| i.id);
-            let what = "name, status or training time";
-            record_differences(&mut out, p.id, "iteration", what, iterations, &held.iterations, &p.iteration_content);
+    /// Checks one surveyed project of a plan against the backup (its index read back once),
+    /// adding to `out` what the backup lacks of what would be deleted, and what it holds with
+    /// other content than the service holds now: images (tags, regions, metadata), tags and
+    /// iterations, in plan order. `all_iterations`: the plan's [`super::Plan::all_iterations`].
+    pub fn check(&self, all_iterations: bool, p: &ProjectPlan, out: &mut Findings) -> Result<(), Error> {
+        if p.gone {
+            return Ok(());
         }
-        out
-    }
-
-    /// Everything the plan would delete that this backup does not hold, in plan order.
-    pub fn lacks(&self, plan: &Plan) -> Vec<Lacking> {
         let empty = BackupProject::default();
-        let mut out = Vec::new();
-        for p in plan.projects.iter().filter(|p| !p.gone) {
-            let held = self.projects.get(&p.id).unwrap_or(&empty);
-            if p.delete_project && !held.project_json {
-                out.push(Lacking { kind: "project", project: p.id, id: p.id, only_in_iteration: None });
+        let held = self.projects.get(&p.id).unwrap_or(&empty);
+        if p.delete_project && !held.project_json {
+            out.lacking.push(Lacking { kind: "project", project: p.id, id: p.id, only_in_iteration: None });
+        }
+        let images = self.load(held.images)?;
+        let mut lacking = Vec::new();
+        for (&id, now) in planned_images(all_iterations, p) {
+            let Some(then) = images.get(&id) else {
+                lacking.push(id);
+                continue;
+            };
+            // Without the service's content (never: the two are listed together) it fails closed.
+            let what = now.map_or_else(|| vec!["tags", "regions", "metadata"], |now| then.differs(now));
+            if !what.is_empty() {
+                out.differences.push(Difference { kind: "image", project: p.id, id, what });
             }
-            // Images only trained iterations hold go with those iterations (or with allIterations).
-            let holder: HashMap<Uuid, Uuid> = p
-                .iteration_images
-                .iter()
-                .rev()
-                .flat_map(|it| it.only_in_iterations.iter().map(move |id| (*id, it.id)))
-                .collect();
-            let mut images = p.images.clone();
-            if p.iteration_copies_go {
-                let planned: HashSet<Uuid> = images.iter().copied().collect();
-                images.extend(p.only_in_iterations.iter().filter(|id| !planned.contains(id)));
-            }
-            out.extend(images.iter().filter(|id| !held.images.contains_key(id)).map(|&id| Lacking {
+        }
+        drop(images);
+        // Images only trained iterations hold go with those iterations (or with allIterations);
+        // which iteration holds them is looked up only when some are lacking.
+        if !lacking.is_empty() {
+            let holder = first_holders(p);
+            out.lacking.extend(lacking.into_iter().map(|id| Lacking {
                 kind: "image",
                 project: p.id,
                 id,
                 only_in_iteration: holder.get(&id).copied(),
             }));
-            let mut check = |kind: &'static str, ids: &[Uuid], have: &dyn Fn(&Uuid) -> bool| {
-                out.extend(ids.iter().filter(|id| !have(id)).map(|&id| Lacking {
-                    kind,
-                    project: p.id,
-                    id,
-                    only_in_iteration: None,
-                }));
-            };
-            check("tag", &p.tags, &|id| held.tags.contains_key(id));
-            let iterations: Vec<Uuid> = p.iterations.iter().map(|i| i.id).collect();
-            check("iteration", &iterations, &|id| held.iterations.contains_key(id));
-            check("prediction", &p.predictions, &|id| held.predictions.contains(id));
         }
-        out
+        let mut check = |kind: &'static str, ids: &[Uuid], have: &dyn Fn(&Uuid) -> bool| {
+            out.lacking.extend(ids.iter().filter(|id| !have(id)).map(|&id| Lacking {
+                kind,
+                project: p.id,
+                id,
+                only_in_iteration: None,
+            }));
+        };
+        check("tag", &p.tags, &|id| held.tags.contains_key(id));
+        let iterations: Vec<Uuid> = p.iterations.iter().map(|i| i.id).collect();
+        check("iteration", &iterations, &|id| held.iterations.contains_key(id));
+        let predictions = self.load(held.predictions)?;
+        check("prediction", &p.predictions, &|id| predictions.contains(id));
+
+        let differences = &mut out.differences;
+        let tags = p.tags.iter().copied();
+        record_differences(differences, p.id, "tag", "name, description or type", tags, &held.tags, &p.tag_content);
+        let iterations = p.iterations.iter().map(|i| i.id);
+        let what = "name, status or training time";
+        record_differences(differences, p.id, "iteration", what, iterations, &held.iterations, &p.iteration_content);
+        Ok(())
     }
+
+    /// One project's images or stored predictions, read back from the temporary index.
+    fn load(&self, block: Block) -> Result<HeldImages, Error> {
+        self.held.load(block).map_err(|e| Error::BackupUnreadable {
+            path: self.path.clone(),
+            detail: format!("cannot read its index back from a temporary file: {e}"),
+        })
+    }
+}
+
+/// The images a project's plan deletes or destroys, each once, with what the service holds of
+/// each: the planned images (with `allIterations` these include the ones only trained
+/// iterations hold), then, when the iterations' copies go with them, those only trained
+/// iterations hold.
+fn planned_images<'a>(
+    all_iterations: bool,
+    p: &'a ProjectPlan,
+) -> impl Iterator<Item = (&'a Uuid, Option<&'a ImageContent>)> {
+    // Every id, whatever the contents beside it: a content missing cannot hide an id.
+    let with =
+        |ids: &'a [Uuid], contents: &'a [ImageContent]| ids.iter().enumerate().map(|(i, id)| (id, contents.get(i)));
+    let only = (p.iteration_copies_go && !all_iterations).then(|| with(&p.only_in_iterations, &p.only_content));
+    with(&p.images, &p.image_content).chain(only.into_iter().flatten())
+}
+
+/// The first trained iteration holding each image that only trained iterations hold.
+fn first_holders(p: &ProjectPlan) -> HashMap<Uuid, Uuid> {
+    p.iteration_images.iter().rev().flat_map(|it| it.only_in_iterations.iter().map(move |id| (*id, it.id))).collect()
 }
 
 /// The tags or iterations among `ids` whose record differs between the backup (`then`) and the
@@ -314,7 +358,7 @@ fn record_differences(
     }
 }
 
-fn index_project(reader: &BagReader, id: Uuid) -> Result<BackupProject, Error> {
+fn index_project(reader: &BagReader, id: Uuid, file: &mut HeldFile) -> Result<BackupProject, Error> {
     let mut held = BackupProject {
         project_json: bag_entry(reader, &format!("data/{}", layout::project_json(id)))?.is_some(),
         ..BackupProject::default()
@@ -323,8 +367,13 @@ fn index_project(reader: &BagReader, id: Uuid) -> Result<BackupProject, Error> {
     held.tags = tags.iter().map(|t| (t.id, RecordContent::of_tag(t))).collect();
     let iterations: Vec<Iteration> = json_list(reader, &layout::iterations_json(id))?;
     held.iterations = iterations.iter().map(|i| (i.id, RecordContent::of_iteration(i))).collect();
-    held.images = listed(reader, id, ListingKind::Images)?;
-    held.predictions = listed(reader, id, ListingKind::Predictions)?.into_keys().collect();
+    let spill = |e: std::io::Error| Error::BackupUnreadable {
+        path: reader.path().to_path_buf(),
+        detail: format!("cannot write its index to a temporary file: {e}"),
+    };
+    // One listing in memory at a time, sorted, then written out.
+    held.images = file.append(&HeldImages::new(listed(reader, id, ListingKind::Images)?)).map_err(spill)?;
+    held.predictions = file.append(&HeldImages::new(listed(reader, id, ListingKind::Predictions)?)).map_err(spill)?;
     Ok(held)
 }
 
@@ -338,13 +387,12 @@ fn json_list<T: serde::de::DeserializeOwned>(reader: &BagReader, path: &str) -> 
 }
 
 /// The ids of a listing whose lines name their own file (the path follows from the id, as
-/// verify checks), present in the archive, with a hash, each file counted once; each with the
-/// line's tags, regions and metadata.
-fn listed(reader: &BagReader, project: Uuid, kind: ListingKind) -> Result<HashMap<Uuid, ImageContent>, Error> {
+/// verify checks), present in the archive, with a hash; each with the line's tags, regions and
+/// metadata, in the listing's order (an id may come twice: [`HeldImages::new`] keeps the first).
+fn listed(reader: &BagReader, project: Uuid, kind: ListingKind) -> Result<Vec<(Uuid, ImageContent)>, Error> {
     let path = format!("projects/{project}/{}", kind.listing_name());
     let bad = |detail: String| Error::BackupUnreadable { path: reader.path().to_path_buf(), detail };
-    let mut ids = HashMap::new();
-    let mut files = HashSet::new();
+    let mut ids = Vec::new();
     let Some(entry) = bag_entry(reader, &format!("data/{path}"))? else { return Ok(ids) };
     let mut failure = None;
     let folder = project.to_string();
@@ -359,17 +407,18 @@ fn listed(reader: &BagReader, project: Uuid, kind: ListingKind) -> Result<HashMa
         };
         let hashed = line.sha256.is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
         let Some(file) = line.file else { return };
-        // A line holds its image only when it names the image's own file, present, listed once
-        // (as verify checks): a forged line copying another's file holds nothing.
+        // A line holds its image only when it names the image's own file, present (as verify
+        // checks): a forged line copying another's file holds nothing. Since the file follows
+        // from the id, lines of one file are lines of one id, and the first is kept.
         let own = bound_file_problem(kind, &folder, line.id, &file).is_none();
         let present = match own.then(|| bag_entry(reader, &format!("data/{file}"))) {
             Some(Ok(found)) => found.is_some(),
             Some(Err(e)) => return failure = Some(e),
             None => false,
         };
-        if hashed && present && files.insert(file) {
+        if hashed && present {
             let content = ImageContent::of(line.tags.as_deref(), line.regions.as_deref(), line.metadata.as_ref());
-            ids.insert(line.id, content);
+            ids.push((line.id, content));
         }
     })
     .map_err(|e| bad(format!("{path}: {e}")))?;

@@ -10,8 +10,9 @@
 //! checking the workspace's ids against it would, so the plan lists. Delete is rare and
 //! destructive: a listing short of the counts is listed again, and if it still is, the plan
 //! refuses to destroy what it cannot name.
-
-use std::collections::HashSet;
+//!
+//! Memory per image an iteration holds: its id, in one of the two lists below, and for those
+//! only iterations hold their 22-byte [`ImageContent`]. The workspace's ids come in sorted.
 
 use serde::Serialize;
 use uuid::Uuid;
@@ -37,9 +38,9 @@ pub struct IterationImages {
     pub only_in_iterations: Vec<Uuid>,
     /// Workspace images it holds a copy of.
     pub also_in_workspace: Vec<Uuid>,
-    /// What it holds of each image in `only_in_iterations`, as it lists them.
+    /// What it holds of each image in `only_in_iterations`, in the same order, as it lists them.
     #[serde(skip)]
-    pub only_content: Vec<(Uuid, ImageContent)>,
+    pub only_content: Vec<ImageContent>,
 }
 
 impl IterationImages {
@@ -49,13 +50,13 @@ impl IterationImages {
     }
 }
 
-/// Lists what each trained iteration of `iterations` holds, beside the `workspace` ids. An
+/// Lists what each trained iteration of `iterations` holds, beside the `workspace` ids (sorted). An
 /// iteration deleted meanwhile (NotFoundIteration) holds nothing any more and is left out.
 pub(crate) async fn survey(
     client: &Client,
     project: Uuid,
     iterations: &[Iteration],
-    workspace: &HashSet<Uuid>,
+    workspace: &[Uuid],
 ) -> Result<Vec<IterationImages>, api::Error> {
     let mut out = Vec::new();
     for it in iterations.iter().filter(|i| i.is_trained()) {
@@ -74,24 +75,30 @@ async fn iteration(
     client: &Client,
     project: Uuid,
     it: &Iteration,
-    workspace: &HashSet<Uuid>,
+    workspace: &[Uuid],
 ) -> Result<IterationImages, api::Error> {
     let mut attempt = 0;
     loop {
         attempt += 1;
         let (tagged, untagged) = client.get_iteration_image_counts(project, it.id).await?;
-        let listed = list_images(client, project, Some(it.id)).await?;
-        let (also, only): (Vec<_>, Vec<_>) = listed.into_iter().partition(|(id, _)| workspace.contains(id));
-        let listed = also.len() + only.len();
-        let held = IterationImages {
+        let (ids, contents) = list_images(client, project, Some(it.id)).await?;
+        let mut held = IterationImages {
             id: it.id,
             name: it.name.clone(),
             reported: tagged + untagged,
-            listed: listed as u64,
-            only_in_iterations: only.iter().map(|(id, _)| *id).collect(),
-            also_in_workspace: also.into_iter().map(|(id, _)| id).collect(),
-            only_content: only,
+            listed: ids.len() as u64,
+            only_in_iterations: Vec::new(),
+            also_in_workspace: Vec::new(),
+            only_content: Vec::new(),
         };
+        for (id, content) in ids.into_iter().zip(contents) {
+            if workspace.binary_search(&id).is_ok() {
+                held.also_in_workspace.push(id);
+            } else {
+                held.only_in_iterations.push(id);
+                held.only_content.push(content);
+            }
+        }
         if !held.is_short() || attempt == 2 {
             return Ok(held);
         }

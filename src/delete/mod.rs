@@ -7,6 +7,8 @@
 //! - [`backup`]: the backup relied on: opened once, verified in full, hashed, indexed by id and
 //!   content, all from that one open file.
 //! - [`content`]: what the gate compares beyond ids (tags, regions, metadata...), as digests.
+//! - [`held`]: the backup's index of each project's images, in a temporary file, read back one
+//!   project at a time.
 //! - [`holdings`]: what each trained iteration holds, beside the workspace.
 //! - [`plan`]: a read-only survey of the service: what would be deleted, in how many calls, and
 //!   what the API cannot delete.
@@ -17,6 +19,7 @@
 
 pub mod backup;
 pub mod content;
+pub mod held;
 pub mod holdings;
 pub mod plan;
 pub mod receipt;
@@ -32,7 +35,7 @@ use uuid::Uuid;
 use crate::api::{self, Client};
 use crate::progress::{Event, Phase, Progress};
 use crate::verify::Finding;
-pub use backup::{Backup, Lacking};
+pub use backup::{Backup, Findings, Lacking};
 pub use content::Difference;
 pub use plan::{Plan, ProjectPlan};
 pub use receipt::{Receipt, RunOutcome};
@@ -334,14 +337,21 @@ pub async fn delete(
         }
     }
     progress.event(Event::Phase { phase: Phase::Connecting, project_id: None });
-    let mut plan = plan::survey(client, opts, progress, cancel).await?;
+    // Each project is checked against the backup as soon as it is surveyed, so that the plan
+    // need not keep what the service holds of every image (see plan::ProjectPlan::image_content).
+    let mut findings = Findings::default();
+    let all_iterations = opts.sends_all_iterations();
+    let mut gate = |p: &ProjectPlan| match &backup {
+        Some(backup) => backup.check(all_iterations, p, &mut findings),
+        None => Ok(()),
+    };
+    let mut plan = plan::survey(client, opts, progress, cancel, &mut gate).await?;
     plan.backup_from_other_endpoint = other_endpoint;
     if let Some(backup) = &backup {
-        let lacking = backup.lacks(&plan);
-        if !lacking.is_empty() {
-            return Err(Error::BackupLacks { path: backup.path.clone(), lacking });
+        if !findings.lacking.is_empty() {
+            return Err(Error::BackupLacks { path: backup.path.clone(), lacking: findings.lacking });
         }
-        let differs = backup.differs(&plan);
+        let differs = findings.differences;
         if !differs.is_empty() {
             let total = differs.total();
             return Err(Error::BackupDiffers { path: backup.path.clone(), differences: differs.kept, total });

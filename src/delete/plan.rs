@@ -1,5 +1,11 @@
 //! The plan: a read-only survey of what a deletion would remove, project by project, how many
 //! mutating calls it takes, and what the API cannot delete at all.
+//!
+//! Memory per image: its 16-byte id, which the run deletes by and the receipt records. While one
+//! project is surveyed, also the 22-byte digest of what the service holds of each of its images
+//! ([`ImageContent`], beside the ids), a set of the ids seen (listings shift while paged) and,
+//! for trained iterations, a sorted copy of the workspace's ids: one project's worth, dropped
+//! once the backup gate has checked it.
 
 use std::collections::{HashMap, HashSet};
 
@@ -80,11 +86,15 @@ pub struct ProjectPlan {
     pub kept_in_iterations: Vec<Uuid>,
     /// Mutating calls for this project.
     pub calls: u64,
-    /// What the service holds now of each image listed (the workspace's, and those only
-    /// trained iterations hold, as the first holding iteration lists them), to compare with the
-    /// backup's.
+    /// What the service holds now of each image of [`Self::images`], in the same order, to
+    /// compare with the backup's: filled while the project is surveyed, emptied once the gate
+    /// has checked it (the run needs only the ids).
     #[serde(skip)]
-    pub image_content: HashMap<Uuid, ImageContent>,
+    pub image_content: Vec<ImageContent>,
+    /// What the service holds now of each image of [`Self::only_in_iterations`], in the same
+    /// order, as the first holding iteration lists it; emptied like [`Self::image_content`].
+    #[serde(skip)]
+    pub only_content: Vec<ImageContent>,
     /// What the service holds now of each tag to delete.
     #[serde(skip)]
     pub tag_content: HashMap<Uuid, RecordContent>,
@@ -142,12 +152,17 @@ impl ProjectPlan {
     }
 }
 
-/// Reads the service (never writes) and builds the plan.
+/// What checks each project as soon as it is surveyed (the backup gate), before what the
+/// service holds of its images is dropped.
+pub(crate) type Gate<'a> = dyn FnMut(&ProjectPlan) -> Result<(), Error> + Send + 'a;
+
+/// Reads the service (never writes) and builds the plan, handing each project to `gate`.
 pub(crate) async fn survey(
     client: &Client,
     opts: &DeleteOptions,
     progress: &dyn Progress,
     cancel: &CancellationToken,
+    gate: &mut Gate<'_>,
 ) -> Result<Plan, Error> {
     let targets = match &opts.targets {
         Targets::Projects(ids) => {
@@ -180,6 +195,10 @@ pub(crate) async fn survey(
             }
             other => other?,
         };
+        gate(&p)?;
+        let mut p = p;
+        p.image_content = Vec::new();
+        p.only_content = Vec::new();
         // Surveyed: its progress line can go.
         progress.event(Event::ProjectFinished { project_id: id.to_string(), images: p.images.len() as u64 });
         plan.calls += p.calls;
@@ -268,9 +287,7 @@ async fn survey_project(
     if wants(Category::Images) {
         p.tagged = client.get_tagged_image_count(id).await?;
         p.untagged = client.get_untagged_image_count(id).await?;
-        let listed = list_images(client, id, None).await?;
-        p.images = listed.iter().map(|(id, _)| *id).collect();
-        p.image_content = listed.into_iter().collect();
+        (p.images, p.image_content) = list_images(client, id, None).await?;
         progress.event(Event::ImagesFound { project_id: id.to_string(), total: p.images.len() as u64 });
     }
     if wants(Category::Tags) {
@@ -314,17 +331,22 @@ async fn survey_holdings(
     p: &mut ProjectPlan,
     iterations: &[api::model::Iteration],
 ) -> Result<(), Error> {
-    let workspace: HashSet<Uuid> = if opts.only.is_none() || opts.only == Some(Category::Images) {
-        p.images.iter().copied().collect()
+    // Sorted, for the iterations' listings to be split by binary search.
+    let mut workspace: Vec<Uuid> = if opts.only.is_none() || opts.only == Some(Category::Images) {
+        p.images.clone()
     } else {
-        list_images(client, p.id, None).await?.into_iter().map(|(id, _)| id).collect()
+        list_images(client, p.id, None).await?.0
     };
+    workspace.sort_unstable();
     p.iteration_images = holdings::survey(client, p.id, iterations, &workspace).await?;
+    drop(workspace);
     let mut seen = HashSet::new();
     for it in &p.iteration_images {
-        p.only_in_iterations.extend(it.only_in_iterations.iter().copied().filter(|id| seen.insert(*id)));
-        for (id, content) in &it.only_content {
-            p.image_content.entry(*id).or_insert(*content);
+        for (id, content) in it.only_in_iterations.iter().zip(&it.only_content) {
+            if seen.insert(*id) {
+                p.only_in_iterations.push(*id);
+                p.only_content.push(*content);
+            }
         }
     }
     p.iteration_copies_go = opts.only != Some(Category::Images) || opts.sends_all_iterations();
@@ -341,6 +363,7 @@ async fn survey_holdings(
     }
     if opts.sends_all_iterations() {
         p.images.extend(p.only_in_iterations.iter().copied());
+        p.image_content.extend(p.only_content.iter().copied());
     } else if opts.only == Some(Category::Images) {
         let mut seen = HashSet::new();
         for it in &p.iteration_images {
@@ -367,14 +390,15 @@ pub(crate) fn calls(p: &ProjectPlan, bulk_images: bool) -> u64 {
 }
 
 /// Every image of the workspace, or of an iteration (tagged, then untagged), oldest first, each
-/// once, with what it holds (the listing's records are read once, for the ids and the gate).
+/// once, with what it holds, in two vectors of the same order (the listing's records are read
+/// once, for the ids and the gate).
 pub(crate) async fn list_images(
     client: &Client,
     id: Uuid,
     iteration: Option<Uuid>,
-) -> Result<Vec<(Uuid, ImageContent)>, api::Error> {
+) -> Result<(Vec<Uuid>, Vec<ImageContent>), api::Error> {
     let mut seen = HashSet::new();
-    let mut out = Vec::new();
+    let (mut ids, mut contents) = (Vec::new(), Vec::new());
     for tagged in [true, false] {
         let pages = paging::offset_pages(MAX_TAKE, |skip, take| {
             let q = ImageQuery { order_by: OrderBy::Oldest, take, skip, iteration_id: iteration, ..Default::default() };
@@ -388,10 +412,15 @@ pub(crate) async fn list_images(
         });
         futures::pin_mut!(pages);
         while let Some(page) = pages.try_next().await? {
-            out.extend(page.iter().filter(|i| seen.insert(i.id)).map(|i| (i.id, ImageContent::of_image(i))));
+            for image in page.iter().filter(|i| seen.insert(i.id)) {
+                ids.push(image.id);
+                contents.push(ImageContent::of_image(image));
+            }
         }
     }
-    Ok(out)
+    ids.shrink_to_fit();
+    contents.shrink_to_fit();
+    Ok((ids, contents))
 }
 
 /// Every stored prediction id, oldest first, each once.

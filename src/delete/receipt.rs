@@ -7,7 +7,6 @@ use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::backup::Backup;
@@ -413,18 +412,23 @@ impl Receipt {
     pub(crate) fn save(&mut self, path: &Path) -> Result<String, Error> {
         let io = |e: std::io::Error| Error::Receipt { path: path.to_path_buf(), detail: e.to_string() };
         self.updated = now();
-        let mut bytes = serde_json::to_vec_pretty(self).expect("receipts serialise");
-        bytes.push(b'\n');
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let mut tmp = tempfile::Builder::new().prefix(".receipt-").suffix(".tmp").tempfile_in(dir).map_err(io)?;
-        tmp.write_all(&bytes).map_err(io)?;
+        // Streamed: a receipt of a million ids is some 50 MB of JSON, never held in memory.
+        let mut out = std::io::BufWriter::with_capacity(256 << 10, tmp.as_file_mut());
+        serde_json::to_writer_pretty(&mut out, self).map_err(|e| io(e.into()))?;
+        out.write_all(b"\n").map_err(io)?;
+        out.flush().map_err(io)?;
+        drop(out);
         tmp.as_file().sync_all().map_err(io)?;
+        // The hash of what is on disk, read back (from the page cache) rather than kept.
+        let (sha256, _) = crate::archive::digest::hash_file(tmp.as_file()).map_err(io)?;
         tmp.persist(path).map_err(|e| io(e.error))?;
         // Everything the pending log held is in the receipt now. A link planted there is
         // refused, not removed: the run stops before it deletes anything it could not log.
         crate::sidefile::remove_stale(&pending_path(path))
             .map_err(|e| Error::Receipt { path: pending_path(path), detail: e.to_string() })?;
-        Ok(hex::encode(Sha256::digest(&bytes)))
+        Ok(sha256)
     }
 
     /// Appends a line to the pending log beside the receipt: the ids a delete call is about to
@@ -463,22 +467,29 @@ impl Receipt {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(Error::Receipt { path: pending_path(path), detail: e.to_string() }),
         };
+        // What the service still has of one project and category, built once for the run of
+        // lines about it (a project's lines come together), not once a line.
+        let mut still_there: Option<((Uuid, Category), std::collections::HashSet<Uuid>)> = None;
         for line in text.lines().filter_map(|l| serde_json::from_str::<PendingLine>(l).ok()) {
             if !line.intent {
                 self.deleted(line.project, line.what, &line.ids);
                 continue;
             }
-            let still_there: std::collections::HashSet<Uuid> = match plan.projects.iter().find(|p| p.id == line.project)
-            {
-                Some(p) if !p.gone => match line.what {
-                    Category::Images => p.images.iter().copied().collect(),
-                    Category::Tags => p.tags.iter().copied().collect(),
-                    Category::Iterations => p.iterations.iter().map(|i| i.id).collect(),
-                    Category::Predictions => p.predictions.iter().copied().collect(),
-                },
-                _ => std::collections::HashSet::new(),
-            };
-            let gone: Vec<Uuid> = line.ids.into_iter().filter(|id| !still_there.contains(id)).collect();
+            let key = (line.project, line.what);
+            if still_there.as_ref().is_none_or(|(k, _)| *k != key) {
+                let ids = match plan.projects.iter().find(|p| p.id == line.project) {
+                    Some(p) if !p.gone => match line.what {
+                        Category::Images => p.images.iter().copied().collect(),
+                        Category::Tags => p.tags.iter().copied().collect(),
+                        Category::Iterations => p.iterations.iter().map(|i| i.id).collect(),
+                        Category::Predictions => p.predictions.iter().copied().collect(),
+                    },
+                    _ => std::collections::HashSet::new(),
+                };
+                still_there = Some((key, ids));
+            }
+            let there = &still_there.as_ref().expect("just set").1;
+            let gone: Vec<Uuid> = line.ids.into_iter().filter(|id| !there.contains(id)).collect();
             self.deleted(line.project, line.what, &gone);
         }
         Ok(())

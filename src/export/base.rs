@@ -47,7 +47,7 @@ impl Base {
             let Ok((sha, full)) = line else { return };
             let Some(rel) = full.strip_prefix("data/") else { return };
             let Some(key) = blob_key(rel) else { return };
-            match reader.contains(&full) {
+            match reader.bag_entry(&full).map(|e| e.is_some()) {
                 Ok(true) => {
                     blobs.insert(key, (rel.to_owned(), sha));
                 }

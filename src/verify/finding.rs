@@ -1,7 +1,7 @@
 //! One finding: what kind of damage, where, and what was expected versus found; and
 //! [`Findings`], which keeps the first [`MAX_FINDINGS_PER_KIND`] of each kind and counts the rest.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
@@ -177,6 +177,15 @@ impl Findings {
         }
     }
 
+    /// Counts `n` more findings of `kind` without keeping them.
+    pub(crate) fn count(&mut self, kind: FindingKind, n: u64) {
+        let i = kind as usize;
+        if self.per_kind.len() <= i {
+            self.per_kind.resize(i + 1, 0);
+        }
+        self.per_kind[i] += n;
+    }
+
     /// The kept findings, and the count of those left out by kind.
     pub(crate) fn into_parts(self) -> (Vec<Finding>, Vec<Omitted>) {
         let kinds: HashMap<usize, FindingKind> = self.kept.iter().map(|f| (f.kind as usize, f.kind)).collect();
@@ -186,6 +195,52 @@ impl Findings {
             .collect();
         omitted.sort_by_key(|o| o.kind);
         (self.kept, omitted)
+    }
+}
+
+/// Kept findings of one kind by (entry index, order of arrival).
+type KeptByEntry = BTreeMap<(usize, u64), Finding>;
+
+/// Findings made out of order (by the hashing threads), kept as [`Findings`] would keep them had
+/// they come in entry order: per kind those of the [`MAX_FINDINGS_PER_KIND`] lowest entry
+/// indices, the rest counted. Memory is bounded by the cap, however many entries are damaged.
+#[derive(Debug, Default)]
+pub(crate) struct Ranked {
+    /// Per kind: how many in all, and the kept ones by (entry index, arrival).
+    kinds: BTreeMap<FindingKind, (u64, KeptByEntry)>,
+    arrivals: u64,
+}
+
+impl Ranked {
+    /// Counts a finding of `kind` about entry `index`, building it only if it is kept.
+    pub(crate) fn push_with(&mut self, kind: FindingKind, index: usize, make: impl FnOnce() -> Finding) {
+        let (total, kept) = self.kinds.entry(kind).or_default();
+        *total += 1;
+        if kept.len() >= MAX_FINDINGS_PER_KIND && kept.last_key_value().is_some_and(|((last, _), _)| index >= *last) {
+            return;
+        }
+        self.arrivals += 1;
+        kept.insert((index, self.arrivals), make());
+        if kept.len() > MAX_FINDINGS_PER_KIND {
+            kept.pop_last();
+        }
+    }
+
+    /// Moves everything into `findings`, in entry order.
+    pub(crate) fn drain_into(&mut self, findings: &mut Findings) {
+        let mut all = Vec::new();
+        let mut beyond = Vec::new();
+        for (kind, (total, kept)) in std::mem::take(&mut self.kinds) {
+            beyond.push((kind, total - kept.len() as u64));
+            all.extend(kept);
+        }
+        all.sort_by_key(|(key, _)| *key);
+        for (_, f) in all {
+            findings.push(f);
+        }
+        for (kind, n) in beyond {
+            findings.count(kind, n);
+        }
     }
 }
 

@@ -1,6 +1,10 @@
-//! `inspect`: what an archive holds, from metadata alone (`bag-info.txt`, `account.json` and the
-//! entry listing's sizes). Never reads image bytes, so it is quick on a very large archive, and
-//! says what it can even when `account.json` lacks fields or is absent.
+//! `inspect`: what an archive holds, from metadata alone: `bag-info.txt` (its `Payload-Oxum`
+//! gives the payload files and bytes), `account.json` (the export's record of each project's
+//! archived counts and bytes) and the zip directory's entry count. Nothing is held per entry,
+//! and no entry is looked at beyond those two files, so it takes the same time at any size.
+//! Only an archive whose `account.json` is absent, unreadable or lacks a project's counts or
+//! bytes (or whose `bag-info.txt` lacks the Oxum) has its entries counted instead, streamed:
+//! memory then holds one entry and the project folders, still nothing per image.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,8 +12,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::Error;
-use crate::archive::bagit::{parse_tag_file, tag_value, BAG_INFO_NAME};
-use crate::archive::data::{self, AccountView, MAX_TAG_FILE_BYTES};
+use crate::archive::bagit::{parse_tag_file, tag_value, PayloadOxum, BAG_INFO_NAME};
+use crate::archive::data::{self, AccountView, ArchivedView, MAX_TAG_FILE_BYTES};
 use crate::archive::layout::account_json;
 use crate::archive::BagReader;
 
@@ -105,8 +109,89 @@ pub fn inspect(path: &Path) -> Result<Summary, Error> {
     if let Some(why) = reader.recovered() {
         s.notes.push(format!("zip directory unusable ({why}); entries recovered from local headers"));
     }
-    let prefix = format!("{}/data/", s.bag_name.as_deref().unwrap_or(""));
+    let oxum = read_bag_info(&reader, &mut s)?;
+    if let Some(oxum) = oxum {
+        (s.payload_files, s.payload_bytes) = (oxum.files, oxum.bytes);
+    }
+
+    let account = match reader.bag_entry(&format!("data/{}", account_json()))? {
+        Some(e) => match data::read_json::<AccountView>(&reader, &e) {
+            Ok(v) => Some(v),
+            Err(data::JsonError::Json(e)) => {
+                s.notes.push(format!("account.json does not parse: {e}"));
+                None
+            }
+            Err(data::JsonError::Entry(p)) => {
+                s.notes.push(format!("account.json unreadable: {p}"));
+                None
+            }
+        },
+        None => {
+            s.notes.push("no account.json; counts come from the entry listing".into());
+            None
+        }
+    };
+    // Every project's counts and bytes as the export recorded them, or none.
+    let summarised = account.as_ref().is_some_and(|v| {
+        v.projects.as_ref().is_some_and(|list| {
+            list.total == list.kept.len() as u64 && list.kept.iter().all(|p| p.archived.as_ref().is_some_and(counted))
+        })
+    });
     let mut projects: BTreeMap<String, ProjectSummary> = BTreeMap::new();
+    if !summarised || oxum.is_none() {
+        count_entries(&reader, &mut s, &mut projects, !summarised, oxum.is_none())?;
+    }
+    if let Some(v) = account {
+        apply_account(v, &mut s, &mut projects, summarised);
+    }
+    s.projects = projects.into_values().collect();
+    // By name, as people look for them (case aside); nameless ones last; the id breaks ties.
+    s.projects.sort_by_cached_key(|p| (p.name.is_none(), p.name.as_deref().map(str::to_lowercase), p.id.clone()));
+    Ok(s)
+}
+
+/// Whether a project's `archived` block says all inspect shows of it.
+fn counted(a: &ArchivedView) -> bool {
+    a.tagged.is_some()
+        && a.untagged.is_some()
+        && a.iterations.is_some()
+        && a.predictions.is_some()
+        && a.model_exports.is_some()
+        && a.image_bytes.is_some()
+        && a.prediction_bytes.is_some()
+        && a.model_bytes.is_some()
+}
+
+/// Reads `bag-info.txt` into the summary; returns its `Payload-Oxum`, if valid.
+fn read_bag_info(reader: &BagReader, s: &mut Summary) -> Result<Option<PayloadOxum>, Error> {
+    match reader.bag_entry(BAG_INFO_NAME)?.map(|e| reader.read_entry(&e, MAX_TAG_FILE_BYTES)) {
+        Some(Ok(bytes)) => {
+            let (pairs, _) = parse_tag_file(&String::from_utf8_lossy(&bytes));
+            let get = |l: &str| tag_value(&pairs, l).map(str::to_string);
+            s.bagging_date = get("Bagging-Date");
+            s.bagging_software = get("Bagging-Software");
+            s.source_host = get("Source-Endpoint-Host");
+            s.api_version = get("Custom-Vision-API-Version");
+            s.tool_version =
+                s.bagging_software.as_deref().and_then(|v| v.strip_prefix("cvarchive ")).map(str::to_string);
+            return Ok(tag_value(&pairs, "Payload-Oxum").and_then(PayloadOxum::parse));
+        }
+        Some(Err(p)) => s.notes.push(format!("bag-info.txt unreadable: {p}")),
+        None => s.notes.push("no bag-info.txt".into()),
+    }
+    Ok(None)
+}
+
+/// Counts the payload from the entries, streamed: the totals (`totals`) and each project's
+/// files, bytes and iterations (`per_project`).
+fn count_entries(
+    reader: &BagReader,
+    s: &mut Summary,
+    projects: &mut BTreeMap<String, ProjectSummary>,
+    per_project: bool,
+    totals: bool,
+) -> Result<(), Error> {
+    let prefix = format!("{}/data/", s.bag_name.as_deref().unwrap_or(""));
     let mut iterations: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
     for e in reader.entries() {
         let e = e?;
@@ -116,11 +201,13 @@ pub fn inspect(path: &Path) -> Result<Summary, Error> {
         let Some(rel) = e.name.strip_prefix(&prefix) else {
             continue;
         };
-        s.payload_files += 1;
-        // Declared sizes are untrusted: saturate rather than overflow.
-        s.payload_bytes = s.payload_bytes.saturating_add(e.size);
+        if totals {
+            s.payload_files += 1;
+            // Declared sizes are untrusted: saturate rather than overflow.
+            s.payload_bytes = s.payload_bytes.saturating_add(e.size);
+        }
         let parts: Vec<&str> = rel.split('/').collect();
-        if parts.len() < 3 || parts[0] != "projects" {
+        if !per_project || parts.len() < 3 || parts[0] != "projects" {
             continue;
         }
         let p = projects
@@ -150,37 +237,12 @@ pub fn inspect(path: &Path) -> Result<Summary, Error> {
             p.iterations = its.len() as u64;
         }
     }
-
-    match reader.bag_entry(BAG_INFO_NAME)?.map(|e| reader.read_entry(&e, MAX_TAG_FILE_BYTES)) {
-        Some(Ok(bytes)) => {
-            let (pairs, _) = parse_tag_file(&String::from_utf8_lossy(&bytes));
-            let get = |l: &str| tag_value(&pairs, l).map(str::to_string);
-            s.bagging_date = get("Bagging-Date");
-            s.bagging_software = get("Bagging-Software");
-            s.source_host = get("Source-Endpoint-Host");
-            s.api_version = get("Custom-Vision-API-Version");
-            s.tool_version =
-                s.bagging_software.as_deref().and_then(|v| v.strip_prefix("cvarchive ")).map(str::to_string);
-        }
-        Some(Err(p)) => s.notes.push(format!("bag-info.txt unreadable: {p}")),
-        None => s.notes.push("no bag-info.txt".into()),
-    }
-
-    let account =
-        reader.bag_entry(&format!("data/{}", account_json()))?.map(|e| data::read_json::<AccountView>(&reader, &e));
-    match account {
-        Some(Ok(v)) => apply_account(v, &mut s, &mut projects),
-        Some(Err(data::JsonError::Json(e))) => s.notes.push(format!("account.json does not parse: {e}")),
-        Some(Err(data::JsonError::Entry(p))) => s.notes.push(format!("account.json unreadable: {p}")),
-        None => s.notes.push("no account.json; counts come from the entry listing".into()),
-    }
-    s.projects = projects.into_values().collect();
-    // By name, as people look for them (case aside); nameless ones last; the id breaks ties.
-    s.projects.sort_by_cached_key(|p| (p.name.is_none(), p.name.as_deref().map(str::to_lowercase), p.id.clone()));
-    Ok(s)
+    Ok(())
 }
 
-fn apply_account(v: AccountView, s: &mut Summary, projects: &mut BTreeMap<String, ProjectSummary>) {
+/// Fills the summary from `account.json`; with `summarised`, each project's files and bytes too
+/// (else they came from the entries).
+fn apply_account(v: AccountView, s: &mut Summary, projects: &mut BTreeMap<String, ProjectSummary>, summarised: bool) {
     let source = v.source.unwrap_or_default();
     s.source_host = source.endpoint_host.or(s.source_host.take());
     s.api_version = source.api_version.or(s.api_version.take());
@@ -210,6 +272,16 @@ fn apply_account(v: AccountView, s: &mut Summary, projects: &mut BTreeMap<String
         p.only_in_iterations = archived.only_in_iterations;
         p.tags = archived.tags;
         p.missing = pj.missing.map_or(0, |m| m.total);
+        if summarised {
+            p.image_files = (archived.tagged.unwrap_or(0))
+                .saturating_add(archived.untagged.unwrap_or(0))
+                .saturating_add(archived.only_in_iterations.unwrap_or(0));
+            p.image_bytes = archived.image_bytes.unwrap_or(0);
+            p.predictions = archived.predictions.unwrap_or(0);
+            p.prediction_bytes = archived.prediction_bytes.unwrap_or(0);
+            p.model_exports = archived.model_exports.unwrap_or(0);
+            p.model_bytes = archived.model_bytes.unwrap_or(0);
+        }
         // The listing is the truth about what is in the zip; account.json fills what it cannot say.
         if p.iterations == 0 {
             p.iterations = archived.iterations.unwrap_or(0);

@@ -8,16 +8,25 @@
 //! archive is complete: what `account.json` records the export could not archive (an intact
 //! archive can still lack images the service would not hand over). [`inspect`] summarises an
 //! archive from metadata alone.
+//!
+//! Memory per entry, besides the reader's 16 bytes: the name table ([`names`]: a 96-bit hash
+//! and a place in the hash order, 16 bytes, plus 2 to 4 for its buckets), a kind byte and the
+//! declared size (8 bytes), the manifest's SHA-256 (32 bytes, see [`tags`]) and the first line
+//! each listing lists it on (4 bytes, see [`listing`]): about 80 bytes an entry in all, 80 MB
+//! at a million entries and 800 MB at ten million, where the manifest's hashes (320 MB) would
+//! be the first thing to move to a file. Nothing holds a name or a digest per entry; findings
+//! are capped per kind.
 
 mod finding;
 pub mod inspect;
 mod listing;
+mod names;
 mod pagecode;
 mod payload;
 mod tags;
 mod zipcheck;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -26,12 +35,13 @@ use serde::Serialize;
 use crate::archive::data::MAX_FINDINGS_PER_KIND;
 use crate::archive::layout::account_json;
 use crate::archive::missing::{read_completeness, MissingItem};
-use crate::archive::{self, BagReader, Entry, PayloadOxum};
+use crate::archive::{self, BagReader, Entry, EntryProblem, PayloadOxum};
 use crate::progress::{NoProgress, Progress};
 
 use finding::Findings;
 pub use finding::{Finding, FindingKind, Omitted};
 pub use inspect::{inspect, ProjectSummary, Summary};
+use names::{Bits, Names};
 
 /// Why an archive could not be verified at all (it is not readable as a zip).
 #[derive(Debug, thiserror::Error)]
@@ -173,23 +183,84 @@ impl Report {
     }
 }
 
-/// What the layers share: the reader and the payload entries found so far.
+/// Per-entry kind bits in [`Bag::kinds`]: a file in the bag folder with a safe name, the first
+/// entry of its name (what lookups by name find).
+const FILE: u8 = 1;
+/// A [`FILE`] under `data/`.
+const PAYLOAD: u8 = 2;
+/// Its data overlaps another entry's: reported once, never read (a quoted zip bomb makes each of
+/// them inflate the same bytes again).
+const OVERLAPPING: u8 = 4;
+
+/// What the layers share: the reader and, per entry, its name's hash ([`Names`], 16 bytes), its
+/// kind (1 byte) and declared size (8 bytes); nothing per entry besides. Names and everything
+/// else are read back from the zip directory when a finding needs them.
 pub(crate) struct Bag<'a> {
     reader: &'a BagReader,
     /// The bag folder name.
     name: String,
-    /// Payload entries by path relative to the bag (`data/...`), first occurrence only.
-    payload: HashMap<String, Entry>,
-    /// Tag-level entries (in the bag folder, outside `data/`), by relative path.
-    tag_entries: HashMap<String, Entry>,
-    /// Indices of entries whose data overlaps another's: reported once, never read (a quoted
-    /// zip bomb makes each of them inflate the same bytes again).
-    overlapping: HashSet<usize>,
+    /// Every entry's name, hashed.
+    names: Names,
+    /// [`FILE`], [`PAYLOAD`] and [`OVERLAPPING`] bits, by entry index.
+    kinds: Vec<u8>,
+    /// Declared (uncompressed) size, by entry index.
+    sizes: Vec<u64>,
+    /// Project folders (`data/projects/<p>/`): how many files their `images/` and
+    /// `predictions/` folders hold.
+    projects: BTreeMap<String, [usize; 2]>,
+    /// Payload `.json` and `.jsonl` entries other than the image and prediction listings, in
+    /// directory order (later duplicates are dropped by their kind).
+    json_files: Vec<u32>,
 }
 
 impl<'a> Bag<'a> {
     fn rel<'n>(&self, entry_name: &'n str) -> Option<&'n str> {
         entry_name.strip_prefix(self.name.as_str())?.strip_prefix('/')
+    }
+
+    /// Whether entry `index` has every bit of `kind`.
+    fn is(&self, index: usize, kind: u8) -> bool {
+        self.kinds.get(index).is_some_and(|k| k & kind == kind)
+    }
+
+    /// The index of the file `<bag>/<rel>` (the first entry of that name), if there is one.
+    fn find(&self, rel: &str) -> Option<usize> {
+        self.names.find(&[&self.name, "/", rel], 0, |i| self.is(i, FILE))
+    }
+
+    /// The index of the payload file `rel` (`data/...`), if there is one.
+    fn find_payload(&self, rel: &str) -> Option<usize> {
+        self.find_payload_near(rel, 0)
+    }
+
+    /// [`Bag::find_payload`] trying the entries from `hint` on first (see [`Names::find`]).
+    fn find_payload_near(&self, rel: &str, hint: usize) -> Option<usize> {
+        self.names.find(&[&self.name, "/", rel], hint, |i| self.is(i, FILE | PAYLOAD))
+    }
+
+    /// Entry `index`, read back from the zip directory.
+    fn entry(&self, index: usize) -> Result<Entry, EntryProblem> {
+        self.reader.entry_at(index).map_err(|e| EntryProblem::Io(crate::text::error_chain(&e)))
+    }
+
+    /// Entry `index`'s path relative to the bag folder (its raw name if outside), for a finding.
+    fn path_of(&self, index: usize) -> String {
+        match self.entry(index) {
+            Ok(e) => self.rel(&e.name).map_or_else(|| e.name.clone(), str::to_string),
+            Err(p) => format!("(entry {index}: {p})"),
+        }
+    }
+
+    /// Payload files and their declared bytes (saturating: declared sizes are untrusted).
+    fn payload_totals(&self) -> (u64, u64) {
+        let (mut files, mut bytes) = (0u64, 0u64);
+        for (kind, size) in self.kinds.iter().zip(&self.sizes) {
+            if kind & PAYLOAD != 0 {
+                files += 1;
+                bytes = bytes.saturating_add(*size);
+            }
+        }
+        (files, bytes)
     }
 }
 
@@ -225,23 +296,17 @@ pub fn verify_reader(reader: &BagReader, opts: &VerifyOptions) -> Report {
     let tags = tags::check(&bag, &mut findings);
 
     // The full check proves every data script a pure data call in the same pass as it hashes it.
-    let hashed = (!opts.fast).then(|| payload::hash_all(&bag, opts, &mut report.bytes_hashed));
-    let mut unreadable = payload::compare(&bag, &tags.manifest, hashed.as_ref(), &mut findings);
-    unreadable.extend(bag.overlapping.iter().copied());
+    let (files, declared) = bag.payload_totals();
+    let mut hashed = (!opts.fast).then(|| payload::hash_all(&bag, &tags, opts));
+    if let Some(h) = &mut hashed {
+        report.bytes_hashed = h.bytes_hashed;
+        h.found.drain_into(&mut findings);
+    }
+    payload::unlisted(&bag, &tags, &mut findings);
+    let unreadable = hashed.as_ref().map_or_else(|| Bits::new(0), |h| h.unreadable.clone());
 
-    report.payload_files = bag.payload.len() as u64;
-    report.payload_bytes = bag
-        .payload
-        .values()
-        .map(|e| {
-            hashed
-                .as_ref()
-                .and_then(|h| h.digests.get(&e.index))
-                .and_then(|r| r.as_ref().ok())
-                .map_or(e.size, |d| d.size)
-        })
-        // Declared sizes are untrusted: saturate rather than overflow (the Oxum check then fails).
-        .fold(0u64, u64::saturating_add);
+    report.payload_files = files;
+    report.payload_bytes = hashed.as_ref().map_or(declared, |h| h.payload_bytes);
     if let Some(expected) = tags.oxum {
         let actual = PayloadOxum { bytes: report.payload_bytes, files: report.payload_files };
         if expected != actual {
@@ -252,21 +317,22 @@ pub fn verify_reader(reader: &BagReader, opts: &VerifyOptions) -> Report {
             );
         }
     }
-    listing::check(&bag, &tags, !opts.fast, &unreadable, &mut findings);
-    pagecode::check(&bag, hashed.as_ref().map(|h| &h.scripts), &mut findings);
-    completeness(&bag, &unreadable, &mut report);
+    let readable = |i: usize| !unreadable.get(i) && !bag.is(i, OVERLAPPING);
+    listing::check(&bag, &tags, !opts.fast, &readable, &mut findings);
+    pagecode::check(&bag, hashed.map(|h| h.scripts), &mut findings);
+    completeness(&bag, &readable, &mut report);
     (report.findings, report.omitted) = findings.into_parts();
     report
 }
 
 /// Reads what `account.json` says is missing into the report, each text clipped as a finding's
 /// is. An `account.json` that is absent or does not parse is a finding of its own already.
-fn completeness(bag: &Bag<'_>, unreadable: &HashSet<usize>, report: &mut Report) {
-    let path = format!("data/{}", account_json());
-    let Some(entry) = bag.payload.get(&path).filter(|e| !unreadable.contains(&e.index)) else {
+fn completeness(bag: &Bag<'_>, readable: &dyn Fn(usize) -> bool, report: &mut Report) {
+    let Some(index) = bag.find_payload(&format!("data/{}", account_json())).filter(|&i| readable(i)) else {
         return;
     };
-    let Ok(found) = read_completeness(bag.reader, entry, MAX_FINDINGS_PER_KIND) else {
+    let Ok(entry) = bag.entry(index) else { return };
+    let Ok(found) = read_completeness(bag.reader, &entry, MAX_FINDINGS_PER_KIND) else {
         return;
     };
     let clip = |v: Option<String>| v.map(finding::clip);

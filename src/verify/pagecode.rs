@@ -7,18 +7,13 @@
 //! [`FindingKind::PageCodeDiffers`]: not damage to the data, but a reason not to open the page.
 //! An archive written by another version of cvarchive differs legitimately; the finding says so.
 
-use std::collections::HashMap;
-
-use super::finding::Findings;
+use super::finding::{Findings, Ranked};
 use super::{Bag, Finding, FindingKind};
 use crate::browse::{page_code, DATA_CALL_PREFIX};
 
 /// What every finding of this kind says about older archives and what to do.
 const ADVICE: &str = "an archive written by another version of cvarchive differs legitimately; \
     do not open index.html unless you trust where the archive came from";
-
-/// Why each data script that is not a pure data call is not, by entry index.
-pub(super) type ScriptVerdicts = HashMap<usize, String>;
 
 /// Whether the payload file at `path` is a script that must be a pure data call: a `.js` file
 /// other than the page's own code.
@@ -27,17 +22,18 @@ pub(super) fn is_data_script(path: &str) -> bool {
         && !page_code().iter().any(|(rel, _)| path.strip_prefix("data/") == Some(rel))
 }
 
-/// Checks the page's code files and, with `scripts` (the verdicts the full check's hashing pass
-/// reached on every data script, see [`DataCall`]; `--fast` has none), adds a finding for each
-/// data script that is not a pure data call.
-pub(super) fn check(bag: &Bag<'_>, scripts: Option<&ScriptVerdicts>, findings: &mut Findings) {
+/// Checks the page's code files and, with `scripts` (the findings the full check's hashing pass
+/// made on data scripts that are not pure data calls, see [`DataCall`]; `--fast` has none),
+/// reports those after them.
+pub(super) fn check(bag: &Bag<'_>, scripts: Option<Ranked>, findings: &mut Findings) {
     let version = env!("CARGO_PKG_VERSION");
     for (rel, expected) in page_code() {
         let path = format!("data/{rel}");
-        let Some(entry) = bag.payload.get(&path) else { continue };
+        let Some(index) = bag.find_payload(&path) else { continue };
         // Unreadable entries are the payload layer's findings; only readable code is compared.
-        let same = entry.size == expected.len() as u64
-            && matches!(bag.reader.read_entry(entry, expected.len() as u64), Ok(b) if b == expected);
+        let same = bag.sizes[index] == expected.len() as u64
+            && matches!(bag.entry(index).and_then(|e| bag.reader.read_entry(&e, expected.len() as u64)),
+                Ok(b) if b == expected);
         if !same {
             findings.push(
                 Finding::new(FindingKind::PageCodeDiffers, path)
@@ -45,15 +41,17 @@ pub(super) fn check(bag: &Bag<'_>, scripts: Option<&ScriptVerdicts>, findings: &
             );
         }
     }
-    let Some(scripts) = scripts else { return };
-    let mut failed: Vec<(&String, &String)> =
-        bag.payload.iter().filter_map(|(path, e)| scripts.get(&e.index).map(|why| (path, why))).collect();
-    failed.sort();
-    for (path, why) in failed {
-        findings.push(Finding::new(FindingKind::PageCodeDiffers, path.as_str()).detail(format!(
-            "not a data file as cvarchive {version} writes them ({why}): a browser opening index.html could run it; {ADVICE}"
-        )));
+    if let Some(mut scripts) = scripts {
+        scripts.drain_into(findings);
     }
+}
+
+/// The finding for the data script at `path` that is not a pure data call, and why.
+pub(super) fn script_finding(path: &str, why: &str) -> Finding {
+    let version = env!("CARGO_PKG_VERSION");
+    Finding::new(FindingKind::PageCodeDiffers, path).detail(format!(
+        "not a data file as cvarchive {version} writes them ({why}): a browser opening index.html could run it; {ADVICE}"
+    ))
 }
 
 /// Proves a script is exactly `window.__cv_push(<JSON string>,<JSON string>);` and an optional

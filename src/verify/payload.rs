@@ -1,143 +1,192 @@
-//! The payload layer: every payload entry re-hashed (SHA-256 and CRC-32) on several threads, each
-//! taking the next entry from a shared index and reading positionally, and every data script
-//! proved a pure data call from the same bytes ([`DataCall`]); then each entry compared with the
-//! manifest and its zip CRC, and the manifest compared with the entries.
+//! The payload layer: every payload entry re-hashed (SHA-256 and CRC-32) on several threads, and
+//! every data script proved a pure data call from the same bytes ([`DataCall`]); each entry is
+//! compared with its zip CRC and the manifest's hash as soon as it is hashed, so no digest is
+//! kept. Then each payload entry the manifest does not list is reported.
+//!
+//! Per entry this layer holds one bit (unreadable); the entries reach the threads through a
+//! bounded channel from one pass over the zip directory (in directory order, which is offset
+//! order in our archives, so the file is read front to back), and findings are kept per kind up
+//! to the cap by lowest entry index ([`Ranked`]).
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Mutex;
 
-use super::pagecode::{is_data_script, DataCall, ScriptVerdicts};
-use super::tags::unreadable;
-use super::{Bag, Finding, FindingKind, Findings, VerifyOptions};
-use crate::archive::{EntryDigest, EntryProblem};
+use super::finding::Ranked;
+use super::names::Bits;
+use super::pagecode::{is_data_script, script_finding, DataCall};
+use super::tags::{unreadable, Tags};
+use super::{Bag, Finding, FindingKind, Findings, VerifyOptions, OVERLAPPING, PAYLOAD};
+use crate::archive::{Entry, EntryDigest, EntryProblem};
 use crate::progress::{Event, Phase};
 
 /// Read buffer per hashing thread: large, so stored entries are read in few system calls.
 const READ_BUFFER: usize = 1 << 20;
 /// Report progress at least this often (bytes) inside a large entry.
 const PROGRESS_STEP: u64 = 16 << 20;
+/// Entries queued for the hashing threads per thread.
+const QUEUE_PER_THREAD: usize = 256;
 
 /// What the hashing pass learnt of the payload.
-#[derive(Default)]
 pub(super) struct Hashed {
-    /// Digest (or problem) of each payload entry, by entry index.
-    pub(super) digests: HashMap<usize, Result<EntryDigest, EntryProblem>>,
-    /// Each readable data script that is not a pure data call, and why.
-    pub(super) scripts: ScriptVerdicts,
+    /// Uncompressed bytes hashed.
+    pub(super) bytes_hashed: u64,
+    /// Payload bytes: actual for every entry read, declared for the others.
+    pub(super) payload_bytes: u64,
+    /// Entries that could not be read (so later layers do not report them twice).
+    pub(super) unreadable: Bits,
+    /// CRC, hash, size and read findings.
+    pub(super) found: Ranked,
+    /// Each readable data script that is not a pure data call.
+    pub(super) scripts: Ranked,
 }
 
-pub(super) fn hash_all(bag: &Bag<'_>, opts: &VerifyOptions, bytes_hashed: &mut u64) -> Hashed {
-    let mut jobs: Vec<_> = bag
-        .payload
-        .iter()
-        .filter(|(_, e)| !bag.overlapping.contains(&e.index))
-        .map(|(path, e)| (e, is_data_script(path)))
-        .collect();
-    jobs.sort_by_key(|(e, _)| e.header_offset);
+/// What the threads add to as they go.
+struct Shared {
+    unreadable: Bits,
+    found: Ranked,
+    scripts: Ranked,
+    /// Payload bytes, wide so that untrusted declared sizes cannot overflow it.
+    payload_bytes: u128,
+}
+
+pub(super) fn hash_all(bag: &Bag<'_>, tags: &Tags, opts: &VerifyOptions) -> Hashed {
     let threads = match opts.threads {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
     }
-    .clamp(1, jobs.len().max(1));
+    .max(1);
     opts.progress.event(Event::Phase { phase: Phase::Verifying, project_id: None });
-    let next = AtomicUsize::new(0);
     let total = AtomicU64::new(0);
-    let results = Mutex::new(Hashed { digests: HashMap::with_capacity(jobs.len()), ..Hashed::default() });
+    let shared = Mutex::new(Shared {
+        unreadable: Bits::new(bag.kinds.len()),
+        found: Ranked::default(),
+        scripts: Ranked::default(),
+        payload_bytes: 0,
+    });
+    let (tx, rx) = sync_channel::<(Entry, bool)>(threads * QUEUE_PER_THREAD);
+    let rx = Mutex::new(rx);
     std::thread::scope(|scope| {
         for _ in 0..threads {
-            scope.spawn(|| {
-                let mut buf = vec![0u8; READ_BUFFER];
-                let mut local = Vec::new();
-                let mut scripts = Vec::new();
-                let mut pending = 0u64;
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&(entry, is_script)) = jobs.get(i) else { break };
-                    let mut call = is_script.then(DataCall::default);
-                    let result = bag.reader.hash_entry_with(entry, &mut buf, |chunk| {
-                        if let Some(call) = &mut call {
-                            call.feed(chunk);
-                        }
-                        pending += chunk.len() as u64;
-                        if pending >= PROGRESS_STEP {
-                            let sum = total.fetch_add(pending, Ordering::Relaxed) + pending;
-                            pending = 0;
-                            opts.progress.event(Event::Verified { bytes: sum });
-                        }
-                    });
-                    // An unreadable script is the payload layer's finding, not the page's.
-                    if let (Some(call), Ok(_)) = (call, &result) {
-                        if let Err(why) = call.finish() {
-                            scripts.push((entry.index, why));
-                        }
-                    }
-                    local.push((entry.index, result));
-                }
-                if pending > 0 {
-                    let sum = total.fetch_add(pending, Ordering::Relaxed) + pending;
-                    opts.progress.event(Event::Verified { bytes: sum });
-                }
-                let mut results = results.lock().unwrap_or_else(|p| p.into_inner());
-                results.digests.extend(local);
-                results.scripts.extend(scripts);
-            });
+            scope.spawn(|| hash_jobs(bag, tags, opts, &rx, &total, &shared));
         }
+        let mut overlapping = 0u128;
+        for e in bag.reader.entries().map_while(Result::ok) {
+            if !bag.is(e.index, PAYLOAD) {
+                continue;
+            }
+            if bag.is(e.index, OVERLAPPING) {
+                overlapping += e.size as u128;
+                continue;
+            }
+            let script = bag.rel(&e.name).is_some_and(is_data_script);
+            if tx.send((e, script)).is_err() {
+                break;
+            }
+        }
+        drop(tx);
+        shared.lock().unwrap_or_else(|p| p.into_inner()).payload_bytes += overlapping;
     });
-    *bytes_hashed = total.into_inner();
-    results.into_inner().unwrap_or_else(|p| p.into_inner())
+    let s = shared.into_inner().unwrap_or_else(|p| p.into_inner());
+    Hashed {
+        bytes_hashed: total.into_inner(),
+        payload_bytes: s.payload_bytes.min(u64::MAX as u128) as u64,
+        unreadable: s.unreadable,
+        found: s.found,
+        scripts: s.scripts,
+    }
 }
 
-/// Compares entries with the manifest's lines for them (and, when hashed, with their bytes). Returns the indices
-/// of entries that could not be read, so later layers do not report them twice.
-pub(super) fn compare(
+/// One hashing thread: takes entries off the queue until it closes.
+fn hash_jobs(
     bag: &Bag<'_>,
-    manifest: &HashMap<String, [u8; 32]>,
-    hashed: Option<&Hashed>,
-    findings: &mut Findings,
-) -> HashSet<usize> {
-    // Manifest lines naming no entry were reported as the manifest was read (it keeps no others).
-    // Findings are gathered unordered and sorted by path at the end: sorting every payload path
-    // (all of them, on an intact archive) cost more than the comparisons.
-    let mut unreadable_entries = HashSet::new();
-    let mut found: Vec<(&String, Finding)> = Vec::new();
-    for (path, entry) in &bag.payload {
-        let listed = manifest.get(path);
-        if listed.is_none() {
-            found.push((path, Finding::new(FindingKind::UnlistedPayloadFile, path.clone())));
-        }
-        let Some(result) = hashed.and_then(|h| h.digests.get(&entry.index)) else {
-            continue;
+    tags: &Tags,
+    opts: &VerifyOptions,
+    rx: &Mutex<Receiver<(Entry, bool)>>,
+    total: &AtomicU64,
+    shared: &Mutex<Shared>,
+) {
+    let mut buf = vec![0u8; READ_BUFFER];
+    let mut pending = 0u64;
+    let mut bytes = 0u128;
+    loop {
+        let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+        let Ok((entry, is_script)) = job else { break };
+        let mut call = is_script.then(DataCall::default);
+        let result = bag.reader.hash_entry_with(&entry, &mut buf, |chunk| {
+            if let Some(call) = &mut call {
+                call.feed(chunk);
+            }
+            pending += chunk.len() as u64;
+            if pending >= PROGRESS_STEP {
+                let sum = total.fetch_add(pending, Ordering::Relaxed) + pending;
+                pending = 0;
+                opts.progress.event(Event::Verified { bytes: sum });
+            }
+        });
+        bytes += result.as_ref().map_or(entry.size, |d| d.size) as u128;
+        // An unreadable script is the payload layer's finding, not the page's.
+        let verdict = match (call, &result) {
+            (Some(call), Ok(_)) => call.finish().err(),
+            _ => None,
         };
-        match result {
-            Err(p) => {
-                unreadable_entries.insert(entry.index);
-                found.push((path, unreadable(path, p)));
-            }
-            Ok(d) => {
-                if d.crc32 != entry.crc32 {
-                    found.push((
-                        path,
-                        Finding::new(FindingKind::CrcMismatch, path.clone())
-                            .expected(format!("{:08x}", entry.crc32))
-                            .actual(format!("{:08x}", d.crc32)),
-                    ));
-                }
-                if let Some(sha) = listed.filter(|sha| **sha != d.sha256) {
-                    found.push((
-                        path,
-                        Finding::new(FindingKind::HashMismatch, path.clone())
-                            .expected(hex::encode(sha))
-                            .actual(hex::encode(d.sha256)),
-                    ));
-                }
-            }
+        let expected = tags.listed.get(entry.index).then(|| tags.expected[entry.index]);
+        if result.as_ref().is_ok_and(|d| d.crc32 == entry.crc32 && expected.is_none_or(|e| e == d.sha256))
+            && verdict.is_none()
+        {
+            continue;
         }
+        let path = bag.rel(&entry.name).unwrap_or(&entry.name);
+        let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(why) = verdict {
+            s.scripts.push_with(FindingKind::PageCodeDiffers, entry.index, || script_finding(path, &why));
+        }
+        compared(&mut s, &entry, path, &result, expected);
     }
-    // Stable: one path's findings keep the order they were found in.
-    found.sort_by(|a, b| a.0.cmp(b.0));
-    for (_, finding) in found {
-        findings.push(finding);
+    if pending > 0 {
+        let sum = total.fetch_add(pending, Ordering::Relaxed) + pending;
+        opts.progress.event(Event::Verified { bytes: sum });
     }
-    unreadable_entries
+    shared.lock().unwrap_or_else(|p| p.into_inner()).payload_bytes += bytes;
+}
+
+/// Records what hashing `entry` found wrong: unreadable, or its CRC or hash differs.
+fn compared(
+    s: &mut Shared,
+    entry: &Entry,
+    path: &str,
+    result: &Result<EntryDigest, EntryProblem>,
+    expected: Option<[u8; 32]>,
+) {
+    let d = match result {
+        Err(p) => {
+            s.unreadable.set(entry.index);
+            let f = unreadable(path, p);
+            s.found.push_with(f.kind, entry.index, || f);
+            return;
+        }
+        Ok(d) => d,
+    };
+    if d.crc32 != entry.crc32 {
+        s.found.push_with(FindingKind::CrcMismatch, entry.index, || {
+            Finding::new(FindingKind::CrcMismatch, path)
+                .expected(format!("{:08x}", entry.crc32))
+                .actual(format!("{:08x}", d.crc32))
+        });
+    }
+    if let Some(sha) = expected.filter(|sha| *sha != d.sha256) {
+        s.found.push_with(FindingKind::HashMismatch, entry.index, || {
+            Finding::new(FindingKind::HashMismatch, path).expected(hex::encode(sha)).actual(hex::encode(d.sha256))
+        });
+    }
+}
+
+/// Reports every payload entry the manifest does not list, in directory order (reading back the
+/// names of those it keeps only).
+pub(super) fn unlisted(bag: &Bag<'_>, tags: &Tags, findings: &mut Findings) {
+    for i in (0..bag.kinds.len()).filter(|&i| bag.is(i, PAYLOAD) && !tags.listed.get(i)) {
+        findings.push_with(FindingKind::UnlistedPayloadFile, || {
+            Finding::new(FindingKind::UnlistedPayloadFile, bag.path_of(i))
+        });
+    }
 }

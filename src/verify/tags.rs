@@ -1,11 +1,18 @@
 //! The BagIt layer: `bagit.txt`, `bag-info.txt` (and its `Payload-Oxum`), the payload manifest
 //! (streamed, hashed while parsed) and the tag manifest against the tag files.
+//!
+//! The manifest is streamed against the zip directory: each line's path is looked up in the
+//! bag's name table ([`super::names`]) and its hash kept by entry index, 32 bytes an entry plus
+//! a bit for "listed". That is 32 MB at a million entries and 320 MB at ten million; spilling it
+//! to a file by entry index would cost a read per listing line in `--fast` (see the report of
+//! issue 16), so it stays in memory.
 
 use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
-use super::{Bag, Finding, FindingKind, Findings};
+use super::names::Bits;
+use super::{Bag, Finding, FindingKind, Findings, PAYLOAD};
 use crate::archive::bagit::{
     parse_manifest_line, parse_tag_file, tag_value, PayloadOxum, BAGIT_TXT_NAME, BAG_INFO_NAME, MANIFEST_NAME,
     TAGMANIFEST_NAME,
@@ -16,8 +23,10 @@ use crate::archive::{Entry, EntryProblem};
 
 /// What the tag files say, for the later layers.
 pub(super) struct Tags {
-    /// Manifest hash by path relative to the bag (`data/...`), for paths that are entries.
-    pub manifest: HashMap<String, [u8; 32]>,
+    /// The manifest's hash for each payload entry it lists, by entry index (zeros elsewhere).
+    pub expected: Vec<[u8; 32]>,
+    /// Which entries the manifest lists.
+    pub listed: Bits,
     /// Whether the manifest lists `data/account.json` (present or not).
     pub account_listed: bool,
     /// `Payload-Oxum`, if present and valid.
@@ -72,20 +81,23 @@ pub(super) fn check(bag: &Bag<'_>, findings: &mut Findings) -> Tags {
         }
     }
 
-    let mut manifest = HashMap::new();
-    let mut account_listed = false;
-    match bag.tag_entries.get(MANIFEST_NAME) {
+    let mut tags = Tags { expected: Vec::new(), listed: Bits::new(bag.kinds.len()), account_listed: false, oxum };
+    match tag_entry(bag, MANIFEST_NAME).map(|i| bag.entry(i)) {
         None => findings.push(Finding::new(FindingKind::MissingManifest, MANIFEST_NAME)),
-        Some(entry) => match read_manifest(bag, entry, &mut manifest, &mut account_listed, findings) {
-            Ok(sha) => {
-                tag_hashes.insert(MANIFEST_NAME, sha);
+        Some(Err(p)) => findings.push(unreadable(MANIFEST_NAME, &p)),
+        Some(Ok(entry)) => {
+            tags.expected = vec![[0u8; 32]; bag.kinds.len()];
+            match read_manifest(bag, &entry, &mut tags, findings) {
+                Ok(sha) => {
+                    tag_hashes.insert(MANIFEST_NAME, sha);
+                }
+                Err(p) => findings.push(unreadable(MANIFEST_NAME, &p)),
             }
-            Err(p) => findings.push(unreadable(MANIFEST_NAME, &p)),
-        },
+        }
     }
 
     check_tagmanifest(bag, &tag_hashes, findings);
-    Tags { manifest, account_listed, oxum }
+    tags
 }
 
 /// A finding for an entry that cannot be read, by kind of problem.
@@ -102,12 +114,17 @@ pub(super) fn unreadable(path: &str, p: &EntryProblem) -> Finding {
     }
 }
 
+/// The tag file (in the bag folder, outside `data/`) named `rel`, if there is one.
+fn tag_entry(bag: &Bag<'_>, rel: &str) -> Option<usize> {
+    bag.find(rel).filter(|&i| !bag.is(i, PAYLOAD))
+}
+
 fn read_small(bag: &Bag<'_>, name: &str, missing: FindingKind, findings: &mut Findings) -> Option<Vec<u8>> {
-    let Some(entry) = bag.tag_entries.get(name) else {
+    let Some(index) = tag_entry(bag, name) else {
         findings.push(Finding::new(missing, name));
         return None;
     };
-    match bag.reader.read_entry(entry, MAX_TAG_FILE_BYTES) {
+    match bag.entry(index).and_then(|entry| bag.reader.read_entry(&entry, MAX_TAG_FILE_BYTES)) {
         Ok(bytes) => Some(bytes),
         Err(p) => {
             findings.push(unreadable(name, &p));
@@ -116,17 +133,17 @@ fn read_small(bag: &Bag<'_>, name: &str, missing: FindingKind, findings: &mut Fi
     }
 }
 
-/// Streams the payload manifest, keeping the lines that name a payload entry in `manifest` and
-/// reporting the others (and bad lines) as findings, so memory follows the entries, not the
-/// manifest. Returns the file's hash.
+/// Streams the payload manifest, keeping the hash of each line that names a payload entry by
+/// its index in `tags` and reporting the others (and bad lines) as findings, so memory follows
+/// the entries, not the manifest. Returns the file's hash.
 fn read_manifest(
     bag: &Bag<'_>,
     entry: &Entry,
-    manifest: &mut HashMap<String, [u8; 32]>,
-    account_listed: &mut bool,
+    tags: &mut Tags,
     findings: &mut Findings,
 ) -> Result<[u8; 32], EntryProblem> {
     let account = format!("data/{}", account_json());
+    let mut hint = 0;
     data::read_manifest(bag.reader, entry, |number, line| {
         let bad = |findings: &mut Findings, why: &dyn Fn() -> String| {
             findings.push_with(FindingKind::InvalidManifestLine, || {
@@ -138,13 +155,18 @@ fn read_manifest(
             Err(why) => bad(findings, &|| why.clone()),
             Ok((_, path)) if !path.starts_with("data/") => bad(findings, &|| format!("{path:?} is not under data/")),
             Ok((sha, path)) => {
-                *account_listed |= path == account;
-                if !bag.payload.contains_key(&path) {
-                    findings.push_with(FindingKind::MissingPayloadFile, || {
+                tags.account_listed |= path == account;
+                let found = bag.find_payload_near(&path, hint);
+                hint = found.map_or(hint, |i| i + 1);
+                match found {
+                    None => findings.push_with(FindingKind::MissingPayloadFile, || {
                         Finding::new(FindingKind::MissingPayloadFile, path).expected(hex::encode(sha))
-                    });
-                } else if manifest.insert(path.clone(), sha).is_some() {
-                    bad(findings, &|| format!("{path:?} is listed again"));
+                    }),
+                    Some(i) if tags.listed.get(i) => bad(findings, &|| format!("{path:?} is listed again")),
+                    Some(i) => {
+                        tags.listed.set(i);
+                        tags.expected[i] = sha;
+                    }
                 }
             }
         }
@@ -174,8 +196,9 @@ fn check_tagmanifest(bag: &Bag<'_>, computed: &HashMap<&str, [u8; 32]>, findings
     for (path, expected) in &listed {
         let actual = match computed.get(path.as_str()) {
             Some(sha) => Some(*sha),
-            None => match bag.tag_entries.get(path.as_str()) {
-                Some(entry) => match bag.reader.hash_entry(entry, &mut vec![0u8; 64 << 10]) {
+            None => match tag_entry(bag, path) {
+                Some(index) => match bag.entry(index).and_then(|e| bag.reader.hash_entry(&e, &mut vec![0u8; 64 << 10]))
+                {
                     Ok(d) => Some(d.sha256),
                     Err(p) => {
                         findings.push(unreadable(path, &p));
