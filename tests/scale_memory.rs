@@ -15,10 +15,11 @@
 //! at `67b8108`, with the new reader) it fails for six of the seven commands, by design: export
 //! 307 to 363 bytes per image, verify 957 to 963, verify --fast 745, convert --to coco 1,285,
 //! --to folders 441 to 453, delete's dry run 857 to 896; inspect passes with 14 to 51 (two runs:
-//! about 1.5 MiB of noise between runs, 35 bytes per image at this spread). Its message names
+//! about 1.5 MiB of noise between runs, 35 bytes per image at this spread). At `d8e6d76` (main
+//! with the verify and delete fixes) verify read 128, --fast 78, delete 149. Its message names
 //! every command over budget with its figures. About 90 CPU-seconds of a debug build (most of it
 //! the two exports, which run at once); on the shared two-core machine 211 s under a load average
-//! of 7, 593 s under 14.
+//! of 7, 143 s under 5, 593 s under 14.
 
 use cvarchive::emulator::Emulator;
 
