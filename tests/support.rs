@@ -2,11 +2,15 @@
 //! CLI binary, and reading archives back. Test modules import shared builders from here, never
 //! from each other: [`fixtures`] (the small good bag, the fixture account's archive), [`bags`]
 //! (editing zips), [`delete`] (a backup and the delete command), [`tools`] (outside programs a
-//! test needs, and the one skip policy).
+//! test needs, and the one skip policy), [`commands`] (the benchmark's list of commands, each
+//! run as a measured child).
 
 #![allow(dead_code)]
 
 pub mod bags;
+/// The commands the million-image benchmark measures, so the memory test runs the same list.
+#[path = "../benches/common/commands.rs"]
+pub mod commands;
 pub mod delete;
 pub mod fixtures;
 /// The benchmarks' reader of a child's peak memory, so tests measure it the same way.

@@ -24,6 +24,7 @@ mod progress;
 mod restore;
 mod resume;
 mod robustness;
+mod scale_memory;
 mod sidefiles;
 mod silent;
 mod spec_examples;

@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+pub mod commands;
 pub mod peak;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
