@@ -12,6 +12,7 @@ pub mod digest;
 mod index;
 pub mod journal;
 pub mod layout;
+pub mod manifest_table;
 pub mod missing;
 mod rawcopy;
 pub mod reader;

@@ -3,7 +3,7 @@
 //! `manifest-sha256.txt` as it is read, so nothing unlisted or altered is ever used.
 //!
 //! Memory is bounded by design, whatever the number of images:
-//! - the manifest is streamed once into a [`ManifestTable`](manifest::ManifestTable): one bit
+//! - the manifest is streamed once into a [`ManifestTable`](super::manifest_table::ManifestTable): one bit
 //!   per archive entry in memory, the hashes in a temporary file;
 //! - a project's `images.jsonl` is never held: [`Source::project`] streams it once to check it
 //!   (digest, every line, counts), then [`Source::images`] streams it again, line by line, for
@@ -12,7 +12,6 @@
 //!   dropped when the pass ends, so that a listing that repeats an id yields it once.
 
 mod listing;
-mod manifest;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -20,12 +19,12 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use super::manifest_table::ManifestTable;
 use crate::api::model::{Project, Tag};
 use crate::archive::data::{self, MAX_JSON_BYTES};
 pub use crate::archive::data::{ArchivedImage, MAX_IMAGE_BYTES, MAX_LISTING_IMAGES};
 use crate::archive::{layout, BagReader, Entry};
 pub use listing::Images;
-use manifest::ManifestTable;
 
 /// Lines of a listing that may repeat an earlier line's image before the listing is refused.
 const MAX_REPEATED_LINES: u64 = 1000;

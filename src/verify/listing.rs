@@ -201,8 +201,11 @@ fn check_listing(
                     .actual(format!("{} bytes", bag.sizes[target])),
             );
         }
-        if tags.listed.get(target) {
-            let in_manifest = tags.expected[target];
+        let in_manifest = match tags.expected(target) {
+            Ok(found) => found,
+            Err(p) => return findings.push(unreadable(&data_path, &p)),
+        };
+        if let Some(in_manifest) = in_manifest {
             let mut listed = [0u8; 32];
             if hex::decode_to_slice(&sha, &mut listed).is_err() || listed != in_manifest {
                 findings.push(

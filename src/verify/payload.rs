@@ -130,7 +130,10 @@ fn hash_jobs(
             (Some(call), Ok(_)) => call.finish().err(),
             _ => None,
         };
-        let expected = tags.listed.get(entry.index).then(|| tags.expected[entry.index]);
+        let (result, expected) = match tags.expected(entry.index) {
+            Ok(expected) => (result, expected),
+            Err(p) => (Err(p), None),
+        };
         if result.as_ref().is_ok_and(|d| d.crc32 == entry.crc32 && expected.is_none_or(|e| e == d.sha256))
             && verdict.is_none()
         {

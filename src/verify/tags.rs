@@ -19,12 +19,14 @@ use crate::archive::bagit::{
 };
 use crate::archive::data::{self, MAX_TAG_FILE_BYTES};
 use crate::archive::layout::account_json;
+use crate::archive::manifest_table::ManifestTable;
 use crate::archive::{Entry, EntryProblem};
 
 /// What the tag files say, for the later layers.
 pub(super) struct Tags {
-    /// The manifest's hash for each payload entry it lists, by entry index (zeros elsewhere).
-    pub expected: Vec<[u8; 32]>,
+    /// The manifest's hash for each payload entry it lists, by entry index, in a temporary file
+    /// (32 bytes an entry on disk, none in memory); `None` for `--fast`, which compares no hash.
+    expected: Option<ManifestTable>,
     /// Which entries the manifest lists.
     pub listed: Bits,
     /// Whether the manifest lists `data/account.json` (present or not).
@@ -33,7 +35,23 @@ pub(super) struct Tags {
     pub oxum: Option<PayloadOxum>,
 }
 
-pub(super) fn check(bag: &Bag<'_>, findings: &mut Findings) -> Tags {
+impl Tags {
+    /// The manifest's hash for entry `index`, if the manifest lists it. `Err` when the temporary
+    /// file holding the hashes cannot be read back (the entry is then reported unreadable, never
+    /// taken as matching).
+    pub fn expected(&self, index: usize) -> Result<Option<[u8; 32]>, EntryProblem> {
+        match (&self.expected, self.listed.get(index)) {
+            (Some(table), true) => table.get(index).map_err(|e| {
+                EntryProblem::Io(format!("reading the manifest's hash back from its temporary file: {e}"))
+            }),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// Checks the tag files; with `hashes`, keeps the manifest's hash of every entry for the full
+/// check to compare with (in a temporary file).
+pub(super) fn check(bag: &Bag<'_>, hashes: bool, findings: &mut Findings) -> Tags {
     let mut tag_hashes: HashMap<&str, [u8; 32]> = HashMap::new();
 
     if let Some(bytes) = read_small(bag, BAGIT_TXT_NAME, FindingKind::MissingBagit, findings) {
@@ -81,13 +99,28 @@ pub(super) fn check(bag: &Bag<'_>, findings: &mut Findings) -> Tags {
         }
     }
 
-    let mut tags = Tags { expected: Vec::new(), listed: Bits::new(bag.kinds.len()), account_listed: false, oxum };
+    let mut tags = Tags { expected: None, listed: Bits::new(bag.kinds.len()), account_listed: false, oxum };
     match tag_entry(bag, MANIFEST_NAME).map(|i| bag.entry(i)) {
         None => findings.push(Finding::new(FindingKind::MissingManifest, MANIFEST_NAME)),
         Some(Err(p)) => findings.push(unreadable(MANIFEST_NAME, &p)),
         Some(Ok(entry)) => {
-            tags.expected = vec![[0u8; 32]; bag.kinds.len()];
-            match read_manifest(bag, &entry, &mut tags, findings) {
+            let table = hashes.then(|| ManifestTable::new(bag.reader.path(), bag.kinds.len()));
+            let spilled = match table.transpose() {
+                Ok(table) => {
+                    tags.expected = table;
+                    Ok(())
+                }
+                Err(e) => Err(EntryProblem::Io(format!("no temporary file for its hashes: {e}"))),
+            };
+            let read = spilled.and_then(|()| read_manifest(bag, &entry, &mut tags, findings));
+            let read = read.and_then(|sha| match &mut tags.expected {
+                Some(table) => table
+                    .finish()
+                    .map(|()| sha)
+                    .map_err(|e| EntryProblem::Io(format!("writing its hashes to a temporary file: {e}"))),
+                None => Ok(sha),
+            });
+            match read {
                 Ok(sha) => {
                     tag_hashes.insert(MANIFEST_NAME, sha);
                 }
@@ -144,7 +177,8 @@ fn read_manifest(
 ) -> Result<[u8; 32], EntryProblem> {
     let account = format!("data/{}", account_json());
     let mut hint = 0;
-    data::read_manifest(bag.reader, entry, |number, line| {
+    let mut failed = None;
+    let sha = data::read_manifest(bag.reader, entry, |number, line| {
         let bad = |findings: &mut Findings, why: &dyn Fn() -> String| {
             findings.push_with(FindingKind::InvalidManifestLine, || {
                 Finding::new(FindingKind::InvalidManifestLine, MANIFEST_NAME)
@@ -165,12 +199,20 @@ fn read_manifest(
                     Some(i) if tags.listed.get(i) => bad(findings, &|| format!("{path:?} is listed again")),
                     Some(i) => {
                         tags.listed.set(i);
-                        tags.expected[i] = sha;
+                        if let Some(table) = &mut tags.expected {
+                            if let Err(e) = table.insert(i, &sha) {
+                                failed.get_or_insert(e);
+                            }
+                        }
                     }
                 }
             }
         }
-    })
+    })?;
+    match failed {
+        Some(e) => Err(EntryProblem::Io(format!("writing its hashes to a temporary file: {e}"))),
+        None => Ok(sha),
+    }
 }
 
 fn check_tagmanifest(bag: &Bag<'_>, computed: &HashMap<&str, [u8; 32]>, findings: &mut Findings) {

@@ -1,5 +1,5 @@
-//! The payload manifest of an opened archive, by entry position: what [`super::Source`] checks
-//! every entry it reads against.
+//! The payload manifest of an opened archive, by entry position: what `verify` compares each
+//! entry's SHA-256 with and what [`super::source::Source`] checks every entry it reads against.
 //!
 //! Memory holds one bit per archive entry (whether the manifest lists it); the SHA-256 itself
 //! goes to an anonymous temporary file at `32 * entry index`, read back with one positioned read
@@ -17,7 +17,7 @@ const PENDING: usize = 64 << 10;
 
 /// SHA-256 by entry index, for the entries the manifest lists. See the module docs.
 #[derive(Debug)]
-pub(super) struct ManifestTable {
+pub struct ManifestTable {
     /// Bit `i`: the manifest lists entry `i`.
     listed: Vec<u64>,
     file: File,
