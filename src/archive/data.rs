@@ -49,7 +49,8 @@ pub const MAX_LISTING_IMAGES: u64 = 1_000_000;
 pub const MAX_ACCOUNT_ITEMS: usize = 10_000;
 
 /// Every limit above, by name, for documentation and for tests that build archives just past one.
-pub const LIMITS: [(&str, u64); 9] = [
+pub const LIMITS: [(&str, u64); 10] = [
+    ("zip entries", super::zipdir::MAX_ENTRIES),
     ("line", MAX_LINE_BYTES as u64),
     ("path", MAX_PATH_BYTES as u64),
     ("json document", MAX_JSON_BYTES),
