@@ -26,6 +26,8 @@
 //! - [`restore`]: an archive -> its projects recreated in a Custom Vision resource, resumable.
 //! - [`browse`]: the page inside every archive (`data/index.html` and its data files), rendered
 //!   from the bag's data files.
+//! - [`store`]: archives in Azure Blob Storage and S3: addresses, credentials from the
+//!   environment, ranged reads, and uploads block by block that resume.
 //! - [`progress`]: the progress trait the library reports through, drawn by the CLI.
 //! - [`secret`]: the training key type that never prints, and redaction of credentials in text.
 //! - [`text`]: escaping control characters of outside text before it is printed, and an error
@@ -49,5 +51,6 @@ pub mod progress;
 pub mod restore;
 pub mod secret;
 pub mod sidefile;
+pub mod store;
 pub mod text;
 pub mod verify;

@@ -1,13 +1,12 @@
 //! Hashing what a reader yields, in one loop: SHA-256, CRC-32 and size together, with a hook
 //! that sees (and may refuse) every chunk; and a whole open file's SHA-256 by the same loop.
 
-use std::fs::File;
 use std::io::{self, Read};
 
 use sha2::{Digest, Sha256};
 
 use super::reader::EntryDigest;
-use crate::platform::read_at;
+use super::input::ReadAt;
 
 /// Hashes all that `read` yields through `buf`, retrying interrupted reads. `each` is handed
 /// the size counted so far and every chunk before it is hashed; its error ends the reading.
@@ -34,23 +33,23 @@ pub fn hash_reader(
     Ok(EntryDigest { sha256: sha.finalize().into(), crc32: crc.finalize(), size })
 }
 
-/// The SHA-256 (hex) and size of a whole open file, read positionally from its start (the
-/// file's cursor is left alone).
-pub fn hash_file(file: &File) -> io::Result<(String, u64)> {
-    let mut from_start = ReadAt { file, at: 0 };
+/// The SHA-256 (hex) and size of a whole open file (or remote archive), read positionally from
+/// its start (a file's cursor is left alone).
+pub fn hash_file(file: &dyn ReadAt) -> io::Result<(String, u64)> {
+    let mut from_start = FromStart { file, at: 0 };
     let digest = hash_reader(&mut from_start, &mut vec![0u8; 1 << 20], |_, _| Ok(()))?;
     Ok((hex::encode(digest.sha256), digest.size))
 }
 
 /// A reader over a file by positioned reads from `at`.
-struct ReadAt<'a> {
-    file: &'a File,
+struct FromStart<'a> {
+    file: &'a dyn ReadAt,
     at: u64,
 }
 
-impl Read for ReadAt<'_> {
+impl Read for FromStart<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = read_at(self.file, buf, self.at)?;
+        let n = self.file.read_at(buf, self.at)?;
         self.at += n as u64;
         Ok(n)
     }

@@ -9,6 +9,7 @@
 pub mod bagit;
 pub mod data;
 pub mod digest;
+pub mod input;
 mod index;
 pub mod journal;
 pub mod layout;

@@ -19,9 +19,11 @@ use std::path::{Path, PathBuf};
 use flate2::read::DeflateDecoder;
 
 use super::digest;
+use super::input::{Input, ReadAt};
 use super::zipconst::Compression;
-use super::zipdir::{self, read_at, Directory, Entry};
+use super::zipdir::{self, Directory, Entry};
 use super::{EntryProblem, Error};
+use crate::store::{Location, RemoteFile};
 
 /// Bits of a name key that hold the entry's position ([`zipdir::MAX_ENTRIES`] is `1 << 26`).
 const INDEX_BITS: u32 = 26;
@@ -41,7 +43,7 @@ pub struct EntryDigest {
 #[derive(Debug)]
 pub struct BagReader {
     path: PathBuf,
-    file: File,
+    file: Input,
     len: u64,
     dir: Directory,
     /// Name keys (hash bits above the position bits), sorted. See the module docs.
@@ -84,12 +86,31 @@ impl BagReader {
         BagReader::from_file(file, path)
     }
 
+    /// Opens the archive at `location`: a local file, or an object in a store read by ranged
+    /// GETs (credentials from the environment). Its zip directory is read either way.
+    pub fn open_location(location: &Location) -> Result<BagReader, Error> {
+        match location {
+            Location::Local(path) => BagReader::open(path),
+            Location::Remote(url) => {
+                let path = location.display_path();
+                let remote = RemoteFile::open(url).map_err(|e| Error::Io { path: path.clone(), source: e.into_io() })?;
+                BagReader::from_input(Input::Remote(remote), &path)
+            }
+        }
+    }
+
     /// Reads the zip directory of a file already open (`path` only names it in messages), so
     /// that a caller can check, hash and read the very bytes it opened, whatever happens to the
     /// path meanwhile.
     pub fn from_file(file: File, path: &Path) -> Result<BagReader, Error> {
+        BagReader::from_input(Input::Local(file), path)
+    }
+
+    /// Reads the zip directory of an archive already open, local or remote (`path` only names
+    /// it in messages).
+    pub fn from_input(file: Input, path: &Path) -> Result<BagReader, Error> {
         let not_zip = |reason| Error::NotZip { path: path.to_path_buf(), reason };
-        let len = file.metadata().map_err(|source| Error::Io { path: path.to_path_buf(), source })?.len();
+        let len = file.len().map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
         let hasher = RandomState::new();
         let mut survey = Survey { hasher: &hasher, names: Vec::new(), tops: HashMap::new() };
         let dir = zipdir::read_directory(&file, len, &mut survey).map_err(not_zip)?;
@@ -114,9 +135,8 @@ impl BagReader {
         &self.path
     }
 
-    /// The open archive file. Reads through it must be positional (as every read here is) or
-    /// start with a seek.
-    pub fn file(&self) -> &File {
+    /// The open archive, local or remote, read by position.
+    pub fn input(&self) -> &Input {
         &self.file
     }
 
@@ -288,14 +308,14 @@ pub fn entry_problem(e: std::io::Error) -> EntryProblem {
 
 /// A byte range of a file, read positionally.
 pub(super) struct RangeRead<'a> {
-    file: &'a File,
+    file: &'a dyn ReadAt,
     pos: u64,
     end: u64,
 }
 
 impl<'a> RangeRead<'a> {
     /// The `len` bytes of `file` from `start`.
-    pub(super) fn new(file: &'a File, start: u64, len: u64) -> RangeRead<'a> {
+    pub(super) fn new(file: &'a dyn ReadAt, start: u64, len: u64) -> RangeRead<'a> {
         RangeRead { file, pos: start, end: start + len }
     }
 }
@@ -306,7 +326,7 @@ impl Read for RangeRead<'_> {
         if want == 0 {
             return Ok(0);
         }
-        let n = read_at(self.file, &mut buf[..want], self.pos)?;
+        let n = self.file.read_at(&mut buf[..want], self.pos)?;
         if n == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }

@@ -3,7 +3,6 @@
 //! and, when the end of the file is gone, a recovery scan of local headers from the start.
 //! Nothing here allocates by a size the file declares, beyond fixed caps.
 
-use std::fs::File;
 
 use super::zipconst::{
     Compression, CENTRAL_SIG, EOCD_SIG, LOCAL_HEADER_LEN, LOCAL_SIG, ZIP64_EOCD_SIG, ZIP64_LOCATOR_SIG,
@@ -86,17 +85,17 @@ impl Directory {
 
     /// The entry at `index`, read again from `file` (of length `len`). `Err` when its record no
     /// longer parses: the file changed since the directory was read.
-    pub fn entry_at(&self, file: &File, len: u64, index: usize) -> Result<Entry, String> {
+    pub fn entry_at(&self, file: &dyn ReadAt, len: u64, index: usize) -> Result<Entry, String> {
         let offset = *self.records.get(index).ok_or_else(|| format!("no entry {index}"))?;
         let mut entry = if self.recovered.is_some() {
             read_local_header(file, offset, len)?.0
         } else {
             let mut fixed = [0u8; CENTRAL_HEADER_LEN];
-            read_exact_at(file, &mut fixed, offset).map_err(|e| format!("reading entry {index}: {e}"))?;
+            file.read_exact_at(&mut fixed, offset).map_err(|e| format!("reading entry {index}: {e}"))?;
             let var = u16_at(&fixed, 28) as usize + u16_at(&fixed, 30) as usize;
             let mut record = vec![0u8; CENTRAL_HEADER_LEN + var];
             record[..CENTRAL_HEADER_LEN].copy_from_slice(&fixed);
-            read_exact_at(file, &mut record[CENTRAL_HEADER_LEN..], offset + CENTRAL_HEADER_LEN as u64)
+            file.read_exact_at(&mut record[CENTRAL_HEADER_LEN..], offset + CENTRAL_HEADER_LEN as u64)
                 .map_err(|e| format!("reading entry {index}: {e}"))?;
             parse_central(&record, index, false)?.0
         };
@@ -106,7 +105,7 @@ impl Directory {
 
     /// Every entry in directory order, read back through a window of `file` a megabyte at a
     /// time (one read per megabyte of directory, not one per entry).
-    pub fn iter<'a>(&'a self, file: &'a File, len: u64) -> Entries<'a> {
+    pub fn iter<'a>(&'a self, file: &'a dyn ReadAt, len: u64) -> Entries<'a> {
         Entries { dir: self, file, len, next: 0, window: Vec::new(), window_start: 0 }
     }
 }
@@ -114,7 +113,7 @@ impl Directory {
 /// The entries of a [`Directory`], in order; see [`Directory::iter`].
 pub struct Entries<'a> {
     dir: &'a Directory,
-    file: &'a File,
+    file: &'a dyn ReadAt,
     len: u64,
     next: usize,
     window: Vec<u8>,
@@ -138,7 +137,7 @@ impl Entries<'_> {
         if !in_window(&self.window, self.window_start) {
             let want = (CD_READ_CHUNK.max(MAX_CENTRAL_RECORD) as u64).min(self.len.saturating_sub(offset)) as usize;
             self.window.resize(want, 0);
-            read_exact_at(self.file, &mut self.window, offset).map_err(|e| format!("reading entry {index}: {e}"))?;
+            self.file.read_exact_at(&mut self.window, offset).map_err(|e| format!("reading entry {index}: {e}"))?;
             self.window_start = offset;
         }
         let at = (offset - self.window_start) as usize;
@@ -179,10 +178,11 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 }
 
 pub use crate::platform::{read_at, read_exact_at};
+use super::input::ReadAt;
 
 /// Reads the directory of `file` (of length `len`), showing each entry to `visit` once. `Err`
 /// means nothing zip-like was found.
-pub fn read_directory(file: &File, len: u64, visit: &mut dyn Visit) -> Result<Directory, String> {
+pub fn read_directory(file: &dyn ReadAt, len: u64, visit: &mut dyn Visit) -> Result<Directory, String> {
     match read_central(file, len, visit) {
         Ok(records) => Ok(Directory { records, recovered: None }),
         Err(why) => {
@@ -203,7 +203,7 @@ pub fn read_directory(file: &File, len: u64, visit: &mut dyn Visit) -> Result<Di
 
 /// Where each entry the central directory lists starts, as its end record (ZIP64 when needed)
 /// places it.
-fn read_central(file: &File, len: u64, visit: &mut dyn Visit) -> Result<Vec<u64>, String> {
+fn read_central(file: &dyn ReadAt, len: u64, visit: &mut dyn Visit) -> Result<Vec<u64>, String> {
     let CentralEnd { total, cd_size, cd_offset, cd_end_limit } = read_end(file, len)?;
     if cd_offset.checked_add(cd_size).is_none_or(|end| end > cd_end_limit) {
         return Err(format!("central directory ({cd_size} bytes at {cd_offset}) lies outside the file"));
@@ -230,14 +230,14 @@ struct CentralEnd {
 /// Finds the end-of-central-directory record (the one whose comment reaches exactly the end of
 /// the file, else the last one found) and follows it to the ZIP64 end record when its fields
 /// say so.
-fn read_end(file: &File, len: u64) -> Result<CentralEnd, String> {
+fn read_end(file: &dyn ReadAt, len: u64) -> Result<CentralEnd, String> {
     let tail_len = len.min((EOCD_LEN + 0xFFFF) as u64) as usize;
     if tail_len < EOCD_LEN {
         return Err(format!("file is {len} bytes, too short for a zip end record"));
     }
     let tail_start = len - tail_len as u64;
     let mut tail = vec![0u8; tail_len];
-    read_exact_at(file, &mut tail, tail_start).map_err(|e| format!("reading the end of the file: {e}"))?;
+    file.read_exact_at(&mut tail, tail_start).map_err(|e| format!("reading the end of the file: {e}"))?;
     // The end record whose comment reaches exactly the end of the file, else the last one found.
     let mut found = None;
     for p in (0..=tail_len - EOCD_LEN).rev() {
@@ -262,7 +262,7 @@ fn read_end(file: &File, len: u64) -> Result<CentralEnd, String> {
             return Err("ZIP64 end record expected but the file is too short".into());
         }
         let mut loc = [0u8; 20];
-        read_exact_at(file, &mut loc, eocd_pos - 20).map_err(|e| format!("reading the ZIP64 locator: {e}"))?;
+        file.read_exact_at(&mut loc, eocd_pos - 20).map_err(|e| format!("reading the ZIP64 locator: {e}"))?;
         if u32_at(&loc, 0) != ZIP64_LOCATOR_SIG {
             return Err("ZIP64 end-record locator missing".into());
         }
@@ -271,7 +271,7 @@ fn read_end(file: &File, len: u64) -> Result<CentralEnd, String> {
             return Err(format!("ZIP64 end record offset {z_off} out of range"));
         }
         let mut z = [0u8; 56];
-        read_exact_at(file, &mut z, z_off).map_err(|e| format!("reading the ZIP64 end record: {e}"))?;
+        file.read_exact_at(&mut z, z_off).map_err(|e| format!("reading the ZIP64 end record: {e}"))?;
         if u32_at(&z, 0) != ZIP64_EOCD_SIG {
             return Err("ZIP64 end record signature missing".into());
         }
@@ -285,7 +285,7 @@ fn read_end(file: &File, len: u64) -> Result<CentralEnd, String> {
 
 /// Reads `total` central headers from the `cd_size` bytes at `cd_offset`, a window at a time.
 fn read_central_headers(
-    file: &File,
+    file: &dyn ReadAt,
     total: u64,
     cd_offset: u64,
     cd_size: u64,
@@ -307,7 +307,7 @@ fn read_central_headers(
             let n = ((cd_end - pos) as usize).min(CD_READ_CHUNK);
             let old = chunk.len();
             chunk.resize(old + n, 0);
-            read_exact_at(file, &mut chunk[old..], pos).map_err(|e| format!("reading the central directory: {e}"))?;
+            file.read_exact_at(&mut chunk[old..], pos).map_err(|e| format!("reading the central directory: {e}"))?;
             pos += n as u64;
         }
         let (entry, rec_len) = parse_central(&chunk[at..], records.len(), true)?;
@@ -376,12 +376,12 @@ fn apply_zip64_extra(mut extra: &[u8], size: &mut u64, csize: &mut u64, offset: 
 }
 
 /// Parses the local header at `offset`: returns (its entry fields, data offset).
-pub fn read_local_header(file: &File, offset: u64, len: u64) -> Result<(Entry, u64), String> {
+pub fn read_local_header(file: &dyn ReadAt, offset: u64, len: u64) -> Result<(Entry, u64), String> {
     if offset.checked_add(LOCAL_HEADER_LEN).is_none_or(|end| end > len) {
         return Err(format!("local header at {offset} lies past the end of the file"));
     }
     let mut h = [0u8; LOCAL_HEADER_LEN as usize];
-    read_exact_at(file, &mut h, offset).map_err(|e| e.to_string())?;
+    file.read_exact_at(&mut h, offset).map_err(|e| e.to_string())?;
     if u32_at(&h, 0) != LOCAL_SIG {
         return Err(format!("no local header signature at {offset}"));
     }
@@ -391,7 +391,7 @@ pub fn read_local_header(file: &File, offset: u64, len: u64) -> Result<(Entry, u
         return Err(format!("local header at {offset} runs past the end of the file"));
     }
     let mut var = vec![0u8; nlen + xlen];
-    read_exact_at(file, &mut var, offset + LOCAL_HEADER_LEN).map_err(|e| e.to_string())?;
+    file.read_exact_at(&mut var, offset + LOCAL_HEADER_LEN).map_err(|e| e.to_string())?;
     let raw_name = var[..nlen].to_vec();
     let mut size = u32_at(&h, 22) as u64;
     let mut compressed_size = u32_at(&h, 18) as u64;
@@ -412,7 +412,7 @@ pub fn read_local_header(file: &File, offset: u64, len: u64) -> Result<(Entry, u
 
 /// Walks local headers from the start of the file, as far as they are whole. Returns where each
 /// entry's local header is and, if the walk stopped early, why.
-fn scan_local_headers(file: &File, len: u64, visit: &mut dyn Visit) -> Result<(Vec<u64>, Option<String>), String> {
+fn scan_local_headers(file: &dyn ReadAt, len: u64, visit: &mut dyn Visit) -> Result<(Vec<u64>, Option<String>), String> {
     let mut records = Vec::new();
     let mut offset = 0u64;
     loop {
@@ -420,7 +420,7 @@ fn scan_local_headers(file: &File, len: u64, visit: &mut dyn Visit) -> Result<(V
             return Ok((records, None));
         }
         let mut sig = [0u8; 4];
-        read_exact_at(file, &mut sig, offset).map_err(|e| e.to_string())?;
+        file.read_exact_at(&mut sig, offset).map_err(|e| e.to_string())?;
         if u32::from_le_bytes(sig) != LOCAL_SIG {
             let stop = (u32::from_le_bytes(sig) != CENTRAL_SIG).then(|| format!("no entry header at offset {offset}"));
             return Ok((records, stop));

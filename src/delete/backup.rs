@@ -187,7 +187,7 @@ impl Backup {
         let Verified { reader, identity } = verified;
         let path = reader.path().to_path_buf();
         let unreadable = |detail: String| Error::BackupUnreadable { path: path.clone(), detail };
-        let (sha256, _) = digest::hash_file(reader.file()).map_err(|e| unreadable(e.to_string()))?;
+        let (sha256, _) = digest::hash_file(reader.input()).map_err(|e| unreadable(e.to_string()))?;
         let account: AccountHead = serde_json::from_slice(&read(&reader, layout::account_json())?)
             .map_err(|e| unreadable(format!("account.json: {e}")))?;
         let bag_info = read_tag(&reader, BAG_INFO_NAME)?;

@@ -1,0 +1,124 @@
+//! Archives in object storage: Azure Blob Storage (block blobs) and S3 or S3-compatible stores.
+//!
+//! - [`location`]: what the user writes (`az://`, `https://ACCOUNT.blob.core.windows.net/`,
+//!   `s3://`, or a local path) parsed into a [`Location`].
+//! - `connect`: an address and the environment's credentials -> an `object_store` client, with
+//!   retries (5xx, 429, 408, throttling) and timeouts set for archives; credentials only ever
+//!   come from the environment or the platform, the way the stores' own tools read them.
+//! - `runtime`: the store's own small tokio runtime, so the synchronous archive reader can wait
+//!   on a ranged read from any thread, inside an async context or not.
+//! - [`RemoteFile`]: an object read by position through ranged GETs (a few blocks cached, the
+//!   next ones fetched ahead when reads are sequential), pinned to the object's ETag so a blob
+//!   replaced mid-read fails instead of mixing two versions.
+//! - [`upload`]: a local spool file shipped as it grows, block by block (Azure) or part by part
+//!   (S3), with the parts accepted recorded for a resume and committed only when complete.
+//!
+//! Everything the stores answer goes through [`describe`] before it reaches a message: the
+//! credential parts of URLs are removed and control characters escaped.
+
+pub mod location;
+pub mod upload;
+
+mod connect;
+mod remote_file;
+mod runtime;
+
+pub use connect::{connect, Store};
+pub use location::{Backend, Location, RemoteUrl};
+pub use remote_file::RemoteFile;
+pub(crate) use runtime::wait;
+
+/// What can go wrong reaching a store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The address cannot name an archive.
+    #[error("{url} is not an archive address: {reason}")]
+    BadUrl {
+        /// The address, credentials removed.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The environment holds no credential for the store.
+    #[error("no credential for {url}: {hint}")]
+    NoCredential {
+        /// The archive's address.
+        url: String,
+        /// Which variables would give one.
+        hint: String,
+    },
+    /// The environment holds a credential that cannot be used as it is.
+    #[error("the credential for {url} is not usable: {reason}")]
+    BadCredential {
+        /// The archive's address.
+        url: String,
+        /// Why, without the credential.
+        reason: String,
+    },
+    /// The object, or its container or bucket, does not exist.
+    #[error("{url} does not exist ({detail})")]
+    NotFound {
+        /// The archive's address.
+        url: String,
+        /// What the store said.
+        detail: String,
+    },
+    /// The store refused the credential (HTTP 401 or 403): a wrong key, an expired SAS token,
+    /// or a role without access.
+    #[error("the store refused the credential for {url}: {detail} (check the key, the SAS token's expiry and permissions, or the identity's role)")]
+    Refused {
+        /// The archive's address.
+        url: String,
+        /// What the store said.
+        detail: String,
+    },
+    /// The object changed while it was being read.
+    #[error("{url} changed while it was being read ({detail})")]
+    Changed {
+        /// The archive's address.
+        url: String,
+        /// What the store said.
+        detail: String,
+    },
+    /// Anything else the store answered, after its retries gave up.
+    #[error("{url}: {detail}")]
+    Store {
+        /// The archive's address.
+        url: String,
+        /// What the store said.
+        detail: String,
+    },
+}
+
+impl Error {
+    /// Sorts an `object_store` error for the archive at `url`.
+    pub fn from_store(url: &RemoteUrl, e: &object_store::Error) -> Error {
+        let url = url.to_string();
+        let detail = describe(e);
+        match e {
+            object_store::Error::NotFound { .. } => Error::NotFound { url, detail },
+            object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
+                Error::Refused { url, detail }
+            }
+            object_store::Error::Precondition { .. } => Error::Changed { url, detail },
+            _ => Error::Store { url, detail },
+        }
+    }
+
+    /// As an `io::Error` (for readers that speak `io`), keeping the message.
+    pub fn into_io(self) -> std::io::Error {
+        let kind = match self {
+            Error::NotFound { .. } => std::io::ErrorKind::NotFound,
+            Error::Refused { .. } => std::io::ErrorKind::PermissionDenied,
+            _ => std::io::ErrorKind::Other,
+        };
+        std::io::Error::new(kind, self)
+    }
+}
+
+/// An `object_store` error as one line fit to print: its causes joined, credentials removed
+/// (SAS signatures, keys in URLs), control characters escaped.
+pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let text = crate::text::error_chain(e);
+    crate::text::escape_control(&crate::secret::redact_url(&text)).into_owned()
+}
