@@ -26,7 +26,6 @@ mod runtime;
 pub use connect::{connect, Store};
 pub use location::{Backend, Location, RemoteUrl};
 pub use remote_file::RemoteFile;
-pub(crate) use runtime::wait;
 
 /// What can go wrong reaching a store.
 #[derive(Debug, thiserror::Error)]
