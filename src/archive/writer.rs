@@ -158,6 +158,11 @@ impl BagWriter {
         self.shipped = Some(watcher);
     }
 
+    /// Bytes written so far (the next entry's offset).
+    pub fn written_bytes(&self) -> u64 {
+        self.out.pos()
+    }
+
     /// Lowers the ZIP64 limits so tests can exercise ZIP64 without writing 4 GiB.
     #[doc(hidden)]
     pub fn set_zip64_limits(&mut self, limits: Zip64Limits) {

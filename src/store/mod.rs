@@ -115,6 +115,30 @@ impl Error {
     }
 }
 
+/// Whether the object at `url` exists. A container (bucket) that does not exist, and a
+/// credential the store refuses, are errors. Blocking.
+pub fn exists(url: &RemoteUrl) -> Result<bool, Error> {
+    let store = connect(url)?;
+    let (s, path) = (std::sync::Arc::clone(&store), url.object_path());
+    match runtime::wait(async move { s.head(&path).await }) {
+        Ok(_) => Ok(true),
+        Err(object_store::Error::NotFound { .. }) => {
+            // The object is not there; is the container? Listing it answers 404 when it is not.
+            let parent = url.key().rsplit_once('/').map(|(p, _)| object_store::path::Path::from(p));
+            let s = std::sync::Arc::clone(&store);
+            match runtime::wait(async move { s.list_with_delimiter(parent.as_ref()).await }) {
+                Ok(_) => Ok(false),
+                Err(e @ object_store::Error::NotFound { .. }) => Err(Error::NotFound {
+                    url: url.to_string(),
+                    detail: format!("the container or bucket {:?} does not exist: {}", url.container(), describe(&e)),
+                }),
+                Err(e) => Err(Error::from_store(url, &e)),
+            }
+        }
+        Err(e) => Err(Error::from_store(url, &e)),
+    }
+}
+
 /// An `object_store` error as one line fit to print: its causes joined, credentials removed
 /// (SAS signatures, keys in URLs), control characters escaped.
 pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {

@@ -308,7 +308,8 @@ impl Upload {
             changed: Condvar::new(),
             base,
         });
-        let file = File::open(partial).map_err(io)?;
+        // Written to only by punching holes into what the store already holds.
+        let file = std::fs::OpenOptions::new().read(true).write(true).open(partial).map_err(io)?;
         let shipper = Shipper {
             store,
             url: url.clone(),
