@@ -5,8 +5,8 @@ use std::io::{self, Read};
 
 use sha2::{Digest, Sha256};
 
-use super::reader::EntryDigest;
 use super::input::ReadAt;
+use super::reader::EntryDigest;
 
 /// Hashes all that `read` yields through `buf`, retrying interrupted reads. `each` is handed
 /// the size counted so far and every chunk before it is hashed; its error ends the reading.

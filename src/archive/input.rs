@@ -55,7 +55,7 @@ pub enum Input {
 
 impl Input {
     /// The archive's length in bytes.
-    pub fn len(&self) -> io::Result<u64> {
+    pub fn size(&self) -> io::Result<u64> {
         match self {
             Input::Local(f) => Ok(f.metadata()?.len()),
             Input::Remote(r) => Ok(r.len()),

@@ -9,8 +9,8 @@
 pub mod bagit;
 pub mod data;
 pub mod digest;
-pub mod input;
 mod index;
+pub mod input;
 pub mod journal;
 pub mod layout;
 pub mod manifest_table;

@@ -93,7 +93,8 @@ impl BagReader {
             Location::Local(path) => BagReader::open(path),
             Location::Remote(url) => {
                 let path = location.display_path();
-                let remote = RemoteFile::open(url).map_err(|e| Error::Io { path: path.clone(), source: e.into_io() })?;
+                let remote =
+                    RemoteFile::open(url).map_err(|e| Error::Io { path: path.clone(), source: e.into_io() })?;
                 BagReader::from_input(Input::Remote(remote), &path)
             }
         }
@@ -110,7 +111,7 @@ impl BagReader {
     /// it in messages).
     pub fn from_input(file: Input, path: &Path) -> Result<BagReader, Error> {
         let not_zip = |reason| Error::NotZip { path: path.to_path_buf(), reason };
-        let len = file.len().map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        let len = file.size().map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
         let hasher = RandomState::new();
         let mut survey = Survey { hasher: &hasher, names: Vec::new(), tops: HashMap::new() };
         let dir = zipdir::read_directory(&file, len, &mut survey).map_err(not_zip)?;

@@ -12,12 +12,12 @@ use flate2::read::DeflateDecoder;
 use super::bagit::BAGIT_TXT_NAME;
 use super::digest;
 use super::index::EntryIndex;
+use super::input::ReadAt;
 use super::journal::{JournalLine, JournalReader, JournalWriter, WrittenEntry, JOURNAL_FORMAT};
 use super::reader::RangeRead;
 use super::writer::{check_bag_name, index_dir, journal_path, lock, BagWriter};
 use super::zipconst::Compression;
 use super::zipdir::read_local_header;
-use super::input::ReadAt;
 use super::zipwrite::{local_header_len, parse_descriptor, DESCRIPTOR_LEN};
 use super::Error;
 
@@ -242,7 +242,8 @@ impl Replay<'_> {
         let mut end = end.ok_or_else(|| format!("the data of {name} runs past the end of the file"))?;
         if e.descriptor {
             let mut d = [0u8; DESCRIPTOR_LEN as usize];
-            ReadAt::read_exact_at(self.file, &mut d, end).map_err(|err| format!("the data descriptor of {name}: {err}"))?;
+            ReadAt::read_exact_at(self.file, &mut d, end)
+                .map_err(|err| format!("the data descriptor of {name}: {err}"))?;
             if parse_descriptor(&d) != Some((e.crc32, e.compressed_size, e.size)) {
                 return Err(format!("the data descriptor of {name} disagrees with the journal"));
             }

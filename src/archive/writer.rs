@@ -377,7 +377,14 @@ impl BagWriter {
         let csize = compressed.len() as u64;
         let size = bytes.len() as u64;
         let zip64 = size >= self.limits.size || csize >= self.limits.size;
-        let h = Header { method: DEFLATED, crc32: crc32fast::hash(bytes), compressed_size: csize, size, zip64, descriptor: false };
+        let h = Header {
+            method: DEFLATED,
+            crc32: crc32fast::hash(bytes),
+            compressed_size: csize,
+            size,
+            zip64,
+            descriptor: false,
+        };
         let result = self.write_whole(name, &h, &compressed);
         self.deflated = compressed;
         Ok((result?, h, Sha256::digest(bytes).into()))
@@ -494,12 +501,10 @@ impl BagWriter {
         if self.shipped.is_some() && offset < self.out.flushed() {
             // Bytes in the file may be in the store already: they stay, as a gap.
             let end = self.out.flushed();
-            let kept = self.out.rollback(end).and_then(|()| match &mut self.journal {
-                Some(j) => {
+            let kept = self.out.rollback(end).map(|()| {
+                if let Some(j) = &mut self.journal {
                     j.push(&JournalLine::Gap { end });
-                    Ok(())
                 }
-                None => Ok(()),
             });
             if let Err(r) = kept {
                 self.broken = Some(format!("a failed entry could not be set aside: {r}"));

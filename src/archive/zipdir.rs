@@ -3,7 +3,6 @@
 //! and, when the end of the file is gone, a recovery scan of local headers from the start.
 //! Nothing here allocates by a size the file declares, beyond fixed caps.
 
-
 use super::zipconst::{
     Compression, CENTRAL_SIG, EOCD_SIG, LOCAL_HEADER_LEN, LOCAL_SIG, ZIP64_EOCD_SIG, ZIP64_LOCATOR_SIG,
 };
@@ -177,8 +176,8 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }
 
-pub use crate::platform::{read_at, read_exact_at};
 use super::input::ReadAt;
+pub use crate::platform::{read_at, read_exact_at};
 
 /// Reads the directory of `file` (of length `len`), showing each entry to `visit` once. `Err`
 /// means nothing zip-like was found.
@@ -412,7 +411,11 @@ pub fn read_local_header(file: &dyn ReadAt, offset: u64, len: u64) -> Result<(En
 
 /// Walks local headers from the start of the file, as far as they are whole. Returns where each
 /// entry's local header is and, if the walk stopped early, why.
-fn scan_local_headers(file: &dyn ReadAt, len: u64, visit: &mut dyn Visit) -> Result<(Vec<u64>, Option<String>), String> {
+fn scan_local_headers(
+    file: &dyn ReadAt,
+    len: u64,
+    visit: &mut dyn Visit,
+) -> Result<(Vec<u64>, Option<String>), String> {
     let mut records = Vec::new();
     let mut offset = 0u64;
     loop {

@@ -117,8 +117,7 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<Exit> {
     let rate = if args.demo { None } else { args.service.api_rate.0 };
     if args.dry_run {
         drawer.finish();
-        return super::projects::dry_run(&client, &args.projects, !args.no_predictions, rate, &out, args.json)
-            .await;
+        return super::projects::dry_run(&client, &args.projects, !args.no_predictions, rate, &out, args.json).await;
     }
     // The room check reads the projects, domains and image counts (three calls a project, images
     // only: stored predictions are read by the export itself); the export takes them over.

@@ -175,8 +175,7 @@ impl ConnectionString {
             }
         }
         if let Some(endpoint) = &cs.blob_endpoint {
-            let parsed = url::Url::parse(endpoint)
-                .map_err(|e| format!("its BlobEndpoint is not a URL ({e})"))?;
+            let parsed = url::Url::parse(endpoint).map_err(|e| format!("its BlobEndpoint is not a URL ({e})"))?;
             if !matches!(parsed.scheme(), "http" | "https") || parsed.query().is_some() {
                 return Err("its BlobEndpoint must be an http(s) URL without a query".into());
             }
@@ -258,7 +257,9 @@ mod profile {
     pub(super) fn read(env: &HashMap<String, String>) -> Result<Profile, String> {
         let name = env.get("AWS_PROFILE").cloned().unwrap_or_else(|| "default".into());
         let home = env.get("HOME").map(PathBuf::from);
-        let file = |var: &str, default: &str| env.get(var).map(PathBuf::from).or_else(|| home.as_ref().map(|h| h.join(default)));
+        let file = |var: &str, default: &str| {
+            env.get(var).map(PathBuf::from).or_else(|| home.as_ref().map(|h| h.join(default)))
+        };
         let mut p = Profile::default();
         if let Some(path) = file("AWS_SHARED_CREDENTIALS_FILE", ".aws/credentials") {
             let section = section(&path, &[name.as_str()])?;

@@ -65,8 +65,9 @@ impl Location {
         if lower.starts_with("http://") || lower.contains("://") && !Path::new(text).exists() {
             return Err(Error::BadUrl {
                 url: crate::secret::redact_url(text),
-                reason: "only az://, s3:// and https://ACCOUNT.blob.core.windows.net/ addresses are archives in a store"
-                    .into(),
+                reason:
+                    "only az://, s3:// and https://ACCOUNT.blob.core.windows.net/ addresses are archives in a store"
+                        .into(),
             });
         }
         Ok(Location::Local(PathBuf::from(text)))
@@ -153,7 +154,9 @@ impl RemoteUrl {
         if key.is_empty() || key.ends_with('/') {
             return Err(bad("no object name after the container (an archive is one object, e.g. .../backup.zip)"));
         }
-        if object_store::path::Path::parse(&key).is_err() || key.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+        if object_store::path::Path::parse(&key).is_err()
+            || key.split('/').any(|s| s.is_empty() || s == "." || s == "..")
+        {
             return Err(bad("the object's name has an empty, '.' or '..' segment"));
         }
         if key.chars().any(char::is_control) {

@@ -54,7 +54,13 @@ impl RemoteFile {
     pub fn open_with(store: Arc<dyn Store>, url: &RemoteUrl) -> Result<RemoteFile, Error> {
         let (s, path) = (Arc::clone(&store), url.object_path());
         let meta = runtime::wait(async move { s.head(&path).await }).map_err(|e| Error::from_store(url, &e))?;
-        Ok(RemoteFile { store, url: url.clone(), len: meta.size, etag: meta.e_tag, cache: Mutex::new(Cache::default()) })
+        Ok(RemoteFile {
+            store,
+            url: url.clone(),
+            len: meta.size,
+            etag: meta.e_tag,
+            cache: Mutex::new(Cache::default()),
+        })
     }
 
     /// The object's size in bytes.
@@ -97,7 +103,12 @@ impl RemoteFile {
     pub fn read_exact_at(&self, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
         while !buf.is_empty() {
             match self.read_at(buf, offset)? {
-                0 => return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "read past the end of the archive")),
+                0 => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "read past the end of the archive",
+                    ))
+                }
                 n => {
                     buf = &mut buf[n..];
                     offset += n as u64;
@@ -132,7 +143,11 @@ impl RemoteFile {
         let start = block * BLOCK;
         let end = (start + BLOCK).min(self.len);
         let (store, path, url) = (Arc::clone(&self.store), self.url.object_path(), self.url.clone());
-        let options = GetOptions { range: Some(GetRange::Bounded(start..end)), if_match: self.etag.clone(), ..Default::default() };
+        let options = GetOptions {
+            range: Some(GetRange::Bounded(start..end)),
+            if_match: self.etag.clone(),
+            ..Default::default()
+        };
         let fetch: BoxFuture<'static, Result<Bytes, Arc<Error>>> = async move {
             let got = store.get_opts(&path, options).await.map_err(|e| Arc::new(Error::from_store(&url, &e)))?;
             got.bytes().await.map_err(|e| Arc::new(Error::from_store(&url, &e)))

@@ -257,7 +257,8 @@ impl Upload {
         resumed_at: u64,
     ) -> Result<Upload, Error> {
         let url = &target.url;
-        let io = |e: std::io::Error| Error::Store { url: url.to_string(), detail: format!("{}: {e}", partial.display()) };
+        let io =
+            |e: std::io::Error| Error::Store { url: url.to_string(), detail: format!("{}: {e}", partial.display()) };
         let (upload_id, base, kept, resent, sha, log) = match record {
             Some(r) => {
                 let base = r.part_size;
@@ -281,7 +282,8 @@ impl Upload {
                 // Rewrite the record with what is kept, so a later resume reads only that.
                 let mut log = Log::create(partial).map_err(io)?;
                 log.punched = r.punched;
-                log.append(&Line::Begin { url: url.to_string(), upload_id: r.upload_id.clone(), part_size: base }).map_err(io)?;
+                log.append(&Line::Begin { url: url.to_string(), upload_id: r.upload_id.clone(), part_size: base })
+                    .map_err(io)?;
                 log.append(&Line::Punched { to: r.punched }).map_err(io)?;
                 for (i, (id, sha)) in kept.iter().enumerate() {
                     let line = Line::Part { index: i as u64, id: id.content_id.clone(), sha: sha.clone() };
@@ -296,7 +298,8 @@ impl Upload {
                     .map_err(|e| Error::from_store(url, &e))?;
                 let mut log = Log::create(partial).map_err(io)?;
                 let base = target.part_size;
-                log.append(&Line::Begin { url: url.to_string(), upload_id: id.clone(), part_size: base }).map_err(io)?;
+                log.append(&Line::Begin { url: url.to_string(), upload_id: id.clone(), part_size: base })
+                    .map_err(io)?;
                 log.sync().map_err(io)?;
                 (id, base, Vec::new(), 0, ResumableSha256::new(), log)
             }
@@ -322,10 +325,8 @@ impl Upload {
             stats: UploadStats { kept: first, resent, ..UploadStats::default() },
             punched_tail: 0,
         };
-        let thread = std::thread::Builder::new()
-            .name("archive-upload".into())
-            .spawn(move || shipper.run())
-            .map_err(io)?;
+        let thread =
+            std::thread::Builder::new().name("archive-upload".into()).spawn(move || shipper.run()).map_err(io)?;
         Ok(Upload { shared, thread: Some(thread) })
     }
 
@@ -356,7 +357,9 @@ impl Upload {
 
     fn join(&mut self) -> Result<Shipped, Error> {
         let thread = self.thread.take().expect("joined once");
-        thread.join().unwrap_or_else(|_| Err(Error::Store { url: String::new(), detail: "the upload thread panicked".into() }))
+        thread
+            .join()
+            .unwrap_or_else(|_| Err(Error::Store { url: String::new(), detail: "the upload thread panicked".into() }))
     }
 }
 
