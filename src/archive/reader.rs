@@ -93,7 +93,8 @@ impl BagReader {
             Location::Local(path) => BagReader::open(path),
             Location::Remote(url) => {
                 let path = location.display_path();
-                let remote = RemoteFile::open(url).map_err(|e| Error::Io { path: path.clone(), source: e.into_io() })?;
+                let remote =
+                    RemoteFile::open(url).map_err(|e| Error::Io { path: path.clone(), source: e.into_io() })?;
                 BagReader::from_input(Input::Remote(remote), &path)
             }
         }
@@ -133,6 +134,12 @@ impl BagReader {
     /// The archive file's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The archive's path on the local file system: `None` for an archive in a store (whose
+    /// [`BagReader::path`] only names it), so that nothing is put "beside" a remote archive.
+    pub fn local_path(&self) -> Option<&Path> {
+        self.file.local().map(|_| self.path.as_path())
     }
 
     /// The open archive, local or remote, read by position.

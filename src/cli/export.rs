@@ -53,8 +53,10 @@ pub struct ExportArgs {
     fresh: bool,
     /// An earlier archive of the same account: images it holds are copied from it instead of
     /// downloaded (a fast incremental backup that is still complete on its own).
-    #[arg(long, value_name = "PREVIOUS.zip")]
-    base: Option<PathBuf>,
+    /// A file, or an object in a store (az://, https://ACCOUNT.blob.core.windows.net/, s3://):
+    /// its entries are then copied by ranged reads.
+    #[arg(long, value_name = "PREVIOUS.zip", value_parser = super::archive_arg::ArchiveParser)]
+    base: Option<crate::store::Location>,
     /// Export the bundled demo account from an emulator started in-process.
     #[arg(long, conflicts_with_all = ["endpoint", "key_file"])]
     demo: bool,
