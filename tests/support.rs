@@ -3,7 +3,8 @@
 //! from each other: [`fixtures`] (the small good bag, the fixture account's archive), [`bags`]
 //! (editing zips), [`delete`] (a backup and the delete command), [`tools`] (outside programs a
 //! test needs, and the one skip policy), [`commands`] (the benchmark's list of commands, each
-//! run as a measured child).
+//! run as a measured child), [`storage`] (Azurite and moto's S3 server, per test, and the
+//! [`fault_proxy`] in front of them).
 
 #![allow(dead_code)]
 
@@ -12,10 +13,12 @@ pub mod bags;
 #[path = "../benches/common/commands.rs"]
 pub mod commands;
 pub mod delete;
+pub mod fault_proxy;
 pub mod fixtures;
 /// The benchmarks' reader of a child's peak memory, so tests measure it the same way.
 #[path = "../benches/common/peak.rs"]
 pub mod peak;
+pub mod storage;
 pub mod tools;
 
 use std::collections::{BTreeMap, BTreeSet};

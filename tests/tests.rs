@@ -28,5 +28,6 @@ mod scale_memory;
 mod sidefiles;
 mod silent;
 mod spec_examples;
+mod storage_servers;
 mod tls;
 mod verify;
