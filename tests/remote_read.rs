@@ -21,6 +21,9 @@ use serde_json::Value;
 use crate::support::storage::{Azurite, Fault, FaultProxy, S3Server, AZURITE_ACCOUNT, AZURITE_KEY};
 use crate::support::{exported_generated, last_json_line, text};
 
+/// The most a ranged read of the store asks for at once (`store::RemoteFile`'s block).
+const READ_BLOCK: u64 = 4 << 20;
+
 /// The container (bucket) the tests put archives in.
 const CONTAINER: &str = "backups";
 
@@ -296,9 +299,13 @@ async fn delete_dry_run_accepts_a_backup_in_the_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_incremental_export_copies_from_a_base_in_the_store() {
     let dir = tempfile::tempdir().unwrap();
-    let (emu, first) = exported_generated("projects=2,images=60,seed=78", dir.path(), "monday").await;
-    let (azurite, mut env) = azurite().await;
-    let url = put_azure(&azurite, "nightly/monday.zip", std::fs::read(&first).unwrap()).await;
+    let (emu, first) = exported_generated("projects=2,images=300,seed=78", dir.path(), "monday").await;
+    let (azurite, _) = azurite().await;
+    let base = std::fs::read(&first).unwrap();
+    let len = base.len() as u64;
+    let url = put_azure(&azurite, "nightly/monday.zip", base).await;
+    let proxy = FaultProxy::start(azurite.addr());
+    let mut env = vec![("AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string_via(&proxy))];
     env.push(("VISION_TRAINING_KEY", emu.key().to_owned()));
     let second = dir.path().join("tuesday.zip");
     let (endpoint, out) = (emu.endpoint(), second.to_str().unwrap());
@@ -307,9 +314,13 @@ async fn an_incremental_export_copies_from_a_base_in_the_store() {
     assert_eq!(done.status.code(), Some(0), "{}", text(&done.stderr));
     let summary = last_json_line(&done.stdout);
     let copied = summary["images"].as_u64().unwrap() + summary["predictions"].as_u64().unwrap();
-    assert!(copied >= 120, "{summary}");
+    assert!(copied >= 600, "{summary}");
     assert_eq!(summary["fromBase"].as_u64(), Some(copied), "every image copied from the base: {summary}");
     assert_eq!(summary["downloadedBytes"], 0, "no image downloaded again: {summary}");
+    // The base is read once, in ranges: the copies follow its order.
+    let gets = proxy.count(|r| r.method == "GET") as u64;
+    eprintln!("export --base of {len} bytes: {gets} ranged GETs");
+    assert!(gets * READ_BLOCK <= 2 * len + 4 * READ_BLOCK, "{gets} GETs for a base of {len} bytes");
     let verified = run(&["verify", out, "--json"], &env).await;
     assert_eq!(verified.status.code(), Some(0), "{}", text(&verified.stdout));
 }
@@ -365,4 +376,28 @@ async fn a_throttled_ranged_read_is_retried_and_verify_still_agrees() {
     assert_eq!(proxy.pending_faults(), 0, "both throttling answers were given");
     let gets = proxy.count(|r| r.method == "GET" && r.fault.is_none());
     assert!(gets >= 1, "the ranged reads went through after the throttling: {:?}", proxy.requests());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_fast_reads_a_few_ranges_of_a_large_remote_archive_not_the_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_emu, local) = exported_generated("projects=1,images=1000,seed=80", dir.path(), "large").await;
+    let bytes = std::fs::read(&local).unwrap();
+    let len = bytes.len() as u64;
+    let (azurite, _) = azurite().await;
+    let url = put_azure(&azurite, "large.zip", bytes).await;
+    let proxy = FaultProxy::start(azurite.addr());
+    let env = vec![("AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string_via(&proxy))];
+
+    let out = run(&["verify", &url, "--fast", "--json"], &env).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let gets = proxy.count(|r| r.method == "GET") as u64;
+    eprintln!("verify --fast of {len} bytes: {gets} ranged GETs of at most {READ_BLOCK} bytes");
+    assert!(gets * READ_BLOCK < len / 2, "{gets} GETs for {len} bytes: read nearly whole");
+
+    let full = run(&["verify", &url, "--json"], &env).await;
+    assert_eq!(full.status.code(), Some(0), "{}", text(&full.stderr));
+    let all = proxy.count(|r| r.method == "GET") as u64 - gets;
+    eprintln!("verify (full) of {len} bytes: {all} ranged GETs");
+    assert!(all * READ_BLOCK >= len, "a full verify reads every byte: {all} GETs for {len} bytes");
 }

@@ -207,7 +207,18 @@ fn parse_batch_bytes(raw: &str) -> Result<u64, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_batch_bytes;
+    use std::path::PathBuf;
+
+    use super::{default_report, parse_batch_bytes};
+    use crate::store::Location;
+
+    #[test]
+    fn the_report_goes_beside_a_local_archive_and_in_the_current_folder_for_a_remote_one() {
+        let parse = |s: &str| Location::parse(std::ffi::OsStr::new(s)).unwrap();
+        assert_eq!(default_report(&parse("out/nightly.zip")), PathBuf::from("out/nightly.restore.json"));
+        assert_eq!(default_report(&parse("az://backups/2026/nightly.zip")), PathBuf::from("nightly.restore.json"));
+        assert_eq!(default_report(&parse("s3://bucket/nightly.zip")), PathBuf::from("nightly.restore.json"));
+    }
 
     #[test]
     fn batch_bytes_take_units_and_stay_within_the_limit() {

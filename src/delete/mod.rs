@@ -389,3 +389,27 @@ async fn open_backup(location: &Location, progress: &dyn Progress) -> Result<Bac
     progress.event(Event::BackupVerified { bytes: verified.bytes() });
     tokio::task::spawn_blocking(move || Backup::index(verified)).await.map_err(failed)?
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::{DeleteOptions, Targets};
+    use crate::store::Location;
+
+    #[test]
+    fn the_receipt_goes_beside_a_local_backup_and_in_the_current_folder_for_a_remote_one() {
+        let receipt = |backup: &str| {
+            let backup = Location::parse(std::ffi::OsStr::new(backup)).unwrap();
+            DeleteOptions::new(Targets::AllProjects, Some(backup)).receipt_path()
+        };
+        assert_eq!(receipt("out/backup.zip"), Path::new("out/backup.delete-receipt.json"));
+        assert_eq!(receipt("az://backups/nightly/backup.zip"), Path::new("backup.delete-receipt.json"));
+        assert_eq!(receipt("s3://bucket/b.zip"), Path::new("b.delete-receipt.json"));
+        let none: Option<PathBuf> = None;
+        assert_eq!(
+            DeleteOptions::new(Targets::AllProjects, none).receipt_path(),
+            Path::new("cvarchive-delete-receipt.json")
+        );
+    }
+}
