@@ -297,6 +297,40 @@ async fn delete_dry_run_accepts_a_backup_in_the_store() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_with_a_backup_in_the_store_deletes_and_its_receipt_names_the_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let (emu, local) = exported_generated("projects=2,images=10,seed=81", dir.path(), "backup").await;
+    let (azurite, mut env) = azurite().await;
+    let url = put_azure(&azurite, "backup.zip", std::fs::read(&local).unwrap()).await;
+    env.push(("VISION_TRAINING_KEY", emu.key().to_owned()));
+    let (gone, kept) = (emu.projects()[0], emu.projects()[1]);
+    let (endpoint, project) = (emu.endpoint(), gone.to_string());
+    let receipt = dir.path().join("receipt.json");
+    let receipt_arg = receipt.to_str().unwrap();
+    let args = [
+        "delete",
+        "--endpoint",
+        &endpoint,
+        "--api-rate",
+        "unlimited",
+        "--backup",
+        &url,
+        "--project",
+        &project,
+        "--yes",
+        "--receipt",
+        receipt_arg,
+    ];
+    let out = run(&args, &env).await;
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    assert!(!emu.projects().contains(&gone) && emu.projects().contains(&kept), "only {gone} deleted");
+    let written: Value = serde_json::from_slice(&std::fs::read(&receipt).unwrap()).unwrap();
+    assert_eq!(written["backup"]["path"], url.as_str(), "{written}");
+    let sha = cvarchive::archive::digest::hash_file(&std::fs::File::open(&local).unwrap()).unwrap().0;
+    assert_eq!(written["backup"]["sha256"], sha.as_str(), "the object's SHA-256, read in ranges");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_incremental_export_copies_from_a_base_in_the_store() {
     let dir = tempfile::tempdir().unwrap();
     let (emu, first) = exported_generated("projects=2,images=300,seed=78", dir.path(), "monday").await;
