@@ -263,7 +263,7 @@ async fn convert_to_coco_from_a_remote_archive_writes_what_the_local_one_does() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn restore_dry_run_plans_from_a_remote_archive() {
+async fn restore_and_its_dry_run_read_a_remote_archive() {
     let dir = tempfile::tempdir().unwrap();
     let (_emu, local) = exported_generated("projects=2,images=20,seed=76", dir.path(), "nightly").await;
     let (azurite, env) = azurite().await;
@@ -274,6 +274,19 @@ async fn restore_dry_run_plans_from_a_remote_archive() {
     assert_eq!(report(&there), report(&here));
     assert_eq!(report(&there)["images"], 40);
     assert_eq!(archive_named(&there), url);
+
+    // And the restore itself, into an empty resource; its report goes where --report says.
+    let target = crate::support::emulator_with(cvarchive::emulator::AccountSpec::Empty).await;
+    let mut env = env;
+    env.push(("VISION_TRAINING_KEY", target.key().to_owned()));
+    let (endpoint, written) = (target.endpoint(), dir.path().join("restore.json"));
+    let args = ["restore", &url, "--endpoint", &endpoint, "--report", written.to_str().unwrap(), "--no-progress"];
+    let done = run(&args, &env).await;
+    assert_eq!(done.status.code(), Some(0), "{}", text(&done.stderr));
+    let images: usize = target.projects().into_iter().map(|p| target.image_ids(p).len()).sum();
+    assert_eq!((target.projects().len(), images), (2, 40), "both projects and their images restored");
+    let saved: Value = serde_json::from_slice(&std::fs::read(&written).unwrap()).unwrap();
+    assert_eq!(saved["archive"], url.as_str());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
