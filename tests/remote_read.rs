@@ -401,10 +401,19 @@ async fn a_missing_object_a_missing_container_and_a_refused_key_are_one_clear_li
     assert_clear_failure(&none, &["no credential", "AZURE_STORAGE_CONNECTION_STRING"], &[]);
     assert_eq!(last_json_line(&none.stdout)["kind"], "archive", "{}", text(&none.stdout));
 
-    let signed = run(&["verify", "https://acct.blob.core.windows.net/c/a.zip?sv=1&sig=SECRETSIG"], &env).await;
-    assert_eq!(signed.status.code(), Some(2));
-    assert!(text(&signed.stderr).contains("query string"), "{}", text(&signed.stderr));
-    assert!(!text(&signed.stderr).contains("SECRETSIG"), "{}", text(&signed.stderr));
+    // An address with a SAS token is refused without clap's echo of the value, for what is read
+    // and what is written alike.
+    let signed_url = "https://acct.blob.core.windows.net/c/a.zip?sv=1&sig=SECRETSIG";
+    for args in [
+        &["verify", signed_url][..],
+        &["export", "--out", signed_url],
+        &["export", "--out", "x.zip", "--base", signed_url],
+    ] {
+        let signed = run(args, &env).await;
+        assert_eq!(signed.status.code(), Some(2), "{args:?}");
+        assert!(text(&signed.stderr).contains("query string"), "{}", text(&signed.stderr));
+        assert!(!text(&signed.stderr).contains("SECRETSIG"), "{}", text(&signed.stderr));
+    }
 }
 
 /// A fresh folder for a command's output: the guard and its path as text.

@@ -270,7 +270,7 @@ fn encode(out: &mut Vec<u8>, e: &WrittenEntry) {
     out.extend_from_slice(&e.crc32.to_le_bytes());
     out.extend_from_slice(&e.sha256);
     out.extend_from_slice(&e.method().to_le_bytes());
-    out.push(u8::from(e.zip64));
+    out.push(u8::from(e.zip64) | (u8::from(e.descriptor) << 1));
     out.extend_from_slice(&(e.data_path.len() as u32).to_le_bytes());
     out.extend_from_slice(e.data_path.as_bytes());
 }
@@ -291,7 +291,8 @@ fn decode(read: &mut impl Read) -> std::io::Result<WrittenEntry> {
         crc32: u32::from_le_bytes(f[24..28].try_into().expect("4 bytes")),
         sha256: f[28..60].try_into().expect("32 bytes"),
         compression: Compression::from_method(u16::from_le_bytes([f[60], f[61]])),
-        zip64: f[62] != 0,
+        zip64: f[62] & 1 != 0,
+        descriptor: f[62] & 2 != 0,
     })
 }
 
@@ -309,6 +310,7 @@ mod tests {
             sha256: [offset as u8; 32],
             compression: if size.is_multiple_of(2) { Compression::Stored } else { Compression::Deflated },
             zip64: size > 100,
+            descriptor: size > 200,
         }
     }
 

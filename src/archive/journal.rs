@@ -47,12 +47,20 @@ pub struct WrittenEntry {
     pub compression: Compression,
     /// The local header carries the sizes in a ZIP64 extra field.
     pub zip64: bool,
+    /// A data descriptor follows the data (the local header has zeros for CRC-32 and sizes).
+    pub descriptor: bool,
 }
 
 impl WrittenEntry {
     /// The method number in the zip headers.
     pub(super) fn method(&self) -> u16 {
         self.compression.method()
+    }
+
+    /// Where the entry's bytes end: header, data and data descriptor.
+    pub(super) fn end(&self, name_len: usize) -> u64 {
+        let descriptor = if self.descriptor { super::zipwrite::DESCRIPTOR_LEN } else { 0 };
+        self.offset + super::zipwrite::local_header_len(name_len, self.zip64) + self.compressed_size + descriptor
     }
 }
 
@@ -76,11 +84,20 @@ pub(super) enum JournalLine {
         sha256: String,
         method: u16,
         zip64: bool,
+        /// A data descriptor follows the data (archives written for a store only).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        dd: bool,
     },
     Forget {
         path: String,
     },
     Checkpoint,
+    /// Bytes from the end of the last entry up to `end` belong to no entry: an entry that failed
+    /// after reaching a file that is written strictly forward (an archive for a store), left
+    /// where it was instead of cut off.
+    Gap {
+        end: u64,
+    },
 }
 
 impl JournalLine {
@@ -97,13 +114,14 @@ impl JournalLine {
             sha256: hex::encode(e.sha256),
             method: e.method(),
             zip64: e.zip64,
+            dd: e.descriptor,
         }
     }
 
     /// The entry an `add` line describes, and whether it is a tag file; `None` for other lines
     /// or a malformed hash or method.
     pub fn entry(&self) -> Option<(WrittenEntry, bool)> {
-        let JournalLine::Add { path, tag, offset, csize, size, crc32, sha256, method, zip64 } = self else {
+        let JournalLine::Add { path, tag, offset, csize, size, crc32, sha256, method, zip64, dd } = self else {
             return None;
         };
         let mut sha = [0u8; 32];
@@ -121,6 +139,7 @@ impl JournalLine {
             sha256: sha,
             compression,
             zip64: *zip64,
+            descriptor: *dd,
         };
         Some((entry, *tag))
     }
@@ -249,6 +268,10 @@ fn render_add(out: &mut Vec<u8>, e: &WrittenEntry, tag: bool) {
         e.method(),
         e.zip64
     );
+    if e.descriptor {
+        out.truncate(out.len() - 1);
+        out.extend_from_slice(br#","dd":true}"#);
+    }
     out.push(b'\n');
 }
 
@@ -303,6 +326,7 @@ mod tests {
             sha256: [7; 32],
             compression: Compression::Stored,
             zip64: false,
+            descriptor: false,
         }
     }
 

@@ -43,7 +43,7 @@ impl BagWriter {
             return Err(refuse(format!("stored entry declares {size} bytes but {csize} stored")));
         }
         let zip64 = size >= self.limits.size || csize >= self.limits.size;
-        let h = Header { method, crc32: entry.crc32, compressed_size: csize, size, zip64 };
+        let h = Header { method, crc32: entry.crc32, compressed_size: csize, size, zip64, descriptor: false };
 
         let offset = self.out.pos();
         let mut header = Vec::with_capacity(256);

@@ -17,7 +17,8 @@ use super::reader::RangeRead;
 use super::writer::{check_bag_name, index_dir, journal_path, lock, BagWriter};
 use super::zipconst::Compression;
 use super::zipdir::read_local_header;
-use super::zipwrite::local_header_len;
+use super::input::ReadAt;
+use super::zipwrite::{local_header_len, parse_descriptor, DESCRIPTOR_LEN};
 use super::Error;
 
 impl BagWriter {
@@ -42,6 +43,21 @@ impl BagWriter {
         partial: &Path,
         bag_name: &str,
         fingerprint: &str,
+        each: impl FnMut(WrittenEntry) -> std::io::Result<()>,
+    ) -> Result<BagWriter, Error> {
+        BagWriter::resume_shipped(partial, bag_name, fingerprint, 0, each)
+    }
+
+    /// Like [`BagWriter::resume_each`] for a partial archive shipped as it grew (see
+    /// [`BagWriter::ship`]): its bytes before `trusted` were handed to the store and are no
+    /// longer on disk (the file has holes there), so the entries there are taken from the
+    /// journal as it says, unread. The file is never cut before `trusted`: if the journal ends
+    /// before it, the resume is refused.
+    pub fn resume_shipped(
+        partial: &Path,
+        bag_name: &str,
+        fingerprint: &str,
+        trusted: u64,
         mut each: impl FnMut(WrittenEntry) -> std::io::Result<()>,
     ) -> Result<BagWriter, Error> {
         check_bag_name(bag_name)?;
@@ -91,7 +107,7 @@ impl BagWriter {
         let mut reader = JournalReader::new(jfile.try_clone().map_err(jio)?);
         reader.next_line().map_err(jio)?;
         let entries = EntryIndex::new(index_dir(partial));
-        let mut replay = Replay { file: &file, len, bag_name, end: 0, entries, tags: Vec::new() };
+        let mut replay = Replay { file: &file, len, bag_name, end: 0, trusted, entries, tags: Vec::new() };
         let cut = loop {
             let Some((line, start)) = reader.next_line().map_err(jio)? else {
                 break reader.valid_len();
@@ -104,6 +120,7 @@ impl BagWriter {
                 },
                 JournalLine::Forget { path } => replay.entries.remove(path).map(drop).map_err(Stop::Index),
                 JournalLine::Checkpoint => Ok(()),
+                JournalLine::Gap { end } => replay.gap(*end),
             };
             if let Err(stop) = ok {
                 let why = match stop {
@@ -118,6 +135,12 @@ impl BagWriter {
         let Replay { end, mut entries, tags, .. } = replay;
         let fresh = tags.is_empty();
         let (end, cut) = if fresh { (0, begin_len) } else { (end, cut) };
+        if end < trusted {
+            return Err(refuse(format!(
+                "its journal ends at byte {end}, before byte {trusted}, which the store already holds and the \
+                 local file no longer does"
+            )));
+        }
         file.set_len(end).map_err(io)?;
         let mut file = file;
         file.seek(SeekFrom::Start(end)).map_err(io)?;
@@ -153,11 +176,22 @@ struct Replay<'a> {
     bag_name: &'a str,
     /// Where the last good entry ends.
     end: u64,
+    /// Entries before this offset are taken as the journal says (see `resume_shipped`).
+    trusted: u64,
     entries: EntryIndex,
     tags: Vec<WrittenEntry>,
 }
 
 impl Replay<'_> {
+    /// Skips a gap the journal records (see `JournalLine::Gap`).
+    fn gap(&mut self, end: u64) -> Result<(), Stop> {
+        if end < self.end || end > self.len {
+            return Err(Stop::Disagrees(format!("a gap to byte {end} from byte {}", self.end)));
+        }
+        self.end = end;
+        Ok(())
+    }
+
     /// Takes one journaled entry once it checks out against the file.
     fn add(&mut self, e: WrittenEntry, tag: bool, deep: bool) -> Result<(), Stop> {
         if !tag && self.entries.get(&e.data_path).map_err(Stop::Index)?.is_some() {
@@ -188,19 +222,32 @@ impl Replay<'_> {
         if e.offset != self.end {
             return Err(format!("{name} at offset {} where {} was expected", e.offset, self.end));
         }
+        if e.offset < self.trusted {
+            let end = e.end(name.len());
+            return if end <= self.len { Ok(end) } else { Err(format!("{name} runs past the end of the file")) };
+        }
         let (local, data_offset) = read_local_header(self.file, e.offset, self.len)?;
+        let (crc32, csize, size) = if e.descriptor { (0, 0, 0) } else { (e.crc32, e.compressed_size, e.size) };
         let agrees = local.raw_name == name.as_bytes()
-            && local.flags & 0x9 == 0
+            && local.flags & 0x9 == if e.descriptor { 0x8 } else { 0 }
             && local.compression == e.compression
-            && local.crc32 == e.crc32
-            && local.compressed_size == e.compressed_size
-            && local.size == e.size
+            && local.crc32 == crc32
+            && local.compressed_size == csize
+            && local.size == size
             && data_offset == e.offset + local_header_len(name.len(), e.zip64);
         if !agrees {
             return Err(format!("the local header of {name} disagrees with the journal"));
         }
         let end = data_offset.checked_add(e.compressed_size).filter(|&end| end <= self.len);
-        let end = end.ok_or_else(|| format!("the data of {name} runs past the end of the file"))?;
+        let mut end = end.ok_or_else(|| format!("the data of {name} runs past the end of the file"))?;
+        if e.descriptor {
+            let mut d = [0u8; DESCRIPTOR_LEN as usize];
+            ReadAt::read_exact_at(self.file, &mut d, end).map_err(|err| format!("the data descriptor of {name}: {err}"))?;
+            if parse_descriptor(&d) != Some((e.crc32, e.compressed_size, e.size)) {
+                return Err(format!("the data descriptor of {name} disagrees with the journal"));
+            }
+            end += DESCRIPTOR_LEN;
+        }
         if deep {
             let (crc, sha, size) = data_digest(self.file, data_offset, e).map_err(|err| format!("{name}: {err}"))?;
             if (crc, sha, size) != (e.crc32, e.sha256, e.size) {

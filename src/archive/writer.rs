@@ -10,6 +10,7 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use flate2::write::DeflateEncoder;
 use sha2::{Digest, Sha256};
@@ -22,7 +23,7 @@ use super::index::EntryIndex;
 use super::journal::{JournalLine, JournalWriter, WrittenEntry};
 use super::layout::unsafe_path_reason;
 use super::zipconst::{Compression, DEFLATED, STORED};
-use super::zipwrite::{self, ArchiveFile, Header, Zip64Limits};
+use super::zipwrite::{self, ArchiveFile, Header, Watcher, Zip64Limits};
 use super::Error;
 
 mod central;
@@ -66,6 +67,8 @@ pub struct BagWriter {
     deflated: Vec<u8>,
     /// Set when a failed entry could not be rolled back: the writer refuses further work.
     broken: Option<String>,
+    /// Set when the file is shipped as it grows ([`BagWriter::ship`]): written strictly forward.
+    shipped: Option<Arc<dyn Watcher>>,
     finished: bool,
 }
 
@@ -138,8 +141,26 @@ impl BagWriter {
             scratch: Vec::with_capacity(512),
             deflated: Vec::new(),
             broken: None,
+            shipped: None,
             finished: false,
         }
+    }
+
+    /// Writes the file strictly forward from now on, telling `watcher` what reached it and what
+    /// the journal describes, for a file uploaded as it grows (`store::upload`): streamed entries
+    /// get a data descriptor instead of a patched header, and a failed entry whose bytes reached
+    /// the file stays there as a gap the journal records instead of being cut off.
+    pub fn ship(&mut self, watcher: Arc<dyn Watcher>) {
+        watcher.journaled(self.out.pos());
+        // The upload hashes the archive as it sends it, across resumes too.
+        self.out.stop_hashing();
+        self.out.watch(Arc::clone(&watcher));
+        self.shipped = Some(watcher);
+    }
+
+    /// Bytes written so far (the next entry's offset).
+    pub fn written_bytes(&self) -> u64 {
+        self.out.pos()
     }
 
     /// Lowers the ZIP64 limits so tests can exercise ZIP64 without writing 4 GiB.
@@ -181,7 +202,7 @@ impl BagWriter {
         debug_assert_eq!(crc32, crc32fast::hash(bytes), "the CRC-32 given for {data_path}");
         let name = self.claim(data_path)?;
         let size = bytes.len() as u64;
-        let h = Header { method: STORED, crc32, compressed_size: size, size, zip64: false };
+        let h = Header { method: STORED, crc32, compressed_size: size, size, zip64: false, descriptor: false };
         let h = Header { zip64: size >= self.limits.size, ..h };
         let offset = self.write_whole(&name, &h, bytes)?;
         self.commit(data_path, offset, &h, sha256)
@@ -216,6 +237,9 @@ impl BagWriter {
             j.push(&JournalLine::Checkpoint);
             j.sync().map_err(|source| Error::Io { path: j.path().to_path_buf(), source })?;
         }
+        if let Some(w) = &self.shipped {
+            w.journaled(self.out.pos());
+        }
         Ok(())
     }
 
@@ -224,6 +248,12 @@ impl BagWriter {
     /// then renames the partial file to its final name.
     pub fn finish(mut self, info: &BagInfo) -> Result<BagSummary, Error> {
         self.usable()?;
+        if let Some(w) = self.shipped.clone() {
+            // Every entry is journaled first (flush_all tells the watcher): a resume restarts the
+            // tags from there.
+            self.flush_all().map_err(|e| self.io_error(e))?;
+            w.finishing();
+        }
         let mut summary = BagSummary {
             payload_bytes: self.entries.content_bytes(),
             payload_files: self.entries.len(),
@@ -273,6 +303,12 @@ impl BagWriter {
 
         let file = self.out.file();
         file.sync_all().map_err(|e| self.io_error(e))?;
+        if self.shipped.is_some() {
+            // The journal goes with the spool once the store has committed the archive: until
+            // then, a resume needs it.
+            self.finished = true;
+            return Ok(summary);
+        }
         if let Some(j) = self.journal.take() {
             let jpath = j.path().to_path_buf();
             drop(j);
@@ -341,7 +377,7 @@ impl BagWriter {
         let csize = compressed.len() as u64;
         let size = bytes.len() as u64;
         let zip64 = size >= self.limits.size || csize >= self.limits.size;
-        let h = Header { method: DEFLATED, crc32: crc32fast::hash(bytes), compressed_size: csize, size, zip64 };
+        let h = Header { method: DEFLATED, crc32: crc32fast::hash(bytes), compressed_size: csize, size, zip64, descriptor: false };
         let result = self.write_whole(name, &h, &compressed);
         self.deflated = compressed;
         Ok((result?, h, Sha256::digest(bytes).into()))
@@ -356,10 +392,13 @@ impl BagWriter {
         mut fill: impl FnMut(&mut [u8]) -> Result<Option<usize>, Error>,
     ) -> Result<(u64, Header, [u8; 32]), Error> {
         let offset = self.out.pos();
-        // The header is patched at the end: the archive's hash waits for it (and on a rollback,
-        // which gives up the hold, for nothing).
-        self.out.hold_hash();
-        let mut h = Header { method: DEFLATED, crc32: 0, compressed_size: 0, size: 0, zip64: true };
+        let descriptor = self.shipped.is_some();
+        if !descriptor {
+            // The header is patched at the end: the archive's hash waits for it (and on a
+            // rollback, which gives up the hold, for nothing).
+            self.out.hold_hash();
+        }
+        let mut h = Header { method: DEFLATED, crc32: 0, compressed_size: 0, size: 0, zip64: true, descriptor };
         self.scratch.clear();
         zipwrite::local_header(&mut self.scratch, name.as_bytes(), &h);
         if let Err(e) = self.out.put(&self.scratch) {
@@ -397,6 +436,14 @@ impl BagWriter {
         }
         h.compressed_size = self.out.pos() - data_start;
         h.crc32 = crc.finalize();
+        if descriptor {
+            self.scratch.clear();
+            zipwrite::data_descriptor(&mut self.scratch, h.crc32, h.compressed_size, h.size);
+            if let Err(e) = self.out.put(&self.scratch) {
+                return Err(self.fail(offset, e));
+            }
+            return Ok((offset, h, sha.finalize().into()));
+        }
         for (at, bytes) in zipwrite::local_header_patch(name.len(), h.crc32, h.compressed_size, h.size) {
             if let Err(e) = self.out.patch(offset + at, &bytes) {
                 return Err(self.fail(offset, e));
@@ -428,6 +475,9 @@ impl BagWriter {
             if let Some(j) = &mut self.journal {
                 j.write_pending().map_err(|source| Error::Io { path: j.path().to_path_buf(), source })?;
             }
+            if let Some(w) = &self.shipped {
+                w.journaled(self.out.pos());
+            }
         }
         Ok(())
     }
@@ -441,6 +491,21 @@ impl BagWriter {
 
     /// Drops a failed entry's bytes; if even that fails, the writer refuses further work.
     pub(super) fn rollback(&mut self, offset: u64) {
+        if self.shipped.is_some() && offset < self.out.flushed() {
+            // Bytes in the file may be in the store already: they stay, as a gap.
+            let end = self.out.flushed();
+            let kept = self.out.rollback(end).and_then(|()| match &mut self.journal {
+                Some(j) => {
+                    j.push(&JournalLine::Gap { end });
+                    Ok(())
+                }
+                None => Ok(()),
+            });
+            if let Err(r) = kept {
+                self.broken = Some(format!("a failed entry could not be set aside: {r}"));
+            }
+            return;
+        }
         if let Err(r) = self.out.rollback(offset) {
             self.broken = Some(format!("a failed entry could not be rolled back: {r}"));
         }
@@ -467,6 +532,9 @@ impl BagWriter {
         if let Some(j) = &mut self.journal {
             j.write_pending()?;
         }
+        if let Some(w) = &self.shipped {
+            w.journaled(self.out.pos());
+        }
         Ok(())
     }
 }
@@ -491,6 +559,7 @@ pub(super) fn journal_entry(data_path: &str, offset: u64, h: &Header, sha256: [u
         sha256,
         compression: Compression::from_method(h.method),
         zip64: h.zip64,
+        descriptor: h.descriptor,
     }
 }
 

@@ -1,14 +1,18 @@
 //! The zip encoding the writer needs and nothing more: local headers (sizes and CRC-32 known up
-//! front, or reserved as ZIP64 fields and patched in place), central directory records, the end
-//! records (ZIP64 when needed), and [`ArchiveFile`], one large sequential write buffer over the
-//! archive file that knows its offset, can patch bytes it already wrote and can roll back a failed
-//! entry.
+//! front, or reserved as ZIP64 fields and patched in place, or left to a data descriptor),
+//! central directory records, the end records (ZIP64 when needed), and [`ArchiveFile`], one large
+//! sequential write buffer over the archive file that knows its offset, can patch bytes it
+//! already wrote and can roll back a failed entry.
 //!
-//! No data descriptors (bit 3) are ever written: every local header carries the entry's real
-//! sizes and CRC-32, so a partial archive can be checked and resumed from its local headers.
+//! A local archive never has data descriptors (bit 3): every local header carries the entry's
+//! real sizes and CRC-32, so a partial archive can be checked and resumed from its local headers.
+//! An archive uploaded as it is written (to a store) is written strictly forward: its streamed
+//! entries (the listings, the manifest) have a ZIP64 data descriptor after their data instead of a
+//! patched header, since the header may already be in the store.
 
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -30,6 +34,12 @@ const MARK32: u32 = 0xFFFF_FFFF;
 const LOCAL_ZIP64_EXTRA: u16 = 20;
 /// Offset of the CRC-32 inside a local header.
 const LOCAL_CRC_AT: u64 = 14;
+/// Bit 3: CRC-32 and sizes follow the data, in a data descriptor.
+pub(super) const FLAG_DESCRIPTOR: u16 = 1 << 3;
+/// The data descriptor's signature (optional in the format, always written here).
+const DESCRIPTOR_SIG: u32 = 0x0807_4b50;
+/// A ZIP64 data descriptor's length: signature, CRC-32, two 8-byte sizes.
+pub(super) const DESCRIPTOR_LEN: u64 = 24;
 
 /// Where ZIP64 starts. The real limits are the format's; tests lower them to exercise ZIP64
 /// without writing 4 GiB.
@@ -56,6 +66,34 @@ pub(super) struct Header {
     pub size: u64,
     /// The local header carries a ZIP64 extra field with both sizes.
     pub zip64: bool,
+    /// CRC-32 and sizes follow the data in a ZIP64 data descriptor; the local header has zeros.
+    pub descriptor: bool,
+}
+
+impl Header {
+    /// The general purpose flags of both headers.
+    fn flags(&self) -> u16 {
+        if self.descriptor {
+            FLAG_UTF8 | FLAG_DESCRIPTOR
+        } else {
+            FLAG_UTF8
+        }
+    }
+}
+
+/// Appends a ZIP64 data descriptor (the entry's local header has the ZIP64 extra field).
+pub(super) fn data_descriptor(out: &mut Vec<u8>, crc32: u32, compressed: u64, size: u64) {
+    put32(out, DESCRIPTOR_SIG);
+    put32(out, crc32);
+    put64(out, compressed);
+    put64(out, size);
+}
+
+/// Reads a data descriptor as [`data_descriptor`] writes it: `(crc32, compressed, size)`.
+pub(super) fn parse_descriptor(bytes: &[u8; DESCRIPTOR_LEN as usize]) -> Option<(u32, u64, u64)> {
+    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+    let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+    (u32_at(0) == DESCRIPTOR_SIG).then(|| (u32_at(4), u64_at(8), u64_at(16)))
 }
 
 /// The length of a local header for a name of `name_len` bytes.
@@ -67,7 +105,7 @@ pub(super) fn local_header_len(name_len: usize, zip64: bool) -> u64 {
 pub(super) fn local_header(out: &mut Vec<u8>, name: &[u8], h: &Header) {
     put32(out, LOCAL_SIG);
     put16(out, if h.zip64 { 45 } else { 20 });
-    put16(out, FLAG_UTF8);
+    put16(out, h.flags());
     put16(out, h.method);
     put16(out, DOS_TIME);
     put16(out, DOS_DATE);
@@ -114,7 +152,7 @@ pub(super) fn central_header(out: &mut Vec<u8>, name: &[u8], h: &Header, offset:
     put32(out, CENTRAL_SIG);
     put16(out, MADE_BY);
     put16(out, if h.zip64 || big_offset { 45 } else { 20 });
-    put16(out, FLAG_UTF8);
+    put16(out, h.flags());
     put16(out, h.method);
     put16(out, DOS_TIME);
     put16(out, DOS_DATE);
@@ -198,6 +236,8 @@ const DIRECT: usize = 64 << 10;
 /// OS is asked to start writing the file back ([`ArchiveFile::start_writeback`]).
 pub(super) struct ArchiveFile {
     file: File,
+    /// Told of every byte that reaches the file, when the file is shipped as it grows.
+    watcher: Option<Arc<dyn Watcher>>,
     buf: Vec<u8>,
     cap: usize,
     flushed: u64,
@@ -211,6 +251,19 @@ pub(super) struct ArchiveFile {
 
 /// How many written bytes at most wait in the page cache before the OS is asked to write them.
 const WRITEBACK_STEP: u64 = 32 << 20;
+
+/// Watches an archive file that is shipped (to a store) as it is written: told what reached the
+/// file, and what the journal describes, so it knows what it may ship and what a resume needs
+/// kept. See `store::upload`.
+pub trait Watcher: Send + Sync {
+    /// The file now holds `flushed` bytes. May block (the shipping is behind); an error stops
+    /// the writer (the shipping failed).
+    fn written(&self, flushed: u64) -> std::io::Result<()>;
+    /// The journal's lines now describe every entry up to `end`: a resume starts there or later.
+    fn journaled(&self, end: u64);
+    /// No journal line follows: the rest (tag files, the directory) is rewritten by a resume.
+    fn finishing(&self);
+}
 
 impl std::fmt::Debug for ArchiveFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -227,6 +280,7 @@ impl ArchiveFile {
         let hash = (at == 0).then(Sha256::new);
         ArchiveFile {
             file,
+            watcher: None,
             buf: Vec::with_capacity(capacity),
             cap: capacity,
             flushed: at,
@@ -253,6 +307,28 @@ impl ArchiveFile {
     /// The file.
     pub fn file(&self) -> &File {
         &self.file
+    }
+
+    /// How many bytes the file holds (the rest of [`ArchiveFile::pos`] is buffered).
+    pub fn flushed(&self) -> u64 {
+        self.flushed
+    }
+
+    /// Stops hashing what is written ([`ArchiveFile::take_digest`] then gives `None`).
+    pub fn stop_hashing(&mut self) {
+        self.hash = None;
+    }
+
+    /// Tells `watcher` of every byte that reaches the file from now on.
+    pub fn watch(&mut self, watcher: Arc<dyn Watcher>) {
+        self.watcher = Some(watcher);
+    }
+
+    fn tell(&self) -> std::io::Result<()> {
+        match &self.watcher {
+            Some(w) => w.written(self.flushed),
+            None => Ok(()),
+        }
     }
 
     /// Appends bytes; large ones bypass the buffer once it is emptied.
@@ -288,7 +364,7 @@ impl ArchiveFile {
         self.hash_written(&bytes[..done]);
         self.flushed += done as u64;
         self.start_writeback();
-        result
+        result.and_then(|()| self.tell())
     }
 
     /// Hands the buffer to the OS.
@@ -301,7 +377,7 @@ impl ArchiveFile {
         self.buf.drain(..done);
         self.flushed += done as u64;
         self.start_writeback();
-        result
+        result.and_then(|()| self.tell())
     }
 
     /// Hashes `bytes`, which just reached the file at `flushed`, up to the hold if there is one.
@@ -529,7 +605,7 @@ mod tests {
 
     #[test]
     fn local_header_patch_targets_crc_and_zip64_sizes() {
-        let h = Header { method: DEFLATED, crc32: 0, compressed_size: 0, size: 0, zip64: true };
+        let h = Header { method: DEFLATED, crc32: 0, compressed_size: 0, size: 0, zip64: true, descriptor: false };
         let mut bytes = Vec::new();
         local_header(&mut bytes, b"name", &h);
         assert_eq!(bytes.len() as u64, local_header_len(4, true));

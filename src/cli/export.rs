@@ -12,15 +12,28 @@ use super::progress::{human_bytes, Drawer, Mode};
 use super::Exit;
 use crate::api::{Client, ClientOptions};
 use crate::export::{export, plan, Error as ExportError, ExportOptions, ExportSummary};
+use crate::store::upload::{Target, IN_FLIGHT, S3_MIN_PART};
+use crate::store::{Backend, Location, RemoteUrl};
 
 /// Arguments of `cvarchive export`.
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     #[command(flatten)]
     service: common::ServiceArgs,
-    /// The archive to write (a .zip).
-    #[arg(long, short, value_name = "PATH")]
-    out: PathBuf,
+    /// The archive to write (a .zip): a local path, or an object in a store,
+    /// `az://CONTAINER/PATH.zip`, `https://ACCOUNT.blob.core.windows.net/CONTAINER/PATH.zip` or
+    /// `s3://BUCKET/KEY.zip` (credentials from the environment; see the README). A remote
+    /// archive is uploaded while it is written and committed only when complete.
+    #[arg(long, short, value_name = "PATH|URL", value_parser = super::archive_arg::ArchiveParser)]
+    out: Location,
+    /// For a remote --out: the local folder for the spool file, the journal and the upload's
+    /// record (resume state). Default: $XDG_CACHE_HOME/cvarchive/uploads (~/.cache/...).
+    #[arg(long, value_name = "DIR", env = "CVARCHIVE_SPOOL_DIR")]
+    spool_dir: Option<PathBuf>,
+    /// For a remote --out: the size of the first 1,000 blocks (parts) in MiB; the size doubles
+    /// every 1,000 parts, so S3's 10,000 parts hold 6 TiB. S3 needs at least 5.
+    #[arg(long, value_name = "MiB", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=15))]
+    part_size: u64,
     /// Export only this project (repeatable); default: every project.
     #[arg(long = "project", value_name = "ID")]
     projects: Vec<Uuid>,
@@ -56,7 +69,7 @@ pub struct ExportArgs {
     /// A file, or an object in a store (az://, https://ACCOUNT.blob.core.windows.net/, s3://):
     /// its entries are then copied by ranged reads.
     #[arg(long, value_name = "PREVIOUS.zip", value_parser = super::archive_arg::ArchiveParser)]
-    base: Option<crate::store::Location>,
+    base: Option<Location>,
     /// Export the bundled demo account from an emulator started in-process.
     #[arg(long, conflicts_with_all = ["endpoint", "key_file"])]
     demo: bool,
@@ -74,7 +87,11 @@ pub struct ExportArgs {
 /// Runs `cvarchive export`.
 pub async fn run(args: ExportArgs) -> anyhow::Result<Exit> {
     // Arguments first: a wrong --out is refused before any request.
-    plan::check_out(&args.out, args.force)?;
+    let (out, upload) = match &args.out {
+        Location::Local(path) => (path.clone(), None),
+        Location::Remote(url) => remote_out(url, &args).await?,
+    };
+    plan::check_out(&out, args.force)?;
     let mode = Mode::choose(args.json, args.no_progress);
     let drawer = Drawer::start(mode);
     let said = drawer.clone();
@@ -102,7 +119,7 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<Exit> {
     let rate = if args.demo { None } else { args.service.api_rate.0 };
     if args.dry_run {
         drawer.finish();
-        return super::projects::dry_run(&client, &args.projects, !args.no_predictions, rate, &args.out, args.json)
+        return super::projects::dry_run(&client, &args.projects, !args.no_predictions, rate, &out, args.json)
             .await;
     }
     // The room check reads the projects, domains and image counts (three calls a project, images
@@ -112,7 +129,13 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<Exit> {
         let checked = match plan::survey_for_export(&client, &args.projects, plan::SurveyOptions::default()).await {
             Ok((projects, read)) => {
                 surveyed = Some(read);
-                plan::check_room(&args.out, projects.iter().map(|p| p.estimated_bytes).sum())
+                let estimated: u64 = projects.iter().map(|p| p.estimated_bytes).sum();
+                // A remote archive needs room for a few parts only (see store::upload).
+                let need = match &upload {
+                    Some(t) => estimated.min(t.part_size * (IN_FLIGHT as u64 + 2) + (64 << 20)),
+                    None => estimated,
+                };
+                plan::check_room(&out, need)
             }
             Err(e) => Err(e),
         };
@@ -131,9 +154,17 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<Exit> {
         fresh: args.fresh,
         base: args.base.clone(),
         surveyed,
-        ..ExportOptions::new(&args.out)
+        upload,
+        ..ExportOptions::new(&out)
     };
     let result = export(&client, &opts, drawer.as_ref(), &cancel).await;
+    if result.is_ok() && opts.upload.is_some() {
+        // The spool folder held only this archive's resume state, removed with the commit.
+        if let Some(folder) = out.parent() {
+            let _ = std::fs::remove_file(folder.join("destination.txt"));
+            let _ = std::fs::remove_dir(folder);
+        }
+    }
     drawer.finish();
     let summary = match result {
         Ok(summary) => summary,
@@ -178,8 +209,8 @@ fn fetch_rest_command(args: &ExportArgs, key: &Option<crate::secret::TrainingKey
     if let Some(file) = &args.service.key_file {
         push("--key-file", Some(file.display().to_string()));
     }
-    push("--out", Some(next_name(&args.out).display().to_string()));
-    push("--base", Some(args.out.display().to_string()));
+    push("--out", Some(next_name(&args.out.to_string())));
+    push("--base", Some(args.out.to_string()));
     for p in &args.projects {
         push("--project", Some(p.to_string()));
     }
@@ -193,9 +224,45 @@ fn fetch_rest_command(args: &ExportArgs, key: &Option<crate::secret::TrainingKey
 }
 
 /// `backup.zip` -> `backup.rest.zip`: a new name beside the archive, which stays the base.
-fn next_name(out: &std::path::Path) -> PathBuf {
-    let stem = out.file_stem().map_or_else(|| "archive".into(), |s| s.to_string_lossy().into_owned());
-    out.with_file_name(format!("{stem}.rest.zip"))
+fn next_name(out: &str) -> String {
+    let stem = out.strip_suffix(".zip").unwrap_or(out);
+    format!("{stem}.rest.zip")
+}
+
+/// For a remote `--out`: the local spool file the writer writes (in a folder of its own per
+/// address, so the same command finds it again to resume) and the upload's target. Refuses an
+/// archive that is there already (unless --force), a container that does not exist, and a
+/// credential the store refuses, before anything is downloaded.
+async fn remote_out(url: &RemoteUrl, args: &ExportArgs) -> anyhow::Result<(PathBuf, Option<Target>)> {
+    let part_size = args.part_size << 20;
+    if url.backend() == Backend::S3 && part_size < S3_MIN_PART {
+        anyhow::bail!("--part-size must be at least 5 (MiB) for S3: S3 refuses smaller parts");
+    }
+    let root = match &args.spool_dir {
+        Some(dir) => dir.clone(),
+        None => default_spool_root().context("no spool folder: set --spool-dir (or HOME / XDG_CACHE_HOME)")?,
+    };
+    let key = url.to_string();
+    let folder = root.join(&hex::encode(<sha2::Sha256 as sha2::Digest>::digest(key.as_bytes()))[..16]);
+    std::fs::create_dir_all(&folder).with_context(|| format!("cannot create the spool folder {}", folder.display()))?;
+    std::fs::write(folder.join("destination.txt"), format!("{key}\n"))
+        .with_context(|| format!("cannot write in the spool folder {}", folder.display()))?;
+    let name = url.key().rsplit('/').next().unwrap_or("archive.zip");
+    let url2 = url.clone();
+    let exists = tokio::task::spawn_blocking(move || crate::store::exists(&url2)).await??;
+    if exists && !args.force {
+        return Err(ExportError::Exists(PathBuf::from(key)).into());
+    }
+    Ok((folder.join(name), Some(Target { url: url.clone(), part_size })))
+}
+
+/// `$XDG_CACHE_HOME/cvarchive/uploads`, else `~/.cache/cvarchive/uploads`.
+fn default_spool_root() -> Option<PathBuf> {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(cache.join("cvarchive").join("uploads"))
 }
 
 /// `word` as one POSIX shell word: as is when it holds only safe characters, else single-quoted.

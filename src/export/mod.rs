@@ -15,6 +15,7 @@ mod download;
 mod ids;
 mod iterations;
 mod models;
+mod output;
 pub mod plan;
 mod predictions;
 mod project;
@@ -67,6 +68,8 @@ pub struct ExportOptions {
     /// downloaded (an incremental backup; the result is still complete on its own). It may be
     /// in a store: its entries are then copied by ranged reads.
     pub base: Option<crate::store::Location>,
+    /// Upload the archive to a store as it is written; `out` is then the local spool file.
+    pub upload: Option<crate::store::upload::Target>,
     /// The largest image accepted (the service's limit is 6 MB).
     pub max_image_bytes: u64,
     /// The largest model package accepted.
@@ -88,6 +91,7 @@ impl ExportOptions {
             force: false,
             fresh: false,
             base: None,
+            upload: None,
             max_image_bytes: 64 << 20,
             max_model_bytes: 8 << 30,
             surveyed: None,
@@ -133,6 +137,9 @@ pub struct ExportSummary {
     pub retries: Vec<(RetryKind, u64)>,
     /// Whether nothing is missing.
     pub complete: bool,
+    /// For an archive uploaded to a store: its parts, and what a resume did not send again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upload: Option<crate::store::upload::UploadStats>,
 }
 
 /// Retry counts as one object of kind -> count (see [`ExportSummary::retries`]).
@@ -188,6 +195,9 @@ pub enum Error {
     /// A partial archive is there that this export cannot continue.
     #[error("cannot resume {}: {reason}; run the same command as before, or pass --fresh to discard it and start over", path.display())]
     CannotResume { path: PathBuf, reason: String },
+    /// The store refused or failed the upload.
+    #[error("cannot upload the archive")]
+    Store(#[source] crate::store::Error),
     /// The previous archive given for an incremental export cannot be used.
     #[error(transparent)]
     Base(base::BaseError),
@@ -249,8 +259,18 @@ pub async fn export(
     progress.event(Event::Started { projects: projects.len() });
     progress.event(Event::Phase { phase: Phase::Listing, project_id: None });
 
-    let (writer, kept, kept_files) =
-        open_writer(&partial, &layout::bag_name_for(&opts.out), &fingerprint(client, opts), opts.fresh, &dir)?;
+    let resuming = crate::sidefile::occupied(&partial) && !opts.fresh;
+    let record = match &opts.upload {
+        Some(target) if resuming => output::earlier_record(&partial, target)?,
+        _ => None,
+    };
+    let trusted = record.as_ref().map_or(0, |r| r.trusted());
+    let (mut writer, kept, kept_files) =
+        open_writer(&partial, &layout::bag_name_for(&opts.out), &fingerprint(client, opts), opts.fresh, &dir, trusted)?;
+    let mut upload = match &opts.upload {
+        Some(target) => Some(output::start_upload(target, &partial, record, &mut writer).await?),
+        None => None,
+    };
     if kept_files > 0 {
         progress.event(Event::Warning {
             message: format!("resuming: {kept_files} files kept from the interrupted export in {}", partial.display()),
@@ -274,17 +294,34 @@ pub async fn export(
                 }
                 (e, None) => e,
             };
+            output::abandon_upload(upload).await;
             return Err(stopped(e));
         }
     };
+    let mut upload_stats = None;
+    let (sha256, archive_bytes) = match upload.take() {
+        Some(up) => {
+            let shipped = output::finish_upload(up, &partial, bag.archive_bytes).await.map_err(stopped)?;
+            upload_stats = Some(shipped.stats);
+            (Some(hex::encode(shipped.sha256)), shipped.bytes)
+        }
+        None => (None, bag.archive_bytes),
+    };
     // The writer hashed the archive as it wrote it; only when it could not is the file read again.
-    let (sha256, archive_bytes) = match bag.archive_sha256 {
-        Some(sha) => (hex::encode(sha), bag.archive_bytes),
-        None => {
+    let (sha256, archive_bytes) = match (sha256, bag.archive_sha256) {
+        (Some(sha), _) => (sha, archive_bytes),
+        (None, Some(sha)) => (hex::encode(sha), bag.archive_bytes),
+        (None, None) => {
             hash_archive(&partial).await.map_err(|e| stopped(Error::Output { path: partial.clone(), source: e }))?
         }
     };
-    publish(&partial, &opts.out, opts.force).map_err(stopped)?;
+    let path = match &opts.upload {
+        Some(target) => PathBuf::from(target.url.to_string()),
+        None => {
+            publish(&partial, &opts.out, opts.force).map_err(stopped)?;
+            opts.out.clone()
+        }
+    };
 
     let mut missing: Vec<Missing> = account.missing.clone();
     let mut notes = Vec::new();
@@ -293,7 +330,7 @@ pub async fn export(
         notes.extend(r.notes.iter().map(|n| format!("project {} ({}): {n}", r.name, r.id)));
     }
     Ok(ExportSummary {
-        path: opts.out.clone(),
+        path,
         sha256,
         archive_bytes,
         projects: account.projects.len(),
@@ -313,6 +350,7 @@ pub async fn export(
         notes,
         retries: client.stats().snapshot(),
         complete: account.complete,
+        upload: upload_stats,
     })
 }
 
@@ -501,13 +539,14 @@ fn open_writer(
     fingerprint: &str,
     fresh: bool,
     dir: &Path,
+    trusted: u64,
 ) -> Result<(BagWriter, resume::ResumedBlobs, u64), Error> {
     // A link planted at the partial path is "there": resuming refuses it and names it, rather
     // than a fresh start creating the file it points to.
     let exists = crate::sidefile::occupied(partial);
     let result = if exists && !fresh {
         let mut sorting = resume::Sorting::new_in(dir).map_err(Error::Spool)?;
-        BagWriter::resume_each(partial, bag_name, fingerprint, |e| sorting.add(e)).and_then(|w| {
+        BagWriter::resume_shipped(partial, bag_name, fingerprint, trusted, |e| sorting.add(e)).and_then(|w| {
             let kept = sorting.len();
             let blobs = sorting.finish().map_err(|source| archive::Error::Io { path: dir.to_path_buf(), source })?;
             Ok((w, blobs, kept))

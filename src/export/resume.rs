@@ -201,6 +201,7 @@ mod tests {
             sha256: [offset as u8; 32],
             compression: Compression::Deflated,
             zip64: false,
+            descriptor: false,
         }
     }
 

@@ -26,7 +26,6 @@ mod runtime;
 pub use connect::{connect, Store};
 pub use location::{Backend, Location, RemoteUrl};
 pub use remote_file::RemoteFile;
-pub(crate) use runtime::wait;
 
 /// What can go wrong reaching a store.
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +112,30 @@ impl Error {
             _ => std::io::ErrorKind::Other,
         };
         std::io::Error::new(kind, self)
+    }
+}
+
+/// Whether the object at `url` exists. A container (bucket) that does not exist, and a
+/// credential the store refuses, are errors. Blocking.
+pub fn exists(url: &RemoteUrl) -> Result<bool, Error> {
+    let store = connect(url)?;
+    let (s, path) = (std::sync::Arc::clone(&store), url.object_path());
+    match runtime::wait(async move { s.head(&path).await }) {
+        Ok(_) => Ok(true),
+        Err(object_store::Error::NotFound { .. }) => {
+            // The object is not there; is the container? Listing it answers 404 when it is not.
+            let parent = url.key().rsplit_once('/').map(|(p, _)| object_store::path::Path::from(p));
+            let s = std::sync::Arc::clone(&store);
+            match runtime::wait(async move { s.list_with_delimiter(parent.as_ref()).await }) {
+                Ok(_) => Ok(false),
+                Err(e @ object_store::Error::NotFound { .. }) => Err(Error::NotFound {
+                    url: url.to_string(),
+                    detail: format!("the container or bucket {:?} does not exist: {}", url.container(), describe(&e)),
+                }),
+                Err(e) => Err(Error::from_store(url, &e)),
+            }
+        }
+        Err(e) => Err(Error::from_store(url, &e)),
     }
 }
 

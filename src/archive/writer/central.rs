@@ -58,6 +58,7 @@ impl BagWriter {
             compressed_size: e.compressed_size,
             size: e.size,
             zip64: e.zip64,
+            descriptor: e.descriptor,
         };
         record.clear();
         zipwrite::central_header(record, name.as_bytes(), &h, e.offset, &self.limits);
