@@ -386,7 +386,7 @@ async fn an_incremental_export_copies_what_the_base_holds_and_downloads_only_wha
 
     // Nothing changed: nothing is downloaded, and the archive stands on its own.
     let second = dir.path().join("tuesday.zip");
-    let opts = ExportOptions { base: Some(first.clone()), ..ExportOptions::new(&second) };
+    let opts = ExportOptions { base: Some(first.clone().into()), ..ExportOptions::new(&second) };
     let unchanged = export(&client, &opts, &NoProgress, &CancellationToken::new()).await.unwrap();
     assert_eq!(unchanged.downloaded_bytes, 0, "no image bytes downloaded");
     assert_eq!(unchanged.from_base, full.images + full.predictions);
@@ -407,7 +407,7 @@ async fn an_incremental_export_copies_what_the_base_holds_and_downloads_only_wha
     let project = emu.projects()[0];
     let added = emu.add_images(project, 6);
     let third = dir.path().join("wednesday.zip");
-    let opts = ExportOptions { base: Some(second.clone()), ..ExportOptions::new(&third) };
+    let opts = ExportOptions { base: Some(second.clone().into()), ..ExportOptions::new(&third) };
     let grown = export(&client, &opts, &NoProgress, &CancellationToken::new()).await.unwrap();
     let new_bytes: u64 = added.iter().map(|id| emu.image_bytes(project, *id).unwrap().len() as u64).sum();
     assert_eq!(grown.downloaded_bytes, new_bytes, "only the new images were downloaded");
@@ -430,7 +430,7 @@ async fn a_damaged_base_is_not_trusted() {
     zip[at + bytes.len() / 2] ^= 0xff;
     std::fs::write(&first, zip).unwrap();
     let second = dir.path().join("next.zip");
-    let opts = ExportOptions { base: Some(first.clone()), ..ExportOptions::new(&second) };
+    let opts = ExportOptions { base: Some(first.clone().into()), ..ExportOptions::new(&second) };
     let summary = export(&client, &opts, &NoProgress, &CancellationToken::new()).await.unwrap();
     assert_eq!(summary.downloaded_bytes, bytes.len() as u64, "the damaged image was downloaded again");
     assert!(verify(&second, &VerifyOptions::default()).unwrap().is_clean());

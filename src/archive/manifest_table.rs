@@ -29,10 +29,13 @@ pub struct ManifestTable {
 impl ManifestTable {
     /// An empty table for an archive of `entries` entries, its file beside `archive` (on the
     /// archive's disk, not a memory-backed `/tmp`), or in the system's temporary directory when
-    /// that folder cannot take one.
-    pub fn new(archive: &Path, entries: usize) -> std::io::Result<ManifestTable> {
-        let dir = archive.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let file = tempfile::tempfile_in(dir).or_else(|_| tempfile::tempfile())?;
+    /// that folder cannot take one or the archive is not a local file (`None`: in a store).
+    pub fn new(archive: Option<&Path>, entries: usize) -> std::io::Result<ManifestTable> {
+        let dir = archive.map(|a| a.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")));
+        let file = match dir {
+            Some(dir) => tempfile::tempfile_in(dir).or_else(|_| tempfile::tempfile())?,
+            None => tempfile::tempfile()?,
+        };
         Ok(ManifestTable { listed: vec![0; entries.div_ceil(64)], file, pending: Vec::new(), pending_from: 0 })
     }
 
@@ -81,7 +84,7 @@ mod tests {
     #[test]
     fn hashes_come_back_by_entry_and_the_last_line_wins() {
         let dir = tempfile::tempdir().unwrap();
-        let mut table = ManifestTable::new(&dir.path().join("a.zip"), 5000).unwrap();
+        let mut table = ManifestTable::new(Some(&dir.path().join("a.zip")), 5000).unwrap();
         // Runs of consecutive entries, a gap, a jump back, and more than one buffer's worth.
         for i in (0..3000).chain(4000..4100) {
             table.insert(i, &[(i % 251) as u8; 32]).unwrap();

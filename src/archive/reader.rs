@@ -136,6 +136,12 @@ impl BagReader {
         &self.path
     }
 
+    /// The archive's path on the local file system: `None` for an archive in a store (whose
+    /// [`BagReader::path`] only names it), so that nothing is put "beside" a remote archive.
+    pub fn local_path(&self) -> Option<&Path> {
+        self.file.local().map(|_| self.path.as_path())
+    }
+
     /// The open archive, local or remote, read by position.
     pub fn input(&self) -> &Input {
         &self.file

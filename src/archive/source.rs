@@ -24,6 +24,7 @@ use crate::api::model::{Project, Tag};
 use crate::archive::data::{self, MAX_JSON_BYTES};
 pub use crate::archive::data::{ArchivedImage, MAX_IMAGE_BYTES, MAX_LISTING_IMAGES};
 use crate::archive::{layout, BagReader, Entry};
+use crate::store::Location;
 pub use listing::Images;
 
 /// Lines of a listing that may repeat an earlier line's image before the listing is refused.
@@ -107,12 +108,15 @@ pub struct ArchivedProject {
 }
 
 impl Source {
-    /// Opens an archive and reads its manifest (streamed; lines naming no entry are not kept).
-    pub fn open(path: &Path) -> Result<Source, Error> {
-        let reader = BagReader::open(path).map_err(|source| Error::Archive { source })?;
+    /// Opens an archive, local or in a store (read by ranged reads), and reads its manifest
+    /// (streamed; lines naming no entry are not kept).
+    pub fn open(archive: impl Into<Location>) -> Result<Source, Error> {
+        let reader = BagReader::open_location(&archive.into()).map_err(|source| Error::Archive { source })?;
+        let path = reader.path().to_path_buf();
+        let path = path.as_path();
         let entry = bag_entry(&reader, "manifest-sha256.txt")?.ok_or_else(|| Error::NoManifest(path.to_path_buf()))?;
         let spill = |e| Error::Spill(path.to_path_buf(), e);
-        let mut manifest = ManifestTable::new(path, reader.entry_count()).map_err(spill)?;
+        let mut manifest = ManifestTable::new(reader.local_path(), reader.entry_count()).map_err(spill)?;
         let mut cursor = Cursor::new(&reader)?;
         let mut projects = Vec::new();
         let mut bad: Option<String> = None;

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use super::{render, DataSource, Error, RenderSummary, INDEX_HTML};
 use crate::archive::data::{read_line, LineRead, MAX_JSON_BYTES, MAX_LINE_BYTES};
 use crate::archive::{reader, BagReader};
+use crate::store::Location;
 
 /// A [`DataSource`] over an archive's bag. Problems met while reading are kept, not fatal.
 #[derive(Debug)]
@@ -75,13 +76,15 @@ impl DataSource for ArchiveSource<'_> {
     }
 }
 
-/// Lays out the archive at `archive` under `dir` as unzipping it would (`dir/<bag>/data/...`):
-/// every payload entry whose name is plain (`[A-Za-z0-9._-]` parts, none starting with `.`) is
-/// written, streamed and held to its declared size; tag files and anything else are not. When the
-/// archive holds no `data/index.html`, the page is rendered from the archive into the same folder.
-/// Returns the page's path and, when it was rendered here, what the render produced.
-pub fn materialize(archive: &Path, dir: &Path) -> Result<(PathBuf, Option<RenderSummary>), Error> {
-    let reader = BagReader::open(archive)?;
+/// Lays out the archive at `archive` (local, or a [`Location`] in a store) under `dir` as
+/// unzipping it would (`dir/<bag>/data/...`): every payload entry whose name is plain
+/// (`[A-Za-z0-9._-]` parts, none starting with `.`) is written, streamed and held to its declared
+/// size; tag files and anything else are not. When the archive holds no `data/index.html`, the
+/// page is rendered from the archive into the same folder. Returns the page's path and, when it
+/// was rendered here, what the render produced.
+pub fn materialize(archive: impl Into<Location>, dir: &Path) -> Result<(PathBuf, Option<RenderSummary>), Error> {
+    let reader = BagReader::open_location(&archive.into())?;
+    let archive = reader.path();
     let bag = reader.bag_name().ok_or_else(|| Error::NoBag(archive.to_path_buf()))?.to_owned();
     let data_dir = dir.join(&bag).join("data");
     let prefix = format!("{bag}/data/");

@@ -6,15 +6,20 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use uuid::Uuid;
 
+use super::archive_arg::ArchiveParser;
 use super::progress::{Drawer, Mode};
 use super::Exit;
 use crate::convert::{convert, ConvertOptions, Report, Target};
+use crate::store::Location;
 
 /// Arguments of `cvarchive convert`.
 #[derive(Debug, Args)]
 pub struct ConvertArgs {
-    /// The archive to convert.
-    archive: PathBuf,
+    /// The archive to convert: a file, or an object in a store: az://CONTAINER/PATH.zip,
+    /// https://ACCOUNT.blob.core.windows.net/CONTAINER/PATH.zip or s3://BUCKET/KEY.zip (read in
+    /// ranges, never downloaded whole; credentials from the environment). The output is local.
+    #[arg(value_parser = ArchiveParser)]
+    archive: Location,
     /// The format: `coco` (annotations.json + images/) or `folders` (one folder per tag).
     #[arg(long, value_enum)]
     to: Format,
@@ -60,7 +65,7 @@ pub async fn run(args: ConvertArgs) -> anyhow::Result<Exit> {
     })
     .await
     .context("the convert task failed")?
-    .with_context(|| format!("cannot convert {}", args.archive.display()))?;
+    .with_context(|| format!("cannot convert {}", args.archive))?;
     print(&report, args.json)?;
     Ok(if report.is_complete() { Exit::Done } else { Exit::Incomplete })
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use uuid::Uuid;
 
+use super::archive_arg::ArchiveParser;
 use super::common;
 use super::progress::{Drawer, Mode};
 use super::Exit;
@@ -14,6 +15,7 @@ use crate::api::Client;
 use crate::delete::{
     delete, Category, DeleteOptions, Error, Executed, Outcome, Plan, ProjectPlan, RunOutcome, Targets,
 };
+use crate::store::Location;
 
 /// Arguments of `cvarchive delete`.
 #[derive(Debug, Args)]
@@ -23,9 +25,10 @@ pub struct DeleteArgs {
     service: common::ServiceArgs,
     /// A cvarchive export of these projects. It must verify in full, come from this endpoint
     /// and hold everything that would be deleted as the service holds it now (tags, regions,
-    /// metadata...), or nothing is deleted.
-    #[arg(long, value_name = "PATH")]
-    backup: Option<PathBuf>,
+    /// metadata...), or nothing is deleted. A file, or an object in a store (az://, https://
+    /// ACCOUNT.blob.core.windows.net/, s3://), read in ranges with the environment's credentials.
+    #[arg(long, value_name = "PATH", value_parser = ArchiveParser)]
+    backup: Option<Location>,
     /// Accept a backup whose account.json or bag-info.txt names another endpoint (or none), e.g.
     /// after the resource moved to another host.
     #[arg(long, requires = "backup")]
@@ -189,11 +192,7 @@ fn print_plan(plan: &Plan, opts: &DeleteOptions, json: bool) -> anyhow::Result<(
         )?;
     }
     match &opts.backup {
-        Some(b) => writeln!(
-            out,
-            "backup:   {} (verified in full; holds everything below as the service does now)",
-            b.display()
-        )?,
+        Some(b) => writeln!(out, "backup:   {} (verified in full; holds everything below as the service does now)", b)?,
         None => writeln!(out, "backup:   NONE: what is deleted cannot be restored")?,
     }
     for p in &plan.projects {

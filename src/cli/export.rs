@@ -24,7 +24,7 @@ pub struct ExportArgs {
     /// `az://CONTAINER/PATH.zip`, `https://ACCOUNT.blob.core.windows.net/CONTAINER/PATH.zip` or
     /// `s3://BUCKET/KEY.zip` (credentials from the environment; see the README). A remote
     /// archive is uploaded while it is written and committed only when complete.
-    #[arg(long, short, value_name = "PATH|URL", value_parser = parse_location)]
+    #[arg(long, short, value_name = "PATH|URL", value_parser = super::archive_arg::ArchiveParser)]
     out: Location,
     /// For a remote --out: the local folder for the spool file, the journal and the upload's
     /// record (resume state). Default: $XDG_CACHE_HOME/cvarchive/uploads (~/.cache/...).
@@ -66,8 +66,10 @@ pub struct ExportArgs {
     fresh: bool,
     /// An earlier archive of the same account: images it holds are copied from it instead of
     /// downloaded (a fast incremental backup that is still complete on its own).
-    #[arg(long, value_name = "PREVIOUS.zip")]
-    base: Option<PathBuf>,
+    /// A file, or an object in a store (az://, https://ACCOUNT.blob.core.windows.net/, s3://):
+    /// its entries are then copied by ranged reads.
+    #[arg(long, value_name = "PREVIOUS.zip", value_parser = super::archive_arg::ArchiveParser)]
+    base: Option<Location>,
     /// Export the bundled demo account from an emulator started in-process.
     #[arg(long, conflicts_with_all = ["endpoint", "key_file"])]
     demo: bool,
@@ -224,11 +226,6 @@ fn fetch_rest_command(args: &ExportArgs, key: &Option<crate::secret::TrainingKey
 fn next_name(out: &str) -> String {
     let stem = out.strip_suffix(".zip").unwrap_or(out);
     format!("{stem}.rest.zip")
-}
-
-/// A command-line archive address or path (see [`Location::parse`]).
-fn parse_location(text: &str) -> Result<Location, String> {
-    Location::parse(std::ffi::OsStr::new(text)).map_err(|e| e.to_string())
 }
 
 /// For a remote `--out`: the local spool file the writer writes (in a folder of its own per

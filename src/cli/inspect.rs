@@ -1,20 +1,23 @@
 //! `cvarchive inspect`: an adapter from arguments to [`crate::verify::inspect`], printing the
 //! summary as text or JSON.
 
-use std::io::Write;
-use std::path::PathBuf;
-
 use anyhow::Context;
 use clap::Args;
+use std::io::Write;
 
+use super::archive_arg::ArchiveParser;
 use super::Exit;
+use crate::store::Location;
 use crate::verify::{inspect, Summary};
 
 /// Arguments of `cvarchive inspect`.
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// The archive to summarise.
-    pub archive: PathBuf,
+    /// The archive to summarise: a file, or an object in a store: az://CONTAINER/PATH.zip,
+    /// https://ACCOUNT.blob.core.windows.net/CONTAINER/PATH.zip or s3://BUCKET/KEY.zip (read in
+    /// ranges, never downloaded whole; credentials from the environment).
+    #[arg(value_parser = ArchiveParser)]
+    pub archive: Location,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -24,7 +27,7 @@ pub struct InspectArgs {
 pub async fn run(args: InspectArgs) -> anyhow::Result<Exit> {
     let path = args.archive.clone();
     let result = tokio::task::spawn_blocking(move || inspect(&path)).await.context("inspect task failed")?;
-    let summary = result.with_context(|| format!("cannot read {} as an archive", args.archive.display()))?;
+    let summary = result.with_context(|| format!("cannot read {} as an archive", args.archive))?;
     if args.json {
         super::json::write("inspectSummary", &summary)?;
     } else {

@@ -13,6 +13,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[macro_use]
 mod human;
+mod archive_arg;
 mod common;
 mod completions;
 mod convert;

@@ -7,17 +7,22 @@ use anyhow::Context as _;
 use clap::Args;
 use uuid::Uuid;
 
+use super::archive_arg::ArchiveParser;
 use super::common;
 use super::progress::{human_bytes, Drawer, Mode};
 use super::Exit;
 use crate::api::{Client, MAX_UPLOAD_BATCH_BYTES};
 use crate::restore::{plan, restore, Error as RestoreError, Report, RestoreOptions};
+use crate::store::Location;
 
 /// Arguments of `cvarchive restore`.
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// The archive to restore.
-    archive: PathBuf,
+    /// The archive to restore: a file, or an object in a store: az://CONTAINER/PATH.zip,
+    /// https://ACCOUNT.blob.core.windows.net/CONTAINER/PATH.zip or s3://BUCKET/KEY.zip (read in
+    /// ranges, never downloaded whole; credentials from the environment).
+    #[arg(value_parser = ArchiveParser)]
+    archive: Location,
     #[command(flatten)]
     service: common::ServiceArgs,
     /// Restore only this project (repeatable); default: every project.
@@ -27,7 +32,8 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "TEXT", default_value = "")]
     name_suffix: String,
     /// The restore report (old ids -> new ids), also what a rerun resumes from
-    /// (default: the archive's path with `.restore.json` in place of `.zip`).
+    /// (default: the archive's path with `.restore.json` in place of `.zip`; for an archive in a
+    /// store, that name in the current folder).
     #[arg(long, value_name = "PATH")]
     report: Option<PathBuf>,
     /// The most image bytes in one upload (before base64), e.g. `24MiB`, `512KiB` or a number
@@ -62,7 +68,7 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<Exit> {
     let mut client_opts = args.service.client_options()?;
     client_opts.progress = drawer.clone();
     let client = Client::new(client_opts)?;
-    let report_path = args.report.clone().unwrap_or_else(|| args.archive.with_extension("restore.json"));
+    let report_path = args.report.clone().unwrap_or_else(|| default_report(&args.archive));
     let opts = RestoreOptions {
         projects: args.projects.clone(),
         name_suffix: args.name_suffix.clone(),
@@ -86,6 +92,17 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<Exit> {
     Ok(if report.complete { Exit::Done } else { Exit::Incomplete })
 }
 
+/// The report's default path: beside a local archive, `X.restore.json` for `X.zip`; for an
+/// archive in a store (nothing can be put beside it), that name in the current folder.
+fn default_report(archive: &Location) -> PathBuf {
+    match archive {
+        Location::Local(path) => path.with_extension("restore.json"),
+        Location::Remote(_) => {
+            PathBuf::from(archive.file_name().unwrap_or(std::ffi::OsStr::new("archive"))).with_extension("restore.json")
+        }
+    }
+}
+
 /// `restore --dry-run`: the plan, read from the archive off the async threads; no client.
 async fn dry_run(args: &RestoreArgs) -> anyhow::Result<Exit> {
     let opts = RestoreOptions {
@@ -97,7 +114,7 @@ async fn dry_run(args: &RestoreArgs) -> anyhow::Result<Exit> {
     let plan = tokio::task::spawn_blocking(move || plan(&archive, &opts))
         .await
         .context("the restore plan task failed")?
-        .with_context(|| format!("cannot plan a restore of {}", args.archive.display()))?;
+        .with_context(|| format!("cannot plan a restore of {}", args.archive))?;
     if args.json {
         super::json::write("restorePlan", &plan)?;
         return Ok(Exit::Done);
@@ -190,7 +207,18 @@ fn parse_batch_bytes(raw: &str) -> Result<u64, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_batch_bytes;
+    use std::path::PathBuf;
+
+    use super::{default_report, parse_batch_bytes};
+    use crate::store::Location;
+
+    #[test]
+    fn the_report_goes_beside_a_local_archive_and_in_the_current_folder_for_a_remote_one() {
+        let parse = |s: &str| Location::parse(std::ffi::OsStr::new(s)).unwrap();
+        assert_eq!(default_report(&parse("out/nightly.zip")), PathBuf::from("out/nightly.restore.json"));
+        assert_eq!(default_report(&parse("az://backups/2026/nightly.zip")), PathBuf::from("nightly.restore.json"));
+        assert_eq!(default_report(&parse("s3://bucket/nightly.zip")), PathBuf::from("nightly.restore.json"));
+    }
 
     #[test]
     fn batch_bytes_take_units_and_stay_within_the_limit() {

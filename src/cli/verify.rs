@@ -1,21 +1,24 @@
 //! `cvarchive verify`: an adapter from arguments to [`crate::verify::verify`], printing the
 //! report grouped by kind (or as JSON) and choosing the exit code.
 
-use std::io::Write;
-use std::path::PathBuf;
-
 use anyhow::Context;
 use clap::Args;
+use std::io::Write;
 
+use super::archive_arg::ArchiveParser;
 use super::progress::{Drawer, Mode};
 use super::Exit;
+use crate::store::Location;
 use crate::verify::{verify, Report, VerifyOptions};
 
 /// Arguments of `cvarchive verify`.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// The archive to verify.
-    pub archive: PathBuf,
+    /// The archive to verify: a file, or an object in a store: az://CONTAINER/PATH.zip,
+    /// https://ACCOUNT.blob.core.windows.net/CONTAINER/PATH.zip or s3://BUCKET/KEY.zip (read in
+    /// ranges, never downloaded whole; credentials from the environment).
+    #[arg(value_parser = ArchiveParser)]
+    pub archive: Location,
     /// Check structure, names, counts and sizes only, without re-hashing.
     #[arg(long)]
     pub fast: bool,
@@ -36,7 +39,7 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<Exit> {
     let path = args.archive.clone();
     let result = tokio::task::spawn_blocking(move || verify(&path, &opts)).await.context("verify task failed")?;
     drawer.finish();
-    let report = result.with_context(|| format!("cannot read {} as an archive", args.archive.display()))?;
+    let report = result.with_context(|| format!("cannot read {} as an archive", args.archive))?;
     if args.json {
         super::json::write("verifyReport", &report)?;
     } else {

@@ -50,6 +50,7 @@ use uuid::Uuid;
 
 pub use crate::archive::source::{ArchivedImage, ArchivedProject, Source};
 use crate::progress::{Event, Progress};
+use crate::store::Location;
 
 /// What can stop a conversion.
 #[derive(Debug, thiserror::Error)]
@@ -154,8 +155,9 @@ impl From<(Uuid, String)> for Skipped {
     }
 }
 
-/// Converts the archive at `archive` as `opts` says.
-pub fn convert(archive: &Path, opts: &ConvertOptions, progress: &dyn Progress) -> Result<Report, Error> {
+/// Converts the archive at `archive` (a local path, or a [`Location`] in a store, read by ranged
+/// reads; the output is local) as `opts` says.
+pub fn convert(archive: impl Into<Location>, opts: &ConvertOptions, progress: &dyn Progress) -> Result<Report, Error> {
     let source = Source::open(archive)?;
     let ids = source.selected(&opts.projects)?;
     std::fs::create_dir_all(&opts.out).map_err(|e| io(&opts.out, e))?;

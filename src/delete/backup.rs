@@ -1,7 +1,8 @@
 //! The backup a deletion relies on: opened once, and that one open file verified in full (every
 //! payload file re-hashed), hashed as a whole for the receipt, and indexed by id and content so
 //! the plan can be checked against it item by item. Replacing the path meanwhile changes nothing
-//! read, and is noticed before anything is deleted.
+//! read, and is noticed before anything is deleted. A backup in a store is read the same way, by
+//! ranged reads pinned to the object's ETag, and a replaced object is noticed by its ETag.
 //!
 //! Memory per image: none account-wide. Each project's images and stored predictions are
 //! indexed (id and [`ImageContent`], sorted by id) into a temporary file ([`super::held`]) and
@@ -27,7 +28,9 @@ use crate::api::model::{ImageRegion, ImageTag, Iteration, Tag};
 use crate::archive::bagit::{parse_tag_file, tag_value, BAG_INFO_NAME};
 use crate::archive::data::{self, bound_file_problem, ListingKind, MAX_JSON_BYTES};
 use crate::archive::digest;
+use crate::archive::input::Input;
 use crate::archive::{layout, BagReader};
+use crate::store::{Location, RemoteFile, RemoteUrl};
 use crate::verify::{verify_reader, VerifyOptions};
 
 /// A verified backup, indexed.
@@ -64,19 +67,29 @@ impl Verified {
     }
 }
 
-/// Which file a path named, and its size and modification time then.
+/// What the backup's location named when it was opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Identity {
-    /// Device and inode on Unix; `None` elsewhere (the size and time still tell a write).
-    file: Option<(u64, u64)>,
-    len: u64,
-    modified: Option<SystemTime>,
+enum Identity {
+    /// Which file a path named, and its size and modification time then.
+    File {
+        /// Device and inode on Unix; `None` elsewhere (the size and time still tell a write).
+        file: Option<(u64, u64)>,
+        len: u64,
+        modified: Option<SystemTime>,
+    },
+    /// Which version of an object an address named: its size and ETag (a store gives every
+    /// new version a new ETag).
+    Object { url: RemoteUrl, len: u64, etag: Option<String> },
 }
 
 impl Identity {
     fn of(m: &Metadata) -> Identity {
         let file = crate::platform::file_identity(m);
-        Identity { file, len: m.len(), modified: m.modified().ok() }
+        Identity::File { file, len: m.len(), modified: m.modified().ok() }
+    }
+
+    fn of_object(remote: &RemoteFile) -> Identity {
+        Identity::Object { url: remote.url().clone(), len: remote.len(), etag: remote.etag().map(str::to_owned) }
     }
 }
 
@@ -163,17 +176,30 @@ struct Source {
 
 impl Backup {
     /// Opens the archive once, verifies it in full, hashes it and indexes it, all from the one
-    /// open file. Blocking: call it off the runtime.
-    pub fn open(path: &Path) -> Result<Backup, Error> {
-        Backup::index(Backup::verify(path)?)
+    /// open file (or object version). Blocking: call it off the runtime.
+    pub fn open(backup: impl Into<Location>) -> Result<Backup, Error> {
+        Backup::index(Backup::verify(backup)?)
     }
 
-    /// Opens the archive and verifies it in full. Blocking.
-    pub fn verify(path: &Path) -> Result<Verified, Error> {
-        let unreadable = |detail: String| Error::BackupUnreadable { path: path.to_path_buf(), detail };
-        let file = File::open(path).map_err(|e| unreadable(e.to_string()))?;
-        let identity = Identity::of(&file.metadata().map_err(|e| unreadable(e.to_string()))?);
-        let reader = BagReader::from_file(file, path).map_err(|e| unreadable(crate::text::error_chain(&e)))?;
+    /// Opens the archive (a local file, or an object in a store read by ranged reads) and
+    /// verifies it in full. Blocking.
+    pub fn verify(backup: impl Into<Location>) -> Result<Verified, Error> {
+        let backup = backup.into();
+        let path = backup.display_path();
+        let unreadable = |detail: String| Error::BackupUnreadable { path: path.clone(), detail };
+        let (input, identity) = match &backup {
+            Location::Local(local) => {
+                let file = File::open(local).map_err(|e| unreadable(e.to_string()))?;
+                let identity = Identity::of(&file.metadata().map_err(|e| unreadable(e.to_string()))?);
+                (Input::Local(file), identity)
+            }
+            Location::Remote(url) => {
+                let remote = RemoteFile::open(url).map_err(|e| unreadable(e.to_string()))?;
+                let identity = Identity::of_object(&remote);
+                (Input::Remote(remote), identity)
+            }
+        };
+        let reader = BagReader::from_input(input, &path).map_err(|e| unreadable(crate::text::error_chain(&e)))?;
         let report = verify_reader(&reader, &VerifyOptions::default());
         // The browse page's code is no part of what the backup holds (an older version's differs).
         if !report.data_intact() {
@@ -201,8 +227,13 @@ impl Backup {
             held: Arc::new(HeldFile::new(None)),
             identity,
         };
-        // Beside the backup: its folder has room for an index of it (a relative path's parent is "").
-        let dir = path.parent().map(|d| if d.as_os_str().is_empty() { Path::new(".") } else { d });
+        // Beside the backup: its folder has room for an index of it (a relative path's parent is
+        // ""); the system's temporary folder for a backup in a store.
+        let dir =
+            reader
+                .local_path()
+                .and_then(Path::parent)
+                .map(|d| if d.as_os_str().is_empty() { Path::new(".") } else { d });
         let mut held = HeldFile::new(dir);
         let bag = reader.bag_name().unwrap_or_default().to_owned();
         let prefix = format!("{bag}/data/projects/");
@@ -221,12 +252,21 @@ impl Backup {
     }
 
     /// Refuses when the path no longer names the file verified (replaced, moved away) or that
-    /// file was written since: the receipt would name a backup that is not what was checked.
+    /// file was written since, or the address no longer names the object version verified
+    /// (replaced, deleted): the receipt would name a backup that is not what was checked.
     pub fn check_unchanged(&self) -> Result<(), Error> {
-        let now = std::fs::metadata(&self.path).map(|m| Identity::of(&m));
-        match now {
-            Ok(now) if now == self.identity => Ok(()),
-            _ => Err(Error::BackupChanged { path: self.path.clone() }),
+        let same = match &self.identity {
+            Identity::File { .. } => std::fs::metadata(&self.path).is_ok_and(|m| Identity::of(&m) == self.identity),
+            Identity::Object { url, len, etag } => match RemoteFile::open(url) {
+                Ok(now) => now.len() == *len && now.etag() == etag.as_deref(),
+                Err(crate::store::Error::NotFound { .. }) => false,
+                Err(e) => return Err(Error::BackupUnreadable { path: self.path.clone(), detail: e.to_string() }),
+            },
+        };
+        if same {
+            Ok(())
+        } else {
+            Err(Error::BackupChanged { path: self.path.clone() })
         }
     }
 

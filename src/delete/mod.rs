@@ -34,6 +34,7 @@ use uuid::Uuid;
 
 use crate::api::{self, Client};
 use crate::progress::{Event, Phase, Progress};
+use crate::store::Location;
 use crate::verify::Finding;
 pub use backup::{Backup, Findings, Lacking};
 pub use content::Difference;
@@ -83,8 +84,9 @@ pub struct DeleteOptions {
     pub targets: Targets,
     /// Only this category of each project; the whole project (and everything in it) when `None`.
     pub only: Option<Category>,
-    /// The backup that must hold everything about to be deleted.
-    pub backup: Option<PathBuf>,
+    /// The backup that must hold everything about to be deleted: a file, or an object in a
+    /// store (read by ranged reads).
+    pub backup: Option<Location>,
     /// Delete with no backup at all. Nothing can be restored afterwards.
     pub without_backup: bool,
     /// Accept a backup that names another endpoint (or none) as its source, e.g. after the
@@ -110,11 +112,11 @@ pub struct DeleteOptions {
 
 impl DeleteOptions {
     /// A dry run over `targets` against the backup at `backup`.
-    pub fn new(targets: Targets, backup: Option<PathBuf>) -> DeleteOptions {
+    pub fn new<B: Into<Location>>(targets: Targets, backup: Option<B>) -> DeleteOptions {
         DeleteOptions {
             targets,
             only: None,
-            backup,
+            backup: backup.map(Into::into),
             without_backup: false,
             backup_from_other_endpoint: false,
             execute: false,
@@ -133,13 +135,20 @@ impl DeleteOptions {
         self.all_iterations && self.only == Some(Category::Images)
     }
 
-    /// The receipt path: the one given, else beside the backup, else in the current folder.
+    /// The receipt path: the one given, else beside the backup, else in the current folder (also
+    /// for a backup in a store, named after it: nothing is written into the store).
     pub fn receipt_path(&self) -> PathBuf {
         if let Some(p) = &self.receipt {
             return p.clone();
         }
         match &self.backup {
-            Some(b) => {
+            Some(remote @ Location::Remote(_)) => {
+                let name = Path::new(remote.file_name().unwrap_or(std::ffi::OsStr::new("backup")));
+                let stem =
+                    name.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "backup".into());
+                PathBuf::from(format!("{stem}.delete-receipt.json"))
+            }
+            Some(Location::Local(b)) => {
                 let stem = b.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "backup".into());
                 b.with_file_name(format!("{stem}.delete-receipt.json"))
             }
@@ -369,14 +378,38 @@ pub async fn delete(
     Ok(Outcome::Executed(Box::new(Executed { plan, receipt, receipt_path: path, receipt_sha256: sha, outcome })))
 }
 
-/// Verifies the backup, reports it, then hashes and indexes the same open file.
-async fn open_backup(path: &Path, progress: &dyn Progress) -> Result<Backup, Error> {
+/// Verifies the backup, reports it, then hashes and indexes the same open file (or object).
+async fn open_backup(location: &Location, progress: &dyn Progress) -> Result<Backup, Error> {
     let failed = |e: tokio::task::JoinError| Error::BackupUnreadable {
-        path: path.to_path_buf(),
+        path: location.display_path(),
         detail: format!("the check failed: {e}"),
     };
-    let owned = path.to_path_buf();
+    let owned = location.clone();
     let verified = tokio::task::spawn_blocking(move || Backup::verify(&owned)).await.map_err(failed)??;
     progress.event(Event::BackupVerified { bytes: verified.bytes() });
     tokio::task::spawn_blocking(move || Backup::index(verified)).await.map_err(failed)?
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::{DeleteOptions, Targets};
+    use crate::store::Location;
+
+    #[test]
+    fn the_receipt_goes_beside_a_local_backup_and_in_the_current_folder_for_a_remote_one() {
+        let receipt = |backup: &str| {
+            let backup = Location::parse(std::ffi::OsStr::new(backup)).unwrap();
+            DeleteOptions::new(Targets::AllProjects, Some(backup)).receipt_path()
+        };
+        assert_eq!(receipt("out/backup.zip"), Path::new("out/backup.delete-receipt.json"));
+        assert_eq!(receipt("az://backups/nightly/backup.zip"), Path::new("backup.delete-receipt.json"));
+        assert_eq!(receipt("s3://bucket/b.zip"), Path::new("b.delete-receipt.json"));
+        let none: Option<PathBuf> = None;
+        assert_eq!(
+            DeleteOptions::new(Targets::AllProjects, none).receipt_path(),
+            Path::new("cvarchive-delete-receipt.json")
+        );
+    }
 }

@@ -17,6 +17,7 @@ use super::ids::IdSet;
 use super::spool::{Spool, SpoolLines};
 use crate::archive::bagit::MANIFEST_NAME;
 use crate::archive::{data, BagReader, Entry};
+use crate::store::Location;
 
 /// A previous archive, indexed by the ids of the blobs it holds.
 pub struct Base {
@@ -39,10 +40,14 @@ pub struct BaseError {
 }
 
 impl Base {
-    /// Opens `path` and reads its manifest; its index goes to temporary files in `dir`.
-    pub fn open(path: &Path, dir: &Path) -> Result<Base, BaseError> {
+    /// Opens the archive at `archive` (local, or in a store: read by ranged reads) and reads its
+    /// manifest; its index goes to temporary files in `dir`.
+    pub fn open(archive: impl Into<Location>, dir: &Path) -> Result<Base, BaseError> {
+        let archive = archive.into();
+        let path = archive.display_path();
+        let path = path.as_path();
         let fail = |reason: String| BaseError { path: path.to_path_buf(), reason };
-        let reader = BagReader::open(path).map_err(|e| fail(crate::text::error_chain(&e)))?;
+        let reader = BagReader::open_location(&archive).map_err(|e| fail(crate::text::error_chain(&e)))?;
         let entry = reader
             .bag_entry(MANIFEST_NAME)
             .map_err(|e| fail(crate::text::error_chain(&e)))?

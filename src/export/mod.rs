@@ -65,8 +65,9 @@ pub struct ExportOptions {
     /// Discard a partial archive left by an interrupted export instead of resuming it.
     pub fresh: bool,
     /// A previous archive of the same account: images it holds are copied from it, not
-    /// downloaded (an incremental backup; the result is still complete on its own).
-    pub base: Option<PathBuf>,
+    /// downloaded (an incremental backup; the result is still complete on its own). It may be
+    /// in a store: its entries are then copied by ranged reads.
+    pub base: Option<crate::store::Location>,
     /// Upload the archive to a store as it is written; `out` is then the local spool file.
     pub upload: Option<crate::store::upload::Target>,
     /// The largest image accepted (the service's limit is 6 MB).

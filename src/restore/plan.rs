@@ -9,7 +9,6 @@
 //! sends keep each image's tags, regions and metadata for one project at a time.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::Path;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -21,6 +20,7 @@ use crate::api::model::Region;
 use crate::archive::data::{AccountView, ArchivedView, MAX_JSON_BYTES};
 use crate::archive::layout;
 use crate::archive::source::{ArchivedImage, ArchivedProject, Source};
+use crate::store::Location;
 
 /// What restoring an archive would do (`restore --dry-run`): nothing is sent.
 #[derive(Debug, Clone, Serialize)]
@@ -87,13 +87,13 @@ impl Unit {
 }
 
 /// The plan for restoring `archive` as `opts` says, reading the archive only (no report, no
-/// service): `restore --dry-run`.
-pub fn plan(archive: &Path, opts: &RestoreOptions) -> Result<Plan, Error> {
+/// service): `restore --dry-run`. The archive may be in a store ([`Location`]).
+pub fn plan(archive: impl Into<Location>, opts: &RestoreOptions) -> Result<Plan, Error> {
     let source = Source::open(archive)?;
     let account = account(&source);
     let mut plan = Plan {
         dry_run: true,
-        archive: archive.display().to_string(),
+        archive: source.path().display().to_string(),
         archive_manifest_sha256: source.manifest_sha256().to_owned(),
         projects: Vec::new(),
         images: 0,

@@ -2,7 +2,6 @@
 //! rewritten after every step.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -16,12 +15,13 @@ use crate::api::model::{ImageCreateResult, ImageCreateSummary, ImageFileCreateBa
 use crate::api::{Client, NewProject, MAX_BATCH_TAGS, MAX_UPLOAD_BATCH};
 use crate::archive::source::{ArchivedProject, Source};
 use crate::progress::{Event, Phase, Progress};
+use crate::store::Location;
 
-/// Restores the archive at `archive` into the resource `client` talks to, resuming from
+/// Restores the archive at `archive` (local, or a [`Location`] in a store) into the resource `client` talks to, resuming from
 /// `opts.report` if it exists. Returns the final report (also written to `opts.report`).
 pub async fn restore(
     client: &Client,
-    archive: &Path,
+    archive: impl Into<Location>,
     opts: &RestoreOptions,
     progress: &dyn Progress,
     cancel: &CancellationToken,
@@ -40,7 +40,7 @@ pub async fn restore(
         }
         None => Report {
             format: REPORT_FORMAT.to_owned(),
-            archive: archive.display().to_string(),
+            archive: source.path().display().to_string(),
             archive_manifest_sha256: source.manifest_sha256().to_owned(),
             target_host: client.host().to_owned(),
             started: now(),

@@ -89,6 +89,15 @@ impl Location {
         }
     }
 
+    /// The archive's own name, without its folder or container: the local file's name, or the
+    /// last segment of the object's name (`az://c/nightly/b.zip` -> `b.zip`).
+    pub fn file_name(&self) -> Option<&OsStr> {
+        match self {
+            Location::Local(path) => path.file_name(),
+            Location::Remote(url) => url.key().rsplit('/').next().map(OsStr::new),
+        }
+    }
+
     /// A path that names this location in messages and reports: the local path itself, or the
     /// remote address as text.
     pub fn display_path(&self) -> PathBuf {
@@ -96,6 +105,25 @@ impl Location {
             Location::Local(path) => path.clone(),
             Location::Remote(url) => PathBuf::from(url.to_string()),
         }
+    }
+}
+
+/// A local path as a location (what the library's callers that only know files pass).
+impl<P: AsRef<Path> + ?Sized> From<&P> for Location {
+    fn from(path: &P) -> Location {
+        Location::Local(path.as_ref().to_path_buf())
+    }
+}
+
+impl From<PathBuf> for Location {
+    fn from(path: PathBuf) -> Location {
+        Location::Local(path)
+    }
+}
+
+impl From<&Location> for Location {
+    fn from(location: &Location) -> Location {
+        location.clone()
     }
 }
 

@@ -140,8 +140,20 @@ pub fn exists(url: &RemoteUrl) -> Result<bool, Error> {
 }
 
 /// An `object_store` error as one line fit to print: its causes joined, credentials removed
-/// (SAS signatures, keys in URLs), control characters escaped.
+/// (SAS signatures, keys in URLs), control characters escaped. `object_store`'s errors quote
+/// their source in their own message, so a cause already said is not said again.
 pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
-    let text = crate::text::error_chain(e);
-    crate::text::escape_control(&crate::secret::redact_url(&text)).into_owned()
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        let said = said.trim_end_matches([':', ' ']);
+        if !said.is_empty() && !text.contains(said) {
+            text.push_str(": ");
+            text.push_str(said);
+        }
+        source = cause.source();
+    }
+    let text = text.trim_end_matches([':', ' ']);
+    crate::text::escape_control(&crate::secret::redact_url(text)).into_owned()
 }

@@ -78,6 +78,11 @@ impl RemoteFile {
         &self.url
     }
 
+    /// The object's ETag when it was opened (every read asks for it), if the store gave one.
+    pub fn etag(&self) -> Option<&str> {
+        self.etag.as_deref()
+    }
+
     /// Reads up to `buf.len()` bytes at `offset` (fewer only at a block's end or the object's);
     /// 0 at or past the end.
     pub fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {

@@ -7,7 +7,7 @@
 //! memory then holds one entry and the project folders, still nothing per image.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Serialize;
 
@@ -16,6 +16,7 @@ use crate::archive::bagit::{parse_tag_file, tag_value, PayloadOxum, BAG_INFO_NAM
 use crate::archive::data::{self, AccountView, ArchivedView, MAX_TAG_FILE_BYTES};
 use crate::archive::layout::account_json;
 use crate::archive::BagReader;
+use crate::store::Location;
 
 /// What an archive holds.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -96,11 +97,12 @@ pub struct ProjectSummary {
     pub missing: u64,
 }
 
-/// Summarises the archive at `path` from its metadata.
-pub fn inspect(path: &Path) -> Result<Summary, Error> {
-    let reader = BagReader::open(path)?;
+/// Summarises the archive at `archive` (a local path, or a [`Location`] in a store, read by
+/// ranged reads) from its metadata.
+pub fn inspect(archive: impl Into<Location>) -> Result<Summary, Error> {
+    let reader = BagReader::open_location(&archive.into())?;
     let mut s = Summary {
-        archive: path.to_path_buf(),
+        archive: reader.path().to_path_buf(),
         archive_bytes: reader.archive_len(),
         bag_name: reader.bag_name().map(str::to_string),
         entries: reader.entry_count() as u64,

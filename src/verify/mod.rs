@@ -29,7 +29,7 @@ mod tags;
 mod zipcheck;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -39,6 +39,7 @@ use crate::archive::layout::account_json;
 use crate::archive::missing::{read_completeness, MissingItem};
 use crate::archive::{self, BagReader, Entry, EntryProblem, PayloadOxum};
 use crate::progress::{NoProgress, Progress};
+use crate::store::Location;
 
 use finding::Findings;
 pub use finding::{Finding, FindingKind, Omitted};
@@ -277,9 +278,10 @@ impl<'a> Bag<'a> {
     }
 }
 
-/// Verifies the archive at `path`; `Err` only when it cannot be read as an archive at all.
-pub fn verify(path: &Path, opts: &VerifyOptions) -> Result<Report, Error> {
-    Ok(verify_reader(&BagReader::open(path)?, opts))
+/// Verifies the archive at `archive` (a local path, or a [`Location`] in a store, read by
+/// ranged reads); `Err` only when it cannot be read as an archive at all.
+pub fn verify(archive: impl Into<Location>, opts: &VerifyOptions) -> Result<Report, Error> {
+    Ok(verify_reader(&BagReader::open_location(&archive.into())?, opts))
 }
 
 /// Verifies an archive already open: what a caller that goes on reading the same file (the

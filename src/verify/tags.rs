@@ -104,7 +104,7 @@ pub(super) fn check(bag: &Bag<'_>, hashes: bool, findings: &mut Findings) -> Tag
         None => findings.push(Finding::new(FindingKind::MissingManifest, MANIFEST_NAME)),
         Some(Err(p)) => findings.push(unreadable(MANIFEST_NAME, &p)),
         Some(Ok(entry)) => {
-            let table = hashes.then(|| ManifestTable::new(bag.reader.path(), bag.kinds.len()));
+            let table = hashes.then(|| ManifestTable::new(bag.reader.local_path(), bag.kinds.len()));
             let spilled = match table.transpose() {
                 Ok(table) => {
                     tags.expected = table;
