@@ -242,16 +242,18 @@ async fn remote_out(url: &RemoteUrl, args: &ExportArgs) -> anyhow::Result<(PathB
         None => default_spool_root().context("no spool folder: set --spool-dir (or HOME / XDG_CACHE_HOME)")?,
     };
     let key = url.to_string();
+    let url2 = url.clone();
+    let exists = tokio::task::spawn_blocking(move || crate::store::exists(&url2))
+        .await?
+        .with_context(|| format!("cannot write the archive to {key}"))?;
+    if exists && !args.force {
+        return Err(ExportError::Exists(PathBuf::from(key)).into());
+    }
     let folder = root.join(&hex::encode(<sha2::Sha256 as sha2::Digest>::digest(key.as_bytes()))[..16]);
     std::fs::create_dir_all(&folder).with_context(|| format!("cannot create the spool folder {}", folder.display()))?;
     std::fs::write(folder.join("destination.txt"), format!("{key}\n"))
         .with_context(|| format!("cannot write in the spool folder {}", folder.display()))?;
     let name = url.key().rsplit('/').next().unwrap_or("archive.zip");
-    let url2 = url.clone();
-    let exists = tokio::task::spawn_blocking(move || crate::store::exists(&url2)).await??;
-    if exists && !args.force {
-        return Err(ExportError::Exists(PathBuf::from(key)).into());
-    }
     Ok((folder.join(name), Some(Target { url: url.clone(), part_size })))
 }
 

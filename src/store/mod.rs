@@ -122,20 +122,34 @@ pub fn exists(url: &RemoteUrl) -> Result<bool, Error> {
     let (s, path) = (std::sync::Arc::clone(&store), url.object_path());
     match runtime::wait(async move { s.head(&path).await }) {
         Ok(_) => Ok(true),
-        Err(object_store::Error::NotFound { .. }) => {
-            // The object is not there; is the container? Listing it answers 404 when it is not.
-            let parent = url.key().rsplit_once('/').map(|(p, _)| object_store::path::Path::from(p));
-            let s = std::sync::Arc::clone(&store);
-            match runtime::wait(async move { s.list_with_delimiter(parent.as_ref()).await }) {
-                Ok(_) => Ok(false),
-                Err(e @ object_store::Error::NotFound { .. }) => Err(Error::NotFound {
-                    url: url.to_string(),
-                    detail: format!("the container or bucket {:?} does not exist: {}", url.container(), describe(&e)),
-                }),
-                Err(e) => Err(Error::from_store(url, &e)),
+        Err(object_store::Error::NotFound { .. }) => match missing(&store, url) {
+            Error::NotFound { detail, .. } if detail.is_empty() => Ok(false),
+            e => Err(e),
+        },
+        Err(e) => Err(Error::from_store(url, &e)),
+    }
+}
+
+/// Why the object at `url` was not found: its container (bucket) does not exist, or only the
+/// object is missing (an empty `detail`). A HEAD of a blob answers a bare 404 either way;
+/// listing the container tells them apart. Blocking.
+pub(crate) fn missing(store: &std::sync::Arc<dyn Store>, url: &RemoteUrl) -> Error {
+    let parent = url.key().rsplit_once('/').map(|(p, _)| object_store::path::Path::from(p));
+    let s = std::sync::Arc::clone(store);
+    match runtime::wait(async move { s.list_with_delimiter(parent.as_ref()).await }) {
+        Ok(_) => Error::NotFound { url: url.to_string(), detail: String::new() },
+        // Azure's list answers 404 with the code in its body, which object_store passes on as
+        // a generic error; S3's is NoSuchBucket.
+        Err(e)
+            if matches!(e, object_store::Error::NotFound { .. })
+                || ["ContainerNotFound", "NoSuchBucket"].iter().any(|code| describe(&e).contains(code)) =>
+        {
+            Error::NotFound {
+                url: url.to_string(),
+                detail: format!("the container or bucket {:?} does not exist", url.container()),
             }
         }
-        Err(e) => Err(Error::from_store(url, &e)),
+        Err(e) => Error::from_store(url, &e),
     }
 }
 

@@ -53,7 +53,13 @@ impl RemoteFile {
     /// Like [`RemoteFile::open`], with a client already made.
     pub fn open_with(store: Arc<dyn Store>, url: &RemoteUrl) -> Result<RemoteFile, Error> {
         let (s, path) = (Arc::clone(&store), url.object_path());
-        let meta = runtime::wait(async move { s.head(&path).await }).map_err(|e| Error::from_store(url, &e))?;
+        let meta = runtime::wait(async move { s.head(&path).await }).map_err(|e| match e {
+            object_store::Error::NotFound { .. } => match super::missing(&store, url) {
+                Error::NotFound { detail, .. } if detail.is_empty() => Error::from_store(url, &e),
+                other => other,
+            },
+            e => Error::from_store(url, &e),
+        })?;
         Ok(RemoteFile {
             store,
             url: url.clone(),
