@@ -158,10 +158,12 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<Exit> {
     };
     let result = export(&client, &opts, drawer.as_ref(), &cancel).await;
     if result.is_ok() && opts.upload.is_some() {
-        // The spool folder held only this archive's resume state, removed with the commit.
+        // The spool folder (one per address, named by its hash) held only this archive's resume
+        // state and the temporary files of its runs, killed ones' included.
         if let Some(folder) = out.parent() {
-            let _ = std::fs::remove_file(folder.join("destination.txt"));
-            let _ = std::fs::remove_dir(folder);
+            if folder.join("destination.txt").is_file() {
+                let _ = std::fs::remove_dir_all(folder);
+            }
         }
     }
     drawer.finish();

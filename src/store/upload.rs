@@ -279,28 +279,37 @@ impl Upload {
                     None => ResumableSha256::new(),
                 };
                 let resent = total - kept.len() as u64;
-                // Rewrite the record with what is kept, so a later resume reads only that.
-                let mut log = Log::create(partial).map_err(io)?;
-                log.punched = r.punched;
-                log.append(&Line::Begin { url: url.to_string(), upload_id: r.upload_id.clone(), part_size: base })
-                    .map_err(io)?;
-                log.append(&Line::Punched { to: r.punched }).map_err(io)?;
-                for (i, (id, sha)) in kept.iter().enumerate() {
-                    let line = Line::Part { index: i as u64, id: id.content_id.clone(), sha: sha.clone() };
-                    log.append(&line).map_err(io)?;
+                if part_bounds(base, kept.len() as u64).0 < r.punched {
+                    // Only a record torn by a power loss can say so: the parts to send again
+                    // are gone from the spool file.
+                    return Err(Error::Store {
+                        url: url.to_string(),
+                        detail: format!(
+                            "the upload record of {} and its spool file disagree; run again with --fresh to start over",
+                            partial.display()
+                        ),
+                    });
                 }
-                log.sync().map_err(io)?;
+                // Rewrite the record with what is kept (a new file renamed over the old one), so a
+                // later resume reads only that.
+                let mut lines = vec![
+                    Line::Begin { url: url.to_string(), upload_id: r.upload_id.clone(), part_size: base },
+                    Line::Punched { to: r.punched },
+                ];
+                for (i, (id, sha)) in kept.iter().enumerate() {
+                    lines.push(Line::Part { index: i as u64, id: id.content_id.clone(), sha: sha.clone() });
+                }
+                let mut log = Log::replace(partial, &lines).map_err(io)?;
+                log.punched = r.punched;
                 (r.upload_id, base, kept.into_iter().map(|k| k.0).collect::<Vec<_>>(), resent, sha, log)
             }
             None => {
                 let (s, path) = (Arc::clone(&store), url.object_path());
                 let id = runtime::wait(async move { s.create_multipart(&path).await })
                     .map_err(|e| Error::from_store(url, &e))?;
-                let mut log = Log::create(partial).map_err(io)?;
                 let base = target.part_size;
-                log.append(&Line::Begin { url: url.to_string(), upload_id: id.clone(), part_size: base })
-                    .map_err(io)?;
-                log.sync().map_err(io)?;
+                let begin = Line::Begin { url: url.to_string(), upload_id: id.clone(), part_size: base };
+                let log = Log::replace(partial, &[begin]).map_err(io)?;
                 (id, base, Vec::new(), 0, ResumableSha256::new(), log)
             }
         };
@@ -385,11 +394,23 @@ struct Log {
 }
 
 impl Log {
-    fn create(partial: &Path) -> std::io::Result<Log> {
+    /// A record holding `lines`, written to a new file and renamed over the old one, so a
+    /// crash leaves either record whole.
+    fn replace(partial: &Path, lines: &[Line]) -> std::io::Result<Log> {
         let path = record_path(partial);
-        let file = crate::sidefile::open(&path, true)?;
+        let mut fresh = path.clone().into_os_string();
+        fresh.push(".new");
+        let fresh = PathBuf::from(fresh);
+        let file = crate::sidefile::open(&fresh, true)?;
         file.set_len(0)?;
-        Ok(Log { file, punched: 0 })
+        let mut log = Log { file, punched: 0 };
+        for line in lines {
+            log.append(line)?;
+        }
+        log.sync()?;
+        std::fs::rename(&fresh, &path)?;
+        crate::platform::sync_parent(&path)?;
+        Ok(log)
     }
 
     fn append(&mut self, line: &Line) -> std::io::Result<()> {

@@ -51,6 +51,17 @@ enum Next {
 
 impl Shipper {
     pub fn run(mut self) -> Result<Shipped, Error> {
+        // Should shipping panic, the writer waiting on it is told instead of waiting forever.
+        struct Told(Arc<Shared>);
+        impl Drop for Told {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    self.0.lock().failed.get_or_insert_with(|| "the upload thread panicked".into());
+                    self.0.changed.notify_all();
+                }
+            }
+        }
+        let _told = Told(Arc::clone(&self.shared));
         let result = self.ship();
         if let Err(e) = &result {
             let mut st = self.shared.lock();
