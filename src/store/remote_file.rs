@@ -161,7 +161,16 @@ impl RemoteFile {
         };
         let fetch: BoxFuture<'static, Result<Bytes, Arc<Error>>> = async move {
             let got = store.get_opts(&path, options).await.map_err(|e| Arc::new(Error::from_store(&url, &e)))?;
-            got.bytes().await.map_err(|e| Arc::new(Error::from_store(&url, &e)))
+            let bytes = got.bytes().await.map_err(|e| Arc::new(Error::from_store(&url, &e)))?;
+            if bytes.len() as u64 != end - start {
+                // A store (or something on the way) that answers another range than asked for is
+                // not believed: every offset would be wrong.
+                return Err(Arc::new(Error::Changed {
+                    url: url.to_string(),
+                    detail: format!("asked for bytes {start}..{end}, the store answered {} bytes", bytes.len()),
+                }));
+            }
+            Ok(bytes)
         }
         .boxed();
         let fetch = fetch.shared();
