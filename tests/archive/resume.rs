@@ -241,3 +241,56 @@ fn a_full_disk_is_an_error_naming_the_archive_and_the_state_resumes() {
     // The mount was the child's own: nothing is left here.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+/// A watcher that records the last position it was told of, as `store::upload` would.
+#[derive(Default)]
+struct Told {
+    written: std::sync::atomic::AtomicU64,
+    journaled: std::sync::atomic::AtomicU64,
+}
+
+impl cvarchive::archive::zipwrite::Watcher for Told {
+    fn written(&self, flushed: u64) -> std::io::Result<()> {
+        self.written.fetch_max(flushed, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+    fn journaled(&self, end: u64) {
+        self.journaled.fetch_max(end, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn finishing(&self) {}
+}
+
+#[test]
+fn a_writer_shipped_as_it_grows_writes_forward_with_data_descriptors_and_resumes_across_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = items(12);
+    let final_path = dir.path().join("shipped.zip");
+    let partial = partial_for(&final_path);
+    let told = std::sync::Arc::new(Told::default());
+    let mut w = BagWriter::create(&partial, BAG, FP).unwrap();
+    w.ship(told.clone());
+    for item in &list[..6] {
+        item.add(&mut w).unwrap();
+    }
+    w.checkpoint().unwrap();
+    let at_checkpoint = w.written_bytes();
+    drop(w);
+    assert_eq!(told.journaled.load(std::sync::atomic::Ordering::Relaxed), at_checkpoint);
+    assert!(told.written.load(std::sync::atomic::Ordering::Relaxed) >= at_checkpoint);
+
+    // The resume reads the streamed entries' data descriptors (no header was patched).
+    let (mut w, found) = BagWriter::resume(&partial, BAG, FP).unwrap();
+    assert_eq!(found.len(), 6, "every entry written before the stop is kept");
+    assert!(found.iter().any(|e| e.descriptor), "a streamed entry has a data descriptor");
+    w.ship(std::sync::Arc::new(Told::default()));
+    for item in &list[6..] {
+        item.add(&mut w).unwrap();
+    }
+    finish_to(w, &final_path);
+    assert_verifies(&final_path);
+    // Another reader (the zip crate) reads every entry, descriptors and all.
+    let whole = bag_contents(&final_path);
+    let plain = write_items(dir.path(), "plain.zip", &list, |_| {});
+    assert_eq!(whole, bag_contents(&plain), "the same content as a local archive");
+    assert!(journal_path(&partial).exists(), "a shipped writer keeps its journal until the store has committed");
+}
