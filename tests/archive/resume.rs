@@ -294,3 +294,39 @@ fn a_writer_shipped_as_it_grows_writes_forward_with_data_descriptors_and_resumes
     assert_eq!(whole, bag_contents(&plain), "the same content as a local archive");
     assert!(journal_path(&partial).exists(), "a shipped writer keeps its journal until the store has committed");
 }
+
+#[test]
+fn a_refused_copy_in_a_shipped_archive_stays_as_a_gap_and_a_resume_steps_over_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // Larger than the writer's buffer, so the refused copy's bytes reach the file.
+    let big: Vec<u8> = (0..6u32 << 20).map(|i| (i.wrapping_mul(31) % 251) as u8).collect();
+    let path = "projects/p/images/big.jpg";
+    let base_path = write_items(dir.path(), "base.zip", &[Item::Stored(path.into(), big.clone())], |_| {});
+    let base = BagReader::open(&base_path).unwrap();
+    let entry = base.bag_entry(&format!("data/{path}")).unwrap().unwrap();
+
+    let final_path = dir.path().join("gap.zip");
+    let partial = partial_for(&final_path);
+    let list = items(4);
+    let mut w = BagWriter::create(&partial, BAG, FP).unwrap();
+    w.ship(std::sync::Arc::new(Told::default()));
+    list[0].add(&mut w).unwrap();
+    let before = w.written_bytes();
+    let refused = w.add_raw_from(&base, &entry, path, [7; 32]).unwrap_err();
+    assert!(refused.to_string().contains("SHA-256"), "{refused}");
+    assert!(w.written_bytes() > before + (2 << 20), "the refused bytes that reached the file stay there");
+    list[1].add(&mut w).unwrap();
+    w.checkpoint().unwrap();
+    drop(w);
+
+    let (mut w, found) = BagWriter::resume(&partial, BAG, FP).unwrap();
+    assert_eq!(found.len(), 2, "the entries on both sides of the gap are kept: {found:?}");
+    w.ship(std::sync::Arc::new(Told::default()));
+    for item in &list[2..] {
+        item.add(&mut w).unwrap();
+    }
+    finish_to(w, &final_path);
+    assert_verifies(&final_path);
+    let contents = bag_contents(&final_path);
+    assert!(!contents.contains_key(&format!("data/{path}")), "the refused copy is in no entry");
+}
