@@ -128,15 +128,26 @@ pub fn exists(url: &RemoteUrl) -> Result<bool, Error> {
             let s = std::sync::Arc::clone(&store);
             match runtime::wait(async move { s.list_with_delimiter(parent.as_ref()).await }) {
                 Ok(_) => Ok(false),
-                Err(e @ object_store::Error::NotFound { .. }) => Err(Error::NotFound {
+                Err(e) if container_missing(&e) => Err(Error::NotFound {
                     url: url.to_string(),
-                    detail: format!("the container or bucket {:?} does not exist: {}", url.container(), describe(&e)),
+                    detail: format!("the container or bucket {:?} does not exist", url.container()),
                 }),
                 Err(e) => Err(Error::from_store(url, &e)),
             }
         }
         Err(e) => Err(Error::from_store(url, &e)),
     }
+}
+
+/// Whether a listing failed because its container (bucket) is not there. object_store reports
+/// Azure's `404 ContainerNotFound` and S3's `404 NoSuchBucket` on a listing as generic errors,
+/// not as `NotFound`, so the store's error code is looked for in the message.
+fn container_missing(e: &object_store::Error) -> bool {
+    if matches!(e, object_store::Error::NotFound { .. }) {
+        return true;
+    }
+    let text = crate::text::error_chain(e);
+    text.contains("ContainerNotFound") || text.contains("NoSuchBucket")
 }
 
 /// An `object_store` error as one line fit to print: its causes joined, credentials removed
