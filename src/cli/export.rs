@@ -159,6 +159,13 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<Exit> {
     if result.is_ok() && opts.upload.is_some() {
         // The spool folder held only this archive's resume state, removed with the commit.
         if let Some(folder) = out.parent() {
+            // A run killed with `kill -9` leaves its metadata staging folder behind; the folder
+            // is this address's own, so whatever staging is left in it belongs to a dead run.
+            for entry in std::fs::read_dir(folder).into_iter().flatten().flatten() {
+                if entry.file_name().to_string_lossy().starts_with(".cvarchive-staging-") {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
             let _ = std::fs::remove_file(folder.join("destination.txt"));
             let _ = std::fs::remove_dir(folder);
         }
