@@ -21,6 +21,7 @@ mod listing;
 mod pagecode;
 mod plan;
 mod progress;
+mod remote_write;
 mod restore;
 mod resume;
 mod robustness;
