@@ -22,6 +22,7 @@ mod pagecode;
 mod plan;
 mod progress;
 mod remote_read;
+mod remote_write;
 mod restore;
 mod resume;
 mod robustness;

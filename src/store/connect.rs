@@ -179,6 +179,18 @@ impl ConnectionString {
             if !matches!(parsed.scheme(), "http" | "https") || parsed.query().is_some() {
                 return Err("its BlobEndpoint must be an http(s) URL without a query".into());
             }
+            // A SAS connection string (as the portal and Storage Explorer write it) names no
+            // AccountName: the endpoint does, as ACCOUNT.blob.<suffix> or, path-style (Azurite),
+            // as its first path segment.
+            if cs.account.is_none() {
+                let host = parsed.host_str().unwrap_or_default();
+                cs.account = match host.split_once(".blob.") {
+                    Some((account, _)) => Some(account.to_owned()),
+                    None => {
+                        parsed.path_segments().and_then(|mut s| s.next()).filter(|a| !a.is_empty()).map(str::to_owned)
+                    }
+                };
+            }
         }
         if cs.account.is_none() && !cs.development {
             return Err("AZURE_STORAGE_CONNECTION_STRING names no AccountName".into());
@@ -328,6 +340,11 @@ mod tests {
         let portal = "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=a2V5;EndpointSuffix=core.windows.net";
         let cs = ConnectionString::parse(portal).unwrap();
         assert_eq!(cs.blob_endpoint.as_deref(), Some("https://acct.blob.core.windows.net"));
+
+        let sas = "BlobEndpoint=https://acct.blob.core.windows.net/;SharedAccessSignature=sv=2022-11-02&sig=x";
+        assert_eq!(ConnectionString::parse(sas).unwrap().account.as_deref(), Some("acct"));
+        let sas = "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;SharedAccessSignature=sv=2022-11-02&sig=x";
+        assert_eq!(ConnectionString::parse(sas).unwrap().account.as_deref(), Some("devstoreaccount1"));
 
         let err = ConnectionString::parse("AccountKey=c2VjcmV0S0VZ;").unwrap_err();
         assert!(!err.contains("c2VjcmV0S0VZ"), "{err}");
