@@ -2,8 +2,8 @@
 //!
 //! # Layout
 //!
-//! Data flows one way: [`api`] -> [`export`] -> [`archive`]; [`verify`], [`convert`] and
-//! [`restore`] read archives. [`cli`] is the only edge: the binary's `main` calls [`cli::main`],
+//! Data flows one way: [`api`] -> [`export`] -> [`archive`] -> [`store`] (an archive in Azure
+//! Blob Storage or S3); [`verify`], [`convert`] and [`restore`] read archives, local or remote. [`cli`] is the only edge: the binary's `main` calls [`cli::main`],
 //! which parses arguments, draws progress, writes `--json` lines and chooses exit codes.
 //!
 //! - [`api`]: typed Training API v3.3 client: wire types shared with the emulator, auth, typed

@@ -23,8 +23,9 @@ use super::index::EntryIndex;
 use super::journal::{JournalLine, JournalWriter, WrittenEntry};
 use super::layout::unsafe_path_reason;
 use super::zipconst::{Compression, DEFLATED, STORED};
-use super::zipwrite::{self, ArchiveFile, Header, Watcher, Zip64Limits};
+use super::zipwrite::{self, ArchiveFile, Header, Zip64Limits};
 use super::Error;
+use crate::store::upload::Watcher;
 
 mod central;
 

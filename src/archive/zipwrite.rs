@@ -14,6 +14,8 @@ use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 use std::sync::Arc;
 
+use crate::store::upload::Watcher;
+
 use sha2::{Digest, Sha256};
 
 use super::zipconst::{CENTRAL_SIG, EOCD_SIG, LOCAL_HEADER_LEN, LOCAL_SIG, ZIP64_EOCD_SIG, ZIP64_LOCATOR_SIG};
@@ -251,19 +253,6 @@ pub(super) struct ArchiveFile {
 
 /// How many written bytes at most wait in the page cache before the OS is asked to write them.
 const WRITEBACK_STEP: u64 = 32 << 20;
-
-/// Watches an archive file that is shipped (to a store) as it is written: told what reached the
-/// file, and what the journal describes, so it knows what it may ship and what a resume needs
-/// kept. See `store::upload`.
-pub trait Watcher: Send + Sync {
-    /// The file now holds `flushed` bytes. May block (the shipping is behind); an error stops
-    /// the writer (the shipping failed).
-    fn written(&self, flushed: u64) -> std::io::Result<()>;
-    /// The journal's lines now describe every entry up to `end`: a resume starts there or later.
-    fn journaled(&self, end: u64);
-    /// No journal line follows: the rest (tag files, the directory) is rewritten by a resume.
-    fn finishing(&self);
-}
 
 impl std::fmt::Debug for ArchiveFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

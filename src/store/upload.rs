@@ -37,7 +37,6 @@ use object_store::multipart::PartId;
 use serde::{Deserialize, Serialize};
 
 use super::{runtime, Error, RemoteUrl, Store};
-use crate::archive::zipwrite::Watcher;
 
 mod sha;
 
@@ -162,6 +161,19 @@ pub struct Shipped {
     pub bytes: u64,
     /// How the upload went.
     pub stats: UploadStats,
+}
+
+/// Watches an archive file that is shipped (to a store) as it is written: told what reached the
+/// file, and what the journal describes, so it knows what it may ship and what a resume needs
+/// kept. See the module docs.
+pub trait Watcher: Send + Sync {
+    /// The file now holds `flushed` bytes. May block (the shipping is behind); an error stops
+    /// the writer (the shipping failed).
+    fn written(&self, flushed: u64) -> std::io::Result<()>;
+    /// The journal's lines now describe every entry up to `end`: a resume starts there or later.
+    fn journaled(&self, end: u64);
+    /// No journal line follows: the rest (tag files, the directory) is rewritten by a resume.
+    fn finishing(&self);
 }
 
 /// Shared between the writer (through [`Watcher`]) and the shipping thread.

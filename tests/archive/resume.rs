@@ -249,7 +249,7 @@ struct Told {
     journaled: std::sync::atomic::AtomicU64,
 }
 
-impl cvarchive::archive::zipwrite::Watcher for Told {
+impl cvarchive::store::upload::Watcher for Told {
     fn written(&self, flushed: u64) -> std::io::Result<()> {
         self.written.fetch_max(flushed, std::sync::atomic::Ordering::Relaxed);
         Ok(())
