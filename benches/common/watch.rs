@@ -1,7 +1,7 @@
 //! Watching a running child from outside, for the benchmark of remote exports
 //! (`benches/remote.rs`): the local disk a folder takes (allocated blocks, so the holes punched
 //! into a sparse spool file do not count), split into the export's staging folders and the rest,
-//! how long the biggest file there went on growing, and the CPU time of each of the child's
+//! and the writer's journals (`*.journal`) apart too, how long the biggest file there went on growing, and the CPU time of each of the child's
 //! threads by name; plus the CPU time of any process (`/proc/<pid>/stat`) and of this process's
 //! reaped children (`getrusage`).
 
@@ -26,10 +26,12 @@ pub struct Watched {
     pub peak_total: u64,
     /// The most bytes allocated in staging folders at once.
     pub peak_staging: u64,
-    /// The most bytes allocated outside staging folders at once (the spool file, its journal and
+    /// The most bytes allocated in the writer's journals at once.
+    pub peak_journal: u64,
+    /// The most bytes allocated in the other files at once (the spool file and the upload's
     /// record; for a local export, the archive).
     pub peak_other: u64,
-    /// Samples whose allocation outside staging was at least `busy_at` bytes.
+    /// Samples whose allocation in the other files was at least `busy_at` bytes.
     pub samples_at: u64,
     /// When the largest file's length last grew, from the start of the watch.
     pub last_growth: Duration,
@@ -46,10 +48,12 @@ pub struct Watch {
 impl Watch {
     /// Starts sampling `folder` (which need not exist yet) and the threads of process `pid`;
     /// [`Watched::samples_at`] counts samples with at least `busy_at` bytes outside staging.
-    pub fn start(pid: u32, folder: PathBuf, busy_at: u64) -> Watch {
+    /// With `trace`, each sample is also a line there: seconds, bytes allocated in the other
+    /// files, in staging and in journals, and the largest file's length.
+    pub fn start(pid: u32, folder: PathBuf, busy_at: u64, trace: Option<PathBuf>) -> Watch {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
-        let thread = std::thread::spawn(move || run(pid, &folder, busy_at, &flag));
+        let thread = std::thread::spawn(move || run(pid, &folder, busy_at, trace, &flag));
         Watch { stop, thread }
     }
 
@@ -60,7 +64,9 @@ impl Watch {
     }
 }
 
-fn run(pid: u32, folder: &Path, busy_at: u64, stop: &AtomicBool) -> Watched {
+fn run(pid: u32, folder: &Path, busy_at: u64, trace: Option<PathBuf>, stop: &AtomicBool) -> Watched {
+    use std::io::Write;
+    let mut trace = trace.map(|p| std::io::BufWriter::new(std::fs::File::create(p).expect("a trace file")));
     let began = Instant::now();
     let mut w = Watched::default();
     let mut longest = 0u64;
@@ -69,11 +75,23 @@ fn run(pid: u32, folder: &Path, busy_at: u64, stop: &AtomicBool) -> Watched {
         let mut usage = Usage::default();
         usage.add(folder, false);
         w.samples += 1;
-        w.peak_total = w.peak_total.max(usage.staging + usage.other);
+        w.peak_total = w.peak_total.max(usage.staging + usage.journal + usage.other);
+        w.peak_journal = w.peak_journal.max(usage.journal);
         w.peak_staging = w.peak_staging.max(usage.staging);
         w.peak_other = w.peak_other.max(usage.other);
         if usage.other >= busy_at {
             w.samples_at += 1;
+        }
+        if let Some(t) = &mut trace {
+            let _ = writeln!(
+                t,
+                "{:.3}\t{}\t{}\t{}\t{}",
+                began.elapsed().as_secs_f64(),
+                usage.other,
+                usage.staging,
+                usage.journal,
+                usage.longest
+            );
         }
         if usage.longest > longest {
             longest = usage.longest;
@@ -96,6 +114,7 @@ fn run(pid: u32, folder: &Path, busy_at: u64, stop: &AtomicBool) -> Watched {
 #[derive(Default)]
 struct Usage {
     staging: u64,
+    journal: u64,
     other: u64,
     longest: u64,
 }
@@ -111,6 +130,8 @@ impl Usage {
                 self.add(&entry.path(), staging);
             } else if in_staging {
                 self.staging += meta.blocks() * 512;
+            } else if entry.file_name().to_string_lossy().ends_with(".journal") {
+                self.journal += meta.blocks() * 512;
             } else {
                 self.other += meta.blocks() * 512;
                 self.longest = self.longest.max(meta.len());
