@@ -17,7 +17,8 @@
 //! and the whole machine's (the rest is other work on a shared machine) over the run; when the
 //! archive stopped growing (the rest of the wall time is the upload's tail and the commit); and
 //! every 50 ms the local disk allocated under the output folder (blocks, so the holes punched
-//! into the sparse spool file are not counted), the writer's journal and staging folders apart. Printed:
+//! into the sparse spool file are not counted), the writer's journal, staging folders and the
+//! unlinked temporary files the child holds open apart. Printed:
 //! the median time ratio remote/local (target ≤ 1.3), the spool's peak against the bound
 //! `store::upload` states (`IN_FLIGHT` + 2 parts, plus an entry being written), the peak memory
 //! of both (target < 150 MiB at 100,000 images), and a per-run table (where the time goes).
@@ -213,13 +214,21 @@ fn rows(local: &[&Run], remote: &[&Run], part: u64, images: u64) {
     let spool = remote.iter().map(|x| x.watched.peak_other).max().unwrap_or(0);
     let staging = remote.iter().map(|x| x.watched.peak_staging).max().unwrap_or(0);
     let journal = remote.iter().map(|x| x.watched.peak_journal).max().unwrap_or(0);
+    let unlinked = remote.iter().map(|x| x.watched.peak_unlinked).max().unwrap_or(0);
+    let total = remote.iter().map(|x| x.watched.peak_total).max().unwrap_or(0);
     let bound = (IN_FLIGHT as u64 + 2) * (part << 20);
     Row {
         figure: "8",
         what: &format!("local disk of the spool file (--part-size {part}), {images} images, peak"),
         measured: mib(spool),
         reference: format!("bound {} + an entry", mib(bound)),
-        result: format!("beside it: journal {}, staging {}", mib(journal), mib(staging)),
+        result: format!(
+            "beside it: journal {}, staging {}, unlinked temporary files {}; all at once {}",
+            mib(journal),
+            mib(staging),
+            mib(unlinked),
+            mib(total)
+        ),
         target: "≤ bound + 8 MiB",
         met: Some(spool <= bound + SPOOL_SLACK),
     }
@@ -260,7 +269,7 @@ fn table(runs: &[Run]) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     println!(
         "  | round | to | wall | writing ended | peak RSS | CPU: cvarchive | Azurite | emulator | other work | \
-         machine busy | disk peak (journal; staging) | samples ≥ {} parts | cvarchive threads (CPU s) |",
+         machine busy | disk peak (journal; staging; unlinked) | samples ≥ {} parts | cvarchive threads (CPU s) |",
         IN_FLIGHT + 1
     );
     println!("  |---|---|---|---|---|---|---|---|---|---|---|---|---|");
@@ -272,7 +281,8 @@ fn table(runs: &[Run]) {
             Dest::Azurite(_) => format!("{}/{}", r.watched.samples_at, r.watched.samples),
         };
         println!(
-            "  | {} | {} | {:.2} s | {:.2} s | {} | {:.1} s | {:.1} s | {:.1} s | {:.1} s | {:.0} % | {} ({}; {}) | {at_limit} | {} |",
+            "  | {} | {} | {:.2} s | {:.2} s | {} | {:.1} s | {:.1} s | {:.1} s | {:.1} s | {:.0} % \
+             | {} ({}; {}; {}) | {at_limit} | {} |",
             r.round,
             r.dest.label(),
             r.seconds,
@@ -286,6 +296,7 @@ fn table(runs: &[Run]) {
             mib(r.watched.peak_total),
             mib(r.watched.peak_journal),
             mib(r.watched.peak_staging),
+            mib(r.watched.peak_unlinked),
             threads.join(", ")
         );
     }
@@ -342,7 +353,7 @@ async fn main() {
     note(format!(
         "figure 8: {PROJECTS} projects of generated images of about 256 bytes, {images} images, {rounds} rounds; \
          Azurite on the same disk and the same cores; disk = blocks allocated under the output (the spool folder \
-         for Azurite), journal and staging included, sampled every {} ms",
+         for Azurite), journal, staging and the export's unlinked temporary files included, sampled every {} ms",
         watch::EVERY.as_millis()
     ));
     table(&runs);

@@ -1,9 +1,10 @@
 //! Watching a running child from outside, for the benchmark of remote exports
 //! (`benches/remote.rs`): the local disk a folder takes (allocated blocks, so the holes punched
-//! into a sparse spool file do not count), split into the export's staging folders and the rest,
-//! and the writer's journals (`*.journal`) apart too, how long the biggest file there went on growing, and the CPU time of each of the child's
-//! threads by name; plus the CPU time of any process (`/proc/<pid>/stat`) and of this process's
-//! reaped children (`getrusage`).
+//! into a sparse spool file do not count), split into the export's staging folders, the writer's
+//! journals (`*.journal`) and the rest, and the files the child holds open unlinked; how long the
+//! biggest file there went on growing; and the CPU time of each of the child's threads by name.
+//! Plus the CPU time of any process (`/proc/<pid>/stat`), of this process and its reaped
+//! children (`getrusage`), and of the whole machine (`/proc/stat`).
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
@@ -28,6 +29,9 @@ pub struct Watched {
     pub peak_staging: u64,
     /// The most bytes allocated in the writer's journals at once.
     pub peak_journal: u64,
+    /// The most bytes allocated at once in files the child holds open but has unlinked (the
+    /// writer's index, the listings' id sets: temporary files, wherever they are).
+    pub peak_unlinked: u64,
     /// The most bytes allocated in the other files at once (the spool file and the upload's
     /// record; for a local export, the archive).
     pub peak_other: u64,
@@ -75,7 +79,9 @@ fn run(pid: u32, folder: &Path, busy_at: u64, trace: Option<PathBuf>, stop: &Ato
         let mut usage = Usage::default();
         usage.add(folder, false);
         w.samples += 1;
-        w.peak_total = w.peak_total.max(usage.staging + usage.journal + usage.other);
+        let unlinked = unlinked_of(pid);
+        w.peak_unlinked = w.peak_unlinked.max(unlinked);
+        w.peak_total = w.peak_total.max(usage.staging + usage.journal + usage.other + unlinked);
         w.peak_journal = w.peak_journal.max(usage.journal);
         w.peak_staging = w.peak_staging.max(usage.staging);
         w.peak_other = w.peak_other.max(usage.other);
@@ -138,6 +144,24 @@ impl Usage {
             }
         }
     }
+}
+
+/// Bytes allocated in the files process `pid` holds open that are unlinked.
+fn unlinked_of(pid: u32) -> u64 {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return 0 };
+    let mut seen = std::collections::HashSet::new();
+    let mut bytes = 0;
+    for fd in fds.flatten() {
+        let deleted = std::fs::read_link(fd.path()).is_ok_and(|t| t.to_string_lossy().ends_with(" (deleted)"));
+        // The link leads to the file itself, unlinked or not.
+        match std::fs::metadata(fd.path()) {
+            Ok(meta) if deleted && meta.is_file() && seen.insert((meta.dev(), meta.ino())) => {
+                bytes += meta.blocks() * 512
+            }
+            _ => {}
+        }
+    }
+    bytes
 }
 
 /// Updates `ticks` with the CPU time (user + system, in clock ticks) of every thread of `pid`.
