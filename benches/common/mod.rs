@@ -7,8 +7,10 @@
 
 #![allow(dead_code)]
 
+pub mod azurite;
 pub mod commands;
 pub mod peak;
+pub mod watch;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
