@@ -18,7 +18,10 @@
 //! being written when the journal is behind it (a project's listing, at most a few MB).
 //!
 //! **Memory.** A part is mapped from the spool file, not copied: the mapping's pages are the
-//! page cache's, which the kernel reclaims, so memory does not grow with the part size.
+//! page cache's, which the kernel can reclaim. They count in the process's resident memory while
+//! the part is sent, so parts go four at a time only while they are small: at most 64 MiB of
+//! parts are in flight, or one part when a part is larger (up to 2 GiB for a multi-terabyte
+//! archive).
 //!
 //! **Resuming.** Each accepted part is recorded in `<spool>.upload` (JSON lines: the upload's
 //! id, each part's id and the SHA-256 state after it, and how far the file was punched). After

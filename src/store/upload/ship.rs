@@ -15,6 +15,15 @@ use object_store::PutPayload;
 use super::{part_bounds, part_of, Line, Log, ResumableSha256, Shared, Shipped, UploadStats, IN_FLIGHT};
 use crate::store::{runtime, Error, RemoteUrl, Store};
 
+/// Bytes of parts in flight at most (at least one part): the parts are mapped from the spool
+/// file, and their pages count in the process's memory while they are sent.
+const IN_FLIGHT_BYTES: u64 = 64 << 20;
+
+/// How many parts of `size` bytes go at once: [`IN_FLIGHT`] small ones, fewer large ones.
+fn in_flight(size: u64) -> usize {
+    usize::try_from(IN_FLIGHT_BYTES / size.max(1)).unwrap_or(usize::MAX).clamp(1, IN_FLIGHT)
+}
+
 /// How long the thread sleeps when no part is ready and none has come back.
 const POLL: Duration = Duration::from_millis(20);
 
@@ -75,7 +84,8 @@ impl Shipper {
         let mut sending: VecDeque<(u64, String, Sending)> = VecDeque::new();
         let mut next = self.parts.len() as u64;
         loop {
-            while sending.front().is_some_and(|(_, _, h)| h.is_finished()) || sending.len() >= IN_FLIGHT {
+            let limit = in_flight(part_bounds(self.shared.base, next).1);
+            while sending.front().is_some_and(|(_, _, h)| h.is_finished()) || sending.len() >= limit {
                 let (index, sha, handle) = sending.pop_front().expect("one is there");
                 self.accept(index, sha, handle)?;
             }
@@ -196,5 +206,17 @@ impl Shipper {
         self.stats.parts = self.parts.len() as u64;
         let sha = std::mem::take(&mut self.sha);
         Ok(Shipped { sha256: sha.finish(), bytes: len, stats: self.stats })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_parts_go_fewer_at_once() {
+        assert_eq!(in_flight(8 << 20), IN_FLIGHT);
+        assert_eq!(in_flight(32 << 20), 2);
+        assert_eq!(in_flight(2 << 30), 1);
     }
 }
