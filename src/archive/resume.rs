@@ -17,8 +17,9 @@ use super::journal::{JournalLine, JournalReader, JournalWriter, WrittenEntry, JO
 use super::reader::RangeRead;
 use super::writer::{check_bag_name, index_dir, journal_path, lock, BagWriter};
 use super::zipconst::Compression;
+use super::zipdir::parse_descriptor;
 use super::zipdir::read_local_header;
-use super::zipwrite::{local_header_len, parse_descriptor, DESCRIPTOR_LEN};
+use super::zipwrite::{local_header_len, DESCRIPTOR_LEN};
 use super::Error;
 
 impl BagWriter {

@@ -1,8 +1,15 @@
 //! The zip format's numbers, named once for the reader ([`super::zipdir`]), the writer
 //! ([`super::zipwrite`]) and the journal: the record signatures, the fixed length of a local
-//! header, and the compression method numbers with their mapping to [`Compression`].
-//! Source: PKWARE APPNOTE.TXT 6.3.10, sections 4.3.7 to 4.3.16 and 4.4.5.
+//! header, the data descriptor's flag, signature and length, and the compression method numbers
+//! with their mapping to [`Compression`].
+//! Source: PKWARE APPNOTE.TXT 6.3.10, sections 4.3.7 to 4.3.16 (4.3.9: data descriptor) and 4.4.5.
 
+/// Bit 3: CRC-32 and sizes follow the data, in a data descriptor.
+pub const FLAG_DESCRIPTOR: u16 = 1 << 3;
+/// The data descriptor's signature (optional in the format, always written here).
+pub const DESCRIPTOR_SIG: u32 = 0x0807_4b50;
+/// A ZIP64 data descriptor's length: signature, CRC-32, two 8-byte sizes.
+pub const DESCRIPTOR_LEN: u64 = 24;
 /// Local file header signature (`PK\x03\x04`).
 pub const LOCAL_SIG: u32 = 0x0403_4b50;
 /// Central directory header signature (`PK\x01\x02`).

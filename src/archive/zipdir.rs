@@ -177,6 +177,7 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 }
 
 use super::input::ReadAt;
+use super::zipconst::{DESCRIPTOR_LEN, DESCRIPTOR_SIG};
 pub use crate::platform::{read_at, read_exact_at};
 
 /// Reads the directory of `file` (of length `len`), showing each entry to `visit` once. `Err`
@@ -447,4 +448,11 @@ fn scan_local_headers(
         records.push(offset);
         offset = end;
     }
+}
+
+/// Reads a data descriptor as the writer writes it (`zipwrite::data_descriptor`): `(crc32, compressed, size)`.
+pub fn parse_descriptor(bytes: &[u8; DESCRIPTOR_LEN as usize]) -> Option<(u32, u64, u64)> {
+    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+    let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+    (u32_at(0) == DESCRIPTOR_SIG).then(|| (u32_at(4), u64_at(8), u64_at(16)))
 }

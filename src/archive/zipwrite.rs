@@ -18,7 +18,11 @@ use crate::store::upload::Watcher;
 
 use sha2::{Digest, Sha256};
 
-use super::zipconst::{CENTRAL_SIG, EOCD_SIG, LOCAL_HEADER_LEN, LOCAL_SIG, ZIP64_EOCD_SIG, ZIP64_LOCATOR_SIG};
+pub(super) use super::zipconst::DESCRIPTOR_LEN;
+use super::zipconst::{
+    CENTRAL_SIG, DESCRIPTOR_SIG, EOCD_SIG, FLAG_DESCRIPTOR, LOCAL_HEADER_LEN, LOCAL_SIG, ZIP64_EOCD_SIG,
+    ZIP64_LOCATOR_SIG,
+};
 use crate::platform::{read_exact_at, write_all_at};
 
 /// Bit 11: names are UTF-8.
@@ -36,12 +40,6 @@ const MARK32: u32 = 0xFFFF_FFFF;
 const LOCAL_ZIP64_EXTRA: u16 = 20;
 /// Offset of the CRC-32 inside a local header.
 const LOCAL_CRC_AT: u64 = 14;
-/// Bit 3: CRC-32 and sizes follow the data, in a data descriptor.
-pub(super) const FLAG_DESCRIPTOR: u16 = 1 << 3;
-/// The data descriptor's signature (optional in the format, always written here).
-const DESCRIPTOR_SIG: u32 = 0x0807_4b50;
-/// A ZIP64 data descriptor's length: signature, CRC-32, two 8-byte sizes.
-pub(super) const DESCRIPTOR_LEN: u64 = 24;
 
 /// Where ZIP64 starts. The real limits are the format's; tests lower them to exercise ZIP64
 /// without writing 4 GiB.
@@ -89,13 +87,6 @@ pub(super) fn data_descriptor(out: &mut Vec<u8>, crc32: u32, compressed: u64, si
     put32(out, crc32);
     put64(out, compressed);
     put64(out, size);
-}
-
-/// Reads a data descriptor as [`data_descriptor`] writes it: `(crc32, compressed, size)`.
-pub(super) fn parse_descriptor(bytes: &[u8; DESCRIPTOR_LEN as usize]) -> Option<(u32, u64, u64)> {
-    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
-    let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
-    (u32_at(0) == DESCRIPTOR_SIG).then(|| (u32_at(4), u64_at(8), u64_at(16)))
 }
 
 /// The length of a local header for a name of `name_len` bytes.

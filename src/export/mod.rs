@@ -32,7 +32,7 @@ use uuid::Uuid;
 
 use crate::api::model::Project;
 use crate::api::{self, Client, RetryKind};
-use crate::archive::{self, digest, layout, BagInfo, BagSummary, BagWriter};
+use crate::archive::{self, layout, BagInfo, BagSummary, BagWriter};
 use crate::progress::{Event, Phase, Progress};
 use account::{AccountFile, AccountOptions, AccountProject, AccountSource, AccountTool, Missing};
 pub use sink::SinkError;
@@ -311,14 +311,14 @@ pub async fn export(
     let (sha256, archive_bytes) = match (sha256, bag.archive_sha256) {
         (Some(sha), _) => (sha, archive_bytes),
         (None, Some(sha)) => (hex::encode(sha), bag.archive_bytes),
-        (None, None) => {
-            hash_archive(&partial).await.map_err(|e| stopped(Error::Output { path: partial.clone(), source: e }))?
-        }
+        (None, None) => output::hash_archive(&partial)
+            .await
+            .map_err(|e| stopped(Error::Output { path: partial.clone(), source: e }))?,
     };
     let path = match &opts.upload {
         Some(target) => PathBuf::from(target.url.to_string()),
         None => {
-            publish(&partial, &opts.out, opts.force).map_err(stopped)?;
+            output::publish(&partial, &opts.out, opts.force).map_err(stopped)?;
             opts.out.clone()
         }
     };
@@ -588,22 +588,4 @@ async fn resolve_projects(client: &Client, ids: &[Uuid]) -> Result<Vec<Project>,
         }
     }
     Ok(projects)
-}
-
-/// SHA-256 and size of the finished archive, hashed by [`digest::hash_file`] off the async threads.
-async fn hash_archive(path: &Path) -> std::io::Result<(String, u64)> {
-    let path = path.to_path_buf();
-    tokio::task::spawn_blocking(move || digest::hash_file(&std::fs::File::open(&path)?))
-        .await
-        .map_err(std::io::Error::other)?
-}
-
-/// Moves the finished archive to its final name, atomically, and makes the rename durable.
-fn publish(partial: &Path, out: &Path, force: bool) -> Result<(), Error> {
-    if crate::sidefile::occupied(out) && !force {
-        return Err(Error::Exists(out.to_path_buf()));
-    }
-    let failed = |source| Error::Output { path: out.to_path_buf(), source };
-    std::fs::rename(partial, out).map_err(failed)?;
-    crate::platform::sync_parent(out).map_err(failed)
 }

@@ -1,4 +1,4 @@
-//! Where the finished archive goes: renamed into place beside `--out` (a local archive), or
+//! Where the finished archive goes (and its hash, when the writer could not take it): renamed into place beside `--out` (a local archive), or
 //! committed in a store (an archive uploaded while it was written, see `store::upload`). For a
 //! remote archive, `opts.out` is a file in the spool folder: the writer writes its partial file
 //! and journal there, and every temporary file of the export goes there too.
@@ -57,4 +57,22 @@ pub(super) async fn abandon_upload(upload: Option<Upload>) {
     if let Some(upload) = upload {
         let _ = tokio::task::spawn_blocking(move || upload.abandon()).await;
     }
+}
+
+/// SHA-256 and size of the finished archive, hashed by [`crate::archive::digest::hash_file`] off the async threads.
+pub(super) async fn hash_archive(path: &Path) -> std::io::Result<(String, u64)> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || crate::archive::digest::hash_file(&std::fs::File::open(&path)?))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+/// Moves the finished archive to its final name, atomically, and makes the rename durable.
+pub(super) fn publish(partial: &Path, out: &Path, force: bool) -> Result<(), Error> {
+    if crate::sidefile::occupied(out) && !force {
+        return Err(Error::Exists(out.to_path_buf()));
+    }
+    let failed = |source| Error::Output { path: out.to_path_buf(), source };
+    std::fs::rename(partial, out).map_err(failed)?;
+    crate::platform::sync_parent(out).map_err(failed)
 }
