@@ -104,14 +104,30 @@ impl Error {
         }
     }
 
-    /// As an `io::Error` (for readers that speak `io`), keeping the message.
+    /// As an `io::Error` (for readers that speak `io`, whose error names the archive already):
+    /// the message without the address.
     pub fn into_io(self) -> std::io::Error {
         let kind = match self {
             Error::NotFound { .. } => std::io::ErrorKind::NotFound,
             Error::Refused { .. } => std::io::ErrorKind::PermissionDenied,
             _ => std::io::ErrorKind::Other,
         };
-        std::io::Error::new(kind, self)
+        let text = self.to_string();
+        let url = match &self {
+            Error::BadUrl { url, .. }
+            | Error::NoCredential { url, .. }
+            | Error::BadCredential { url, .. }
+            | Error::NotFound { url, .. }
+            | Error::Refused { url, .. }
+            | Error::Changed { url, .. }
+            | Error::Store { url, .. } => url.as_str(),
+        };
+        // "X does not exist (...)" -> "does not exist (...)"; "... for X: ..." -> "...: ...".
+        let short = match text.strip_prefix(url) {
+            Some(rest) => rest.trim_start_matches([':', ' ']).to_string(),
+            None => text.replacen(&format!(" for {url}"), "", 1),
+        };
+        std::io::Error::new(kind, short)
     }
 }
 
