@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use cvarchive::emulator::{self, AccountSpec, Emulator, EmulatorOptions, FaultConfig};
+use cvarchive::emulator::Emulator;
 use cvarchive::store::upload::IN_FLIGHT;
 use sha2::{Digest, Sha256};
 
@@ -24,15 +24,7 @@ const CONTAINER: &str = "backups";
 const ACCOUNT: &str = "projects=2,images=1200,seed=1701,size=8192";
 
 /// An emulator holding the generated account `spec`, each image download delayed by `blob_ms`.
-pub(crate) async fn account(spec: &str, blob_ms: u64) -> Emulator {
-    let faults = FaultConfig { blob_latency: Duration::from_millis(blob_ms), ..FaultConfig::default() };
-    let opts = EmulatorOptions {
-        account: AccountSpec::Generated(spec.parse().unwrap()),
-        faults,
-        ..EmulatorOptions::default()
-    };
-    emulator::start("127.0.0.1:0".parse().unwrap(), opts).await.unwrap()
-}
+pub(crate) use crate::resume::slow_emulator as account;
 
 /// `cvarchive export` of `emu` to `out` with `--json`, the spool in `spool`, parts of
 /// `part_mib`, and only `env` as the store's environment (the caller's `AZURE_*` and `AWS_*`

@@ -14,7 +14,8 @@ use uuid::Uuid;
 
 use crate::support::*;
 
-async fn slow_emulator(spec: &str, blob_ms: u64) -> Emulator {
+/// An emulator holding the generated account `spec`, each image download delayed by `blob_ms`.
+pub(crate) async fn slow_emulator(spec: &str, blob_ms: u64) -> Emulator {
     let faults = FaultConfig { blob_latency: Duration::from_millis(blob_ms), ..FaultConfig::default() };
     let opts = EmulatorOptions {
         account: AccountSpec::Generated(spec.parse().unwrap()),
