@@ -220,12 +220,6 @@ impl RemoteUrl {
     pub(crate) fn object_path(&self) -> object_store::path::Path {
         object_store::path::Path::from(self.key.as_str())
     }
-
-    /// The same address with another object name in the same container (`--base` beside
-    /// `--out`, say).
-    pub fn with_key(&self, key: &str) -> RemoteUrl {
-        RemoteUrl { key: key.to_string(), ..self.clone() }
-    }
 }
 
 impl fmt::Display for RemoteUrl {
